@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds every crate under plugins/ into a WASI preview 2 component.
+#
+#   scripts/build-plugins.sh [--out DIR]
+#
+# Components land in DIR (default: target/plugins/<name>.wasm). The guest
+# compiler is Debian's rustc-web (installed by scripts/install-deps.sh), with
+# std built from source for wasm32-wasip2; its target dir (target/guest) is
+# kept apart from the host's because the compilers differ. Builds are
+# reproducible: paths are remapped and nothing time-dependent is embedded, so
+# the same sources give the same bytes (and so the same sha256) anywhere.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$root/target/plugins"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    *) echo "usage: $0 [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+
+guest_target="${PICTOR_GUEST_TARGET_DIR:-$root/target/guest}"
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_WASM32_WASIP2_LINKER=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld
+export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C link-self-contained=no \
+ -C link-arg=--wasm-ld-path=/usr/bin/wasm-ld-22 -C link-arg=-L/usr/lib/wasm32-wasi \
+ -C link-arg=/usr/lib/wasm32-wasi/crt1-reactor.o \
+ --remap-path-prefix=$root=/pictor --remap-path-prefix=$cargo_home=/cargo"
+export SOURCE_DATE_EPOCH=0
+
+packages=()
+for manifest in "$root"/plugins/*/Cargo.toml; do
+  packages+=(-p "$(basename "$(dirname "$manifest")")")
+done
+
+echo "==> building $(( ${#packages[@]} / 2 )) plugin(s) for wasm32-wasip2"
+(cd "$root" && /usr/bin/cargo build --quiet --release --target wasm32-wasip2 \
+    -Zbuild-std=std,panic_abort --target-dir "$guest_target" "${packages[@]}")
+
+mkdir -p "$out"
+for manifest in "$root"/plugins/*/Cargo.toml; do
+  name="$(basename "$(dirname "$manifest")")"
+  cp "$guest_target/wasm32-wasip2/release/${name//-/_}.wasm" "$out/$name.wasm"
+  echo "    $out/$name.wasm  $(sha256sum "$out/$name.wasm" | cut -c1-16)…"
+done
