@@ -29,6 +29,9 @@ export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C link-self-contained=no \
  -C link-arg=--wasm-ld-path=/usr/bin/wasm-ld-22 -C link-arg=-L/usr/lib/wasm32-wasi \
  -C link-arg=/usr/lib/wasm32-wasi/crt1-reactor.o \
  --remap-path-prefix=$root=/pictor --remap-path-prefix=$cargo_home=/cargo"
+# Plugins ship over the network: no DWARF (the name section stays, so
+# backtraces still name functions).
+export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 export SOURCE_DATE_EPOCH=0
 
 packages=()

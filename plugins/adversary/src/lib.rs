@@ -20,7 +20,7 @@
 //! | `read-passwd` | reads `/etc/passwd` and `/input/../../../../etc/passwd` |
 //! | `output-symlink` | plants `/output/leak` → `target` for the host to follow |
 //! | `output-bomb` | writes 1 MiB chunks to `/output` until it is stopped |
-//! | `stdout-flood` | prints 64 MiB to stdout, then succeeds |
+//! | `stdout-flood` | prints 8 MiB to stdout, then succeeds |
 
 // Planting a symlink needs `std::os::wasi::fs::symlink_path`, still unstable;
 // the guest build runs with RUSTC_BOOTSTRAP=1, so this test plugin may use it.
@@ -88,7 +88,7 @@ impl Plugin for Adversary {
             "stdout-flood" => {
                 let line = "x".repeat(1023);
                 let mut out = std::io::stdout().lock();
-                for _ in 0..(64 << 10) {
+                for _ in 0..(8 << 10) {
                     let _ = writeln!(out, "{line}");
                 }
                 Ok(Summary::new("flooded stdout"))

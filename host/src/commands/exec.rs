@@ -1,0 +1,193 @@
+//! `pictor-host exec`: run one job locally, the way a plugin author tests a
+//! plugin before shipping it.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use pictor_host::capabilities::checkpoint::CheckpointStore;
+use pictor_host::capabilities::progress::Progress;
+use pictor_host::jobs::limits::JobLimits;
+use pictor_host::jobs::outcome::JobOutcome;
+use pictor_host::jobs::runner::{JobRun, run_job};
+use pictor_host::jobs::sandbox::JobDirs;
+use pictor_host::jobs::spec::JobSpec;
+use pictor_host::runtime::CodeSource;
+use pictor_host::runtime::control::{Interruption, JobControl};
+use tokio::sync::watch;
+
+use super::{CacheArgs, EXIT_JOB_FAILED, read_plugin};
+
+/// How long a cancelled job may take to stop by itself before it is killed.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// Run one job locally.
+#[derive(Args)]
+pub struct ExecCommand {
+    /// The plugin component (`.wasm`).
+    #[arg(long, value_name = "P.wasm")]
+    plugin: PathBuf,
+    /// The job spec (JSON, see docs/job-spec.md).
+    #[arg(long, value_name = "job.json")]
+    job: PathBuf,
+    /// Folder shown to the plugin as /input (read-only) [default: an empty folder].
+    #[arg(long, value_name = "DIR")]
+    input: Option<PathBuf>,
+    /// Folder for the outputs; created, must be empty [default: pictor-output/<job id>].
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Wall-clock limit in seconds (overrides the job's `limits.timeout_s`).
+    #[arg(long, value_name = "S")]
+    timeout: Option<f64>,
+    /// Memory limit in MiB (overrides the job's `limits.memory_mib`).
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u64>,
+    /// Keep the job's checkpoint in this file (loaded on start, if present).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+impl ExecCommand {
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let mut spec = JobSpec::from_file(&self.job)?;
+        if let Some(t) = self.timeout {
+            spec.limits.timeout_s = Some(t);
+        }
+        if let Some(m) = self.memory {
+            spec.limits.memory_mib = Some(m);
+        }
+        spec.limits.validate().map_err(|e| anyhow::anyhow!("invalid option: {e}"))?;
+        let limits = JobLimits::default().with(&spec.limits);
+        let bytes = read_plugin(&self.plugin)?;
+
+        let empty_input;
+        let input = match &self.input {
+            Some(dir) => dir.clone(),
+            None => {
+                empty_input = tempfile::tempdir().context("cannot create an empty input folder")?;
+                empty_input.path().to_path_buf()
+            }
+        };
+        let output = self.output.clone().unwrap_or_else(|| Path::new("pictor-output").join(&spec.id));
+        let dirs = JobDirs::prepare(&input, &output)?;
+
+        let runtime = self.cache.runtime()?;
+        let plugin = runtime.load(&bytes)?;
+        let code = match plugin.source {
+            CodeSource::Compiled(t) => format!("compiled in {} ms", t.as_millis()),
+            CodeSource::Cached(t) => format!("loaded from cache in {:.1} ms", t.as_secs_f64() * 1e3),
+        };
+        if !self.json {
+            eprintln!("job {} ({}) · plugin {} · {code}", spec.id, spec.kind, plugin.digest);
+        }
+
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let outcome = tokio.block_on(async {
+            let control = Arc::new(JobControl::default());
+            let (progress_tx, progress_rx) = watch::channel(Progress::default());
+            let watcher = tokio::spawn(cancel_on_signal(Arc::clone(&control)));
+            let bar = (!self.json && std::io::stderr().is_terminal()).then(|| tokio::spawn(show_progress(progress_rx)));
+            let run = JobRun {
+                spec: &spec,
+                dirs: &dirs,
+                limits,
+                attempt: 0,
+                checkpoint: match &self.checkpoint {
+                    Some(path) => CheckpointStore::File(path.clone()),
+                    None => CheckpointStore::Memory(None),
+                },
+                control,
+                progress: progress_tx,
+            };
+            let outcome = run_job(&plugin, run).await;
+            watcher.abort();
+            if let Some(bar) = bar {
+                bar.abort();
+                eprint!("\r\x1b[2K");
+            }
+            outcome
+        });
+
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+        } else {
+            print_outcome(&outcome, &dirs.output);
+        }
+        Ok(if outcome.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_JOB_FAILED) })
+    }
+}
+
+fn print_outcome(outcome: &JobOutcome, output_dir: &Path) {
+    match (&outcome.success, &outcome.failure) {
+        (Some(success), _) => {
+            println!("succeeded in {:.3} s: {}", outcome.duration_s, success.message);
+            for (name, value) in &success.metrics {
+                println!("  {name} = {value}");
+            }
+        }
+        (None, Some(failure)) => {
+            eprintln!("error: job {} failed after {:.3} s: {}", outcome.job_id, outcome.duration_s, failure.message);
+            if let Some(detail) = &failure.detail {
+                eprintln!("{detail}");
+            }
+        }
+        (None, None) => {}
+    }
+    if !outcome.outputs.is_empty() {
+        println!("outputs in {}:", output_dir.display());
+        for file in &outcome.outputs {
+            println!("  {}  {:>10} B  {}", file.sha256, file.size, file.path);
+        }
+    }
+}
+
+/// On Ctrl-C or SIGTERM: ask the plugin to stop, and kill it after the grace period.
+async fn cancel_on_signal(control: Arc<JobControl>) {
+    wait_for_signal().await;
+    eprintln!("\ncancelling: the plugin has {} s to stop", CANCEL_GRACE.as_secs());
+    control.request_cancel();
+    tokio::select! {
+        () = tokio::time::sleep(CANCEL_GRACE) => control.stop(Interruption::Cancelled),
+        () = wait_for_signal() => control.stop(Interruption::Cancelled),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A live progress bar on stderr (terminals only).
+async fn show_progress(mut rx: watch::Receiver<Progress>) {
+    while rx.changed().await.is_ok() {
+        let p = rx.borrow_and_update().clone();
+        let filled = (p.fraction * 30.0).round() as usize;
+        eprint!("\r\x1b[2K[{}{}] {:>3.0}% {}", "#".repeat(filled), "-".repeat(30 - filled), p.fraction * 100.0, p.message);
+        let _ = std::io::stderr().flush();
+    }
+}
+

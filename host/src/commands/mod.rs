@@ -1,0 +1,77 @@
+//! One module per subcommand; each is a clap struct with `execute()`.
+
+mod exec;
+mod plugin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pictor_host::runtime::{Runtime, RuntimeConfig};
+
+use crate::logging::LogFormat;
+
+/// Exit code of a job that ran and failed.
+pub const EXIT_JOB_FAILED: u8 = 1;
+/// Exit code of bad input: a missing file, an invalid spec or plugin.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Pictor worker node: runs GPU compute jobs as sandboxed WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "pictor-host", version, about)]
+pub struct Cli {
+    /// Log format on stderr (filter with PICTOR_LOG, e.g. `debug` or `warn,plugin=info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run one job locally with a plugin, and print its outputs.
+    Exec(exec::ExecCommand),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+impl Command {
+    /// Runs the subcommand; `Err` is a usage error (exit code 2).
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Exec(c) => c.execute(),
+            Command::Plugin(c) => c.execute(),
+        }
+    }
+}
+
+/// Where compiled components are cached.
+#[derive(clap::Args)]
+pub struct CacheArgs {
+    /// Folder of the compiled-component cache [default: ~/.cache/pictor/components].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the plugin every time; do not read or write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// Starts the runtime with this cache choice.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(RuntimeConfig::default_cache_dir)
+        };
+        Ok(Runtime::new(&RuntimeConfig { cache_dir })?)
+    }
+}
+
+/// Reads a plugin file, naming it in the error.
+pub fn read_plugin(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read plugin {}: {e}", path.display()))
+}

@@ -1,0 +1,122 @@
+//! The bounds every job runs under.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+
+/// Limits a job may set in its spec (`limits` object); each absent field
+/// falls back to the host's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Wall-clock limit in seconds.
+    pub timeout_s: Option<f64>,
+    /// Linear memory limit in MiB.
+    pub memory_mib: Option<u64>,
+    /// Total size of `/output` in MiB.
+    pub output_mib: Option<u64>,
+    /// Number of files and folders in `/output`.
+    pub output_files: Option<u64>,
+    /// Checkpoint size in MiB.
+    pub checkpoint_mib: Option<u64>,
+}
+
+/// The resolved limits of one job run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobLimits {
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Linear memory limit, all of the plugin's memories together.
+    pub memory_bytes: u64,
+    /// Total bytes the plugin may write to `/output` (apparent file sizes).
+    pub output_bytes: u64,
+    /// Files and folders the plugin may create in `/output`.
+    pub output_files: u64,
+    /// Largest checkpoint.
+    pub checkpoint_bytes: u64,
+    /// Bytes of stdout and of stderr logged per job (the rest is dropped).
+    pub log_bytes: u64,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits {
+            timeout: Duration::from_secs(3600),
+            memory_bytes: 2048 * MIB,
+            output_bytes: 2048 * MIB,
+            output_files: 10_000,
+            checkpoint_bytes: 256 * MIB,
+            log_bytes: MIB,
+        }
+    }
+}
+
+impl JobLimits {
+    /// These limits with `overrides` applied.
+    pub fn with(mut self, overrides: &LimitOverrides) -> Self {
+        if let Some(s) = overrides.timeout_s {
+            self.timeout = Duration::from_secs_f64(s);
+        }
+        if let Some(m) = overrides.memory_mib {
+            self.memory_bytes = m * MIB;
+        }
+        if let Some(m) = overrides.output_mib {
+            self.output_bytes = m * MIB;
+        }
+        if let Some(n) = overrides.output_files {
+            self.output_files = n;
+        }
+        if let Some(m) = overrides.checkpoint_mib {
+            self.checkpoint_bytes = m * MIB;
+        }
+        self
+    }
+}
+
+impl LimitOverrides {
+    /// Checks each given value is in range; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(s) = self.timeout_s
+            && !(s.is_finite() && s > 0.0 && s <= 7.0 * 86400.0)
+        {
+            return Err(format!("limits.timeout_s must be between 0 and 604800 seconds, got {s}"));
+        }
+        let ranges = [
+            ("memory_mib", self.memory_mib, 1, 64 * 1024),
+            ("output_mib", self.output_mib, 1, 1024 * 1024),
+            ("output_files", self.output_files, 1, 10_000_000),
+            ("checkpoint_mib", self.checkpoint_mib, 1, 64 * 1024),
+        ];
+        for (name, value, min, max) in ranges {
+            if let Some(v) = value
+                && !(min..=max).contains(&v)
+            {
+                return Err(format!("limits.{name} must be between {min} and {max}, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_out_of_range_values_name_the_field() {
+        let o = LimitOverrides { timeout_s: Some(2.5), memory_mib: Some(64), ..Default::default() };
+        assert_eq!(o.validate(), Ok(()));
+        let l = JobLimits::default().with(&o);
+        assert_eq!(l.timeout, Duration::from_millis(2500));
+        assert_eq!(l.memory_bytes, 64 * MIB);
+        assert_eq!(l.output_files, JobLimits::default().output_files);
+
+        let bad = LimitOverrides { memory_mib: Some(0), ..Default::default() };
+        assert!(bad.validate().unwrap_err().contains("limits.memory_mib"));
+        let bad = LimitOverrides { timeout_s: Some(f64::NAN), ..Default::default() };
+        assert!(bad.validate().unwrap_err().contains("limits.timeout_s"));
+    }
+}

@@ -1,0 +1,305 @@
+//! Runs one job in a fresh store and turns whatever happens into a
+//! [`JobOutcome`]: the plugin's answer, a trap, a timeout, a quota breach.
+//!
+//! The plugin is stopped, whichever comes first, when: its wall-clock limit
+//! passes, its memory would grow past its limit, `/output` grows past its
+//! quota (checked every [`OUTPUT_CHECK_INTERVAL`]), or someone calls
+//! [`JobControl::stop`]. Running wasm is interrupted at the next epoch tick;
+//! a plugin blocked in a host call (a WASI sleep, say) is dropped at once.
+//! The store, and every resource the job created, is freed on return.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::Instrument;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::capabilities::checkpoint::{CheckpointState, CheckpointStore};
+use crate::capabilities::progress::{Progress, ProgressState};
+use crate::jobs::limits::JobLimits;
+use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
+use crate::jobs::sandbox::{self, JobDirs};
+use crate::jobs::spec::JobSpec;
+use crate::runtime::LoadedPlugin;
+use crate::runtime::bindings::{JobInfo, JobSummary};
+use crate::runtime::control::{Interruption, JobControl};
+use crate::runtime::stdio::{CapturedOutput, StreamName};
+use crate::runtime::store::{JobLimiter, StoreState};
+
+/// How often `/output` is measured while the job runs.
+pub const OUTPUT_CHECK_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Everything a run needs besides the plugin.
+pub struct JobRun<'a> {
+    /// The job.
+    pub spec: &'a JobSpec,
+    /// Its folders.
+    pub dirs: &'a JobDirs,
+    /// Its resolved limits.
+    pub limits: JobLimits,
+    /// Which attempt this is (0 first).
+    pub attempt: u32,
+    /// Where its checkpoint lives.
+    pub checkpoint: CheckpointStore,
+    /// Cancel / stop handle, shared with whoever may stop the job.
+    pub control: Arc<JobControl>,
+    /// Receives each progress report.
+    pub progress: watch::Sender<Progress>,
+}
+
+/// Runs `run.spec` with `plugin` to its end, however it ends.
+pub async fn run_job(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
+    let span = tracing::info_span!("job", id = %run.spec.id, kind = %run.spec.kind);
+    run_job_inner(plugin, run).instrument(span).await
+}
+
+async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
+    let JobRun { spec, dirs, limits, attempt, checkpoint, control, progress } = run;
+    tracing::info!(plugin = %plugin.digest, attempt, "job started");
+    let stdout = CapturedOutput::new(StreamName::Stdout, &spec.id, limits.log_bytes);
+    let stderr = CapturedOutput::new(StreamName::Stderr, &spec.id, limits.log_bytes);
+    let progress_rx = progress.subscribe();
+
+    let started = Instant::now();
+    let (result, checkpoints_saved) =
+        match new_store(plugin, spec, dirs, &limits, checkpoint, &control, progress, &stdout, &stderr) {
+            Ok(mut store) => {
+                let result = call_plugin(plugin, &mut store, spec, attempt, &limits, &control, dirs).await;
+                (result, store.data().checkpoint.saves())
+            }
+            Err(failure) => (Err(failure), 0),
+        };
+    let duration = started.elapsed();
+    stdout.finish();
+    stderr.finish();
+
+    let result = result.map_err(|failure| match failure.kind {
+        FailureKind::Trap | FailureKind::Failed => failure_with_stderr(failure, &stderr),
+        _ => failure,
+    });
+
+    // Outputs are checked whatever happened: a bad entry fails an otherwise
+    // successful job, and partial outputs of a failed job are still listed.
+    let collected = {
+        let (dir, limits) = (dirs.output.clone(), limits.clone());
+        tokio::task::spawn_blocking(move || sandbox::collect_outputs(&dir, &limits)).await
+    };
+    let (outputs, result) = match collected {
+        Ok(Ok(outputs)) => (outputs, result),
+        Ok(Err(error)) => {
+            let kind = match error {
+                sandbox::SandboxError::Quota(_) => FailureKind::OutputQuota,
+                sandbox::SandboxError::NotRegular(_) => FailureKind::BadOutput,
+                _ => FailureKind::Sandbox,
+            };
+            let result = match result {
+                Ok(_) => Err(JobFailure::new(kind, error.to_string())),
+                Err(earlier) => {
+                    tracing::warn!(%error, "outputs of the failed job not collected");
+                    Err(earlier)
+                }
+            };
+            (Vec::new(), result)
+        }
+        Err(join) => (Vec::new(), Err(JobFailure::new(FailureKind::Sandbox, format!("output scan failed: {join}")))),
+    };
+
+    let (success, failure) = match result {
+        Ok(summary) => (
+            Some(JobSuccess {
+                message: summary.message,
+                metrics: summary.metrics.into_iter().map(|m| (m.name, m.value)).collect(),
+            }),
+            None,
+        ),
+        Err(failure) => (None, Some(failure)),
+    };
+    match &failure {
+        None => tracing::info!(secs = duration.as_secs_f64(), outputs = outputs.len(), "job succeeded"),
+        Some(f) => tracing::warn!(secs = duration.as_secs_f64(), kind = ?f.kind, reason = %f.message, "job failed"),
+    }
+    let last_progress = progress_rx.borrow().clone();
+    JobOutcome {
+        job_id: spec.id.clone(),
+        kind: spec.kind.clone(),
+        plugin: plugin.digest,
+        attempt,
+        status: if failure.is_none() { "succeeded" } else { "failed" },
+        success,
+        failure,
+        duration_s: duration.as_secs_f64(),
+        outputs,
+        progress: last_progress.into(),
+        checkpoints_saved,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_store(
+    plugin: &LoadedPlugin,
+    spec: &JobSpec,
+    dirs: &JobDirs,
+    limits: &JobLimits,
+    checkpoint: CheckpointStore,
+    control: &Arc<JobControl>,
+    progress: watch::Sender<Progress>,
+    stdout: &CapturedOutput,
+    stderr: &CapturedOutput,
+) -> Result<Store<StoreState>, JobFailure> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .insecure_random_seed(u128::from(spec.seed));
+    let sandbox_err = |e: wasmtime::Error| JobFailure::new(FailureKind::Sandbox, format!("cannot preopen job folder: {e:#}"));
+    wasi.preopened_dir(&dirs.input, "/input", FsPerms::ReadOnly).map_err(sandbox_err)?;
+    wasi.preopened_dir(&dirs.output, "/output", FsPerms::ReadWrite).map_err(sandbox_err)?;
+
+    let state = StoreState {
+        wasi: wasi.build(),
+        table: Default::default(),
+        limiter: JobLimiter::new(limits.memory_bytes, Arc::clone(control)),
+        progress: ProgressState::new(Arc::clone(control), progress),
+        checkpoint: CheckpointState::new(checkpoint, limits.checkpoint_bytes),
+    };
+    let mut store = Store::new(plugin.component.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+
+    let deadline = Instant::now() + limits.timeout;
+    let timeout = limits.timeout;
+    let control = Arc::clone(control);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if let Some(reason) = control.stop_reason() {
+            return Err(wasmtime::Error::new(reason.clone()));
+        }
+        if Instant::now() >= deadline {
+            let reason = Interruption::TimedOut(timeout);
+            control.stop(reason.clone());
+            return Err(wasmtime::Error::new(reason));
+        }
+        // Yield every tick so other tasks (and the stop watchers) run.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    Ok(store)
+}
+
+async fn call_plugin(
+    plugin: &LoadedPlugin,
+    store: &mut Store<StoreState>,
+    spec: &JobSpec,
+    attempt: u32,
+    limits: &JobLimits,
+    control: &Arc<JobControl>,
+    dirs: &JobDirs,
+) -> Result<JobSummary, JobFailure> {
+    let info = JobInfo {
+        id: spec.id.clone(),
+        kind: spec.kind.clone(),
+        params: spec.params_json(),
+        attempt,
+        seed: spec.seed,
+    };
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let monitor = tokio::spawn(watch_output(dirs.output.clone(), limits.clone(), Arc::clone(control)));
+
+    let call = async {
+        let job = plugin.pre.instantiate_async(&mut *store).await.map_err(|e| (true, e))?;
+        job.call_run(&mut *store, &info).await.map_err(|e| (false, e))
+    };
+    let result = tokio::select! {
+        result = call => result,
+        reason = control.stopped() => Err((false, wasmtime::Error::new(reason))),
+        () = tokio::time::sleep_until(deadline) => {
+            control.stop(Interruption::TimedOut(limits.timeout));
+            Err((false, wasmtime::Error::new(Interruption::TimedOut(limits.timeout))))
+        }
+    };
+    monitor.abort();
+
+    match result {
+        Ok(Ok(summary)) => Ok(summary),
+        Ok(Err(error)) => Err(JobFailure::from_plugin(error)),
+        Err((instantiating, error)) => Err(classify(instantiating, &error, control)),
+    }
+}
+
+/// Turns a wasmtime error into the job's failure.
+fn classify(instantiating: bool, error: &wasmtime::Error, control: &JobControl) -> JobFailure {
+    if let Some(reason) = control.stop_reason().or_else(|| error.downcast_ref::<Interruption>()) {
+        return JobFailure::from_interruption(reason);
+    }
+    let wasm_backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
+    let backtrace = wasm_backtrace.map(|bt| bt.to_string());
+    let message = if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        format!("plugin called exit({}) instead of returning from run", exit.0)
+    } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        match wasm_backtrace.and_then(runaway_recursion) {
+            Some(hint) => format!("plugin trapped: {trap} ({hint})"),
+            None => format!("plugin trapped: {trap}"),
+        }
+    } else if instantiating {
+        return JobFailure::new(FailureKind::Instantiate, format!("plugin could not start: {error:#}"))
+            .with_detail(backtrace);
+    } else {
+        format!("plugin trapped: {error:#}")
+    };
+    JobFailure::new(FailureKind::Trap, message).with_detail(backtrace)
+}
+
+/// A hint when every captured frame of a trap's backtrace (wasmtime keeps
+/// the innermost 20) is the same function: Rust and C guests keep their
+/// stack in linear memory, so running out of it shows up as an
+/// out-of-bounds access rather than a wasm stack overflow.
+fn runaway_recursion(backtrace: &wasmtime::WasmBacktrace) -> Option<String> {
+    let frames = backtrace.frames();
+    let name = frames.first()?.func_name()?;
+    let recursive = frames.len() >= 16 && frames.iter().all(|f| f.func_name() == Some(name));
+    let name = format!("{:#}", rustc_demangle::demangle(name));
+    recursive.then(|| format!("likely a stack overflow: runaway recursion in `{name}`"))
+}
+
+/// Adds the end of the plugin's stderr to a failure; a Rust panic message
+/// found there becomes the failure's one-line message.
+fn failure_with_stderr(mut failure: JobFailure, stderr: &CapturedOutput) -> JobFailure {
+    let tail = stderr.tail();
+    if tail.is_empty() {
+        return failure;
+    }
+    if failure.kind == FailureKind::Trap
+        && let Some(at) = tail.rfind("panicked at ")
+    {
+        let panic: Vec<&str> = tail[at..].lines().map(str::trim).filter(|l| !l.is_empty()).take(2).collect();
+        if !panic.is_empty() {
+            failure.message = format!("plugin {}", panic.join(" "));
+        }
+    }
+    let detail = match failure.detail.take() {
+        Some(d) => format!("{d}\nplugin stderr (end):\n{tail}"),
+        None => format!("plugin stderr (end):\n{tail}"),
+    };
+    failure.with_detail(Some(detail))
+}
+
+/// Measures `/output` every [`OUTPUT_CHECK_INTERVAL`]; stops the job when it
+/// goes over its quota.
+async fn watch_output(dir: std::path::PathBuf, limits: JobLimits, control: Arc<JobControl>) {
+    let mut tick = tokio::time::interval(OUTPUT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (d, l) = (dir.clone(), limits.clone());
+        let Ok(Ok(usage)) = tokio::task::spawn_blocking(move || sandbox::usage(&d, &l)).await else {
+            continue;
+        };
+        if let Some(what) = usage.over(&limits) {
+            tracing::warn!(%what, "stopping job: output quota exceeded");
+            control.stop(Interruption::OutputQuota { what });
+            return;
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! # pictor-host
+//!
+//! The worker node of the Pictor GPU compute network. It runs each job as
+//! a sandboxed WebAssembly component (a *plugin*) with wasmtime, giving it
+//! only a read-only `/input`, a writable `/output` and the host capabilities
+//! of the `pictor:plugin` WIT package, each bounded by the job's limits.
+//!
+//! Module map (see `docs/architecture.md`):
+//! - [`runtime`]: engine, epoch ticker, compiled-component cache, linker,
+//!   store state, stdout/stderr capture, plugin inspection;
+//! - [`capabilities`]: host side of each `pictor:plugin` interface;
+//! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
+//! - [`digest`]: sha256 identities of plugins, inputs and outputs.
+
+pub mod capabilities;
+pub mod digest;
+pub mod jobs;
+pub mod runtime;

@@ -1,0 +1,90 @@
+//! The linker every job plugin is instantiated with: exactly the WASI
+//! preview 2 interfaces a job may use, plus the `pictor:plugin` capabilities.
+//!
+//! Not linked, so a plugin importing them is refused at load time with the
+//! interface's name: `wasi:sockets/*` (jobs get no network) and anything
+//! else not listed in [`GRANTED_INTERFACES`].
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+use crate::capabilities;
+use crate::runtime::store::StoreState;
+
+/// Interfaces (without version) a job plugin may import.
+pub const GRANTED_INTERFACES: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:cli/exit",
+    "wasi:cli/environment",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "pictor:plugin/types",
+    "pictor:plugin/progress",
+    "pictor:plugin/checkpoint",
+];
+
+/// Whether an import name (`ns:pkg/iface@version`) is granted to jobs.
+pub fn is_granted(import: &str) -> bool {
+    let unversioned = import.split('@').next().unwrap_or(import);
+    GRANTED_INTERFACES.contains(&unversioned)
+}
+
+/// Builds the job linker for `engine`.
+pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+    let mut l = Linker::new(engine);
+    wasmtime_wasi_io::add_to_linker_async(&mut l)?;
+    type S = StoreState;
+    clocks::wall_clock::add_to_linker::<S, WasiClocks>(&mut l, S::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(&mut l, S::clocks)?;
+    random::random::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
+    random::insecure::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
+    random::insecure_seed::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
+    filesystem::types::add_to_linker::<S, WasiFilesystem>(&mut l, S::filesystem)?;
+    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(&mut l, S::filesystem)?;
+    cli::exit::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::environment::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::stdin::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::stdout::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::stderr::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::terminal_input::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::terminal_output::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::terminal_stdin::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::terminal_stdout::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    cli::terminal_stderr::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
+    capabilities::progress::add_to_linker(&mut l)?;
+    capabilities::checkpoint::add_to_linker(&mut l)?;
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_are_not_granted_and_versions_are_ignored() {
+        assert!(is_granted("wasi:filesystem/types@0.2.6"));
+        assert!(is_granted("pictor:plugin/progress@0.1.0"));
+        assert!(!is_granted("wasi:sockets/tcp@0.2.6"));
+        assert!(!is_granted("wasi:http/outgoing-handler@0.2.6"));
+    }
+}

@@ -1,0 +1,186 @@
+//! The wasmtime runtime: one engine per process, its epoch ticker, the
+//! compiled-component cache and the job linker.
+//!
+//! [`Runtime::load`] turns component bytes into a [`LoadedPlugin`] that is
+//! pre-linked (imports checked, exports typed) and ready to instantiate once
+//! per job.
+
+pub mod bindings;
+pub mod cache;
+pub mod control;
+pub mod engine;
+pub mod inspect;
+pub mod linker;
+pub mod stdio;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use crate::digest::Sha256Digest;
+use bindings::JobPre;
+use cache::{CacheError, ComponentCache};
+use engine::EpochTicker;
+use store::StoreState;
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// wasmtime refused the engine configuration or the linker.
+    #[error("cannot set up the wasm engine: {0}")]
+    Engine(String),
+    /// The epoch ticker thread could not start.
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[from] std::io::Error),
+    /// The compiled-component cache could not be opened.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The bytes are not a valid component for this engine.
+    #[error("plugin {digest} is not a valid WebAssembly component: {reason}")]
+    Invalid {
+        /// The plugin's sha256.
+        digest: Sha256Digest,
+        /// wasmtime's explanation.
+        reason: String,
+    },
+    /// The component needs something the host does not grant, or does not
+    /// export the `job` world's `run`.
+    #[error("plugin {digest} cannot run as a job: {reason}")]
+    Incompatible {
+        /// The plugin's sha256.
+        digest: Sha256Digest,
+        /// What is missing or mismatched.
+        reason: String,
+    },
+}
+
+/// Where a loaded plugin's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CodeSource {
+    /// Compiled now with Cranelift (and stored in the cache, if any).
+    Compiled(Duration),
+    /// Loaded from the compiled-component cache.
+    Cached(Duration),
+}
+
+/// A plugin ready to instantiate.
+pub struct LoadedPlugin {
+    /// The component's sha256: the plugin's identity.
+    pub digest: Sha256Digest,
+    /// The compiled component.
+    pub component: Component,
+    /// The component linked against the job world, imports resolved.
+    pub pre: JobPre<StoreState>,
+    /// Whether it was compiled or came from the cache, and how long that took.
+    pub source: CodeSource,
+}
+
+/// Settings for [`Runtime::new`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Folder of the compiled-component cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// The default cache folder: `$XDG_CACHE_HOME/pictor/components`, else
+    /// `~/.cache/pictor/components`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+        Some(base.join("pictor").join("components"))
+    }
+}
+
+/// The process-wide wasm runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache: Option<ComponentCache>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine, starts its epoch ticker, opens the cache.
+    pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine = engine::build_engine().map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let linker = linker::job_linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(ComponentCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker = EpochTicker::start(&engine)?;
+        Ok(Runtime { engine, linker, cache, _ticker: ticker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The job linker.
+    pub fn linker(&self) -> &Linker<StoreState> {
+        &self.linker
+    }
+
+    /// Compiles `bytes` (or loads them from the cache) without linking.
+    /// CPU-heavy on a cache miss: call it off the async executor.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Sha256Digest, Component, CodeSource), PluginError> {
+        let digest = Sha256Digest::of(bytes);
+        let started = Instant::now();
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest)) {
+            tracing::debug!(plugin = %digest, "compiled component loaded from cache");
+            return Ok((digest, component, CodeSource::Cached(started.elapsed())));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PluginError::Invalid { digest, reason: format!("{e:#}") })?;
+        let compiled = started.elapsed();
+        tracing::debug!(plugin = %digest, ms = compiled.as_millis() as u64, "component compiled");
+        if let Some(cache) = &self.cache {
+            let stored = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+                cache.store(&digest, &bytes).map_err(|e| e.to_string())
+            });
+            if let Err(error) = stored {
+                tracing::warn!(plugin = %digest, %error, "compiled component not cached");
+            }
+        }
+        Ok((digest, component, CodeSource::Compiled(compiled)))
+    }
+
+    /// Compiles (or loads from cache) and links a job plugin.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        let (digest, component, source) = self.compile(bytes)?;
+        let pre = self.link(&digest, &component)?;
+        Ok(LoadedPlugin { digest, component, pre, source })
+    }
+
+    /// Links `component` against the job world.
+    pub fn link(&self, digest: &Sha256Digest, component: &Component) -> Result<JobPre<StoreState>, PluginError> {
+        let denied: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name)
+            .filter(|name| !linker::is_granted(name))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        if !denied.is_empty() {
+            return Err(PluginError::Incompatible {
+                digest: *digest,
+                reason: format!("it imports {} which the host does not grant to jobs", denied.join(", ")),
+            });
+        }
+        let incompatible = |e: wasmtime::Error| PluginError::Incompatible { digest: *digest, reason: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(component).map_err(incompatible)?;
+        JobPre::new(instance_pre).map_err(incompatible)
+    }
+}

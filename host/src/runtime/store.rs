@@ -1,0 +1,88 @@
+//! What a job's wasmtime `Store` holds: WASI context, resource table,
+//! resource limits and the state of each host capability.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::capabilities::checkpoint::CheckpointState;
+use crate::capabilities::progress::ProgressState;
+use crate::runtime::control::{Interruption, JobControl};
+
+/// The data of one job's store. Dropped with the store, whatever way the job
+/// ended, which frees every resource the job created.
+pub struct StoreState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: JobLimiter,
+    pub(crate) progress: ProgressState,
+    pub(crate) checkpoint: CheckpointState,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_io::IoView for StoreState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+/// Per-job bounds on what a plugin's instances may allocate.
+pub struct JobLimiter {
+    memory_bytes: u64,
+    memory_used: u64,
+    control: Arc<JobControl>,
+}
+
+/// Table elements a plugin may have (function references).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Core instances, tables and memories per store: a component built by
+/// `wit-component` needs a handful of each.
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+
+impl JobLimiter {
+    /// A limiter allowing `memory_bytes` of linear memory in all.
+    pub fn new(memory_bytes: u64, control: Arc<JobControl>) -> Self {
+        JobLimiter { memory_bytes, memory_used: 0, control }
+    }
+}
+
+impl ResourceLimiter for JobLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        // The limit is on all of the job's memories together.
+        let total = self.memory_used.saturating_add(desired.saturating_sub(current) as u64);
+        if total > self.memory_bytes {
+            // Trap instead of failing the grow: a guest allocator would abort
+            // with a less useful message, and the job is over either way.
+            let reason = Interruption::MemoryLimit { desired: total, limit: self.memory_bytes };
+            self.control.stop(reason.clone());
+            return Err(wasmtime::Error::new(reason));
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
