@@ -155,7 +155,7 @@ impl Job {
     /// `#[serde(default)]` for optional ones.
     ///
     /// ```
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(Debug, serde::Deserialize)]
     /// #[serde(deny_unknown_fields)]
     /// struct Params { width: u32, #[serde(default)] suffix: String }
     ///

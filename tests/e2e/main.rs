@@ -1,0 +1,10 @@
+//! End-to-end tests: real components, built from source by
+//! `scripts/build-plugins.sh` at the start of the run, driven through the
+//! real `pictor-host` binary (and, for in-process checks, the library).
+
+mod contained;
+mod exec;
+mod inspect;
+mod reproducible;
+mod sandbox;
+mod support;

@@ -1,0 +1,133 @@
+//! Shared helpers: fresh plugins, job folders, running the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent")
+}
+
+/// Scratch space inside target/ for this test binary.
+pub fn scratch() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// Builds every plugin once per test run (incremental: ~2 s when nothing
+/// changed) and returns the folder holding `<name>.wasm`.
+pub fn plugins_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = scratch().join("plugins");
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build-plugins.sh"))
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .expect("run scripts/build-plugins.sh");
+        assert!(status.success(), "building the plugins failed (see output above)");
+        out
+    })
+}
+
+/// The path of a freshly built plugin.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = plugins_dir().join(format!("{name}.wasm"));
+    assert!(path.is_file(), "plugin {name} was not built: {}", path.display());
+    path
+}
+
+/// A job's folders in a fresh temporary root: `input/` exists, `output/` does not.
+pub struct JobFolders {
+    pub root: tempfile::TempDir,
+    pub input: PathBuf,
+    pub output: PathBuf,
+}
+
+impl JobFolders {
+    pub fn new() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let input = root.path().join("input");
+        std::fs::create_dir(&input).expect("create input");
+        let output = root.path().join("output");
+        JobFolders { root, input, output }
+    }
+
+    /// Writes a job spec into the root and returns its path.
+    pub fn job(&self, spec: &Value) -> PathBuf {
+        let path = self.root.path().join("job.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(spec).expect("json")).expect("write job");
+        path
+    }
+}
+
+/// What one `pictor-host` run printed and returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `--json` outcome printed on stdout.
+    pub fn outcome(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    /// The failure kind of the outcome (`timed-out`, `trap`, …).
+    pub fn failure_kind(&self) -> String {
+        self.outcome()["failure"]["kind"].as_str().unwrap_or("<none>").to_string()
+    }
+
+    /// The one-line failure message of the outcome.
+    pub fn failure_message(&self) -> String {
+        self.outcome()["failure"]["message"].as_str().unwrap_or("<none>").to_string()
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A `pictor-host` command with a cache folder private to this test binary.
+pub fn host() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pictor-host"));
+    cmd.env("PICTOR_LOG", "info").env("XDG_CACHE_HOME", scratch().join("xdg-cache"));
+    cmd
+}
+
+/// Runs `pictor-host exec --json` for a spec with `plugin` in `folders`.
+pub fn exec(plugin_name: &str, spec: &Value, folders: &JobFolders, extra: &[&str]) -> Run {
+    let job = folders.job(spec);
+    host()
+        .arg("exec")
+        .arg("--plugin")
+        .arg(plugin(plugin_name))
+        .arg("--job")
+        .arg(job)
+        .arg("--input")
+        .arg(&folders.input)
+        .arg("--output")
+        .arg(&folders.output)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .expect("run pictor-host")
+        .into()
+}
+
+/// sha256 of a file, as hex.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read file")))
+}
