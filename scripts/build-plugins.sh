@@ -21,17 +21,18 @@ while [ $# -gt 0 ]; do
 done
 
 guest_target="${PICTOR_GUEST_TARGET_DIR:-$root/target/guest}"
-cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_WASM32_WASIP2_LINKER=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld
 export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C link-self-contained=no \
  -C link-arg=--wasm-ld-path=/usr/bin/wasm-ld-22 -C link-arg=-L/usr/lib/wasm32-wasi \
- -C link-arg=/usr/lib/wasm32-wasi/crt1-reactor.o \
- --remap-path-prefix=$root=/pictor --remap-path-prefix=$cargo_home=/cargo"
+ -C link-arg=/usr/lib/wasm32-wasi/crt1-reactor.o"
 # Plugins ship over the network: no DWARF (the name section stays, so
 # backtraces still name functions).
 export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
+# No absolute path (checkout folder, cargo home) may reach the binary, and
+# the flags must not depend on them either, or std would be rebuilt per folder.
+export CARGO_PROFILE_RELEASE_TRIM_PATHS=all
 export SOURCE_DATE_EPOCH=0
 
 packages=()
@@ -41,7 +42,7 @@ done
 
 echo "==> building $(( ${#packages[@]} / 2 )) plugin(s) for wasm32-wasip2"
 (cd "$root" && /usr/bin/cargo build --quiet --release --target wasm32-wasip2 \
-    -Zbuild-std=std,panic_abort --target-dir "$guest_target" "${packages[@]}")
+    -Zbuild-std=std,panic_abort -Ztrim-paths --target-dir "$guest_target" "${packages[@]}")
 
 mkdir -p "$out"
 for manifest in "$root"/plugins/*/Cargo.toml; do

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Second command of the README, and what CI runs: installs what is needed,
+# then runs every test (unit, doc, plugin logic natively, and the end-to-end
+# tests that build the plugins from source and drive the real binary).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash scripts/install-deps.sh
+cargo test --release --locked --workspace
