@@ -10,9 +10,11 @@
 //!   store state, stdout/stderr capture, plugin inspection;
 //! - [`capabilities`]: host side of each `pictor:plugin` interface;
 //! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
+//! - [`telemetry`]: NVML readings of NVIDIA GPUs;
 //! - [`digest`]: sha256 identities of plugins, inputs and outputs.
 
 pub mod capabilities;
 pub mod digest;
 pub mod jobs;
 pub mod runtime;
+pub mod telemetry;

@@ -65,6 +65,7 @@ extern crate self as pictor_sdk;
 
 mod error;
 mod files;
+pub mod gpu;
 mod host;
 mod job;
 pub mod testing;

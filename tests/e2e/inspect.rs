@@ -8,8 +8,8 @@ fn inspect_prints_identity_world_imports_and_exports() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains(&format!("sha256   {}", sha256_hex(&plugin("hello")))), "{stdout}");
-    assert!(stdout.contains("world    pictor:plugin/job@0.1.0 (runs on this host)"), "{stdout}");
-    assert!(stdout.contains("instance pictor:plugin/progress@0.1.0"), "{stdout}");
+    assert!(stdout.contains("world    pictor:plugin/job@0.2.0 (runs on this host)"), "{stdout}");
+    assert!(stdout.contains("instance pictor:plugin/progress@0.2.0"), "{stdout}");
     assert!(stdout.contains("func run"), "{stdout}");
     assert!(!stdout.contains("NOT GRANTED"), "{stdout}");
 }

@@ -3,4 +3,5 @@
 //! trait on it, and links itself with its own `add_to_linker`.
 
 pub mod checkpoint;
+pub mod gpu;
 pub mod progress;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use pictor_host::capabilities::checkpoint::CheckpointStore;
+use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
 use pictor_host::capabilities::progress::Progress;
 use pictor_host::jobs::limits::JobLimits;
 use pictor_host::jobs::outcome::JobOutcome;
@@ -49,6 +50,9 @@ pub struct ExecCommand {
     /// Keep the job's checkpoint in this file (loaded on start, if present).
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
+    /// GPU for the job: `auto` (best adapter), `none`, an index or a name from `gpu list`.
+    #[arg(long, value_name = "ADAPTER", default_value = "auto")]
+    gpu: AdapterChoice,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -107,6 +111,7 @@ impl ExecCommand {
                 },
                 control,
                 progress: progress_tx,
+                gpu: Some(Arc::new(GpuProvider::new(self.gpu.clone()))),
             };
             let outcome = run_job(&plugin, run).await;
             watcher.abort();

@@ -1,6 +1,7 @@
 //! One module per subcommand; each is a clap struct with `execute()`.
 
 mod exec;
+mod gpu;
 mod plugin;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// GPU adapters and telemetry.
+    #[command(subcommand)]
+    Gpu(gpu::GpuCommand),
 }
 
 impl Command {
@@ -44,6 +48,7 @@ impl Command {
         match self {
             Command::Exec(c) => c.execute(),
             Command::Plugin(c) => c.execute(),
+            Command::Gpu(c) => c.execute(),
         }
     }
 }

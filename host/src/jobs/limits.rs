@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::gpu::GpuQuota;
+
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
 
@@ -22,6 +24,16 @@ pub struct LimitOverrides {
     pub output_files: Option<u64>,
     /// Checkpoint size in MiB.
     pub checkpoint_mib: Option<u64>,
+    /// GPU memory (all live buffers) in MiB.
+    pub gpu_memory_mib: Option<u64>,
+    /// Live GPU buffers.
+    pub gpu_buffers: Option<u32>,
+    /// Commands in one GPU submit.
+    pub gpu_commands_per_submit: Option<u32>,
+    /// Workgroups (x × y × z) in one dispatch.
+    pub gpu_workgroups_per_dispatch: Option<u64>,
+    /// Milliseconds one GPU submission may take.
+    pub gpu_submission_ms: Option<u64>,
 }
 
 /// The resolved limits of one job run.
@@ -39,6 +51,9 @@ pub struct JobLimits {
     pub checkpoint_bytes: u64,
     /// Bytes of stdout and of stderr logged per job (the rest is dropped).
     pub log_bytes: u64,
+    /// GPU quota.
+    #[serde(skip)]
+    pub gpu: GpuQuota,
 }
 
 impl Default for JobLimits {
@@ -50,6 +65,7 @@ impl Default for JobLimits {
             output_files: 10_000,
             checkpoint_bytes: 256 * MIB,
             log_bytes: MIB,
+            gpu: GpuQuota::default(),
         }
     }
 }
@@ -72,6 +88,21 @@ impl JobLimits {
         if let Some(m) = overrides.checkpoint_mib {
             self.checkpoint_bytes = m * MIB;
         }
+        if let Some(m) = overrides.gpu_memory_mib {
+            self.gpu.memory_bytes = m * MIB;
+        }
+        if let Some(n) = overrides.gpu_buffers {
+            self.gpu.buffers = n;
+        }
+        if let Some(n) = overrides.gpu_commands_per_submit {
+            self.gpu.commands_per_submit = n;
+        }
+        if let Some(n) = overrides.gpu_workgroups_per_dispatch {
+            self.gpu.workgroups_per_dispatch = n;
+        }
+        if let Some(ms) = overrides.gpu_submission_ms {
+            self.gpu.submission = Duration::from_millis(ms);
+        }
         self
     }
 }
@@ -89,6 +120,11 @@ impl LimitOverrides {
             ("output_mib", self.output_mib, 1, 1024 * 1024),
             ("output_files", self.output_files, 1, 10_000_000),
             ("checkpoint_mib", self.checkpoint_mib, 1, 64 * 1024),
+            ("gpu_memory_mib", self.gpu_memory_mib, 1, 1024 * 1024),
+            ("gpu_buffers", self.gpu_buffers.map(u64::from), 1, 65_536),
+            ("gpu_commands_per_submit", self.gpu_commands_per_submit.map(u64::from), 1, 1 << 20),
+            ("gpu_workgroups_per_dispatch", self.gpu_workgroups_per_dispatch, 1, 1 << 48),
+            ("gpu_submission_ms", self.gpu_submission_ms, 1, 600_000),
         ];
         for (name, value, min, max) in ranges {
             if let Some(v) = value

@@ -40,6 +40,10 @@ pub enum FailureKind {
     Instantiate,
     /// The host could not set up or read the job's folders.
     Sandbox,
+    /// A GPU submission ran past the job's quota.
+    GpuTimeout,
+    /// The GPU device was lost during the job.
+    GpuLost,
 }
 
 /// A failed job's cause, one-line reason and optional detail.
@@ -59,7 +63,7 @@ pub struct JobFailure {
 impl JobFailure {
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        let retryable = matches!(kind, FailureKind::Cancelled | FailureKind::Io | FailureKind::Sandbox);
+        let retryable = matches!(kind, FailureKind::Cancelled | FailureKind::Io | FailureKind::Sandbox | FailureKind::GpuLost);
         JobFailure { kind, message: message.into(), retryable, detail: None }
     }
 

@@ -17,6 +17,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::capabilities::checkpoint::{CheckpointState, CheckpointStore};
+use crate::capabilities::gpu::{GpuFault, GpuProvider, GpuSession};
 use crate::capabilities::progress::{Progress, ProgressState};
 use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
@@ -47,6 +48,8 @@ pub struct JobRun<'a> {
     pub control: Arc<JobControl>,
     /// Receives each progress report.
     pub progress: watch::Sender<Progress>,
+    /// Where GPU jobs get their device; `None` runs them without a GPU.
+    pub gpu: Option<Arc<GpuProvider>>,
 }
 
 /// Runs `run.spec` with `plugin` to its end, however it ends.
@@ -56,15 +59,16 @@ pub async fn run_job(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
 }
 
 async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
-    let JobRun { spec, dirs, limits, attempt, checkpoint, control, progress } = run;
+    let JobRun { spec, dirs, limits, attempt, checkpoint, control, progress, gpu } = run;
     tracing::info!(plugin = %plugin.digest, attempt, "job started");
     let stdout = CapturedOutput::new(StreamName::Stdout, &spec.id, limits.log_bytes);
     let stderr = CapturedOutput::new(StreamName::Stderr, &spec.id, limits.log_bytes);
     let progress_rx = progress.subscribe();
 
+    let gpu = gpu_session(plugin, gpu, &limits).await;
     let started = Instant::now();
     let (result, checkpoints_saved) =
-        match new_store(plugin, spec, dirs, &limits, checkpoint, &control, progress, &stdout, &stderr) {
+        match new_store(plugin, spec, dirs, &limits, checkpoint, &control, progress, gpu, &stdout, &stderr) {
             Ok(mut store) => {
                 let result = call_plugin(plugin, &mut store, spec, attempt, &limits, &control, dirs).await;
                 (result, store.data().checkpoint.saves())
@@ -136,6 +140,24 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
     }
 }
 
+/// The job's GPU session: a device from `provider` if the plugin uses the
+/// GPU, else (or if there is none) a session that answers `unavailable`.
+async fn gpu_session(plugin: &LoadedPlugin, provider: Option<Arc<GpuProvider>>, limits: &JobLimits) -> GpuSession {
+    if !plugin.uses_gpu {
+        return GpuSession::unavailable("the plugin does not import pictor:plugin/gpu");
+    }
+    let Some(provider) = provider else {
+        return GpuSession::unavailable("this host runs jobs without a GPU");
+    };
+    let device = tokio::task::spawn_blocking(move || provider.device())
+        .await
+        .unwrap_or_else(|e| Err(format!("GPU set-up failed: {e}")));
+    if let Err(reason) = &device {
+        tracing::warn!(%reason, "GPU job runs without a GPU");
+    }
+    GpuSession::new(device, limits.gpu.clone())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn new_store(
     plugin: &LoadedPlugin,
@@ -145,6 +167,7 @@ fn new_store(
     checkpoint: CheckpointStore,
     control: &Arc<JobControl>,
     progress: watch::Sender<Progress>,
+    gpu: GpuSession,
     stdout: &CapturedOutput,
     stderr: &CapturedOutput,
 ) -> Result<Store<StoreState>, JobFailure> {
@@ -165,6 +188,7 @@ fn new_store(
         limiter: JobLimiter::new(limits.memory_bytes, Arc::clone(control)),
         progress: ProgressState::new(Arc::clone(control), progress),
         checkpoint: CheckpointState::new(checkpoint, limits.checkpoint_bytes),
+        gpu,
     };
     let mut store = Store::new(plugin.component.engine(), state);
     store.limiter(|state| &mut state.limiter);
@@ -232,6 +256,13 @@ async fn call_plugin(
 fn classify(instantiating: bool, error: &wasmtime::Error, control: &JobControl) -> JobFailure {
     if let Some(reason) = control.stop_reason().or_else(|| error.downcast_ref::<Interruption>()) {
         return JobFailure::from_interruption(reason);
+    }
+    if let Some(fault) = error.downcast_ref::<GpuFault>() {
+        let kind = match fault {
+            GpuFault::SubmissionTimeout { .. } => FailureKind::GpuTimeout,
+            GpuFault::DeviceLost(_) => FailureKind::GpuLost,
+        };
+        return JobFailure::new(kind, fault.to_string());
     }
     let wasm_backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
     let backtrace = wasm_backtrace.map(|bt| bt.to_string());

@@ -7,7 +7,7 @@ use crate::digest::Sha256Digest;
 use crate::runtime::{PluginError, Runtime, linker};
 
 /// The world a compatible job plugin targets.
-pub const JOB_WORLD: &str = "pictor:plugin/job@0.1.0";
+pub const JOB_WORLD: &str = "pictor:plugin/job@0.2.0";
 
 /// One import or export of a component.
 #[derive(Debug, Clone, Serialize)]

@@ -41,6 +41,7 @@ pub const GRANTED_INTERFACES: &[&str] = &[
     "pictor:plugin/types",
     "pictor:plugin/progress",
     "pictor:plugin/checkpoint",
+    "pictor:plugin/gpu",
 ];
 
 /// Whether an import name (`ns:pkg/iface@version`) is granted to jobs.
@@ -73,6 +74,7 @@ pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     capabilities::progress::add_to_linker(&mut l)?;
     capabilities::checkpoint::add_to_linker(&mut l)?;
+    capabilities::gpu::add_to_linker(&mut l)?;
     Ok(l)
 }
 
@@ -83,7 +85,7 @@ mod tests {
     #[test]
     fn sockets_are_not_granted_and_versions_are_ignored() {
         assert!(is_granted("wasi:filesystem/types@0.2.6"));
-        assert!(is_granted("pictor:plugin/progress@0.1.0"));
+        assert!(is_granted("pictor:plugin/progress@0.2.0"));
         assert!(!is_granted("wasi:sockets/tcp@0.2.6"));
         assert!(!is_granted("wasi:http/outgoing-handler@0.2.6"));
     }

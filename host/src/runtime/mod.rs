@@ -81,6 +81,8 @@ pub struct LoadedPlugin {
     pub pre: JobPre<StoreState>,
     /// Whether it was compiled or came from the cache, and how long that took.
     pub source: CodeSource,
+    /// Whether it imports `pictor:plugin/gpu` (only then is a GPU opened for it).
+    pub uses_gpu: bool,
 }
 
 /// Settings for [`Runtime::new`].
@@ -161,7 +163,11 @@ impl Runtime {
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
         let (digest, component, source) = self.compile(bytes)?;
         let pre = self.link(&digest, &component)?;
-        Ok(LoadedPlugin { digest, component, pre, source })
+        let uses_gpu = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("pictor:plugin/gpu@"));
+        Ok(LoadedPlugin { digest, component, pre, source, uses_gpu })
     }
 
     /// Links `component` against the job world.

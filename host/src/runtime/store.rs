@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::checkpoint::CheckpointState;
+use crate::capabilities::gpu::GpuSession;
 use crate::capabilities::progress::ProgressState;
 use crate::runtime::control::{Interruption, JobControl};
 
@@ -19,6 +20,7 @@ pub struct StoreState {
     pub(crate) limiter: JobLimiter,
     pub(crate) progress: ProgressState,
     pub(crate) checkpoint: CheckpointState,
+    pub(crate) gpu: GpuSession,
 }
 
 impl WasiView for StoreState {

@@ -1,0 +1,209 @@
+//! The worker's GPU devices: choosing an adapter, opening one device per
+//! physical GPU, noticing loss, and reopening it for the next job.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Which adapter jobs run on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AdapterChoice {
+    /// The best adapter: a discrete GPU, else integrated, virtual, then a
+    /// software one (lavapipe).
+    #[default]
+    Auto,
+    /// The adapter at this index in `pictor-host gpu list`.
+    Index(usize),
+    /// The first adapter whose name contains this text (case-insensitive).
+    Name(String),
+    /// No GPU: GPU calls return `unavailable`.
+    None,
+}
+
+impl FromStr for AdapterChoice {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "" | "auto" => AdapterChoice::Auto,
+            "none" => AdapterChoice::None,
+            text => match text.parse::<usize>() {
+                Ok(i) => AdapterChoice::Index(i),
+                Err(_) => AdapterChoice::Name(text.to_string()),
+            },
+        })
+    }
+}
+
+/// The wgpu instance every adapter comes from (backends from `WGPU_BACKEND`,
+/// default: the platform's primary ones).
+pub fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter of `instance`, in the order `gpu list` shows them.
+pub fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+fn rank(device_type: wgpu::DeviceType) -> u8 {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// Picks the adapter `choice` names among `adapters`.
+pub fn choose(adapters: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<wgpu::Adapter, String> {
+    let count = adapters.len();
+    let none_found = || "no GPU adapter found (on a machine without a GPU, install mesa-vulkan-drivers for lavapipe)".to_string();
+    match choice {
+        AdapterChoice::None => Err("GPU disabled for this worker (gpu: none)".to_string()),
+        AdapterChoice::Auto => adapters.into_iter().min_by_key(|a| rank(a.get_info().device_type)).ok_or_else(none_found),
+        AdapterChoice::Index(i) => adapters
+            .into_iter()
+            .nth(*i)
+            .ok_or_else(|| format!("GPU adapter index {i} does not exist ({count} found; see `pictor-host gpu list`)")),
+        AdapterChoice::Name(text) => {
+            let wanted = text.to_lowercase();
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                .ok_or_else(|| format!("no GPU adapter named like `{text}` ({count} found; see `pictor-host gpu list`)"))
+        }
+    }
+}
+
+/// An open device on one adapter, shared by the jobs that run on it.
+pub struct GpuDevice {
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// What the adapter is.
+    pub info: wgpu::AdapterInfo,
+    /// The device's limits (the adapter's own: jobs get quotas on top).
+    pub limits: wgpu::Limits,
+    lost: Arc<Mutex<Option<String>>>,
+    live_buffers: AtomicU64,
+    live_bytes: AtomicU64,
+}
+
+impl GpuDevice {
+    /// Opens a device on `adapter` with the adapter's full limits.
+    pub fn open(adapter: &wgpu::Adapter) -> Result<Self, String> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("pictor"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| format!("cannot open a device on {}: {e}", info.name))?;
+        let lost = Arc::new(Mutex::new(None));
+        device.set_device_lost_callback({
+            let lost = Arc::clone(&lost);
+            let name = info.name.clone();
+            move |reason, message| {
+                tracing::error!(adapter = %name, ?reason, %message, "GPU device lost");
+                *lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        // Every call the host makes is wrapped in an error scope; anything
+        // that escapes one is a host bug, logged rather than a panic.
+        device.on_uncaptured_error(Arc::new(|error: wgpu::Error| {
+            tracing::error!(%error, "uncaptured GPU error");
+        }));
+        tracing::info!(adapter = %info.name, backend = ?info.backend, kind = ?info.device_type, "GPU device opened");
+        Ok(GpuDevice {
+            device,
+            queue,
+            info,
+            limits,
+            lost,
+            live_buffers: AtomicU64::new(0),
+            live_bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// Why the device was lost, if it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Buffers that jobs currently hold on this device.
+    pub fn live_buffers(&self) -> u64 {
+        self.live_buffers.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of buffers that jobs currently hold on this device.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn track_alloc(&self, bytes: u64) {
+        self.live_buffers.fetch_add(1, Ordering::SeqCst);
+        self.live_bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    pub(crate) fn track_free(&self, bytes: u64) {
+        self.live_buffers.fetch_sub(1, Ordering::SeqCst);
+        self.live_bytes.fetch_sub(bytes, Ordering::SeqCst);
+    }
+}
+
+/// Hands jobs the device of the configured adapter, opening it on first
+/// use and reopening it after it was lost.
+pub struct GpuProvider {
+    choice: AdapterChoice,
+    current: Mutex<Option<Arc<GpuDevice>>>,
+}
+
+impl GpuProvider {
+    /// A provider for `choice`; nothing is opened until a job needs it.
+    pub fn new(choice: AdapterChoice) -> Self {
+        GpuProvider { choice, current: Mutex::new(None) }
+    }
+
+    /// The device for the next job. Blocking (opening a device takes tens
+    /// to hundreds of milliseconds): call it off the async executor.
+    pub fn device(&self) -> Result<Arc<GpuDevice>, String> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(device) = current.as_ref() {
+            match device.lost_reason() {
+                None => return Ok(Arc::clone(device)),
+                Some(reason) => tracing::warn!(%reason, "reopening the lost GPU device"),
+            }
+        }
+        let adapter = choose(adapters(&instance()), &self.choice)?;
+        let device = Arc::new(GpuDevice::open(&adapter)?);
+        *current = Some(Arc::clone(&device));
+        Ok(device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_choice_parses() {
+        assert_eq!("auto".parse::<AdapterChoice>().ok(), Some(AdapterChoice::Auto));
+        assert_eq!("none".parse::<AdapterChoice>().ok(), Some(AdapterChoice::None));
+        assert_eq!("1".parse::<AdapterChoice>().ok(), Some(AdapterChoice::Index(1)));
+        assert_eq!("H100".parse::<AdapterChoice>().ok(), Some(AdapterChoice::Name("H100".into())));
+    }
+
+    #[test]
+    fn missing_adapters_are_clear_errors() {
+        let err = choose(Vec::new(), &AdapterChoice::Auto).err().unwrap_or_default();
+        assert!(err.contains("mesa-vulkan-drivers"), "{err}");
+        let err = choose(Vec::new(), &AdapterChoice::Index(3)).err().unwrap_or_default();
+        assert!(err.contains("index 3 does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,512 @@
+//! The WIT `gpu` functions. Each one checks the job's quota and the
+//! arguments first (a `gpu-error` names what is wrong), runs the wgpu calls
+//! inside error scopes (so invalid use is an error, never a host panic) and
+//! does anything that may block (shader compilation, submissions, reads) on
+//! a blocking thread with a bounded wait.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::instrument;
+use wasmtime::component::Resource;
+
+use super::GpuView;
+use super::device::GpuDevice;
+use super::session::{
+    BufferAlloc, GpuBindGroup, GpuBuffer, GpuFault, GpuPipeline, GpuShaderModule, MAX_OBJECTS,
+};
+use super::shader::validate_wgsl;
+use crate::runtime::bindings::pictor::plugin::gpu::{
+    AdapterInfo, BufferBinding, BufferUsage, Command, Constant, DeviceType, GpuError, Host, HostBindGroup,
+    HostBuffer, HostComputePipeline, HostShaderModule, Limits, Quota, Submission,
+};
+
+/// Result of a host function: the outer error is a trap (ends the job).
+type GpuResult<T> = wasmtime::Result<Result<T, GpuError>>;
+
+/// Copy offsets and sizes must be multiples of this (WebGPU's rule).
+const ALIGN: u64 = wgpu::COPY_BUFFER_ALIGNMENT;
+
+fn invalid(message: impl Into<String>) -> GpuError {
+    GpuError::InvalidArgument(message.into())
+}
+
+/// Runs `f` inside validation and out-of-memory error scopes on this thread.
+fn scoped<R>(device: &wgpu::Device, f: impl FnOnce() -> R) -> (R, Option<GpuError>) {
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let result = f();
+    let validation_error = pollster::block_on(validation.pop());
+    let oom_error = pollster::block_on(oom.pop());
+    let error = validation_error.or(oom_error).map(|e| match e {
+        wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(e.to_string()),
+        wgpu::Error::Validation { description, .. } => GpuError::InvalidArgument(description),
+        other => GpuError::InvalidArgument(other.to_string()),
+    });
+    (result, error)
+}
+
+/// Runs blocking GPU work off the async executor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> wasmtime::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| wasmtime::Error::msg(format!("GPU worker thread failed: {e}")))
+}
+
+/// Waits for `submission` within `timeout`; a timeout or a poll failure ends the job.
+fn wait(device: &GpuDevice, submission: wgpu::SubmissionIndex, timeout: Duration) -> Result<(), GpuFault> {
+    match device.device.poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: Some(timeout) }) {
+        Ok(_) => Ok(()),
+        Err(wgpu::PollError::Timeout) => Err(GpuFault::SubmissionTimeout { ms: timeout.as_millis() }),
+        Err(other) => Err(GpuFault::DeviceLost(other.to_string())),
+    }
+}
+
+fn check_range(what: &str, offset: u64, size: u64, buffer_size: u64) -> Result<(), GpuError> {
+    if offset % ALIGN != 0 || size % ALIGN != 0 {
+        return Err(invalid(format!("{what}: offset {offset} and size {size} must be multiples of {ALIGN}")));
+    }
+    match offset.checked_add(size) {
+        Some(end) if end <= buffer_size => Ok(()),
+        _ => Err(invalid(format!("{what}: bytes {offset}..{offset}+{size} are outside the {buffer_size}-byte buffer"))),
+    }
+}
+
+impl GpuView<'_> {
+    /// The job's device, `unavailable` if it has none; a lost device ends the job.
+    fn device(&self) -> wasmtime::Result<Result<Arc<GpuDevice>, GpuError>> {
+        match &self.session.device {
+            Err(reason) => Ok(Err(GpuError::Unavailable(reason.clone()))),
+            Ok(device) => match device.lost_reason() {
+                Some(reason) => Err(wasmtime::Error::new(GpuFault::DeviceLost(reason))),
+                None => Ok(Ok(Arc::clone(device))),
+            },
+        }
+    }
+
+    fn count_object(&mut self) -> Result<(), GpuError> {
+        if self.session.objects >= MAX_OBJECTS {
+            return Err(GpuError::QuotaExceeded(format!(
+                "a job may hold at most {MAX_OBJECTS} shader modules, pipelines and bind groups"
+            )));
+        }
+        self.session.objects += 1;
+        Ok(())
+    }
+
+    fn alloc(&self, buffer: &Resource<GpuBuffer>) -> wasmtime::Result<Arc<BufferAlloc>> {
+        Ok(Arc::clone(&self.table.get(buffer)?.alloc))
+    }
+}
+
+macro_rules! try_gpu {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+impl Host for GpuView<'_> {
+    async fn info(&mut self) -> GpuResult<AdapterInfo> {
+        let device = try_gpu!(self.device()?);
+        let info = &device.info;
+        Ok(Ok(AdapterInfo {
+            name: info.name.clone(),
+            vendor: info.vendor,
+            device: info.device,
+            device_type: match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => DeviceType::DiscreteGpu,
+                wgpu::DeviceType::IntegratedGpu => DeviceType::IntegratedGpu,
+                wgpu::DeviceType::VirtualGpu => DeviceType::VirtualGpu,
+                wgpu::DeviceType::Cpu => DeviceType::Cpu,
+                wgpu::DeviceType::Other => DeviceType::Other,
+            },
+            backend: format!("{:?}", info.backend).to_lowercase(),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        }))
+    }
+
+    async fn device_limits(&mut self) -> GpuResult<Limits> {
+        let device = try_gpu!(self.device()?);
+        let l = &device.limits;
+        Ok(Ok(Limits {
+            max_buffer_size: l.max_buffer_size,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_uniform_buffer_binding_size: l.max_uniform_buffer_binding_size,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            max_bind_groups: l.max_bind_groups,
+            max_bindings_per_bind_group: l.max_bindings_per_bind_group,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
+            max_compute_workgroup_size_y: l.max_compute_workgroup_size_y,
+            max_compute_workgroup_size_z: l.max_compute_workgroup_size_z,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
+            min_uniform_buffer_offset_alignment: l.min_uniform_buffer_offset_alignment,
+        }))
+    }
+
+    async fn job_quota(&mut self) -> wasmtime::Result<Quota> {
+        let q = &self.session.quota;
+        Ok(Quota {
+            memory_bytes: q.memory_bytes,
+            buffers: q.buffers,
+            commands_per_submit: q.commands_per_submit,
+            workgroups_per_dispatch: q.workgroups_per_dispatch,
+            submission_ms: u32::try_from(q.submission.as_millis()).unwrap_or(u32::MAX),
+        })
+    }
+
+    #[instrument(level = "debug", skip(self), err(level = "debug"))]
+    async fn create_buffer(&mut self, size: u64, usage: BufferUsage) -> GpuResult<Resource<GpuBuffer>> {
+        let device = try_gpu!(self.device()?);
+        if size == 0 || size % ALIGN != 0 {
+            return Ok(Err(invalid(format!("buffer size {size} must be a positive multiple of {ALIGN}"))));
+        }
+        if size > device.limits.max_buffer_size {
+            return Ok(Err(invalid(format!("buffer size {size} is over the device's max-buffer-size {}", device.limits.max_buffer_size))));
+        }
+        let quota = &self.session.quota;
+        let (used, buffers) = (self.session.bytes_in_use(), self.session.buffers_in_use());
+        if buffers >= quota.buffers {
+            return Ok(Err(GpuError::QuotaExceeded(format!("the job already holds {buffers} buffers, its quota is {}", quota.buffers))));
+        }
+        if used.saturating_add(size) > quota.memory_bytes {
+            return Ok(Err(GpuError::QuotaExceeded(format!(
+                "a {size}-byte buffer would bring the job to {} bytes of GPU memory, its quota is {}",
+                used + size,
+                quota.memory_bytes
+            ))));
+        }
+        let mut wgpu_usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        if usage.contains(BufferUsage::STORAGE) {
+            wgpu_usage |= wgpu::BufferUsages::STORAGE;
+        }
+        if usage.contains(BufferUsage::UNIFORM) {
+            wgpu_usage |= wgpu::BufferUsages::UNIFORM;
+        }
+        let (buffer, error) = scoped(&device.device, || {
+            device.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("job buffer"),
+                size,
+                usage: wgpu_usage,
+                mapped_at_creation: false,
+            })
+        });
+        if let Some(error) = error {
+            buffer.destroy();
+            return Ok(Err(error));
+        }
+        let alloc = BufferAlloc::new(buffer, size, Arc::clone(&self.session.usage), device);
+        Ok(Ok(self.table.push(GpuBuffer { alloc: Arc::new(alloc) })?))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(bytes = code.len()), err(level = "debug"))]
+    async fn create_shader_module(&mut self, code: String) -> GpuResult<Resource<GpuShaderModule>> {
+        let device = try_gpu!(self.device()?);
+        try_gpu!(self.count_object());
+        let created = blocking(move || {
+            validate_wgsl(&code).map_err(GpuError::InvalidShader)?;
+            let (module, error) = scoped(&device.device, || {
+                device.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("job shader"),
+                    source: wgpu::ShaderSource::Wgsl(code.into()),
+                })
+            });
+            match error {
+                Some(GpuError::InvalidArgument(m)) => Err(GpuError::InvalidShader(m)),
+                Some(other) => Err(other),
+                None => Ok(module),
+            }
+        })
+        .await?;
+        match created {
+            Ok(module) => Ok(Ok(self.table.push(GpuShaderModule { module })?)),
+            Err(e) => {
+                self.session.objects -= 1;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    #[instrument(level = "debug", skip(self, module, constants), err(level = "debug"))]
+    async fn create_compute_pipeline(
+        &mut self,
+        module: Resource<GpuShaderModule>,
+        entry_point: String,
+        constants: Vec<Constant>,
+    ) -> GpuResult<Resource<GpuPipeline>> {
+        let device = try_gpu!(self.device()?);
+        let module = self.table.get(&module)?.module.clone();
+        try_gpu!(self.count_object());
+        let created = blocking(move || {
+            let constants: Vec<(&str, f64)> = constants.iter().map(|c| (c.name.as_str(), c.value)).collect();
+            let (pipeline, error) = scoped(&device.device, || {
+                device.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("job pipeline"),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(&entry_point),
+                    compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+                    cache: None,
+                })
+            });
+            match error {
+                Some(e) => Err(e),
+                None => Ok(pipeline),
+            }
+        })
+        .await?;
+        match created {
+            Ok(pipeline) => Ok(Ok(self.table.push(GpuPipeline { pipeline })?)),
+            Err(e) => {
+                self.session.objects -= 1;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    #[instrument(level = "debug", skip(self, pipeline, entries), err(level = "debug"))]
+    async fn create_bind_group(
+        &mut self,
+        pipeline: Resource<GpuPipeline>,
+        group: u32,
+        entries: Vec<BufferBinding>,
+    ) -> GpuResult<Resource<GpuBindGroup>> {
+        let device = try_gpu!(self.device()?);
+        if group >= device.limits.max_bind_groups {
+            return Ok(Err(invalid(format!("bind group {group} is over the device's max-bind-groups {}", device.limits.max_bind_groups))));
+        }
+        let pipeline = self.table.get(&pipeline)?.pipeline.clone();
+        let mut buffers = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let alloc = self.alloc(&entry.buffer)?;
+            let size = entry.size.unwrap_or(alloc.size.saturating_sub(entry.offset));
+            if entry.offset.checked_add(size).is_none_or(|end| end > alloc.size) || size == 0 {
+                return Ok(Err(invalid(format!(
+                    "binding {}: bytes {}..+{size} are outside the {}-byte buffer",
+                    entry.binding, entry.offset, alloc.size
+                ))));
+            }
+            buffers.push((entry.binding, entry.offset, NonZeroU64::new(size), alloc));
+        }
+        try_gpu!(self.count_object());
+        let (group_result, error) = scoped(&device.device, || {
+            let layout = pipeline.get_bind_group_layout(group);
+            let wgpu_entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+                .iter()
+                .map(|(binding, offset, size, alloc)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &alloc.buffer,
+                        offset: *offset,
+                        size: *size,
+                    }),
+                })
+                .collect();
+            device.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("job bind group"),
+                layout: &layout,
+                entries: &wgpu_entries,
+            })
+        });
+        if let Some(error) = error {
+            self.session.objects -= 1;
+            return Ok(Err(error));
+        }
+        let keep = buffers.into_iter().map(|(_, _, _, alloc)| alloc).collect();
+        Ok(Ok(self.table.push(GpuBindGroup { group: group_result, _buffers: keep })?))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(commands = commands.len()), err(level = "debug"))]
+    async fn submit(&mut self, commands: Vec<Command>) -> GpuResult<Submission> {
+        let device = try_gpu!(self.device()?);
+        let quota = self.session.quota.clone();
+        if commands.len() as u64 > u64::from(quota.commands_per_submit) {
+            return Ok(Err(GpuError::QuotaExceeded(format!(
+                "{} commands in one submit, the quota is {}",
+                commands.len(),
+                quota.commands_per_submit
+            ))));
+        }
+        let max_dim = device.limits.max_compute_workgroups_per_dimension;
+        let mut recorded = Vec::with_capacity(commands.len());
+        for (i, command) in commands.into_iter().enumerate() {
+            recorded.push(match command {
+                Command::Dispatch(d) => {
+                    let workgroups = u64::from(d.x) * u64::from(d.y) * u64::from(d.z);
+                    if workgroups > quota.workgroups_per_dispatch {
+                        return Ok(Err(GpuError::QuotaExceeded(format!(
+                            "command {i}: {workgroups} workgroups in one dispatch, the quota is {}",
+                            quota.workgroups_per_dispatch
+                        ))));
+                    }
+                    if d.x.max(d.y).max(d.z) > max_dim {
+                        return Ok(Err(invalid(format!(
+                            "command {i}: dispatch ({}, {}, {}) is over the device's {max_dim} workgroups per dimension",
+                            d.x, d.y, d.z
+                        ))));
+                    }
+                    let pipeline = self.table.get(&d.pipeline)?.pipeline.clone();
+                    let mut groups = Vec::with_capacity(d.bind_groups.len());
+                    for g in &d.bind_groups {
+                        groups.push(self.table.get(g)?.group.clone());
+                    }
+                    Recorded::Dispatch { pipeline, groups, x: d.x, y: d.y, z: d.z }
+                }
+                Command::Copy(c) => {
+                    let (src, dst) = (self.alloc(&c.source)?, self.alloc(&c.destination)?);
+                    try_gpu!(check_range(&format!("command {i}: copy source"), c.source_offset, c.size, src.size));
+                    try_gpu!(check_range(&format!("command {i}: copy destination"), c.destination_offset, c.size, dst.size));
+                    Recorded::Copy { src, src_offset: c.source_offset, dst, dst_offset: c.destination_offset, size: c.size }
+                }
+                Command::Clear(c) => {
+                    let buffer = self.alloc(&c.buffer)?;
+                    let size = c.size.unwrap_or(buffer.size.saturating_sub(c.offset));
+                    try_gpu!(check_range(&format!("command {i}: clear"), c.offset, size, buffer.size));
+                    Recorded::Clear { buffer, offset: c.offset, size }
+                }
+            });
+        }
+        match blocking(move || run_submission(&device, recorded, quota.submission)).await? {
+            Ok(result) => Ok(result),
+            Err(fault) => Err(wasmtime::Error::new(fault)),
+        }
+    }
+}
+
+/// A command with its resources resolved (and kept alive while it runs).
+enum Recorded {
+    Dispatch { pipeline: wgpu::ComputePipeline, groups: Vec<wgpu::BindGroup>, x: u32, y: u32, z: u32 },
+    Copy { src: Arc<BufferAlloc>, src_offset: u64, dst: Arc<BufferAlloc>, dst_offset: u64, size: u64 },
+    Clear { buffer: Arc<BufferAlloc>, offset: u64, size: u64 },
+}
+
+/// Encodes, submits and waits for one batch (on a blocking thread).
+fn run_submission(device: &GpuDevice, commands: Vec<Recorded>, timeout: Duration) -> Result<Result<Submission, GpuError>, GpuFault> {
+    let ((index, started), error) = scoped(&device.device, || {
+        let mut encoder = device.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("job batch") });
+        for command in &commands {
+            match command {
+                Recorded::Dispatch { pipeline, groups, x, y, z } => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                    pass.set_pipeline(pipeline);
+                    for (i, group) in groups.iter().enumerate() {
+                        pass.set_bind_group(i as u32, group, &[]);
+                    }
+                    pass.dispatch_workgroups(*x, *y, *z);
+                }
+                Recorded::Copy { src, src_offset, dst, dst_offset, size } => {
+                    encoder.copy_buffer_to_buffer(&src.buffer, *src_offset, &dst.buffer, *dst_offset, *size);
+                }
+                Recorded::Clear { buffer, offset, size } => {
+                    encoder.clear_buffer(&buffer.buffer, *offset, Some(*size));
+                }
+            }
+        }
+        let started = Instant::now();
+        (device.queue.submit([encoder.finish()]), started)
+    });
+    if let Some(error) = error {
+        // The invalid command buffer did nothing; the job may go on.
+        return Ok(Err(error));
+    }
+    wait(device, index, timeout)?;
+    let elapsed_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    Ok(Ok(Submission { elapsed_ns }))
+}
+
+impl HostBuffer for GpuView<'_> {
+    async fn size(&mut self, buffer: Resource<GpuBuffer>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&buffer)?.alloc.size)
+    }
+
+    #[instrument(level = "debug", skip(self, buffer, data), fields(bytes = data.len()), err(level = "debug"))]
+    async fn write(&mut self, buffer: Resource<GpuBuffer>, offset: u64, data: Vec<u8>) -> GpuResult<()> {
+        let device = try_gpu!(self.device()?);
+        let alloc = self.alloc(&buffer)?;
+        try_gpu!(check_range("write", offset, data.len() as u64, alloc.size));
+        let error = blocking(move || scoped(&device.device, || device.queue.write_buffer(&alloc.buffer, offset, &data)).1).await?;
+        Ok(error.map_or(Ok(()), Err))
+    }
+
+    #[instrument(level = "debug", skip(self, buffer), err(level = "debug"))]
+    async fn read(&mut self, buffer: Resource<GpuBuffer>, offset: u64, size: u64) -> GpuResult<Vec<u8>> {
+        let device = try_gpu!(self.device()?);
+        let alloc = self.alloc(&buffer)?;
+        try_gpu!(check_range("read", offset, size, alloc.size));
+        if size == 0 {
+            return Ok(Ok(Vec::new()));
+        }
+        let timeout = self.session.quota.submission;
+        match blocking(move || read_back(&device, &alloc, offset, size, timeout)).await? {
+            Ok(result) => Ok(result),
+            Err(fault) => Err(wasmtime::Error::new(fault)),
+        }
+    }
+
+    async fn drop(&mut self, buffer: Resource<GpuBuffer>) -> wasmtime::Result<()> {
+        self.table.delete(buffer)?;
+        Ok(())
+    }
+}
+
+/// Copies part of a buffer into a mappable staging buffer and reads it.
+fn read_back(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64, timeout: Duration) -> Result<Result<Vec<u8>, GpuError>, GpuFault> {
+    let ((staging, index), error) = scoped(&device.device, || {
+        let staging = device.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read staging"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        encoder.copy_buffer_to_buffer(&alloc.buffer, offset, &staging, 0, size);
+        (staging, device.queue.submit([encoder.finish()]))
+    });
+    if let Some(error) = error {
+        return Ok(Err(error));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+        let _ = tx.send(result);
+    });
+    wait(device, index, timeout)?;
+    let data = match rx.try_recv() {
+        Ok(Ok(())) => match staging.slice(..).get_mapped_range() {
+            Ok(view) => Ok(view.to_vec()),
+            Err(e) => Err(invalid(format!("read: {e}"))),
+        },
+        Ok(Err(e)) => Err(invalid(format!("read: {e}"))),
+        Err(_) => Err(invalid("read: the GPU did not map the staging buffer")),
+    };
+    staging.unmap();
+    staging.destroy();
+    Ok(data)
+}
+
+impl HostShaderModule for GpuView<'_> {
+    async fn drop(&mut self, module: Resource<GpuShaderModule>) -> wasmtime::Result<()> {
+        self.table.delete(module)?;
+        self.session.objects = self.session.objects.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl HostComputePipeline for GpuView<'_> {
+    async fn drop(&mut self, pipeline: Resource<GpuPipeline>) -> wasmtime::Result<()> {
+        self.table.delete(pipeline)?;
+        self.session.objects = self.session.objects.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl HostBindGroup for GpuView<'_> {
+    async fn drop(&mut self, group: Resource<GpuBindGroup>) -> wasmtime::Result<()> {
+        self.table.delete(group)?;
+        self.session.objects = self.session.objects.saturating_sub(1);
+        Ok(())
+    }
+}

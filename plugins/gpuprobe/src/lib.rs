@@ -1,0 +1,159 @@
+//! `gpuprobe`: a test plugin for the GPU capability. Each check does one
+//! thing and reports what the host answered, so tests see both sides.
+//!
+//! Params: `{"check": NAME, "iterations": N}`:
+//!
+//! | check | what it does | success message |
+//! |---|---|---|
+//! | `info` | writes `info.json` with the adapter | `adapter <name>` |
+//! | `quota-memory` | allocates 1 MiB buffers until refused | the refusal |
+//! | `quota-buffers` | allocates 4-byte buffers until refused | the refusal |
+//! | `quota-commands` | submits 1 + 2×quota trivial dispatches at once | the refusal |
+//! | `quota-workgroups` | dispatches 65535×65535 workgroups | the refusal |
+//! | `invalid-wgsl` | compiles WGSL with a type error on line 3 | the error |
+//! | `out-of-bounds` | a kernel writes far past its buffer; checks its neighbour | `neighbour intact` |
+//! | `long-kernel` | 4096 invocations looping `iterations` (default 2^21) times each | `finished in …` unless the quota ends the job |
+//! | `leak` | creates buffers, kernels and bind groups and forgets them | `leaked` |
+
+use pictor_sdk::gpu::{self, Buffer, GpuError, Kernel, Usage};
+use pictor_sdk::{Job, JobError, Plugin, Summary};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    check: String,
+    #[serde(default = "default_iterations")]
+    iterations: u32,
+}
+
+fn default_iterations() -> u32 {
+    1 << 21
+}
+
+const TOUCH: &str = "@group(0) @binding(0) var<storage, read_write> v: array<u32>;
+@compute @workgroup_size(1) fn main() { v[0] = v[0] + 1u; }";
+
+const OUT_OF_BOUNDS: &str = "@group(0) @binding(0) var<storage, read_write> small: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    small[id.x + 4096u] = 99u;
+    small[id.x * 1000000u] = 98u;
+}";
+
+// The loop count is read at run time and the body is not affine, so no
+// compiler can fold the loop away.
+const LONG: &str = "@group(0) @binding(0) var<storage, read_write> v: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    var x = id.x + 1u;
+    let n = v[4095];
+    for (var i = 0u; i < n; i++) { x = (x ^ v[4032u + (x & 63u)]) * 1664525u + 1013904223u; }
+    if (id.x < 64u) { v[id.x] = x; }
+}";
+
+/// Turns a refusal the check expects into the job's success message.
+fn refused(result: Result<(), GpuError>, what: &str) -> Result<Summary, JobError> {
+    match result {
+        Err(e) => Ok(Summary::new(e.to_string())),
+        Ok(()) => Err(JobError::Failed(format!("{what} was not refused"))),
+    }
+}
+
+/// The `gpuprobe` plugin.
+pub struct GpuProbe;
+
+impl Plugin for GpuProbe {
+    fn run(job: &Job) -> Result<Summary, JobError> {
+        let p: Params = job.params()?;
+        match p.check.as_str() {
+            "info" => {
+                let info = gpu::adapter()?;
+                let json = format!(
+                    "{{\"name\": {:?}, \"backend\": {:?}, \"device_type\": {:?}}}",
+                    info.name, info.backend, info.device_type
+                );
+                job.write_output("info.json", json.as_bytes())?;
+                Ok(Summary::new(format!("adapter {}", info.name)))
+            }
+            "quota-memory" => {
+                let mut held = Vec::new();
+                refused(
+                    (0..100_000).try_for_each(|_| Buffer::<u8>::zeroed(1 << 20, Usage::STORAGE).map(|b| held.push(b))),
+                    "allocating without end",
+                )
+            }
+            "quota-buffers" => {
+                let mut held = Vec::new();
+                refused(
+                    (0..100_000).try_for_each(|_| Buffer::<u32>::zeroed(1, Usage::STORAGE).map(|b| held.push(b))),
+                    "allocating without end",
+                )
+            }
+            "quota-commands" => {
+                let v = Buffer::<u32>::zeroed(1, Usage::STORAGE)?;
+                let kernel = Kernel::new(TOUCH, "main")?;
+                let group = kernel.bind(0, &[v.binding()])?;
+                let quota = 1 + 2 * 1024;
+                let commands: Vec<_> = (0..quota).map(|_| kernel.dispatch(&[&group], [1, 1, 1])).collect();
+                refused(gpu::submit(&commands).map(|_| ()), "an over-long batch")
+            }
+            "quota-workgroups" => {
+                let v = Buffer::<u32>::zeroed(1, Usage::STORAGE)?;
+                let kernel = Kernel::new(TOUCH, "main")?;
+                let group = kernel.bind(0, &[v.binding()])?;
+                refused(gpu::submit(&[kernel.dispatch(&[&group], [65535, 65535, 1])]).map(|_| ()), "a huge dispatch")
+            }
+            "invalid-wgsl" => refused(
+                Kernel::new("@compute @workgroup_size(1)\nfn main() {\n    let x: u32 = 1.5;\n}", "main").map(|_| ()),
+                "invalid WGSL",
+            ),
+            "out-of-bounds" => {
+                let small = Buffer::<u32>::zeroed(4, Usage::STORAGE)?;
+                let neighbour = Buffer::from_slice(&[7u32; 1024], Usage::STORAGE)?;
+                let kernel = Kernel::new(OUT_OF_BOUNDS, "main")?;
+                let group = kernel.bind(0, &[small.binding()])?;
+                gpu::submit(&[kernel.dispatch(&[&group], [64, 1, 1])])?;
+                if neighbour.read()?.iter().any(|&v| v != 7) {
+                    return Err(JobError::Failed("out-of-bounds writes reached the neighbouring buffer".into()));
+                }
+                Ok(Summary::new("neighbour intact"))
+            }
+            "long-kernel" => {
+                let v = Buffer::<u32>::zeroed(4096, Usage::STORAGE)?;
+                v.write(4095, &[p.iterations])?;
+                let kernel = Kernel::new(LONG, "main")?;
+                let group = kernel.bind(0, &[v.binding()])?;
+                let took = gpu::submit(&[kernel.dispatch(&[&group], [64, 1, 1])])?;
+                Ok(Summary::new(format!("finished in {took:?}")))
+            }
+            "leak" => {
+                for _ in 0..16 {
+                    let v = Buffer::<u32>::zeroed(1024, Usage::STORAGE)?;
+                    let kernel = Kernel::new(TOUCH, "main")?;
+                    let group = kernel.bind(0, &[v.binding()])?;
+                    gpu::submit(&[kernel.dispatch(&[&group], [1, 1, 1])])?;
+                    std::mem::forget((v, kernel, group));
+                }
+                Ok(Summary::new("leaked"))
+            }
+            other => Err(JobError::InvalidParams(format!("unknown check `{other}`"))),
+        }
+    }
+}
+
+pictor_sdk::export_plugin!(GpuProbe);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pictor_sdk::testing::TestHost;
+
+    #[test]
+    fn without_a_host_gpu_checks_fail_cleanly() -> Result<(), Box<dyn std::error::Error>> {
+        let host = TestHost::new()?;
+        let err = GpuProbe::run(&host.job(r#"{"check": "info"}"#)).unwrap_err();
+        assert!(err.to_string().contains("no GPU"), "{err}");
+        Ok(())
+    }
+}
