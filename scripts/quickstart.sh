@@ -6,6 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 bash scripts/install-deps.sh
+# Mesa (lavapipe) warns on every device open without a runtime dir.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 echo "==> building pictor-host (release; the first build takes ~10 minutes on 2 cores)"
 cargo build --release --locked -p pictor-host
 bash scripts/build-plugins.sh

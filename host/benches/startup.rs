@@ -13,6 +13,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::pictor_plugins;
 use pictor_host::capabilities::checkpoint::CheckpointStore;
 use pictor_host::capabilities::progress::Progress;
 use pictor_host::jobs::limits::JobLimits;
@@ -25,11 +28,8 @@ use tokio::sync::watch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repo root")?;
-    let status = Command::new("bash").arg(root.join("scripts/build-plugins.sh")).status()?;
-    if !status.success() {
-        return Err("building the plugins failed".into());
-    }
-    let bytes = std::fs::read(root.join("target/plugins/hello.wasm"))?;
+    let plugins = pictor_plugins(root)?;
+    let bytes = std::fs::read(plugins.join("hello.wasm"))?;
     let spec = JobSpec::from_json(r#"{"version": 1, "id": "bench", "kind": "hello"}"#)?;
     let work = tempfile::tempdir()?;
     std::fs::create_dir(work.path().join("in"))?;
@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 checkpoint: CheckpointStore::Memory(None),
                 control: Arc::new(JobControl::default()),
                 progress,
+                gpu: None,
             },
         ));
         if !outcome.succeeded() {

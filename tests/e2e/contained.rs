@@ -39,6 +39,7 @@ async fn run(runtime: &Runtime, plugin_name: &str, params: serde_json::Value) ->
             checkpoint: CheckpointStore::Memory(None),
             control: Arc::new(JobControl::default()),
             progress,
+            gpu: None,
         },
     )
     .await

@@ -4,6 +4,8 @@
 
 mod contained;
 mod exec;
+mod gpu;
+mod gpu_in_process;
 mod inspect;
 mod reproducible;
 mod sandbox;

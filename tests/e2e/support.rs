@@ -17,10 +17,15 @@ pub fn scratch() -> &'static Path {
 }
 
 /// Builds every plugin once per test run (incremental: ~2 s when nothing
-/// changed) and returns the folder holding `<name>.wasm`.
+/// changed) and returns the folder holding `<name>.wasm`. With
+/// `PICTOR_PLUGINS_DIR` set, uses the components there instead (for running
+/// the test binary on a machine without the guest toolchain, e.g. a GPU box).
 pub fn plugins_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
+            return PathBuf::from(dir);
+        }
         let out = scratch().join("plugins");
         let status = Command::new("bash")
             .arg(repo_root().join("scripts/build-plugins.sh"))
@@ -101,8 +106,11 @@ impl From<Output> for Run {
 
 /// A `pictor-host` command with a cache folder private to this test binary.
 pub fn host() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pictor-host"));
-    cmd.env("PICTOR_LOG", "info").env("XDG_CACHE_HOME", scratch().join("xdg-cache"));
+    let binary = std::env::var_os("PICTOR_HOST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_pictor-host").into());
+    let mut cmd = Command::new(binary);
+    cmd.env("PICTOR_LOG", "info")
+        .env("XDG_CACHE_HOME", scratch().join("xdg-cache"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
     cmd
 }
 

@@ -12,8 +12,9 @@
 //! | `quota-workgroups` | dispatches 65535×65535 workgroups | the refusal |
 //! | `invalid-wgsl` | compiles WGSL with a type error on line 3 | the error |
 //! | `out-of-bounds` | a kernel writes far past its buffer; checks its neighbour | `neighbour intact` |
-//! | `long-kernel` | 4096 invocations looping `iterations` (default 2^21) times each | `finished in …` unless the quota ends the job |
+//! | `long-kernel` | 4096 invocations looping `iterations` times each (default: seconds of work on this adapter) | `finished in …` unless the quota ends the job |
 //! | `leak` | creates buffers, kernels and bind groups and forgets them | `leaked` |
+//! | `transfer` | writes `mib` MiB to a buffer and reads them back, timed | metrics `write_ms`, `read_ms` |
 
 use pictor_sdk::gpu::{self, Buffer, GpuError, Kernel, Usage};
 use pictor_sdk::{Job, JobError, Plugin, Summary};
@@ -23,12 +24,16 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Params {
     check: String,
-    #[serde(default = "default_iterations")]
-    iterations: u32,
+    /// Loop count of `long-kernel`; default: long enough to run for
+    /// seconds on this adapter (2^22 on a software adapter, 2^30 on a GPU).
+    #[serde(default)]
+    iterations: Option<u32>,
+    #[serde(default = "default_mib")]
+    mib: u32,
 }
 
-fn default_iterations() -> u32 {
-    1 << 21
+fn default_mib() -> u32 {
+    64
 }
 
 const TOUCH: &str = "@group(0) @binding(0) var<storage, read_write> v: array<u32>;
@@ -121,7 +126,12 @@ impl Plugin for GpuProbe {
             }
             "long-kernel" => {
                 let v = Buffer::<u32>::zeroed(4096, Usage::STORAGE)?;
-                v.write(4095, &[p.iterations])?;
+                let iterations = match p.iterations {
+                    Some(n) => n,
+                    None if gpu::adapter()?.device_type == "cpu" => 1 << 22,
+                    None => 1 << 30,
+                };
+                v.write(4095, &[iterations])?;
                 let kernel = Kernel::new(LONG, "main")?;
                 let group = kernel.bind(0, &[v.binding()])?;
                 let took = gpu::submit(&[kernel.dispatch(&[&group], [64, 1, 1])])?;
@@ -136,6 +146,20 @@ impl Plugin for GpuProbe {
                     std::mem::forget((v, kernel, group));
                 }
                 Ok(Summary::new("leaked"))
+            }
+            "transfer" => {
+                let data: Vec<u32> = (0..p.mib << 18).collect();
+                let buffer = Buffer::<u32>::zeroed(data.len(), Usage::STORAGE)?;
+                let started = std::time::Instant::now();
+                buffer.write(0, &data)?;
+                let write_ms = started.elapsed().as_secs_f64() * 1e3;
+                let started = std::time::Instant::now();
+                let back = buffer.read()?;
+                let read_ms = started.elapsed().as_secs_f64() * 1e3;
+                if back != data {
+                    return Err(JobError::Failed("data read back differs from data written".into()));
+                }
+                Ok(Summary::new(format!("moved {} MiB each way", p.mib)).metric("write_ms", write_ms).metric("read_ms", read_ms))
             }
             other => Err(JobError::InvalidParams(format!("unknown check `{other}`"))),
         }

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::instrument;
-use wasmtime::component::Resource;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Resource, WasmList};
 
 use super::GpuView;
+use crate::runtime::store::StoreState;
 use super::device::GpuDevice;
 use super::session::{
     BufferAlloc, GpuBindGroup, GpuBuffer, GpuFault, GpuPipeline, GpuShaderModule, MAX_OBJECTS,
@@ -418,11 +420,52 @@ fn run_submission(device: &GpuDevice, commands: Vec<Recorded>, timeout: Duration
     Ok(Ok(Submission { elapsed_ns }))
 }
 
+/// `buffer.write` with one copy: guest memory → wgpu staging memory.
+///
+/// Linked in place of the bindgen version of [`HostBuffer::write`], which
+/// receives the data as an owned `Vec` (a first copy out of guest memory)
+/// before `write_buffer` copies it again. Runs on the calling thread: it is a
+/// memcpy into memory wgpu already mapped, nothing waits on the GPU.
+pub(crate) fn write_direct(
+    mut store: StoreContextMut<'_, StoreState>,
+    (buffer, offset, data): (Resource<GpuBuffer>, u64, WasmList<u8>),
+) -> wasmtime::Result<(Result<(), GpuError>,)> {
+    let state = store.data_mut();
+    let view = GpuView { session: &mut state.gpu, table: &mut state.table };
+    let device = match view.device()? {
+        Ok(device) => device,
+        Err(e) => return Ok((Err(e),)),
+    };
+    let alloc = view.alloc(&buffer)?;
+    let len = data.len() as u64;
+    if let Err(e) = check_range("write", offset, len, alloc.size) {
+        return Ok((Err(e),));
+    }
+    let Some(size) = NonZeroU64::new(len) else {
+        return Ok((Ok(()),));
+    };
+    let bytes = data.as_le_slice(&store);
+    let (written, error) = scoped(&device.device, || match device.queue.write_buffer_with(&alloc.buffer, offset, size) {
+        Some(mut staging) => {
+            staging.copy_from_slice(bytes);
+            true
+        }
+        None => false,
+    });
+    Ok((match (error, written) {
+        (Some(e), _) => Err(e),
+        (None, false) => Err(invalid("write: the device refused the staging allocation")),
+        (None, true) => Ok(()),
+    },))
+}
+
 impl HostBuffer for GpuView<'_> {
     async fn size(&mut self, buffer: Resource<GpuBuffer>) -> wasmtime::Result<u64> {
         Ok(self.table.get(&buffer)?.alloc.size)
     }
 
+    /// Not called by guests ([`write_direct`] is linked in its place); kept
+    /// for host-side callers and tests.
     #[instrument(level = "debug", skip(self, buffer, data), fields(bytes = data.len()), err(level = "debug"))]
     async fn write(&mut self, buffer: Resource<GpuBuffer>, offset: u64, data: Vec<u8>) -> GpuResult<()> {
         let device = try_gpu!(self.device()?);
@@ -507,6 +550,40 @@ impl HostBindGroup for GpuView<'_> {
     async fn drop(&mut self, group: Resource<GpuBindGroup>) -> wasmtime::Result<()> {
         self.table.delete(group)?;
         self.session.objects = self.session.objects.saturating_sub(1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::gpu::{AdapterChoice, GpuProvider, GpuQuota, GpuSession};
+    use wasmtime::component::ResourceTable;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn calls_on_a_lost_device_end_the_job_and_buffers_are_freed() -> wasmtime::Result<()> {
+        let provider = GpuProvider::new(AdapterChoice::Auto);
+        let device = provider.device().map_err(wasmtime::Error::msg)?;
+        let mut session = GpuSession::new(Ok(Arc::clone(&device)), GpuQuota::default());
+        let mut table = ResourceTable::new();
+        let mut view = GpuView { session: &mut session, table: &mut table };
+
+        let buffer = view.create_buffer(64, BufferUsage::STORAGE).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
+        assert_eq!((device.live_buffers(), device.live_bytes()), (1, 64));
+        let data: Vec<u8> = (0..64).collect();
+        assert!(view.write(Resource::new_borrow(buffer.rep()), 0, data.clone()).await?.is_ok());
+        let back = view.read(Resource::new_borrow(buffer.rep()), 0, 64).await?;
+        assert_eq!(back.ok(), Some(data));
+        let misaligned = view.write(Resource::new_borrow(buffer.rep()), 2, vec![0; 4]).await?;
+        assert!(matches!(misaligned, Err(GpuError::InvalidArgument(ref m)) if m.contains("multiples of 4")), "{misaligned:?}");
+
+        device.device.destroy();
+        let _ = device.device.poll(wgpu::PollType::Poll);
+        let error = view.info().await.err().ok_or_else(|| wasmtime::Error::msg("info on a lost device must trap"))?;
+        assert!(matches!(error.downcast_ref::<GpuFault>(), Some(GpuFault::DeviceLost(_))), "{error:?}");
+
+        drop(table);
+        assert_eq!((device.live_buffers(), device.live_bytes()), (0, 0), "the store's table owns every buffer");
         Ok(())
     }
 }
