@@ -10,7 +10,6 @@
 //! (builds the plugins first; pick n and repeat so a kernel takes ≥ 50 ms).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

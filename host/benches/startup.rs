@@ -9,7 +9,6 @@
 //! Run: `cargo bench -p pictor-host --bench startup` (builds the plugins first).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

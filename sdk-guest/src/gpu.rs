@@ -161,6 +161,11 @@ impl Usage {
     }
 }
 
+/// Bytes per `buffer.write` call (a multiple of 4, under the host's
+/// 128 MiB per-call limit).
+#[cfg(target_arch = "wasm32")]
+const WRITE_CHUNK: usize = 64 << 20;
+
 /// A GPU buffer of `T`s (any [`Pod`] type: `f32`, `u32`, `[f32; 4]`, your
 /// `#[derive(Pod, Zeroable)]` structs). Freed when dropped.
 pub struct Buffer<T: Pod> {
@@ -245,7 +250,13 @@ impl<T: Pod> Buffer<T> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         #[cfg(target_arch = "wasm32")]
         {
-            Ok(self.raw.write((first * size_of::<T>()) as u64, bytes)?)
+            // One host call may carry at most 128 MiB (wasmtime's hostcall
+            // fuel); larger writes go in chunks.
+            let start = (first * size_of::<T>()) as u64;
+            for (i, chunk) in bytes.chunks(WRITE_CHUNK).enumerate() {
+                self.raw.write(start + (i * WRITE_CHUNK) as u64, chunk)?;
+            }
+            Ok(())
         }
         #[cfg(not(target_arch = "wasm32"))]
         {

@@ -94,6 +94,7 @@ impl ExecCommand {
             eprintln!("job {} ({}) · plugin {} · {code}", spec.id, spec.kind, plugin.digest);
         }
 
+        let gpu = Arc::new(GpuProvider::new(self.gpu.clone()));
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let outcome = tokio.block_on(async {
             let control = Arc::new(JobControl::default());
@@ -111,7 +112,7 @@ impl ExecCommand {
                 },
                 control,
                 progress: progress_tx,
-                gpu: Some(Arc::new(GpuProvider::new(self.gpu.clone()))),
+                gpu: Some(Arc::clone(&gpu)),
             };
             let outcome = run_job(&plugin, run).await;
             watcher.abort();
@@ -121,6 +122,10 @@ impl ExecCommand {
             }
             outcome
         });
+        // Join every worker thread before the GPU device goes: some drivers
+        // (NVIDIA's) crash at exit if a thread that used the device outlives it.
+        tokio.shutdown_timeout(Duration::from_secs(10));
+        drop(gpu);
 
         if self.json {
             println!("{}", serde_json::to_string_pretty(&outcome)?);

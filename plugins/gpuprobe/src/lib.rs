@@ -25,7 +25,7 @@ use serde::Deserialize;
 struct Params {
     check: String,
     /// Loop count of `long-kernel`; default: long enough to run for
-    /// seconds on this adapter (2^22 on a software adapter, 2^30 on a GPU).
+    /// seconds on this adapter (2^22 on a software adapter, 2^24 on a GPU).
     #[serde(default)]
     iterations: Option<u32>,
     #[serde(default = "default_mib")]
@@ -129,7 +129,7 @@ impl Plugin for GpuProbe {
                 let iterations = match p.iterations {
                     Some(n) => n,
                     None if gpu::adapter()?.device_type == "cpu" => 1 << 22,
-                    None => 1 << 30,
+                    None => 1 << 24,
                 };
                 v.write(4095, &[iterations])?;
                 let kernel = Kernel::new(LONG, "main")?;

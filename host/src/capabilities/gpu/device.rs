@@ -2,7 +2,8 @@
 //! physical GPU, noticing loss, and reopening it for the next job.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Which adapter jobs run on.
@@ -90,11 +91,20 @@ pub struct GpuDevice {
     lost: Arc<Mutex<Option<String>>>,
     live_buffers: AtomicU64,
     live_bytes: AtomicU64,
+    overrun: AtomicBool,
+    /// Kept for as long as the device, and dropped after it (fields drop in
+    /// order): some drivers (NVIDIA's) crash at exit if the instance goes
+    /// first.
+    _instance: wgpu::Instance,
 }
 
+/// How long the provider waits for work left behind by a job that overran
+/// its GPU time before giving up on the device and opening a new one.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl GpuDevice {
-    /// Opens a device on `adapter` with the adapter's full limits.
-    pub fn open(adapter: &wgpu::Adapter) -> Result<Self, String> {
+    /// Opens a device on `adapter` (from `instance`) with the adapter's full limits.
+    pub fn open(instance: &wgpu::Instance, adapter: &wgpu::Adapter) -> Result<Self, String> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor {
@@ -128,12 +138,30 @@ impl GpuDevice {
             lost,
             live_buffers: AtomicU64::new(0),
             live_bytes: AtomicU64::new(0),
+            overrun: AtomicBool::new(false),
+            _instance: instance.clone(),
         })
     }
 
     /// Why the device was lost, if it was.
     pub fn lost_reason(&self) -> Option<String> {
         self.lost.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Records that a job left work running past its quota: the GPU cannot
+    /// be interrupted, so the next job must not start until it has drained.
+    pub(crate) fn mark_overrun(&self) {
+        self.overrun.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits (up to `timeout`) for all submitted work to finish. False if it
+    /// did not finish in time.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let done = self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(timeout) }).is_ok();
+        if done {
+            self.overrun.store(false, Ordering::SeqCst);
+        }
+        done
     }
 
     /// Buffers that jobs currently hold on this device.
@@ -176,12 +204,20 @@ impl GpuProvider {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(device) = current.as_ref() {
             match device.lost_reason() {
-                None => return Ok(Arc::clone(device)),
+                None if !device.overrun.load(Ordering::SeqCst) => return Ok(Arc::clone(device)),
+                None => {
+                    tracing::info!("waiting for GPU work left by an overrunning job");
+                    if device.drain(DRAIN_TIMEOUT) {
+                        return Ok(Arc::clone(device));
+                    }
+                    tracing::warn!(secs = DRAIN_TIMEOUT.as_secs(), "GPU still busy; opening a new device");
+                }
                 Some(reason) => tracing::warn!(%reason, "reopening the lost GPU device"),
             }
         }
-        let adapter = choose(adapters(&instance()), &self.choice)?;
-        let device = Arc::new(GpuDevice::open(&adapter)?);
+        let instance = instance();
+        let adapter = choose(adapters(&instance), &self.choice)?;
+        let device = Arc::new(GpuDevice::open(&instance, &adapter)?);
         *current = Some(Arc::clone(&device));
         Ok(device)
     }

@@ -58,7 +58,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn wait(device: &GpuDevice, submission: wgpu::SubmissionIndex, timeout: Duration) -> Result<(), GpuFault> {
     match device.device.poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: Some(timeout) }) {
         Ok(_) => Ok(()),
-        Err(wgpu::PollError::Timeout) => Err(GpuFault::SubmissionTimeout { ms: timeout.as_millis() }),
+        Err(wgpu::PollError::Timeout) => {
+            device.mark_overrun();
+            Err(GpuFault::SubmissionTimeout { ms: timeout.as_millis() })
+        }
         Err(other) => Err(GpuFault::DeviceLost(other.to_string())),
     }
 }
