@@ -16,17 +16,12 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::pictor_plugins;
-use pictor_host::capabilities::checkpoint::CheckpointStore;
 use pictor_host::capabilities::gpu::{AdapterChoice, GpuDevice, GpuProvider};
-use pictor_host::capabilities::progress::Progress;
-use pictor_host::jobs::limits::JobLimits;
 use pictor_host::jobs::outcome::JobOutcome;
 use pictor_host::jobs::runner::{JobRun, run_job};
 use pictor_host::jobs::sandbox::JobDirs;
 use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::control::JobControl;
 use pictor_host::runtime::{Runtime, RuntimeConfig};
-use tokio::sync::watch;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -169,20 +164,7 @@ fn main() -> Result<(), Error> {
         job_number += 1;
         let spec = JobSpec::from_json(&spec.to_string())?;
         let dirs = JobDirs::prepare(&work.path().join("in"), &work.path().join(format!("out{job_number}")))?;
-        let (progress, _rx) = watch::channel(Progress::default());
-        let outcome = tokio.block_on(run_job(
-            plugin,
-            JobRun {
-                spec: &spec,
-                dirs: &dirs,
-                limits: JobLimits::default().with(&spec.limits),
-                attempt: 0,
-                checkpoint: CheckpointStore::Memory(None),
-                control: Arc::new(JobControl::default()),
-                progress,
-                gpu: Some(Arc::clone(&gpu)),
-            },
-        ));
+        let outcome = tokio.block_on(run_job(plugin, JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu))));
         if let Some(f) = &outcome.failure {
             return Err(format!("bench job failed: {}", f.message).into());
         }

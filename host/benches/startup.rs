@@ -9,21 +9,15 @@
 //! Run: `cargo bench -p pictor-host --bench startup` (builds the plugins first).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::pictor_plugins;
-use pictor_host::capabilities::checkpoint::CheckpointStore;
-use pictor_host::capabilities::progress::Progress;
-use pictor_host::jobs::limits::JobLimits;
 use pictor_host::jobs::runner::{JobRun, run_job};
 use pictor_host::jobs::sandbox::JobDirs;
 use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::control::JobControl;
 use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig};
-use tokio::sync::watch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repo root")?;
@@ -38,20 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut run = |plugin: &LoadedPlugin| -> Result<(), Box<dyn std::error::Error>> {
         job_number += 1;
         let dirs = JobDirs::prepare(&work.path().join("in"), &work.path().join(format!("out{job_number}")))?;
-        let (progress, _rx) = watch::channel(Progress::default());
-        let outcome = tokio.block_on(run_job(
-            plugin,
-            JobRun {
-                spec: &spec,
-                dirs: &dirs,
-                limits: JobLimits::default(),
-                attempt: 0,
-                checkpoint: CheckpointStore::Memory(None),
-                control: Arc::new(JobControl::default()),
-                progress,
-                gpu: None,
-            },
-        ));
+        let outcome = tokio.block_on(run_job(plugin, JobRun::new(&spec, &dirs)));
         if !outcome.succeeded() {
             return Err(format!("bench job failed: {:?}", outcome.failure).into());
         }

@@ -1,17 +1,10 @@
 //! One host process, one engine: every attack in a row, then a normal job.
 //! The process must survive all of them and the last job must succeed.
 
-use std::sync::Arc;
-
-use pictor_host::capabilities::checkpoint::CheckpointStore;
-use pictor_host::capabilities::progress::Progress;
-use pictor_host::jobs::limits::JobLimits;
 use pictor_host::jobs::runner::{JobRun, run_job};
 use pictor_host::jobs::sandbox::JobDirs;
 use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::control::JobControl;
 use pictor_host::runtime::{Runtime, RuntimeConfig};
-use tokio::sync::watch;
 
 use crate::support::plugin;
 
@@ -28,20 +21,7 @@ async fn run(runtime: &Runtime, plugin_name: &str, params: serde_json::Value) ->
     std::fs::create_dir(root.path().join("in")).unwrap();
     std::fs::write(root.path().join("in/x.txt"), "x").unwrap();
     let dirs = JobDirs::prepare(&root.path().join("in"), &root.path().join("out")).unwrap();
-    let (progress, _rx) = watch::channel(Progress::default());
-    run_job(
-        &loaded,
-        JobRun {
-            spec: &spec,
-            dirs: &dirs,
-            limits: JobLimits::default().with(&spec.limits),
-            attempt: 0,
-            checkpoint: CheckpointStore::Memory(None),
-            control: Arc::new(JobControl::default()),
-            progress,
-            gpu: None,
-        },
-    )
+    run_job(&loaded, JobRun::new(&spec, &dirs))
     .await
 }
 

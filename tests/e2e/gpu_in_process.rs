@@ -4,17 +4,12 @@
 
 use std::sync::Arc;
 
-use pictor_host::capabilities::checkpoint::CheckpointStore;
 use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
-use pictor_host::capabilities::progress::Progress;
-use pictor_host::jobs::limits::JobLimits;
 use pictor_host::jobs::outcome::JobOutcome;
 use pictor_host::jobs::runner::{JobRun, run_job};
 use pictor_host::jobs::sandbox::JobDirs;
 use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::control::JobControl;
 use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig};
-use tokio::sync::watch;
 
 use crate::support::plugin;
 
@@ -26,20 +21,7 @@ async fn run(plugin: &LoadedPlugin, gpu: &Arc<GpuProvider>, params: serde_json::
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("in")).unwrap();
     let dirs = JobDirs::prepare(&root.path().join("in"), &root.path().join("out")).unwrap();
-    let (progress, _rx) = watch::channel(Progress::default());
-    run_job(
-        plugin,
-        JobRun {
-            spec: &spec,
-            dirs: &dirs,
-            limits: JobLimits::default().with(&spec.limits),
-            attempt: 0,
-            checkpoint: CheckpointStore::Memory(None),
-            control: Arc::new(JobControl::default()),
-            progress,
-            gpu: Some(Arc::clone(gpu)),
-        },
-    )
+    run_job(plugin, JobRun::new(&spec, &dirs).with_gpu(Arc::clone(gpu)))
     .await
 }
 

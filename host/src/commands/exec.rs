@@ -101,19 +101,13 @@ impl ExecCommand {
             let (progress_tx, progress_rx) = watch::channel(Progress::default());
             let watcher = tokio::spawn(cancel_on_signal(Arc::clone(&control)));
             let bar = (!self.json && std::io::stderr().is_terminal()).then(|| tokio::spawn(show_progress(progress_rx)));
-            let run = JobRun {
-                spec: &spec,
-                dirs: &dirs,
-                limits,
-                attempt: 0,
-                checkpoint: match &self.checkpoint {
-                    Some(path) => CheckpointStore::File(path.clone()),
-                    None => CheckpointStore::Memory(None),
-                },
-                control,
-                progress: progress_tx,
-                gpu: Some(Arc::clone(&gpu)),
-            };
+            let mut run = JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu));
+            run.limits = limits;
+            run.control = control;
+            run.progress = progress_tx;
+            if let Some(path) = &self.checkpoint {
+                run.checkpoint = CheckpointStore::File(path.clone());
+            }
             let outcome = run_job(&plugin, run).await;
             watcher.abort();
             if let Some(bar) = bar {

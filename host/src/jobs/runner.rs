@@ -52,6 +52,30 @@ pub struct JobRun<'a> {
     pub gpu: Option<Arc<GpuProvider>>,
 }
 
+impl<'a> JobRun<'a> {
+    /// A first attempt of `spec` in `dirs`: limits from the spec over the
+    /// defaults, checkpoint in memory, a fresh control handle, no GPU, and a
+    /// progress channel nobody listens to. Set the public fields to change any.
+    pub fn new(spec: &'a JobSpec, dirs: &'a JobDirs) -> Self {
+        JobRun {
+            spec,
+            dirs,
+            limits: JobLimits::default().with(&spec.limits),
+            attempt: 0,
+            checkpoint: CheckpointStore::Memory(None),
+            control: Arc::default(),
+            progress: watch::channel(Progress::default()).0,
+            gpu: None,
+        }
+    }
+
+    /// The same run with GPU jobs getting their device from `provider`.
+    pub fn with_gpu(mut self, provider: Arc<GpuProvider>) -> Self {
+        self.gpu = Some(provider);
+        self
+    }
+}
+
 /// Runs `run.spec` with `plugin` to its end, however it ends.
 pub async fn run_job(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
     let span = tracing::info_span!("job", id = %run.spec.id, kind = %run.spec.kind);

@@ -76,6 +76,15 @@ fn check_range(what: &str, offset: u64, size: u64, buffer_size: u64) -> Result<(
     }
 }
 
+macro_rules! try_gpu {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
 impl GpuView<'_> {
     /// The job's device, `unavailable` if it has none; a lost device ends the job.
     fn device(&self) -> wasmtime::Result<Result<Arc<GpuDevice>, GpuError>> {
@@ -98,18 +107,27 @@ impl GpuView<'_> {
         Ok(())
     }
 
+    /// Counts a new object against the quota, builds it with `make` on a
+    /// blocking thread (shader and pipeline compilation can take a while)
+    /// and stores it in the table; a failure uncounts it.
+    async fn create_object<T: Send + 'static, R: Send + 'static>(
+        &mut self,
+        wrap: impl FnOnce(T) -> R,
+        make: impl FnOnce() -> Result<T, GpuError> + Send + 'static,
+    ) -> GpuResult<Resource<R>> {
+        try_gpu!(self.count_object());
+        match blocking(make).await? {
+            Ok(object) => Ok(Ok(self.table.push(wrap(object))?)),
+            Err(e) => {
+                self.session.objects -= 1;
+                Ok(Err(e))
+            }
+        }
+    }
+
     fn alloc(&self, buffer: &Resource<GpuBuffer>) -> wasmtime::Result<Arc<BufferAlloc>> {
         Ok(Arc::clone(&self.table.get(buffer)?.alloc))
     }
-}
-
-macro_rules! try_gpu {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
 }
 
 impl Host for GpuView<'_> {
@@ -211,29 +229,24 @@ impl Host for GpuView<'_> {
     #[instrument(level = "debug", skip_all, fields(bytes = code.len()), err(level = "debug"))]
     async fn create_shader_module(&mut self, code: String) -> GpuResult<Resource<GpuShaderModule>> {
         let device = try_gpu!(self.device()?);
-        try_gpu!(self.count_object());
-        let created = blocking(move || {
-            validate_wgsl(&code).map_err(GpuError::InvalidShader)?;
-            let (module, error) = scoped(&device.device, || {
-                device.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("job shader"),
-                    source: wgpu::ShaderSource::Wgsl(code.into()),
-                })
-            });
-            match error {
-                Some(GpuError::InvalidArgument(m)) => Err(GpuError::InvalidShader(m)),
-                Some(other) => Err(other),
-                None => Ok(module),
-            }
-        })
-        .await?;
-        match created {
-            Ok(module) => Ok(Ok(self.table.push(GpuShaderModule { module })?)),
-            Err(e) => {
-                self.session.objects -= 1;
-                Ok(Err(e))
-            }
-        }
+        self.create_object(
+            |module| GpuShaderModule { module },
+            move || {
+                validate_wgsl(&code).map_err(GpuError::InvalidShader)?;
+                let (module, error) = scoped(&device.device, || {
+                    device.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("job shader"),
+                        source: wgpu::ShaderSource::Wgsl(code.into()),
+                    })
+                });
+                match error {
+                    Some(GpuError::InvalidArgument(m)) => Err(GpuError::InvalidShader(m)),
+                    Some(other) => Err(other),
+                    None => Ok(module),
+                }
+            },
+        )
+        .await
     }
 
     #[instrument(level = "debug", skip(self, module, constants), err(level = "debug"))]
@@ -245,32 +258,24 @@ impl Host for GpuView<'_> {
     ) -> GpuResult<Resource<GpuPipeline>> {
         let device = try_gpu!(self.device()?);
         let module = self.table.get(&module)?.module.clone();
-        try_gpu!(self.count_object());
-        let created = blocking(move || {
-            let constants: Vec<(&str, f64)> = constants.iter().map(|c| (c.name.as_str(), c.value)).collect();
-            let (pipeline, error) = scoped(&device.device, || {
-                device.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("job pipeline"),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some(&entry_point),
-                    compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
-                    cache: None,
-                })
-            });
-            match error {
-                Some(e) => Err(e),
-                None => Ok(pipeline),
-            }
-        })
-        .await?;
-        match created {
-            Ok(pipeline) => Ok(Ok(self.table.push(GpuPipeline { pipeline })?)),
-            Err(e) => {
-                self.session.objects -= 1;
-                Ok(Err(e))
-            }
-        }
+        self.create_object(
+            |pipeline| GpuPipeline { pipeline },
+            move || {
+                let constants: Vec<(&str, f64)> = constants.iter().map(|c| (c.name.as_str(), c.value)).collect();
+                let (pipeline, error) = scoped(&device.device, || {
+                    device.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some("job pipeline"),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(&entry_point),
+                        compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+                        cache: None,
+                    })
+                });
+                error.map_or(Ok(pipeline), Err)
+            },
+        )
+        .await
     }
 
     #[instrument(level = "debug", skip(self, pipeline, entries), err(level = "debug"))]
