@@ -38,6 +38,12 @@ use crate::__private::bindings::pictor::plugin::gpu as wit;
 
 /// A GPU call that failed; the job can go on (or return it as a
 /// [`JobError`](crate::JobError) with `?`).
+///
+/// ```
+/// use pictor_sdk::gpu::GpuError;
+/// let e = GpuError::QuotaExceeded("the job already holds 256 buffers, its quota is 256".into());
+/// assert!(e.to_string().starts_with("GPU quota exceeded"));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum GpuError {
     /// No GPU for this job.
@@ -99,7 +105,15 @@ pub fn as_bytes<T: Pod>(values: &[T]) -> &[u8] {
     bytemuck::cast_slice(values)
 }
 
-/// The adapter a job runs on.
+/// The adapter a job runs on, from [`adapter`].
+///
+/// ```no_run
+/// let info = pictor_sdk::gpu::adapter()?;
+/// if info.device_type == "cpu" {
+///     println!("software adapter: keep the problem small");
+/// }
+/// # Ok::<(), pictor_sdk::gpu::GpuError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterInfo {
     /// Adapter name, e.g. `NVIDIA H100 80GB HBM3` or `llvmpipe (…)`.
@@ -144,8 +158,18 @@ pub struct Usage(u8);
 
 impl Usage {
     /// `var<storage>` (read or read_write).
+    ///
+    /// ```no_run
+    /// let b = pictor_sdk::gpu::Buffer::<u32>::zeroed(16, pictor_sdk::gpu::Usage::STORAGE)?;
+    /// # Ok::<(), pictor_sdk::gpu::GpuError>(())
+    /// ```
     pub const STORAGE: Usage = Usage(1);
     /// `var<uniform>`.
+    ///
+    /// ```no_run
+    /// let params = pictor_sdk::gpu::Buffer::from_slice(&[640u32, 480], pictor_sdk::gpu::Usage::UNIFORM)?;
+    /// # Ok::<(), pictor_sdk::gpu::GpuError>(())
+    /// ```
     pub const UNIFORM: Usage = Usage(2);
 
     #[cfg(target_arch = "wasm32")]
@@ -302,6 +326,14 @@ impl<T: Pod> Buffer<T> {
 }
 
 /// A buffer to bind, from [`Buffer::binding`].
+///
+/// ```no_run
+/// # use pictor_sdk::gpu::*;
+/// # let k = Kernel::new("", "main")?;
+/// let input = Buffer::from_slice(&[1.0f32; 64], Usage::STORAGE)?;
+/// let group = k.bind(0, &[input.binding()])?;
+/// # Ok::<(), GpuError>(())
+/// ```
 pub struct Binding<'a> {
     #[cfg(target_arch = "wasm32")]
     raw: &'a wit::Buffer,
@@ -309,6 +341,11 @@ pub struct Binding<'a> {
 }
 
 /// A compiled WGSL compute entry point.
+///
+/// ```no_run
+/// let k = pictor_sdk::gpu::Kernel::new("@compute @workgroup_size(64) fn main() {}", "main")?;
+/// # Ok::<(), pictor_sdk::gpu::GpuError>(())
+/// ```
 pub struct Kernel {
     #[cfg(target_arch = "wasm32")]
     pipeline: wit::ComputePipeline,
@@ -390,13 +427,29 @@ impl Kernel {
     }
 }
 
-/// Buffers bound to one `@group` of a kernel.
+/// Buffers bound to one `@group` of a kernel, from [`Kernel::bind`].
+///
+/// ```no_run
+/// # use pictor_sdk::gpu::*;
+/// # let (k, a) = (Kernel::new("", "main")?, Buffer::<u32>::zeroed(4, Usage::STORAGE)?);
+/// let group: BindGroup = k.bind(0, &[a.binding()])?;
+/// # Ok::<(), GpuError>(())
+/// ```
 pub struct BindGroup {
     #[cfg(target_arch = "wasm32")]
     raw: wit::BindGroup,
 }
 
-/// One command of a batch for [`submit`].
+/// One command of a batch for [`submit`], from [`Kernel::dispatch`].
+///
+/// ```no_run
+/// # use pictor_sdk::gpu::*;
+/// # let (k, a) = (Kernel::new("", "main")?, Buffer::<u32>::zeroed(4, Usage::STORAGE)?);
+/// # let g = k.bind(0, &[a.binding()])?;
+/// let batch: Vec<Command> = (0..8).map(|_| k.dispatch(&[&g], [1, 1, 1])).collect();
+/// submit(&batch)?;
+/// # Ok::<(), GpuError>(())
+/// ```
 pub enum Command<'a> {
     /// Run a kernel.
     Dispatch {
