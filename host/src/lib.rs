@@ -6,6 +6,7 @@
 //! of the `pictor:plugin` WIT package, each bounded by the job's limits.
 //!
 //! Module map (see `docs/architecture.md`):
+//! - [`config`]: `worker.json`, parsed and validated;
 //! - [`runtime`]: engine, epoch ticker, compiled-component cache, linker,
 //!   store state, stdout/stderr capture, plugin inspection;
 //! - [`capabilities`]: host side of each `pictor:plugin` interface;
@@ -14,6 +15,7 @@
 //! - [`digest`]: sha256 identities of plugins, inputs and outputs.
 
 pub mod capabilities;
+pub mod config;
 pub mod digest;
 pub mod jobs;
 pub mod runtime;

@@ -1,5 +1,6 @@
 //! One module per subcommand; each is a clap struct with `execute()`.
 
+mod config;
 mod exec;
 mod gpu;
 mod plugin;
@@ -40,6 +41,9 @@ pub enum Command {
     /// GPU adapters and telemetry.
     #[command(subcommand)]
     Gpu(gpu::GpuCommand),
+    /// Work with worker.json.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 impl Command {
@@ -49,6 +53,7 @@ impl Command {
             Command::Exec(c) => c.execute(),
             Command::Plugin(c) => c.execute(),
             Command::Gpu(c) => c.execute(),
+            Command::Config(c) => c.execute(),
         }
     }
 }

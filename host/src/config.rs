@@ -1,0 +1,441 @@
+//! `worker.json`: the per-worker config file a worker owner imports.
+//!
+//! Read in two stages, like the job spec: [`RawConfig`] is the file as
+//! serde sees it (unknown keys rejected, with a "did you mean" hint), then
+//! [`WorkerConfig::validate`] checks every value and resolves paths against
+//! the file's folder. Every error names the file, the key and the fix.
+//! Nothing is probed here (no GPU, no network): that happens when the
+//! worker starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::capabilities::gpu::AdapterChoice;
+use crate::jobs::limits::LimitOverrides;
+
+/// The config format version this host reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Coins this host can mine, with their hash algorithm.
+pub const SUPPORTED_COINS: &[(&str, &str)] = &[("btc", "sha256d"), ("bch", "sha256d")];
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// What is wrong, naming the key, and how to fix it.
+    pub message: String,
+}
+
+/// `worker.json` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Must be [`CONFIG_VERSION`].
+    pub version: u32,
+    /// Who this worker is.
+    pub worker: RawWorker,
+    /// Where rewards go.
+    pub wallet: String,
+    /// Where jobs come from.
+    #[serde(default)]
+    pub coordinator: RawCoordinator,
+    /// Mining while idle.
+    #[serde(default)]
+    pub mining: Option<RawMining>,
+    /// What jobs this worker accepts and their default limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// The worker's price per job, by job kind.
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
+    /// Which GPU jobs run on: `"auto"`, `"none"`, an index or a name.
+    #[serde(default)]
+    pub gpu: Option<String>,
+}
+
+/// The `worker` object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorker {
+    /// The id the network knows this worker by.
+    pub id: String,
+    /// A name for the owner.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The `coordinator` object: a spool folder or an HTTP(S) coordinator.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCoordinator {
+    /// Local spool folder (the default: `spool` beside the config file).
+    #[serde(default)]
+    pub spool: Option<String>,
+    /// Coordinator base URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// This worker's credential for the coordinator.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// The `mining` object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMining {
+    /// Whether to mine when idle.
+    pub enabled: bool,
+    /// `stratum+tcp://host:port`.
+    pub pool: String,
+    /// Which coin (see [`SUPPORTED_COINS`]).
+    pub coin: String,
+    /// Payout address on the pool (default: the worker's wallet).
+    #[serde(default)]
+    pub wallet: Option<String>,
+    /// The mining plugin component.
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// Seconds idle before mining starts (default 30).
+    #[serde(default)]
+    pub idle_delay_s: Option<f64>,
+    /// Mine only where NVML finds an NVIDIA GPU (default true).
+    #[serde(default)]
+    pub require_nvidia: Option<bool>,
+}
+
+/// The `limits` object.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Job kinds accepted (default: all).
+    #[serde(default)]
+    pub job_kinds: Option<Vec<String>>,
+    /// Jobs running at once on one GPU (default 1).
+    #[serde(default)]
+    pub jobs_per_gpu: Option<u32>,
+    /// Size of the download cache in MiB (default 20480).
+    #[serde(default)]
+    pub cache_mib: Option<u64>,
+    /// Default limits of every job (a job's own limits override them).
+    #[serde(default)]
+    pub job: LimitOverrides,
+}
+
+/// Where jobs come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobSource {
+    /// A local spool folder (absolute).
+    Spool(PathBuf),
+    /// An HTTP(S) coordinator.
+    Coordinator {
+        /// Base URL.
+        url: url::Url,
+        /// Credential.
+        token: String,
+    },
+}
+
+/// Mining settings, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MiningConfig {
+    /// Whether mining is on.
+    pub enabled: bool,
+    /// Pool host.
+    pub pool_host: String,
+    /// Pool port.
+    pub pool_port: u16,
+    /// Coin.
+    pub coin: String,
+    /// Hash algorithm of the coin.
+    pub algorithm: &'static str,
+    /// Payout address.
+    pub wallet: String,
+    /// Mining plugin (absolute), if configured.
+    pub plugin: Option<PathBuf>,
+    /// Idle time before mining starts.
+    pub idle_delay: std::time::Duration,
+    /// Mine only on NVIDIA GPUs.
+    pub require_nvidia: bool,
+}
+
+/// A validated `worker.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Worker id.
+    pub worker_id: String,
+    /// Worker name (the id if none was given).
+    pub name: String,
+    /// Rewards address.
+    pub wallet: String,
+    /// Where jobs come from.
+    pub source: JobSource,
+    /// Mining, if configured.
+    pub mining: Option<MiningConfig>,
+    /// Accepted job kinds (`None`: all).
+    pub job_kinds: Option<Vec<String>>,
+    /// Jobs at once per GPU.
+    pub jobs_per_gpu: u32,
+    /// Download cache size in bytes.
+    pub cache_bytes: u64,
+    /// Default job limits.
+    pub job_limits: LimitOverrides,
+    /// Price per job, by kind.
+    pub prices: BTreeMap<String, f64>,
+    /// GPU choice.
+    pub gpu: AdapterChoice,
+}
+
+impl WorkerConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError { file: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the config file: {e}")))?;
+        let raw = parse(&text).map_err(err)?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        Self::validate(raw, &dir, path).map_err(err)
+    }
+
+    /// Checks every value of `raw`; relative paths are resolved against `dir`.
+    pub fn validate(raw: RawConfig, dir: &Path, file: &Path) -> Result<Self, String> {
+        if raw.version != CONFIG_VERSION {
+            return Err(format!(
+                "`version` is {}, this host reads version {CONFIG_VERSION}; get a current config from the portal",
+                raw.version
+            ));
+        }
+        let id_ok = |s: &str| (3..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok(&raw.worker.id) {
+            return Err(format!(
+                "`worker.id` {:?} must be 3-64 characters from A-Z a-z 0-9 - _; copy it from the portal",
+                raw.worker.id
+            ));
+        }
+        let name = raw.worker.name.clone().unwrap_or_else(|| raw.worker.id.clone());
+        if name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err("`worker.name` must be at most 100 printable characters".into());
+        }
+        check_wallet("wallet", &raw.wallet)?;
+        let source = source(&raw.coordinator, dir)?;
+        let mining = match &raw.mining {
+            Some(m) => Some(mining(m, &raw.wallet, dir)?),
+            None => None,
+        };
+        if let Some(kinds) = &raw.limits.job_kinds {
+            for kind in kinds {
+                check_kind("limits.job_kinds", kind)?;
+            }
+        }
+        let jobs_per_gpu = raw.limits.jobs_per_gpu.unwrap_or(1);
+        if !(1..=64).contains(&jobs_per_gpu) {
+            return Err(format!("`limits.jobs_per_gpu` must be between 1 and 64, got {jobs_per_gpu}"));
+        }
+        let cache_mib = raw.limits.cache_mib.unwrap_or(20 * 1024);
+        if !(64..=16 * 1024 * 1024).contains(&cache_mib) {
+            return Err(format!("`limits.cache_mib` must be between 64 and 16777216, got {cache_mib}"));
+        }
+        raw.limits.job.validate().map_err(|e| format!("`limits.job`: {}", e.replacen("limits.", "", 1)))?;
+        for (kind, price) in &raw.prices {
+            check_kind("prices", kind)?;
+            if !(price.is_finite() && *price >= 0.0) {
+                return Err(format!("`prices.{kind}` must be a number ≥ 0, got {price}"));
+            }
+        }
+        let gpu: AdapterChoice = raw.gpu.as_deref().unwrap_or("auto").parse().unwrap_or_default();
+        Ok(WorkerConfig {
+            file: file.to_path_buf(),
+            worker_id: raw.worker.id,
+            name,
+            wallet: raw.wallet,
+            source,
+            mining,
+            job_kinds: raw.limits.job_kinds,
+            jobs_per_gpu,
+            cache_bytes: cache_mib << 20,
+            job_limits: raw.limits.job,
+            prices: raw.prices,
+            gpu,
+        })
+    }
+}
+
+/// Parses JSON into [`RawConfig`]; errors name the key (with a "did you
+/// mean" for misspelt ones) and give line and column.
+pub fn parse(text: &str) -> Result<RawConfig, String> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = with_suggestion(&inner.to_string());
+        if path == "." { message } else { format!("`{path}`: {message}") }
+    })
+}
+
+/// Adds "did you mean `x`?" to serde's unknown-field message.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_string() };
+    let Some((unknown, rest)) = rest.split_once('`') else { return message.to_string() };
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let best = expected
+        .iter()
+        .map(|candidate| (strsim::jaro_winkler(unknown, candidate), *candidate))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((score, candidate)) if score >= 0.8 => {
+            let (msg, position) = match message.find(" at line ") {
+                Some(at) => (&message[..at], &message[at..]),
+                None => (message, ""),
+            };
+            format!("{msg}; did you mean `{candidate}`?{position}")
+        }
+        _ => message.to_string(),
+    }
+}
+
+fn check_wallet(key: &str, wallet: &str) -> Result<(), String> {
+    let ok = (8..=128).contains(&wallet.len()) && wallet.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{key}` {wallet:?} is not a wallet address (8-128 letters, digits, : . _ -); copy it from your wallet app"))
+    }
+}
+
+fn check_kind(key: &str, kind: &str) -> Result<(), String> {
+    let ok = !kind.is_empty() && kind.len() <= 64 && kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok { Ok(()) } else { Err(format!("`{key}`: job kind {kind:?} must be 1-64 characters from a-z 0-9 -")) }
+}
+
+fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
+    match (&raw.spool, &raw.url) {
+        (Some(_), Some(_)) => Err("`coordinator` has both `spool` and `url`; keep one (a spool folder for local jobs, a URL for the network)".into()),
+        (None, Some(text)) => {
+            let url = url::Url::parse(text).map_err(|e| format!("`coordinator.url` {text:?} is not a URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(format!("`coordinator.url` {text:?} must be an http:// or https:// URL with a host"));
+            }
+            let token = raw.token.clone().unwrap_or_default();
+            if token.len() < 16 {
+                return Err("`coordinator.token` is missing or shorter than 16 characters; download this worker's config again from the portal".into());
+            }
+            Ok(JobSource::Coordinator { url, token })
+        }
+        (spool, None) => {
+            if raw.token.is_some() {
+                return Err("`coordinator.token` is only used with `coordinator.url`; remove it or add the URL".into());
+            }
+            let spool = spool.as_deref().unwrap_or("spool");
+            if spool.is_empty() {
+                return Err("`coordinator.spool` is empty; give a folder (default `spool` beside the config)".into());
+            }
+            Ok(JobSource::Spool(absolute(dir, spool)))
+        }
+    }
+}
+
+fn mining(raw: &RawMining, wallet: &str, dir: &Path) -> Result<MiningConfig, String> {
+    let pool = url::Url::parse(&raw.pool).map_err(|e| format!("`mining.pool` {:?} is not a URL: {e}", raw.pool))?;
+    if pool.scheme() != "stratum+tcp" {
+        return Err(format!("`mining.pool` {:?} must start with stratum+tcp:// (e.g. stratum+tcp://pool.example:3333)", raw.pool));
+    }
+    let host = pool.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("`mining.pool` {:?} has no host", raw.pool))?;
+    let port = pool.port().ok_or_else(|| format!("`mining.pool` {:?} has no port (e.g. :3333)", raw.pool))?;
+    let coin = raw.coin.to_lowercase();
+    let algorithm = SUPPORTED_COINS.iter().find(|(c, _)| *c == coin).map(|(_, a)| *a).ok_or_else(|| {
+        let supported: Vec<&str> = SUPPORTED_COINS.iter().map(|(c, _)| *c).collect();
+        format!("`mining.coin` {:?} is not supported; this host mines {}", raw.coin, supported.join(", "))
+    })?;
+    let payout = raw.wallet.clone().unwrap_or_else(|| wallet.to_string());
+    check_wallet("mining.wallet", &payout)?;
+    let idle = raw.idle_delay_s.unwrap_or(30.0);
+    if !(idle.is_finite() && (0.0..=86_400.0).contains(&idle)) {
+        return Err(format!("`mining.idle_delay_s` must be between 0 and 86400 seconds, got {idle}"));
+    }
+    let plugin = raw.plugin.as_deref().map(|p| absolute(dir, p));
+    if raw.enabled && plugin.is_none() {
+        return Err("`mining.plugin` is required when mining is enabled (the mining component, e.g. plugins/mine.wasm)".into());
+    }
+    Ok(MiningConfig {
+        enabled: raw.enabled,
+        pool_host: host.to_string(),
+        pool_port: port,
+        coin,
+        algorithm,
+        wallet: payout,
+        plugin,
+        idle_delay: std::time::Duration::from_secs_f64(idle),
+        require_nvidia: raw.require_nvidia.unwrap_or(true),
+    })
+}
+
+fn absolute(dir: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() { path.to_path_buf() } else { dir.join(path) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+        "version": 1,
+        "worker": {"id": "wkr-7f3a9c", "name": "studio rig 1"},
+        "wallet": "bc1qexampleaddress0000",
+        "coordinator": {"spool": "spool"},
+        "mining": {"enabled": true, "pool": "stratum+tcp://pool.example:3333", "coin": "btc", "plugin": "plugins/mine.wasm", "require_nvidia": false},
+        "limits": {"job_kinds": ["render", "upscale"], "jobs_per_gpu": 1, "job": {"timeout_s": 600}},
+        "prices": {"render": 0.02},
+        "gpu": "auto"
+    }"#;
+
+    fn check(text: &str) -> Result<WorkerConfig, String> {
+        WorkerConfig::validate(parse(text)?, Path::new("/etc/pictor"), Path::new("/etc/pictor/worker.json"))
+    }
+
+    #[test]
+    fn good_config_resolves_paths_and_defaults() -> Result<(), String> {
+        let c = check(GOOD)?;
+        assert_eq!(c.source, JobSource::Spool(PathBuf::from("/etc/pictor/spool")));
+        let m = c.mining.ok_or("mining")?;
+        assert_eq!((m.pool_host.as_str(), m.pool_port, m.algorithm), ("pool.example", 3333, "sha256d"));
+        assert_eq!(m.wallet, "bc1qexampleaddress0000");
+        assert_eq!(m.plugin, Some(PathBuf::from("/etc/pictor/plugins/mine.wasm")));
+        assert_eq!(m.idle_delay, std::time::Duration::from_secs(30));
+        assert_eq!(c.jobs_per_gpu, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn each_bad_field_names_its_key_and_the_fix() {
+        let cases: &[(&str, &str, &str)] = &[
+            (r#""version": 1,"#, r#""version": 2,"#, "`version` is 2"),
+            (r#""mining": {"#, r#""minig": {"#, "unknown field `minig`, expected one of"),
+            (r#""mining": {"#, r#""minig": {"#, "did you mean `mining`?"),
+            (r#""id": "wkr-7f3a9c""#, r#""id": "a b""#, "`worker.id`"),
+            (r#""wallet": "bc1qexampleaddress0000""#, r#""wallet": "x""#, "`wallet` \"x\" is not a wallet address"),
+            (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "http://pool.example:3333""#, "must start with stratum+tcp://"),
+            (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "stratum+tcp://pool.example""#, "has no port"),
+            (r#""coin": "btc""#, r#""coin": "xmr""#, "`mining.coin` \"xmr\" is not supported; this host mines btc, bch"),
+            (r#""jobs_per_gpu": 1"#, r#""jobs_per_gpu": 0"#, "`limits.jobs_per_gpu`"),
+            (r#""timeout_s": 600"#, r#""timeout_s": -1"#, "`limits.job`: timeout_s"),
+            (r#""render": 0.02"#, r#""render": -1"#, "`prices.render` must be a number"),
+            (r#""spool": "spool""#, r#""url": "ftp://x""#, "`coordinator.url` \"ftp://x\" must be an http"),
+            (r#""spool": "spool""#, r#""url": "https://c.example""#, "`coordinator.token` is missing"),
+            (r#""job_kinds": ["render", "upscale"]"#, r#""job_kinds": ["Render"]"#, "`limits.job_kinds`"),
+            (r#""jobs_per_gpu": 1"#, r#""jobs_per_gpu": "one""#, "`limits.jobs_per_gpu`: invalid type"),
+        ];
+        for (from, to, expected) in cases {
+            let text = GOOD.replacen(from, to, 1);
+            assert_ne!(text, GOOD, "case {to} did not change the config");
+            let err = check(&text).expect_err(to);
+            assert!(err.contains(expected), "{to}: {err}");
+        }
+    }
+}
