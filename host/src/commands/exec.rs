@@ -15,7 +15,7 @@ use pictor_host::capabilities::progress::Progress;
 use pictor_host::jobs::limits::JobLimits;
 use pictor_host::jobs::outcome::JobOutcome;
 use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
+use pictor_host::jobs::sandbox::{JobDirs, stage_inputs};
 use pictor_host::jobs::spec::JobSpec;
 use pictor_host::runtime::CodeSource;
 use pictor_host::runtime::control::{Interruption, JobControl};
@@ -29,13 +29,13 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Run one job locally.
 #[derive(Args)]
 pub struct ExecCommand {
-    /// The plugin component (`.wasm`).
+    /// The plugin component (`.wasm`) [default: the job spec's `plugin`].
     #[arg(long, value_name = "P.wasm")]
-    plugin: PathBuf,
+    plugin: Option<PathBuf>,
     /// The job spec (JSON, see docs/job-spec.md).
     #[arg(long, value_name = "job.json")]
     job: PathBuf,
-    /// Folder shown to the plugin as /input (read-only) [default: an empty folder].
+    /// Folder shown to the plugin as /input (read-only) [default: the spec's `inputs`, or an empty folder].
     #[arg(long, value_name = "DIR")]
     input: Option<PathBuf>,
     /// Folder for the outputs; created, must be empty [default: pictor-output/<job id>].
@@ -71,14 +71,31 @@ impl ExecCommand {
         }
         spec.limits.validate().map_err(|e| anyhow::anyhow!("invalid option: {e}"))?;
         let limits = JobLimits::default().with(&spec.limits);
-        let bytes = read_plugin(&self.plugin)?;
+        let plugin_path = match (&self.plugin, &spec.plugin) {
+            (Some(path), _) => path.clone(),
+            (None, Some(plugin)) => plugin.path.clone(),
+            (None, None) => anyhow::bail!("no plugin: give --plugin or a `plugin` in {}", self.job.display()),
+        };
+        let bytes = read_plugin(&plugin_path)?;
+        if let Some(expected) = spec.plugin.as_ref().map(|p| p.sha256) {
+            let actual = pictor_host::digest::Sha256Digest::of(&bytes);
+            anyhow::ensure!(
+                actual == expected,
+                "sha256 mismatch for plugin {}: expected {expected}, got {actual}",
+                plugin_path.display()
+            );
+        }
 
-        let empty_input;
+        let staged_input;
         let input = match &self.input {
-            Some(dir) => dir.clone(),
+            Some(dir) => {
+                anyhow::ensure!(spec.inputs.is_empty(), "the job spec lists `inputs`; do not also give --input");
+                dir.clone()
+            }
             None => {
-                empty_input = tempfile::tempdir().context("cannot create an empty input folder")?;
-                empty_input.path().to_path_buf()
+                staged_input = tempfile::tempdir().context("cannot create the input folder")?;
+                stage_inputs(&spec, staged_input.path())?;
+                staged_input.path().to_path_buf()
             }
         };
         let output = self.output.clone().unwrap_or_else(|| Path::new("pictor-output").join(&spec.id));

@@ -53,6 +53,9 @@ pub enum SandboxError {
     /// The plugin wrote more than its quota.
     #[error("output quota exceeded: {0}")]
     Quota(String),
+    /// An input named by the spec is missing or does not match its digest.
+    #[error("{0}")]
+    Input(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
@@ -77,6 +80,23 @@ impl JobDirs {
         }
         Ok(JobDirs { input, output })
     }
+}
+
+/// Places each input of `spec` in `dir` under its name (hard-linked when
+/// possible, else copied), after checking every digest: a mismatch refuses
+/// the job before anything runs or is copied.
+pub fn stage_inputs(spec: &crate::jobs::spec::JobSpec, dir: &Path) -> Result<(), SandboxError> {
+    spec.verify_files().map_err(|e| SandboxError::Input(e.to_string()))?;
+    for input in &spec.inputs {
+        let target = dir.join(&input.name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        if std::fs::hard_link(&input.file.path, &target).is_err() {
+            std::fs::copy(&input.file.path, &target).map_err(io_err(&target))?;
+        }
+    }
+    Ok(())
 }
 
 /// How much is in an output folder.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Sha256Digest;
 use crate::jobs::limits::LimitOverrides;
 
 /// The job spec version this host reads.
@@ -31,6 +32,76 @@ pub struct JobSpec {
     /// Limits that override the host's defaults.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// The plugin that runs the job (required by the worker; `exec` may
+    /// take it from `--plugin` instead).
+    #[serde(default)]
+    pub plugin: Option<FileRef>,
+    /// The job's input files, placed in `/input` under their names.
+    #[serde(default)]
+    pub inputs: Vec<InputRef>,
+    /// What the job pays, in the network's unit (informational here).
+    #[serde(default)]
+    pub price: Option<f64>,
+}
+
+/// A file given by path (URLs come with the network side) and its sha256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// Path of the file; relative paths are relative to the spec's folder.
+    pub path: PathBuf,
+    /// Its content digest: a file that does not match is refused.
+    pub sha256: Sha256Digest,
+}
+
+/// One input file of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputRef {
+    /// Its name in `/input` (relative, `/`-separated, no `..`).
+    pub name: String,
+    /// Where it is, and its digest.
+    #[serde(flatten)]
+    pub file: FileRef,
+}
+
+/// A referenced file that is missing or does not match its digest.
+#[derive(Debug, thiserror::Error)]
+pub enum RefError {
+    /// The file cannot be read.
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        /// `plugin` or `input "name"`.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file's digest is not the one the spec names.
+    #[error("sha256 mismatch for {what} {}: expected {expected}, got {actual}", path.display())]
+    Mismatch {
+        /// `plugin` or `input "name"`.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// The digest in the spec.
+        expected: Sha256Digest,
+        /// The file's digest.
+        actual: Sha256Digest,
+    },
+}
+
+impl FileRef {
+    /// Checks the file's digest (streaming, never whole in memory).
+    pub fn verify(&self, what: &str) -> Result<(), RefError> {
+        let actual = Sha256Digest::of_file(&self.path)
+            .map_err(|source| RefError::Read { what: what.to_string(), path: self.path.clone(), source })?;
+        if actual != self.sha256 {
+            return Err(RefError::Mismatch { what: what.to_string(), path: self.path.clone(), expected: self.sha256, actual });
+        }
+        Ok(())
+    }
 }
 
 fn empty_object() -> serde_json::Value {
@@ -59,11 +130,33 @@ pub enum SpecError {
 }
 
 impl JobSpec {
-    /// Reads and validates the spec in `path`.
+    /// Reads and validates the spec in `path`; relative plugin and input
+    /// paths become absolute, against the spec's folder.
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
-        Self::from_json(&text).map_err(|message| SpecError::Invalid { path: path.to_path_buf(), message })
+        let mut spec =
+            Self::from_json(&text).map_err(|message| SpecError::Invalid { path: path.to_path_buf(), message })?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let files = spec.plugin.iter_mut().chain(spec.inputs.iter_mut().map(|i| &mut i.file));
+        for file in files {
+            if file.path.is_relative() {
+                file.path = dir.join(&file.path);
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Checks the plugin's and every input's sha256, before anything runs.
+    pub fn verify_files(&self) -> Result<(), RefError> {
+        if let Some(plugin) = &self.plugin {
+            plugin.verify("plugin")?;
+        }
+        for input in &self.inputs {
+            input.file.verify(&format!("input {:?}", input.name))?;
+        }
+        Ok(())
     }
 
     /// Parses and validates a spec from JSON text.
@@ -103,6 +196,22 @@ impl JobSpec {
         if self.kind.is_empty() || self.kind.len() > 64 || !self.kind.chars().all(kind_ok) {
             return Err(format!("`kind` must be 1-64 characters from a-z 0-9 -, got {:?}", self.kind));
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            let path = Path::new(&input.name);
+            let plain = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if input.name.is_empty() || !plain {
+                return Err(format!("`inputs[{i}].name` {:?} must be a relative path without `..`", input.name));
+            }
+            if !names.insert(&input.name) {
+                return Err(format!("`inputs[{i}].name` {:?} appears twice", input.name));
+            }
+        }
+        if let Some(price) = self.price
+            && !(price.is_finite() && price >= 0.0)
+        {
+            return Err(format!("`price` must be a number ≥ 0, got {price}"));
+        }
         self.limits.validate()
     }
 
@@ -125,6 +234,24 @@ mod tests {
     }
 
     #[test]
+    fn referenced_files_are_checked_against_their_sha256() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("scene.txt"), "abc")?;
+        let spec_path = dir.path().join("job.json");
+        let good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let json = |digest: &str| format!(r#"{{"version": 1, "id": "a", "kind": "k", "inputs": [{{"name": "s.txt", "path": "scene.txt", "sha256": "{digest}"}}]}}"#);
+        std::fs::write(&spec_path, json(good))?;
+        let spec = JobSpec::from_file(&spec_path)?;
+        assert!(spec.inputs[0].file.path.is_absolute());
+        spec.verify_files()?;
+        std::fs::write(&spec_path, json(&"0".repeat(64)))?;
+        let err = JobSpec::from_file(&spec_path)?.verify_files().unwrap_err().to_string();
+        assert!(err.starts_with("sha256 mismatch for input \"s.txt\""), "{err}");
+        assert!(err.contains(&format!("expected {}, got {good}", "0".repeat(64))), "{err}");
+        Ok(())
+    }
+
+    #[test]
     fn each_bad_field_is_named() {
         let cases = [
             (r#"{"id": "a", "kind": "k"}"#, "missing field `version`"),
@@ -135,6 +262,8 @@ mod tests {
             (r#"{"version": 1, "id": "a", "kind": "k", "limits": {"memory_mib": 0}}"#, "limits.memory_mib"),
             (r#"{"version": 1, "id": "a", "kind": "k", "seed": -1}"#, "seed"),
             (r#"{"version": 1, "id": "a""#, "EOF"),
+            (r#"{"version": 1, "id": "a", "kind": "k", "plugin": {"path": "p.wasm", "sha256": "xyz"}}"#, "`plugin.sha256`"),
+            (r#"{"version": 1, "id": "a", "kind": "k", "inputs": [{"name": "../x", "path": "x", "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}]}"#, "`inputs[0].name`"),
         ];
         for (json, expected) in cases {
             let err = JobSpec::from_json(json).expect_err(json);
