@@ -11,3 +11,4 @@ mod inspect;
 mod reproducible;
 mod sandbox;
 mod support;
+mod worker;

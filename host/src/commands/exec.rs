@@ -182,7 +182,8 @@ async fn cancel_on_signal(control: Arc<JobControl>) {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -4,6 +4,8 @@ mod config;
 mod exec;
 mod gpu;
 mod plugin;
+mod run;
+mod submit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +35,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand)]
 pub enum Command {
+    /// Run the worker: take jobs from its spool (or coordinator) until stopped.
+    Run(run::RunCommand),
+    /// Queue a job in a local spool.
+    Submit(submit::SubmitCommand),
     /// Run one job locally with a plugin, and print its outputs.
     Exec(exec::ExecCommand),
     /// Work with plugin components.
@@ -50,6 +56,8 @@ impl Command {
     /// Runs the subcommand; `Err` is a usage error (exit code 2).
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         match self {
+            Command::Run(c) => c.execute(),
+            Command::Submit(c) => c.execute(),
             Command::Exec(c) => c.execute(),
             Command::Plugin(c) => c.execute(),
             Command::Gpu(c) => c.execute(),

@@ -8,6 +8,7 @@
 //! | `environment` | counts env vars and args, reads stdin, lists `/`; writes `environment.json` |
 //! | `checkpoint` | loads a counter from the checkpoint (0 if none), saves counter + 1, writes `count.txt` |
 //! | `wait-for-cancel` | reports progress every 10 ms until `cancelled()`, then returns `cancelled` |
+//! | `steps` | `steps` steps of `step_ms` each, checkpointing after each one and resuming from the checkpoint; writes `steps.txt` |
 
 use std::io::Read;
 use std::time::Duration;
@@ -19,6 +20,18 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Params {
     check: String,
+    #[serde(default = "default_steps")]
+    steps: u32,
+    #[serde(default = "default_step_ms")]
+    step_ms: u64,
+}
+
+fn default_steps() -> u32 {
+    10
+}
+
+fn default_step_ms() -> u64 {
+    100
 }
 
 /// The `probe` plugin.
@@ -31,6 +44,7 @@ impl Plugin for Probe {
             "environment" => environment(job),
             "checkpoint" => checkpoint(job),
             "wait-for-cancel" => wait_for_cancel(job),
+            "steps" => steps(job, params.steps, params.step_ms),
             other => Err(JobError::InvalidParams(format!("unknown check `{other}`"))),
         }
     }
@@ -65,6 +79,24 @@ fn checkpoint(job: &Job) -> Result<Summary, JobError> {
     job.save_checkpoint(&count.to_le_bytes())?;
     job.write_output("count.txt", count.to_string().as_bytes())?;
     Ok(Summary::new(format!("run {count}")).metric("count", count as f64))
+}
+
+fn steps(job: &Job, total: u32, step_ms: u64) -> Result<Summary, JobError> {
+    let resumed_at = match job.load_checkpoint() {
+        Some(bytes) => u32::from_le_bytes(
+            bytes.try_into().map_err(|_| JobError::Failed("checkpoint is not a 4-byte step count".into()))?,
+        ),
+        None => 0,
+    };
+    for step in resumed_at..total {
+        job.check_cancelled()?;
+        std::thread::sleep(Duration::from_millis(step_ms));
+        job.save_checkpoint(&(step + 1).to_le_bytes())?;
+        job.progress((step + 1) as f32 / total as f32, format!("step {}/{total}", step + 1));
+    }
+    let report = format!("steps {total} resumed_at {resumed_at} attempt {}\n", job.info().attempt);
+    job.write_output("steps.txt", report.as_bytes())?;
+    Ok(Summary::new(report.trim()).metric("resumed_at", f64::from(resumed_at)))
 }
 
 fn wait_for_cancel(job: &Job) -> Result<Summary, JobError> {

@@ -1,0 +1,119 @@
+//! `pictor-host run`: the worker. Reads worker.json, says who it is and
+//! what it has, then runs jobs from its source until stopped (Ctrl-C or
+//! SIGTERM: the running job is asked to stop and checkpoint, the journal is
+//! flushed, exit 0).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use pictor_host::capabilities::gpu::{GpuProvider, device};
+use pictor_host::config::{JobSource, WorkerConfig};
+use pictor_host::runtime::{Runtime, RuntimeConfig};
+use pictor_host::spool::Spool;
+use pictor_host::telemetry::nvml::{self, NvmlStatus};
+use pictor_host::worker::Worker;
+use tokio::sync::watch;
+
+use super::exec::wait_for_signal;
+
+/// Run the worker.
+#[derive(Args)]
+pub struct RunCommand {
+    /// The worker's config file.
+    #[arg(long, value_name = "worker.json")]
+    config: PathBuf,
+    /// Exit once no job is queued (for demos and scripts); without it, serve until stopped.
+    #[arg(long)]
+    until_idle: bool,
+}
+
+impl RunCommand {
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let config = WorkerConfig::load(&self.config)?;
+        eprintln!("Worker {} ({}) · Connecting…", config.worker_id, config.name);
+        let spool_dir = match &config.source {
+            JobSource::Spool(dir) => dir.clone(),
+            JobSource::Coordinator { url, .. } => {
+                anyhow::bail!("coordinator {url}: the network client is not built yet; use a local spool (`coordinator.spool`)")
+            }
+        };
+        let spool = Spool::open(&spool_dir)?;
+        eprintln!("Worker {} · Connected (local spool {})", config.worker_id, spool_dir.display());
+
+        let adapters = device::adapters(&device::instance());
+        if adapters.is_empty() {
+            eprintln!("GPUs: none found (GPU jobs will fail with `no GPU`)");
+        }
+        for (i, adapter) in adapters.iter().enumerate() {
+            let info = adapter.get_info();
+            eprintln!("GPU [{i}] {} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        }
+        let nvml = nvml::sample();
+        eprintln!("Mining: {}", mining_status(&config, &nvml));
+
+        let runtime = Arc::new(Runtime::new(&RuntimeConfig { cache_dir: RuntimeConfig::default_cache_dir() })?);
+        let gpu = Arc::new(GpuProvider::new(config.gpu.clone()));
+        let worker = Worker::new(config, runtime, Arc::clone(&gpu), spool)?;
+        let progress = worker.progress();
+
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let summary = tokio.block_on(async {
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let signals = tokio::spawn(async move {
+                wait_for_signal().await;
+                eprintln!("\nstopping: the running job is asked to stop and checkpoint");
+                let _ = stop_tx.send(true);
+            });
+            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(progress)));
+            let summary = worker.run(self.until_idle, stop_rx).await;
+            signals.abort();
+            if let Some(bar) = bar {
+                bar.abort();
+                eprint!("\r\x1b[2K");
+            }
+            summary
+        })?;
+        tokio.shutdown_timeout(Duration::from_secs(10));
+        drop(gpu);
+        eprintln!(
+            "Worker stopped: {} job(s) finished ({} failed), {} interrupted (they resume on the next start)",
+            summary.finished, summary.failed, summary.interrupted
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Why mining is on or off.
+fn mining_status(config: &WorkerConfig, nvml: &NvmlStatus) -> String {
+    match &config.mining {
+        None => "off (no `mining` in the config)".into(),
+        Some(m) if !m.enabled => "off (`mining.enabled` is false)".into(),
+        Some(m) if m.require_nvidia && !nvml.has_nvidia_gpu() => match nvml {
+            NvmlStatus::Unavailable { reason } => format!("off (no NVIDIA GPU: NVML not available: {reason})"),
+            NvmlStatus::Available { .. } => "off (NVML found no NVIDIA GPU)".into(),
+        },
+        Some(m) => {
+            let warning = if m.require_nvidia { "" } else { " — WARNING: require_nvidia is false (testing only)" };
+            format!("off (the mining plugin is not supported by this version yet){warning}")
+        }
+    }
+}
+
+/// One live status line on a terminal: job, progress bar, message.
+async fn show_status(mut rx: watch::Receiver<Option<(String, pictor_host::capabilities::progress::Progress)>>) {
+    while rx.changed().await.is_ok() {
+        let line = match rx.borrow_and_update().clone() {
+            Some((job, p)) => {
+                let filled = (p.fraction * 20.0).round() as usize;
+                format!("job {job} [{}{}] {:>3.0}% {}", "#".repeat(filled), "-".repeat(20 - filled), p.fraction * 100.0, p.message)
+            }
+            None => "idle".to_string(),
+        };
+        eprint!("\r\x1b[2K{line}");
+        let _ = std::io::stderr().flush();
+    }
+}

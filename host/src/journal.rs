@@ -1,0 +1,159 @@
+//! The worker's journal: an append-only file of JSON lines, one per state
+//! change, each written and fsync'd before the change is acted on, so that
+//! after a crash (even `kill -9`) the worker knows what was claimed, started
+//! and finished. A torn last line (a crash mid-write) is dropped on open.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// One state change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The worker started (or restarted).
+    WorkerStarted {
+        /// Worker id.
+        worker: String,
+    },
+    /// A job was taken from the queue.
+    Claimed {
+        /// Job id.
+        job: String,
+        /// Job kind.
+        kind: String,
+    },
+    /// An attempt of a job started.
+    Started {
+        /// Job id.
+        job: String,
+        /// Attempt number (0 first).
+        attempt: u32,
+    },
+    /// A job ended and its result is stored; it will not run again.
+    Finished {
+        /// Job id.
+        job: String,
+        /// Attempt that finished it.
+        attempt: u32,
+        /// `succeeded` or `failed`.
+        status: String,
+        /// Failure reason, if it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// An attempt stopped without a result (worker stopping); the job stays
+    /// queued and resumes from its checkpoint.
+    Interrupted {
+        /// Job id.
+        job: String,
+        /// The attempt that stopped.
+        attempt: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The worker stopped cleanly.
+    WorkerStopped,
+}
+
+/// A journal line: when, and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The change.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// An open journal.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `path` and returns its records.
+    pub fn open(path: &Path) -> std::io::Result<(Self, Vec<Record>)> {
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
+        let mut records = Vec::new();
+        let mut good_len = 0u64;
+        let mut reader = BufReader::new(&file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 {
+                break;
+            }
+            match serde_json::from_str::<Record>(line.trim_end()) {
+                Ok(record) if line.ends_with('\n') => {
+                    records.push(record);
+                    good_len += n as u64;
+                }
+                _ => {
+                    tracing::warn!(path = %path.display(), "dropping a torn or unreadable journal line (crash while writing)");
+                    break;
+                }
+            }
+        }
+        drop(reader);
+        if good_len < file.metadata()?.len() {
+            file.set_len(good_len)?;
+            file.sync_all()?;
+        }
+        file.seek(std::io::SeekFrom::End(0))?;
+        Ok((Journal { file, path: path.to_path_buf() }, records))
+    }
+
+    /// Appends `event` and waits until it is on disk.
+    pub fn append(&mut self, event: Event) -> std::io::Result<()> {
+        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let mut line = serde_json::to_vec(&Record { at_ms, event }).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.sync_data()
+    }
+
+    /// Where the journal is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The last attempt number recorded for `job`, if any.
+pub fn last_attempt(records: &[Record], job: &str) -> Option<u32> {
+    records.iter().rev().find_map(|r| match &r.event {
+        Event::Started { job: j, attempt } | Event::Interrupted { job: j, attempt, .. } if j == job => Some(*attempt),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopen_and_a_torn_line_is_dropped() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, records) = Journal::open(&path)?;
+        assert!(records.is_empty());
+        journal.append(Event::Started { job: "a".into(), attempt: 0 })?;
+        journal.append(Event::Interrupted { job: "a".into(), attempt: 0, reason: "stopping".into() })?;
+        drop(journal);
+        std::fs::OpenOptions::new().append(true).open(&path)?.write_all(b"{\"at_ms\": 1, \"event\": \"sta")?;
+
+        let (mut journal, records) = Journal::open(&path)?;
+        assert_eq!(records.len(), 2);
+        assert_eq!(last_attempt(&records, "a"), Some(0));
+        journal.append(Event::Started { job: "a".into(), attempt: 1 })?;
+        let (_, records) = Journal::open(&path)?;
+        assert_eq!(records.len(), 3, "the torn line was cut off before appending");
+        assert_eq!(last_attempt(&records, "a"), Some(1));
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! The worker loop over a local spool: resume what a crash or a stop left
+//! running, then take queued jobs in order, run each once, store its result,
+//! and record every step in the journal first.
+//!
+//! Exactly-once: a job's result is written and published (`running/` →
+//! `done/`, one rename) before `finished` is journaled; on start, a job found
+//! in `running/` with a `result.json` is published without running again,
+//! and any other is run again as the next attempt, resuming from its
+//! checkpoint file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::capabilities::checkpoint::CheckpointStore;
+use crate::capabilities::gpu::GpuProvider;
+use crate::capabilities::progress::Progress;
+use crate::config::WorkerConfig;
+use crate::jobs::limits::JobLimits;
+use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
+use crate::jobs::runner::{JobRun, run_job};
+use crate::jobs::sandbox::{JobDirs, stage_inputs};
+use crate::journal::{self, Event, Journal, Record};
+use crate::runtime::Runtime;
+use crate::runtime::control::{Interruption, JobControl};
+use crate::spool::{Claimed, Spool, SpoolError};
+
+/// How often an idle worker looks for new jobs in the spool.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long a job may take to stop by itself when the worker is stopping.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What the worker loop did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Jobs finished (succeeded or failed) in this run.
+    pub finished: u32,
+    /// Jobs among them that failed.
+    pub failed: u32,
+    /// Jobs interrupted by a stop (they resume on the next start).
+    pub interrupted: u32,
+}
+
+/// A failure of the worker itself (not of a job).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The spool could not be used.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The journal could not be written: the worker stops rather than run
+    /// jobs it could not account for.
+    #[error("journal {path}: {source}")]
+    Journal {
+        /// The journal file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// How one attempt ended, for the loop.
+enum Ran {
+    /// The job has its result (stored now, or found from before a crash).
+    Finished {
+        /// Whether it failed.
+        failed: bool,
+    },
+    /// The worker stopped it; it stays queued.
+    Interrupted,
+}
+
+/// The worker: config, runtime, GPU, spool and journal.
+pub struct Worker {
+    config: WorkerConfig,
+    runtime: Arc<Runtime>,
+    gpu: Arc<GpuProvider>,
+    spool: Spool,
+    journal: Journal,
+    history: Vec<Record>,
+    progress: watch::Sender<Option<(String, Progress)>>,
+}
+
+impl Worker {
+    /// Opens the spool and its journal.
+    pub fn new(config: WorkerConfig, runtime: Arc<Runtime>, gpu: Arc<GpuProvider>, spool: Spool) -> Result<Self, WorkerError> {
+        let path = spool.journal_path();
+        let journal_err = |source| WorkerError::Journal { path: path.display().to_string(), source };
+        let (mut journal, history) = Journal::open(&path).map_err(journal_err)?;
+        journal.append(Event::WorkerStarted { worker: config.worker_id.clone() }).map_err(journal_err)?;
+        Ok(Worker { config, runtime, gpu, spool, journal, history, progress: watch::channel(None).0 })
+    }
+
+    /// A receiver of `(job id, progress)` of the running job, for the status line.
+    pub fn progress(&self) -> watch::Receiver<Option<(String, Progress)>> {
+        self.progress.subscribe()
+    }
+
+    fn log(&mut self, event: Event) -> Result<(), WorkerError> {
+        let path = self.journal.path().display().to_string();
+        self.journal.append(event).map_err(|source| WorkerError::Journal { path, source })
+    }
+
+    /// Runs until `stop` fires, or, with `until_idle`, until nothing is queued.
+    pub async fn run(mut self, until_idle: bool, mut stop: watch::Receiver<bool>) -> Result<RunSummary, WorkerError> {
+        let mut summary = RunSummary::default();
+        let mut resume = self.spool.running()?;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let job = match resume.pop() {
+                Some(job) => Some(job),
+                None => match self.spool.next_incoming()? {
+                    Some(path) => match self.spool.claim(&path)? {
+                        Some(job) => {
+                            self.log(Event::Claimed { job: job.spec.id.clone(), kind: job.spec.kind.clone() })?;
+                            Some(job)
+                        }
+                        None => continue,
+                    },
+                    None => None,
+                },
+            };
+            let Some(job) = job else {
+                if until_idle {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            };
+            match self.run_one(job, &mut stop).await? {
+                Ran::Finished { failed } => {
+                    summary.finished += 1;
+                    summary.failed += u32::from(failed);
+                }
+                Ran::Interrupted => {
+                    summary.interrupted += 1;
+                    break;
+                }
+            }
+        }
+        self.log(Event::WorkerStopped)?;
+        Ok(summary)
+    }
+
+    /// Runs one attempt of `job` (or publishes a result a crash left behind).
+    async fn run_one(&mut self, job: Claimed, stop: &mut watch::Receiver<bool>) -> Result<Ran, WorkerError> {
+        let id = job.spec.id.clone();
+        if job.dir.join("result.json").exists() {
+            // Finished before a crash, not yet published: publish, do not rerun.
+            self.spool.publish(&job)?;
+            let attempt = journal::last_attempt(&self.history, &id).unwrap_or(0);
+            self.log(Event::Finished { job: id, attempt, status: "recovered".into(), reason: None })?;
+            return Ok(Ran::Finished { failed: false });
+        }
+        let attempt = journal::last_attempt(&self.history, &id).map_or(0, |a| a + 1);
+        self.log(Event::Started { job: id.clone(), attempt })?;
+        self.history.push(Record { at_ms: 0, event: Event::Started { job: id.clone(), attempt } });
+        tracing::info!(job = %id, kind = %job.spec.kind, attempt, "job started");
+
+        let outcome = match self.prepare(&job) {
+            Err(failure) => refused(&job, attempt, failure),
+            Ok((dirs, plugin)) => {
+                let control = Arc::new(JobControl::default());
+                let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
+                let mut run = JobRun::new(&job.spec, &dirs).with_gpu(Arc::clone(&self.gpu));
+                run.limits = JobLimits::default().with(&self.config.job_limits).with(&job.spec.limits);
+                run.attempt = attempt;
+                run.checkpoint = CheckpointStore::File(job.checkpoint());
+                run.control = Arc::clone(&control);
+                run.progress = progress_tx;
+                let forward = tokio::spawn({
+                    let (status, id) = (self.progress.clone(), id.clone());
+                    async move {
+                        while progress_rx.changed().await.is_ok() {
+                            let p = progress_rx.borrow_and_update().clone();
+                            status.send_replace(Some((id.clone(), p)));
+                        }
+                    }
+                });
+                // On stop: ask the plugin to stop (it may checkpoint), then force it.
+                let stopper = tokio::spawn({
+                    let (control, mut stop) = (Arc::clone(&control), stop.clone());
+                    async move {
+                        while !*stop.borrow() {
+                            if stop.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                        control.request_cancel();
+                        tokio::time::sleep(STOP_GRACE).await;
+                        control.stop(Interruption::Cancelled);
+                    }
+                });
+                let outcome = run_job(&plugin, run).await;
+                forward.abort();
+                stopper.abort();
+                self.progress.send_replace(None);
+                outcome
+            }
+        };
+
+        let stopping = *stop.borrow();
+        let cancelled = outcome.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Cancelled);
+        if stopping && cancelled {
+            self.log(Event::Interrupted { job: id.clone(), attempt, reason: "worker stopping".into() })?;
+            tracing::info!(job = %id, "job interrupted; it resumes from its checkpoint on the next start");
+            return Ok(Ran::Interrupted);
+        }
+        self.spool.finish(&job, &outcome)?;
+        let reason = outcome.failure.as_ref().map(|f| f.message.clone());
+        self.log(Event::Finished { job: id.clone(), attempt, status: outcome.status.to_string(), reason })?;
+        match &outcome.failure {
+            None => tracing::info!(job = %id, secs = outcome.duration_s, outputs = outcome.outputs.len(), "job succeeded"),
+            Some(f) => tracing::warn!(job = %id, reason = %f.message, "job failed"),
+        }
+        Ok(Ran::Finished { failed: !outcome.succeeded() })
+    }
+
+    /// Checks the job is accepted, its files match their digests, stages
+    /// its inputs into a fresh folder and loads its plugin.
+    fn prepare(&self, job: &Claimed) -> Result<(JobDirs, crate::runtime::LoadedPlugin), JobFailure> {
+        let spec = &job.spec;
+        if let Some(kinds) = &self.config.job_kinds
+            && !kinds.contains(&spec.kind)
+        {
+            return Err(JobFailure::new(FailureKind::Unsupported, format!("this worker does not accept `{}` jobs", spec.kind)));
+        }
+        let plugin = spec
+            .plugin
+            .as_ref()
+            .ok_or_else(|| JobFailure::new(FailureKind::InvalidParams, "the job spec names no `plugin`"))?;
+        let sandbox = |e: &dyn std::fmt::Display| JobFailure::new(FailureKind::Sandbox, e.to_string());
+        for dir in [job.input(), job.output()] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| sandbox(&e))?;
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| sandbox(&e))?;
+        }
+        stage_inputs(spec, &job.input()).map_err(|e| JobFailure::new(FailureKind::InvalidInput, e.to_string()))?;
+        let dirs = JobDirs::prepare(&job.input(), &job.output()).map_err(|e| sandbox(&e))?;
+        let bytes = std::fs::read(&plugin.path).map_err(|e| {
+            JobFailure::new(FailureKind::InvalidInput, format!("cannot read plugin {}: {e}", plugin.path.display()))
+        })?;
+        let loaded = self.runtime.load(&bytes).map_err(|e| JobFailure::new(FailureKind::Instantiate, e.to_string()))?;
+        if loaded.digest != plugin.sha256 {
+            return Err(JobFailure::new(
+                FailureKind::InvalidInput,
+                format!("sha256 mismatch for plugin {}: expected {}, got {}", plugin.path.display(), plugin.sha256, loaded.digest),
+            ));
+        }
+        Ok((dirs, loaded))
+    }
+}
+
+/// The outcome of a job refused before it ran.
+fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
+    JobOutcome {
+        job_id: job.spec.id.clone(),
+        kind: job.spec.kind.clone(),
+        plugin: job.spec.plugin.as_ref().map(|p| p.sha256).unwrap_or_else(|| crate::digest::Sha256Digest::of(b"")),
+        attempt,
+        status: "failed",
+        success: None,
+        failure: Some(failure),
+        duration_s: 0.0,
+        outputs: Vec::new(),
+        progress: ProgressReport::default(),
+        checkpoints_saved: 0,
+    }
+}

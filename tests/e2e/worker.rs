@@ -1,0 +1,172 @@
+//! `pictor-host run` over a local spool: jobs run once each, in order;
+//! results and the journal survive `kill -9` and Ctrl-C; a file that does
+//! not match its digest is refused before anything runs.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{host, plugin, sha256_hex};
+
+struct Farm {
+    dir: tempfile::TempDir,
+}
+
+impl Farm {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = json!({
+            "version": 1,
+            "worker": {"id": "wkr-test-01"},
+            "wallet": "bc1qtestwallet00000000",
+            "coordinator": {"spool": "spool"},
+            "limits": {"job_kinds": ["hello", "probe"]}
+        });
+        std::fs::write(dir.path().join("worker.json"), config.to_string()).unwrap();
+        Farm { dir }
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    fn submit(&self, plugin_name: &str, spec: Value) {
+        let path = self.dir.path().join(format!("{}.json", spec["id"].as_str().unwrap()));
+        std::fs::write(&path, spec.to_string()).unwrap();
+        let out = host().args(["submit", "--spool"]).arg(self.spool()).arg("--plugin").arg(plugin(plugin_name)).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn run(&self, until_idle: bool) -> Command {
+        let mut cmd = host();
+        cmd.args(["run", "--config"]).arg(self.dir.path().join("worker.json"));
+        if until_idle {
+            cmd.arg("--until-idle");
+        }
+        cmd
+    }
+
+    fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.spool().join("journal.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn events(&self, job: &str, event: &str) -> Vec<Value> {
+        self.journal().into_iter().filter(|r| r["job"] == job && r["event"] == event).collect()
+    }
+
+    fn result(&self, job: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(self.spool().join("done").join(job).join("result.json")).unwrap()).unwrap()
+    }
+
+    fn wait_for(&self, what: &str, mut ready: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !ready() {
+            assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn steps_job(id: &str, steps: u32) -> Value {
+    json!({"version": 1, "id": id, "kind": "probe", "params": {"check": "steps", "steps": steps, "step_ms": 100}})
+}
+
+fn interrupt(child: &Child) {
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn queued_jobs_run_once_each_in_order_with_results_beside_them() {
+    let farm = Farm::new();
+    let input = farm.dir.path().join("a.txt");
+    std::fs::write(&input, "alpha").unwrap();
+    farm.submit("hello", json!({"version": 1, "id": "first", "kind": "hello",
+        "inputs": [{"name": "a.txt", "path": input, "sha256": sha256_hex(&input)}]}));
+    farm.submit("probe", steps_job("second", 2));
+    farm.submit("probe", json!({"version": 1, "id": "third", "kind": "probe", "params": {"check": "environment"}}));
+    let out = farm.run(true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Worker wkr-test-01 · Connected"), "{stderr}");
+    assert!(stderr.contains("Mining: off"), "{stderr}");
+
+    let finished: Vec<String> = farm.journal().iter().filter(|r| r["event"] == "finished").map(|r| r["job"].as_str().unwrap().to_string()).collect();
+    assert_eq!(finished, ["first", "second", "third"]);
+    for job in ["first", "second", "third"] {
+        assert_eq!(farm.result(job)["status"], "succeeded", "{job}");
+    }
+    let out_file = farm.spool().join("done/first/output/a.txt.hello");
+    assert_eq!(farm.result("first")["outputs"][0]["sha256"], sha256_hex(&out_file));
+    // Running again finds nothing to do: nothing runs twice.
+    assert!(farm.run(true).output().unwrap().status.success());
+    assert_eq!(farm.events("first", "started").len(), 1);
+}
+
+#[test]
+fn a_digest_mismatch_is_refused_before_the_plugin_runs() {
+    let farm = Farm::new();
+    let input = farm.dir.path().join("a.txt");
+    std::fs::write(&input, "alpha").unwrap();
+    farm.submit("hello", json!({"version": 1, "id": "tampered", "kind": "hello",
+        "inputs": [{"name": "a.txt", "path": input, "sha256": sha256_hex(&input)}]}));
+    std::fs::write(&input, "ALPHA, changed after submit").unwrap();
+    assert!(farm.run(true).output().unwrap().status.success());
+    let result = farm.result("tampered");
+    assert_eq!(result["failure"]["kind"], "invalid-input");
+    assert!(result["failure"]["message"].as_str().unwrap().contains("sha256 mismatch for input \"a.txt\""), "{result}");
+    assert_eq!(result["outputs"], json!([]));
+    assert!(!farm.spool().join("done/tampered/output/a.txt.hello").exists());
+}
+
+#[test]
+fn kill_9_mid_job_then_restart_completes_every_job_exactly_once() {
+    let farm = Farm::new();
+    farm.submit("probe", steps_job("long", 20));
+    farm.submit("probe", steps_job("after", 2));
+    let mut worker = farm.run(false).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let checkpoint = farm.spool().join("running/long/checkpoint");
+    farm.wait_for("a few checkpointed steps", || {
+        std::fs::read(&checkpoint).ok().and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(0) >= 3
+    });
+    worker.kill().unwrap(); // SIGKILL: no chance to clean up
+    worker.wait().unwrap();
+    assert!(farm.events("long", "finished").is_empty());
+
+    let out = farm.run(true).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for job in ["long", "after"] {
+        assert_eq!(farm.events(job, "finished").len(), 1, "{job} must finish exactly once");
+        assert_eq!(farm.result(job)["status"], "succeeded", "{job}");
+    }
+    let report = std::fs::read_to_string(farm.spool().join("done/long/output/steps.txt")).unwrap();
+    let resumed_at: u32 = report.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(resumed_at >= 3, "the second attempt must resume from the checkpoint: {report}");
+    assert!(report.trim_end().ends_with("attempt 1"), "{report}");
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_job_resumes_on_the_next_start() {
+    let farm = Farm::new();
+    farm.submit("probe", steps_job("stopped", 30));
+    let worker = farm.run(false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let checkpoint = farm.spool().join("running/stopped/checkpoint");
+    farm.wait_for("the first checkpoint", || checkpoint.exists());
+    interrupt(&worker);
+    let out = worker.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(farm.events("stopped", "interrupted").len(), 1);
+    assert_eq!(farm.journal().last().unwrap()["event"], "worker-stopped");
+
+    assert!(farm.run(true).output().unwrap().status.success());
+    assert_eq!(farm.events("stopped", "finished").len(), 1);
+    let report = std::fs::read_to_string(farm.spool().join("done/stopped/output/steps.txt")).unwrap();
+    assert!(!report.contains("resumed_at 0 "), "{report}");
+}
+
