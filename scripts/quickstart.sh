@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # First command of the README: installs what is needed, builds the host and
-# the plugins, and runs the sample job on the embedded default inputs.
+# the plugins, queues the sample jobs in the local spool of
+# fixtures/worker.json (target/spool) and runs the worker until they are done.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -12,12 +13,16 @@ echo "==> building pictor-host (release; the first build takes ~10 minutes on 2 
 cargo build --release --locked -p pictor-host
 bash scripts/build-plugins.sh
 
-out="target/quickstart/hello-sample"
-rm -rf "$out"
-echo "==> running the sample job fixtures/jobs/hello.json"
-target/release/pictor-host exec \
-  --plugin target/plugins/hello.wasm \
-  --job fixtures/jobs/hello.json \
-  --input fixtures/inputs/hello \
-  --output "$out"
-echo "==> done: outputs are in $out"
+host=target/release/pictor-host
+spool=target/spool
+rm -rf "$spool"   # a fresh demo: job ids are unique per spool
+echo "==> queueing the sample jobs in $spool"
+$host submit --spool "$spool" --plugin target/plugins/hello.wasm fixtures/jobs/hello.json
+$host submit --spool "$spool" --plugin target/plugins/matmul.wasm fixtures/jobs/matmul.json
+$host submit --spool "$spool" --plugin target/plugins/probe.wasm fixtures/jobs/steps.json
+echo "==> running the worker: pictor-host run --config fixtures/worker.json --until-idle"
+$host run --config fixtures/worker.json --until-idle
+echo "==> done: results are in $spool/done/<job id>/ (outputs in output/, result.json beside)"
+for result in "$spool"/done/*/result.json; do
+  printf '    %-16s %s\n' "$(basename "$(dirname "$result")")" "$(grep -m1 '"status"' "$result" | tr -d ' ,')"
+done
