@@ -55,6 +55,23 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Mining started (the worker was idle for the configured delay).
+    MiningStarted {
+        /// The mining plugin's sha256.
+        plugin: String,
+    },
+    /// Mining stopped.
+    MiningStopped {
+        /// `preempted` (a job was claimed), `stopping` (the worker stops) or
+        /// `failed: <reason>`.
+        reason: String,
+        /// Milliseconds from the stop request (a job claimed) until the
+        /// miner was gone and its GPU work drained.
+        latency_ms: f64,
+        /// The miner's last report (e.g. its hashrate).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        last_report: String,
+    },
     /// The worker stopped cleanly.
     WorkerStopped,
 }

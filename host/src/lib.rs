@@ -11,8 +11,8 @@
 //!   store state, stdout/stderr capture, plugin inspection;
 //! - [`capabilities`]: host side of each `pictor:plugin` interface;
 //! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
-//! - [`worker`], [`spool`], [`journal`]: the worker loop over a local spool,
-//!   with a crash-safe journal;
+//! - [`worker`], [`spool`], [`journal`], [`mining`]: the worker loop over a
+//!   local spool, with a crash-safe journal, mining while idle;
 //! - [`telemetry`]: NVML readings of NVIDIA GPUs;
 //! - [`digest`]: sha256 identities of plugins, inputs and outputs.
 
@@ -21,6 +21,7 @@ pub mod config;
 pub mod digest;
 pub mod jobs;
 pub mod journal;
+pub mod mining;
 pub mod runtime;
 pub mod spool;
 pub mod telemetry;

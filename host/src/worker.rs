@@ -9,7 +9,7 @@
 //! checkpoint file.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -22,6 +22,7 @@ use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
 use crate::journal::{self, Event, Journal, Record};
+use crate::mining::{Miner, MiningPlan};
 use crate::runtime::Runtime;
 use crate::runtime::control::{Interruption, JobControl};
 use crate::spool::{Claimed, Spool, SpoolError};
@@ -80,6 +81,7 @@ pub struct Worker {
     journal: Journal,
     history: Vec<Record>,
     progress: watch::Sender<Option<(String, Progress)>>,
+    mining: Option<MiningPlan>,
 }
 
 impl Worker {
@@ -89,7 +91,24 @@ impl Worker {
         let journal_err = |source| WorkerError::Journal { path: path.display().to_string(), source };
         let (mut journal, history) = Journal::open(&path).map_err(journal_err)?;
         journal.append(Event::WorkerStarted { worker: config.worker_id.clone() }).map_err(journal_err)?;
-        Ok(Worker { config, runtime, gpu, spool, journal, history, progress: watch::channel(None).0 })
+        Ok(Worker { config, runtime, gpu, spool, journal, history, progress: watch::channel(None).0, mining: None })
+    }
+
+    /// Mines with `plan` whenever the worker has been idle for its delay.
+    pub fn with_mining(mut self, plan: MiningPlan) -> Self {
+        self.mining = Some(plan);
+        self
+    }
+
+    async fn stop_miner(&mut self, miner: Miner, reason: &str) -> Result<(), WorkerError> {
+        let stopped = miner.stop(&self.gpu).await;
+        let reason = match stopped.outcome.as_ref().and_then(|o| o.failure.as_ref()) {
+            Some(f) if reason == "ended" => format!("failed: {}", f.message),
+            _ => reason.to_string(),
+        };
+        tracing::info!(%reason, latency_ms = stopped.latency_ms, "mining stopped");
+        self.progress.send_replace(None);
+        self.log(Event::MiningStopped { reason, latency_ms: stopped.latency_ms, last_report: stopped.last_report })
     }
 
     /// A receiver of `(job id, progress)` of the running job, for the status line.
@@ -106,6 +125,8 @@ impl Worker {
     pub async fn run(mut self, until_idle: bool, mut stop: watch::Receiver<bool>) -> Result<RunSummary, WorkerError> {
         let mut summary = RunSummary::default();
         let mut resume = self.spool.running()?;
+        let mut miner: Option<Miner> = None;
+        let mut idle_since = Instant::now();
         loop {
             if *stop.borrow() {
                 break;
@@ -127,13 +148,42 @@ impl Worker {
                 if until_idle {
                     break;
                 }
+                if miner.as_ref().is_some_and(Miner::ended) {
+                    if let Some(ended) = miner.take() {
+                        self.stop_miner(ended, "ended").await?;
+                    }
+                    idle_since = Instant::now();
+                }
+                if let Some(plan) = &self.mining
+                    && miner.is_none()
+                    && idle_since.elapsed() >= plan.idle_delay
+                {
+                    let dir = self.spool.root().join("mining");
+                    match plan.start(Arc::clone(&self.gpu), self.progress.clone()) {
+                        Ok(started) => {
+                            miner = Some(started);
+                            tracing::info!(dir = %dir.display(), "mining started");
+                            let plugin = plan.plugin_digest();
+                            self.log(Event::MiningStarted { plugin })?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "mining not started");
+                            idle_since = Instant::now();
+                        }
+                    }
+                }
                 tokio::select! {
                     () = tokio::time::sleep(POLL_INTERVAL) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
             };
-            match self.run_one(job, &mut stop).await? {
+            if let Some(running) = miner.take() {
+                self.stop_miner(running, "preempted").await?;
+            }
+            let ran = self.run_one(job, &mut stop).await?;
+            idle_since = Instant::now();
+            match ran {
                 Ran::Finished { failed } => {
                     summary.finished += 1;
                     summary.failed += u32::from(failed);
@@ -143,6 +193,9 @@ impl Worker {
                     break;
                 }
             }
+        }
+        if let Some(running) = miner.take() {
+            self.stop_miner(running, "stopping").await?;
         }
         self.log(Event::WorkerStopped)?;
         Ok(summary)

@@ -16,14 +16,22 @@ struct Farm {
 
 impl Farm {
     fn new() -> Self {
+        Self::with(json!({}))
+    }
+
+    /// A farm whose worker.json has `extra` merged in.
+    fn with(extra: Value) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = json!({
+        let mut config = json!({
             "version": 1,
             "worker": {"id": "wkr-test-01"},
             "wallet": "bc1qtestwallet00000000",
             "coordinator": {"spool": "spool"},
             "limits": {"job_kinds": ["hello", "probe"]}
         });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
         std::fs::write(dir.path().join("worker.json"), config.to_string()).unwrap();
         Farm { dir }
     }
@@ -170,3 +178,54 @@ fn ctrl_c_stops_cleanly_and_the_job_resumes_on_the_next_start() {
     assert!(!report.contains("resumed_at 0 "), "{report}");
 }
 
+
+#[test]
+fn mining_starts_when_idle_is_preempted_by_a_job_and_resumes() {
+    let farm = Farm::with(json!({"mining": {
+        "enabled": true, "pool": "stratum+tcp://127.0.0.1:3333", "coin": "btc",
+        "plugin": plugin("testminer"), "idle_delay_s": 0.2, "require_nvidia": false,
+    }}));
+    let worker = farm.run(false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    farm.wait_for("mining to start", || farm.journal().iter().any(|r| r["event"] == "mining-started"));
+    std::thread::sleep(Duration::from_millis(300)); // let the miner report a hashrate
+    farm.submit("probe", steps_job("job-while-mining", 2));
+    farm.wait_for("mining to resume after the job", || {
+        farm.journal().iter().filter(|r| r["event"] == "mining-started").count() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(&worker);
+    let out = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("Mining: on after 0.2 s idle: btc on 127.0.0.1:3333"), "{stderr}");
+    assert!(stderr.contains("WARNING: mining.require_nvidia is false"), "{stderr}");
+
+    let events: Vec<String> = farm.journal().iter().map(|r| r["event"].as_str().unwrap().to_string()).collect();
+    let expected = ["worker-started", "mining-started", "claimed", "mining-stopped", "started", "finished", "mining-started", "mining-stopped", "worker-stopped"];
+    assert_eq!(events, expected);
+    let stops: Vec<Value> = farm.journal().into_iter().filter(|r| r["event"] == "mining-stopped").collect();
+    assert_eq!(stops[0]["reason"], "preempted");
+    assert_eq!(stops[1]["reason"], "stopping");
+    for stop in &stops {
+        assert!(stop["latency_ms"].as_f64().unwrap() < 2000.0, "{stop}");
+        assert!(stop["last_report"].as_str().unwrap().starts_with("hashrate"), "{stop}");
+    }
+    assert_eq!(farm.result("job-while-mining")["status"], "succeeded");
+}
+
+#[test]
+fn mining_stays_off_without_an_nvidia_gpu_unless_the_test_override_is_set() {
+    let farm = Farm::with(json!({"mining": {
+        "enabled": true, "pool": "stratum+tcp://127.0.0.1:3333", "coin": "btc", "plugin": plugin("testminer"), "idle_delay_s": 0,
+    }}));
+    let out = farm.run(true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // CI has no NVIDIA GPU; on a machine with one, mining would be on.
+    let has_nvidia = !stderr.contains("Mining: off (no NVIDIA GPU");
+    if has_nvidia {
+        assert!(stderr.contains("Mining: on"), "{stderr}");
+    } else {
+        assert!(stderr.contains("Mining: off (no NVIDIA GPU (NVML not available:"), "{stderr}");
+    }
+}

@@ -14,7 +14,8 @@ use pictor_host::capabilities::gpu::{GpuProvider, device};
 use pictor_host::config::{JobSource, WorkerConfig};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
-use pictor_host::telemetry::nvml::{self, NvmlStatus};
+use pictor_host::mining::{self, Eligibility};
+use pictor_host::telemetry::nvml;
 use pictor_host::worker::Worker;
 use tokio::sync::watch;
 
@@ -53,11 +54,29 @@ impl RunCommand {
             eprintln!("GPU [{i}] {} ({:?}, {:?})", info.name, info.backend, info.device_type);
         }
         let nvml = nvml::sample();
-        eprintln!("Mining: {}", mining_status(&config, &nvml));
-
         let runtime = Arc::new(Runtime::new(&RuntimeConfig { cache_dir: RuntimeConfig::default_cache_dir() })?);
+        let mining = mining::eligibility(&config, &nvml, &runtime, spool.root().join("mining"));
+        match &mining {
+            Eligibility::Off(reason) => eprintln!("Mining: off ({reason})"),
+            Eligibility::Mine(plan) => {
+                let m = config.mining.as_ref();
+                eprintln!(
+                    "Mining: on after {} s idle: {} on {}:{}",
+                    plan.idle_delay.as_secs_f64(),
+                    m.map_or("", |m| m.coin.as_str()),
+                    m.map_or("", |m| m.pool_host.as_str()),
+                    m.map_or(0, |m| m.pool_port)
+                );
+                if m.is_some_and(|m| !m.require_nvidia) {
+                    eprintln!("WARNING: mining.require_nvidia is false: mining on a non-NVIDIA adapter (for testing only)");
+                }
+            }
+        }
         let gpu = Arc::new(GpuProvider::new(config.gpu.clone()));
-        let worker = Worker::new(config, runtime, Arc::clone(&gpu), spool)?;
+        let mut worker = Worker::new(config, runtime, Arc::clone(&gpu), spool)?;
+        if let Eligibility::Mine(plan) = mining {
+            worker = worker.with_mining(plan);
+        }
         let progress = worker.progress();
 
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -84,22 +103,6 @@ impl RunCommand {
             summary.finished, summary.failed, summary.interrupted
         );
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// Why mining is on or off.
-fn mining_status(config: &WorkerConfig, nvml: &NvmlStatus) -> String {
-    match &config.mining {
-        None => "off (no `mining` in the config)".into(),
-        Some(m) if !m.enabled => "off (`mining.enabled` is false)".into(),
-        Some(m) if m.require_nvidia && !nvml.has_nvidia_gpu() => match nvml {
-            NvmlStatus::Unavailable { reason } => format!("off (no NVIDIA GPU: NVML not available: {reason})"),
-            NvmlStatus::Available { .. } => "off (NVML found no NVIDIA GPU)".into(),
-        },
-        Some(m) => {
-            let warning = if m.require_nvidia { "" } else { " — WARNING: require_nvidia is false (testing only)" };
-            format!("off (the mining plugin is not supported by this version yet){warning}")
-        }
     }
 }
 

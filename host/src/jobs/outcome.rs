@@ -24,6 +24,8 @@ pub enum FailureKind {
     Io,
     /// The job was cancelled.
     Cancelled,
+    /// The worker stopped it to run a job (mining).
+    Preempted,
     /// The plugin reported another failure.
     Failed,
     /// The job ran past its time limit.
@@ -63,7 +65,7 @@ pub struct JobFailure {
 impl JobFailure {
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        let retryable = matches!(kind, FailureKind::Cancelled | FailureKind::Io | FailureKind::Sandbox | FailureKind::GpuLost);
+        let retryable = matches!(kind, FailureKind::Cancelled | FailureKind::Preempted | FailureKind::Io | FailureKind::Sandbox | FailureKind::GpuLost);
         JobFailure { kind, message: message.into(), retryable, detail: None }
     }
 
@@ -91,6 +93,7 @@ impl JobFailure {
         let kind = match reason {
             Interruption::TimedOut(_) => FailureKind::TimedOut,
             Interruption::Cancelled => FailureKind::Cancelled,
+            Interruption::Preempted => FailureKind::Preempted,
             Interruption::OutputQuota { .. } => FailureKind::OutputQuota,
             Interruption::MemoryLimit { .. } => FailureKind::MemoryLimit,
         };

@@ -146,6 +146,7 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
     };
     match &failure {
         None => tracing::info!(secs = duration.as_secs_f64(), outputs = outputs.len(), "job succeeded"),
+        Some(f) if f.kind == FailureKind::Preempted => tracing::info!(secs = duration.as_secs_f64(), "job preempted"),
         Some(f) => tracing::warn!(secs = duration.as_secs_f64(), kind = ?f.kind, reason = %f.message, "job failed"),
     }
     let last_progress = progress_rx.borrow().clone();

@@ -16,6 +16,9 @@ pub enum Interruption {
     /// The job was cancelled and did not stop by itself in its grace period.
     #[error("cancelled")]
     Cancelled,
+    /// The worker took the GPU back for a job (mining is preempted this way).
+    #[error("preempted by a job")]
+    Preempted,
     /// The plugin wrote more to `/output` than its quota allows.
     #[error("output quota exceeded: {what}")]
     OutputQuota {

@@ -198,6 +198,13 @@ impl GpuProvider {
         GpuProvider { choice, current: Mutex::new(None) }
     }
 
+    /// Waits (up to `timeout`) for the work submitted on the open device,
+    /// if one is open. True when the GPU is idle.
+    pub fn drain_current(&self, timeout: Duration) -> bool {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        current.is_none_or(|device| device.drain(timeout))
+    }
+
     /// The device for the next job. Blocking (opening a device takes tens
     /// to hundreds of milliseconds): call it off the async executor.
     pub fn device(&self) -> Result<Arc<GpuDevice>, String> {
