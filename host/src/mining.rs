@@ -24,6 +24,7 @@ use crate::jobs::sandbox::JobDirs;
 use crate::jobs::spec::JobSpec;
 use crate::runtime::control::{Interruption, JobControl};
 use crate::runtime::{LoadedPlugin, Runtime};
+use crate::worker::Activity;
 use crate::telemetry::nvml::NvmlStatus;
 
 /// How long the worker waits for a preempted miner's GPU work to drain.
@@ -99,7 +100,7 @@ impl MiningPlan {
     }
 
     /// Starts the miner; its progress is also sent to `status`.
-    pub fn start(&self, gpu: Arc<GpuProvider>, status: watch::Sender<Option<(String, Progress)>>) -> std::io::Result<Miner> {
+    pub fn start(&self, gpu: Arc<GpuProvider>, status: watch::Sender<Option<Activity>>) -> std::io::Result<Miner> {
         let (input, output) = (self.dir.join("input"), self.dir.join("output"));
         let _ = std::fs::remove_dir_all(&output);
         std::fs::create_dir_all(&input)?;
@@ -111,10 +112,11 @@ impl MiningPlan {
         let task = tokio::spawn({
             let control = Arc::clone(&control);
             async move {
+                let since = Instant::now();
                 let relay = tokio::spawn(async move {
                     while forward.changed().await.is_ok() {
-                        let p = forward.borrow_and_update().clone();
-                        status.send_replace(Some(("mining".to_string(), p)));
+                        let progress = forward.borrow_and_update().clone();
+                        status.send_replace(Some(Activity { label: "mining".into(), progress, since }));
                     }
                 });
                 let mut run = JobRun::new(&spec, &dirs).with_gpu(gpu);

@@ -33,6 +33,17 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a job may take to stop by itself when the worker is stopping.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// What the worker is doing, for the owner's status line.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    /// `job <id> (<kind>)` or `mining`.
+    pub label: String,
+    /// The latest progress report.
+    pub progress: Progress,
+    /// When the activity started.
+    pub since: Instant,
+}
+
 /// What the worker loop did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RunSummary {
@@ -80,7 +91,7 @@ pub struct Worker {
     spool: Spool,
     journal: Journal,
     history: Vec<Record>,
-    progress: watch::Sender<Option<(String, Progress)>>,
+    progress: watch::Sender<Option<Activity>>,
     mining: Option<MiningPlan>,
 }
 
@@ -111,8 +122,8 @@ impl Worker {
         self.log(Event::MiningStopped { reason, latency_ms: stopped.latency_ms, last_report: stopped.last_report })
     }
 
-    /// A receiver of `(job id, progress)` of the running job, for the status line.
-    pub fn progress(&self) -> watch::Receiver<Option<(String, Progress)>> {
+    /// What the worker is doing (`None`: idle), for the status line.
+    pub fn activity(&self) -> watch::Receiver<Option<Activity>> {
         self.progress.subscribe()
     }
 
@@ -228,11 +239,12 @@ impl Worker {
                 run.control = Arc::clone(&control);
                 run.progress = progress_tx;
                 let forward = tokio::spawn({
-                    let (status, id) = (self.progress.clone(), id.clone());
+                    let (status, label, since) = (self.progress.clone(), format!("job {id} ({})", job.spec.kind), Instant::now());
+                    status.send_replace(Some(Activity { label: label.clone(), progress: Progress::default(), since }));
                     async move {
                         while progress_rx.changed().await.is_ok() {
-                            let p = progress_rx.borrow_and_update().clone();
-                            status.send_replace(Some((id.clone(), p)));
+                            let progress = progress_rx.borrow_and_update().clone();
+                            status.send_replace(Some(Activity { label: label.clone(), progress, since }));
                         }
                     }
                 });

@@ -16,7 +16,7 @@ use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
 use pictor_host::mining::{self, Eligibility};
 use pictor_host::telemetry::nvml;
-use pictor_host::worker::Worker;
+use pictor_host::worker::{Activity, Worker};
 use tokio::sync::watch;
 
 use super::exec::wait_for_signal;
@@ -77,7 +77,7 @@ impl RunCommand {
         if let Eligibility::Mine(plan) = mining {
             worker = worker.with_mining(plan);
         }
-        let progress = worker.progress();
+        let activity = worker.activity();
 
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let summary = tokio.block_on(async {
@@ -87,7 +87,7 @@ impl RunCommand {
                 eprintln!("\nstopping: the running job is asked to stop and checkpoint");
                 let _ = stop_tx.send(true);
             });
-            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(progress)));
+            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity)));
             let summary = worker.run(self.until_idle, stop_rx).await;
             signals.abort();
             if let Some(bar) = bar {
@@ -106,15 +106,25 @@ impl RunCommand {
     }
 }
 
-/// One live status line on a terminal: job, progress bar, message.
-async fn show_status(mut rx: watch::Receiver<Option<(String, pictor_host::capabilities::progress::Progress)>>) {
-    while rx.changed().await.is_ok() {
+/// One live status line on a terminal: job, kind, progress bar, ETA and
+/// message; or the miner's hashrate; or idle. Redrawn every second.
+async fn show_status(mut rx: watch::Receiver<Option<Activity>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
         let line = match rx.borrow_and_update().clone() {
-            Some((job, p)) => {
-                let filled = (p.fraction * 20.0).round() as usize;
-                format!("job {job} [{}{}] {:>3.0}% {}", "#".repeat(filled), "-".repeat(20 - filled), p.fraction * 100.0, p.message)
-            }
             None => "idle".to_string(),
+            Some(a) if a.label == "mining" => format!("mining · {}", a.progress.message),
+            Some(a) => {
+                let f = a.progress.fraction;
+                let filled = (f * 20.0).round() as usize;
+                let elapsed = a.since.elapsed().as_secs_f64();
+                let eta = if f > 0.01 && f < 1.0 { format!(" · ETA {:.0} s", elapsed * f64::from(1.0 - f) / f64::from(f)) } else { String::new() };
+                format!("{} [{}{}] {:>3.0}%{eta} · {}", a.label, "#".repeat(filled), "-".repeat(20 - filled), f * 100.0, a.progress.message)
+            }
         };
         eprint!("\r\x1b[2K{line}");
         let _ = std::io::stderr().flush();
