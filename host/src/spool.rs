@@ -7,6 +7,7 @@
 //!   tmp/                       where `submit` writes before renaming in
 //!   running/<id>/              a claimed job: spec.json, input/, output/, checkpoint
 //!   done/<id>/                 a finished job: spec.json, output/, result.json
+//!   cancel/<id>                a request to cancel that job
 //!   journal.jsonl              every state change (see `journal`)
 //! ```
 //!
@@ -89,7 +90,7 @@ impl Claimed {
 impl Spool {
     /// Opens the spool at `root`, creating its folders.
     pub fn open(root: &Path) -> Result<Self, SpoolError> {
-        for sub in ["incoming", "tmp", "running", "done"] {
+        for sub in ["incoming", "tmp", "running", "done", "cancel"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
@@ -104,6 +105,27 @@ impl Spool {
     /// The journal's path.
     pub fn journal_path(&self) -> PathBuf {
         self.root.join("journal.jsonl")
+    }
+
+    /// Asks the worker to cancel job `id` (queued or running); false if no
+    /// such job is queued or running.
+    pub fn cancel(&self, id: &str) -> Result<bool, SpoolError> {
+        let known = self.known(id)? && !self.done_dir(id).exists();
+        if known {
+            let marker = self.root.join("cancel").join(id);
+            std::fs::write(&marker, b"").map_err(io_err(&marker))?;
+        }
+        Ok(known)
+    }
+
+    /// Whether a cancel was requested for `id`.
+    pub fn cancel_requested(&self, id: &str) -> bool {
+        self.root.join("cancel").join(id).exists()
+    }
+
+    /// Forgets a cancel request once the job has ended.
+    pub fn clear_cancel(&self, id: &str) {
+        let _ = std::fs::remove_file(self.root.join("cancel").join(id));
     }
 
     /// `done/<id>/`.

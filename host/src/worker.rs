@@ -227,7 +227,12 @@ impl Worker {
         self.history.push(Record { at_ms: 0, event: Event::Started { job: id.clone(), attempt } });
         tracing::info!(job = %id, kind = %job.spec.kind, attempt, "job started");
 
-        let outcome = match self.prepare(&job) {
+        let prepared = if self.spool.cancel_requested(&id) {
+            Err(JobFailure::new(FailureKind::Cancelled, "cancelled before it started"))
+        } else {
+            self.prepare(&job)
+        };
+        let outcome = match prepared {
             Err(failure) => refused(&job, attempt, failure),
             Ok((dirs, plugin)) => {
                 let control = Arc::new(JobControl::default());
@@ -248,13 +253,15 @@ impl Worker {
                         }
                     }
                 });
-                // On stop: ask the plugin to stop (it may checkpoint), then force it.
+                // On a worker stop or a cancel request for this job: ask the
+                // plugin to stop (it may checkpoint), then force it.
                 let stopper = tokio::spawn({
-                    let (control, mut stop) = (Arc::clone(&control), stop.clone());
+                    let (control, mut stop, spool, id) = (Arc::clone(&control), stop.clone(), self.spool.clone(), id.clone());
                     async move {
-                        while !*stop.borrow() {
-                            if stop.changed().await.is_err() {
-                                return;
+                        while !*stop.borrow() && !spool.cancel_requested(&id) {
+                            tokio::select! {
+                                changed = stop.changed() => if changed.is_err() { return },
+                                () = tokio::time::sleep(POLL_INTERVAL) => {}
                             }
                         }
                         control.request_cancel();
@@ -278,6 +285,7 @@ impl Worker {
             return Ok(Ran::Interrupted);
         }
         self.spool.finish(&job, &outcome)?;
+        self.spool.clear_cancel(&id);
         let reason = outcome.failure.as_ref().map(|f| f.message.clone());
         self.log(Event::Finished { job: id.clone(), attempt, status: outcome.status.to_string(), reason })?;
         match &outcome.failure {

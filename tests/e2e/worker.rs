@@ -229,3 +229,21 @@ fn mining_stays_off_without_an_nvidia_gpu_unless_the_test_override_is_set() {
         assert!(stderr.contains("Mining: off (no NVIDIA GPU (NVML not available:"), "{stderr}");
     }
 }
+
+#[test]
+fn a_cancelled_job_stops_and_the_next_one_runs() {
+    let farm = Farm::new();
+    farm.submit("probe", steps_job("doomed", 200));
+    farm.submit("probe", steps_job("next", 1));
+    let worker = farm.run(true).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    farm.wait_for("the job to checkpoint", || farm.spool().join("running/doomed/checkpoint").exists());
+    let out = host().args(["cancel", "--spool"]).arg(farm.spool()).arg("doomed").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = worker.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let result = farm.result("doomed");
+    assert_eq!(result["failure"]["kind"], "cancelled", "{result}");
+    assert_eq!(farm.result("next")["status"], "succeeded");
+    let unknown = host().args(["cancel", "--spool"]).arg(farm.spool()).arg("no-such-job").output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}

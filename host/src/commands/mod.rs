@@ -39,6 +39,8 @@ pub enum Command {
     Run(run::RunCommand),
     /// Queue a job in a local spool.
     Submit(submit::SubmitCommand),
+    /// Cancel a queued or running job in a local spool.
+    Cancel(submit::CancelCommand),
     /// Run one job locally with a plugin, and print its outputs.
     Exec(exec::ExecCommand),
     /// Work with plugin components.
@@ -58,6 +60,7 @@ impl Command {
         match self {
             Command::Run(c) => c.execute(),
             Command::Submit(c) => c.execute(),
+            Command::Cancel(c) => c.execute(),
             Command::Exec(c) => c.execute(),
             Command::Plugin(c) => c.execute(),
             Command::Gpu(c) => c.execute(),
