@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let config = WorkerConfig::validate(parse(&config_json.to_string())?, work.path(), &work.path().join("worker.json"))?;
     let runtime = Runtime::new(&RuntimeConfig { cache_dir: None })?;
-    let Eligibility::Mine(plan) = mining::eligibility(&config, &nvml::sample(), &runtime, work.path().join("mining")) else {
+    let Eligibility::Mine(plan) = mining::eligibility(&config, &nvml::sample(), &runtime) else {
         return Err("mining is not eligible".into());
     };
     let gpu = Arc::new(GpuProvider::new(AdapterChoice::Auto));
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio.block_on(async {
         for _ in 0..cycles {
             let (status, mut seen) = watch::channel(None);
-            let miner = plan.start(Arc::clone(&gpu), status)?;
+            let miner = plan.start(&work.path().join("mining"), Arc::clone(&gpu), status)?;
             // Wait until it is really mining (its first hashrate report),
             // then let it run a little so the stop lands mid-work.
             while seen.borrow_and_update().is_none() {

@@ -53,9 +53,20 @@ pub struct RawConfig {
     /// The worker's price per job, by job kind.
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,
-    /// Which GPU jobs run on: `"auto"`, `"none"`, an index or a name.
+    /// Which GPU(s) jobs run on: `"auto"`, `"none"`, an index or a name, or
+    /// a list of indexes/names (one scheduler slot group per GPU).
     #[serde(default)]
-    pub gpu: Option<String>,
+    pub gpu: Option<GpuSetting>,
+}
+
+/// The `gpu` key: one adapter, or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum GpuSetting {
+    /// `"auto"`, `"none"`, `"1"`, `"H100"`.
+    One(String),
+    /// `["0", "1"]`.
+    Many(Vec<String>),
 }
 
 /// The `worker` object.
@@ -188,8 +199,9 @@ pub struct WorkerConfig {
     pub job_limits: LimitOverrides,
     /// Price per job, by kind.
     pub prices: BTreeMap<String, f64>,
-    /// GPU choice.
-    pub gpu: AdapterChoice,
+    /// The GPUs jobs run on (at least one; `AdapterChoice::None` runs
+    /// without a GPU).
+    pub gpus: Vec<AdapterChoice>,
 }
 
 impl WorkerConfig {
@@ -248,7 +260,24 @@ impl WorkerConfig {
                 return Err(format!("`prices.{kind}` must be a number ≥ 0, got {price}"));
             }
         }
-        let gpu: AdapterChoice = raw.gpu.as_deref().unwrap_or("auto").parse().unwrap_or_default();
+        let gpus: Vec<AdapterChoice> = match &raw.gpu {
+            None => vec![AdapterChoice::Auto],
+            Some(GpuSetting::One(one)) => vec![one.parse().unwrap_or_default()],
+            Some(GpuSetting::Many(list)) => {
+                if list.is_empty() || list.len() > 64 {
+                    return Err("`gpu` lists 1-64 adapters (indexes or names from `pictor-host gpu list`)".into());
+                }
+                let unique: std::collections::BTreeSet<&String> = list.iter().collect();
+                if unique.len() != list.len() {
+                    return Err("`gpu` lists the same adapter twice".into());
+                }
+                let choices: Vec<AdapterChoice> = list.iter().map(|g| g.parse().unwrap_or_default()).collect();
+                if choices.iter().any(|c| matches!(c, AdapterChoice::Auto | AdapterChoice::None)) {
+                    return Err("a `gpu` list names adapters by index or name; use \"auto\" or \"none\" alone".into());
+                }
+                choices
+            }
+        };
         Ok(WorkerConfig {
             file: file.to_path_buf(),
             worker_id: raw.worker.id,
@@ -261,7 +290,7 @@ impl WorkerConfig {
             cache_bytes: cache_mib << 20,
             job_limits: raw.limits.job,
             prices: raw.prices,
-            gpu,
+            gpus,
         })
     }
 }
@@ -409,6 +438,9 @@ mod tests {
         assert_eq!(m.plugin, Some(PathBuf::from("/etc/pictor/plugins/mine.wasm")));
         assert_eq!(m.idle_delay, std::time::Duration::from_secs(30));
         assert_eq!(c.jobs_per_gpu, 1);
+        assert_eq!(c.gpus, vec![AdapterChoice::Auto]);
+        let two = check(&GOOD.replace(r#""gpu": "auto""#, r#""gpu": ["0", "H100"]"#))?;
+        assert_eq!(two.gpus, vec![AdapterChoice::Index(0), AdapterChoice::Name("H100".into())]);
         Ok(())
     }
 
@@ -430,6 +462,8 @@ mod tests {
             (r#""spool": "spool""#, r#""url": "https://c.example""#, "`coordinator.token` is missing"),
             (r#""job_kinds": ["render", "upscale"]"#, r#""job_kinds": ["Render"]"#, "`limits.job_kinds`"),
             (r#""jobs_per_gpu": 1"#, r#""jobs_per_gpu": "one""#, "`limits.jobs_per_gpu`: invalid type"),
+            (r#""gpu": "auto""#, r#""gpu": ["0", "0"]"#, "`gpu` lists the same adapter twice"),
+            (r#""gpu": "auto""#, r#""gpu": ["auto", "1"]"#, "use \"auto\" or \"none\" alone"),
         ];
         for (from, to, expected) in cases {
             let text = GOOD.replacen(from, to, 1);

@@ -32,6 +32,9 @@ pub enum Event {
         job: String,
         /// Attempt number (0 first).
         attempt: u32,
+        /// Which configured GPU it runs on.
+        #[serde(default)]
+        gpu: usize,
     },
     /// A job ended and its result is stored; it will not run again.
     Finished {
@@ -57,11 +60,15 @@ pub enum Event {
     },
     /// Mining started (the worker was idle for the configured delay).
     MiningStarted {
+        /// Which configured GPU mines.
+        gpu: usize,
         /// The mining plugin's sha256.
         plugin: String,
     },
     /// Mining stopped.
     MiningStopped {
+        /// Which configured GPU stopped mining.
+        gpu: usize,
         /// `preempted` (a job was claimed), `stopping` (the worker stops) or
         /// `failed: <reason>`.
         reason: String,
@@ -144,7 +151,7 @@ impl Journal {
 /// The last attempt number recorded for `job`, if any.
 pub fn last_attempt(records: &[Record], job: &str) -> Option<u32> {
     records.iter().rev().find_map(|r| match &r.event {
-        Event::Started { job: j, attempt } | Event::Interrupted { job: j, attempt, .. } if j == job => Some(*attempt),
+        Event::Started { job: j, attempt, .. } | Event::Interrupted { job: j, attempt, .. } if j == job => Some(*attempt),
         _ => None,
     })
 }
@@ -159,7 +166,7 @@ mod tests {
         let path = dir.path().join("journal.jsonl");
         let (mut journal, records) = Journal::open(&path)?;
         assert!(records.is_empty());
-        journal.append(Event::Started { job: "a".into(), attempt: 0 })?;
+        journal.append(Event::Started { job: "a".into(), attempt: 0, gpu: 0 })?;
         journal.append(Event::Interrupted { job: "a".into(), attempt: 0, reason: "stopping".into() })?;
         drop(journal);
         std::fs::OpenOptions::new().append(true).open(&path)?.write_all(b"{\"at_ms\": 1, \"event\": \"sta")?;
@@ -167,7 +174,7 @@ mod tests {
         let (mut journal, records) = Journal::open(&path)?;
         assert_eq!(records.len(), 2);
         assert_eq!(last_attempt(&records, "a"), Some(0));
-        journal.append(Event::Started { job: "a".into(), attempt: 1 })?;
+        journal.append(Event::Started { job: "a".into(), attempt: 1, gpu: 0 })?;
         let (_, records) = Journal::open(&path)?;
         assert_eq!(records.len(), 3, "the torn line was cut off before appending");
         assert_eq!(last_attempt(&records, "a"), Some(1));

@@ -7,7 +7,7 @@
 //! the GPU work it left in flight is drained before the job gets the GPU.
 //! The time from the stop request to "GPU free" is measured and journaled.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,6 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct MiningPlan {
     plugin: Arc<LoadedPlugin>,
     spec: JobSpec,
-    dir: PathBuf,
     /// Idle time before mining starts.
     pub idle_delay: Duration,
 }
@@ -49,7 +48,7 @@ pub enum Eligibility {
 
 /// Decides whether the worker mines: configured, enabled, on an NVIDIA GPU
 /// (unless `require_nvidia` is false), and its plugin loads.
-pub fn eligibility(config: &WorkerConfig, nvml: &NvmlStatus, runtime: &Runtime, dir: PathBuf) -> Eligibility {
+pub fn eligibility(config: &WorkerConfig, nvml: &NvmlStatus, runtime: &Runtime) -> Eligibility {
     let Some(m) = &config.mining else { return Eligibility::Off("no `mining` in the config".into()) };
     if !m.enabled {
         return Eligibility::Off("`mining.enabled` is false".into());
@@ -71,7 +70,7 @@ pub fn eligibility(config: &WorkerConfig, nvml: &NvmlStatus, runtime: &Runtime, 
     });
     let spec = JobSpec::from_json(&serde_json::json!({"version": 1, "id": "mining", "kind": "mine", "params": params}).to_string());
     match spec {
-        Ok(spec) => Eligibility::Mine(MiningPlan { plugin: Arc::new(plugin), spec, dir, idle_delay: m.idle_delay }),
+        Ok(spec) => Eligibility::Mine(MiningPlan { plugin: Arc::new(plugin), spec, idle_delay: m.idle_delay }),
         Err(e) => Eligibility::Off(format!("mining job: {e}")),
     }
 }
@@ -99,9 +98,10 @@ impl MiningPlan {
         self.plugin.digest.to_string()
     }
 
-    /// Starts the miner; its progress is also sent to `status`.
-    pub fn start(&self, gpu: Arc<GpuProvider>, status: watch::Sender<Option<Activity>>) -> std::io::Result<Miner> {
-        let (input, output) = (self.dir.join("input"), self.dir.join("output"));
+    /// Starts the miner on `gpu`, with its folders in `dir`; its progress
+    /// is also sent to `status`.
+    pub fn start(&self, dir: &Path, gpu: Arc<GpuProvider>, status: watch::Sender<Option<Activity>>) -> std::io::Result<Miner> {
+        let (input, output) = (dir.join("input"), dir.join("output"));
         let _ = std::fs::remove_dir_all(&output);
         std::fs::create_dir_all(&input)?;
         let dirs = JobDirs::prepare(&input, &output).map_err(std::io::Error::other)?;

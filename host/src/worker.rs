@@ -1,17 +1,24 @@
-//! The worker loop over a local spool: resume what a crash or a stop left
-//! running, then take queued jobs in order, run each once, store its result,
-//! and record every step in the journal first.
+//! The worker: a scheduler over a local spool. One owner of all state (the
+//! loop in [`Worker::run`]); events come in as job tasks finishing, the
+//! spool poll, and the stop signal.
+//!
+//! Per GPU: idle → mining → job(s). Each configured GPU runs at most
+//! `limits.jobs_per_gpu` jobs at once; a GPU with no job for
+//! `mining.idle_delay_s` mines; claiming a job for a GPU first preempts
+//! that GPU's miner (hard stop, GPU drained, latency journaled).
 //!
 //! Exactly-once: a job's result is written and published (`running/` →
 //! `done/`, one rename) before `finished` is journaled; on start, a job found
 //! in `running/` with a `result.json` is published without running again,
 //! and any other is run again as the next attempt, resuming from its
-//! checkpoint file.
+//! checkpoint file. Every state change is journaled (fsync'd) first.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::capabilities::checkpoint::CheckpointStore;
 use crate::capabilities::gpu::GpuProvider;
@@ -21,7 +28,7 @@ use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
-use crate::journal::{self, Event, Journal, Record};
+use crate::journal::{Event, Journal};
 use crate::mining::{Miner, MiningPlan};
 use crate::runtime::Runtime;
 use crate::runtime::control::{Interruption, JobControl};
@@ -70,9 +77,12 @@ pub enum WorkerError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A job task panicked or was lost (a host bug).
+    #[error("job task failed: {0}")]
+    Task(String),
 }
 
-/// How one attempt ended, for the loop.
+/// How one attempt ended.
 enum Ran {
     /// The job has its result (stored now, or found from before a crash).
     Finished {
@@ -83,252 +93,308 @@ enum Ran {
     Interrupted,
 }
 
-/// The worker: config, runtime, GPU, spool and journal.
-pub struct Worker {
+/// What job tasks share with the loop.
+struct Shared {
     config: WorkerConfig,
     runtime: Arc<Runtime>,
-    gpu: Arc<GpuProvider>,
     spool: Spool,
-    journal: Journal,
-    history: Vec<Record>,
-    progress: watch::Sender<Option<Activity>>,
+    journal: Mutex<Journal>,
+    /// Last attempt number per job, from the journal and this run.
+    attempts: Mutex<HashMap<String, u32>>,
+    activity: watch::Sender<Option<Activity>>,
+}
+
+impl Shared {
+    fn log(&self, event: Event) -> Result<(), WorkerError> {
+        let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let path = journal.path().display().to_string();
+        journal.append(event).map_err(|source| WorkerError::Journal { path, source })
+    }
+
+    fn next_attempt(&self, job: &str) -> u32 {
+        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = attempts.get(job).map_or(0, |a| a + 1);
+        attempts.insert(job.to_string(), next);
+        next
+    }
+
+    fn last_attempt(&self, job: &str) -> u32 {
+        self.attempts.lock().unwrap_or_else(PoisonError::into_inner).get(job).copied().unwrap_or(0)
+    }
+}
+
+/// One GPU's share of the scheduler.
+struct Slot {
+    gpu: Arc<GpuProvider>,
+    running: usize,
+    miner: Option<Miner>,
+    idle_since: Instant,
+}
+
+/// The worker: config, runtime, GPUs, spool and journal.
+pub struct Worker {
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
     mining: Option<MiningPlan>,
 }
 
 impl Worker {
-    /// Opens the spool and its journal.
-    pub fn new(config: WorkerConfig, runtime: Arc<Runtime>, gpu: Arc<GpuProvider>, spool: Spool) -> Result<Self, WorkerError> {
+    /// Opens the spool's journal; `gpus` has one provider per configured GPU.
+    pub fn new(config: WorkerConfig, runtime: Arc<Runtime>, gpus: Vec<Arc<GpuProvider>>, spool: Spool) -> Result<Self, WorkerError> {
         let path = spool.journal_path();
         let journal_err = |source| WorkerError::Journal { path: path.display().to_string(), source };
-        let (mut journal, history) = Journal::open(&path).map_err(journal_err)?;
-        journal.append(Event::WorkerStarted { worker: config.worker_id.clone() }).map_err(journal_err)?;
-        Ok(Worker { config, runtime, gpu, spool, journal, history, progress: watch::channel(None).0, mining: None })
+        let (journal, history) = Journal::open(&path).map_err(journal_err)?;
+        let mut attempts = HashMap::new();
+        for record in &history {
+            if let Event::Started { job, attempt, .. } | Event::Interrupted { job, attempt, .. } = &record.event {
+                attempts.insert(job.clone(), *attempt);
+            }
+        }
+        let shared = Shared {
+            config,
+            runtime,
+            spool,
+            journal: Mutex::new(journal),
+            attempts: Mutex::new(attempts),
+            activity: watch::channel(None).0,
+        };
+        shared.log(Event::WorkerStarted { worker: shared.config.worker_id.clone() })?;
+        let slots = gpus.into_iter().map(|gpu| Slot { gpu, running: 0, miner: None, idle_since: Instant::now() }).collect();
+        Ok(Worker { shared: Arc::new(shared), slots, mining: None })
     }
 
-    /// Mines with `plan` whenever the worker has been idle for its delay.
+    /// Mines with `plan` on each GPU that has been idle for its delay.
     pub fn with_mining(mut self, plan: MiningPlan) -> Self {
         self.mining = Some(plan);
         self
     }
 
-    async fn stop_miner(&mut self, miner: Miner, reason: &str) -> Result<(), WorkerError> {
-        let stopped = miner.stop(&self.gpu).await;
+    /// What the worker is doing (`None`: idle), for the status line.
+    pub fn activity(&self) -> watch::Receiver<Option<Activity>> {
+        self.shared.activity.subscribe()
+    }
+
+    async fn stop_miner(&mut self, slot: usize, reason: &str) -> Result<(), WorkerError> {
+        let Some(miner) = self.slots[slot].miner.take() else { return Ok(()) };
+        let stopped = miner.stop(&self.slots[slot].gpu).await;
         let reason = match stopped.outcome.as_ref().and_then(|o| o.failure.as_ref()) {
             Some(f) if reason == "ended" => format!("failed: {}", f.message),
             _ => reason.to_string(),
         };
-        tracing::info!(%reason, latency_ms = stopped.latency_ms, "mining stopped");
-        self.progress.send_replace(None);
-        self.log(Event::MiningStopped { reason, latency_ms: stopped.latency_ms, last_report: stopped.last_report })
+        tracing::info!(gpu = slot, %reason, latency_ms = stopped.latency_ms, "mining stopped");
+        self.shared.activity.send_replace(None);
+        self.shared.log(Event::MiningStopped {
+            gpu: slot,
+            reason,
+            latency_ms: stopped.latency_ms,
+            last_report: stopped.last_report,
+        })
     }
 
-    /// What the worker is doing (`None`: idle), for the status line.
-    pub fn activity(&self) -> watch::Receiver<Option<Activity>> {
-        self.progress.subscribe()
+    fn start_miner(&mut self, slot: usize) -> Result<(), WorkerError> {
+        let Some(plan) = &self.mining else { return Ok(()) };
+        let dir = self.shared.spool.root().join("mining").join(slot.to_string());
+        match plan.start(&dir, Arc::clone(&self.slots[slot].gpu), self.shared.activity.clone()) {
+            Ok(miner) => {
+                self.slots[slot].miner = Some(miner);
+                tracing::info!(gpu = slot, "mining started");
+                self.shared.log(Event::MiningStarted { gpu: slot, plugin: plan.plugin_digest() })
+            }
+            Err(e) => {
+                tracing::warn!(gpu = slot, error = %e, "mining not started");
+                self.slots[slot].idle_since = Instant::now();
+                Ok(())
+            }
+        }
     }
 
-    fn log(&mut self, event: Event) -> Result<(), WorkerError> {
-        let path = self.journal.path().display().to_string();
-        self.journal.append(event).map_err(|source| WorkerError::Journal { path, source })
+    /// The next job to run: resumed ones first, then queued ones in order.
+    fn next_job(&self, resume: &mut Vec<Claimed>) -> Result<Option<Claimed>, WorkerError> {
+        if let Some(job) = resume.pop() {
+            return Ok(Some(job));
+        }
+        while let Some(path) = self.shared.spool.next_incoming()? {
+            if let Some(job) = self.shared.spool.claim(&path)? {
+                self.shared.log(Event::Claimed { job: job.spec.id.clone(), kind: job.spec.kind.clone() })?;
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
     }
 
-    /// Runs until `stop` fires, or, with `until_idle`, until nothing is queued.
+    /// Runs until `stop` fires, or, with `until_idle`, until nothing is
+    /// queued or running.
     pub async fn run(mut self, until_idle: bool, mut stop: watch::Receiver<bool>) -> Result<RunSummary, WorkerError> {
         let mut summary = RunSummary::default();
-        let mut resume = self.spool.running()?;
-        let mut miner: Option<Miner> = None;
-        let mut idle_since = Instant::now();
+        let mut resume = self.shared.spool.running()?;
+        resume.reverse();
+        let mut tasks: JoinSet<(usize, Result<Ran, WorkerError>)> = JoinSet::new();
+        let per_gpu = self.shared.config.jobs_per_gpu as usize;
         loop {
-            if *stop.borrow() {
+            let stopping = *stop.borrow();
+            // Fill free slots (least busy GPU first), preempting its miner.
+            while !stopping {
+                let Some(slot) = (0..self.slots.len()).filter(|&s| self.slots[s].running < per_gpu).min_by_key(|&s| self.slots[s].running) else {
+                    break;
+                };
+                let Some(job) = self.next_job(&mut resume)? else { break };
+                self.stop_miner(slot, "preempted").await?;
+                self.slots[slot].running += 1;
+                let (shared, gpu, stop) = (Arc::clone(&self.shared), Arc::clone(&self.slots[slot].gpu), stop.clone());
+                tasks.spawn(async move { (slot, run_one(&shared, slot, gpu, job, stop).await) });
+            }
+            if tasks.is_empty() && (until_idle || stopping) {
                 break;
             }
-            let job = match resume.pop() {
-                Some(job) => Some(job),
-                None => match self.spool.next_incoming()? {
-                    Some(path) => match self.spool.claim(&path)? {
-                        Some(job) => {
-                            self.log(Event::Claimed { job: job.spec.id.clone(), kind: job.spec.kind.clone() })?;
-                            Some(job)
-                        }
-                        None => continue,
-                    },
-                    None => None,
-                },
-            };
-            let Some(job) = job else {
-                if until_idle {
-                    break;
+            // Mining on idle GPUs.
+            for slot in 0..self.slots.len() {
+                if self.slots[slot].miner.as_ref().is_some_and(Miner::ended) {
+                    self.stop_miner(slot, "ended").await?;
+                    self.slots[slot].idle_since = Instant::now();
                 }
-                if miner.as_ref().is_some_and(Miner::ended) {
-                    if let Some(ended) = miner.take() {
-                        self.stop_miner(ended, "ended").await?;
-                    }
-                    idle_since = Instant::now();
-                }
-                if let Some(plan) = &self.mining
-                    && miner.is_none()
-                    && idle_since.elapsed() >= plan.idle_delay
-                {
-                    let dir = self.spool.root().join("mining");
-                    match plan.start(Arc::clone(&self.gpu), self.progress.clone()) {
-                        Ok(started) => {
-                            miner = Some(started);
-                            tracing::info!(dir = %dir.display(), "mining started");
-                            let plugin = plan.plugin_digest();
-                            self.log(Event::MiningStarted { plugin })?;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "mining not started");
-                            idle_since = Instant::now();
-                        }
-                    }
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(POLL_INTERVAL) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            };
-            if let Some(running) = miner.take() {
-                self.stop_miner(running, "preempted").await?;
-            }
-            let ran = self.run_one(job, &mut stop).await?;
-            idle_since = Instant::now();
-            match ran {
-                Ran::Finished { failed } => {
-                    summary.finished += 1;
-                    summary.failed += u32::from(failed);
-                }
-                Ran::Interrupted => {
-                    summary.interrupted += 1;
-                    break;
+                let idle = self.slots[slot].running == 0 && self.slots[slot].miner.is_none();
+                let due = self.mining.as_ref().is_some_and(|p| self.slots[slot].idle_since.elapsed() >= p.idle_delay);
+                if idle && due && !stopping && !until_idle {
+                    self.start_miner(slot)?;
                 }
             }
+            tokio::select! {
+                Some(joined) = tasks.join_next() => {
+                    let (slot, ran) = joined.map_err(|e| WorkerError::Task(e.to_string()))?;
+                    self.slots[slot].running -= 1;
+                    if self.slots[slot].running == 0 {
+                        self.slots[slot].idle_since = Instant::now();
+                    }
+                    match ran? {
+                        Ran::Finished { failed } => {
+                            summary.finished += 1;
+                            summary.failed += u32::from(failed);
+                        }
+                        Ran::Interrupted => summary.interrupted += 1,
+                    }
+                }
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = stop.changed(), if !stopping => {}
+            }
         }
-        if let Some(running) = miner.take() {
-            self.stop_miner(running, "stopping").await?;
+        for slot in 0..self.slots.len() {
+            self.stop_miner(slot, "stopping").await?;
         }
-        self.log(Event::WorkerStopped)?;
+        self.shared.log(Event::WorkerStopped)?;
         Ok(summary)
     }
+}
 
-    /// Runs one attempt of `job` (or publishes a result a crash left behind).
-    async fn run_one(&mut self, job: Claimed, stop: &mut watch::Receiver<bool>) -> Result<Ran, WorkerError> {
-        let id = job.spec.id.clone();
-        if job.dir.join("result.json").exists() {
-            // Finished before a crash, not yet published: publish, do not rerun.
-            self.spool.publish(&job)?;
-            let attempt = journal::last_attempt(&self.history, &id).unwrap_or(0);
-            self.log(Event::Finished { job: id, attempt, status: "recovered".into(), reason: None })?;
-            return Ok(Ran::Finished { failed: false });
-        }
-        let attempt = journal::last_attempt(&self.history, &id).map_or(0, |a| a + 1);
-        self.log(Event::Started { job: id.clone(), attempt })?;
-        self.history.push(Record { at_ms: 0, event: Event::Started { job: id.clone(), attempt } });
-        tracing::info!(job = %id, kind = %job.spec.kind, attempt, "job started");
+/// Runs one attempt of `job` on GPU `slot` (or publishes a result a crash
+/// left behind).
+async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claimed, stop: watch::Receiver<bool>) -> Result<Ran, WorkerError> {
+    let id = job.spec.id.clone();
+    if job.dir.join("result.json").exists() {
+        shared.spool.publish(&job)?;
+        let attempt = shared.last_attempt(&id);
+        shared.log(Event::Finished { job: id, attempt, status: "recovered".into(), reason: None })?;
+        return Ok(Ran::Finished { failed: false });
+    }
+    let attempt = shared.next_attempt(&id);
+    shared.log(Event::Started { job: id.clone(), attempt, gpu: slot })?;
+    tracing::info!(job = %id, kind = %job.spec.kind, attempt, gpu = slot, "job started");
 
-        let prepared = if self.spool.cancel_requested(&id) {
-            Err(JobFailure::new(FailureKind::Cancelled, "cancelled before it started"))
-        } else {
-            self.prepare(&job)
-        };
-        let outcome = match prepared {
-            Err(failure) => refused(&job, attempt, failure),
-            Ok((dirs, plugin)) => {
-                let control = Arc::new(JobControl::default());
-                let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
-                let mut run = JobRun::new(&job.spec, &dirs).with_gpu(Arc::clone(&self.gpu));
-                run.limits = JobLimits::default().with(&self.config.job_limits).with(&job.spec.limits);
-                run.attempt = attempt;
-                run.checkpoint = CheckpointStore::File(job.checkpoint());
-                run.control = Arc::clone(&control);
-                run.progress = progress_tx;
-                let forward = tokio::spawn({
-                    let (status, label, since) = (self.progress.clone(), format!("job {id} ({})", job.spec.kind), Instant::now());
-                    status.send_replace(Some(Activity { label: label.clone(), progress: Progress::default(), since }));
-                    async move {
-                        while progress_rx.changed().await.is_ok() {
-                            let progress = progress_rx.borrow_and_update().clone();
-                            status.send_replace(Some(Activity { label: label.clone(), progress, since }));
+    let prepared = if shared.spool.cancel_requested(&id) {
+        Err(JobFailure::new(FailureKind::Cancelled, "cancelled before it started"))
+    } else {
+        prepare(shared, &job)
+    };
+    let outcome = match prepared {
+        Err(failure) => refused(&job, attempt, failure),
+        Ok((dirs, plugin)) => {
+            let control = Arc::new(JobControl::default());
+            let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
+            let mut run = JobRun::new(&job.spec, &dirs).with_gpu(gpu);
+            run.limits = JobLimits::default().with(&shared.config.job_limits).with(&job.spec.limits);
+            run.attempt = attempt;
+            run.checkpoint = CheckpointStore::File(job.checkpoint());
+            run.control = Arc::clone(&control);
+            run.progress = progress_tx;
+            let forward = tokio::spawn({
+                let (status, label, since) = (shared.activity.clone(), format!("job {id} ({})", job.spec.kind), Instant::now());
+                status.send_replace(Some(Activity { label: label.clone(), progress: Progress::default(), since }));
+                async move {
+                    while progress_rx.changed().await.is_ok() {
+                        let progress = progress_rx.borrow_and_update().clone();
+                        status.send_replace(Some(Activity { label: label.clone(), progress, since }));
+                    }
+                }
+            });
+            // On a worker stop or a cancel request for this job: ask the
+            // plugin to stop (it may checkpoint), then force it.
+            let stopper = tokio::spawn({
+                let (control, mut stop, spool, id) = (Arc::clone(&control), stop.clone(), shared.spool.clone(), id.clone());
+                async move {
+                    while !*stop.borrow() && !spool.cancel_requested(&id) {
+                        tokio::select! {
+                            changed = stop.changed() => if changed.is_err() { return },
+                            () = tokio::time::sleep(POLL_INTERVAL) => {}
                         }
                     }
-                });
-                // On a worker stop or a cancel request for this job: ask the
-                // plugin to stop (it may checkpoint), then force it.
-                let stopper = tokio::spawn({
-                    let (control, mut stop, spool, id) = (Arc::clone(&control), stop.clone(), self.spool.clone(), id.clone());
-                    async move {
-                        while !*stop.borrow() && !spool.cancel_requested(&id) {
-                            tokio::select! {
-                                changed = stop.changed() => if changed.is_err() { return },
-                                () = tokio::time::sleep(POLL_INTERVAL) => {}
-                            }
-                        }
-                        control.request_cancel();
-                        tokio::time::sleep(STOP_GRACE).await;
-                        control.stop(Interruption::Cancelled);
-                    }
-                });
-                let outcome = run_job(&plugin, run).await;
-                forward.abort();
-                stopper.abort();
-                self.progress.send_replace(None);
-                outcome
-            }
-        };
+                    control.request_cancel();
+                    tokio::time::sleep(STOP_GRACE).await;
+                    control.stop(Interruption::Cancelled);
+                }
+            });
+            let outcome = run_job(&plugin, run).await;
+            forward.abort();
+            stopper.abort();
+            shared.activity.send_replace(None);
+            outcome
+        }
+    };
 
-        let stopping = *stop.borrow();
-        let cancelled = outcome.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Cancelled);
-        if stopping && cancelled {
-            self.log(Event::Interrupted { job: id.clone(), attempt, reason: "worker stopping".into() })?;
-            tracing::info!(job = %id, "job interrupted; it resumes from its checkpoint on the next start");
-            return Ok(Ran::Interrupted);
-        }
-        self.spool.finish(&job, &outcome)?;
-        self.spool.clear_cancel(&id);
-        let reason = outcome.failure.as_ref().map(|f| f.message.clone());
-        self.log(Event::Finished { job: id.clone(), attempt, status: outcome.status.to_string(), reason })?;
-        match &outcome.failure {
-            None => tracing::info!(job = %id, secs = outcome.duration_s, outputs = outcome.outputs.len(), "job succeeded"),
-            Some(f) => tracing::warn!(job = %id, reason = %f.message, "job failed"),
-        }
-        Ok(Ran::Finished { failed: !outcome.succeeded() })
+    let cancelled = outcome.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Cancelled);
+    if *stop.borrow() && cancelled && !shared.spool.cancel_requested(&id) {
+        shared.log(Event::Interrupted { job: id.clone(), attempt, reason: "worker stopping".into() })?;
+        tracing::info!(job = %id, "job interrupted; it resumes from its checkpoint on the next start");
+        return Ok(Ran::Interrupted);
     }
+    shared.spool.finish(&job, &outcome)?;
+    shared.spool.clear_cancel(&id);
+    let reason = outcome.failure.as_ref().map(|f| f.message.clone());
+    shared.log(Event::Finished { job: id.clone(), attempt, status: outcome.status.to_string(), reason })?;
+    match &outcome.failure {
+        None => tracing::info!(job = %id, secs = outcome.duration_s, outputs = outcome.outputs.len(), "job succeeded"),
+        Some(f) => tracing::warn!(job = %id, reason = %f.message, "job failed"),
+    }
+    Ok(Ran::Finished { failed: !outcome.succeeded() })
+}
 
-    /// Checks the job is accepted, its files match their digests, stages
-    /// its inputs into a fresh folder and loads its plugin.
-    fn prepare(&self, job: &Claimed) -> Result<(JobDirs, crate::runtime::LoadedPlugin), JobFailure> {
-        let spec = &job.spec;
-        if let Some(kinds) = &self.config.job_kinds
-            && !kinds.contains(&spec.kind)
-        {
-            return Err(JobFailure::new(FailureKind::Unsupported, format!("this worker does not accept `{}` jobs", spec.kind)));
-        }
-        let plugin = spec
-            .plugin
-            .as_ref()
-            .ok_or_else(|| JobFailure::new(FailureKind::InvalidParams, "the job spec names no `plugin`"))?;
-        let sandbox = |e: &dyn std::fmt::Display| JobFailure::new(FailureKind::Sandbox, e.to_string());
-        for dir in [job.input(), job.output()] {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| sandbox(&e))?;
-            }
-            std::fs::create_dir_all(&dir).map_err(|e| sandbox(&e))?;
-        }
-        stage_inputs(spec, &job.input()).map_err(|e| JobFailure::new(FailureKind::InvalidInput, e.to_string()))?;
-        let dirs = JobDirs::prepare(&job.input(), &job.output()).map_err(|e| sandbox(&e))?;
-        let bytes = std::fs::read(&plugin.path).map_err(|e| {
-            JobFailure::new(FailureKind::InvalidInput, format!("cannot read plugin {}: {e}", plugin.path.display()))
-        })?;
-        let loaded = self.runtime.load(&bytes).map_err(|e| JobFailure::new(FailureKind::Instantiate, e.to_string()))?;
-        if loaded.digest != plugin.sha256 {
-            return Err(JobFailure::new(
-                FailureKind::InvalidInput,
-                format!("sha256 mismatch for plugin {}: expected {}, got {}", plugin.path.display(), plugin.sha256, loaded.digest),
-            ));
-        }
-        Ok((dirs, loaded))
+/// Checks the job is accepted, its files match their digests, stages its
+/// inputs into a fresh folder and loads its plugin.
+fn prepare(shared: &Shared, job: &Claimed) -> Result<(JobDirs, crate::runtime::LoadedPlugin), JobFailure> {
+    let spec = &job.spec;
+    if let Some(kinds) = &shared.config.job_kinds
+        && !kinds.contains(&spec.kind)
+    {
+        return Err(JobFailure::new(FailureKind::Unsupported, format!("this worker does not accept `{}` jobs", spec.kind)));
     }
+    let plugin = spec.plugin.as_ref().ok_or_else(|| JobFailure::new(FailureKind::InvalidParams, "the job spec names no `plugin`"))?;
+    let sandbox = |e: &dyn std::fmt::Display| JobFailure::new(FailureKind::Sandbox, e.to_string());
+    for dir in [job.input(), job.output()] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| sandbox(&e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| sandbox(&e))?;
+    }
+    stage_inputs(spec, &job.input()).map_err(|e| JobFailure::new(FailureKind::InvalidInput, e.to_string()))?;
+    let dirs = JobDirs::prepare(&job.input(), &job.output()).map_err(|e| sandbox(&e))?;
+    let bytes = std::fs::read(&plugin.path)
+        .map_err(|e| JobFailure::new(FailureKind::InvalidInput, format!("cannot read plugin {}: {e}", plugin.path.display())))?;
+    let loaded = shared.runtime.load(&bytes).map_err(|e| JobFailure::new(FailureKind::Instantiate, e.to_string()))?;
+    if loaded.digest != plugin.sha256 {
+        return Err(JobFailure::new(
+            FailureKind::InvalidInput,
+            format!("sha256 mismatch for plugin {}: expected {}, got {}", plugin.path.display(), plugin.sha256, loaded.digest),
+        ));
+    }
+    Ok((dirs, loaded))
 }
 
 /// The outcome of a job refused before it ran.
@@ -347,3 +413,4 @@ fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
         checkpoints_saved: 0,
     }
 }
+

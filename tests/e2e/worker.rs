@@ -247,3 +247,45 @@ fn a_cancelled_job_stops_and_the_next_one_runs() {
     let unknown = host().args(["cancel", "--spool"]).arg(farm.spool()).arg("no-such-job").output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+/// Whether the two jobs' attempts overlapped in time, by the journal.
+fn overlapped(farm: &Farm, a: &str, b: &str) -> bool {
+    let at = |job: &str, event: &str| farm.events(job, event)[0]["at_ms"].as_u64().unwrap();
+    at(a, "started") < at(b, "finished") && at(b, "started") < at(a, "finished")
+}
+
+#[test]
+fn jobs_per_gpu_runs_that_many_jobs_at_once() {
+    let farm = Farm::with(json!({"limits": {"job_kinds": ["probe"], "jobs_per_gpu": 2}}));
+    for id in ["p1", "p2", "p3"] {
+        farm.submit("probe", steps_job(id, 5));
+    }
+    assert!(farm.run(true).output().unwrap().status.success());
+    assert!(overlapped(&farm, "p1", "p2"), "{:?}", farm.journal());
+    // At most two at once: the third starts only after one of the first two finished.
+    let at = |job: &str, event: &str| farm.events(job, event)[0]["at_ms"].as_u64().unwrap();
+    assert!(at("p3", "started") >= at("p1", "finished").min(at("p2", "finished")));
+    for id in ["p1", "p2", "p3"] {
+        assert_eq!(farm.result(id)["status"], "succeeded");
+    }
+}
+
+#[test]
+fn each_configured_gpu_gets_its_own_jobs() {
+    // Two slot groups; on a one-adapter machine both name the same adapter.
+    let farm = Farm::with(json!({"gpu": ["0", "llvmpipe"], "limits": {"job_kinds": ["probe"], "jobs_per_gpu": 1}}));
+    let gpu_list = host().args(["gpu", "list"]).output().unwrap();
+    if !String::from_utf8_lossy(&gpu_list.stdout).contains("llvmpipe") {
+        // On a machine with a real GPU, name its first adapter twice instead.
+        let farm_config = farm.dir.path().join("worker.json");
+        let text = std::fs::read_to_string(&farm_config).unwrap().replace("\"llvmpipe\"", "\"0 \"");
+        std::fs::write(farm_config, text).unwrap();
+    }
+    farm.submit("probe", steps_job("g1", 5));
+    farm.submit("probe", steps_job("g2", 5));
+    let out = farm.run(true).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gpus: Vec<u64> = ["g1", "g2"].iter().map(|j| farm.events(j, "started")[0]["gpu"].as_u64().unwrap()).collect();
+    assert_eq!(gpus, [0, 1]);
+    assert!(overlapped(&farm, "g1", "g2"));
+}

@@ -46,7 +46,7 @@ impl ConfigCommand {
             None => println!("  job kinds    all"),
         }
         println!("  jobs per GPU {}", config.jobs_per_gpu);
-        println!("  GPU          {:?}", config.gpu);
+        println!("  GPUs         {:?}", config.gpus);
         for (kind, price) in &config.prices {
             println!("  price        {kind}: {price}");
         }

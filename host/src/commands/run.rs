@@ -55,7 +55,7 @@ impl RunCommand {
         }
         let nvml = nvml::sample();
         let runtime = Arc::new(Runtime::new(&RuntimeConfig { cache_dir: RuntimeConfig::default_cache_dir() })?);
-        let mining = mining::eligibility(&config, &nvml, &runtime, spool.root().join("mining"));
+        let mining = mining::eligibility(&config, &nvml, &runtime);
         match &mining {
             Eligibility::Off(reason) => eprintln!("Mining: off ({reason})"),
             Eligibility::Mine(plan) => {
@@ -72,8 +72,9 @@ impl RunCommand {
                 }
             }
         }
-        let gpu = Arc::new(GpuProvider::new(config.gpu.clone()));
-        let mut worker = Worker::new(config, runtime, Arc::clone(&gpu), spool)?;
+        let gpus: Vec<Arc<GpuProvider>> = config.gpus.iter().map(|g| Arc::new(GpuProvider::new(g.clone()))).collect();
+        eprintln!("Scheduling: {} GPU slot group(s) × {} job(s) per GPU", gpus.len(), config.jobs_per_gpu);
+        let mut worker = Worker::new(config, runtime, gpus.clone(), spool)?;
         if let Eligibility::Mine(plan) = mining {
             worker = worker.with_mining(plan);
         }
@@ -97,7 +98,7 @@ impl RunCommand {
             summary
         })?;
         tokio.shutdown_timeout(Duration::from_secs(10));
-        drop(gpu);
+        drop(gpus);
         eprintln!(
             "Worker stopped: {} job(s) finished ({} failed), {} interrupted (they resume on the next start)",
             summary.finished, summary.failed, summary.interrupted
