@@ -16,6 +16,8 @@
 //! - [`telemetry`]: NVML readings of NVIDIA GPUs;
 //! - [`digest`]: sha256 identities of plugins, inputs and outputs.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod capabilities;
 pub mod config;
 pub mod digest;

@@ -41,7 +41,7 @@ pub struct MiningPlan {
 /// Whether this worker mines, and if not, why (for the owner's status).
 pub enum Eligibility {
     /// Mining is set up.
-    Mine(MiningPlan),
+    Mine(Box<MiningPlan>),
     /// Mining is off, for this reason.
     Off(String),
 }
@@ -70,7 +70,7 @@ pub fn eligibility(config: &WorkerConfig, nvml: &NvmlStatus, runtime: &Runtime) 
     });
     let spec = JobSpec::from_json(&serde_json::json!({"version": 1, "id": "mining", "kind": "mine", "params": params}).to_string());
     match spec {
-        Ok(spec) => Eligibility::Mine(MiningPlan { plugin: Arc::new(plugin), spec, idle_delay: m.idle_delay }),
+        Ok(spec) => Eligibility::Mine(Box::new(MiningPlan { plugin: Arc::new(plugin), spec, idle_delay: m.idle_delay })),
         Err(e) => Eligibility::Off(format!("mining job: {e}")),
     }
 }

@@ -233,7 +233,7 @@ impl Worker {
         loop {
             let stopping = *stop.borrow();
             // Fill free slots (least busy GPU first), preempting its miner.
-            while !stopping {
+            while !*stop.borrow() {
                 let Some(slot) = (0..self.slots.len()).filter(|&s| self.slots[s].running < per_gpu).min_by_key(|&s| self.slots[s].running) else {
                     break;
                 };

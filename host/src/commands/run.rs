@@ -76,7 +76,7 @@ impl RunCommand {
         eprintln!("Scheduling: {} GPU slot group(s) × {} job(s) per GPU", gpus.len(), config.jobs_per_gpu);
         let mut worker = Worker::new(config, runtime, gpus.clone(), spool)?;
         if let Eligibility::Mine(plan) = mining {
-            worker = worker.with_mining(plan);
+            worker = worker.with_mining(*plan);
         }
         let activity = worker.activity();
 

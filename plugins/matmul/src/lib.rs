@@ -115,7 +115,7 @@ impl Plugin for Matmul {
             let expected = cpu_matmul(&a, &b, n);
             let err = max_abs_error(&c, &expected);
             let tolerance = TOLERANCE_PER_SQRT_N * (n as f32).sqrt() * 10.0;
-            if !(err <= tolerance) {
+            if err.is_nan() || err > tolerance {
                 return Err(JobError::Failed(format!(
                     "GPU product differs from the CPU one by {err} (tolerance {tolerance}) on {}",
                     adapter.name

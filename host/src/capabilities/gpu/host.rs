@@ -67,7 +67,7 @@ fn wait(device: &GpuDevice, submission: wgpu::SubmissionIndex, timeout: Duration
 }
 
 fn check_range(what: &str, offset: u64, size: u64, buffer_size: u64) -> Result<(), GpuError> {
-    if offset % ALIGN != 0 || size % ALIGN != 0 {
+    if !offset.is_multiple_of(ALIGN) || !size.is_multiple_of(ALIGN) {
         return Err(invalid(format!("{what}: offset {offset} and size {size} must be multiples of {ALIGN}")));
     }
     match offset.checked_add(size) {
@@ -185,7 +185,7 @@ impl Host for GpuView<'_> {
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn create_buffer(&mut self, size: u64, usage: BufferUsage) -> GpuResult<Resource<GpuBuffer>> {
         let device = try_gpu!(self.device()?);
-        if size == 0 || size % ALIGN != 0 {
+        if size == 0 || !size.is_multiple_of(ALIGN) {
             return Ok(Err(invalid(format!("buffer size {size} must be a positive multiple of {ALIGN}"))));
         }
         if size > device.limits.max_buffer_size {
