@@ -297,12 +297,27 @@ impl<T: Pod> Buffer<T> {
     /// # Ok::<(), pictor_sdk::gpu::GpuError>(())
     /// ```
     pub fn read(&self) -> Result<Vec<T>, GpuError> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes()?))
+    }
+
+    /// Reads the whole buffer back as raw bytes (little-endian `T`s), after
+    /// all work submitted so far. One copy from the GPU's staging memory into
+    /// this plugin's memory; [`read`](Self::read) adds one more to build the
+    /// `Vec<T>` (wasm allocations of bytes are not aligned for `T`).
+    ///
+    /// ```no_run
+    /// # let b = pictor_sdk::gpu::Buffer::<f32>::zeroed(8, pictor_sdk::gpu::Usage::STORAGE)?;
+    /// let bytes: Vec<u8> = b.read_bytes()?;
+    /// assert_eq!(bytes.len(), 8 * 4);
+    /// # Ok::<(), pictor_sdk::gpu::GpuError>(())
+    /// ```
+    pub fn read_bytes(&self) -> Result<Vec<u8>, GpuError> {
         #[cfg(target_arch = "wasm32")]
         {
             let bytes = (self.len * size_of::<T>()) as u64;
-            let padded = bytes.next_multiple_of(4);
-            let raw = self.raw.read(0, padded)?;
-            Ok(bytemuck::pod_collect_to_vec(&raw[..bytes as usize]))
+            let mut raw = self.raw.read(0, bytes.next_multiple_of(4))?;
+            raw.truncate(bytes as usize);
+            Ok(raw)
         }
         #[cfg(not(target_arch = "wasm32"))]
         no_gpu()

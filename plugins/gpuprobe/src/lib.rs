@@ -154,9 +154,9 @@ impl Plugin for GpuProbe {
                 buffer.write(0, &data)?;
                 let write_ms = started.elapsed().as_secs_f64() * 1e3;
                 let started = std::time::Instant::now();
-                let back = buffer.read()?;
+                let back = buffer.read_bytes()?;
                 let read_ms = started.elapsed().as_secs_f64() * 1e3;
-                if back != data {
+                if back != gpu::as_bytes(&data) {
                     return Err(JobError::Failed("data read back differs from data written".into()));
                 }
                 Ok(Summary::new(format!("moved {} MiB each way", p.mib)).metric("write_ms", write_ms).metric("read_ms", read_ms))

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use tracing::instrument;
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Resource, WasmList};
+use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext};
+use wasmtime::component::{ComponentType, Lower, Resource, WasmList};
 
 use super::GpuView;
 use crate::runtime::store::StoreState;
@@ -467,13 +468,94 @@ pub(crate) fn write_direct(
     },))
 }
 
+/// `buffer.read` with one copy: wgpu's mapped staging memory → guest memory.
+///
+/// Linked in place of the bindgen version of [`HostBuffer::read`], which
+/// must return an owned `Vec` (a first copy out of the mapping) that
+/// wasmtime then copies into the guest. Here the mapping itself is lowered
+/// as the `list<u8>` result. The GPU wait runs on a blocking thread.
+pub(crate) fn read_direct(
+    mut store: StoreContextMut<'_, StoreState>,
+    (buffer, offset, size): (Resource<GpuBuffer>, u64, u64),
+) -> Box<dyn std::future::Future<Output = wasmtime::Result<(Result<MappedBytes, GpuError>,)>> + Send + '_> {
+    Box::new(async move {
+        let state = store.data_mut();
+        let view = GpuView { session: &mut state.gpu, table: &mut state.table };
+        let device = match view.device()? {
+            Ok(device) => device,
+            Err(e) => return Ok((Err(e),)),
+        };
+        let alloc = view.alloc(&buffer)?;
+        let timeout = view.session.quota.submission;
+        if let Err(e) = check_range("read", offset, size, alloc.size) {
+            return Ok((Err(e),));
+        }
+        if size == 0 {
+            return Ok((Ok(MappedBytes(None)),));
+        }
+        match blocking(move || map_for_read(&device, &alloc, offset, size, timeout)).await? {
+            Ok(result) => Ok((result,)),
+            Err(fault) => Err(wasmtime::Error::new(fault)),
+        }
+    })
+}
+
+/// A mapped staging buffer whose bytes become a guest `list<u8>`; unmapped
+/// and freed when dropped (after lowering).
+pub(crate) struct MappedBytes(Option<(wgpu::BufferView, wgpu::Buffer)>);
+
+impl MappedBytes {
+    fn bytes(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |(view, _)| &view[..])
+    }
+}
+
+impl Drop for MappedBytes {
+    fn drop(&mut self) {
+        if let Some((view, staging)) = self.0.take() {
+            drop(view);
+            staging.unmap();
+            staging.destroy();
+        }
+    }
+}
+
+// SAFETY: every item delegates to wasmtime's own implementation for `[u8]`,
+// so this type's ABI, type check and lowering are exactly a `list<u8>`'s.
+#[allow(unsafe_code)]
+unsafe impl ComponentType for MappedBytes {
+    type Lower = <[u8] as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <[u8] as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <[u8] as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: as above, delegating to `[u8]`'s `Lower`.
+#[allow(unsafe_code)]
+unsafe impl Lower for MappedBytes {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        dst: &mut std::mem::MaybeUninit<Self::Lower>,
+    ) -> wasmtime::Result<()> {
+        self.bytes().linear_lower_to_flat(cx, ty, dst)
+    }
+
+    fn linear_lower_to_memory<T>(&self, cx: &mut LowerContext<'_, T>, ty: InterfaceType, offset: usize) -> wasmtime::Result<()> {
+        self.bytes().linear_lower_to_memory(cx, ty, offset)
+    }
+}
+
 impl HostBuffer for GpuView<'_> {
     async fn size(&mut self, buffer: Resource<GpuBuffer>) -> wasmtime::Result<u64> {
         Ok(self.table.get(&buffer)?.alloc.size)
     }
 
     /// Not called by guests ([`write_direct`] is linked in its place); kept
-    /// for host-side callers and tests.
+    /// for host-side callers and tests (as is `read`, see [`read_direct`]).
     #[instrument(level = "debug", skip(self, buffer, data), fields(bytes = data.len()), err(level = "debug"))]
     async fn write(&mut self, buffer: Resource<GpuBuffer>, offset: u64, data: Vec<u8>) -> GpuResult<()> {
         let device = try_gpu!(self.device()?);
@@ -492,8 +574,8 @@ impl HostBuffer for GpuView<'_> {
             return Ok(Ok(Vec::new()));
         }
         let timeout = self.session.quota.submission;
-        match blocking(move || read_back(&device, &alloc, offset, size, timeout)).await? {
-            Ok(result) => Ok(result),
+        match blocking(move || map_for_read(&device, &alloc, offset, size, timeout)).await? {
+            Ok(result) => Ok(result.map(|mapped| mapped.bytes().to_vec())),
             Err(fault) => Err(wasmtime::Error::new(fault)),
         }
     }
@@ -504,8 +586,8 @@ impl HostBuffer for GpuView<'_> {
     }
 }
 
-/// Copies part of a buffer into a mappable staging buffer and reads it.
-fn read_back(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64, timeout: Duration) -> Result<Result<Vec<u8>, GpuError>, GpuFault> {
+/// Copies part of a buffer into a staging buffer and maps it for reading.
+fn map_for_read(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64, timeout: Duration) -> Result<Result<MappedBytes, GpuError>, GpuFault> {
     let ((staging, index), error) = scoped(&device.device, || {
         let staging = device.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read staging"),
@@ -518,6 +600,7 @@ fn read_back(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64, ti
         (staging, device.queue.submit([encoder.finish()]))
     });
     if let Some(error) = error {
+        staging.destroy();
         return Ok(Err(error));
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -525,17 +608,18 @@ fn read_back(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64, ti
         let _ = tx.send(result);
     });
     wait(device, index, timeout)?;
-    let data = match rx.try_recv() {
-        Ok(Ok(())) => match staging.slice(..).get_mapped_range() {
-            Ok(view) => Ok(view.to_vec()),
-            Err(e) => Err(invalid(format!("read: {e}"))),
-        },
+    let mapped = match rx.try_recv() {
+        Ok(Ok(())) => staging.slice(..).get_mapped_range().map_err(|e| invalid(format!("read: {e}"))),
         Ok(Err(e)) => Err(invalid(format!("read: {e}"))),
         Err(_) => Err(invalid("read: the GPU did not map the staging buffer")),
     };
-    staging.unmap();
-    staging.destroy();
-    Ok(data)
+    Ok(match mapped {
+        Ok(view) => Ok(MappedBytes(Some((view, staging)))),
+        Err(e) => {
+            staging.destroy();
+            Err(e)
+        }
+    })
 }
 
 impl HostShaderModule for GpuView<'_> {

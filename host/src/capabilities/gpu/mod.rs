@@ -38,13 +38,17 @@ pub const INTERFACE: &str = "pictor:plugin/gpu@0.2.0";
 
 /// Links `pictor:plugin/gpu` into `linker`.
 ///
-/// `buffer.write` is then replaced by [`host::write_direct`], which copies
-/// straight from guest memory into wgpu's staging memory (one copy) instead
-/// of through an owned `Vec` (two).
+/// `buffer.write` and `buffer.read` are then replaced by
+/// `host::write_direct` / `host::read_direct`, which copy straight between
+/// guest memory and wgpu's staging memory (one copy each way) instead of
+/// through an owned `Vec` (two).
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     gpu::add_to_linker::<StoreState, HasGpu>(linker, |state| GpuView { session: &mut state.gpu, table: &mut state.table })?;
     linker.allow_shadowing(true);
-    let linked = linker.instance(INTERFACE)?.func_wrap("[method]buffer.write", host::write_direct);
+    let linked = linker.instance(INTERFACE).and_then(|mut gpu| {
+        gpu.func_wrap("[method]buffer.write", host::write_direct)?;
+        gpu.func_wrap_async("[method]buffer.read", host::read_direct)
+    });
     linker.allow_shadowing(false);
     linked
 }
