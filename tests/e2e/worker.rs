@@ -188,7 +188,8 @@ fn mining_starts_when_idle_is_preempted_by_a_job_and_resumes() {
     let worker = farm.run(false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     farm.wait_for("mining to start", || farm.journal().iter().any(|r| r["event"] == "mining-started"));
     std::thread::sleep(Duration::from_millis(300)); // let the miner report a hashrate
-    farm.submit("probe", steps_job("job-while-mining", 2));
+    farm.submit("probe", steps_job("job-while-mining", 3));
+    farm.submit("probe", steps_job("second-job", 2));
     farm.wait_for("mining to resume after the job", || {
         farm.journal().iter().filter(|r| r["event"] == "mining-started").count() >= 2
     });
@@ -201,8 +202,11 @@ fn mining_starts_when_idle_is_preempted_by_a_job_and_resumes() {
     assert!(stderr.contains("WARNING: mining.require_nvidia is false"), "{stderr}");
 
     let events: Vec<String> = farm.journal().iter().map(|r| r["event"].as_str().unwrap().to_string()).collect();
-    let expected = ["worker-started", "mining-started", "claimed", "mining-stopped", "started", "finished", "mining-started", "mining-stopped", "worker-stopped"];
-    assert_eq!(events, expected);
+    let expected = [
+        "worker-started", "mining-started", "claimed", "mining-stopped", "started", "finished",
+        "claimed", "started", "finished", "mining-started", "mining-stopped", "worker-stopped",
+    ];
+    assert_eq!(events, expected, "mining must stay off while jobs are queued, and resume after");
     let stops: Vec<Value> = farm.journal().into_iter().filter(|r| r["event"] == "mining-stopped").collect();
     assert_eq!(stops[0]["reason"], "preempted");
     assert_eq!(stops[1]["reason"], "stopping");
@@ -211,6 +215,7 @@ fn mining_starts_when_idle_is_preempted_by_a_job_and_resumes() {
         assert!(stop["last_report"].as_str().unwrap().starts_with("hashrate"), "{stop}");
     }
     assert_eq!(farm.result("job-while-mining")["status"], "succeeded");
+    assert_eq!(farm.result("second-job")["status"], "succeeded");
 }
 
 #[test]
