@@ -178,7 +178,8 @@ fn checkpoint_file_carries_state_to_the_next_attempt() {
 #[test]
 fn ctrl_c_asks_the_plugin_to_stop_and_it_returns_cancelled() {
     let f = JobFolders::new();
-    let job = f.job(&json!({"version": 1, "id": "cancel", "kind": "probe", "params": {"check": "wait-for-cancel"}}));
+    let checkpoint = f.root.path().join("steps.ckpt");
+    let job = f.job(&json!({"version": 1, "id": "cancel", "kind": "probe", "params": {"check": "steps", "steps": 600, "step_ms": 100}}));
     let child = host()
         .args(["exec", "--json", "--plugin"])
         .arg(plugin("probe"))
@@ -186,11 +187,18 @@ fn ctrl_c_asks_the_plugin_to_stop_and_it_returns_cancelled() {
         .arg(&job)
         .arg("--output")
         .arg(&f.output)
+        .arg("--checkpoint")
+        .arg(&checkpoint)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // The first checkpoint proves the job (and the signal handler) is running.
+    let waiting = Instant::now();
+    while !checkpoint.exists() {
+        assert!(waiting.elapsed() < Duration::from_secs(60), "the job never checkpointed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let sent = Instant::now();
     let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
@@ -198,5 +206,5 @@ fn ctrl_c_asks_the_plugin_to_stop_and_it_returns_cancelled() {
     assert!(sent.elapsed() < Duration::from_secs(4), "the plugin should stop well inside the grace period");
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(run.failure_kind(), "cancelled");
-    assert!(run.outcome()["progress"]["message"].as_str().unwrap().starts_with("waited"));
+    assert!(run.outcome()["progress"]["message"].as_str().unwrap().starts_with("step "), "{}", run.stdout);
 }
