@@ -202,6 +202,9 @@ pub struct WorkerConfig {
     /// The GPUs jobs run on (at least one; `AdapterChoice::None` runs
     /// without a GPU).
     pub gpus: Vec<AdapterChoice>,
+    /// The worker's signing key: `worker.key` beside the config file,
+    /// created on first run.
+    pub key_file: PathBuf,
 }
 
 impl WorkerConfig {
@@ -291,6 +294,7 @@ impl WorkerConfig {
             job_limits: raw.limits.job,
             prices: raw.prices,
             gpus,
+            key_file: dir.join("worker.key"),
         })
     }
 }

@@ -13,6 +13,7 @@
 //! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
 //! - [`worker`], [`spool`], [`journal`], [`mining`]: the worker loop over a
 //!   local spool, with a crash-safe journal, mining while idle;
+//! - [`proof`]: the worker key and signed result proofs;
 //! - [`telemetry`]: NVML readings of NVIDIA GPUs;
 //! - [`digest`]: sha256 identities of plugins, inputs and outputs.
 
@@ -24,6 +25,7 @@ pub mod digest;
 pub mod jobs;
 pub mod journal;
 pub mod mining;
+pub mod proof;
 pub mod runtime;
 pub mod spool;
 pub mod telemetry;

@@ -170,8 +170,7 @@ impl Spool {
         let seq = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let target = self.root.join("incoming").join(format!("{seq:024}-{}.json", spec.id));
         let tmp_dir = self.root.join("tmp");
-        let json = serde_json::to_vec_pretty(&spec).map_err(|e| io_err(&target)(std::io::Error::other(e)))?;
-        write_atomic(&tmp_dir, &target, &json)?;
+        write_atomic(&tmp_dir, &target, &pretty_json(&spec, &tmp_dir)?)?;
         Ok(target)
     }
 
@@ -226,10 +225,13 @@ impl Spool {
         Ok(jobs)
     }
 
-    /// Stores `outcome` as the job's result and moves it to `done/<id>/`.
-    pub fn finish(&self, job: &Claimed, outcome: &JobOutcome) -> Result<PathBuf, SpoolError> {
-        let json = serde_json::to_vec_pretty(outcome).map_err(|e| io_err(&job.dir)(std::io::Error::other(e)))?;
-        write_atomic(&job.dir, &job.dir.join("result.json"), &json)?;
+    /// Stores `outcome` as the job's result (and `proof`, if any, as
+    /// `proof.json`) and moves the job to `done/<id>/`.
+    pub fn finish(&self, job: &Claimed, outcome: &JobOutcome, proof: Option<&crate::proof::SignedProof>) -> Result<PathBuf, SpoolError> {
+        if let Some(proof) = proof {
+            write_atomic(&job.dir, &job.dir.join("proof.json"), &pretty_json(proof, &job.dir)?)?;
+        }
+        write_atomic(&job.dir, &job.dir.join("result.json"), &pretty_json(outcome, &job.dir)?)?;
         self.publish(job)
     }
 
@@ -242,6 +244,11 @@ impl Spool {
         sync_dir(&self.root.join("running"));
         Ok(done)
     }
+}
+
+/// `value` as pretty JSON, for a file in `dir`.
+fn pretty_json<T: serde::Serialize>(value: &T, dir: &Path) -> Result<Vec<u8>, SpoolError> {
+    serde_json::to_vec_pretty(value).map_err(|e| io_err(dir)(std::io::Error::other(e)))
 }
 
 /// Writes `bytes` to `target` through a temporary file in `tmp_dir`,

@@ -12,6 +12,7 @@
 //! in `running/` with a `result.json` is published without running again,
 //! and any other is run again as the next attempt, resuming from its
 //! checkpoint file. Every state change is journaled (fsync'd) first.
+//! Each result comes with `proof.json`, signed with the worker key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +31,7 @@ use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
 use crate::journal::{Event, Journal};
 use crate::mining::{Miner, MiningPlan};
+use crate::proof::{ProofError, ResultManifest, WorkerKey};
 use crate::runtime::Runtime;
 use crate::runtime::control::{Interruption, JobControl};
 use crate::spool::{Claimed, Spool, SpoolError};
@@ -77,6 +79,9 @@ pub enum WorkerError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The worker key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] ProofError),
     /// A job task panicked or was lost (a host bug).
     #[error("job task failed: {0}")]
     Task(String),
@@ -96,6 +101,7 @@ enum Ran {
 /// What job tasks share with the loop.
 struct Shared {
     config: WorkerConfig,
+    key: WorkerKey,
     runtime: Arc<Runtime>,
     spool: Spool,
     journal: Mutex<Journal>,
@@ -150,7 +156,10 @@ impl Worker {
                 attempts.insert(job.clone(), *attempt);
             }
         }
+        let key = WorkerKey::load_or_create(&config.key_file)?;
+        tracing::info!(public_key = %key.public_hex(), "worker key");
         let shared = Shared {
+            key,
             config,
             runtime,
             spool,
@@ -355,7 +364,8 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
         tracing::info!(job = %id, "job interrupted; it resumes from its checkpoint on the next start");
         return Ok(Ran::Interrupted);
     }
-    shared.spool.finish(&job, &outcome)?;
+    let proof = shared.key.sign(ResultManifest::new(&shared.config.worker_id, &job.spec, &outcome));
+    shared.spool.finish(&job, &outcome, Some(&proof))?;
     shared.spool.clear_cancel(&id);
     let reason = outcome.failure.as_ref().map(|f| f.message.clone());
     shared.log(Event::Finished { job: id.clone(), attempt, status: outcome.status.to_string(), reason })?;
@@ -411,6 +421,7 @@ fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
         outputs: Vec::new(),
         progress: ProgressReport::default(),
         checkpoints_saved: 0,
+        adapter: None,
     }
 }
 

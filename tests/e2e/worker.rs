@@ -294,3 +294,42 @@ fn each_configured_gpu_gets_its_own_jobs() {
     assert_eq!(gpus, [0, 1]);
     assert!(overlapped(&farm, "g1", "g2"));
 }
+
+#[test]
+fn each_result_has_a_proof_signed_by_the_worker_key() {
+    let farm = Farm::new();
+    farm.submit("probe", json!({"version": 1, "id": "proved", "kind": "probe", "params": {"check": "environment"}}));
+    assert!(farm.run(true).output().unwrap().status.success());
+    let key_file = farm.dir.path().join("worker.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let done = farm.spool().join("done/proved");
+    let proof_file = done.join("proof.json");
+    let proof: Value = serde_json::from_slice(&std::fs::read(&proof_file).unwrap()).unwrap();
+    assert_eq!(proof["manifest"]["job_id"], "proved");
+    assert_eq!(proof["manifest"]["worker_id"], "wkr-test-01");
+    assert_eq!(proof["manifest"]["plugin_sha256"], sha256_hex(&plugin("probe")));
+    assert_eq!(proof["manifest"]["outputs"][0]["sha256"], sha256_hex(&done.join("output/environment.json")));
+    let key = proof["public_key"].as_str().unwrap().to_string();
+
+    let verify = |extra: &[&str]| host().arg("verify-proof").arg(&proof_file).args(extra).output().unwrap();
+    let out = verify(&["--outputs", done.join("output").to_str().unwrap(), "--public-key", &key]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid proof: job proved attempt 0 succeeded"));
+
+    // A changed output, a changed manifest, another signer: all refused.
+    std::fs::write(done.join("output/environment.json"), "{}").unwrap();
+    let out = verify(&["--outputs", done.join("output").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("output `environment.json`: sha256 mismatch"));
+    let forged = std::fs::read_to_string(&proof_file).unwrap().replace("\"attempt\": 0", "\"attempt\": 5");
+    std::fs::write(&proof_file, forged).unwrap();
+    let out = verify(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signature invalid"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = verify(&["--public-key", &"ab".repeat(32)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected abab"));
+}

@@ -4,6 +4,7 @@ mod config;
 mod exec;
 mod gpu;
 mod plugin;
+mod proof;
 mod run;
 mod submit;
 
@@ -52,6 +53,8 @@ pub enum Command {
     /// Work with worker.json.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Check a signed result proof (exit 1 if invalid).
+    VerifyProof(proof::VerifyProofCommand),
 }
 
 impl Command {
@@ -65,6 +68,7 @@ impl Command {
             Command::Plugin(c) => c.execute(),
             Command::Gpu(c) => c.execute(),
             Command::Config(c) => c.execute(),
+            Command::VerifyProof(c) => c.execute(),
         }
     }
 }

@@ -143,6 +143,9 @@ pub struct JobOutcome {
     pub progress: ProgressReport,
     /// Checkpoints the plugin saved during this run.
     pub checkpoints_saved: u64,
+    /// The GPU adapter the job ran on, if it used the GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 /// A progress report, serializable.

@@ -91,13 +91,14 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
 
     let gpu = gpu_session(plugin, gpu, &limits).await;
     let started = Instant::now();
-    let (result, checkpoints_saved) =
+    let (result, checkpoints_saved, adapter) =
         match new_store(plugin, spec, dirs, &limits, checkpoint, &control, progress, gpu, &stdout, &stderr) {
             Ok(mut store) => {
                 let result = call_plugin(plugin, &mut store, spec, attempt, &limits, &control, dirs).await;
-                (result, store.data().checkpoint.saves())
+                let data = store.data();
+                (result, data.checkpoint.saves(), data.gpu.adapter_name())
             }
-            Err(failure) => (Err(failure), 0),
+            Err(failure) => (Err(failure), 0, None),
         };
     let duration = started.elapsed();
     stdout.finish();
@@ -162,6 +163,7 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
         outputs,
         progress: last_progress.into(),
         checkpoints_saved,
+        adapter,
     }
 }
 

@@ -84,6 +84,11 @@ impl GpuSession {
         self.usage.bytes.load(Ordering::SeqCst)
     }
 
+    /// The adapter's name, if the job had a GPU.
+    pub fn adapter_name(&self) -> Option<String> {
+        self.device.as_ref().ok().map(|d| d.info.name.clone())
+    }
+
     /// Buffers the job holds now.
     pub fn buffers_in_use(&self) -> u32 {
         self.usage.buffers.load(Ordering::SeqCst)
