@@ -126,6 +126,21 @@ impl GpuView<'_> {
         }
     }
 
+    /// The device and allocation for a `what` of `len` bytes at `offset`
+    /// of `buffer`, checked: no GPU, a lost device (trap) or a bad range.
+    fn access(
+        &self,
+        buffer: &Resource<GpuBuffer>,
+        what: &str,
+        offset: u64,
+        len: u64,
+    ) -> wasmtime::Result<Result<(Arc<GpuDevice>, Arc<BufferAlloc>), GpuError>> {
+        let device = try_gpu!(self.device()?);
+        let alloc = self.alloc(buffer)?;
+        try_gpu!(check_range(what, offset, len, alloc.size));
+        Ok(Ok((device, alloc)))
+    }
+
     fn alloc(&self, buffer: &Resource<GpuBuffer>) -> wasmtime::Result<Arc<BufferAlloc>> {
         Ok(Arc::clone(&self.table.get(buffer)?.alloc))
     }
@@ -441,19 +456,17 @@ pub(crate) fn write_direct(
 ) -> wasmtime::Result<(Result<(), GpuError>,)> {
     let state = store.data_mut();
     let view = GpuView { session: &mut state.gpu, table: &mut state.table };
-    let device = match view.device()? {
-        Ok(device) => device,
+    let (device, alloc) = match view.access(&buffer, "write", offset, data.len() as u64)? {
+        Ok(target) => target,
         Err(e) => return Ok((Err(e),)),
     };
-    let alloc = view.alloc(&buffer)?;
-    let len = data.len() as u64;
-    if let Err(e) = check_range("write", offset, len, alloc.size) {
-        return Ok((Err(e),));
-    }
-    let Some(size) = NonZeroU64::new(len) else {
-        return Ok((Ok(()),));
-    };
-    let bytes = data.as_le_slice(&store);
+    Ok((write_bytes(&device, &alloc, offset, data.as_le_slice(&store)),))
+}
+
+/// Copies `bytes` into wgpu's staging memory for `alloc` at `offset` (the
+/// one copy of a write; uploaded before the next submission).
+fn write_bytes(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, bytes: &[u8]) -> Result<(), GpuError> {
+    let Some(size) = NonZeroU64::new(bytes.len() as u64) else { return Ok(()) };
     let (written, error) = scoped(&device.device, || match device.queue.write_buffer_with(&alloc.buffer, offset, size) {
         Some(mut staging) => {
             staging.copy_from_slice(bytes);
@@ -461,11 +474,11 @@ pub(crate) fn write_direct(
         }
         None => false,
     });
-    Ok((match (error, written) {
+    match (error, written) {
         (Some(e), _) => Err(e),
         (None, false) => Err(invalid("write: the device refused the staging allocation")),
         (None, true) => Ok(()),
-    },))
+    }
 }
 
 /// `buffer.read` with one copy: wgpu's mapped staging memory → guest memory.
@@ -481,15 +494,11 @@ pub(crate) fn read_direct(
     Box::new(async move {
         let state = store.data_mut();
         let view = GpuView { session: &mut state.gpu, table: &mut state.table };
-        let device = match view.device()? {
-            Ok(device) => device,
+        let timeout = view.session.quota.submission;
+        let (device, alloc) = match view.access(&buffer, "read", offset, size)? {
+            Ok(target) => target,
             Err(e) => return Ok((Err(e),)),
         };
-        let alloc = view.alloc(&buffer)?;
-        let timeout = view.session.quota.submission;
-        if let Err(e) = check_range("read", offset, size, alloc.size) {
-            return Ok((Err(e),));
-        }
         if size == 0 {
             return Ok((Ok(MappedBytes(None)),));
         }
@@ -554,22 +563,17 @@ impl HostBuffer for GpuView<'_> {
         Ok(self.table.get(&buffer)?.alloc.size)
     }
 
-    /// Not called by guests ([`write_direct`] is linked in its place); kept
-    /// for host-side callers and tests (as is `read`, see [`read_direct`]).
-    #[instrument(level = "debug", skip(self, buffer, data), fields(bytes = data.len()), err(level = "debug"))]
+    /// Not called by guests ([`write_direct`] is linked in its place); the
+    /// same checks and copy, for host-side callers and tests.
     async fn write(&mut self, buffer: Resource<GpuBuffer>, offset: u64, data: Vec<u8>) -> GpuResult<()> {
-        let device = try_gpu!(self.device()?);
-        let alloc = self.alloc(&buffer)?;
-        try_gpu!(check_range("write", offset, data.len() as u64, alloc.size));
-        let error = blocking(move || scoped(&device.device, || device.queue.write_buffer(&alloc.buffer, offset, &data)).1).await?;
-        Ok(error.map_or(Ok(()), Err))
+        let (device, alloc) = try_gpu!(self.access(&buffer, "write", offset, data.len() as u64)?);
+        Ok(write_bytes(&device, &alloc, offset, &data))
     }
 
-    #[instrument(level = "debug", skip(self, buffer), err(level = "debug"))]
+    /// Not called by guests ([`read_direct`] is linked in its place); the
+    /// same checks and staging read, returning an owned copy.
     async fn read(&mut self, buffer: Resource<GpuBuffer>, offset: u64, size: u64) -> GpuResult<Vec<u8>> {
-        let device = try_gpu!(self.device()?);
-        let alloc = self.alloc(&buffer)?;
-        try_gpu!(check_range("read", offset, size, alloc.size));
+        let (device, alloc) = try_gpu!(self.access(&buffer, "read", offset, size)?);
         if size == 0 {
             return Ok(Ok(Vec::new()));
         }
