@@ -148,12 +148,15 @@ impl Journal {
     }
 }
 
-/// The last attempt number recorded for `job`, if any.
-pub fn last_attempt(records: &[Record], job: &str) -> Option<u32> {
-    records.iter().rev().find_map(|r| match &r.event {
-        Event::Started { job: j, attempt, .. } | Event::Interrupted { job: j, attempt, .. } if j == job => Some(*attempt),
-        _ => None,
-    })
+/// The last attempt number recorded for each job.
+pub fn last_attempts(records: &[Record]) -> std::collections::HashMap<String, u32> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Started { job, attempt, .. } | Event::Interrupted { job, attempt, .. } => Some((job.clone(), *attempt)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -173,11 +176,11 @@ mod tests {
 
         let (mut journal, records) = Journal::open(&path)?;
         assert_eq!(records.len(), 2);
-        assert_eq!(last_attempt(&records, "a"), Some(0));
+        assert_eq!(last_attempts(&records).get("a"), Some(&0));
         journal.append(Event::Started { job: "a".into(), attempt: 1, gpu: 0 })?;
         let (_, records) = Journal::open(&path)?;
         assert_eq!(records.len(), 3, "the torn line was cut off before appending");
-        assert_eq!(last_attempt(&records, "a"), Some(1));
+        assert_eq!(last_attempts(&records).get("a"), Some(&1));
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
-use crate::journal::{Event, Journal};
+use crate::journal::{self, Event, Journal};
 use crate::mining::{Miner, MiningPlan};
 use crate::proof::{ProofError, ResultManifest, WorkerKey};
 use crate::runtime::Runtime;
@@ -150,12 +150,7 @@ impl Worker {
         let path = spool.journal_path();
         let journal_err = |source| WorkerError::Journal { path: path.display().to_string(), source };
         let (journal, history) = Journal::open(&path).map_err(journal_err)?;
-        let mut attempts = HashMap::new();
-        for record in &history {
-            if let Event::Started { job, attempt, .. } | Event::Interrupted { job, attempt, .. } = &record.event {
-                attempts.insert(job.clone(), *attempt);
-            }
-        }
+        let attempts = journal::last_attempts(&history);
         let key = WorkerKey::load_or_create(&config.key_file)?;
         tracing::info!(public_key = %key.public_hex(), "worker key");
         let shared = Shared {

@@ -21,7 +21,7 @@ use pictor_host::runtime::CodeSource;
 use pictor_host::runtime::control::{Interruption, JobControl};
 use tokio::sync::watch;
 
-use super::{CacheArgs, EXIT_JOB_FAILED, read_plugin};
+use super::{CacheArgs, EXIT_JOB_FAILED, read_plugin, wait_for_signal};
 
 /// How long a cancelled job may take to stop by itself before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
@@ -179,27 +179,6 @@ async fn cancel_on_signal(control: Arc<JobControl>) {
     tokio::select! {
         () = tokio::time::sleep(CANCEL_GRACE) => control.stop(Interruption::Cancelled),
         () = wait_for_signal() => control.stop(Interruption::Cancelled),
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -19,7 +19,7 @@ use pictor_host::telemetry::nvml;
 use pictor_host::worker::{Activity, Worker};
 use tokio::sync::watch;
 
-use super::exec::wait_for_signal;
+use super::wait_for_signal;
 
 /// Run the worker.
 #[derive(Args)]
