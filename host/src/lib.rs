@@ -21,7 +21,7 @@
 
 pub mod capabilities;
 pub mod config;
-pub mod digest;
+pub use pictor_protocol::digest;
 pub mod jobs;
 pub mod journal;
 pub mod mining;

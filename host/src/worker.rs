@@ -31,7 +31,7 @@ use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
 use crate::journal::{self, Event, Journal};
 use crate::mining::{Miner, MiningPlan};
-use crate::proof::{ProofError, ResultManifest, WorkerKey};
+use crate::proof::{KeyError, WorkerKey};
 use crate::runtime::Runtime;
 use crate::runtime::control::{Interruption, JobControl};
 use crate::spool::{Claimed, Spool, SpoolError};
@@ -81,7 +81,7 @@ pub enum WorkerError {
     },
     /// The worker key could not be loaded or created.
     #[error(transparent)]
-    Key(#[from] ProofError),
+    Key(#[from] KeyError),
     /// A job task panicked or was lost (a host bug).
     #[error("job task failed: {0}")]
     Task(String),
@@ -359,7 +359,7 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
         tracing::info!(job = %id, "job interrupted; it resumes from its checkpoint on the next start");
         return Ok(Ran::Interrupted);
     }
-    let proof = shared.key.sign(ResultManifest::new(&shared.config.worker_id, &job.spec, &outcome));
+    let proof = shared.key.sign(crate::proof::manifest(&shared.config.worker_id, &job.spec, &outcome));
     shared.spool.finish(&job, &outcome, Some(&proof))?;
     shared.spool.clear_cancel(&id);
     let reason = outcome.failure.as_ref().map(|f| f.message.clone());

@@ -215,9 +215,10 @@ impl JobSpec {
         self.limits.validate()
     }
 
-    /// The params as the JSON text handed to the plugin.
+    /// The params as the JSON text handed to the plugin (compact, keys
+    /// sorted: the text whose digest a proof signs).
     pub fn params_json(&self) -> String {
-        self.params.to_string()
+        pictor_protocol::api::canonical_json(&self.params)
     }
 }
 

@@ -1,0 +1,544 @@
+//! The JSON bodies of protocol version 1, endpoint by endpoint.
+//!
+//! Every request carries the [`VERSION_HEADER`] with [`PROTOCOL_VERSION`]
+//! and every reply carries the version the server speaks; a server refuses
+//! a version it does not speak with [`ErrorCode::UnsupportedVersion`], and a
+//! client refuses a reply in another version. Paths start with
+//! [`API_PREFIX`] and are built by [`paths`]. Errors are an [`ErrorBody`]
+//! with an HTTP status from 400 up.
+//!
+//! Worker endpoints take `Authorization: Bearer <worker token>`, creator
+//! endpoints (jobs) the creator token; blobs take either.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Sha256Digest;
+use crate::proof::{OutputDigest, SignedProof};
+
+/// The protocol version this crate describes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The header that carries the protocol version on every request and reply.
+pub const VERSION_HEADER: &str = "pictor-protocol";
+
+/// The path prefix of every endpoint of this version.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Endpoint paths (ids are validated with [`valid_id`] before they are put
+/// in a path, so they never need escaping).
+pub mod paths {
+    use super::API_PREFIX;
+    use crate::digest::Sha256Digest;
+
+    /// `GET`: [`super::Info`]; no authentication.
+    pub fn info() -> String {
+        format!("{API_PREFIX}/info")
+    }
+    /// `POST` [`super::RegisterRequest`] → [`super::RegisterReply`].
+    pub fn register() -> String {
+        format!("{API_PREFIX}/workers/register")
+    }
+    /// `POST` [`super::Heartbeat`] → [`super::HeartbeatReply`].
+    pub fn heartbeat(worker_id: &str) -> String {
+        format!("{API_PREFIX}/workers/{worker_id}/heartbeat")
+    }
+    /// `POST` [`super::LeaseRequest`] → 200 [`super::Lease`] or 204 (none
+    /// within the wait).
+    pub fn lease(worker_id: &str) -> String {
+        format!("{API_PREFIX}/workers/{worker_id}/lease")
+    }
+    /// `POST` [`super::ProgressUpdate`] → [`super::LeaseStatus`].
+    pub fn progress(lease_id: &str) -> String {
+        format!("{API_PREFIX}/leases/{lease_id}/progress")
+    }
+    /// `POST` [`super::CompleteRequest`] → [`super::CompleteReply`].
+    pub fn complete(lease_id: &str) -> String {
+        format!("{API_PREFIX}/leases/{lease_id}/complete")
+    }
+    /// `POST` [`super::FailRequest`] → [`super::CompleteReply`].
+    pub fn fail(lease_id: &str) -> String {
+        format!("{API_PREFIX}/leases/{lease_id}/fail")
+    }
+    /// `GET` (with `Range`), `HEAD`, or `PUT` (raw bytes) one blob.
+    pub fn blob(sha256: &Sha256Digest) -> String {
+        format!("{API_PREFIX}/blobs/{sha256}")
+    }
+    /// `POST` [`super::SubmitJob`] → [`super::JobStatus`]; `GET` →
+    /// [`super::JobList`].
+    pub fn jobs() -> String {
+        format!("{API_PREFIX}/jobs")
+    }
+    /// `GET` → [`super::JobStatus`].
+    pub fn job(job_id: &str) -> String {
+        format!("{API_PREFIX}/jobs/{job_id}")
+    }
+    /// `POST` (no body) → [`super::JobStatus`]: cancel a job.
+    pub fn cancel_job(job_id: &str) -> String {
+        format!("{API_PREFIX}/jobs/{job_id}/cancel")
+    }
+}
+
+/// Whether `id` is a valid worker, job or lease id: 1–128 characters from
+/// `A-Z a-z 0-9 . _ -`, not starting with `.`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Whether `kind` is a valid job kind: 1–64 characters from `a-z 0-9 -`.
+pub fn valid_kind(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= 64
+        && kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The digest of a job's params as signed in a proof: sha256 of
+/// [`canonical_json`] of the params, exactly the text the plugin gets.
+pub fn params_digest(params: &serde_json::Value) -> Sha256Digest {
+    Sha256Digest::of(canonical_json(params).as_bytes())
+}
+
+/// `value` as compact JSON with object keys sorted at every level, whatever
+/// order it was parsed in (so both ends of the wire hash the same text).
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    fn write(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    out.push(':');
+                    write(item, out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+/// What went wrong, machine-readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request's protocol version is not spoken here (HTTP 400).
+    UnsupportedVersion,
+    /// Missing or wrong credential (HTTP 401), or a revoked one.
+    Unauthorized,
+    /// No such worker, job, lease or blob (HTTP 404).
+    NotFound,
+    /// The body or a parameter is malformed; the message names the field (HTTP 400/422).
+    InvalidRequest,
+    /// The request contradicts the state: e.g. a worker id registered with
+    /// another key, a different result for the same lease (HTTP 409).
+    Conflict,
+    /// The lease ended (expired and reassigned, cancelled, or its job was
+    /// completed by another lease); drop the work (HTTP 410).
+    LeaseGone,
+    /// An uploaded blob's bytes do not hash to its address (HTTP 400).
+    DigestMismatch,
+    /// Output blobs named in a proof were not uploaded first; `missing`
+    /// lists them (HTTP 409).
+    MissingBlobs,
+    /// A proof's signature, signer or contents do not check (HTTP 400).
+    BadProof,
+    /// A body or blob is over the server's size limit (HTTP 413).
+    TooLarge,
+    /// A server fault (HTTP 500); retry later.
+    Internal,
+    /// A code this version does not know (from a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+/// The body of every error reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorCode,
+    /// One line for humans, naming the field, id or digest involved.
+    pub message: String,
+    /// With [`ErrorCode::MissingBlobs`]: the blobs to upload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<Sha256Digest>,
+}
+
+/// `GET /api/v1/info`: who is serving, and which protocol versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    /// The server software, e.g. `pictor-coordinator`.
+    pub service: String,
+    /// Its version.
+    pub version: String,
+    /// The protocol versions it speaks.
+    pub protocol_versions: Vec<u32>,
+}
+
+/// One GPU of a worker, as registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuDescription {
+    /// Adapter name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// Graphics API backend, e.g. `Vulkan`.
+    pub backend: String,
+    /// Its memory in MiB, where known (NVML).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+}
+
+/// A worker introduces itself (at every start; idempotent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// The worker's id (from its config), a [`valid_id`].
+    pub worker_id: String,
+    /// The owner's name for it.
+    pub name: String,
+    /// Its ed25519 public key, 64 hex digits: proofs must be signed with it.
+    /// A worker id stays bound to the first key it registered.
+    pub public_key: String,
+    /// The host software and version, e.g. `pictor-host 0.1.0`.
+    pub host_version: String,
+    /// Its GPUs.
+    pub gpus: Vec<GpuDescription>,
+    /// Job kinds it accepts (empty: all).
+    pub kinds: Vec<String>,
+    /// Its price per job, by kind.
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
+    /// How many jobs it runs at once.
+    pub slots: u32,
+}
+
+/// The coordinator's timing rules for this worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterReply {
+    /// The registered id.
+    pub worker_id: String,
+    /// A lease lives this long after it is granted or last extended.
+    pub lease_ttl_s: u32,
+    /// How often the worker should send a heartbeat (well under the TTL).
+    pub heartbeat_interval_s: u32,
+    /// The longest long-poll wait the server honours.
+    pub max_wait_s: u32,
+}
+
+/// A lease's progress, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseProgress {
+    /// The lease.
+    pub lease_id: String,
+    /// Fraction done, 0–1.
+    pub fraction: f32,
+    /// The plugin's latest message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Periodic sign of life; extends every lease it lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// `idle`, `mining` or `job`.
+    pub activity: String,
+    /// The leases the worker holds (queued locally, fetching or running).
+    pub leases: Vec<LeaseProgress>,
+}
+
+/// What the coordinator thinks of a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseState {
+    /// Keep working; the lease was extended.
+    Active,
+    /// The creator cancelled the job: stop it and report nothing.
+    Cancelled,
+    /// The lease is over (expired and reassigned, or the job is done
+    /// elsewhere): stop it; a late result would be refused.
+    Gone,
+}
+
+/// One lease's state in a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    /// The lease.
+    pub lease_id: String,
+    /// Its state.
+    pub state: LeaseState,
+    /// Seconds until it expires unless extended (0 unless active).
+    pub expires_in_s: u32,
+}
+
+/// The reply to a heartbeat: the state of each lease it listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// One entry per listed lease.
+    pub leases: Vec<LeaseStatus>,
+}
+
+/// Ask for a job; the server holds the request up to `wait_s` seconds
+/// (capped at [`RegisterReply::max_wait_s`]) until one is there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// Longest wait, in seconds (0: answer at once).
+    pub wait_s: u32,
+}
+
+/// A blob named by its digest, with its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Its sha256: the address to download it from, and what it must hash to.
+    pub sha256: Sha256Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An input file of a job: a blob and its name in `/input`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputBlob {
+    /// Its name in `/input` (relative, `/`-separated, no `..`).
+    pub name: String,
+    /// Its sha256.
+    pub sha256: Sha256Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A job granted to a worker until `expires_in_s` from now (extended by
+/// heartbeats and progress).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The lease; also the id under which the worker runs the job (its
+    /// proof's `job_id`). Unique per job attempt, a [`valid_id`].
+    pub lease_id: String,
+    /// The creator's job.
+    pub job_id: String,
+    /// The job kind.
+    pub kind: String,
+    /// Which attempt of the job this is (0 first).
+    pub attempt: u32,
+    /// Seconds until the lease expires unless extended.
+    pub expires_in_s: u32,
+    /// The plugin component.
+    pub plugin: BlobRef,
+    /// The input files.
+    pub inputs: Vec<InputBlob>,
+    /// Parameters for the plugin.
+    pub params: serde_json::Value,
+    /// The job's seed.
+    pub seed: u64,
+    /// The job spec's `limits` object (`{}`: host defaults).
+    #[serde(default)]
+    pub limits: serde_json::Value,
+    /// What the job pays.
+    #[serde(default)]
+    pub price: Option<f64>,
+}
+
+/// Progress on one lease (also extends it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressUpdate {
+    /// Fraction done, 0–1.
+    pub fraction: f32,
+    /// The plugin's latest message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// A successful result: the signed proof. Every output it names must have
+/// been uploaded (`PUT` blob) first. Repeating a complete that was accepted
+/// is answered the same way, with `duplicate: true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteRequest {
+    /// The proof: manifest with `job_id` = the lease id, status `succeeded`.
+    pub proof: SignedProof,
+}
+
+/// A failed attempt. Idempotent like complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailRequest {
+    /// The failure kind (e.g. `timeout`, `plugin-error`, `gpu-lost`).
+    pub kind: String,
+    /// One line saying what went wrong.
+    pub message: String,
+    /// Whether another attempt (elsewhere) might succeed.
+    pub retryable: bool,
+    /// The signed proof of the failed run, if the job ran.
+    #[serde(default)]
+    pub proof: Option<SignedProof>,
+}
+
+/// The reply to complete and fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteReply {
+    /// The job.
+    pub job_id: String,
+    /// Its state now.
+    pub job_state: JobState,
+    /// True when this exact report had been accepted before.
+    pub duplicate: bool,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// Leased to one or more workers.
+    Running,
+    /// Done; outputs and proofs available.
+    Succeeded,
+    /// Failed for good (non-retryable, or out of attempts).
+    Failed,
+    /// Cancelled by its creator.
+    Cancelled,
+    /// Replicas disagreed on the outputs' digests.
+    Disputed,
+}
+
+impl JobState {
+    /// Whether the job will change no more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+/// A creator submits a job; plugin and inputs are uploaded as blobs first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// The job id (a [`valid_id`]); the server makes one if absent.
+    /// Submitting the same id with the same content again is a no-op.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The job kind.
+    pub kind: String,
+    /// The plugin component.
+    pub plugin: BlobRef,
+    /// The input files.
+    #[serde(default)]
+    pub inputs: Vec<InputBlob>,
+    /// Parameters for the plugin.
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Seed for everything random in the job.
+    #[serde(default)]
+    pub seed: u64,
+    /// Limits overriding the workers' defaults (the job spec's `limits`).
+    #[serde(default)]
+    pub limits: serde_json::Value,
+    /// What the job pays.
+    #[serde(default)]
+    pub price: Option<f64>,
+    /// Run on this many different workers and compare output digests (1–4; default 1).
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Attempts before the job fails for good (1–20; default 3).
+    #[serde(default = "three")]
+    pub max_attempts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn three() -> u32 {
+    3
+}
+
+/// A job as its creator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job.
+    pub job_id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Where it is.
+    pub state: JobState,
+    /// Leases granted so far.
+    pub attempts: u32,
+    /// Replicas asked for.
+    pub replicas: u32,
+    /// When it was submitted (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// When it reached a final state.
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+    /// The workers that completed it (one per replica).
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// Why it failed, was cancelled or disputed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Its outputs (download each as a blob), once succeeded.
+    #[serde(default)]
+    pub outputs: Vec<OutputDigest>,
+    /// The accepted proofs (one per replica).
+    #[serde(default)]
+    pub proofs: Vec<SignedProof>,
+}
+
+/// `GET /api/v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    /// Jobs, newest first.
+    pub jobs: Vec<JobStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_kinds() {
+        assert!(valid_id("job-1.a_B"));
+        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(129)] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        assert!(valid_kind("render"));
+        assert!(!valid_kind("Render"));
+    }
+
+    #[test]
+    fn unknown_error_codes_from_newer_servers_still_parse() {
+        let body: ErrorBody = serde_json::from_str(r#"{"error": "quota_exceeded", "message": "m"}"#).unwrap();
+        assert_eq!(body.error, ErrorCode::Unknown);
+        let body: ErrorBody = serde_json::from_str(r#"{"error": "lease_gone", "message": "m"}"#).unwrap();
+        assert_eq!(body.error, ErrorCode::LeaseGone);
+    }
+
+    #[test]
+    fn params_digest_is_of_the_sorted_compact_text() {
+        let params: serde_json::Value = serde_json::from_str(r#"{ "b": 1, "a": [1, 2] }"#).unwrap();
+        assert_eq!(params_digest(&params), Sha256Digest::of(br#"{"a":[1,2],"b":1}"#));
+    }
+
+    #[test]
+    fn submit_defaults() {
+        let plugin = Sha256Digest::of(b"p");
+        let job: SubmitJob =
+            serde_json::from_str(&format!(r#"{{"kind": "hello", "plugin": {{"sha256": "{plugin}", "size": 1}}}}"#)).unwrap();
+        assert_eq!((job.replicas, job.max_attempts, job.seed), (1, 3, 0));
+    }
+}

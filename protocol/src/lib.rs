@@ -1,0 +1,12 @@
+//! The Pictor coordinator protocol, shared by `pictor-host` (the worker) and
+//! `pictor-coordinator`: the JSON bodies of every endpoint ([`api`]), the
+//! sha256 identity of blobs ([`digest`]) and signed result proofs
+//! ([`proof`]). `docs/protocol.md` describes the exchange; `docs/openapi.yaml`
+//! is its machine-readable form.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod api;
+pub mod digest;
+pub mod proof;
+
+pub use digest::Sha256Digest;
