@@ -154,8 +154,9 @@ pub enum ErrorCode {
     /// The request contradicts the state: e.g. a worker id registered with
     /// another key, a different result for the same lease (HTTP 409).
     Conflict,
-    /// The lease ended (expired and reassigned, cancelled, or its job was
-    /// completed by another lease); drop the work (HTTP 410).
+    /// The lease ended (cancelled, or its job was completed by another
+    /// lease); drop the work (HTTP 410). A lease that merely expired still
+    /// accepts a result while its job is not done elsewhere.
     LeaseGone,
     /// An uploaded blob's bytes do not hash to its address (HTTP 400).
     DigestMismatch,
@@ -273,8 +274,8 @@ pub enum LeaseState {
     Active,
     /// The creator cancelled the job: stop it and report nothing.
     Cancelled,
-    /// The lease is over (expired and reassigned, or the job is done
-    /// elsewhere): stop it; a late result would be refused.
+    /// The lease is over (expired and the job reassigned, or done
+    /// elsewhere): stop it; a result for it would be refused.
     Gone,
 }
 
@@ -347,8 +348,8 @@ pub struct Lease {
     pub params: serde_json::Value,
     /// The job's seed.
     pub seed: u64,
-    /// The job spec's `limits` object (`{}`: host defaults).
-    #[serde(default)]
+    /// The job spec's `limits` object (default `{}`: host defaults).
+    #[serde(default = "empty_object")]
     pub limits: serde_json::Value,
     /// What the job pays.
     #[serde(default)]
@@ -377,7 +378,8 @@ pub struct CompleteRequest {
 /// A failed attempt. Idempotent like complete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailRequest {
-    /// The failure kind (e.g. `timeout`, `plugin-error`, `gpu-lost`).
+    /// The failure kind: the host's `FailureKind` (e.g. `timed-out`, `trap`,
+    /// `gpu-lost`), or `download` / `invalid-lease` for a lease that never ran.
     pub kind: String,
     /// One line saying what went wrong.
     pub message: String,
@@ -439,14 +441,14 @@ pub struct SubmitJob {
     /// The input files.
     #[serde(default)]
     pub inputs: Vec<InputBlob>,
-    /// Parameters for the plugin.
-    #[serde(default)]
+    /// Parameters for the plugin (default `{}`).
+    #[serde(default = "empty_object")]
     pub params: serde_json::Value,
     /// Seed for everything random in the job.
     #[serde(default)]
     pub seed: u64,
-    /// Limits overriding the workers' defaults (the job spec's `limits`).
-    #[serde(default)]
+    /// Limits overriding the workers' defaults (the job spec's `limits`; default `{}`).
+    #[serde(default = "empty_object")]
     pub limits: serde_json::Value,
     /// What the job pays.
     #[serde(default)]
@@ -457,6 +459,10 @@ pub struct SubmitJob {
     /// Attempts before the job fails for good (1–20; default 3).
     #[serde(default = "three")]
     pub max_attempts: u32,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 fn one() -> u32 {
