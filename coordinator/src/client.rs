@@ -229,6 +229,13 @@ impl Client {
             .await
     }
 
+    /// Submits a job given as JSON (a [`SubmitJob`], possibly with fields
+    /// left out for the coordinator's defaults).
+    pub async fn submit_json(&self, job: &serde_json::Value) -> Result<JobStatus, ClientError> {
+        self.json(self.request(Method::POST, &api::paths::jobs()).json(job))
+            .await
+    }
+
     /// A job's status.
     pub async fn job(&self, job_id: &str) -> Result<JobStatus, ClientError> {
         self.json(self.request(Method::GET, &api::paths::job(job_id)))

@@ -27,6 +27,8 @@ pub struct Config {
     pub max_wait: Duration,
     /// A worker stops getting a kind after this many consecutive failures on it.
     pub skip_after_failures: u32,
+    /// `max_attempts` of a submitted job that does not give one (1-20).
+    pub max_attempts_default: u32,
     /// The largest blob accepted, in bytes.
     pub max_blob_bytes: u64,
     /// The largest JSON request body accepted, in bytes.
@@ -45,6 +47,7 @@ impl Config {
             lease_ttl: Duration::from_secs(60),
             max_wait: Duration::from_secs(30),
             skip_after_failures: 3,
+            max_attempts_default: 3,
             max_blob_bytes: 16384 << 20,
             max_json_bytes: 16 << 20,
             faults: FaultConfig::default(),

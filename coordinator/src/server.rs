@@ -92,6 +92,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "the lease TTL must be at least 100 ms".into(),
         ));
     }
+    if !(1..=20).contains(&config.max_attempts_default) {
+        return Err(StartError::Config(
+            "the default max_attempts must be between 1 and 20".into(),
+        ));
+    }
     let data = DataDir::new(&config.data_dir);
     let (creator_token, worker_token) = data.create()?;
     let database = data.database();
@@ -112,6 +117,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             skip_after_failures: config.skip_after_failures.max(1),
         },
         max_wait: config.max_wait,
+        max_attempts_default: config.max_attempts_default,
         jobs_changed: Notify::new(),
         faults: Faults::new(&config.faults),
         shutdown: shutdown.clone(),

@@ -54,6 +54,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Converts an already parsed JSON `value` into `T`, naming the field that
+/// does not fit.
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match path.as_str() {
+            "." => ApiError::invalid(format!("invalid JSON body: {inner}")),
+            path => ApiError::invalid(format!("invalid JSON body: `{path}`: {inner}")),
+        }
+    })
+}
+
 /// The one path parameter of a route, as text.
 pub struct PathParam(pub String);
 

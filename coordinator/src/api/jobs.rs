@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pictor_protocol::api::{JobList, JobStatus, SubmitJob};
 
-use super::extract::{CreatorAuth, Json, PathParam};
+use super::extract::{CreatorAuth, Json, PathParam, parse_value};
 use super::{AppState, now_ms};
 use crate::error::ApiError;
 use crate::scheduler;
@@ -16,12 +16,20 @@ use crate::scheduler;
 pub const DEFAULT_LIST_LIMIT: u32 = 1000;
 
 /// `POST /jobs`: 201 with the new job, or 200 with the existing one when
-/// the same job was submitted before.
+/// the same job was submitted before. A body without `max_attempts` gets
+/// the coordinator's default (`serve --max-attempts-default`), which the
+/// typed [`SubmitJob`] cannot tell from an explicit 3, so the raw body is
+/// looked at first.
 pub async fn submit(
     _: CreatorAuth,
     State(state): State<Arc<AppState>>,
-    Json(job): Json<SubmitJob>,
+    Json(raw): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
+    let gives_max_attempts = raw.get("max_attempts").is_some_and(|v| !v.is_null());
+    let mut job: SubmitJob = parse_value(raw)?;
+    if !gives_max_attempts {
+        job.max_attempts = state.max_attempts_default;
+    }
     let mut nonce = [0u8; 4];
     getrandom::fill(&mut nonce)
         .map_err(|e| ApiError::internal(format!("no randomness for a job id: {e}")))?;

@@ -45,6 +45,8 @@ pub struct AppState {
     pub rules: Rules,
     /// Longest long-poll wait.
     pub max_wait: Duration,
+    /// `max_attempts` of a submission that does not give one.
+    pub max_attempts_default: u32,
     /// Woken when a job may have become leasable (submitted, requeued).
     pub jobs_changed: Notify,
     /// Fault injection.
@@ -115,14 +117,21 @@ async fn protocol_version(request: Request, next: Next) -> Response {
         .get(VERSION_HEADER)
         .map(|v| v.to_str().unwrap_or("").trim().to_string());
     let mut response = match asked {
-        Some(version) if version != PROTOCOL_VERSION.to_string() => ApiError::new(
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "this coordinator speaks protocol version {PROTOCOL_VERSION}; the request used {version:?} — \
-                 upgrade the coordinator, or use a client that speaks version {PROTOCOL_VERSION}"
-            ),
-        )
-        .into_response(),
+        Some(version) if version != PROTOCOL_VERSION.to_string() => {
+            let shown: String = version
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(20)
+                .collect();
+            ApiError::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "this coordinator speaks protocol version {PROTOCOL_VERSION}; the request used {shown} — \
+                     upgrade the coordinator, or use a client that speaks version {PROTOCOL_VERSION}"
+                ),
+            )
+            .into_response()
+        }
         _ => next.run(request).await,
     };
     response

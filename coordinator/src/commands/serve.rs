@@ -33,6 +33,9 @@ pub struct ServeCommand {
     /// Consecutive failures of one kind after which a worker gets no more jobs of that kind.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     skip_after_failures: u32,
+    /// `max_attempts` of a submitted job that does not give one.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    max_attempts_default: u32,
     /// Largest blob accepted, in MiB.
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     max_blob_mib: u64,
@@ -54,6 +57,7 @@ impl ServeCommand {
         config.lease_ttl = Duration::from_secs(self.lease_ttl_s);
         config.max_wait = Duration::from_secs(self.max_wait_s);
         config.skip_after_failures = self.skip_after_failures;
+        config.max_attempts_default = self.max_attempts_default;
         config.max_blob_bytes = self.max_blob_mib << 20;
         config.faults.cut_blob_after_bytes = self.fault_cut_blob_after_bytes;
         config.faults.corrupt_blob_once = self.fault_corrupt_blob_once;

@@ -63,9 +63,9 @@ pub struct SubmitCommand {
     /// Run the job on this many different workers and compare outputs (1-4).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
     replicas: u32,
-    /// Unsuccessful attempts before the job fails for good (1-20).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
-    max_attempts: u32,
+    /// Unsuccessful attempts before the job fails for good (1-20) [default: the coordinator's].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    max_attempts: Option<u32>,
     /// Wait until the job is final and print its state (exit 1 unless it succeeded).
     #[arg(long)]
     wait: bool,
@@ -150,9 +150,16 @@ impl SubmitCommand {
             limits: spec.limits.unwrap_or_else(|| serde_json::json!({})),
             price: spec.price,
             replicas: self.replicas,
-            max_attempts: self.max_attempts,
+            max_attempts: self.max_attempts.unwrap_or(0),
         };
-        let status = client.submit(&job).await?;
+        // Without --max-attempts the field is left out, so the coordinator's default applies.
+        let mut body = serde_json::to_value(&job)?;
+        if self.max_attempts.is_none()
+            && let Some(fields) = body.as_object_mut()
+        {
+            fields.remove("max_attempts");
+        }
+        let status = client.submit_json(&body).await?;
         println!("submitted {} ({})", status.job_id, state_name(status.state));
         if !self.wait {
             return Ok(ExitCode::SUCCESS);

@@ -134,3 +134,28 @@ async fn jobs_are_listed_newest_first_and_filtered_by_state() -> TestResult {
     expect_error(response, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_submission_without_max_attempts_gets_the_coordinators_default() -> TestResult {
+    let farm = Farm::start_with(|c| c.max_attempts_default = 1).await;
+    farm.register("wkr-1", &key(1), &[]).await;
+    farm.submit("job-default", "hello", json!({})).await;
+    farm.submit("job-explicit", "hello", json!({"max_attempts": 3}))
+        .await;
+    for job in ["job-default", "job-explicit"] {
+        let lease = farm.lease("wkr-1", 0).await.unwrap();
+        assert_eq!(lease.job_id, job);
+        farm.fail(&lease.lease_id, true).await;
+    }
+    assert_eq!(
+        farm.job("job-default").await.state,
+        JobState::Failed,
+        "one attempt by default"
+    );
+    assert_eq!(
+        farm.job("job-explicit").await.state,
+        JobState::Queued,
+        "three attempts when asked"
+    );
+    Ok(())
+}

@@ -47,7 +47,8 @@ async fn another_protocol_version_is_refused_and_none_is_accepted() -> TestResul
     )
     .await;
     assert!(
-        body.message.contains("protocol version 1") && body.message.contains("\"2\""),
+        body.message.contains("protocol version 1")
+            && body.message.contains("the request used 2 —"),
         "{}",
         body.message
     );
