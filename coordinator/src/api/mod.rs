@@ -1,0 +1,166 @@
+//! The HTTP API of protocol version 1 (`pictor_protocol::api`): the router,
+//! shared state, the version check and JSON errors for everything axum
+//! would otherwise answer in plain text.
+//!
+//! Every reply carries `pictor-protocol: 1`. A request whose
+//! `pictor-protocol` header names another version is refused with
+//! `unsupported_version`; a request without the header is served (so
+//! `curl` works without ceremony). Handlers live in one module per area.
+
+pub mod blobs;
+pub mod extract;
+pub mod jobs;
+pub mod leases;
+pub mod workers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use pictor_protocol::api::{API_PREFIX, ErrorCode, Info, PROTOCOL_VERSION, VERSION_HEADER};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::blobs::BlobStore;
+use crate::error::ApiError;
+use crate::faults::Faults;
+use crate::scheduler::Rules;
+use crate::store::{Store, Tx, transaction};
+
+/// What every handler shares.
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The blob store.
+    pub blobs: BlobStore,
+    /// Credentials.
+    pub auth: Auth,
+    /// Lease timing and skip policy.
+    pub rules: Rules,
+    /// Longest long-poll wait.
+    pub max_wait: Duration,
+    /// `max_attempts` of a submission that does not give one.
+    pub max_attempts_default: u32,
+    /// Woken when a job may have become leasable (submitted, requeued).
+    pub jobs_changed: Notify,
+    /// Fault injection.
+    pub faults: Faults,
+    /// Fired when the server shuts down (ends long polls).
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Runs `f` in a store transaction on a blocking thread.
+    pub async fn transact<R: Send + 'static>(
+        &self,
+        f: impl FnMut(&mut dyn Tx) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || transaction(&*store, f))
+            .await
+            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The router of every endpoint.
+pub fn router(state: Arc<AppState>, max_json_bytes: usize) -> Router {
+    let v1 = Router::new()
+        .route("/info", get(info))
+        .route("/workers/register", post(workers::register))
+        .route("/workers/{worker_id}/heartbeat", post(workers::heartbeat))
+        .route("/workers/{worker_id}/lease", post(workers::lease))
+        .route("/leases/{lease_id}/progress", post(leases::progress))
+        .route("/leases/{lease_id}/complete", post(leases::complete))
+        .route("/leases/{lease_id}/fail", post(leases::fail))
+        .route(
+            "/blobs/{sha256}",
+            get(blobs::get).head(blobs::head).put(blobs::put),
+        )
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/{job_id}", get(jobs::get))
+        .route("/jobs/{job_id}/cancel", post(jobs::cancel));
+    Router::new()
+        .nest(API_PREFIX, v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_json_bytes))
+        .layer(axum::middleware::from_fn(protocol_version))
+        .with_state(state)
+}
+
+async fn info() -> axum::Json<Info> {
+    axum::Json(Info {
+        service: "pictor-coordinator".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol_versions: vec![PROTOCOL_VERSION],
+    })
+}
+
+/// Refuses other protocol versions; stamps ours on every reply.
+async fn protocol_version(request: Request, next: Next) -> Response {
+    let asked = request
+        .headers()
+        .get(VERSION_HEADER)
+        .map(|v| v.to_str().unwrap_or("").trim().to_string());
+    let mut response = match asked {
+        Some(version) if version != PROTOCOL_VERSION.to_string() => {
+            let shown: String = version
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(20)
+                .collect();
+            ApiError::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "this coordinator speaks protocol version {PROTOCOL_VERSION}; the request used {shown} — \
+                     upgrade the coordinator, or use a client that speaks version {PROTOCOL_VERSION}"
+                ),
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    };
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from(PROTOCOL_VERSION));
+    response
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    let path = uri.path();
+    let other_version = path
+        .strip_prefix("/api/v")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|v| {
+            !v.is_empty()
+                && v.bytes().all(|b| b.is_ascii_digit())
+                && *v != PROTOCOL_VERSION.to_string()
+        });
+    match other_version {
+        Some(version) => ApiError::not_found(format!(
+            "this coordinator speaks protocol version {PROTOCOL_VERSION} (paths under {API_PREFIX}), not version {version}"
+        )),
+        None => ApiError::not_found(format!(
+            "no endpoint {method} {path}; protocol version {PROTOCOL_VERSION} lives under {API_PREFIX} (see GET {API_PREFIX}/info)"
+        )),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let error = ApiError::invalid(format!("{method} is not allowed on {}", uri.path()));
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(error.body())).into_response()
+}

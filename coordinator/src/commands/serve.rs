@@ -1,0 +1,95 @@
+//! `pictor-coordinator serve`: run the coordinator until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use pictor_coordinator::Config;
+use pictor_coordinator::config::DEFAULT_LISTEN;
+use pictor_protocol::Sha256Digest;
+
+/// Serve the protocol from a data folder.
+#[derive(Args)]
+pub struct ServeCommand {
+    /// The data folder: store, blobs and tokens (created on first start).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// The URL workers reach this coordinator at, written into worker.json
+    /// (e.g. the https:// URL of a TLS reverse proxy) [default: http://LISTEN].
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Seconds a lease lives after it is granted or last extended (workers
+    /// heartbeat every third of it).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    lease_ttl_s: u64,
+    /// Longest long-poll wait honoured on lease requests, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=300))]
+    max_wait_s: u64,
+    /// Consecutive failures of one kind after which a worker gets no more jobs of that kind.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    skip_after_failures: u32,
+    /// `max_attempts` of a submitted job that does not give one.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    max_attempts_default: u32,
+    /// Largest blob accepted, in MiB.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    max_blob_mib: u64,
+    /// TESTING ONLY: the first full download of each blob larger than N bytes
+    /// is cut after N bytes (clients must resume with Range).
+    #[arg(long, value_name = "N")]
+    fault_cut_blob_after_bytes: Option<u64>,
+    /// TESTING ONLY: the first download of blob SHA is served with a flipped
+    /// byte (clients must detect it and fetch again). Repeatable.
+    #[arg(long, value_name = "SHA")]
+    fault_corrupt_blob_once: Vec<Sha256Digest>,
+}
+
+impl ServeCommand {
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let mut config = Config::new(&self.data);
+        config.listen = self.listen;
+        config.public_url = self.public_url;
+        config.lease_ttl = Duration::from_secs(self.lease_ttl_s);
+        config.max_wait = Duration::from_secs(self.max_wait_s);
+        config.skip_after_failures = self.skip_after_failures;
+        config.max_attempts_default = self.max_attempts_default;
+        config.max_blob_bytes = self.max_blob_mib << 20;
+        config.faults.cut_blob_after_bytes = self.fault_cut_blob_after_bytes;
+        config.faults.corrupt_blob_once = self.fault_corrupt_blob_once;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let running = pictor_coordinator::start(config).await?;
+            let data = running.data.clone();
+            println!("pictor-coordinator listening on {}", running.url);
+            println!("  data:          {}", data.root().display());
+            println!("  creator token: {}", data.creator_token_file().display());
+            println!("  worker token:  {}", data.worker_token_file().display());
+            println!("  worker config: {}", data.worker_config_file().display());
+            println!(
+                "start a worker:  pictor-host run --config {}",
+                data.worker_config_file().display()
+            );
+            println!(
+                "submit a job:    pictor-coordinator submit --data {} JOB.json --wait",
+                data.root().display()
+            );
+            let stop = running.stop_handle();
+            tokio::spawn(async move {
+                super::wait_for_signal().await;
+                tracing::info!("stopping: finishing in-flight requests");
+                stop.cancel();
+            });
+            running.wait().await?;
+            tracing::info!("stopped");
+            anyhow::Ok(())
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,37 @@
+//! `pictor-coordinator`: the reference coordinator of the Pictor network.
+//!
+//! It speaks protocol version 1 (`pictor_protocol::api`) to `pictor-host`
+//! workers and to job creators: workers register, long-poll for leases,
+//! heartbeat, report progress, upload outputs and complete with a signed
+//! proof; creators upload plugins and inputs as blobs, submit jobs and
+//! fetch results. One data folder holds everything (see [`datadir`]).
+//!
+//! Modules, one responsibility each:
+//!
+//! - [`config`] — settings and defaults; [`datadir`] — the data folder,
+//!   tokens, the generated `worker.json`;
+//! - [`server`] — start, background lease expiry, graceful shutdown;
+//! - [`api`] — routes, handlers, version header, JSON errors ([`error`]);
+//! - [`auth`] — bearer tokens and who may act for which worker;
+//! - [`scheduler`] — the rules (leasing, expiry, replication, skipping);
+//! - [`store`] — the [`store::Store`] trait and its SQLite backend;
+//! - [`blobs`] — the content-addressed blob folder; [`faults`] — fault
+//!   injection for tests;
+//! - [`client`] — a small HTTP client of the creator API (used by the CLI).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod api;
+pub mod auth;
+pub mod blobs;
+pub mod client;
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod faults;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use server::{Running, start};

@@ -1,0 +1,23 @@
+//! `pictor-coordinator`: the reference coordinator's command line.
+
+mod commands;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    if let Err(e) = logging::init(cli.log_format) {
+        eprintln!("error: cannot start logging: {e:#}");
+        return ExitCode::from(commands::EXIT_ERROR);
+    }
+    match cli.command.execute() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(commands::EXIT_ERROR)
+        }
+    }
+}

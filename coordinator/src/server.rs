@@ -1,0 +1,181 @@
+//! Starting and stopping a coordinator: open the data folder, store and
+//! blobs, bind, serve, expire leases in the background, and shut down
+//! gracefully (long polls end at once, in-flight requests finish).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, now_ms};
+use crate::auth::Auth;
+use crate::blobs::{BlobError, BlobStore};
+use crate::config::Config;
+use crate::datadir::{DataDir, DataDirError};
+use crate::faults::Faults;
+use crate::scheduler::{self, Rules};
+use crate::store::StoreError;
+use crate::store::sqlite::SqliteStore;
+
+/// Why the coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data folder.
+    #[error("data folder: {0}")]
+    DataDir(#[from] DataDirError),
+    /// The store.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The blob store.
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobError),
+    /// The listen address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The settings are inconsistent.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A coordinator serving in the background.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The base URL clients use.
+    pub url: String,
+    /// The creator token.
+    pub creator_token: String,
+    /// The farm's worker token.
+    pub worker_token: String,
+    /// The data folder.
+    pub data: DataDir,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    expiry: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving: long polls end, in-flight requests finish.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after [`Running::stop_handle`] fires).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = match self.server.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        let _ = self.expiry.await;
+        result
+    }
+
+    /// A handle that stops the server when cancelled.
+    pub fn stop_handle(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens everything in `config.data_dir` (creating it on first start),
+/// binds, and serves in background tasks.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    if config.lease_ttl < Duration::from_millis(100) {
+        return Err(StartError::Config(
+            "the lease TTL must be at least 100 ms".into(),
+        ));
+    }
+    if !(1..=20).contains(&config.max_attempts_default) {
+        return Err(StartError::Config(
+            "the default max_attempts must be between 1 and 20".into(),
+        ));
+    }
+    let data = DataDir::new(&config.data_dir);
+    let (creator_token, worker_token) = data.create()?;
+    let database = data.database();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&database))
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+    let blobs = BlobStore::open(&data.blobs(), config.max_blob_bytes)?;
+    if config.faults.any() {
+        tracing::warn!(faults = ?config.faults, "fault injection is ON: blob downloads will be broken on purpose");
+    }
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(AppState {
+        store: Arc::new(store),
+        blobs,
+        auth: Auth::new(&creator_token, &worker_token),
+        rules: Rules {
+            lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+            skip_after_failures: config.skip_after_failures.max(1),
+        },
+        max_wait: config.max_wait,
+        max_attempts_default: config.max_attempts_default,
+        jobs_changed: Notify::new(),
+        faults: Faults::new(&config.faults),
+        shutdown: shutdown.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let url = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
+        None => format!("http://{addr}"),
+    };
+    data.write_endpoint(&url)?;
+    data.write_worker_config(&url, &worker_token)?;
+
+    let expiry = tokio::spawn(expire_leases(Arc::clone(&state), config.lease_ttl));
+    let router = api::router(Arc::clone(&state), config.max_json_bytes);
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    Ok(Running {
+        addr,
+        url,
+        creator_token,
+        worker_token,
+        data,
+        shutdown,
+        server,
+        expiry,
+    })
+}
+
+/// Expires overdue leases a few times per TTL, waking long polls when jobs
+/// were requeued.
+async fn expire_leases(state: Arc<AppState>, ttl: Duration) {
+    let period = (ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        match state
+            .transact(|tx| scheduler::expire_due(tx, now_ms()))
+            .await
+        {
+            Ok(0) => {}
+            Ok(_) => state.jobs_changed.notify_waiters(),
+            Err(e) => tracing::error!(error = %e.message, "lease expiry failed"),
+        }
+    }
+}

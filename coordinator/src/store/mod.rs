@@ -1,0 +1,303 @@
+//! The coordinator's durable state — workers, jobs, leases and per-kind
+//! failure counts — behind the [`Store`] trait, and its records.
+//!
+//! The trait is deliberately small and synchronous: a backend offers
+//! [`Store::transact`], which runs a closure against a [`Tx`] (a handful of
+//! row-level reads and writes) inside one serializable transaction, and
+//! commits it when the closure returns `Ok`. All the rules (who gets which
+//! job, when a lease expires, when a job is done) live in
+//! [`crate::scheduler`], written once against [`Tx`]; the async server calls
+//! the store through `tokio::task::spawn_blocking`
+//! ([`crate::api::AppState::transact`]).
+//!
+//! The default backend is [`sqlite::SqliteStore`]: one file, WAL mode, one
+//! connection behind a mutex (transactions are serialized, which a
+//! reference coordinator with a few hundred workers does not notice). A
+//! PostgreSQL backend for a large farm implements the same trait with a
+//! connection pool: `transact` opens a `SERIALIZABLE` (or `REPEATABLE READ`
+//! plus `SELECT … FOR UPDATE`) transaction and **may call the closure again**
+//! after a serialization failure, which is why the closure is `FnMut` and
+//! must have no effect outside the transaction. Records are plain values
+//! (JSON columns for lists), so the schema maps one to one.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use pictor_protocol::api::{BlobRef, GpuDescription, InputBlob, JobState};
+use pictor_protocol::proof::SignedProof;
+use serde::{Deserialize, Serialize};
+
+/// A storage failure (the database, not the request, is at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed.
+    #[error("database error: {0}")]
+    Backend(String),
+    /// A stored row cannot be decoded (a bug or a hand-edited database).
+    #[error("corrupt row in `{table}`: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database was written by a newer coordinator.
+    #[error(
+        "the database schema is version {found}, this coordinator reads version {expected}; upgrade pictor-coordinator"
+    )]
+    SchemaTooNew {
+        /// The version in the file.
+        found: i64,
+        /// The version this build writes.
+        expected: i64,
+    },
+    /// The transaction's closure asked for a rollback (it carries its own
+    /// error out by other means).
+    #[error("transaction rolled back")]
+    RolledBack,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    /// Its id.
+    pub id: String,
+    /// The owner's name for it.
+    pub name: String,
+    /// Its ed25519 public key, 64 lowercase hex digits; proofs must be signed with it.
+    pub public_key: String,
+    /// `pictor-host x.y.z`.
+    pub host_version: String,
+    /// Its GPUs.
+    pub gpus: Vec<GpuDescription>,
+    /// Kinds it accepts (empty: all).
+    pub kinds: Vec<String>,
+    /// Its prices by kind.
+    pub prices: BTreeMap<String, f64>,
+    /// Jobs it runs at once.
+    pub slots: u32,
+    /// First registration (ms since the Unix epoch).
+    pub registered_at_ms: u64,
+    /// Last request from it.
+    pub last_seen_ms: u64,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// Its id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// The plugin blob.
+    pub plugin: BlobRef,
+    /// Input blobs.
+    pub inputs: Vec<InputBlob>,
+    /// Parameters (never JSON `null`: an absent value is stored as `{}`).
+    pub params: serde_json::Value,
+    /// Seed.
+    pub seed: u64,
+    /// The job spec's `limits` object.
+    pub limits: serde_json::Value,
+    /// What it pays.
+    pub price: Option<f64>,
+    /// Distinct workers that must complete it with agreeing outputs.
+    pub replicas: u32,
+    /// Unsuccessful leases (failed or expired) before it fails for good.
+    pub max_attempts: u32,
+    /// Where it is.
+    pub state: JobState,
+    /// Leases granted so far.
+    pub attempts: u32,
+    /// Submission time (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// When it became final.
+    pub finished_at_ms: Option<u64>,
+    /// Why it failed, was cancelled or disputed.
+    pub error: Option<String>,
+}
+
+/// Where a lease is, as stored (finer than the wire's
+/// [`pictor_protocol::api::LeaseState`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseRecordState {
+    /// Granted and not expired.
+    Active,
+    /// Its worker completed it; the proof was accepted.
+    Completed,
+    /// Its worker reported a failure.
+    Failed,
+    /// No sign of life within the TTL.
+    Expired,
+    /// The creator cancelled the job while it ran.
+    Cancelled,
+    /// Its job reached a final state through other leases.
+    Superseded,
+}
+
+impl LeaseRecordState {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseRecordState::Active => "active",
+            LeaseRecordState::Completed => "completed",
+            LeaseRecordState::Failed => "failed",
+            LeaseRecordState::Expired => "expired",
+            LeaseRecordState::Cancelled => "cancelled",
+            LeaseRecordState::Superseded => "superseded",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => LeaseRecordState::Active,
+            "completed" => LeaseRecordState::Completed,
+            "failed" => LeaseRecordState::Failed,
+            "expired" => LeaseRecordState::Expired,
+            "cancelled" => LeaseRecordState::Cancelled,
+            "superseded" => LeaseRecordState::Superseded,
+            _ => return None,
+        })
+    }
+
+    /// Whether the lease counts against the job's `max_attempts`.
+    pub fn is_unsuccessful(self) -> bool {
+        matches!(self, LeaseRecordState::Failed | LeaseRecordState::Expired)
+    }
+}
+
+/// A failure report as stored on its lease (to answer repeats).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureReport {
+    /// The failure kind.
+    pub kind: String,
+    /// What went wrong.
+    pub message: String,
+    /// Whether another attempt might succeed.
+    pub retryable: bool,
+    /// The proof of the failed run, if any.
+    pub proof: Option<SignedProof>,
+}
+
+/// One lease of a job to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRecord {
+    /// `<job id>.<attempt>`.
+    pub id: String,
+    /// The job.
+    pub job_id: String,
+    /// The worker.
+    pub worker_id: String,
+    /// 0 for the job's first lease.
+    pub attempt: u32,
+    /// Where it is.
+    pub state: LeaseRecordState,
+    /// When it was granted (ms since the Unix epoch).
+    pub granted_at_ms: u64,
+    /// When it expires unless extended.
+    pub expires_at_ms: u64,
+    /// Last reported fraction done.
+    pub fraction: f32,
+    /// Last reported message.
+    pub message: String,
+    /// The accepted proof, once completed.
+    pub proof: Option<SignedProof>,
+    /// The failure report, once failed.
+    pub failure: Option<FailureReport>,
+    /// When it ended.
+    pub finished_at_ms: Option<u64>,
+}
+
+/// Row-level access inside one transaction. Every method sees the
+/// transaction's own writes.
+pub trait Tx {
+    /// The worker with this id.
+    fn worker(&mut self, id: &str) -> Result<Option<WorkerRecord>, StoreError>;
+    /// Inserts or replaces a worker.
+    fn put_worker(&mut self, worker: &WorkerRecord) -> Result<(), StoreError>;
+
+    /// The job with this id.
+    fn job(&mut self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Inserts a new job (after every existing one in submission order).
+    fn insert_job(&mut self, job: &JobRecord) -> Result<(), StoreError>;
+    /// Updates a job's mutable fields (state, attempts, finished time, error).
+    fn update_job(&mut self, job: &JobRecord) -> Result<(), StoreError>;
+    /// Jobs, newest first, optionally only in `state`, at most `limit`.
+    fn list_jobs(
+        &mut self,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError>;
+    /// Queued or running jobs, oldest first, whose kind is in `kinds`
+    /// (`None`: any kind) and not in `excluded`.
+    fn open_jobs(
+        &mut self,
+        kinds: Option<&[String]>,
+        excluded: &[String],
+    ) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// The lease with this id.
+    fn lease(&mut self, id: &str) -> Result<Option<LeaseRecord>, StoreError>;
+    /// Inserts a new lease.
+    fn insert_lease(&mut self, lease: &LeaseRecord) -> Result<(), StoreError>;
+    /// Updates a lease's mutable fields.
+    fn update_lease(&mut self, lease: &LeaseRecord) -> Result<(), StoreError>;
+    /// Every lease of a job, in the order granted.
+    fn leases_of_job(&mut self, job_id: &str) -> Result<Vec<LeaseRecord>, StoreError>;
+    /// Active leases whose `expires_at_ms` is at or before `now_ms`.
+    fn due_leases(&mut self, now_ms: u64) -> Result<Vec<LeaseRecord>, StoreError>;
+
+    /// Consecutive failures of `worker_id` on `kind` (0 if none).
+    fn kind_failures(&mut self, worker_id: &str, kind: &str) -> Result<u32, StoreError>;
+    /// Sets that count.
+    fn set_kind_failures(
+        &mut self,
+        worker_id: &str,
+        kind: &str,
+        count: u32,
+    ) -> Result<(), StoreError>;
+    /// Kinds on which `worker_id` has at least `threshold` consecutive failures.
+    fn skipped_kinds(&mut self, worker_id: &str, threshold: u32)
+    -> Result<Vec<String>, StoreError>;
+}
+
+/// A transactional store (see the module docs).
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` in one transaction: commits if it returns `Ok`, rolls back
+    /// if it returns `Err`. A backend may run `f` again after a transient
+    /// conflict, so `f` must only act through the [`Tx`].
+    fn transact(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Runs `f` in a transaction of `store`, carrying its result (or its own
+/// error type, which rolls the transaction back) out.
+pub fn transaction<R, E: From<StoreError>>(
+    store: &dyn Store,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<R, E>,
+) -> Result<R, E> {
+    let mut outcome: Option<Result<R, E>> = None;
+    let result = store.transact(&mut |tx| match f(tx) {
+        Ok(value) => {
+            outcome = Some(Ok(value));
+            Ok(())
+        }
+        Err(e) => {
+            outcome = Some(Err(e));
+            Err(StoreError::RolledBack)
+        }
+    });
+    match (result, outcome) {
+        (Ok(()), Some(outcome)) => outcome,
+        (Err(StoreError::RolledBack), Some(Err(e))) => Err(e),
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), None) => {
+            Err(StoreError::Backend("transaction ended without running".into()).into())
+        }
+    }
+}

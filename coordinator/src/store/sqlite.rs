@@ -1,0 +1,719 @@
+//! The embedded [`Store`]: one SQLite file (`coordinator.sqlite` in the data
+//! folder), created with its schema on first open, in WAL mode with full
+//! fsync (an accepted result survives a power cut). One connection behind a
+//! mutex: every transaction is `BEGIN IMMEDIATE`, so they never conflict.
+//!
+//! Lists (inputs, GPUs, kinds, prices), proofs and failure reports are JSON
+//! text columns; `u64` values that may exceed `i64` (seeds) are decimal text.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use pictor_protocol::api::{BlobRef, JobState};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{JobRecord, LeaseRecord, LeaseRecordState, Store, StoreError, Tx, WorkerRecord};
+
+/// The schema version this build creates and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    host_version TEXT NOT NULL,
+    gpus TEXT NOT NULL,
+    kinds TEXT NOT NULL,
+    prices TEXT NOT NULL,
+    slots INTEGER NOT NULL,
+    registered_at_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    plugin_sha256 TEXT NOT NULL,
+    plugin_size INTEGER NOT NULL,
+    inputs TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed TEXT NOT NULL,
+    limits TEXT NOT NULL,
+    price REAL,
+    replicas INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    finished_at_ms INTEGER,
+    error TEXT
+);
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE TABLE leases (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs (id),
+    worker_id TEXT NOT NULL REFERENCES workers (id),
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    granted_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    fraction REAL NOT NULL,
+    message TEXT NOT NULL,
+    proof TEXT,
+    failure TEXT,
+    finished_at_ms INTEGER
+);
+CREATE INDEX leases_by_job ON leases (job_id, attempt);
+CREATE INDEX leases_by_state ON leases (state, expires_at_ms);
+CREATE TABLE kind_failures (
+    worker_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    consecutive INTEGER NOT NULL,
+    PRIMARY KEY (worker_id, kind)
+);
+";
+
+const JOB_COLUMNS: &str = "id, kind, plugin_sha256, plugin_size, inputs, params, seed, limits, price, replicas, \
+     max_attempts, state, attempts, created_at_ms, finished_at_ms, error";
+const LEASE_COLUMNS: &str = "id, job_id, worker_id, attempt, state, granted_at_ms, expires_at_ms, fraction, message, proof, failure, finished_at_ms";
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database (for tests of the rules).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        // `journal_mode` answers with a row, so it is read rather than executed.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(backend)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let exists: bool = tx
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)?
+            > 0;
+        if exists {
+            let found: i64 = tx
+                .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+                .map_err(backend)?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+        } else {
+            tx.execute_batch(SCHEMA).map_err(backend)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [SCHEMA_VERSION],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn transact(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // A panic elsewhere while holding the lock leaves the connection
+        // usable (the transaction was rolled back when it dropped).
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let mut sqlite_tx = SqliteTx { tx: &tx };
+        f(&mut sqlite_tx)?;
+        tx.commit().map_err(backend)
+    }
+}
+
+struct SqliteTx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+}
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("cannot encode a column: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    column: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table,
+        message: format!("`{column}`: {e}"),
+    })
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn job_state_str(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+        JobState::Disputed => "disputed",
+    }
+}
+
+fn parse_job_state(s: &str) -> Option<JobState> {
+    Some(match s {
+        "queued" => JobState::Queued,
+        "running" => JobState::Running,
+        "succeeded" => JobState::Succeeded,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        "disputed" => JobState::Disputed,
+        _ => return None,
+    })
+}
+
+/// A job row as read, decoded outside the row callback so decoding errors
+/// keep their own type.
+struct RawJob {
+    id: String,
+    kind: String,
+    plugin_sha256: String,
+    plugin_size: i64,
+    inputs: String,
+    params: String,
+    seed: String,
+    limits: String,
+    price: Option<f64>,
+    replicas: i64,
+    max_attempts: i64,
+    state: String,
+    attempts: i64,
+    created_at_ms: i64,
+    finished_at_ms: Option<i64>,
+    error: Option<String>,
+}
+
+impl RawJob {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawJob {
+            id: row.get(0)?,
+            kind: row.get(1)?,
+            plugin_sha256: row.get(2)?,
+            plugin_size: row.get(3)?,
+            inputs: row.get(4)?,
+            params: row.get(5)?,
+            seed: row.get(6)?,
+            limits: row.get(7)?,
+            price: row.get(8)?,
+            replicas: row.get(9)?,
+            max_attempts: row.get(10)?,
+            state: row.get(11)?,
+            attempts: row.get(12)?,
+            created_at_ms: row.get(13)?,
+            finished_at_ms: row.get(14)?,
+            error: row.get(15)?,
+        })
+    }
+
+    fn decode(self) -> Result<JobRecord, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            table: "jobs",
+            message,
+        };
+        Ok(JobRecord {
+            plugin: BlobRef {
+                sha256: self
+                    .plugin_sha256
+                    .parse()
+                    .map_err(|e| corrupt(format!("`plugin_sha256`: {e}")))?,
+                size: to_u64(self.plugin_size),
+            },
+            inputs: from_json("jobs", "inputs", &self.inputs)?,
+            params: from_json("jobs", "params", &self.params)?,
+            seed: self
+                .seed
+                .parse()
+                .map_err(|e| corrupt(format!("`seed`: {e}")))?,
+            limits: from_json("jobs", "limits", &self.limits)?,
+            price: self.price,
+            replicas: to_u32(self.replicas),
+            max_attempts: to_u32(self.max_attempts),
+            state: parse_job_state(&self.state)
+                .ok_or_else(|| corrupt(format!("`state` {:?}", self.state)))?,
+            attempts: to_u32(self.attempts),
+            created_at_ms: to_u64(self.created_at_ms),
+            finished_at_ms: self.finished_at_ms.map(to_u64),
+            error: self.error,
+            id: self.id,
+            kind: self.kind,
+        })
+    }
+}
+
+struct RawLease {
+    id: String,
+    job_id: String,
+    worker_id: String,
+    attempt: i64,
+    state: String,
+    granted_at_ms: i64,
+    expires_at_ms: i64,
+    fraction: f64,
+    message: String,
+    proof: Option<String>,
+    failure: Option<String>,
+    finished_at_ms: Option<i64>,
+}
+
+impl RawLease {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawLease {
+            id: row.get(0)?,
+            job_id: row.get(1)?,
+            worker_id: row.get(2)?,
+            attempt: row.get(3)?,
+            state: row.get(4)?,
+            granted_at_ms: row.get(5)?,
+            expires_at_ms: row.get(6)?,
+            fraction: row.get(7)?,
+            message: row.get(8)?,
+            proof: row.get(9)?,
+            failure: row.get(10)?,
+            finished_at_ms: row.get(11)?,
+        })
+    }
+
+    fn decode(self) -> Result<LeaseRecord, StoreError> {
+        Ok(LeaseRecord {
+            state: LeaseRecordState::parse(&self.state).ok_or_else(|| StoreError::Corrupt {
+                table: "leases",
+                message: format!("`state` {:?}", self.state),
+            })?,
+            attempt: to_u32(self.attempt),
+            granted_at_ms: to_u64(self.granted_at_ms),
+            expires_at_ms: to_u64(self.expires_at_ms),
+            fraction: self.fraction as f32,
+            proof: self
+                .proof
+                .as_deref()
+                .map(|p| from_json("leases", "proof", p))
+                .transpose()?,
+            failure: self
+                .failure
+                .as_deref()
+                .map(|f| from_json("leases", "failure", f))
+                .transpose()?,
+            finished_at_ms: self.finished_at_ms.map(to_u64),
+            message: self.message,
+            id: self.id,
+            job_id: self.job_id,
+            worker_id: self.worker_id,
+        })
+    }
+}
+
+impl SqliteTx<'_> {
+    fn jobs_where(
+        &mut self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {clause}");
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let raw: Vec<RawJob> = stmt
+            .query_map(args, RawJob::read)
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        raw.into_iter().map(RawJob::decode).collect()
+    }
+
+    fn leases_where(
+        &mut self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<LeaseRecord>, StoreError> {
+        let sql = format!("SELECT {LEASE_COLUMNS} FROM leases {clause}");
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let raw: Vec<RawLease> = stmt
+            .query_map(args, RawLease::read)
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        raw.into_iter().map(RawLease::decode).collect()
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn worker(&mut self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        type Raw = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+        );
+        let raw: Option<Raw> = self
+            .tx
+            .query_row(
+                "SELECT id, name, public_key, host_version, gpus, kinds, prices, slots, registered_at_ms, last_seen_ms \
+                 FROM workers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let Some((
+            id,
+            name,
+            public_key,
+            host_version,
+            gpus,
+            kinds,
+            prices,
+            slots,
+            registered,
+            seen,
+        )) = raw
+        else {
+            return Ok(None);
+        };
+        Ok(Some(WorkerRecord {
+            id,
+            name,
+            public_key,
+            host_version,
+            gpus: from_json("workers", "gpus", &gpus)?,
+            kinds: from_json("workers", "kinds", &kinds)?,
+            prices: from_json("workers", "prices", &prices)?,
+            slots: to_u32(slots),
+            registered_at_ms: to_u64(registered),
+            last_seen_ms: to_u64(seen),
+        }))
+    }
+
+    fn put_worker(&mut self, w: &WorkerRecord) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO workers (id, name, public_key, host_version, gpus, kinds, prices, slots, registered_at_ms, last_seen_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (id) DO UPDATE SET name = ?2, public_key = ?3, host_version = ?4, gpus = ?5, kinds = ?6, \
+                 prices = ?7, slots = ?8, registered_at_ms = ?9, last_seen_ms = ?10",
+                params![
+                    w.id,
+                    w.name,
+                    w.public_key,
+                    w.host_version,
+                    json(&w.gpus)?,
+                    json(&w.kinds)?,
+                    json(&w.prices)?,
+                    w.slots,
+                    to_i64(w.registered_at_ms),
+                    to_i64(w.last_seen_ms)
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn job(&mut self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self.jobs_where("WHERE id = ?1", &[&id])?.pop())
+    }
+
+    fn insert_job(&mut self, j: &JobRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        );
+        self.tx
+            .execute(
+                &sql,
+                params![
+                    j.id,
+                    j.kind,
+                    j.plugin.sha256.to_string(),
+                    to_i64(j.plugin.size),
+                    json(&j.inputs)?,
+                    json(&j.params)?,
+                    j.seed.to_string(),
+                    json(&j.limits)?,
+                    j.price,
+                    j.replicas,
+                    j.max_attempts,
+                    job_state_str(j.state),
+                    j.attempts,
+                    to_i64(j.created_at_ms),
+                    j.finished_at_ms.map(to_i64),
+                    j.error
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn update_job(&mut self, j: &JobRecord) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE jobs SET state = ?2, attempts = ?3, finished_at_ms = ?4, error = ?5 WHERE id = ?1",
+                params![j.id, job_state_str(j.state), j.attempts, j.finished_at_ms.map(to_i64), j.error],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn list_jobs(
+        &mut self,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        match state {
+            Some(state) => self.jobs_where(
+                "WHERE state = ?1 ORDER BY seq DESC LIMIT ?2",
+                &[&job_state_str(state), &limit],
+            ),
+            None => self.jobs_where("ORDER BY seq DESC LIMIT ?1", &[&limit]),
+        }
+    }
+
+    fn open_jobs(
+        &mut self,
+        kinds: Option<&[String]>,
+        excluded: &[String],
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        // Kind lists are short (a worker's accepted kinds), so they are
+        // passed as one JSON array and unpacked with json_each.
+        let kinds_json = kinds.map(json).transpose()?;
+        let excluded_json = json(&excluded)?;
+        self.jobs_where(
+            "WHERE state IN ('queued', 'running') \
+             AND (?1 IS NULL OR kind IN (SELECT value FROM json_each(?1))) \
+             AND kind NOT IN (SELECT value FROM json_each(?2)) \
+             ORDER BY seq",
+            &[&kinds_json, &excluded_json],
+        )
+    }
+
+    fn lease(&mut self, id: &str) -> Result<Option<LeaseRecord>, StoreError> {
+        Ok(self.leases_where("WHERE id = ?1", &[&id])?.pop())
+    }
+
+    fn insert_lease(&mut self, l: &LeaseRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        );
+        self.tx
+            .execute(
+                &sql,
+                params![
+                    l.id,
+                    l.job_id,
+                    l.worker_id,
+                    l.attempt,
+                    l.state.as_str(),
+                    to_i64(l.granted_at_ms),
+                    to_i64(l.expires_at_ms),
+                    f64::from(l.fraction),
+                    l.message,
+                    l.proof.as_ref().map(json).transpose()?,
+                    l.failure.as_ref().map(json).transpose()?,
+                    l.finished_at_ms.map(to_i64)
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn update_lease(&mut self, l: &LeaseRecord) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE leases SET state = ?2, expires_at_ms = ?3, fraction = ?4, message = ?5, proof = ?6, failure = ?7, \
+                 finished_at_ms = ?8 WHERE id = ?1",
+                params![
+                    l.id,
+                    l.state.as_str(),
+                    to_i64(l.expires_at_ms),
+                    f64::from(l.fraction),
+                    l.message,
+                    l.proof.as_ref().map(json).transpose()?,
+                    l.failure.as_ref().map(json).transpose()?,
+                    l.finished_at_ms.map(to_i64)
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn leases_of_job(&mut self, job_id: &str) -> Result<Vec<LeaseRecord>, StoreError> {
+        self.leases_where("WHERE job_id = ?1 ORDER BY attempt", &[&job_id])
+    }
+
+    fn due_leases(&mut self, now_ms: u64) -> Result<Vec<LeaseRecord>, StoreError> {
+        self.leases_where(
+            "WHERE state = 'active' AND expires_at_ms <= ?1 ORDER BY expires_at_ms",
+            &[&to_i64(now_ms)],
+        )
+    }
+
+    fn kind_failures(&mut self, worker_id: &str, kind: &str) -> Result<u32, StoreError> {
+        let count: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT consecutive FROM kind_failures WHERE worker_id = ?1 AND kind = ?2",
+                [worker_id, kind],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        Ok(count.map(to_u32).unwrap_or(0))
+    }
+
+    fn set_kind_failures(
+        &mut self,
+        worker_id: &str,
+        kind: &str,
+        count: u32,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO kind_failures (worker_id, kind, consecutive) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (worker_id, kind) DO UPDATE SET consecutive = ?3",
+                params![worker_id, kind, count],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn skipped_kinds(
+        &mut self,
+        worker_id: &str,
+        threshold: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT kind FROM kind_failures WHERE worker_id = ?1 AND consecutive >= ?2 ORDER BY kind")
+            .map_err(backend)?;
+        let kinds = stmt
+            .query_map(params![worker_id, threshold], |r| r.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(kinds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::transaction;
+    use pictor_protocol::Sha256Digest;
+
+    fn job(id: &str, kind: &str) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            kind: kind.into(),
+            plugin: BlobRef {
+                sha256: Sha256Digest::of(b"p"),
+                size: 1,
+            },
+            inputs: vec![],
+            params: serde_json::json!({"a": 1}),
+            seed: u64::MAX,
+            limits: serde_json::json!({}),
+            price: Some(0.5),
+            replicas: 1,
+            max_attempts: 3,
+            state: JobState::Queued,
+            attempts: 0,
+            created_at_ms: 1,
+            finished_at_ms: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_and_open_jobs_filter_by_kind() -> Result<(), StoreError> {
+        let store = SqliteStore::in_memory()?;
+        transaction(&store, |tx| {
+            tx.insert_job(&job("a", "render"))?;
+            tx.insert_job(&job("b", "train"))?;
+            tx.insert_job(&job("c", "render"))?;
+            Ok::<_, StoreError>(())
+        })?;
+        transaction(&store, |tx| {
+            assert_eq!(tx.job("a")?, Some(job("a", "render")));
+            let ids = |jobs: Vec<JobRecord>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+            assert_eq!(ids(tx.open_jobs(None, &[])?), ["a", "b", "c"]);
+            assert_eq!(
+                ids(tx.open_jobs(Some(&["render".into()]), &[])?),
+                ["a", "c"]
+            );
+            assert_eq!(ids(tx.open_jobs(None, &["render".into()])?), ["b"]);
+            assert_eq!(ids(tx.list_jobs(None, 2)?), ["c", "b"]);
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    #[test]
+    fn a_failed_closure_rolls_back() -> Result<(), StoreError> {
+        let store = SqliteStore::in_memory()?;
+        let result: Result<(), StoreError> = transaction(&store, |tx| {
+            tx.insert_job(&job("a", "render"))?;
+            Err(StoreError::Backend("stop".into()))
+        });
+        assert!(result.is_err());
+        let found = transaction(&store, |tx| tx.job("a"))?;
+        assert_eq!(found, None);
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests of `pictor-coordinator`: a real server on loopback, a
+//! real SQLite file in a temp folder, real ed25519 proofs. One module per
+//! topic.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod blobs;
+mod cli;
+mod jobs;
+mod leasing;
+mod protocol;
+mod restart;
+mod results;
+mod support;
+mod workers;

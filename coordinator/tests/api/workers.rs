@@ -1,0 +1,112 @@
+//! Registration and heartbeats.
+
+use pictor_protocol::api::{self, ErrorCode, RegisterReply};
+use reqwest::StatusCode;
+
+use crate::support::{Farm, TestResult, expect_error, key, register_body};
+
+#[tokio::test]
+async fn register_is_idempotent_and_binds_the_id_to_its_key() -> TestResult {
+    let farm = Farm::start_with(|c| c.lease_ttl = std::time::Duration::from_secs(30)).await;
+    let response = farm
+        .as_worker(
+            &api::paths::register(),
+            &register_body("wkr-1", &key(1), &["hello"]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: RegisterReply = response.json().await?;
+    assert_eq!(
+        (
+            reply.worker_id.as_str(),
+            reply.lease_ttl_s,
+            reply.heartbeat_interval_s,
+            reply.max_wait_s
+        ),
+        ("wkr-1", 30, 10, 10)
+    );
+    // Again with the same key (every start): fine.
+    farm.register("wkr-1", &key(1), &["hello", "render"]).await;
+    // Another key for the same id: refused.
+    let response = farm
+        .as_worker(
+            &api::paths::register(),
+            &register_body("wkr-1", &key(2), &[]),
+        )
+        .await;
+    let body = expect_error(response, StatusCode::CONFLICT, ErrorCode::Conflict).await;
+    assert!(
+        body.message
+            .starts_with("worker wkr-1 is registered with another key"),
+        "{}",
+        body.message
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn register_validates_every_field() -> TestResult {
+    let farm = Farm::start().await;
+    let cases = [
+        ("worker_id", serde_json::json!("../x"), "`worker_id`"),
+        ("public_key", serde_json::json!("abc"), "`public_key`"),
+        ("kinds", serde_json::json!(["Render"]), "`kinds[0]`"),
+        (
+            "prices",
+            serde_json::json!({"hello": -1.0}),
+            "`prices.hello`",
+        ),
+        ("slots", serde_json::json!(0), "`slots`"),
+    ];
+    for (field, value, expected) in cases {
+        let mut body = register_body("wkr-1", &key(1), &[]);
+        body[field] = value;
+        let error = expect_error(
+            farm.as_worker(&api::paths::register(), &body).await,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+        )
+        .await;
+        assert!(
+            error.message.contains(expected),
+            "{field}: {}",
+            error.message
+        );
+    }
+    // 64 hex digits that are not a curve point.
+    let not_a_point = (0..=255u8)
+        .map(|n| [n; 32])
+        .find(|b| ed25519_dalek::VerifyingKey::from_bytes(b).is_err())
+        .unwrap();
+    let mut body = register_body("wkr-1", &key(1), &[]);
+    body["public_key"] = serde_json::json!(hex::encode(not_a_point));
+    let error = expect_error(
+        farm.as_worker(&api::paths::register(), &body).await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+    )
+    .await;
+    assert!(error.message.contains("ed25519"), "{}", error.message);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unregistered_workers_cannot_lease_or_heartbeat() -> TestResult {
+    let farm = Farm::start().await;
+    let response = farm
+        .as_worker(
+            &api::paths::lease("wkr-ghost"),
+            &serde_json::json!({"wait_s": 0}),
+        )
+        .await;
+    let body = expect_error(response, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    assert!(body.message.contains("not registered"), "{}", body.message);
+    let response = farm
+        .as_worker(
+            &api::paths::heartbeat("wkr-ghost"),
+            &serde_json::json!({"activity": "idle", "leases": []}),
+        )
+        .await;
+    expect_error(response, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    Ok(())
+}
