@@ -99,7 +99,7 @@ struct Mib(u64);
 impl fmt::Display for Mib {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mib = self.0 as f64 / (1u64 << 20) as f64;
-        if self.0 % (1 << 20) == 0 { write!(f, "{mib:.0}") } else { write!(f, "{mib:.1}") }
+        if self.0.is_multiple_of(1 << 20) { write!(f, "{mib:.0}") } else { write!(f, "{mib:.1}") }
     }
 }
 
