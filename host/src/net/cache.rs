@@ -362,21 +362,16 @@ impl BlobCache {
     }
 
     /// A cached blob, pinned and marked used, or `None`. A blob found on
-    /// open is re-hashed here on its first use (blocking; a mismatching
-    /// one is deleted and `None` returned).
-    pub fn get(self: &Arc<Self>, blob: &Sha256Digest) -> Result<Option<PinnedBlob>, CacheError> {
-        match self.lookup(blob) {
-            None => Ok(None),
-            Some(Lookup { blob: pinned, verified: true }) => Ok(Some(pinned)),
-            Some(Lookup { blob: pinned, verified: false }) => {
-                let actual = Sha256Digest::of_file(&pinned.path).map_err(io_err("read", &pinned.path))?;
-                if self.finish_verify(&pinned, actual) { Ok(Some(pinned)) } else { Ok(None) }
-            }
-        }
+    /// open is re-hashed here on its first use (blocking; one that does
+    /// not match, or cannot be read, is deleted and `None` returned).
+    pub fn get(self: &Arc<Self>, blob: &Sha256Digest) -> Option<PinnedBlob> {
+        let Lookup { blob: pinned, verified } = self.lookup(blob)?;
+        if verified || self.finish_verify(&pinned, Sha256Digest::of_file(&pinned.path)) { Some(pinned) } else { None }
     }
 
     /// Looks up, pins and touches a blob; says whether it still needs
-    /// hashing (found on open, not used since).
+    /// hashing (found on open, not used since). A blob whose file has
+    /// gone is forgotten.
     pub(crate) fn lookup(self: &Arc<Self>, blob: &Sha256Digest) -> Option<Lookup> {
         let (entry, pin) = {
             let mut index = lock(&self.index);
@@ -384,32 +379,54 @@ impl BlobCache {
             *index.pins.entry(*blob).or_insert(0) += 1;
             (entry, PinGuard { cache: Arc::clone(self), blob: *blob })
         };
-        let path = self.blob_path(blob);
-        if let Err(error) = set_mtime_now(&path) {
-            tracing::debug!(path = %path.display(), %error, "cannot record the last use of a cached blob");
+        let pinned = PinnedBlob { pin, path: self.blob_path(blob), size: entry.size };
+        match set_mtime_now(&pinned.path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                self.discard(&pinned, "its file has gone");
+                return None;
+            }
+            Err(error) => {
+                tracing::debug!(path = %pinned.path.display(), %error, "cannot record the last use of a cached blob");
+            }
         }
-        Some(Lookup { blob: PinnedBlob { pin, path, size: entry.size }, verified: entry.verified })
+        Some(Lookup { blob: pinned, verified: entry.verified })
     }
 
     /// Records the result of hashing a looked-up blob: marks it verified,
-    /// or deletes it (even though pinned: its content is wrong). Returns
-    /// whether it matched.
-    pub(crate) fn finish_verify(&self, pinned: &PinnedBlob, actual: Sha256Digest) -> bool {
+    /// or deletes it (even though pinned: its content is wrong or
+    /// unreadable). Returns whether it matched.
+    pub(crate) fn finish_verify(&self, pinned: &PinnedBlob, actual: io::Result<Sha256Digest>) -> bool {
         let blob = pinned.digest();
-        let mut index = lock(&self.index);
-        if actual == blob {
-            if let Some(entry) = index.blobs.get_mut(&blob) {
-                entry.verified = true;
+        match actual {
+            Ok(actual) if actual == blob => {
+                if let Some(entry) = lock(&self.index).blobs.get_mut(&blob) {
+                    entry.verified = true;
+                }
+                true
             }
-            return true;
+            Ok(actual) => {
+                self.discard(pinned, &format!("it does not match its digest (its sha256 is {actual})"));
+                false
+            }
+            Err(error) => {
+                self.discard(pinned, &format!("it cannot be read: {error}"));
+                false
+            }
         }
-        tracing::warn!(%blob, %actual, path = %pinned.path.display(), "cached blob does not match its digest; deleting it");
+    }
+
+    /// Forgets a cached blob and deletes its file, pinned or not.
+    fn discard(&self, pinned: &PinnedBlob, why: &str) {
+        let blob = pinned.digest();
+        tracing::warn!(%blob, path = %pinned.path.display(), "deleting a cached blob: {why}");
+        let mut index = lock(&self.index);
         if index.forget(blob, Kind::Blob).is_some()
             && let Err(error) = fs::remove_file(&pinned.path)
+            && error.kind() != io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %pinned.path.display(), %error, "cannot delete a corrupt cached blob");
+            tracing::warn!(path = %pinned.path.display(), %error, "cannot delete a cached blob");
         }
-        false
     }
 
     /// Deletes a cached blob that is not pinned; `Ok(false)` if it was not
@@ -681,7 +698,7 @@ pub(crate) mod tests {
             drop(insert(&cache, &blob(n)).unwrap());
         }
         // Use 1: now 2 is the least recently used.
-        let hit = cache.get(&d(1)).unwrap().unwrap();
+        let hit = cache.get(&d(1)).unwrap();
         assert_eq!(std::fs::read(hit.path()).unwrap(), blob(1));
         drop(hit);
         drop(insert(&cache, &blob(4)).unwrap());
@@ -761,7 +778,7 @@ pub(crate) mod tests {
             for n in 1..=3 {
                 drop(insert(&cache, &blob(n)).unwrap());
             }
-            drop(cache.get(&d(1)).unwrap().unwrap());
+            drop(cache.get(&d(1)).unwrap());
         }
         std::fs::write(dir.path().join("blobs/tmp.123"), b"junk").unwrap();
         std::fs::write(dir.path().join("partial/other"), b"junk").unwrap();
@@ -788,9 +805,9 @@ pub(crate) mod tests {
         std::fs::write(dir.path().join(format!("blobs/{}", d(1))), vec![9u8; 100]).unwrap();
         let cache = open(dir.path(), 1000);
         assert!(cache.contains(&d(1)), "sizes match, so it is listed until first use");
-        assert!(cache.get(&d(1)).unwrap().is_none());
+        assert!(cache.get(&d(1)).is_none());
         assert!(!cache.contains(&d(1)) && !cache.blob_path(&d(1)).exists());
-        assert_eq!(std::fs::read(cache.get(&d(2)).unwrap().unwrap().path()).unwrap(), blob(2));
+        assert_eq!(std::fs::read(cache.get(&d(2)).unwrap().path()).unwrap(), blob(2));
     }
 
     #[test]
@@ -813,8 +830,8 @@ pub(crate) mod tests {
         drop(r);
         // The abandoned download is now the most recent file; use 2 and 3
         // so it becomes the least recently used.
-        drop(cache.get(&d(2)).unwrap().unwrap());
-        drop(cache.get(&d(3)).unwrap().unwrap());
+        drop(cache.get(&d(2)).unwrap());
+        drop(cache.get(&d(3)).unwrap());
         drop(insert(&cache, &blob(4)).unwrap());
         assert!(!cache.partial_path(&d(1)).exists(), "abandoned again: evicted in LRU order");
         assert!(cache.contains(&d(2)) && cache.contains(&d(3)) && cache.contains(&d(4)));

@@ -448,6 +448,16 @@ impl Ctx {
     }
 }
 
+/// The digest's download lock, shared by a fetch and its writer thread.
+type Flight = Arc<tokio::sync::OwnedMutexGuard<()>>;
+
+/// The file a download attempt writes, and what guards it.
+struct Target<'a> {
+    path: &'a Path,
+    flight: &'a Flight,
+    reservation: &'a mut Reservation,
+}
+
 /// What a partial file holds: its length and the hash state of those bytes.
 struct Part {
     len: u64,
@@ -571,11 +581,12 @@ impl Fetcher {
         let pinned = match self.cached(&ctx, blob, size, false).await? {
             Some(pinned) => pinned,
             None => {
-                let flight = self.cache.download_lock(&blob);
-                let _flight = flight.lock().await;
+                // Held by this fetch and by its file writer thread, which
+                // may outlive a cancelled fetch by a few writes.
+                let flight = Arc::new(self.cache.download_lock(&blob).lock_owned().await);
                 match self.cached(&ctx, blob, size, true).await? {
                     Some(pinned) => pinned,
-                    None => self.download(source, &ctx, blob, size, &mut tracker).await?,
+                    None => self.download(source, &ctx, blob, size, &flight, &mut tracker).await?,
                 }
             }
         };
@@ -600,7 +611,7 @@ impl Fetcher {
                 return Ok(None);
             }
             let path = pinned.path().to_path_buf();
-            let actual = blocking(move || Sha256Digest::of_file(&path)).await.map_err(ctx.io("hash", pinned.path()))?;
+            let actual = blocking(move || Sha256Digest::of_file(&path)).await;
             if !self.cache.finish_verify(&pinned, actual) {
                 return Ok(None);
             }
@@ -624,6 +635,7 @@ impl Fetcher {
         ctx: &Ctx,
         blob: Sha256Digest,
         size: Option<u64>,
+        flight: &Flight,
         tracker: &mut BlobProgress<'_>,
     ) -> Result<PinnedBlob, FetchError> {
         let mut reservation = self.cache.reserve(blob, size.unwrap_or(0)).map_err(ctx.cache())?;
@@ -638,7 +650,8 @@ impl Fetcher {
         let (mut failures, mut mismatches) = (0u32, 0u32);
         loop {
             let before = part.len;
-            let outcome = self.attempt(source, ctx, size, &part_path, &mut part, &mut reservation, tracker).await;
+            let target = Target { path: &part_path, flight, reservation: &mut reservation };
+            let outcome = self.attempt(source, ctx, size, target, &mut part, tracker).await;
             let mismatch = match outcome {
                 Ok(Done::Complete) => match (size, part.digest()) {
                     (Some(expected), _) if expected != part.len => {
@@ -693,17 +706,16 @@ impl Fetcher {
     }
 
     /// One request: appends what arrives to the partial file.
-    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         source: &BlobSource,
         ctx: &Ctx,
         size: Option<u64>,
-        part_path: &Path,
+        target: Target<'_>,
         part: &mut Part,
-        reservation: &mut Reservation,
         tracker: &mut BlobProgress<'_>,
     ) -> Result<Done, Failure> {
+        let Target { path: part_path, flight, reservation } = target;
         let offset = part.len;
         let mut request = self.client.get(source.url.clone());
         if let Some(token) = &source.token {
@@ -753,7 +765,8 @@ impl Fetcher {
             reservation.ensure(total).map_err(|e| Failure::Fatal(ctx.cache()(e)))?;
         }
 
-        let mut writer = PartWriter::start(part_path.to_path_buf(), part.len, Some(std::mem::take(&mut part.hasher)));
+        let hasher = Some(std::mem::take(&mut part.hasher));
+        let mut writer = PartWriter::start(part_path.to_path_buf(), part.len, hasher, Some(Arc::clone(flight)));
         let mut body = response.bytes_stream();
         let limit = self.cache.limit();
         let outcome = loop {
@@ -815,7 +828,7 @@ impl Fetcher {
                 Failure::Retry { error, .. } | Failure::Fatal(error) => error,
             });
         }
-        let mut writer = PartWriter::start(dest.to_path_buf(), 0, None);
+        let mut writer = PartWriter::start(dest.to_path_buf(), 0, None, None);
         let mut body = response.bytes_stream();
         let mut failed = None;
         while let Some(chunk) = body.next().await {
@@ -929,10 +942,13 @@ struct PartWriter<B> {
 
 impl<B: AsRef<[u8]> + Send + Sync + 'static> PartWriter<B> {
     /// Writes `path` from `offset` on (truncating anything after it),
-    /// hashing into `hasher` if given.
-    fn start(path: PathBuf, offset: u64, hasher: Option<Sha256>) -> Self {
+    /// hashing into `hasher` if given. The writer thread holds `flight`
+    /// until its last write, so that if the download is cancelled the
+    /// next one for the digest waits for the file to settle.
+    fn start(path: PathBuf, offset: u64, hasher: Option<Sha256>, flight: Option<Flight>) -> Self {
         let (to_file, mut file_rx) = mpsc::channel::<Arc<Vec<B>>>(QUEUE_BATCHES);
         let file_task = tokio::task::spawn_blocking(move || {
+            let _flight = flight;
             let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
@@ -1086,6 +1102,24 @@ mod tests {
         let stats = s.fetcher.stats();
         assert_eq!((stats.resumes, stats.retries, stats.digest_mismatches), (1, 1, 0));
         assert_eq!(stats.bytes_downloaded, bytes.len() as u64, "no byte downloaded twice");
+    }
+
+    #[tokio::test]
+    async fn cancelled_fetch_keeps_its_bytes_for_the_next_one() {
+        let s = setup(64 * MIB, quick()).await;
+        let bytes = data(2 << 20, 14);
+        let d = s.server.add(bytes.clone());
+        s.server.fault(&d, Fault::Stall(1_000_000));
+        let (source, sink) = (s.server.source(&d), ProgressSink::discard());
+        let first = tokio::time::timeout(Duration::from_millis(500), s.fetcher.fetch(&source, d, None, &sink)).await;
+        assert!(first.is_err(), "the stalled fetch is cancelled");
+        let blob = s.fetcher.fetch(&source, d, None, &sink).await.unwrap();
+        assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
+        let served = s.server.served(&d);
+        let range = served[1].range.as_deref().unwrap();
+        let offset: u64 = range.strip_prefix("bytes=").unwrap().trim_end_matches('-').parse().unwrap();
+        assert!(offset > 0 && offset <= 1_000_000, "resumed from what the cancelled fetch wrote: {range}");
+        assert_eq!((s.fetcher.stats().resumes, s.fetcher.stats().digest_mismatches), (1, 0));
     }
 
     #[tokio::test]

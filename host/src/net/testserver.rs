@@ -34,6 +34,8 @@ pub(crate) enum Fault {
     Delay(Duration),
     /// Answer `200` with the whole blob even when asked for a range.
     IgnoreRange,
+    /// Send this many bytes of the body, then nothing more, ever.
+    Stall(usize),
 }
 
 /// One answered request.
@@ -224,6 +226,10 @@ async fn respond(
                 part.map_err(|()| std::io::Error::other("connection cut by the test server"))
             });
             response.body(Body::from_stream(parts)).unwrap()
+        }
+        Some(Fault::Stall(n)) => {
+            let first = futures_util::stream::iter([Ok::<_, std::io::Error>(body.slice(..n.min(body.len())))]);
+            response.body(Body::from_stream(first.chain(futures_util::stream::pending()))).unwrap()
         }
         _ => response.body(Body::from(body)).unwrap(),
     }
