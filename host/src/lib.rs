@@ -11,6 +11,7 @@
 //!   store state, stdout/stderr capture, plugin inspection;
 //! - [`capabilities`]: host side of each `pictor:plugin` interface;
 //! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
+//! - [`net`]: blob downloads into a verified, content-addressed cache;
 //! - [`worker`], [`spool`], [`journal`], [`mining`]: the worker loop over a
 //!   local spool, with a crash-safe journal, mining while idle;
 //! - [`proof`]: the worker key and signed result proofs;
@@ -25,6 +26,7 @@ pub use pictor_protocol::digest;
 pub mod jobs;
 pub mod journal;
 pub mod mining;
+pub mod net;
 pub mod proof;
 pub mod runtime;
 pub mod spool;
