@@ -84,7 +84,9 @@ pub struct RawWorker {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCoordinator {
-    /// Local spool folder (the default: `spool` beside the config file).
+    /// Local spool folder (the default: `spool` beside the config file); with
+    /// `url`, the working folder for leased jobs and downloads (default
+    /// `worker-data` beside the config file).
     #[serde(default)]
     pub spool: Option<String>,
     /// Coordinator base URL.
@@ -142,13 +144,26 @@ pub struct RawLimits {
 pub enum JobSource {
     /// A local spool folder (absolute).
     Spool(PathBuf),
-    /// An HTTP(S) coordinator.
+    /// An HTTP(S) coordinator; leased jobs pass through a local spool.
     Coordinator {
         /// Base URL.
         url: url::Url,
         /// Credential.
         token: String,
+        /// The local working folder (absolute): spool, lease ledger and
+        /// download cache.
+        spool: PathBuf,
     },
+}
+
+impl JobSource {
+    /// The local spool folder jobs run from (for a coordinator, where
+    /// leased jobs are queued).
+    pub fn spool(&self) -> &Path {
+        match self {
+            JobSource::Spool(dir) | JobSource::Coordinator { spool: dir, .. } => dir,
+        }
+    }
 }
 
 /// Mining settings, validated.
@@ -348,8 +363,7 @@ fn check_kind(key: &str, kind: &str) -> Result<(), String> {
 
 fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
     match (&raw.spool, &raw.url) {
-        (Some(_), Some(_)) => Err("`coordinator` has both `spool` and `url`; keep one (a spool folder for local jobs, a URL for the network)".into()),
-        (None, Some(text)) => {
+        (spool, Some(text)) => {
             let url = url::Url::parse(text).map_err(|e| format!("`coordinator.url` {text:?} is not a URL: {e}"))?;
             if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
                 return Err(format!("`coordinator.url` {text:?} must be an http:// or https:// URL with a host"));
@@ -358,7 +372,11 @@ fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
             if token.len() < 16 {
                 return Err("`coordinator.token` is missing or shorter than 16 characters; download this worker's config again from the portal".into());
             }
-            Ok(JobSource::Coordinator { url, token })
+            let spool = spool.as_deref().unwrap_or("worker-data");
+            if spool.is_empty() {
+                return Err("`coordinator.spool` is empty; give a working folder (default `worker-data` beside the config)".into());
+            }
+            Ok(JobSource::Coordinator { url, token, spool: absolute(dir, spool) })
         }
         (spool, None) => {
             if raw.token.is_some() {

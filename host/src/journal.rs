@@ -81,6 +81,33 @@ pub enum Event {
     },
     /// The worker stopped cleanly.
     WorkerStopped,
+    /// A job was leased from the coordinator (its local id is the lease id).
+    Leased {
+        /// Lease id = local job id.
+        job: String,
+        /// The coordinator's job id.
+        job_id: String,
+        /// Job kind.
+        kind: String,
+    },
+    /// A leased job's result was accepted by the coordinator.
+    Reported {
+        /// Lease id = local job id.
+        job: String,
+        /// `completed` or `failed` (the report sent).
+        report: String,
+        /// True if the coordinator had it already (a retry after a lost reply).
+        #[serde(default)]
+        duplicate: bool,
+    },
+    /// A leased job was dropped without a report: cancelled by its creator,
+    /// its lease gone, or its report refused for good.
+    Dropped {
+        /// Lease id = local job id.
+        job: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A journal line: when, and what.
@@ -146,6 +173,33 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// A journal shared by the tasks of one worker process.
+#[derive(Clone)]
+pub struct SharedJournal(std::sync::Arc<std::sync::Mutex<Journal>>);
+
+impl SharedJournal {
+    /// Shares `journal`.
+    pub fn new(journal: Journal) -> Self {
+        SharedJournal(std::sync::Arc::new(std::sync::Mutex::new(journal)))
+    }
+
+    /// Appends `event` and waits until it is on disk; the error names the file.
+    pub fn append(&self, event: Event) -> Result<(), JournalError> {
+        let mut journal = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        journal.append(event).map_err(|source| JournalError { path: journal.path().to_path_buf(), source })
+    }
+}
+
+/// The journal could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("journal {}: {source}", path.display())]
+pub struct JournalError {
+    /// The journal file.
+    pub path: PathBuf,
+    /// The underlying error.
+    pub source: std::io::Error,
 }
 
 /// The last attempt number recorded for each job.

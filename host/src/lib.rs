@@ -12,6 +12,8 @@
 //! - [`capabilities`]: host side of each `pictor:plugin` interface;
 //! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
 //! - [`net`]: blob downloads into a verified, content-addressed cache;
+//! - [`network`]: jobs leased from a coordinator, run through the spool,
+//!   reported exactly once (client, lease ledger, heartbeat, reporter);
 //! - [`worker`], [`spool`], [`journal`], [`mining`]: the worker loop over a
 //!   local spool, with a crash-safe journal, mining while idle;
 //! - [`proof`]: the worker key and signed result proofs;
@@ -27,6 +29,7 @@ pub mod jobs;
 pub mod journal;
 pub mod mining;
 pub mod net;
+pub mod network;
 pub mod proof;
 pub mod runtime;
 pub mod spool;

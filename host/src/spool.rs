@@ -110,7 +110,7 @@ impl Spool {
     /// Asks the worker to cancel job `id` (queued or running); false if no
     /// such job is queued or running.
     pub fn cancel(&self, id: &str) -> Result<bool, SpoolError> {
-        let known = self.known(id)? && !self.done_dir(id).exists();
+        let known = self.contains(id)? && !self.done_dir(id).exists();
         if known {
             let marker = self.root.join("cancel").join(id);
             std::fs::write(&marker, b"").map_err(io_err(&marker))?;
@@ -133,7 +133,8 @@ impl Spool {
         self.root.join("done").join(id)
     }
 
-    fn known(&self, id: &str) -> Result<bool, SpoolError> {
+    /// Whether a job with this id is queued, running or done.
+    pub fn contains(&self, id: &str) -> Result<bool, SpoolError> {
         if self.root.join("running").join(id).exists() || self.done_dir(id).exists() {
             return Ok(true);
         }
@@ -164,13 +165,19 @@ impl Spool {
             }
             spec.plugin = Some(crate::jobs::spec::FileRef { path, sha256 });
         }
-        if self.known(&spec.id)? {
-            return Err(SpoolError::Duplicate(spec.id));
+        self.enqueue(&spec)
+    }
+
+    /// Queues a validated spec whose plugin and input paths are absolute
+    /// (how the network source hands the worker a leased job).
+    pub fn enqueue(&self, spec: &JobSpec) -> Result<PathBuf, SpoolError> {
+        if self.contains(&spec.id)? {
+            return Err(SpoolError::Duplicate(spec.id.clone()));
         }
         let seq = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let target = self.root.join("incoming").join(format!("{seq:024}-{}.json", spec.id));
         let tmp_dir = self.root.join("tmp");
-        write_atomic(&tmp_dir, &target, &pretty_json(&spec, &tmp_dir)?)?;
+        write_atomic(&tmp_dir, &target, &pretty_json(spec, &tmp_dir)?)?;
         Ok(target)
     }
 
@@ -253,7 +260,7 @@ fn pretty_json<T: serde::Serialize>(value: &T, dir: &Path) -> Result<Vec<u8>, Sp
 
 /// Writes `bytes` to `target` through a temporary file in `tmp_dir`,
 /// fsync'd before the rename.
-fn write_atomic(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+pub(crate) fn write_atomic(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     use std::io::Write;
     let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err(tmp_dir))?;
     tmp.write_all(bytes).map_err(io_err(target))?;

@@ -14,7 +14,7 @@
 //! checkpoint file. Every state change is journaled (fsync'd) first.
 //! Each result comes with `proof.json`, signed with the worker key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
-use crate::journal::{self, Event, Journal};
+use crate::journal::{self, Event, Journal, JournalError, SharedJournal};
 use crate::mining::{Miner, MiningPlan};
 use crate::proof::{KeyError, WorkerKey};
 use crate::runtime::Runtime;
@@ -72,13 +72,8 @@ pub enum WorkerError {
     Spool(#[from] SpoolError),
     /// The journal could not be written: the worker stops rather than run
     /// jobs it could not account for.
-    #[error("journal {path}: {source}")]
-    Journal {
-        /// The journal file.
-        path: String,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// The worker key could not be loaded or created.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -104,17 +99,17 @@ struct Shared {
     key: WorkerKey,
     runtime: Arc<Runtime>,
     spool: Spool,
-    journal: Mutex<Journal>,
+    journal: SharedJournal,
     /// Last attempt number per job, from the journal and this run.
     attempts: Mutex<HashMap<String, u32>>,
     activity: watch::Sender<Option<Activity>>,
+    /// Progress of every running job, by id.
+    running: watch::Sender<BTreeMap<String, Progress>>,
 }
 
 impl Shared {
     fn log(&self, event: Event) -> Result<(), WorkerError> {
-        let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
-        let path = journal.path().display().to_string();
-        journal.append(event).map_err(|source| WorkerError::Journal { path, source })
+        Ok(self.journal.append(event)?)
     }
 
     fn next_attempt(&self, job: &str) -> u32 {
@@ -148,8 +143,7 @@ impl Worker {
     /// Opens the spool's journal; `gpus` has one provider per configured GPU.
     pub fn new(config: WorkerConfig, runtime: Arc<Runtime>, gpus: Vec<Arc<GpuProvider>>, spool: Spool) -> Result<Self, WorkerError> {
         let path = spool.journal_path();
-        let journal_err = |source| WorkerError::Journal { path: path.display().to_string(), source };
-        let (journal, history) = Journal::open(&path).map_err(journal_err)?;
+        let (journal, history) = Journal::open(&path).map_err(|source| JournalError { path: path.clone(), source })?;
         let attempts = journal::last_attempts(&history);
         let key = WorkerKey::load_or_create(&config.key_file)?;
         tracing::info!(public_key = %key.public_hex(), "worker key");
@@ -158,9 +152,10 @@ impl Worker {
             config,
             runtime,
             spool,
-            journal: Mutex::new(journal),
+            journal: SharedJournal::new(journal),
             attempts: Mutex::new(attempts),
             activity: watch::channel(None).0,
+            running: watch::channel(BTreeMap::new()).0,
         };
         shared.log(Event::WorkerStarted { worker: shared.config.worker_id.clone() })?;
         let slots = gpus.into_iter().map(|gpu| Slot { gpu, running: 0, miner: None, idle_since: Instant::now() }).collect();
@@ -176,6 +171,22 @@ impl Worker {
     /// What the worker is doing (`None`: idle), for the status line.
     pub fn activity(&self) -> watch::Receiver<Option<Activity>> {
         self.shared.activity.subscribe()
+    }
+
+    /// The progress of each running job, by job id (for lease heartbeats).
+    pub fn running_jobs(&self) -> watch::Receiver<BTreeMap<String, Progress>> {
+        self.shared.running.subscribe()
+    }
+
+    /// The worker's public key, hex (registered with the coordinator).
+    pub fn public_key(&self) -> String {
+        self.shared.key.public_hex()
+    }
+
+    /// The worker's journal, for other parts of the process (the network
+    /// source) to record their state changes in the same file.
+    pub fn journal(&self) -> SharedJournal {
+        self.shared.journal.clone()
     }
 
     async fn stop_miner(&mut self, slot: usize, reason: &str) -> Result<(), WorkerError> {
@@ -319,12 +330,19 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
             run.checkpoint = CheckpointStore::File(job.checkpoint());
             run.control = Arc::clone(&control);
             run.progress = progress_tx;
+            shared.running.send_modify(|jobs| {
+                jobs.insert(id.clone(), Progress::default());
+            });
             let forward = tokio::spawn({
                 let (status, label, since) = (shared.activity.clone(), format!("job {id} ({})", job.spec.kind), Instant::now());
+                let (running, id) = (shared.running.clone(), id.clone());
                 status.send_replace(Some(Activity { label: label.clone(), progress: Progress::default(), since }));
                 async move {
                     while progress_rx.changed().await.is_ok() {
                         let progress = progress_rx.borrow_and_update().clone();
+                        running.send_modify(|jobs| {
+                            jobs.insert(id.clone(), progress.clone());
+                        });
                         status.send_replace(Some(Activity { label: label.clone(), progress, since }));
                     }
                 }
@@ -348,6 +366,9 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
             let outcome = run_job(&plugin, run).await;
             forward.abort();
             stopper.abort();
+            shared.running.send_modify(|jobs| {
+                jobs.remove(&id);
+            });
             shared.activity.send_replace(None);
             outcome
         }

@@ -8,6 +8,7 @@ mod exec;
 mod gpu;
 mod gpu_in_process;
 mod inspect;
+mod network;
 mod reproducible;
 mod sandbox;
 mod support;

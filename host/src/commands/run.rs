@@ -12,6 +12,11 @@ use std::time::Duration;
 use clap::Args;
 use pictor_host::capabilities::gpu::{GpuProvider, device};
 use pictor_host::config::{JobSource, WorkerConfig};
+use pictor_host::net::cache::BlobCache;
+use pictor_host::net::fetch::{FetchOptions, Fetcher};
+use pictor_host::network::client::CoordinatorClient;
+use pictor_host::network::{Connection, NetStatus, NetworkSource, SourceParts};
+use pictor_protocol::api::{GpuDescription, RegisterRequest};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
 use pictor_host::mining::{self, Eligibility};
@@ -36,14 +41,14 @@ impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let config = WorkerConfig::load(&self.config)?;
         eprintln!("Worker {} ({}) · Connecting…", config.worker_id, config.name);
-        let spool_dir = match &config.source {
-            JobSource::Spool(dir) => dir.clone(),
-            JobSource::Coordinator { url, .. } => {
-                anyhow::bail!("coordinator {url}: the network client is not built yet; use a local spool (`coordinator.spool`)")
-            }
-        };
+        let spool_dir = config.source.spool().to_path_buf();
         let spool = Spool::open(&spool_dir)?;
-        eprintln!("Worker {} · Connected (local spool {})", config.worker_id, spool_dir.display());
+        match &config.source {
+            JobSource::Spool(_) => eprintln!("Worker {} · Connected (local spool {})", config.worker_id, spool_dir.display()),
+            JobSource::Coordinator { url, .. } => {
+                eprintln!("Worker {} · coordinator {url} (working folder {})", config.worker_id, spool_dir.display())
+            }
+        }
 
         let adapters = device::adapters(&device::instance());
         if adapters.is_empty() {
@@ -74,28 +79,73 @@ impl RunCommand {
         }
         let gpus: Vec<Arc<GpuProvider>> = config.gpus.iter().map(|g| Arc::new(GpuProvider::new(g.clone()))).collect();
         eprintln!("Scheduling: {} GPU slot group(s) × {} job(s) per GPU", gpus.len(), config.jobs_per_gpu);
-        let mut worker = Worker::new(config, runtime, gpus.clone(), spool)?;
+        let slots = gpus.len() as u32 * config.jobs_per_gpu;
+        let coordinator = match &config.source {
+            JobSource::Coordinator { url, token, .. } => Some((url.clone(), token.clone(), registration(&config, &adapters, &nvml, slots))),
+            JobSource::Spool(_) => None,
+        };
+        let cache_bytes = config.cache_bytes;
+        let mut worker = Worker::new(config, runtime, gpus.clone(), spool.clone())?;
         if let Eligibility::Mine(plan) = mining {
             worker = worker.with_mining(*plan);
         }
         let activity = worker.activity();
 
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let summary = tokio.block_on(async {
+        let (summary, unreported) = tokio.block_on(async {
             let (stop_tx, stop_rx) = watch::channel(false);
-            let signals = tokio::spawn(async move {
-                wait_for_signal().await;
-                eprintln!("\nstopping: the running job is asked to stop and checkpoint");
-                let _ = stop_tx.send(true);
+            let source = match coordinator {
+                None => None,
+                Some((url, token, mut registration)) => {
+                    registration.public_key = worker.public_key();
+                    let http = pictor_host::net::http_client(concat!("pictor-host/", env!("CARGO_PKG_VERSION")))?;
+                    let cache = Arc::new(BlobCache::open(spool_dir.join("cache"), cache_bytes)?);
+                    let fetcher = Arc::new(Fetcher::new(http.clone(), cache, FetchOptions::default()));
+                    Some(NetworkSource::new(SourceParts {
+                        client: CoordinatorClient::new(http, url, token),
+                        fetcher,
+                        spool,
+                        journal: worker.journal(),
+                        registration,
+                        running: worker.running_jobs(),
+                        activity: activity.clone(),
+                    })?)
+                }
+            };
+            let net_status = source.as_ref().map(|s| s.status());
+            let signals = tokio::spawn({
+                let stop_tx = stop_tx.clone();
+                async move {
+                    wait_for_signal().await;
+                    eprintln!("\nstopping: the running job is asked to stop and checkpoint");
+                    let _ = stop_tx.send(true);
+                }
             });
-            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity)));
-            let summary = worker.run(self.until_idle, stop_rx).await;
+            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity, net_status)));
+            let (summary, unreported) = match source {
+                None => (worker.run(self.until_idle, stop_rx).await, Ok(0)),
+                Some(source) => {
+                    // The worker serves until stopped; with --until-idle the
+                    // network source stops it once the coordinator has
+                    // nothing more and every result is reported.
+                    let (idle_tx, mut idle_rx) = watch::channel(false);
+                    let idle = tokio::spawn(async move {
+                        if idle_rx.wait_for(|idle| *idle).await.is_ok() {
+                            let _ = stop_tx.send(true);
+                        }
+                    });
+                    let net = source.run(self.until_idle, stop_rx.clone(), idle_tx);
+                    let (summary, unreported) = tokio::join!(worker.run(false, stop_rx), net);
+                    idle.abort();
+                    (summary, unreported.map_err(anyhow::Error::from))
+                }
+            };
             signals.abort();
             if let Some(bar) = bar {
                 bar.abort();
                 eprint!("\r\x1b[2K");
             }
-            summary
+            anyhow::Ok((summary?, unreported?))
         })?;
         tokio.shutdown_timeout(Duration::from_secs(10));
         drop(gpus);
@@ -103,13 +153,43 @@ impl RunCommand {
             "Worker stopped: {} job(s) finished ({} failed), {} interrupted (they resume on the next start)",
             summary.finished, summary.failed, summary.interrupted
         );
+        if unreported > 0 {
+            eprintln!("{unreported} result(s) not yet reported to the coordinator: they are kept and reported on the next start");
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
 
+/// How this worker introduces itself to the coordinator (the public key
+/// is filled in once the worker key is loaded).
+fn registration(config: &WorkerConfig, adapters: &[wgpu::Adapter], nvml: &nvml::NvmlStatus, slots: u32) -> RegisterRequest {
+    let nvml_memory = |name: &str| match nvml {
+        nvml::NvmlStatus::Available { gpus, .. } => gpus.iter().find(|g| g.name == name).and_then(|g| g.memory_total).map(|b| b >> 20),
+        nvml::NvmlStatus::Unavailable { .. } => None,
+    };
+    RegisterRequest {
+        worker_id: config.worker_id.clone(),
+        name: config.name.clone(),
+        public_key: String::new(),
+        host_version: concat!("pictor-host ", env!("CARGO_PKG_VERSION")).to_string(),
+        gpus: adapters
+            .iter()
+            .map(|a| {
+                let info = a.get_info();
+                GpuDescription { memory_mib: nvml_memory(&info.name), name: info.name, backend: format!("{:?}", info.backend) }
+            })
+            .collect(),
+        kinds: config.job_kinds.clone().unwrap_or_default(),
+        prices: config.prices.clone(),
+        slots,
+    }
+}
+
 /// One live status line on a terminal: job, kind, progress bar, ETA and
-/// message; or the miner's hashrate; or idle. Redrawn every second.
-async fn show_status(mut rx: watch::Receiver<Option<Activity>>) {
+/// message; or the miner's hashrate; or idle; then, with a coordinator, the
+/// connection, the download in progress and results waiting to be
+/// reported. Redrawn every second.
+async fn show_status(mut rx: watch::Receiver<Option<Activity>>, net: Option<watch::Receiver<NetStatus>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -127,7 +207,34 @@ async fn show_status(mut rx: watch::Receiver<Option<Activity>>) {
                 format!("{} [{}{}] {:>3.0}%{eta} · {}", a.label, "#".repeat(filled), "-".repeat(20 - filled), f * 100.0, a.progress.message)
             }
         };
-        eprint!("\r\x1b[2K{line}");
+        let net = net.as_ref().map(|n| network_status(&n.borrow())).unwrap_or_default();
+        eprint!("\r\x1b[2K{line}{net}");
         let _ = std::io::stderr().flush();
     }
+}
+
+/// The network part of the status line.
+fn network_status(status: &NetStatus) -> String {
+    let mut line = match &status.connection {
+        Connection::Connecting => " · coordinator: connecting".to_string(),
+        Connection::Connected => " · coordinator: connected".to_string(),
+        Connection::Offline(_) => " · coordinator: OFFLINE (retrying; results are kept)".to_string(),
+        Connection::Refused(why) => format!(" · coordinator REFUSES this worker: {why}"),
+    };
+    if let Some(d) = &status.download {
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        let f = if d.bytes_total > 0 { d.bytes_done as f64 / d.bytes_total as f64 } else { 0.0 };
+        let filled = (f * 10.0).round() as usize;
+        line.push_str(&format!(
+            " · ↓ [{}{}] {:.1}/{:.1} MiB",
+            "#".repeat(filled.min(10)),
+            "-".repeat(10 - filled.min(10)),
+            mib(d.bytes_done),
+            mib(d.bytes_total)
+        ));
+    }
+    if status.unreported > 0 {
+        line.push_str(&format!(" · {} to report", status.unreported));
+    }
+    line
 }

@@ -1,0 +1,260 @@
+//! The coordinator API client: one method per endpoint of protocol v1,
+//! typed with `pictor_protocol::api`, every request carrying the protocol
+//! version and the worker token, every reply's version checked.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pictor_protocol::api::{
+    self, CompleteReply, CompleteRequest, ErrorBody, ErrorCode, FailRequest, Heartbeat, HeartbeatReply, Info, Lease,
+    LeaseRequest, PROTOCOL_VERSION, RegisterReply, RegisterRequest, VERSION_HEADER,
+};
+use pictor_protocol::digest::Sha256Digest;
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A coordinator call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No reply: connection refused or cut, timeout, DNS.
+    #[error("cannot reach the coordinator at {url}: {message}")]
+    Unreachable {
+        /// The request URL.
+        url: String,
+        /// What the transport said.
+        message: String,
+    },
+    /// The coordinator answered with an error.
+    #[error("coordinator refused {url} (HTTP {status}, {code}): {message}", code = error_code_name(body.error), message = body.message)]
+    Api {
+        /// The request URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// Its error body.
+        body: ErrorBody,
+    },
+    /// The coordinator speaks another protocol version.
+    #[error(
+        "the coordinator at {url} speaks protocol version {version}, this host speaks version {PROTOCOL_VERSION}: update pictor-host (or point it at a coordinator of its version)"
+    )]
+    Version {
+        /// The request URL.
+        url: String,
+        /// The version it announced.
+        version: String,
+    },
+    /// A reply that is not what the protocol says.
+    #[error("coordinator reply to {url} is malformed: {message}")]
+    Malformed {
+        /// The request URL.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A local file to upload could not be read.
+    #[error("cannot read {path} to upload it: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+fn error_code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "unknown".into())
+}
+
+impl ClientError {
+    /// Whether trying again later may succeed (no reply, a server fault,
+    /// or the server asking to slow down).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Api { status, body, .. } => *status >= 500 || *status == 429 || body.error == ErrorCode::Internal,
+            ClientError::Malformed { .. } => true,
+            ClientError::Version { .. } | ClientError::File { .. } => false,
+        }
+    }
+
+    /// The protocol error code, if the coordinator sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.error),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one coordinator, authenticated as one worker.
+#[derive(Clone)]
+pub struct CoordinatorClient {
+    http: reqwest::Client,
+    base: url::Url,
+    token: String,
+}
+
+impl std::fmt::Debug for CoordinatorClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl CoordinatorClient {
+    /// A client for the coordinator at `base` with the worker `token`.
+    pub fn new(http: reqwest::Client, base: url::Url, token: String) -> Self {
+        CoordinatorClient { http, base, token }
+    }
+
+    /// The worker token (for blob downloads from this coordinator).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The absolute URL of an API path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
+    }
+
+    /// The URL of a blob.
+    pub fn blob_url(&self, sha256: &Sha256Digest) -> String {
+        self.url(&api::paths::blob(sha256))
+    }
+
+    /// Where the fetcher downloads a blob from, with this worker's token.
+    pub fn blob_source(&self, sha256: &Sha256Digest, name: &str) -> Result<crate::net::fetch::BlobSource, url::ParseError> {
+        Ok(crate::net::fetch::BlobSource::coordinator(&self.base, self.token.clone(), sha256)?.named(name))
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, url).bearer_auth(&self.token).header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+    }
+
+    /// Sends `request`, checks the reply's version and maps error replies.
+    async fn send(&self, url: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: url.to_string(), message: transport_message(&e) })?;
+        if let Some(version) = response.headers().get(VERSION_HEADER) {
+            let version = version.to_str().unwrap_or("?");
+            if version != PROTOCOL_VERSION.to_string() {
+                return Err(ClientError::Version { url: url.to_string(), version: version.to_string() });
+            }
+        }
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
+            error: if status.is_server_error() { ErrorCode::Internal } else { ErrorCode::Unknown },
+            message: format!("{}: {}", status, text.chars().take(200).collect::<String>()),
+            missing: Vec::new(),
+        });
+        if body.error == ErrorCode::UnsupportedVersion {
+            return Err(ClientError::Version { url: url.to_string(), version: body.message });
+        }
+        Err(ClientError::Api { url: url.to_string(), status: status.as_u16(), body })
+    }
+
+    async fn call<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, ClientError> {
+        let url = self.url(path);
+        let response = self.send(&url, self.request(reqwest::Method::POST, &url).json(body)).await?;
+        parse(&url, response).await
+    }
+
+    /// `GET /info` (no credential needed, but sent anyway).
+    pub async fn info(&self) -> Result<Info, ClientError> {
+        let url = self.url(&api::paths::info());
+        let response = self.send(&url, self.request(reqwest::Method::GET, &url)).await?;
+        parse(&url, response).await
+    }
+
+    /// Registers (or re-registers) this worker.
+    pub async fn register(&self, request: &RegisterRequest) -> Result<RegisterReply, ClientError> {
+        self.call(&api::paths::register(), request).await
+    }
+
+    /// Sends a heartbeat listing the leases in hand.
+    pub async fn heartbeat(&self, worker_id: &str, heartbeat: &Heartbeat) -> Result<HeartbeatReply, ClientError> {
+        self.call(&api::paths::heartbeat(worker_id), heartbeat).await
+    }
+
+    /// Long-polls for a job for up to `wait_s` seconds; `None` if none came.
+    pub async fn lease(&self, worker_id: &str, wait_s: u32) -> Result<Option<Lease>, ClientError> {
+        let url = self.url(&api::paths::lease(worker_id));
+        let request = self
+            .request(reqwest::Method::POST, &url)
+            .json(&LeaseRequest { wait_s })
+            // The server holds the request up to wait_s: allow for it.
+            .timeout(Duration::from_secs(u64::from(wait_s) + 30));
+        let response = self.send(&url, request).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        parse(&url, response).await.map(Some)
+    }
+
+    /// Reports a successful lease.
+    pub async fn complete(&self, lease_id: &str, request: &CompleteRequest) -> Result<CompleteReply, ClientError> {
+        self.call(&api::paths::complete(lease_id), request).await
+    }
+
+    /// Reports a failed lease.
+    pub async fn fail(&self, lease_id: &str, request: &FailRequest) -> Result<CompleteReply, ClientError> {
+        self.call(&api::paths::fail(lease_id), request).await
+    }
+
+    /// Whether the coordinator has a blob.
+    pub async fn has_blob(&self, sha256: &Sha256Digest) -> Result<bool, ClientError> {
+        let url = self.blob_url(sha256);
+        match self.send(&url, self.request(reqwest::Method::HEAD, &url)).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads the file at `path` as blob `sha256`, streaming it.
+    pub async fn upload_blob(&self, sha256: &Sha256Digest, path: &Path) -> Result<(), ClientError> {
+        let url = self.blob_url(sha256);
+        let file_err = |source| ClientError::File { path: path.display().to_string(), source };
+        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let size = file.metadata().await.map_err(file_err)?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+        let request = self
+            .request(reqwest::Method::PUT, &url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        self.send(&url, request).await.map(drop)
+    }
+}
+
+async fn parse<R: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<R, ClientError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Unreachable { url: url.to_string(), message: transport_message(&e) })?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed { url: url.to_string(), message: e.to_string() })
+}
+
+/// The transport error with its causes, on one line.
+fn transport_message(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

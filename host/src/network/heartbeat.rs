@@ -1,0 +1,95 @@
+//! The heartbeat: every `heartbeat_interval_s`, tell the coordinator what
+//! the worker does and which leases it holds (with progress), which extends
+//! them; a lease the coordinator calls `cancelled` or `gone` is dropped
+//! (its job cancelled locally, nothing reported).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pictor_protocol::api::{Heartbeat, LeaseProgress, LeaseState};
+use tokio::sync::watch;
+
+use super::backoff::Backoff;
+use super::ledger::LeaseStep;
+use super::{Connection, NetworkError, NetworkSource};
+
+impl NetworkSource {
+    /// The heartbeat loop; ends when `stop` fires.
+    pub(super) async fn heartbeat_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut timing = self.timing.subscribe();
+        let mut backoff = Backoff::coordinator();
+        loop {
+            let interval = timing.borrow_and_update().as_ref().map(|t| Duration::from_secs(u64::from(t.heartbeat_interval_s.max(1))));
+            let Some(interval) = interval else {
+                // Not registered yet.
+                tokio::select! {
+                    _ = timing.changed() => continue,
+                    _ = stop.changed() => return,
+                }
+            };
+            let delay = match self.beat().await {
+                Ok(()) => {
+                    backoff.reset();
+                    interval
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    backoff.next_delay().min(interval)
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One heartbeat.
+    async fn beat(&self) -> Result<(), NetworkError> {
+        let entries = self.entries()?;
+        let running = self.running.borrow().clone();
+        let held: Vec<_> = entries.into_iter().filter(|e| matches!(e.step, LeaseStep::Fetching | LeaseStep::Queued)).collect();
+        let leases = held
+            .iter()
+            .map(|e| {
+                let id = &e.lease.lease_id;
+                let (fraction, message) = match running.get(id) {
+                    Some(p) => (p.fraction, p.message.clone()),
+                    None if self.is_done(id) => (1.0, "finished; reporting".to_string()),
+                    None if e.step == LeaseStep::Fetching => (0.0, "downloading".to_string()),
+                    None => (0.0, "queued".to_string()),
+                };
+                LeaseProgress { lease_id: id.clone(), fraction, message }
+            })
+            .collect();
+        let activity = match self.activity.borrow().as_ref() {
+            None => "idle",
+            Some(a) if a.label == "mining" => "mining",
+            Some(_) => "job",
+        };
+        let heartbeat = Heartbeat { activity: activity.to_string(), leases };
+        let reply = match self.client.heartbeat(&self.registration.worker_id, &heartbeat).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.note_error(&e);
+                // Transient or not, the other loops deal with it; the
+                // heartbeat just tries again.
+                return Ok(());
+            }
+        };
+        if self.status.borrow().connection != Connection::Connected {
+            self.set_connection(Connection::Connected);
+        }
+        for status in reply.leases {
+            let reason = match status.state {
+                LeaseState::Active => continue,
+                LeaseState::Cancelled => "the creator cancelled the job",
+                LeaseState::Gone => "the coordinator ended the lease (expired and reassigned, or done elsewhere)",
+            };
+            if let Some(entry) = held.iter().find(|e| e.lease.lease_id == status.lease_id) {
+                self.drop_lease(entry.clone(), reason.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! Registration and leasing: introduce the worker, then long-poll for a
+//! job whenever a slot is free, download its plugin and inputs (verified,
+//! into the cache, pinned) and queue it in the spool under the lease id.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use pictor_protocol::api::{self, ErrorCode, FailRequest, Lease};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::backoff::Backoff;
+use super::client::ClientError;
+use super::ledger::{LeaseStep, LedgerEntry};
+use super::{Connection, NetworkError, NetworkSource};
+use crate::jobs::limits::LimitOverrides;
+use crate::jobs::spec::{FileRef, InputRef, JobSpec, SPEC_VERSION};
+use crate::journal::Event;
+use crate::net::fetch::FetchItem;
+
+/// How long one lease request waits at the coordinator when the worker
+/// runs `--until-idle` (it stops at the first empty answer).
+const IDLE_PROBE_WAIT_S: u32 = 1;
+
+/// How often a worker with no free slot looks again.
+const FULL_RECHECK: Duration = Duration::from_millis(200);
+
+impl NetworkSource {
+    /// Registers, with backoff, until it works or `stop` fires; false if stopped.
+    async fn register(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut backoff = Backoff::coordinator();
+        loop {
+            if *stop.borrow() {
+                return false;
+            }
+            match self.client.register(&self.registration).await {
+                Ok(reply) => {
+                    tracing::info!(
+                        worker = %reply.worker_id,
+                        lease_ttl_s = reply.lease_ttl_s,
+                        heartbeat_s = reply.heartbeat_interval_s,
+                        "registered with the coordinator"
+                    );
+                    self.timing.send_replace(Some(reply));
+                    self.set_connection(Connection::Connected);
+                    return true;
+                }
+                Err(e) => {
+                    self.note_error(&e);
+                    if !e.is_retryable() {
+                        // The owner must act (token, key, version); keep
+                        // trying slowly so a fix on the coordinator side is
+                        // picked up without a restart.
+                        backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(60));
+                    }
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a failed call in the connection state.
+    pub(super) fn note_error(&self, error: &ClientError) {
+        match error {
+            e if e.is_retryable() => self.set_connection(Connection::Offline(e.to_string())),
+            ClientError::Api { status: 401, .. } => self.set_connection(Connection::Refused(format!(
+                "{error}; the worker token in worker.json is not valid here: download this worker's config again"
+            ))),
+            e => self.set_connection(Connection::Refused(e.to_string())),
+        }
+    }
+
+    /// Leases in hand that take a slot: fetching, or queued and not done.
+    fn held(&self) -> Result<usize, NetworkError> {
+        Ok(self
+            .entries()?
+            .iter()
+            .filter(|e| match e.step {
+                LeaseStep::Fetching => true,
+                LeaseStep::Queued => !self.is_done(&e.lease.lease_id),
+                LeaseStep::Dropped | LeaseStep::FetchFailed | LeaseStep::Invalid => false,
+            })
+            .count())
+    }
+
+    /// The lease loop; see the module doc.
+    pub(super) async fn lease_loop(self: Arc<Self>, until_idle: bool, mut stop: watch::Receiver<bool>, idle: watch::Sender<bool>) -> Result<(), NetworkError> {
+        if !self.register(&mut stop).await {
+            return Ok(());
+        }
+        let mut fetches = JoinSet::new();
+        // Leases a crash or stop left mid-download: fetch them again
+        // (partial downloads resume).
+        for entry in self.entries()? {
+            if entry.step == LeaseStep::Fetching {
+                if self.spool.contains(&entry.lease.lease_id)? {
+                    self.put(&LedgerEntry { step: LeaseStep::Queued, ..entry })?;
+                } else {
+                    fetches.spawn(Arc::clone(&self).fetch_and_queue(entry.lease));
+                }
+            }
+        }
+        let mut backoff = Backoff::coordinator();
+        while !*stop.borrow() {
+            while let Some(done) = fetches.try_join_next() {
+                if let Ok(Err(e)) = done {
+                    return Err(e);
+                }
+            }
+            if self.held()? >= self.slots {
+                tokio::select! {
+                    () = tokio::time::sleep(FULL_RECHECK) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let max_wait = self.timing.borrow().as_ref().map_or(30, |t| t.max_wait_s);
+            let wait_s = if until_idle { IDLE_PROBE_WAIT_S } else { max_wait };
+            let leased = tokio::select! {
+                leased = self.client.lease(&self.registration.worker_id, wait_s) => leased,
+                _ = stop.changed() => break,
+            };
+            match leased {
+                Ok(Some(lease)) => {
+                    backoff.reset();
+                    self.set_connection(Connection::Connected);
+                    if let Some(entry) = self.accept(lease).await? {
+                        fetches.spawn(Arc::clone(&self).fetch_and_queue(entry.lease));
+                    }
+                }
+                Ok(None) => {
+                    backoff.reset();
+                    self.set_connection(Connection::Connected);
+                    if until_idle && fetches.is_empty() && self.entries()?.is_empty() && self.spool.next_incoming()?.is_none() && self.spool.running()?.is_empty() {
+                        tracing::info!("the coordinator has no job for this worker and everything is reported: idle");
+                        idle.send_replace(true);
+                        break;
+                    }
+                }
+                Err(e) if e.code() == Some(ErrorCode::NotFound) || e.code() == Some(ErrorCode::Unauthorized) => {
+                    // The coordinator forgot us (a new database) or the
+                    // token changed: register again.
+                    self.note_error(&e);
+                    if !self.register(&mut stop).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.note_error(&e);
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+        // Downloads in flight stop here; their ledger entries stay
+        // `fetching` and resume on the next start.
+        fetches.shutdown().await;
+        Ok(())
+    }
+
+    /// Journals and records a new lease; refuses (reports as failed) one
+    /// that is malformed.
+    async fn accept(&self, lease: Lease) -> Result<Option<LedgerEntry>, NetworkError> {
+        if !api::valid_id(&lease.lease_id) {
+            tracing::error!(lease = %lease.lease_id, "coordinator sent a lease id that is not a valid id; ignored");
+            return Ok(None);
+        }
+        tracing::info!(lease = %lease.lease_id, kind = %lease.kind, inputs = lease.inputs.len(), "job leased");
+        self.log(Event::Leased { job: lease.lease_id.clone(), job_id: lease.job_id.clone(), kind: lease.kind.clone() })?;
+        if let Err(problem) = spec_of(&lease, std::path::Path::new("/"), &[]) {
+            let entry = LedgerEntry { lease, step: LeaseStep::Invalid, reason: Some(format!("invalid lease: {problem}")) };
+            self.put(&entry)?;
+            return Ok(None);
+        }
+        let entry = LedgerEntry { lease, step: LeaseStep::Fetching, reason: None };
+        self.put(&entry)?;
+        Ok(Some(entry))
+    }
+
+    /// Downloads a lease's plugin and inputs and queues its job.
+    async fn fetch_and_queue(self: Arc<Self>, lease: Lease) -> Result<(), NetworkError> {
+        let id = lease.lease_id.clone();
+        let mut items = Vec::with_capacity(lease.inputs.len() + 1);
+        let named = std::iter::once(("plugin".to_string(), &lease.plugin.sha256, lease.plugin.size))
+            .chain(lease.inputs.iter().map(|i| (format!("input {:?}", i.name), &i.sha256, i.size)));
+        for (name, sha256, size) in named {
+            match self.client.blob_source(sha256, &name) {
+                Ok(source) => items.push(FetchItem { source, blob: *sha256, size: Some(size) }),
+                Err(e) => tracing::error!(lease = %id, error = %e, "blob URL"),
+            }
+        }
+        let progress = self.download_progress();
+        let fetched = self.fetcher.fetch_all(items, &progress).await;
+        self.status.send_modify(|s| s.download = None);
+        let Some(entry) = self.ledger.get(&id).map_err(|e| self.ledger_error(e))? else { return Ok(()) };
+        if entry.step != LeaseStep::Fetching {
+            return Ok(()); // dropped while downloading
+        }
+        let blobs = match fetched {
+            Ok(blobs) => blobs,
+            Err(e) => {
+                tracing::warn!(lease = %id, error = %e, "download failed; the lease is reported as failed");
+                return self.put(&LedgerEntry { step: LeaseStep::FetchFailed, reason: Some(format!("download failed: {e}")), ..entry });
+            }
+        };
+        let paths: Vec<std::path::PathBuf> = blobs.iter().map(|b| b.path().to_path_buf()).collect();
+        let spec = match spec_of(&lease, &paths[0], &paths[1..]) {
+            Ok(spec) => spec,
+            Err(problem) => {
+                return self.put(&LedgerEntry { step: LeaseStep::Invalid, reason: Some(format!("invalid lease: {problem}")), ..entry });
+            }
+        };
+        self.pins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), blobs.iter().map(|b| b.pin().clone()).collect());
+        if !self.spool.contains(&id)? {
+            self.spool.enqueue(&spec)?;
+        }
+        self.put(&LedgerEntry { step: LeaseStep::Queued, ..entry })?;
+        tracing::info!(lease = %id, "job queued");
+        Ok(())
+    }
+
+    /// A progress sink whose updates show on the status line.
+    fn download_progress(&self) -> crate::net::fetch::ProgressSink {
+        let (sink, mut rx) = crate::net::fetch::ProgressSink::channel();
+        let status = self.status.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let progress = *rx.borrow_and_update();
+                status.send_modify(|s| s.download = Some(progress));
+            }
+        });
+        sink
+    }
+}
+
+/// The job spec of `lease`, with its plugin and inputs at `plugin` and
+/// `inputs` (cache paths); an error says what in the lease is invalid.
+fn spec_of(lease: &Lease, plugin: &std::path::Path, inputs: &[std::path::PathBuf]) -> Result<JobSpec, String> {
+    let limits: LimitOverrides = match &lease.limits {
+        serde_json::Value::Null => LimitOverrides::default(),
+        value => serde_json::from_value(value.clone()).map_err(|e| format!("`limits`: {e}"))?,
+    };
+    let spec = JobSpec {
+        version: SPEC_VERSION,
+        id: lease.lease_id.clone(),
+        kind: lease.kind.clone(),
+        params: lease.params.clone(),
+        seed: lease.seed,
+        limits,
+        plugin: Some(FileRef { path: plugin.to_path_buf(), sha256: lease.plugin.sha256 }),
+        inputs: lease
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| InputRef {
+                name: input.name.clone(),
+                file: FileRef { path: inputs.get(i).cloned().unwrap_or_default(), sha256: input.sha256 },
+            })
+            .collect(),
+        price: lease.price,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The report for a lease that never ran: `download` failures may work
+/// elsewhere, an `invalid-lease` never does.
+pub(super) fn not_run(step: LeaseStep, reason: &str) -> FailRequest {
+    let (kind, retryable) = if step == LeaseStep::Invalid { ("invalid-lease", false) } else { ("download", true) };
+    FailRequest { kind: kind.into(), message: reason.to_string(), retryable, proof: None }
+}

@@ -1,0 +1,243 @@
+//! The worker's network side: jobs leased from a coordinator, run through
+//! the local spool, reported back exactly once.
+//!
+//! ```text
+//! coordinator ──lease──▶ leaser ──fetch (net::fetch, cache)──▶ spool/incoming ──▶ Worker
+//!      ▲                   │ ledger: fetching → queued                                │
+//!      │               heartbeat (extends leases, hears cancels) ◀── running progress ─┤
+//!      └──── complete/fail ◀── reporter ◀── spool/done/<lease>/{result,proof}.json ◀───┘
+//! ```
+//!
+//! Nothing is lost: a lease is written to the ledger before anything is
+//! downloaded; a result is in the spool (and the journal) before it is
+//! reported; a report is retried with backoff until the coordinator
+//! answers, and the ledger entry is removed only then. Reports are
+//! idempotent at the coordinator, so a reply lost on the way back makes the
+//! retry a harmless duplicate. Offline, the worker finishes what it holds
+//! and reports when the coordinator is back.
+
+pub mod backoff;
+pub mod client;
+mod heartbeat;
+pub mod ledger;
+mod leaser;
+mod reporter;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pictor_protocol::api::RegisterRequest;
+use tokio::sync::watch;
+
+use crate::capabilities::progress::Progress;
+use crate::journal::{Event, SharedJournal};
+use crate::net::cache::PinGuard;
+use crate::net::fetch::{FetchProgress, Fetcher};
+use crate::spool::Spool;
+use crate::worker::Activity;
+use client::CoordinatorClient;
+use ledger::{Ledger, LeaseStep, LedgerEntry};
+
+/// The connection to the coordinator, for the status line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    /// Registering (first contact or after a restart of either side).
+    Connecting,
+    /// Registered and answering.
+    Connected,
+    /// Not answering; retrying with backoff. The reason is the last error.
+    Offline(String),
+    /// Answering, but refusing this worker (bad token, key conflict,
+    /// protocol version): retried slowly; the owner must act.
+    Refused(String),
+}
+
+/// What the network side is doing, for the owner.
+#[derive(Debug, Clone)]
+pub struct NetStatus {
+    /// The connection.
+    pub connection: Connection,
+    /// The download in progress, if any.
+    pub download: Option<FetchProgress>,
+    /// Results waiting to be reported.
+    pub unreported: usize,
+}
+
+/// Everything the network tasks share.
+pub struct NetworkSource {
+    client: CoordinatorClient,
+    fetcher: Arc<Fetcher>,
+    spool: Spool,
+    ledger: Ledger,
+    journal: SharedJournal,
+    registration: RegisterRequest,
+    /// Leases held at once (queued, fetching or running): the worker's slots.
+    slots: usize,
+    status: watch::Sender<NetStatus>,
+    /// Progress of running jobs, from the worker.
+    running: watch::Receiver<BTreeMap<String, Progress>>,
+    /// What the worker does, from the worker.
+    activity: watch::Receiver<Option<Activity>>,
+    /// Cache pins held for each lease whose job is not finished.
+    pins: Mutex<HashMap<String, Vec<PinGuard>>>,
+    /// Set after registration: the coordinator's timing rules.
+    timing: watch::Sender<Option<pictor_protocol::api::RegisterReply>>,
+}
+
+/// A failure of the network side that stops the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The ledger could not be read or written.
+    #[error("lease ledger in {path}: {source}")]
+    Ledger {
+        /// The spool.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// The spool could not be used.
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+}
+
+/// The inputs of [`NetworkSource::new`].
+pub struct SourceParts {
+    /// The coordinator client.
+    pub client: CoordinatorClient,
+    /// The blob fetcher (its cache in the working folder).
+    pub fetcher: Arc<Fetcher>,
+    /// The spool leased jobs go through.
+    pub spool: Spool,
+    /// The worker's journal.
+    pub journal: SharedJournal,
+    /// How this worker introduces itself.
+    pub registration: RegisterRequest,
+    /// Progress of the worker's running jobs.
+    pub running: watch::Receiver<BTreeMap<String, Progress>>,
+    /// The worker's activity.
+    pub activity: watch::Receiver<Option<Activity>>,
+}
+
+impl NetworkSource {
+    /// Opens the ledger in the spool.
+    pub fn new(parts: SourceParts) -> Result<Arc<Self>, NetworkError> {
+        let ledger = Ledger::open(parts.spool.root()).map_err(|source| NetworkError::Ledger {
+            path: parts.spool.root().display().to_string(),
+            source,
+        })?;
+        let slots = parts.registration.slots.max(1) as usize;
+        let status = NetStatus { connection: Connection::Connecting, download: None, unreported: 0 };
+        Ok(Arc::new(NetworkSource {
+            client: parts.client,
+            fetcher: parts.fetcher,
+            spool: parts.spool,
+            ledger,
+            journal: parts.journal,
+            registration: parts.registration,
+            slots,
+            status: watch::channel(status).0,
+            running: parts.running,
+            activity: parts.activity,
+            pins: Mutex::new(HashMap::new()),
+            timing: watch::channel(None).0,
+        }))
+    }
+
+    /// The network status, for the status line.
+    pub fn status(&self) -> watch::Receiver<NetStatus> {
+        self.status.subscribe()
+    }
+
+    /// Runs the leaser, heartbeat and reporter until `stop` fires; with
+    /// `until_idle`, fires `idle` once the coordinator has nothing for this
+    /// worker and everything in hand is reported. Returns the number of
+    /// results still unreported (they are reported on the next start).
+    pub async fn run(self: Arc<Self>, until_idle: bool, stop: watch::Receiver<bool>, idle: watch::Sender<bool>) -> Result<usize, NetworkError> {
+        self.repin()?;
+        let leaser = tokio::spawn(Arc::clone(&self).lease_loop(until_idle, stop.clone(), idle));
+        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop(stop.clone()));
+        let reported = Arc::clone(&self).report_loop(stop).await;
+        heartbeat.abort();
+        let leased = leaser.await;
+        let unreported = reported?;
+        match leased {
+            Ok(result) => result?,
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => tracing::error!(error = %e, "lease task failed"),
+        }
+        Ok(unreported)
+    }
+
+    fn ledger_error(&self, source: std::io::Error) -> NetworkError {
+        NetworkError::Ledger { path: self.spool.root().display().to_string(), source }
+    }
+
+    fn entries(&self) -> Result<Vec<LedgerEntry>, NetworkError> {
+        self.ledger.entries().map_err(|e| self.ledger_error(e))
+    }
+
+    fn put(&self, entry: &LedgerEntry) -> Result<(), NetworkError> {
+        self.ledger.put(entry).map_err(|e| self.ledger_error(e))
+    }
+
+    fn set_connection(&self, connection: Connection) {
+        self.status.send_if_modified(|s| {
+            let changed = s.connection != connection;
+            if changed {
+                match &connection {
+                    Connection::Connected => tracing::info!("coordinator connected"),
+                    Connection::Offline(why) => tracing::warn!(reason = %why, "coordinator offline; retrying"),
+                    Connection::Refused(why) => tracing::error!(reason = %why, "coordinator refuses this worker"),
+                    Connection::Connecting => {}
+                }
+                s.connection = connection;
+            }
+            changed
+        });
+    }
+
+    /// Whether the lease's job has finished in the spool (result stored).
+    fn is_done(&self, lease_id: &str) -> bool {
+        self.spool.done_dir(lease_id).join("result.json").exists()
+    }
+
+    /// Whether the lease's job is queued or running in the spool.
+    fn is_pending(&self, lease_id: &str) -> bool {
+        !self.is_done(lease_id) && self.spool.contains(lease_id).unwrap_or(false)
+    }
+
+    /// Re-pins the blobs of leased jobs that are still to run (after a restart).
+    fn repin(&self) -> Result<(), NetworkError> {
+        for entry in self.entries()? {
+            if entry.step == LeaseStep::Queued && self.is_pending(&entry.lease.lease_id) {
+                let digests = std::iter::once(entry.lease.plugin.sha256).chain(entry.lease.inputs.iter().map(|i| i.sha256));
+                let guards = digests.map(|d| self.fetcher.cache().pin(d)).collect();
+                self.pins.lock().unwrap_or_else(PoisonError::into_inner).insert(entry.lease.lease_id.clone(), guards);
+            }
+        }
+        Ok(())
+    }
+
+    fn unpin(&self, lease_id: &str) {
+        self.pins.lock().unwrap_or_else(PoisonError::into_inner).remove(lease_id);
+    }
+
+    /// Drops a lease: its job is cancelled locally and nothing is reported.
+    fn drop_lease(&self, mut entry: LedgerEntry, reason: String) -> Result<(), NetworkError> {
+        let id = entry.lease.lease_id.clone();
+        tracing::warn!(lease = %id, %reason, "lease dropped");
+        if self.is_pending(&id) {
+            self.spool.cancel(&id)?;
+        }
+        entry.step = LeaseStep::Dropped;
+        entry.reason = Some(reason);
+        self.put(&entry)
+    }
+
+    fn log(&self, event: Event) -> Result<(), NetworkError> {
+        Ok(self.journal.append(event)?)
+    }
+}
