@@ -467,6 +467,18 @@ mod tests {
     }
 
     #[test]
+    fn a_coordinator_gets_a_working_folder_beside_the_config() -> Result<(), String> {
+        let token = r#""url": "https://c.example", "token": "0123456789abcdef0123""#;
+        let c = check(&GOOD.replace(r#""spool": "spool""#, token))?;
+        let url = url::Url::parse("https://c.example").map_err(|e| e.to_string())?;
+        let expected = JobSource::Coordinator { url: url.clone(), token: "0123456789abcdef0123".into(), spool: "/etc/pictor/worker-data".into() };
+        assert_eq!(c.source, expected);
+        let c = check(&GOOD.replace(r#""spool": "spool""#, &format!(r#""spool": "/var/lib/pictor", {token}"#)))?;
+        assert_eq!(c.source.spool(), Path::new("/var/lib/pictor"));
+        Ok(())
+    }
+
+    #[test]
     fn each_bad_field_names_its_key_and_the_fix() {
         let cases: &[(&str, &str, &str)] = &[
             (r#""version": 1,"#, r#""version": 2,"#, "`version` is 2"),

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::capabilities::checkpoint::CheckpointStore;
@@ -105,6 +105,10 @@ struct Shared {
     activity: watch::Sender<Option<Activity>>,
     /// Progress of every running job, by id.
     running: watch::Sender<BTreeMap<String, Progress>>,
+    /// Counts results stored (for whoever reports them).
+    finished: watch::Sender<u64>,
+    /// Wakes the loop when a job was queued (instead of waiting for the poll).
+    wake: Arc<Notify>,
 }
 
 impl Shared {
@@ -156,6 +160,8 @@ impl Worker {
             attempts: Mutex::new(attempts),
             activity: watch::channel(None).0,
             running: watch::channel(BTreeMap::new()).0,
+            finished: watch::channel(0).0,
+            wake: Arc::new(Notify::new()),
         };
         shared.log(Event::WorkerStarted { worker: shared.config.worker_id.clone() })?;
         let slots = gpus.into_iter().map(|gpu| Slot { gpu, running: 0, miner: None, idle_since: Instant::now() }).collect();
@@ -176,6 +182,17 @@ impl Worker {
     /// The progress of each running job, by job id (for lease heartbeats).
     pub fn running_jobs(&self) -> watch::Receiver<BTreeMap<String, Progress>> {
         self.shared.running.subscribe()
+    }
+
+    /// Changes each time a job's result is stored in `done/`.
+    pub fn finished_jobs(&self) -> watch::Receiver<u64> {
+        self.shared.finished.subscribe()
+    }
+
+    /// Notify it after queueing a job so the worker claims it at once
+    /// (without, it looks every [`POLL_INTERVAL`]).
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.shared.wake)
     }
 
     /// The worker's public key, hex (registered with the coordinator).
@@ -289,6 +306,7 @@ impl Worker {
                     }
                 }
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = self.shared.wake.notified() => {}
                 _ = stop.changed(), if !stopping => {}
             }
         }
@@ -308,6 +326,7 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
         shared.spool.publish(&job)?;
         let attempt = shared.last_attempt(&id);
         shared.log(Event::Finished { job: id, attempt, status: "recovered".into(), reason: None })?;
+        shared.finished.send_modify(|n| *n += 1);
         return Ok(Ran::Finished { failed: false });
     }
     let attempt = shared.next_attempt(&id);
@@ -385,6 +404,7 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
     shared.spool.clear_cancel(&id);
     let reason = outcome.failure.as_ref().map(|f| f.message.clone());
     shared.log(Event::Finished { job: id.clone(), attempt, status: outcome.status.to_string(), reason })?;
+    shared.finished.send_modify(|n| *n += 1);
     match &outcome.failure {
         None => tracing::info!(job = %id, secs = outcome.duration_s, outputs = outcome.outputs.len(), "job succeeded"),
         Some(f) => tracing::warn!(job = %id, reason = %f.message, "job failed"),

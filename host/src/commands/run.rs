@@ -109,6 +109,8 @@ impl RunCommand {
                         registration,
                         running: worker.running_jobs(),
                         activity: activity.clone(),
+                        finished: worker.finished_jobs(),
+                        wake_worker: worker.waker(),
                     })?)
                 }
             };

@@ -22,8 +22,9 @@ use crate::net::fetch::FetchItem;
 /// runs `--until-idle` (it stops at the first empty answer).
 const IDLE_PROBE_WAIT_S: u32 = 1;
 
-/// How often a worker with no free slot looks again.
-const FULL_RECHECK: Duration = Duration::from_millis(200);
+/// How often a worker with no free slot looks again (it is also woken
+/// whenever a job finishes).
+const FULL_RECHECK: Duration = Duration::from_millis(500);
 
 impl NetworkSource {
     /// Registers, with backoff, until it works or `stop` fires; false if stopped.
@@ -104,6 +105,7 @@ impl NetworkSource {
             }
         }
         let mut backoff = Backoff::coordinator();
+        let mut finished = self.finished.clone();
         while !*stop.borrow() {
             while let Some(done) = fetches.try_join_next() {
                 if let Ok(Err(e)) = done {
@@ -112,6 +114,7 @@ impl NetworkSource {
             }
             if self.held()? >= self.slots {
                 tokio::select! {
+                    _ = finished.changed() => {}
                     () = tokio::time::sleep(FULL_RECHECK) => {}
                     _ = stop.changed() => {}
                 }
@@ -221,6 +224,7 @@ impl NetworkSource {
             .insert(id.clone(), blobs.iter().map(|b| b.pin().clone()).collect());
         if !self.spool.contains(&id)? {
             self.spool.enqueue(&spec)?;
+            self.wake_worker.notify_one();
         }
         self.put(&LedgerEntry { step: LeaseStep::Queued, ..entry })?;
         tracing::info!(lease = %id, "job queued");

@@ -78,6 +78,10 @@ pub struct NetworkSource {
     running: watch::Receiver<BTreeMap<String, Progress>>,
     /// What the worker does, from the worker.
     activity: watch::Receiver<Option<Activity>>,
+    /// Bumped by the worker when a result is stored.
+    finished: watch::Receiver<u64>,
+    /// Tells the worker a job was queued.
+    wake_worker: Arc<tokio::sync::Notify>,
     /// Cache pins held for each lease whose job is not finished.
     pins: Mutex<HashMap<String, Vec<PinGuard>>>,
     /// Set after registration: the coordinator's timing rules.
@@ -119,6 +123,10 @@ pub struct SourceParts {
     pub running: watch::Receiver<BTreeMap<String, Progress>>,
     /// The worker's activity.
     pub activity: watch::Receiver<Option<Activity>>,
+    /// The worker's count of stored results ([`crate::worker::Worker::finished_jobs`]).
+    pub finished: watch::Receiver<u64>,
+    /// The worker's waker ([`crate::worker::Worker::waker`]).
+    pub wake_worker: Arc<tokio::sync::Notify>,
 }
 
 impl NetworkSource {
@@ -141,6 +149,8 @@ impl NetworkSource {
             status: watch::channel(status).0,
             running: parts.running,
             activity: parts.activity,
+            finished: parts.finished,
+            wake_worker: parts.wake_worker,
             pins: Mutex::new(HashMap::new()),
             timing: watch::channel(None).0,
         }))

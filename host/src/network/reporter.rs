@@ -19,8 +19,9 @@ use super::ledger::{LeaseStep, LedgerEntry};
 use super::{Connection, NetworkError, NetworkSource};
 use crate::journal::Event;
 
-/// How often the reporter looks for finished jobs.
-const SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the reporter looks for finished jobs (it is also woken
+/// whenever the worker stores a result).
+const SCAN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long a stopping worker keeps trying to report.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
@@ -39,6 +40,7 @@ impl NetworkSource {
     pub(super) async fn report_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<usize, NetworkError> {
         let mut backoff = Backoff::coordinator();
         let mut flush_until = None;
+        let mut finished = self.finished.clone();
         loop {
             let stopping = *stop.borrow();
             if stopping && flush_until.is_none() {
@@ -70,6 +72,7 @@ impl NetworkSource {
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
+                _ = finished.changed(), if !failed => {}
                 _ = stop.changed(), if !stopping => {}
             }
         }
