@@ -497,3 +497,19 @@ fn a_result_with_a_wrong_signature_is_rejected() {
     assert_eq!((job.state, job.proofs.len()), (JobState::Succeeded, 1));
     assert_eq!(job.outputs[0].sha256, Sha256Digest::of(&output));
 }
+
+#[test]
+fn a_worker_with_a_wrong_token_says_so_and_keeps_its_work() {
+    let root = farm_root("token");
+    let coordinator = Coordinator::start(&root, &[]);
+    let mut worker = Worker::start(&root, "wkr-a", &coordinator);
+    worker.wait_for_log("registration", "registered with the coordinator");
+    worker.stop();
+    let config_path = worker.dir.join("worker.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["coordinator"]["token"] = json!("0123456789abcdef0123456789abcdef");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    worker.spawn();
+    worker.wait_for_log("the refusal", "the worker token in worker.json is not valid here");
+    worker.stop();
+}
