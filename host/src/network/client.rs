@@ -258,3 +258,69 @@ fn transport_message(error: &reqwest::Error) -> String {
     }
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A coordinator stand-in on loopback that speaks `version` and
+    /// refuses registrations with `status` and an error body.
+    async fn server(version: &'static str, status: u16) -> url::Url {
+        use axum::http::StatusCode as Status;
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/info",
+                axum::routing::get(move || async move {
+                    ([(VERSION_HEADER, version)], axum::Json(Info { service: "stub".into(), version: "0".into(), protocol_versions: vec![2] }))
+                }),
+            )
+            .route(
+                "/api/v1/workers/register",
+                axum::routing::post(move || async move {
+                    let body = ErrorBody { error: ErrorCode::Unauthorized, message: "unknown token".into(), missing: Vec::new() };
+                    (Status::from_u16(status).unwrap(), [(VERSION_HEADER, "1")], axum::Json(body))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url::Url::parse(&format!("http://{addr}")).unwrap()
+    }
+
+    fn client(base: url::Url) -> CoordinatorClient {
+        CoordinatorClient::new(crate::net::http_client("test").unwrap(), base, "t".repeat(16))
+    }
+
+    #[tokio::test]
+    async fn a_coordinator_of_another_version_is_refused_clearly() {
+        let client = client(server("2", 401).await);
+        let err = client.info().await.unwrap_err();
+        assert!(matches!(err, ClientError::Version { .. }), "{err}");
+        assert!(err.to_string().contains("speaks protocol version 2, this host speaks version 1"), "{err}");
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn error_replies_keep_their_code_and_message() {
+        let client = client(server("1", 401).await);
+        let request = RegisterRequest {
+            worker_id: "w".into(),
+            name: "w".into(),
+            public_key: "00".repeat(32),
+            host_version: "test".into(),
+            gpus: Vec::new(),
+            kinds: Vec::new(),
+            prices: Default::default(),
+            slots: 1,
+        };
+        let err = client.register(&request).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Unauthorized));
+        assert!(err.to_string().contains("HTTP 401, unauthorized): unknown token"), "{err}");
+        assert!(!err.is_retryable());
+        let client = self::client(server("1", 503).await);
+        assert!(client.register(&request).await.unwrap_err().is_retryable(), "5xx is retried");
+        let unreachable = self::client(url::Url::parse("http://127.0.0.1:9").unwrap());
+        let err = unreachable.info().await.unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }) && err.is_retryable(), "{err}");
+    }
+}
