@@ -359,6 +359,14 @@ fn two_workers_share_the_jobs_and_each_result_arrives_once() {
     assert_done_exactly_once(&coordinator, &jobs, &[&a, &b], &expected);
     let by = |w: &Worker| jobs.iter().filter(|j| j.workers == [w.dir.file_name().unwrap().to_string_lossy().to_string()]).count();
     assert!(by(&a) > 0 && by(&b) > 0, "both workers got jobs: a {} b {}", by(&a), by(&b));
+    // Reported outputs are freed locally; the records stay.
+    for worker in [&a, &b] {
+        for record in worker.journal().iter().filter(|r| r["event"] == "reported") {
+            let done = worker.dir.join("data/done").join(record["job"].as_str().unwrap());
+            assert!(done.join("proof.json").is_file(), "{}", done.display());
+            worker.wait_for("reported outputs removed", |_| !done.join("output").exists());
+        }
+    }
 }
 
 #[test]

@@ -159,6 +159,14 @@ impl NetworkSource {
                 tracing::info!(lease = %id, job = %reply.job_id, %report, duplicate = reply.duplicate, state = ?reply.job_state, "result reported");
                 self.set_connection(Connection::Connected);
                 self.log(Event::Reported { job: id.to_string(), report: report.to_string(), duplicate: reply.duplicate })?;
+                // The coordinator holds the outputs now; keep the small
+                // records (spec, result, proof) and free the disk.
+                let outputs = self.spool.done_dir(id).join("output");
+                if let Err(e) = std::fs::remove_dir_all(&outputs)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %outputs.display(), error = %e, "could not remove reported outputs");
+                }
             }
             // Transient, or the owner must fix the config (token, version):
             // keep the result and retry.
