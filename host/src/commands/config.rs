@@ -26,7 +26,10 @@ impl ConfigCommand {
         println!("  wallet       {}", config.wallet);
         match &config.source {
             JobSource::Spool(dir) => println!("  jobs from    local spool {}", dir.display()),
-            JobSource::Coordinator { url, .. } => println!("  jobs from    coordinator {url}"),
+            JobSource::Coordinator { url, spool, .. } => {
+                println!("  jobs from    coordinator {url} (working folder {})", spool.display());
+                println!("  cache        {} MiB", config.cache_bytes >> 20);
+            }
         }
         match &config.mining {
             Some(m) if m.enabled => println!(
