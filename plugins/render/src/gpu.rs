@@ -32,6 +32,9 @@ fn gpu_err(what: &'static str) -> impl Fn(gpu::GpuError) -> JobError {
 pub struct Timing {
     /// GPU time of each pass, ms.
     pub pass_ms: Vec<f64>,
+    /// The warm-up dispatch (zero samples: the driver's first-use shader
+    /// compilation, which software adapters do lazily), ms.
+    pub warmup_ms: f64,
 }
 
 /// Renders the view's tile on the GPU; returns linear RGB per pixel and
@@ -64,9 +67,15 @@ pub fn render(job: &Job, scene: &SceneData, view: &View) -> Result<(Vec<[f32; 3]
         )
         .map_err(gpu_err("binding buffers"))?;
 
+    // Warm-up: one workgroup, no samples, so that lazy shader compilation
+    // does not count as the cost of the first measured pass.
+    params.write(0, &[view.params(scene, 0..1, 0..0)]).map_err(gpu_err("writing pass params"))?;
+    let warmup = gpu::submit(&[kernel.dispatch(&[&group], [1, 1, 1])]).map_err(gpu_err("warming up"))?;
+    job.check_cancelled()?;
+
     let total = u64::from(tw) * u64::from(th) * u64::from(view.spp);
     let mut done = 0u64;
-    let mut timing = Timing::default();
+    let mut timing = Timing { pass_ms: Vec::new(), warmup_ms: warmup.as_secs_f64() * 1e3 };
     // Measured GPU ms per pixel-sample; None until the first pass.
     let mut cost: Option<f64> = None;
     let mut s0 = 0;
@@ -112,4 +121,15 @@ pub fn render(job: &Job, scene: &SceneData, view: &View) -> Result<(Vec<[f32; 3]
     let sums = accum.read().map_err(gpu_err("reading the image back"))?;
     let n = view.spp as f32;
     Ok((sums.iter().map(|s| [s[0] / n, s[1] / n, s[2] / n]).collect(), timing))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernel_parses_and_validates_as_the_host_checks_it() {
+        let module = naga::front::wgsl::parse_str(super::KERNEL).unwrap_or_else(|e| panic!("{}", e.emit_to_string(super::KERNEL)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
 }

@@ -297,14 +297,15 @@ impl Plugin for Render {
         job.progress(0.0, format!("{} triangles, {} BVH nodes; rendering", prepared.triangles, prepared.data.nodes.len()));
 
         let started = Instant::now();
-        let (pixels, pass_ms, adapter) = match params.device {
+        let (pixels, timing, adapter) = match params.device {
             Device::Gpu => {
                 let adapter = pictor_sdk::gpu::adapter().map_err(|e| JobError::Failed(e.to_string()))?;
                 let (pixels, timing) = gpu::render(job, &prepared.data, &view)?;
-                (pixels, timing.pass_ms, format!("{} ({})", adapter.name, adapter.backend))
+                (pixels, timing, format!("{}, {}", adapter.name, adapter.backend))
             }
-            Device::Cpu => (cpu::render(&prepared.data, &view), Vec::new(), "cpu reference".to_string()),
+            Device::Cpu => (cpu::render(&prepared.data, &view), gpu::Timing::default(), "CPU reference tracer".to_string()),
         };
+        let pass_ms = timing.pass_ms;
         let render_s = started.elapsed().as_secs_f64();
         let samples = u64::from(tw) * u64::from(th) * u64::from(view.spp);
         let samples_per_s = samples as f64 / render_s.max(1e-9);
@@ -323,7 +324,7 @@ impl Plugin for Render {
             "device": adapter, "triangles": prepared.triangles, "bvh_nodes": prepared.data.nodes.len(),
             "load_ms": load_ms, "render_ms": render_s * 1e3, "samples": samples,
             "samples_per_s": samples_per_s, "passes": pass_ms.len(), "gpu_ms": gpu_ms,
-            "max_pass_ms": max_pass_ms, "pass_ms": pass_ms, "notes": prepared.notes,
+            "max_pass_ms": max_pass_ms, "warmup_ms": timing.warmup_ms, "pass_ms": pass_ms, "notes": prepared.notes,
         });
         job.write_output("report.json", serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
         job.progress(1.0, "done");

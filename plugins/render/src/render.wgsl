@@ -146,12 +146,12 @@ fn smith_g1(alpha2: f32, c: f32) -> f32 {
 }
 
 fn texel(tex: u32, u: f32, v: f32) -> vec3<f32> {
-    let meta = tex_meta[tex];
+    let tm = tex_meta[tex];
     let fu = u - floor(u);
     let fv = v - floor(v);
-    let x = min(u32(fu * f32(meta.y)), meta.y - 1u);
-    let y = min(u32(fv * f32(meta.z)), meta.z - 1u);
-    let t = texels[meta.x + y * meta.y + x];
+    let x = min(u32(fu * f32(tm.y)), tm.y - 1u);
+    let y = min(u32(fv * f32(tm.z)), tm.z - 1u);
+    let t = texels[tm.x + y * tm.y + x];
     return vec3<f32>(srgb_lut[t & 255u], srgb_lut[(t >> 8u) & 255u], srgb_lut[(t >> 16u) & 255u]);
 }
 
