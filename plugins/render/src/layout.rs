@@ -52,7 +52,7 @@ pub struct GpuMaterial {
     pub base_color: [f32; 4],
     /// Emitted radiance in xyz.
     pub emissive: [f32; 4],
-    /// metallic, roughness, texture index bits ([`NO_TEXTURE`]), unused.
+    /// metallic, roughness, texture index bits ([`NO_TEXTURE`]), specular factor.
     pub params: [f32; 4],
 }
 
@@ -185,7 +185,7 @@ impl SceneData {
             .map(|m| GpuMaterial {
                 base_color: m.base_color,
                 emissive: [m.emissive[0], m.emissive[1], m.emissive[2], 0.0],
-                params: [m.metallic, m.roughness, f32::from_bits(m.base_color_texture.unwrap_or(NO_TEXTURE)), 0.0],
+                params: [m.metallic, m.roughness, f32::from_bits(m.base_color_texture.unwrap_or(NO_TEXTURE)), m.specular],
             })
             .collect();
         let mut tex_meta = Vec::new();

@@ -198,15 +198,19 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         }
         let metallic = mat.params.x;
         let roughness = mat.params.y;
+        let specular = mat.params.w;
         let alpha = max(roughness * roughness, 1e-3);
         let alpha2 = alpha * alpha;
-        let f0 = vec3<f32>(0.04) * (1.0 - metallic) + base * metallic;
         let diffuse = base * (1.0 - metallic);
-        let fv = f0 + (vec3<f32>(1.0) - f0) * pow5(1.0 - nv);
+        let fd_v = specular * (0.04 + 0.96 * pow5(1.0 - nv));
+        let fv = vec3<f32>(fd_v * (1.0 - metallic)) + (base + (vec3<f32>(1.0) - base) * pow5(1.0 - nv)) * metallic;
         let ls = luminance(fv);
-        let ld = luminance(diffuse * (vec3<f32>(1.0) - fv));
+        let ld = luminance(diffuse) * (1.0 - fd_v);
         var p_spec = 1.0;
-        if ld > 0.0 { p_spec = max(ls / (ls + ld), 0.05); }
+        if ld > 0.0 {
+            p_spec = 0.0;
+            if ls > 0.0 { p_spec = max(ls / (ls + ld), 0.05); }
+        }
         let dim = 2u + 4u * bounce;
         let xi0 = rand(key, dim);
         let xi1 = rand(key, dim + 1u);
@@ -222,7 +226,8 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
             l = h * (2.0 * vh) - view;
             let nl = dot(ns, l);
             if !(vh > 0.0 && nl > 0.0 && cos_t > 1e-6) { break; }
-            let f = f0 + (vec3<f32>(1.0) - f0) * pow5(1.0 - vh);
+            let fd = specular * (0.04 + 0.96 * pow5(1.0 - vh));
+            let f = vec3<f32>(fd * (1.0 - metallic)) + (base + (vec3<f32>(1.0) - base) * pow5(1.0 - vh)) * metallic;
             let g = smith_g1(alpha2, nv) * smith_g1(alpha2, nl);
             weight = f * (g * vh / (nv * cos_t * p_spec));
         } else {
@@ -230,7 +235,7 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
             let phi = 2.0 * PI * xi2;
             l = to_world(ns, vec3<f32>(r * cos(phi), r * sin(phi), sqrt(max(1.0 - xi1, 0.0))));
             if !(dot(ns, l) > 0.0) { break; }
-            weight = diffuse * (vec3<f32>(1.0) - fv) * (1.0 / (1.0 - p_spec));
+            weight = diffuse * ((1.0 - fd_v) / (1.0 - p_spec));
         }
         if !(dot(l, ng) > 0.0) { break; }
         throughput = throughput * weight;

@@ -5,7 +5,8 @@
 //! URIs) and `.glb`; triangle meshes (lists, strips, fans) with node
 //! transforms; PBR metallic-roughness materials (base color factor and PNG
 //! texture, metallic and roughness factors, emissive factor with
-//! `KHR_materials_emissive_strength`); the first perspective camera.
+//! `KHR_materials_emissive_strength`, the specular factor of
+//! `KHR_materials_specular`); the first perspective camera.
 //! Ignored, and listed in [`Scene::notes`]: normal, occlusion, emissive and
 //! metallic-roughness textures, alpha modes, sampler wrap modes (always
 //! repeat, nearest texel), skins, morph targets and animations.
@@ -49,6 +50,9 @@ pub struct Material {
     pub metallic: f32,
     /// Perceptual roughness in [0, 1].
     pub roughness: f32,
+    /// Strength of the dielectric specular layer (`KHR_materials_specular`
+    /// `specularFactor`; 1 by default, 0 leaves pure Lambert diffuse).
+    pub specular: f32,
     /// Index into [`Scene::textures`] of the base color texture.
     pub base_color_texture: Option<u32>,
 }
@@ -178,6 +182,12 @@ pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
         let pbr = material.pbr_metallic_roughness();
         let strength = material.emissive_strength().unwrap_or(1.0);
         let e = material.emissive_factor();
+        let specular = material.specular().map_or(1.0, |s| {
+            if s.specular_color_factor() != [1.0; 3] || s.specular_texture().is_some() || s.specular_color_texture().is_some() {
+                notes.insert("specular color and specular textures are ignored (the specular factor is used)".to_string());
+            }
+            s.specular_factor().clamp(0.0, 1.0)
+        });
         let mut base_color_texture = None;
         if let Some(info) = pbr.base_color_texture() {
             let image = info.texture().source();
@@ -223,6 +233,7 @@ pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
             emissive: [e[0] * strength, e[1] * strength, e[2] * strength],
             metallic: pbr.metallic_factor().clamp(0.0, 1.0),
             roughness: pbr.roughness_factor().clamp(0.0, 1.0),
+            specular,
             base_color_texture,
         });
     }
@@ -233,6 +244,7 @@ pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
         emissive: [0.0; 3],
         metallic: 1.0,
         roughness: 1.0,
+        specular: 1.0,
         base_color_texture: None,
     });
 

@@ -3,9 +3,14 @@
 //!
 //! Model: camera rays jittered inside the pixel; at each hit, emission is
 //! added, then one lobe is sampled — GGX specular (Smith G, Schlick
-//! Fresnel with F0 = mix(0.04, base, metallic)) or Lambert diffuse
-//! (base × (1 − metallic) × (1 − F(n·v))) — chosen by their estimated
-//! weights. No light sampling: emissive surfaces and the environment are
+//! Fresnel F = mix(s·F_d, F_m, metallic) with the dielectric
+//! F_d = 0.04 + 0.96 (1 − c)^5 scaled by the specular factor s and the
+//! metal F_m = base + (1 − base)(1 − c)^5) or Lambert diffuse
+//! (base × (1 − metallic) × (1 − s·F_d(n·v))) — chosen by their estimated
+//! weights. With s = 0 a material is pure Lambert (the white furnace
+//! renders exactly 1); with s = 1 it is glTF's metallic-roughness model,
+//! which, like any single-scattering GGX, loses some energy at grazing
+//! angles. No light sampling: emissive surfaces and the environment are
 //! found by the paths themselves. A path ends after `max_bounces` bounces,
 //! on a miss (adding the environment), or when a sampled direction goes
 //! below the surface.
@@ -232,15 +237,16 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             let v = tri.uv_v[0] * w + tri.uv_v[1] * hit.u + tri.uv_v[2] * hit.v;
             base = base.mul(texel(scene, tex, u, v));
         }
-        let (metallic, roughness) = (mat.params[0], mat.params[1]);
+        let (metallic, roughness, specular) = (mat.params[0], mat.params[1], mat.params[3]);
         let alpha = (roughness * roughness).max(1e-3);
         let alpha2 = alpha * alpha;
-        let f0 = V3::splat(0.04) * (1.0 - metallic) + base * metallic;
         let diffuse = base * (1.0 - metallic);
-        let fv = f0 + (V3::splat(1.0) - f0) * pow5(1.0 - nv);
+        // Fresnel at n·v: dielectric (scalar) and blended with metal.
+        let fd_v = specular * (0.04 + 0.96 * pow5(1.0 - nv));
+        let fv = V3::splat(fd_v * (1.0 - metallic)) + (base + (V3::splat(1.0) - base) * pow5(1.0 - nv)) * metallic;
         let ls = luminance(fv);
-        let ld = luminance(diffuse.mul(V3::splat(1.0) - fv));
-        let p_spec = if ld > 0.0 { (ls / (ls + ld)).max(0.05) } else { 1.0 };
+        let ld = luminance(diffuse) * (1.0 - fd_v);
+        let p_spec = if ld > 0.0 { if ls > 0.0 { (ls / (ls + ld)).max(0.05) } else { 0.0 } } else { 1.0 };
         let dim = 2 + 4 * bounce;
         let (xi0, xi1, xi2) = (rng.get(dim), rng.get(dim + 1), rng.get(dim + 2));
         let l;
@@ -256,7 +262,8 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             if !(vh > 0.0 && nl > 0.0 && cos_t > 1e-6) {
                 break;
             }
-            let f = f0 + (V3::splat(1.0) - f0) * pow5(1.0 - vh);
+            let fd = specular * (0.04 + 0.96 * pow5(1.0 - vh));
+            let f = V3::splat(fd * (1.0 - metallic)) + (base + (V3::splat(1.0) - base) * pow5(1.0 - vh)) * metallic;
             let g = smith_g1(alpha2, nv) * smith_g1(alpha2, nl);
             weight = f * (g * vh / (nv * cos_t * p_spec));
         } else {
@@ -266,7 +273,7 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             if !(ns.dot(l) > 0.0) {
                 break;
             }
-            weight = diffuse.mul(V3::splat(1.0) - fv) * (1.0 / (1.0 - p_spec));
+            weight = diffuse * ((1.0 - fd_v) / (1.0 - p_spec));
         }
         if !(l.dot(ng) > 0.0) {
             break;
