@@ -87,7 +87,7 @@ impl Mesh {
 
 impl Gltf {
     fn view(&mut self, bytes: &[u8], target: Option<u32>) -> usize {
-        while self.bin.len() % 4 != 0 {
+        while !self.bin.len().is_multiple_of(4) {
             self.bin.push(0);
         }
         let mut v = json!({"buffer": 0, "byteOffset": self.bin.len(), "byteLength": bytes.len()});
@@ -165,11 +165,11 @@ impl Gltf {
 
     fn write_glb(&self, dir: &Path, name: &str) -> Result<(), Error> {
         let mut text = serde_json::to_vec(&self.document(None))?;
-        while text.len() % 4 != 0 {
+        while !text.len().is_multiple_of(4) {
             text.push(b' ');
         }
         let mut bin = self.bin.clone();
-        while bin.len() % 4 != 0 {
+        while !bin.len().is_multiple_of(4) {
             bin.push(0);
         }
         let total = 12 + 8 + text.len() + 8 + bin.len();

@@ -118,7 +118,7 @@ fn best_split(items: &[u32], boxes: &[Aabb], centers: &[V3], cbounds: &Aabb, bou
     let mut best: Option<(f32, usize, f32)> = None;
     for axis in 0..3 {
         let (lo, hi) = (cbounds.min.axis(axis), cbounds.max.axis(axis));
-        if !(hi > lo) {
+        if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         let scale = BINS as f32 / (hi - lo);

@@ -22,6 +22,8 @@
 //!
 //! The shading model is documented in [`trace`].
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod bvh;
 pub mod cpu;
 pub mod gpu;
@@ -205,17 +207,17 @@ impl Params {
         if self.outputs.is_empty() {
             return Err(bad("outputs", "must name at least one format (`png`, `pfm`)"));
         }
-        if let Some(c) = self.camera {
-            if self.param_camera(&c).is_none() {
-                return Err(bad("camera", "needs finite position ≠ look_at, an up not parallel to the view, and 0 < yfov_deg < 180"));
-            }
+        if let Some(c) = self.camera
+            && self.param_camera(&c).is_none()
+        {
+            return Err(bad("camera", "needs finite position ≠ look_at, an up not parallel to the view, and 0 < yfov_deg < 180"));
         }
         Ok(())
     }
 
     fn param_camera(&self, c: &CameraParams) -> Option<Camera> {
         let finite = c.position.iter().chain(&c.look_at).chain(&c.up).all(|v| v.is_finite());
-        if !finite || !(c.yfov_deg > 0.0 && c.yfov_deg < 180.0) {
+        if !finite || !c.yfov_deg.is_finite() || c.yfov_deg <= 0.0 || c.yfov_deg >= 180.0 {
             return None;
         }
         Camera::look_at(V3::from_array(c.position), V3::from_array(c.look_at), V3::from_array(c.up), c.yfov_deg.to_radians())

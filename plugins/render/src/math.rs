@@ -48,7 +48,7 @@ impl V3 {
         self * (1.0 / self.length())
     }
     /// Component-wise product.
-    pub fn mul(self, o: V3) -> V3 {
+    pub fn mul_elem(self, o: V3) -> V3 {
         v3(self.x * o.x, self.y * o.y, self.z * o.z)
     }
     /// Component-wise minimum.

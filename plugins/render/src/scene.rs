@@ -380,7 +380,7 @@ impl Walker<'_> {
                     return Err(invalid(file, format_args!("{what}: a vertex position is not finite")));
                 }
                 let face = (p[1] - p[0]).cross(p[2] - p[0]);
-                if !(face.length() > 0.0) {
+                if face.length().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                     continue; // degenerate: never hit
                 }
                 let face = face.normalize();

@@ -98,8 +98,8 @@ fn hit_triangle(c: [V3; 3], ray: &Ray, t_max: f32) -> Option<(f32, f32, f32)> {
 
 /// Entry distance of the ray into a node's box, if it enters before `t_max`.
 fn hit_box(n: &Node, ray: &Ray, t_max: f32) -> Option<f32> {
-    let t0 = (V3::from_array(n.min) - ray.o).mul(ray.inv);
-    let t1 = (V3::from_array(n.max) - ray.o).mul(ray.inv);
+    let t0 = (V3::from_array(n.min) - ray.o).mul_elem(ray.inv);
+    let t1 = (V3::from_array(n.max) - ray.o).mul_elem(ray.inv);
     let lo = t0.min(t1);
     let hi = t0.max(t1);
     let enter = lo.x.max(lo.y).max(lo.z).max(0.0);
@@ -205,12 +205,12 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
     let mut bounce = 0u32;
     loop {
         let Some(hit) = intersect_bvh(&scene.nodes, &scene.tris, &ray) else {
-            radiance = radiance + throughput.mul(cam(p.env));
+            radiance = radiance + throughput.mul_elem(cam(p.env));
             break;
         };
         let tri = &scene.tris[hit.tri as usize];
         let mat = &scene.materials[tri.material() as usize];
-        radiance = radiance + throughput.mul(cam(mat.emissive));
+        radiance = radiance + throughput.mul_elem(cam(mat.emissive));
         if bounce >= max_bounces {
             break;
         }
@@ -226,7 +226,7 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         }
         let view = -ray.d;
         let mut nv = ns.dot(view);
-        if !(nv > 1e-6) {
+        if nv.is_nan() || nv <= 1e-6 {
             ns = ng;
             nv = ns.dot(view);
         }
@@ -235,7 +235,7 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         if tex != NO_TEXTURE {
             let u = tri.n0[3] * w + tri.n1[3] * hit.u + tri.n2[3] * hit.v;
             let v = tri.uv_v[0] * w + tri.uv_v[1] * hit.u + tri.uv_v[2] * hit.v;
-            base = base.mul(texel(scene, tex, u, v));
+            base = base.mul_elem(texel(scene, tex, u, v));
         }
         let (metallic, roughness, specular) = (mat.params[0], mat.params[1], mat.params[3]);
         let alpha = (roughness * roughness).max(1e-3);
@@ -270,20 +270,20 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             let r = xi1.sqrt();
             let phi = 2.0 * PI * xi2;
             l = to_world(ns, v3(r * phi.cos(), r * phi.sin(), (1.0 - xi1).max(0.0).sqrt()));
-            if !(ns.dot(l) > 0.0) {
+            if ns.dot(l).is_nan() || ns.dot(l) <= 0.0 {
                 break;
             }
             weight = diffuse * ((1.0 - fd_v) / (1.0 - p_spec));
         }
-        if !(l.dot(ng) > 0.0) {
+        if l.dot(ng).is_nan() || l.dot(ng) <= 0.0 {
             break;
         }
-        throughput = throughput.mul(weight);
+        throughput = throughput.mul_elem(weight);
         let point = ray.o + ray.d * hit.t;
         ray = Ray::new(point + ng * eps, l);
         bounce += 1;
     }
     // A non-finite or negative sample (never expected) counts as black.
-    let ok = |c: f32| c >= 0.0 && c < 1e30;
+    let ok = |c: f32| (0.0..1e30).contains(&c);
     if ok(radiance.x) && ok(radiance.y) && ok(radiance.z) { radiance } else { V3::splat(0.0) }
 }

@@ -2,6 +2,8 @@
 //! the CPU reference tracer's energy conservation (white furnace), tile
 //! independence, and params validation.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use pictor_sdk::JobError;
