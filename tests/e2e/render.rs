@@ -18,9 +18,18 @@ const SAME_SAMPLES_RMSE: f32 = 0.002;
 /// GPU at 256 spp (another seed) vs the 1024-spp reference PNG, both
 /// noisy independently: per pixel, and after averaging 4×4 blocks (which
 /// leaves mostly bias). Measured on lavapipe: per pixel 0.055 (Cornell),
-/// 0.038 (textured), 0.026 (glossy); blocks: see the test's output.
+/// 0.038 (textured), 0.026 (glossy); 4×4 blocks 0.0145, 0.0099, 0.0061.
+/// Block tolerances are ~1.6× those, per scene: tight enough that the glossy
+/// scene with one sphere's roughness 0.25 → 0.6 fails (block RMSE 0.0168;
+/// `plugins/render/tests/native.rs`).
 const REFERENCE_RMSE: f32 = 0.08;
-const REFERENCE_BLOCK_RMSE: f32 = 0.03;
+fn block_tolerance(scene: &str) -> f32 {
+    match scene {
+        "cornell" => 0.022,
+        "textured" => 0.016,
+        _ => 0.011,
+    }
+}
 
 /// Means of `n`×`n` blocks of a `w`-wide image.
 fn blocks(px: &[[f32; 3]], w: usize, n: usize) -> Vec<[f32; 3]> {
@@ -119,7 +128,8 @@ fn gpu_matches_the_committed_reference_images() {
         let block_rmse = render::image::rmse(&blocks(&gpu, w as usize, 4), &blocks(&reference, w as usize, 4));
         println!("{name}: GPU 256 spp vs 1024-spp reference: RMSE {rmse:.5}, of 4×4 block means {block_rmse:.5}");
         assert!(rmse < REFERENCE_RMSE, "{name}: RMSE {rmse} ≥ {REFERENCE_RMSE}");
-        assert!(block_rmse < REFERENCE_BLOCK_RMSE, "{name}: block RMSE {block_rmse} ≥ {REFERENCE_BLOCK_RMSE}");
+        let tolerance = block_tolerance(name);
+        assert!(block_rmse < tolerance, "{name}: block RMSE {block_rmse} ≥ {tolerance}");
     }
 }
 

@@ -209,3 +209,43 @@ fn cpu_tiles_stitch_into_the_whole_frame_bit_for_bit() {
     assert!(whole.iter().zip(&stitched).all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits)));
     assert!(whole.iter().flatten().any(|&c| c > 0.05), "the frame is black");
 }
+
+/// Means of 4×4 blocks of a 64-wide image (as `tests/e2e/render.rs` compares).
+fn blocks4(px: &[[f32; 3]]) -> Vec<[f32; 3]> {
+    let mut out = vec![[0.0f32; 3]; px.len() / 16];
+    for (i, p) in px.iter().enumerate() {
+        let (x, y) = (i % 64, i / 64);
+        for c in 0..3 {
+            out[(y / 4) * 16 + x / 4][c] += p[c] / 16.0;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_reference_comparison_catches_a_wrong_material() {
+    // The check the e2e tests apply to the GPU (block RMSE against the
+    // committed reference under the glossy scene's tolerance), applied to
+    // CPU renders: the right scene passes, the same scene with the gold
+    // sphere's roughness 0.25 → 0.6 (one sphere of the frame) fails.
+    const GLOSSY_BLOCK_RMSE: f32 = 0.011;
+    let reference = std::fs::read(fixtures().join("glossy.ref.png")).unwrap();
+    let (_, _, reference) = render::image::decode_png_display(&reference).unwrap();
+    let params = render::Params::from_json(r#"{"width": 64, "height": 64, "spp": 256, "seed": 2, "environment": [0.35, 0.4, 0.5]}"#).unwrap();
+    let render_with = |roughness: Option<f32>| {
+        let dir = fixtures();
+        let read = scene::dir_reader(&dir);
+        let mut prepared = render::prepare(&params, 0, "glossy.gltf", &read).unwrap();
+        if let Some(r) = roughness {
+            prepared.data.materials[1].params[1] = r;
+        }
+        let px = render::cpu::render(&prepared.data, &prepared.view);
+        let shown: Vec<[f32; 3]> = px.iter().map(|p| p.map(render::image::tone_map)).collect();
+        render::image::rmse(&blocks4(&shown), &blocks4(&reference))
+    };
+    let right = render_with(None);
+    let wrong = render_with(Some(0.6));
+    println!("block RMSE vs reference: right scene {right:.5}, rough gold {wrong:.5}");
+    assert!(right < GLOSSY_BLOCK_RMSE, "{right}");
+    assert!(wrong > GLOSSY_BLOCK_RMSE, "a wrong material went unnoticed: {wrong}");
+}
