@@ -335,6 +335,27 @@ impl Walker<'_> {
                     return Err(invalid(file, format_args!("{what}: sparse attribute {semantic:?} has no elements")));
                 }
             }
+            let uv_set = primitive.material().pbr_metallic_roughness().base_color_texture().map_or(0, |t| t.tex_coord());
+            use gltf::accessor::{DataType as T, Dimensions as D};
+            let check = |accessor: Option<gltf::Accessor<'_>>, name: &str, dims: D, types: &[T]| -> Result<(), JobError> {
+                let Some(a) = accessor else { return Ok(()) };
+                if a.dimensions() != dims || !types.contains(&a.data_type()) {
+                    return Err(invalid(
+                        file,
+                        format_args!("{what}: {name} (accessor {}) is {:?} of {:?}, expected {dims:?} of {types:?}", a.index(), a.dimensions(), a.data_type()),
+                    ));
+                }
+                if let Some(stride) = a.view().and_then(|v| v.stride())
+                    && stride < a.size()
+                {
+                    return Err(invalid(file, format_args!("{what}: {name} (accessor {}) has a byte stride shorter than its elements", a.index())));
+                }
+                Ok(())
+            };
+            check(primitive.get(&gltf::Semantic::Positions), "POSITION", D::Vec3, &[T::F32])?;
+            check(primitive.get(&gltf::Semantic::Normals), "NORMAL", D::Vec3, &[T::F32])?;
+            check(primitive.get(&gltf::Semantic::TexCoords(uv_set)), "TEXCOORD", D::Vec2, &[T::F32, T::U8, T::U16])?;
+            check(primitive.indices(), "indices", D::Scalar, &[T::U8, T::U16, T::U32])?;
             let positions: Vec<V3> = reader
                 .read_positions()
                 .ok_or_else(|| invalid(file, format_args!("{what} has no readable POSITION data")))?
@@ -344,7 +365,6 @@ impl Walker<'_> {
                 .read_normals()
                 .map(|it| it.map(|n| math::transform_normal(&normal_m, V3::from_array(n))).collect());
             let material_index = primitive.material().index().map_or(self.default_material, |i| i as u32);
-            let uv_set = primitive.material().pbr_metallic_roughness().base_color_texture().map_or(0, |t| t.tex_coord());
             let uvs: Option<Vec<[f32; 2]>> = reader.read_tex_coords(uv_set).map(|t| t.into_f32().collect());
             let indices: Vec<u32> = match primitive.indices() {
                 Some(accessor) => {

@@ -249,3 +249,22 @@ fn the_reference_comparison_catches_a_wrong_material() {
     assert!(right < GLOSSY_BLOCK_RMSE, "{right}");
     assert!(wrong > GLOSSY_BLOCK_RMSE, "a wrong material went unnoticed: {wrong}");
 }
+
+#[test]
+fn mistyped_accessors_are_errors_not_panics() {
+    // POSITION as scalars, normals as 2-vectors, float indices, a stride
+    // shorter than an element: glTF validation or the loader must refuse
+    // each (a panic would trap the component).
+    let edits: [(&str, fn(&mut serde_json::Value)); 4] = [
+        ("scalar positions", |d| d["accessors"][0]["type"] = serde_json::json!("SCALAR")),
+        ("vec2 normals", |d| d["accessors"][1]["type"] = serde_json::json!("VEC2")),
+        ("float indices", |d| d["accessors"][3]["componentType"] = serde_json::json!(5126)),
+        ("short stride", |d| d["bufferViews"][0]["byteStride"] = serde_json::json!(4)),
+    ];
+    for (what, edit) in edits {
+        let d = cornell_variant(edit);
+        let result = load(d.path(), "cornell.gltf");
+        let e = result.map(|_| ()).unwrap_err().to_string();
+        assert!(e.starts_with("invalid input: `cornell.gltf`"), "{what}: {e}");
+    }
+}
