@@ -255,7 +255,8 @@ fn mistyped_accessors_are_errors_not_panics() {
     // POSITION as scalars, normals as 2-vectors, float indices, a stride
     // shorter than an element: glTF validation or the loader must refuse
     // each (a panic would trap the component).
-    let edits: [(&str, fn(&mut serde_json::Value)); 4] = [
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 4] = [
         ("scalar positions", |d| d["accessors"][0]["type"] = serde_json::json!("SCALAR")),
         ("vec2 normals", |d| d["accessors"][1]["type"] = serde_json::json!("VEC2")),
         ("float indices", |d| d["accessors"][3]["componentType"] = serde_json::json!(5126)),
