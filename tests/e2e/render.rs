@@ -259,3 +259,40 @@ fn bad_input_gives_a_job_error_naming_the_problem() {
     let m = failure(&[], small.clone());
     assert_eq!(m, "invalid input: no `.gltf` or `.glb` scene in the input");
 }
+
+#[test]
+fn frame_ranges_render_the_animation_and_split_across_jobs() {
+    // The Cornell box with its short block moving +1 in x over one second
+    // (keys in a second buffer file).
+    let f = folders_with("cornell.gltf");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(f.input.join("cornell.gltf")).unwrap()).unwrap();
+    let keys: Vec<u8> = [0.0f32, 1.0, 0.35, 0.0, 0.3, 1.35, 0.0, 0.3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(f.input.join("anim.bin"), &keys).unwrap();
+    doc["buffers"].as_array_mut().unwrap().push(json!({"byteLength": 32, "uri": "anim.bin"}));
+    let views = doc["bufferViews"].as_array_mut().unwrap();
+    views.push(json!({"buffer": 1, "byteOffset": 0, "byteLength": 8}));
+    views.push(json!({"buffer": 1, "byteOffset": 8, "byteLength": 24}));
+    let v = views.len();
+    let accessors = doc["accessors"].as_array_mut().unwrap();
+    accessors.push(json!({"bufferView": v - 2, "componentType": 5126, "count": 2, "type": "SCALAR", "min": [0.0], "max": [1.0]}));
+    accessors.push(json!({"bufferView": v - 1, "componentType": 5126, "count": 2, "type": "VEC3"}));
+    let a = accessors.len();
+    doc["animations"] = json!([{"samplers": [{"input": a - 2, "output": a - 1}],
+        "channels": [{"sampler": 0, "target": {"node": 4, "path": "translation"}}]}]);
+    std::fs::write(f.input.join("cornell.gltf"), doc.to_string()).unwrap();
+
+    let params = |first: u32, last: u32| json!({"width": 32, "height": 32, "spp": 4, "frames": {"first": first, "last": last, "fps": 2}});
+    succeeded(&render(&f, "frames-all", params(0, 2)));
+    let read = |dir: &Path, n: u32| std::fs::read(dir.join(format!("frame_{n:04}.png"))).unwrap();
+    let all: Vec<Vec<u8>> = (0..3).map(|n| read(&f.output, n)).collect();
+    assert!(all[0] != all[1] && all[1] != all[2], "the frames do not differ");
+    // The middle frame alone, as another worker would render it.
+    let g = JobFolders::new();
+    for file in ["cornell.gltf", "cornell.bin", "anim.bin"] {
+        std::fs::copy(f.input.join(file), g.input.join(file)).unwrap();
+    }
+    let run = render(&g, "frames-one", params(1, 1));
+    succeeded(&run);
+    assert!(read(&g.output, 1) == all[1], "frame 1 differs when rendered alone");
+    assert!(!g.output.join("frame_0000.png").exists());
+}

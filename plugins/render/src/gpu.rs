@@ -38,8 +38,9 @@ pub struct Timing {
 }
 
 /// Renders the view's tile on the GPU; returns linear RGB per pixel and
-/// the pass timings.
-pub fn render(job: &Job, scene: &SceneData, view: &View) -> Result<(Vec<[f32; 3]>, Timing), JobError> {
+/// the pass timings. `part` = (index, count) of this render in the job,
+/// for progress reports.
+pub fn render(job: &Job, scene: &SceneData, view: &View, part: (u32, u32)) -> Result<(Vec<[f32; 3]>, Timing), JobError> {
     let [_, _, tw, th] = view.tile;
     let params = Buffer::<FrameParams>::zeroed(1, Usage::UNIFORM).map_err(gpu_err("creating the params buffer"))?;
     let tris = Buffer::from_slice(&scene.tris, Usage::STORAGE).map_err(gpu_err("uploading triangles"))?;
@@ -111,9 +112,11 @@ pub fn render(job: &Job, scene: &SceneData, view: &View) -> Result<(Vec<[f32; 3]
             cost = Some(cost.map_or(c, |old: f64| old.max(c) * 0.5 + c * 0.5));
             done += work;
             row += rows;
+            let fraction = (part.0 as f32 + done as f32 / total as f32) / part.1.max(1) as f32;
+            let frame = if part.1 > 1 { format!("frame {}/{}, ", part.0 + 1, part.1) } else { String::new() };
             job.progress(
-                done as f32 / total as f32,
-                format!("pass {}: samples {}..{}, rows {}..{} ({ms:.1} ms)", timing.pass_ms.len(), s0, s0 + samples, row - rows, row),
+                fraction,
+                format!("{frame}pass {}: samples {}..{}, rows {}..{} ({ms:.1} ms)", timing.pass_ms.len(), s0, s0 + samples, row - rows, row),
             );
         }
         s0 += samples;

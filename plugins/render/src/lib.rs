@@ -9,13 +9,17 @@
 //! ```json
 //! {"scene": "cornell.gltf", "width": 256, "height": 256, "spp": 64, "max_bounces": 6,
 //!  "seed": 1, "tile": {"x": 0, "y": 0, "width": 128, "height": 128},
+//!  "frames": {"first": 0, "last": 23, "fps": 24},
 //!  "camera": {"position": [0, 1, 3], "look_at": [0, 1, 0], "up": [0, 1, 0], "yfov_deg": 40},
 //!  "environment": [0, 0, 0], "outputs": ["png", "pfm"], "device": "gpu"}
 //! ```
 //!
 //! Outputs: `image.png` (8-bit sRGB, clamped), `image.pfm` (linear f32)
 //! when asked, and `report.json` (sizes, passes, timings, samples/s, notes
-//! on ignored features). With `tile`, the images hold just that rectangle
+//! on ignored features). With `frames`, frame f of the scene's animation
+//! (time f / fps) is written as `frame_<ffff>.png` / `.pfm`; a frame's
+//! pixels do not depend on which range it was rendered in, so a sequence
+//! can be split across workers by frame ranges as well as by tiles. With `tile`, the images hold just that rectangle
 //! of the frame; a pixel's value depends only on the scene, params, seed,
 //! its position in the full frame and the adapter, so tiles rendered
 //! separately stitch into exactly the whole frame.
@@ -73,6 +77,9 @@ pub struct Params {
     /// Render only this rectangle of the frame.
     #[serde(default)]
     pub tile: Option<Tile>,
+    /// Render this range of animation frames.
+    #[serde(default)]
+    pub frames: Option<Frames>,
     /// Camera; the scene's first perspective camera by default.
     #[serde(default)]
     pub camera: Option<CameraParams>,
@@ -99,6 +106,19 @@ pub struct Tile {
     pub width: u32,
     /// Height.
     pub height: u32,
+}
+
+/// A range of animation frames.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Frames {
+    /// First frame (frame f is at time f / fps).
+    pub first: u32,
+    /// Last frame, inclusive (at most 10000 frames in one job).
+    pub last: u32,
+    /// Frames per second (0 < fps ≤ 1000).
+    #[serde(default = "default_fps")]
+    pub fps: f32,
 }
 
 /// A camera given in params.
@@ -146,6 +166,9 @@ fn default_spp() -> u32 {
 }
 fn default_bounces() -> u32 {
     6
+}
+fn default_fps() -> f32 {
+    24.0
 }
 fn default_up() -> [f32; 3] {
     [0.0, 1.0, 0.0]
@@ -201,6 +224,14 @@ impl Params {
                 ));
             }
         }
+        if let Some(f) = self.frames {
+            if f.last < f.first || f.last - f.first >= 10_000 {
+                return Err(bad("frames", format_args!("must have first ≤ last and at most 10000 frames, got {}..={}", f.first, f.last)));
+            }
+            if !(f.fps.is_finite() && f.fps > 0.0 && f.fps <= 1000.0) {
+                return Err(bad("frames", format_args!("`fps` must be in (0, 1000], got {}", f.fps)));
+            }
+        }
         if !self.environment.iter().all(|c| c.is_finite() && (0.0..=1e6).contains(c)) {
             return Err(bad("environment", "must be three finite radiances in 0..=1e6"));
         }
@@ -241,9 +272,19 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
-/// Loads scene `scene_file` through `read` and sets up the view for `params`.
+/// Loads scene `scene_file` through `read` and sets up the view for `params`
+/// (a still image: animation time 0, the seed as given).
 pub fn prepare(params: &Params, job_seed: u64, scene_file: &str, read: ReadInput<'_>) -> Result<Prepared, JobError> {
-    let scene = scene::load(scene_file, read)?;
+    prepare_frame(params, job_seed, scene_file, read, None)
+}
+
+/// Like [`prepare`], for animation frame `frame` (at `frame / fps` seconds,
+/// with a seed derived from the seed and the frame number; frame 0 keeps
+/// the seed).
+pub fn prepare_frame(params: &Params, job_seed: u64, scene_file: &str, read: ReadInput<'_>, frame: Option<u32>) -> Result<Prepared, JobError> {
+    let fps = params.frames.map_or(24.0, |f| f.fps);
+    let time = frame.map_or(0.0, |f| f as f32 / fps);
+    let scene = scene::load_at(scene_file, read, time)?;
     let camera = match (&params.camera, scene.camera) {
         (Some(c), _) => params.param_camera(c).ok_or_else(|| bad("camera", "is degenerate"))?,
         (None, Some(c)) => c,
@@ -260,7 +301,7 @@ pub fn prepare(params: &Params, job_seed: u64, scene_file: &str, read: ReadInput
         tile: params.tile_rect(),
         spp: params.spp,
         max_bounces: params.max_bounces,
-        seed: params.seed.unwrap_or(job_seed),
+        seed: params.seed.unwrap_or(job_seed) ^ u64::from(frame.unwrap_or(0)).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         camera,
         environment: params.environment,
     };
@@ -288,50 +329,70 @@ impl Plugin for Render {
         let params: Params = job.params()?;
         params.validate()?;
         let scene_file = pick_scene(&params, &job.input_files()?)?;
-        job.progress(0.0, format!("loading {scene_file}"));
-        let started = Instant::now();
+        let frames: Vec<Option<u32>> = params.frames.map_or(vec![None], |f| (f.first..=f.last).map(Some).collect());
+        let adapter = match params.device {
+            Device::Gpu => {
+                let a = pictor_sdk::gpu::adapter().map_err(|e| JobError::Failed(e.to_string()))?;
+                format!("{}, {}", a.name, a.backend)
+            }
+            Device::Cpu => "CPU reference tracer".to_string(),
+        };
         let read = |name: &str| job.read_input(name);
-        let prepared = prepare(&params, job.seed(), &scene_file, &read)?;
-        let load_ms = started.elapsed().as_secs_f64() * 1e3;
-        job.check_cancelled()?;
+        let (mut load_ms, mut render_s, mut samples) = (0.0, 0.0, 0u64);
+        let (mut pass_ms, mut warmup_ms) = (Vec::new(), 0.0);
+        let mut last = None;
+        for (k, &frame) in frames.iter().enumerate() {
+            let part = (k as u32, frames.len() as u32);
+            job.progress(k as f32 / frames.len() as f32, format!("loading {scene_file}"));
+            let started = Instant::now();
+            let prepared = prepare_frame(&params, job.seed(), &scene_file, &read, frame)?;
+            load_ms += started.elapsed().as_secs_f64() * 1e3;
+            job.check_cancelled()?;
+            let view = prepared.view;
+            let [_, _, tw, th] = view.tile;
+            let started = Instant::now();
+            let pixels = match params.device {
+                Device::Gpu => {
+                    let (pixels, timing) = gpu::render(job, &prepared.data, &view, part)?;
+                    pass_ms.extend(timing.pass_ms);
+                    warmup_ms += timing.warmup_ms;
+                    pixels
+                }
+                Device::Cpu => cpu::render(&prepared.data, &view),
+            };
+            render_s += started.elapsed().as_secs_f64();
+            samples += u64::from(tw) * u64::from(th) * u64::from(view.spp);
+            let stem = frame.map_or_else(|| "image".to_string(), |f| format!("frame_{f:04}"));
+            if params.outputs.contains(&Format::Png) {
+                job.write_output(&format!("{stem}.png"), &image::encode_png(tw, th, &pixels)?)?;
+            }
+            if params.outputs.contains(&Format::Pfm) {
+                job.write_output(&format!("{stem}.pfm"), &image::encode_pfm(tw, th, &pixels))?;
+            }
+            last = Some(prepared);
+        }
+        let Some(prepared) = last else {
+            return Err(JobError::InvalidParams("`frames` is empty".into()));
+        };
         let view = prepared.view;
         let [tx, ty, tw, th] = view.tile;
-        job.progress(0.0, format!("{} triangles, {} BVH nodes; rendering", prepared.triangles, prepared.data.nodes.len()));
-
-        let started = Instant::now();
-        let (pixels, timing, adapter) = match params.device {
-            Device::Gpu => {
-                let adapter = pictor_sdk::gpu::adapter().map_err(|e| JobError::Failed(e.to_string()))?;
-                let (pixels, timing) = gpu::render(job, &prepared.data, &view)?;
-                (pixels, timing, format!("{}, {}", adapter.name, adapter.backend))
-            }
-            Device::Cpu => (cpu::render(&prepared.data, &view), gpu::Timing::default(), "CPU reference tracer".to_string()),
-        };
-        let pass_ms = timing.pass_ms;
-        let render_s = started.elapsed().as_secs_f64();
-        let samples = u64::from(tw) * u64::from(th) * u64::from(view.spp);
         let samples_per_s = samples as f64 / render_s.max(1e-9);
         let gpu_ms: f64 = pass_ms.iter().sum();
         let max_pass_ms = pass_ms.iter().copied().fold(0.0, f64::max);
-
-        if params.outputs.contains(&Format::Png) {
-            job.write_output("image.png", &image::encode_png(tw, th, &pixels)?)?;
-        }
-        if params.outputs.contains(&Format::Pfm) {
-            job.write_output("image.pfm", &image::encode_pfm(tw, th, &pixels))?;
-        }
         let report = serde_json::json!({
             "scene": scene_file, "frame": [view.width, view.height], "tile": [tx, ty, tw, th],
-            "spp": view.spp, "max_bounces": view.max_bounces, "seed": view.seed,
+            "frames": params.frames.map(|f| [f.first, f.last]), "fps": params.frames.map(|f| f.fps),
+            "spp": view.spp, "max_bounces": view.max_bounces, "seed": params.seed.unwrap_or(job.seed()),
             "device": adapter, "triangles": prepared.triangles, "bvh_nodes": prepared.data.nodes.len(),
             "load_ms": load_ms, "render_ms": render_s * 1e3, "samples": samples,
             "samples_per_s": samples_per_s, "passes": pass_ms.len(), "gpu_ms": gpu_ms,
-            "max_pass_ms": max_pass_ms, "warmup_ms": timing.warmup_ms, "pass_ms": pass_ms, "notes": prepared.notes,
+            "max_pass_ms": max_pass_ms, "warmup_ms": warmup_ms, "pass_ms": pass_ms, "notes": prepared.notes,
         });
         job.write_output("report.json", serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
         job.progress(1.0, "done");
+        let what = if frames.len() > 1 { format!("{} frames of ", frames.len()) } else { String::new() };
         Ok(Summary::new(format!(
-            "{tw}×{th} at {} spp of {scene_file} in {:.0} ms ({:.2} Msamples/s) on {adapter}",
+            "{what}{tw}×{th} at {} spp of {scene_file} in {:.0} ms ({:.2} Msamples/s) on {adapter}",
             view.spp,
             render_s * 1e3,
             samples_per_s / 1e6

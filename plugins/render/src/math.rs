@@ -115,6 +115,23 @@ pub fn mul_m4(a: &M4, b: &M4) -> M4 {
     r
 }
 
+/// The matrix of translation `t`, unit quaternion `r` (x, y, z, w) and
+/// scale `s`, applied as T × R × S (glTF's order).
+pub fn trs_matrix(t: [f32; 3], r: [f32; 4], s: [f32; 3]) -> M4 {
+    let [x, y, z, w] = r;
+    let rot = [
+        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + z * w), 2.0 * (x * z - y * w)],
+        [2.0 * (x * y - z * w), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + x * w)],
+        [2.0 * (x * z + y * w), 2.0 * (y * z - x * w), 1.0 - 2.0 * (x * x + y * y)],
+    ];
+    [
+        [rot[0][0] * s[0], rot[0][1] * s[0], rot[0][2] * s[0], 0.0],
+        [rot[1][0] * s[1], rot[1][1] * s[1], rot[1][2] * s[1], 0.0],
+        [rot[2][0] * s[2], rot[2][1] * s[2], rot[2][2] * s[2], 0.0],
+        [t[0], t[1], t[2], 1.0],
+    ]
+}
+
 /// Transforms a point.
 pub fn transform_point(m: &M4, p: V3) -> V3 {
     v3(
@@ -168,5 +185,10 @@ mod tests {
         assert!(transform_normal(&nm, n).dot(tb).abs() < 1e-6);
         assert_eq!(transform_point(&m, v3(1.0, 0.0, 0.0)), v3(3.0, 2.0, 3.0));
         assert_eq!(mul_m4(&IDENTITY, &m), m);
+        // A quarter turn about y takes +x to -z.
+        let h = std::f32::consts::FRAC_PI_4;
+        let q = trs_matrix([0.0; 3], [0.0, h.sin(), 0.0, h.cos()], [1.0; 3]);
+        let p = transform_point(&q, v3(1.0, 0.0, 0.0));
+        assert!((p - v3(0.0, 0.0, -1.0)).length() < 1e-6, "{p:?}");
     }
 }

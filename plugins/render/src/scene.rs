@@ -7,6 +7,9 @@
 //! texture, metallic and roughness factors, emissive factor with
 //! `KHR_materials_emissive_strength`, the specular factor of
 //! `KHR_materials_specular`); the first perspective camera.
+//! Node animations (translation, rotation, scale; step and linear
+//! interpolation, cubic splines sampled linearly between their keys) are
+//! evaluated at the time given to [`load_at`].
 //! Ignored, and listed in [`Scene::notes`]: normal, occlusion, emissive and
 //! metallic-roughness textures, alpha modes, sampler wrap modes (always
 //! repeat, nearest texel), skins, morph targets and animations.
@@ -122,8 +125,13 @@ fn unsupported(file: &str, what: impl std::fmt::Display) -> JobError {
 }
 
 /// Loads scene file `name` (`.gltf` or `.glb`), reading referenced files
-/// through `read` relative to its folder.
+/// through `read` relative to its folder, at animation time 0.
 pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
+    load_at(name, read, 0.0)
+}
+
+/// Like [`load`], with node animations evaluated at `time` seconds.
+pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobError> {
     let bytes = read(name)?;
     let gltf = gltf::Gltf::from_slice(&bytes).map_err(|e| invalid(name, format_args!("not a valid glTF 2.0 file: {e}")))?;
     let folder = name.rsplit_once('/').map(|(dir, _)| format!("{dir}/")).unwrap_or_default();
@@ -166,9 +174,7 @@ pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
     }
 
     let mut notes = BTreeSet::new();
-    if gltf.animations().next().is_some() {
-        notes.insert("animations are ignored".to_string());
-    }
+    let animated = animate(&gltf, &buffers, name, time, &mut notes)?;
     if gltf.skins().next().is_some() {
         notes.insert("skins are ignored".to_string());
     }
@@ -253,7 +259,7 @@ pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
         .or_else(|| gltf.scenes().next())
         .ok_or_else(|| invalid(name, "the file has no scene"))?;
     let mut out = Scene { materials, textures, ..Scene::default() };
-    let mut walker = Walker { file: name, buffers: &buffers, default_material, notes: &mut notes, out: &mut out };
+    let mut walker = Walker { file: name, buffers: &buffers, default_material, animated: &animated, notes: &mut notes, out: &mut out };
     for node in scene.nodes() {
         walker.node(&node, &math::IDENTITY, 0)?;
     }
@@ -268,6 +274,7 @@ struct Walker<'a> {
     file: &'a str,
     buffers: &'a [Vec<u8>],
     default_material: u32,
+    animated: &'a [Trs],
     notes: &'a mut BTreeSet<String>,
     out: &'a mut Scene,
 }
@@ -277,7 +284,14 @@ impl Walker<'_> {
         if depth > 64 {
             return Err(invalid(self.file, "node hierarchy deeper than 64 levels"));
         }
-        let world = math::mul_m4(parent, &node.transform().matrix());
+        let local = match self.animated.get(node.index()) {
+            Some(a) if a.0.is_some() || a.1.is_some() || a.2.is_some() => {
+                let (t, r, s) = node.transform().decomposed();
+                math::trs_matrix(a.0.unwrap_or(t), a.1.unwrap_or(r), a.2.unwrap_or(s))
+            }
+            _ => node.transform().matrix(),
+        };
+        let world = math::mul_m4(parent, &local);
         if node.skin().is_some() || node.weights().is_some() {
             self.notes.insert("skins and morph weights are ignored".to_string());
         }
@@ -421,6 +435,118 @@ impl Walker<'_> {
         }
         Ok(())
     }
+}
+
+/// Animated translation, rotation and scale of a node (`None`: as in the node).
+type Trs = (Option<[f32; 3]>, Option<[f32; 4]>, Option<[f32; 3]>);
+
+/// The animated parts of every node's transform at `time`.
+fn animate(gltf: &gltf::Gltf, buffers: &[Vec<u8>], file: &str, time: f32, notes: &mut BTreeSet<String>) -> Result<Vec<Trs>, JobError> {
+    use gltf::accessor::{DataType as T, Dimensions as D};
+    use gltf::animation::util::ReadOutputs;
+    use gltf::animation::{Interpolation, Property};
+    let mut out: Vec<Trs> = vec![(None, None, None); gltf.nodes().len()];
+    for animation in gltf.animations() {
+        for channel in animation.channels() {
+            let what = format!("animation {} channel {}", animation.index(), channel.index());
+            let sampler = channel.sampler();
+            let property = channel.target().property();
+            if property == Property::MorphTargetWeights {
+                notes.insert("morph target weight animations are ignored".to_string());
+                continue;
+            }
+            let (input, output) = (sampler.input(), sampler.output());
+            let expected_output = match property {
+                Property::Rotation => (D::Vec4, &[T::F32, T::I8, T::U8, T::I16, T::U16][..]),
+                _ => (D::Vec3, &[T::F32][..]),
+            };
+            let stride_ok = |a: &gltf::Accessor<'_>| a.view().and_then(|v| v.stride()).is_none_or(|s| s >= a.size());
+            let ok = input.dimensions() == D::Scalar
+                && input.data_type() == T::F32
+                && output.dimensions() == expected_output.0
+                && expected_output.1.contains(&output.data_type())
+                && input.count() > 0
+                && output.count() > 0
+                && input.sparse().is_none()
+                && output.sparse().is_none()
+                && stride_ok(&input)
+                && stride_ok(&output);
+            if !ok {
+                return Err(invalid(file, format_args!("{what}: input or output accessor has the wrong type, count or stride")));
+            }
+            let reader = channel.reader(|b| buffers.get(b.index()).map(Vec::as_slice));
+            let times: Vec<f32> = reader
+                .read_inputs()
+                .ok_or_else(|| invalid(file, format_args!("{what}: key times out of their buffer")))?
+                .collect();
+            let cubic = sampler.interpolation() == Interpolation::CubicSpline;
+            if cubic {
+                notes.insert("cubic-spline animations are sampled linearly between their keys".to_string());
+            }
+            let per_key = if cubic { 3 } else { 1 };
+            let step = sampler.interpolation() == Interpolation::Step;
+            let outputs = reader.read_outputs().ok_or_else(|| invalid(file, format_args!("{what}: key values out of their buffer")))?;
+            let check = |n: usize| {
+                if n != times.len() * per_key || times.is_empty() || times.iter().any(|t| !t.is_finite()) {
+                    Err(invalid(file, format_args!("{what}: {} key times for {n} values", times.len())))
+                } else {
+                    Ok(())
+                }
+            };
+            let slot = &mut out[channel.target().node().index()];
+            match outputs {
+                ReadOutputs::Translations(v) => {
+                    let v: Vec<[f32; 3]> = v.collect();
+                    check(v.len())?;
+                    slot.0 = Some(sample(&times, &v, per_key, step, time, false));
+                }
+                ReadOutputs::Scales(v) => {
+                    let v: Vec<[f32; 3]> = v.collect();
+                    check(v.len())?;
+                    slot.2 = Some(sample(&times, &v, per_key, step, time, false));
+                }
+                ReadOutputs::Rotations(v) => {
+                    let v: Vec<[f32; 4]> = v.into_f32().collect();
+                    check(v.len())?;
+                    slot.1 = Some(sample(&times, &v, per_key, step, time, true));
+                }
+                ReadOutputs::MorphTargetWeights(_) => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A keyframed value at `time`: clamped outside the keys, step or linear
+/// between them (normalized linear for quaternions, shortest arc).
+/// `per_key` is 3 for cubic splines (in-tangent, value, out-tangent).
+fn sample<const N: usize>(times: &[f32], values: &[[f32; N]], per_key: usize, step: bool, time: f32, quaternion: bool) -> [f32; N] {
+    let value = |i: usize| values[i * per_key + per_key / 2];
+    let last = times.len() - 1;
+    if time <= times[0] {
+        return value(0);
+    }
+    if time >= times[last] {
+        return value(last);
+    }
+    let i = times.partition_point(|&t| t <= time).saturating_sub(1).min(last.saturating_sub(1));
+    let (a, mut b) = (value(i), value(i + 1));
+    let span = times[i + 1] - times[i];
+    let u = if step || span.is_nan() || span <= 0.0 { 0.0 } else { ((time - times[i]) / span).clamp(0.0, 1.0) };
+    if quaternion && (0..N).map(|k| a[k] * b[k]).sum::<f32>() < 0.0 {
+        b = b.map(|c| -c);
+    }
+    let mut r = [0.0; N];
+    for k in 0..N {
+        r[k] = a[k] + (b[k] - a[k]) * u;
+    }
+    if quaternion {
+        let len = r.iter().map(|c| c * c).sum::<f32>().sqrt();
+        if len > 0.0 {
+            r = r.map(|c| c / len);
+        }
+    }
+    r
 }
 
 /// Decodes `%XX` escapes of a relative URI.

@@ -108,6 +108,8 @@ fn params_are_validated_with_the_field_named() {
     assert!(err(r#"{"outputs": ["exr"]}"#).contains("unknown variant `exr`"));
     assert!(err(r#"{"camera": {"position": [0, 0, 0], "look_at": [0, 0, 0]}}"#).contains("`camera`"));
     assert!(err(r#"{"tile": {"x": 0, "y": 0, "width": 0, "height": 4}}"#).contains("`tile`"));
+    assert!(err(r#"{"frames": {"first": 3, "last": 1}}"#).starts_with("invalid params: `frames` must have first ≤ last"));
+    assert!(err(r#"{"frames": {"first": 0, "last": 1, "fps": 0}}"#).contains("`fps` must be in (0, 1000]"));
     let p = render::Params::from_json("{}").unwrap();
     assert_eq!((p.width, p.height, p.spp, p.max_bounces), (256, 256, 64, 6));
 }
@@ -268,4 +270,44 @@ fn mistyped_accessors_are_errors_not_panics() {
         let e = result.map(|_| ()).unwrap_err().to_string();
         assert!(e.starts_with("invalid input: `cornell.gltf`"), "{what}: {e}");
     }
+}
+
+/// Adds an animation moving the short block (node 4) from x = 0.35 at 0 s
+/// to x = 1.35 at 1 s, its keys in a second buffer given as a `data:` URI.
+fn animate_short_block(d: &mut serde_json::Value) {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    for f in [0.0f32, 1.0, 0.35, 0.0, 0.3, 1.35, 0.0, 0.3] {
+        bytes.extend_from_slice(&f.to_le_bytes());
+    }
+    let uri = format!("data:application/octet-stream;base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
+    d["buffers"].as_array_mut().unwrap().push(serde_json::json!({"byteLength": 32, "uri": uri}));
+    let views = d["bufferViews"].as_array_mut().unwrap();
+    views.push(serde_json::json!({"buffer": 1, "byteOffset": 0, "byteLength": 8}));
+    views.push(serde_json::json!({"buffer": 1, "byteOffset": 8, "byteLength": 24}));
+    let (tv, ov) = (views.len() - 2, views.len() - 1);
+    let accessors = d["accessors"].as_array_mut().unwrap();
+    accessors.push(serde_json::json!({"bufferView": tv, "componentType": 5126, "count": 2, "type": "SCALAR", "min": [0.0], "max": [1.0]}));
+    accessors.push(serde_json::json!({"bufferView": ov, "componentType": 5126, "count": 2, "type": "VEC3"}));
+    let (ta, oa) = (accessors.len() - 2, accessors.len() - 1);
+    d["animations"] = serde_json::json!([{"samplers": [{"input": ta, "output": oa, "interpolation": "LINEAR"}],
+        "channels": [{"sampler": 0, "target": {"node": 4, "path": "translation"}}]}]);
+}
+
+#[test]
+fn node_animations_are_evaluated_at_the_frame_time() {
+    let d = cornell_variant(animate_short_block);
+    let read = scene::dir_reader(d.path());
+    let max_x = |t: f32| {
+        let s = scene::load_at("cornell.gltf", &read, t).unwrap();
+        // The short block is the first cube (material 0, below y = 0.7).
+        s.triangles[12..24].iter().flat_map(|t| t.p).map(|p| p.x).fold(f32::MIN, f32::max)
+    };
+    let (x0, x_half, x_end, x_after) = (max_x(0.0), max_x(0.5), max_x(1.0), max_x(3.0));
+    assert!((x_half - x0 - 0.5).abs() < 1e-5, "{x0} → {x_half}");
+    assert!((x_end - x0 - 1.0).abs() < 1e-5, "{x0} → {x_end}");
+    assert_eq!(x_end, x_after, "clamped after the last key");
+    // Without animation the scene is the same as at time 0.
+    let still = load(&fixtures(), "cornell.gltf").unwrap();
+    assert_eq!(still.triangles, scene::load_at("cornell.gltf", &read, 0.0).unwrap().triangles);
 }
