@@ -9,6 +9,7 @@ mod gpu;
 mod gpu_in_process;
 mod inspect;
 mod network;
+mod render;
 mod reproducible;
 mod sandbox;
 mod support;

@@ -1,0 +1,409 @@
+//! `render`: a path tracer for glTF 2.0 scenes whose inner loop runs as a
+//! WGSL compute kernel through the host's `gpu` capability, with a CPU
+//! reference tracer that runs the same algorithm on the same data.
+//!
+//! Input: one `.gltf` (with its buffers and images) or `.glb` in `/input`
+//! (see [`scene`] for what is supported). Params ([`Params`], all
+//! optional):
+//!
+//! ```json
+//! {"scene": "cornell.gltf", "width": 256, "height": 256, "spp": 64, "max_bounces": 6,
+//!  "seed": 1, "tile": {"x": 0, "y": 0, "width": 128, "height": 128},
+//!  "frames": {"first": 0, "last": 23, "fps": 24},
+//!  "camera": {"position": [0, 1, 3], "look_at": [0, 1, 0], "up": [0, 1, 0], "yfov_deg": 40},
+//!  "environment": [0, 0, 0], "outputs": ["png", "pfm"], "device": "gpu"}
+//! ```
+//!
+//! Outputs: `image.png` (8-bit sRGB, clamped), `image.pfm` (linear f32)
+//! when asked, and `report.json` (sizes, passes, timings, samples/s, notes
+//! on ignored features). With `frames`, frame f of the scene's animation
+//! (time f / fps) is written as `frame_<ffff>.png` / `.pfm`; a frame's
+//! pixels do not depend on which range it was rendered in, so a sequence
+//! can be split across workers by frame ranges as well as by tiles. With `tile`, the images hold just that rectangle
+//! of the frame; a pixel's value depends only on the scene, params, seed,
+//! its position in the full frame and the adapter, so tiles rendered
+//! separately stitch into exactly the whole frame.
+//!
+//! The shading model is documented in [`trace`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod bvh;
+pub mod cpu;
+pub mod gpu;
+pub mod image;
+pub mod layout;
+pub mod math;
+pub mod rng;
+pub mod scene;
+pub mod trace;
+
+use std::time::Instant;
+
+use pictor_sdk::{Job, JobError, Plugin, Summary};
+use serde::Deserialize;
+
+use crate::layout::{SceneData, View};
+use crate::math::V3;
+use crate::scene::{Camera, ReadInput};
+
+/// Largest frame side.
+pub const MAX_SIDE: u32 = 8192;
+/// Most pixels in a frame (16 Mpx).
+pub const MAX_PIXELS: u64 = 1 << 24;
+
+/// The job's params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Scene file in `/input`; by default the only `.gltf`/`.glb` there.
+    #[serde(default)]
+    pub scene: Option<String>,
+    /// Frame width in pixels (1..=8192).
+    #[serde(default = "default_side")]
+    pub width: u32,
+    /// Frame height in pixels (1..=8192).
+    #[serde(default = "default_side")]
+    pub height: u32,
+    /// Samples per pixel (1..=65536).
+    #[serde(default = "default_spp")]
+    pub spp: u32,
+    /// Bounces after the camera ray (0..=64).
+    #[serde(default = "default_bounces")]
+    pub max_bounces: u32,
+    /// Seed; the job's seed by default.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Render only this rectangle of the frame.
+    #[serde(default)]
+    pub tile: Option<Tile>,
+    /// Render this range of animation frames.
+    #[serde(default)]
+    pub frames: Option<Frames>,
+    /// Camera; the scene's first perspective camera by default.
+    #[serde(default)]
+    pub camera: Option<CameraParams>,
+    /// Radiance of the environment seen by rays that leave the scene.
+    #[serde(default)]
+    pub environment: [f32; 3],
+    /// Image formats to write: `png`, `pfm`.
+    #[serde(default = "default_outputs")]
+    pub outputs: Vec<Format>,
+    /// Where to trace: `gpu` (default) or `cpu` (the reference tracer).
+    #[serde(default)]
+    pub device: Device,
+}
+
+/// A rectangle of the frame.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tile {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// A range of animation frames.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Frames {
+    /// First frame (frame f is at time f / fps).
+    pub first: u32,
+    /// Last frame, inclusive (at most 10000 frames in one job).
+    pub last: u32,
+    /// Frames per second (0 < fps ≤ 1000).
+    #[serde(default = "default_fps")]
+    pub fps: f32,
+}
+
+/// A camera given in params.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraParams {
+    /// Eye position.
+    pub position: [f32; 3],
+    /// Point looked at.
+    pub look_at: [f32; 3],
+    /// Up direction.
+    #[serde(default = "default_up")]
+    pub up: [f32; 3],
+    /// Vertical field of view in degrees (0 < f < 180).
+    #[serde(default = "default_fov")]
+    pub yfov_deg: f32,
+}
+
+/// An image output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// 8-bit sRGB PNG.
+    Png,
+    /// Linear 32-bit float PFM.
+    Pfm,
+}
+
+/// Which tracer runs.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// The WGSL kernel through the `gpu` capability.
+    #[default]
+    Gpu,
+    /// The CPU reference tracer (one thread inside a component).
+    Cpu,
+}
+
+fn default_side() -> u32 {
+    256
+}
+fn default_spp() -> u32 {
+    64
+}
+fn default_bounces() -> u32 {
+    6
+}
+fn default_fps() -> f32 {
+    24.0
+}
+fn default_up() -> [f32; 3] {
+    [0.0, 1.0, 0.0]
+}
+fn default_fov() -> f32 {
+    45.0
+}
+fn default_outputs() -> Vec<Format> {
+    vec![Format::Png]
+}
+
+fn bad(field: &str, why: impl std::fmt::Display) -> JobError {
+    JobError::InvalidParams(format!("`{field}` {why}"))
+}
+
+impl Params {
+    /// Parses and validates params JSON (as [`Job::params`] does).
+    pub fn from_json(text: &str) -> Result<Params, JobError> {
+        let p: Params = serde_json::from_str(text).map_err(|e| JobError::InvalidParams(e.to_string()))?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Checks ranges; errors name the field.
+    pub fn validate(&self) -> Result<(), JobError> {
+        for (name, v) in [("width", self.width), ("height", self.height)] {
+            if !(1..=MAX_SIDE).contains(&v) {
+                return Err(bad(name, format_args!("must be in 1..={MAX_SIDE}, got {v}")));
+            }
+        }
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        if pixels > MAX_PIXELS {
+            return Err(bad("width", format_args!("× `height` is {pixels} pixels, at most {MAX_PIXELS} are allowed")));
+        }
+        if !(1..=65536).contains(&self.spp) {
+            return Err(bad("spp", format_args!("must be in 1..=65536, got {}", self.spp)));
+        }
+        if self.max_bounces > 64 {
+            return Err(bad("max_bounces", format_args!("must be in 0..=64, got {}", self.max_bounces)));
+        }
+        if let Some(t) = self.tile {
+            let inside = t.width >= 1
+                && t.height >= 1
+                && u64::from(t.x) + u64::from(t.width) <= u64::from(self.width)
+                && u64::from(t.y) + u64::from(t.height) <= u64::from(self.height);
+            if !inside {
+                return Err(bad(
+                    "tile",
+                    format_args!(
+                        "{}×{} at ({}, {}) is not a non-empty rectangle inside the {}×{} frame",
+                        t.width, t.height, t.x, t.y, self.width, self.height
+                    ),
+                ));
+            }
+        }
+        if let Some(f) = self.frames {
+            if f.last < f.first || f.last - f.first >= 10_000 {
+                return Err(bad("frames", format_args!("must have first ≤ last and at most 10000 frames, got {}..={}", f.first, f.last)));
+            }
+            if !(f.fps.is_finite() && f.fps > 0.0 && f.fps <= 1000.0) {
+                return Err(bad("frames", format_args!("`fps` must be in (0, 1000], got {}", f.fps)));
+            }
+        }
+        if !self.environment.iter().all(|c| c.is_finite() && (0.0..=1e6).contains(c)) {
+            return Err(bad("environment", "must be three finite radiances in 0..=1e6"));
+        }
+        if self.outputs.is_empty() {
+            return Err(bad("outputs", "must name at least one format (`png`, `pfm`)"));
+        }
+        if let Some(c) = self.camera
+            && self.param_camera(&c).is_none()
+        {
+            return Err(bad("camera", "needs finite position ≠ look_at, an up not parallel to the view, and 0 < yfov_deg < 180"));
+        }
+        Ok(())
+    }
+
+    fn param_camera(&self, c: &CameraParams) -> Option<Camera> {
+        let finite = c.position.iter().chain(&c.look_at).chain(&c.up).all(|v| v.is_finite());
+        if !finite || !c.yfov_deg.is_finite() || c.yfov_deg <= 0.0 || c.yfov_deg >= 180.0 {
+            return None;
+        }
+        Camera::look_at(V3::from_array(c.position), V3::from_array(c.look_at), V3::from_array(c.up), c.yfov_deg.to_radians())
+    }
+
+    /// The tile rectangle (the whole frame without `tile`).
+    pub fn tile_rect(&self) -> [u32; 4] {
+        self.tile.map_or([0, 0, self.width, self.height], |t| [t.x, t.y, t.width, t.height])
+    }
+}
+
+/// A scene ready to render: uploaded data, the view, and notes.
+pub struct Prepared {
+    /// Flattened scene.
+    pub data: SceneData,
+    /// What to render.
+    pub view: View,
+    /// Triangle count.
+    pub triangles: usize,
+    /// Ignored features.
+    pub notes: Vec<String>,
+}
+
+/// Loads scene `scene_file` through `read` and sets up the view for `params`
+/// (a still image: animation time 0, the seed as given).
+pub fn prepare(params: &Params, job_seed: u64, scene_file: &str, read: ReadInput<'_>) -> Result<Prepared, JobError> {
+    prepare_frame(params, job_seed, scene_file, read, None)
+}
+
+/// Like [`prepare`], for animation frame `frame` (at `frame / fps` seconds,
+/// with a seed derived from the seed and the frame number; frame 0 keeps
+/// the seed).
+pub fn prepare_frame(params: &Params, job_seed: u64, scene_file: &str, read: ReadInput<'_>, frame: Option<u32>) -> Result<Prepared, JobError> {
+    let fps = params.frames.map_or(24.0, |f| f.fps);
+    let time = frame.map_or(0.0, |f| f as f32 / fps);
+    let scene = scene::load_at(scene_file, read, time)?;
+    let camera = match (&params.camera, scene.camera) {
+        (Some(c), _) => params.param_camera(c).ok_or_else(|| bad("camera", "is degenerate"))?,
+        (None, Some(c)) => c,
+        (None, None) => {
+            return Err(JobError::InvalidInput(format!(
+                "`{scene_file}`: the scene has no perspective camera; give one in params `camera`"
+            )));
+        }
+    };
+    let data = SceneData::build(&scene);
+    let view = View {
+        width: params.width,
+        height: params.height,
+        tile: params.tile_rect(),
+        spp: params.spp,
+        max_bounces: params.max_bounces,
+        seed: params.seed.unwrap_or(job_seed) ^ u64::from(frame.unwrap_or(0)).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        camera,
+        environment: params.environment,
+    };
+    Ok(Prepared { data, view, triangles: scene.triangles.len(), notes: scene.notes })
+}
+
+/// The scene file to render: `params.scene`, or the only glTF in the input.
+fn pick_scene(params: &Params, files: &[String]) -> Result<String, JobError> {
+    if let Some(s) = &params.scene {
+        return Ok(s.clone());
+    }
+    let scenes: Vec<&String> = files.iter().filter(|f| f.ends_with(".gltf") || f.ends_with(".glb")).collect();
+    match scenes.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(JobError::InvalidInput("no `.gltf` or `.glb` scene in the input".into())),
+        many => Err(bad("scene", format_args!("must choose between {} scenes in the input: {:?}", many.len(), many))),
+    }
+}
+
+/// The `render` plugin.
+pub struct Render;
+
+impl Plugin for Render {
+    fn run(job: &Job) -> Result<Summary, JobError> {
+        let params: Params = job.params()?;
+        params.validate()?;
+        let scene_file = pick_scene(&params, &job.input_files()?)?;
+        let frames: Vec<Option<u32>> = params.frames.map_or(vec![None], |f| (f.first..=f.last).map(Some).collect());
+        let adapter = match params.device {
+            Device::Gpu => {
+                let a = pictor_sdk::gpu::adapter().map_err(|e| JobError::Failed(e.to_string()))?;
+                format!("{}, {}", a.name, a.backend)
+            }
+            Device::Cpu => "CPU reference tracer".to_string(),
+        };
+        let read = |name: &str| job.read_input(name);
+        let (mut load_ms, mut render_s, mut samples) = (0.0, 0.0, 0u64);
+        let (mut pass_ms, mut warmup_ms) = (Vec::new(), 0.0);
+        let mut last = None;
+        for (k, &frame) in frames.iter().enumerate() {
+            let part = (k as u32, frames.len() as u32);
+            job.progress(k as f32 / frames.len() as f32, format!("loading {scene_file}"));
+            let started = Instant::now();
+            let prepared = prepare_frame(&params, job.seed(), &scene_file, &read, frame)?;
+            load_ms += started.elapsed().as_secs_f64() * 1e3;
+            job.check_cancelled()?;
+            let view = prepared.view;
+            let [_, _, tw, th] = view.tile;
+            let started = Instant::now();
+            let pixels = match params.device {
+                Device::Gpu => {
+                    let (pixels, timing) = gpu::render(job, &prepared.data, &view, part)?;
+                    pass_ms.extend(timing.pass_ms);
+                    warmup_ms += timing.warmup_ms;
+                    pixels
+                }
+                Device::Cpu => cpu::render(&prepared.data, &view),
+            };
+            render_s += started.elapsed().as_secs_f64();
+            samples += u64::from(tw) * u64::from(th) * u64::from(view.spp);
+            let stem = frame.map_or_else(|| "image".to_string(), |f| format!("frame_{f:04}"));
+            if params.outputs.contains(&Format::Png) {
+                job.write_output(&format!("{stem}.png"), &image::encode_png(tw, th, &pixels)?)?;
+            }
+            if params.outputs.contains(&Format::Pfm) {
+                job.write_output(&format!("{stem}.pfm"), &image::encode_pfm(tw, th, &pixels))?;
+            }
+            last = Some(prepared);
+        }
+        let Some(prepared) = last else {
+            return Err(JobError::InvalidParams("`frames` is empty".into()));
+        };
+        let view = prepared.view;
+        let [tx, ty, tw, th] = view.tile;
+        let samples_per_s = samples as f64 / render_s.max(1e-9);
+        let gpu_ms: f64 = pass_ms.iter().sum();
+        let max_pass_ms = pass_ms.iter().copied().fold(0.0, f64::max);
+        let report = serde_json::json!({
+            "scene": scene_file, "frame": [view.width, view.height], "tile": [tx, ty, tw, th],
+            "frames": params.frames.map(|f| [f.first, f.last]), "fps": params.frames.map(|f| f.fps),
+            "spp": view.spp, "max_bounces": view.max_bounces, "seed": params.seed.unwrap_or(job.seed()),
+            "device": adapter, "triangles": prepared.triangles, "bvh_nodes": prepared.data.nodes.len(),
+            "load_ms": load_ms, "render_ms": render_s * 1e3, "samples": samples,
+            "samples_per_s": samples_per_s, "passes": pass_ms.len(), "gpu_ms": gpu_ms,
+            "max_pass_ms": max_pass_ms, "warmup_ms": warmup_ms, "pass_ms": pass_ms, "notes": prepared.notes,
+        });
+        job.write_output("report.json", serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
+        job.progress(1.0, "done");
+        let what = if frames.len() > 1 { format!("{} frames of ", frames.len()) } else { String::new() };
+        Ok(Summary::new(format!(
+            "{what}{tw}×{th} at {} spp of {scene_file} in {:.0} ms ({:.2} Msamples/s) on {adapter}",
+            view.spp,
+            render_s * 1e3,
+            samples_per_s / 1e6
+        ))
+        .metric("samples_per_s", samples_per_s)
+        .metric("msamples_per_s", samples_per_s / 1e6)
+        .metric("render_ms", render_s * 1e3)
+        .metric("gpu_ms", gpu_ms)
+        .metric("passes", pass_ms.len() as f64)
+        .metric("max_pass_ms", max_pass_ms))
+    }
+}
+
+pictor_sdk::export_plugin!(Render);

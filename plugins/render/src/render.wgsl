@@ -1,0 +1,261 @@
+// One pass of the path tracer: every invocation owns one pixel of a band
+// of rows of the tile and adds `samples.y` samples, in sample order, to its
+// accumulator. A port of `trace.rs` (the CPU reference); keep in step.
+
+struct Params {
+    frame: vec4<u32>,     // frame w, frame h, tile x, tile y
+    tile: vec4<u32>,      // tile w, tile h, first row, rows
+    samples: vec4<u32>,   // first sample, count, max bounces, seed lo
+    misc: vec4<u32>,      // seed hi
+    cam_pos: vec4<f32>,   // w = epsilon
+    cam_fwd: vec4<f32>,   // w = tan(yfov / 2)
+    cam_right: vec4<f32>, // w = aspect
+    cam_up: vec4<f32>,
+    env: vec4<f32>,
+}
+
+struct Tri { p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>, n2: vec4<f32>, uv_v: vec4<f32> }
+struct Node { bmin: vec3<f32>, a: u32, bmax: vec3<f32>, count: u32 }
+struct Material { base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32> }
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> tris: array<Tri>;
+@group(0) @binding(2) var<storage, read> nodes: array<Node>;
+@group(0) @binding(3) var<storage, read> materials: array<Material>;
+@group(0) @binding(4) var<storage, read> tex_meta: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> texels: array<u32>;
+@group(0) @binding(6) var<storage, read> srgb_lut: array<f32>;
+@group(0) @binding(7) var<storage, read_write> accum: array<vec4<f32>>;
+
+const PI: f32 = 3.14159265358979;
+const MIN_DIR: f32 = 1e-12;
+const NO_TEXTURE: u32 = 0xffffffffu;
+const STACK: u32 = 42u; // bvh::MAX_DEPTH + 2
+
+fn pcg(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn rand(key: u32, dim: u32) -> f32 {
+    return f32(pcg(key ^ pcg(dim)) >> 8u) * (1.0 / 16777216.0);
+}
+
+struct Ray { o: vec3<f32>, d: vec3<f32>, inv: vec3<f32> }
+
+fn safe(c: f32) -> f32 {
+    if abs(c) < MIN_DIR {
+        if c < 0.0 { return -MIN_DIR; }
+        return MIN_DIR;
+    }
+    return c;
+}
+
+fn make_ray(o: vec3<f32>, d: vec3<f32>) -> Ray {
+    return Ray(o, d, vec3<f32>(1.0 / safe(d.x), 1.0 / safe(d.y), 1.0 / safe(d.z)));
+}
+
+// Entry distance, or -1 when the box is missed or entered after t_max.
+fn hit_box(n: Node, r: Ray, t_max: f32) -> f32 {
+    let t0 = (n.bmin - r.o) * r.inv;
+    let t1 = (n.bmax - r.o) * r.inv;
+    let lo = min(t0, t1);
+    let hi = max(t0, t1);
+    let enter = max(max(max(lo.x, lo.y), lo.z), 0.0);
+    let exit = min(min(hi.x, hi.y), hi.z);
+    if enter <= exit && enter < t_max { return enter; }
+    return -1.0;
+}
+
+struct Hit { t: f32, u: f32, v: f32, tri: u32, found: bool }
+
+fn intersect(r: Ray) -> Hit {
+    var best = Hit(3.4e38, 0.0, 0.0, 0u, false);
+    var stack: array<u32, STACK>;
+    var sp = 1u;
+    stack[0] = 0u;
+    while sp > 0u {
+        sp -= 1u;
+        let node = nodes[stack[sp]];
+        if hit_box(node, r, best.t) < 0.0 { continue; }
+        if node.count > 0u {
+            for (var i = node.a; i < node.a + node.count; i++) {
+                let tri = tris[i];
+                let c0 = tri.p0.xyz;
+                let e1 = tri.p1.xyz - c0;
+                let e2 = tri.p2.xyz - c0;
+                let pv = cross(r.d, e2);
+                let det = dot(e1, pv);
+                if abs(det) < 1e-20 { continue; }
+                let inv_det = 1.0 / det;
+                let tv = r.o - c0;
+                let u = dot(tv, pv) * inv_det;
+                if u < 0.0 || u > 1.0 { continue; }
+                let qv = cross(tv, e1);
+                let v = dot(r.d, qv) * inv_det;
+                if v < 0.0 || u + v > 1.0 { continue; }
+                let t = dot(e2, qv) * inv_det;
+                if t > 0.0 && t < best.t {
+                    best = Hit(t, u, v, i, true);
+                }
+            }
+        } else {
+            let l = node.a;
+            let rr = node.a + 1u;
+            var tl = hit_box(nodes[l], r, best.t);
+            var tr = hit_box(nodes[rr], r, best.t);
+            let inf = 3.4e38;
+            let kl = select(inf, tl, tl >= 0.0);
+            let kr = select(inf, tr, tr >= 0.0);
+            var near = l;
+            var far = rr;
+            var tn = tl;
+            var tf = tr;
+            if kr < kl {
+                near = rr; far = l; tn = tr; tf = tl;
+            }
+            if tf >= 0.0 && sp < STACK { stack[sp] = far; sp += 1u; }
+            if tn >= 0.0 && sp < STACK { stack[sp] = near; sp += 1u; }
+        }
+    }
+    return best;
+}
+
+fn pow5(x: f32) -> f32 {
+    let x2 = x * x;
+    return x2 * x2 * x;
+}
+
+fn luminance(c: vec3<f32>) -> f32 {
+    return dot(c, vec3<f32>(0.2126, 0.7152, 0.0722));
+}
+
+fn to_world(n: vec3<f32>, l: vec3<f32>) -> vec3<f32> {
+    var s = 1.0;
+    if n.z < 0.0 { s = -1.0; }
+    let a = -1.0 / (s + n.z);
+    let b = n.x * n.y * a;
+    let t = vec3<f32>(1.0 + s * n.x * n.x * a, s * b, -s * n.x);
+    let bt = vec3<f32>(b, s + n.y * n.y * a, -n.y);
+    return t * l.x + bt * l.y + n * l.z;
+}
+
+fn smith_g1(alpha2: f32, c: f32) -> f32 {
+    return 2.0 * c / (c + sqrt(alpha2 + (1.0 - alpha2) * c * c));
+}
+
+fn texel(tex: u32, u: f32, v: f32) -> vec3<f32> {
+    let tm = tex_meta[tex];
+    let fu = u - floor(u);
+    let fv = v - floor(v);
+    let x = min(u32(fu * f32(tm.y)), tm.y - 1u);
+    let y = min(u32(fv * f32(tm.z)), tm.z - 1u);
+    let t = texels[tm.x + y * tm.y + x];
+    return vec3<f32>(srgb_lut[t & 255u], srgb_lut[(t >> 8u) & 255u], srgb_lut[(t >> 16u) & 255u]);
+}
+
+fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
+    let key = pcg(pcg(pcg(pcg(P.samples.w) ^ P.misc.x) ^ (y * P.frame.x + x)) ^ sample);
+    let tan_half = P.cam_fwd.w;
+    let aspect = P.cam_right.w;
+    let eps = P.cam_pos.w;
+    let sx = ((f32(x) + rand(key, 0u)) / f32(P.frame.x)) * 2.0 - 1.0;
+    let sy = 1.0 - ((f32(y) + rand(key, 1u)) / f32(P.frame.y)) * 2.0;
+    let dir = normalize(P.cam_fwd.xyz + P.cam_right.xyz * (sx * tan_half * aspect) + P.cam_up.xyz * (sy * tan_half));
+    var ray = make_ray(P.cam_pos.xyz, dir);
+    var throughput = vec3<f32>(1.0);
+    var radiance = vec3<f32>(0.0);
+    let max_bounces = P.samples.z;
+    var bounce = 0u;
+    loop {
+        let hit = intersect(ray);
+        if !hit.found {
+            radiance += throughput * P.env.xyz;
+            break;
+        }
+        let tri = tris[hit.tri];
+        let mat = materials[bitcast<u32>(tri.p0.w)];
+        radiance += throughput * mat.emissive.xyz;
+        if bounce >= max_bounces { break; }
+        let w = 1.0 - hit.u - hit.v;
+        var ng = normalize(cross(tri.p1.xyz - tri.p0.xyz, tri.p2.xyz - tri.p0.xyz));
+        if dot(ng, ray.d) > 0.0 { ng = -ng; }
+        var ns = normalize(tri.n0.xyz * w + tri.n1.xyz * hit.u + tri.n2.xyz * hit.v);
+        if dot(ns, ng) < 0.0 { ns = -ns; }
+        let view = -ray.d;
+        var nv = dot(ns, view);
+        if !(nv > 1e-6) {
+            ns = ng;
+            nv = dot(ns, view);
+        }
+        var base = mat.base_color.xyz;
+        let tex = bitcast<u32>(mat.params.z);
+        if tex != NO_TEXTURE {
+            let u = tri.n0.w * w + tri.n1.w * hit.u + tri.n2.w * hit.v;
+            let v = tri.uv_v.x * w + tri.uv_v.y * hit.u + tri.uv_v.z * hit.v;
+            base = base * texel(tex, u, v);
+        }
+        let metallic = mat.params.x;
+        let roughness = mat.params.y;
+        let specular = mat.params.w;
+        let alpha = max(roughness * roughness, 1e-3);
+        let alpha2 = alpha * alpha;
+        let diffuse = base * (1.0 - metallic);
+        let fd_v = specular * (0.04 + 0.96 * pow5(1.0 - nv));
+        let fv = vec3<f32>(fd_v * (1.0 - metallic)) + (base + (vec3<f32>(1.0) - base) * pow5(1.0 - nv)) * metallic;
+        let ls = luminance(fv);
+        let ld = luminance(diffuse) * (1.0 - fd_v);
+        var p_spec = 1.0;
+        if ld > 0.0 {
+            p_spec = 0.0;
+            if ls > 0.0 { p_spec = max(ls / (ls + ld), 0.05); }
+        }
+        let dim = 2u + 4u * bounce;
+        let xi0 = rand(key, dim);
+        let xi1 = rand(key, dim + 1u);
+        let xi2 = rand(key, dim + 2u);
+        var l: vec3<f32>;
+        var weight: vec3<f32>;
+        if xi0 < p_spec {
+            let phi = 2.0 * PI * xi1;
+            let cos_t = sqrt((1.0 - xi2) / (1.0 + (alpha2 - 1.0) * xi2));
+            let sin_t = sqrt(max(1.0 - cos_t * cos_t, 0.0));
+            let h = to_world(ns, vec3<f32>(sin_t * cos(phi), sin_t * sin(phi), cos_t));
+            let vh = dot(view, h);
+            l = h * (2.0 * vh) - view;
+            let nl = dot(ns, l);
+            if !(vh > 0.0 && nl > 0.0 && cos_t > 1e-6) { break; }
+            let fd = specular * (0.04 + 0.96 * pow5(1.0 - vh));
+            let f = vec3<f32>(fd * (1.0 - metallic)) + (base + (vec3<f32>(1.0) - base) * pow5(1.0 - vh)) * metallic;
+            let g = smith_g1(alpha2, nv) * smith_g1(alpha2, nl);
+            weight = f * (g * vh / (nv * cos_t * p_spec));
+        } else {
+            let r = sqrt(xi1);
+            let phi = 2.0 * PI * xi2;
+            l = to_world(ns, vec3<f32>(r * cos(phi), r * sin(phi), sqrt(max(1.0 - xi1, 0.0))));
+            if !(dot(ns, l) > 0.0) { break; }
+            weight = diffuse * ((1.0 - fd_v) / (1.0 - p_spec));
+        }
+        if !(dot(l, ng) > 0.0) { break; }
+        throughput = throughput * weight;
+        let point = ray.o + ray.d * hit.t;
+        ray = make_ray(point + ng * eps, l);
+        bounce += 1u;
+    }
+    let ok = all(radiance >= vec3<f32>(0.0)) && all(radiance < vec3<f32>(1e30));
+    return select(vec3<f32>(0.0), radiance, ok);
+}
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let row = P.tile.z + id.y;
+    if id.x >= P.tile.x || id.y >= P.tile.w || row >= P.tile.y { return; }
+    let index = row * P.tile.x + id.x;
+    var acc = accum[index].xyz;
+    let first = P.samples.x;
+    for (var s = first; s < first + P.samples.y; s++) {
+        acc += trace_sample(P.frame.z + id.x, P.frame.w + row, s);
+    }
+    accum[index] = vec4<f32>(acc, 0.0);
+}

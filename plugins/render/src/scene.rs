@@ -1,0 +1,632 @@
+//! glTF 2.0 → a flat scene: world-space triangles, materials, decoded
+//! textures and the camera.
+//!
+//! Supported: `.gltf` (buffers and images as files beside it or `data:`
+//! URIs) and `.glb`; triangle meshes (lists, strips, fans) with node
+//! transforms; PBR metallic-roughness materials (base color factor and PNG
+//! texture, metallic and roughness factors, emissive factor with
+//! `KHR_materials_emissive_strength`, the specular factor of
+//! `KHR_materials_specular`); the first perspective camera.
+//! Node animations (translation, rotation, scale; step and linear
+//! interpolation, cubic splines sampled linearly between their keys) are
+//! evaluated at the time given to [`load_at`].
+//! Ignored, and listed in [`Scene::notes`]: normal, occlusion, emissive and
+//! metallic-roughness textures, alpha modes, sampler wrap modes (always
+//! repeat, nearest texel), skins, morph targets and animations.
+//! Refused with an error naming the problem: anything else that changes
+//! the picture (points and lines, orthographic cameras, JPEG textures,
+//! required extensions other than the one above).
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use pictor_sdk::JobError;
+
+use crate::math::{self, M4, V3, v3};
+
+/// Most triangles in one scene.
+pub const MAX_TRIANGLES: usize = 4_000_000;
+/// Most texels of all textures together (256 MiB as RGBA8).
+pub const MAX_TEXELS: u64 = 64 << 20;
+
+/// One world-space triangle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Triangle {
+    /// Corners.
+    pub p: [V3; 3],
+    /// Shading normals at the corners (the face normal when the mesh has none).
+    pub n: [V3; 3],
+    /// Texture coordinates at the corners.
+    pub uv: [[f32; 2]; 3],
+    /// Index into [`Scene::materials`].
+    pub material: u32,
+}
+
+/// A metallic-roughness material (see the crate docs for the model).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Material {
+    /// Linear RGBA base color factor (alpha unused).
+    pub base_color: [f32; 4],
+    /// Emitted radiance (emissive factor × strength).
+    pub emissive: [f32; 3],
+    /// 0 = dielectric, 1 = metal.
+    pub metallic: f32,
+    /// Perceptual roughness in [0, 1].
+    pub roughness: f32,
+    /// Strength of the dielectric specular layer (`KHR_materials_specular`
+    /// `specularFactor`; 1 by default, 0 leaves pure Lambert diffuse).
+    pub specular: f32,
+    /// Index into [`Scene::textures`] of the base color texture.
+    pub base_color_texture: Option<u32>,
+}
+
+/// A decoded texture: RGBA8, sRGB-encoded as stored in the file, rows top
+/// to bottom, packed `r | g << 8 | b << 16 | a << 24`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Texture {
+    /// Width in texels.
+    pub width: u32,
+    /// Height in texels.
+    pub height: u32,
+    /// `width × height` packed texels.
+    pub texels: Vec<u32>,
+}
+
+/// A pinhole camera in world space.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Camera {
+    /// Eye position.
+    pub position: V3,
+    /// Unit view direction.
+    pub forward: V3,
+    /// Unit right vector.
+    pub right: V3,
+    /// Unit up vector.
+    pub up: V3,
+    /// Vertical field of view in radians.
+    pub yfov: f32,
+}
+
+impl Camera {
+    /// A camera at `position` looking at `target`, `up` roughly up.
+    pub fn look_at(position: V3, target: V3, up: V3, yfov: f32) -> Option<Camera> {
+        let forward = (target - position).normalize();
+        let right = forward.cross(up).normalize();
+        let up = right.cross(forward);
+        let ok = [forward, right, up].iter().all(|v| v.x.is_finite() && v.y.is_finite() && v.z.is_finite());
+        (ok && yfov > 0.0 && yfov < std::f32::consts::PI).then_some(Camera { position, forward, right, up, yfov })
+    }
+}
+
+/// A loaded scene.
+#[derive(Debug, Clone, Default)]
+pub struct Scene {
+    /// All triangles, in world space.
+    pub triangles: Vec<Triangle>,
+    /// Materials; the last one is glTF's default material.
+    pub materials: Vec<Material>,
+    /// Base color textures.
+    pub textures: Vec<Texture>,
+    /// The first perspective camera of the scene, if any.
+    pub camera: Option<Camera>,
+    /// Features present in the file that the renderer ignores.
+    pub notes: Vec<String>,
+}
+
+/// Reads a file of the job's input by its relative `/`-separated name.
+pub type ReadInput<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, JobError>;
+
+fn invalid(file: &str, what: impl std::fmt::Display) -> JobError {
+    JobError::InvalidInput(format!("`{file}`: {what}"))
+}
+
+fn unsupported(file: &str, what: impl std::fmt::Display) -> JobError {
+    JobError::Unsupported(format!("`{file}`: {what}"))
+}
+
+/// Loads scene file `name` (`.gltf` or `.glb`), reading referenced files
+/// through `read` relative to its folder, at animation time 0.
+pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
+    load_at(name, read, 0.0)
+}
+
+/// Like [`load`], with node animations evaluated at `time` seconds.
+pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobError> {
+    let bytes = read(name)?;
+    let gltf = gltf::Gltf::from_slice(&bytes).map_err(|e| invalid(name, format_args!("not a valid glTF 2.0 file: {e}")))?;
+    let folder = name.rsplit_once('/').map(|(dir, _)| format!("{dir}/")).unwrap_or_default();
+    let resolve = |uri: &str, what: &str| -> Result<Vec<u8>, JobError> {
+        if let Some(data) = uri.strip_prefix("data:") {
+            let (_, payload) = data
+                .split_once(";base64,")
+                .ok_or_else(|| unsupported(name, format_args!("{what}: only base64 `data:` URIs are supported")))?;
+            return base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .map_err(|e| invalid(name, format_args!("{what}: bad base64 in data URI: {e}")));
+        }
+        if uri.contains("://") || uri.starts_with('/') {
+            return Err(unsupported(name, format_args!("{what}: URI `{uri}` is not a file beside the scene")));
+        }
+        let file = format!("{folder}{}", percent_decode(uri));
+        read(&file).map_err(|e| match e {
+            JobError::InvalidInput(m) => invalid(name, format_args!("{what}: {m}")),
+            other => other,
+        })
+    };
+
+    let mut buffers = Vec::new();
+    for buffer in gltf.buffers() {
+        let what = format!("buffer {}", buffer.index());
+        let data = match buffer.source() {
+            gltf::buffer::Source::Bin => gltf
+                .blob
+                .clone()
+                .ok_or_else(|| invalid(name, format_args!("{what} refers to the GLB binary chunk, which is missing")))?,
+            gltf::buffer::Source::Uri(uri) => resolve(uri, &what)?,
+        };
+        if data.len() < buffer.length() {
+            return Err(invalid(
+                name,
+                format_args!("{what} has {} bytes, the glTF says {}", data.len(), buffer.length()),
+            ));
+        }
+        buffers.push(data);
+    }
+
+    let mut notes = BTreeSet::new();
+    let animated = animate(&gltf, &buffers, name, time, &mut notes)?;
+    if gltf.skins().next().is_some() {
+        notes.insert("skins are ignored".to_string());
+    }
+
+    // Materials, and the textures they use.
+    let mut materials = Vec::new();
+    let mut texture_of_image: Vec<Option<u32>> = vec![None; gltf.images().len()];
+    let mut textures = Vec::new();
+    let mut texels_total = 0u64;
+    for material in gltf.materials() {
+        let pbr = material.pbr_metallic_roughness();
+        let strength = material.emissive_strength().unwrap_or(1.0);
+        let e = material.emissive_factor();
+        let specular = material.specular().map_or(1.0, |s| {
+            if s.specular_color_factor() != [1.0; 3] || s.specular_texture().is_some() || s.specular_color_texture().is_some() {
+                notes.insert("specular color and specular textures are ignored (the specular factor is used)".to_string());
+            }
+            s.specular_factor().clamp(0.0, 1.0)
+        });
+        let mut base_color_texture = None;
+        if let Some(info) = pbr.base_color_texture() {
+            let image = info.texture().source();
+            let slot = &mut texture_of_image[image.index()];
+            if slot.is_none() {
+                let what = format!("image {}", image.index());
+                let encoded = match image.source() {
+                    gltf::image::Source::View { view, .. } => {
+                        let buffer = &buffers[view.buffer().index()];
+                        buffer
+                            .get(view.offset()..view.offset() + view.length())
+                            .ok_or_else(|| invalid(name, format_args!("{what}: buffer view out of range")))?
+                            .to_vec()
+                    }
+                    gltf::image::Source::Uri { uri, .. } => resolve(uri, &what)?,
+                };
+                let texture = decode_png(&encoded).map_err(|e| match e {
+                    ImageError::Jpeg => unsupported(name, format_args!("{what} is JPEG; only PNG textures are supported")),
+                    ImageError::Other(m) => invalid(name, format_args!("{what}: {m}")),
+                })?;
+                texels_total += u64::from(texture.width) * u64::from(texture.height);
+                if texels_total > MAX_TEXELS {
+                    return Err(unsupported(name, format_args!("textures exceed {MAX_TEXELS} texels in all")));
+                }
+                *slot = Some(textures.len() as u32);
+                textures.push(texture);
+            }
+            base_color_texture = *slot;
+        }
+        for (present, note) in [
+            (material.normal_texture().is_some(), "normal textures are ignored"),
+            (material.occlusion_texture().is_some(), "occlusion textures are ignored"),
+            (material.emissive_texture().is_some(), "emissive textures are ignored (the emissive factor is used)"),
+            (pbr.metallic_roughness_texture().is_some(), "metallic-roughness textures are ignored (the factors are used)"),
+            (material.alpha_mode() != gltf::material::AlphaMode::Opaque, "alpha modes are ignored (all surfaces opaque)"),
+        ] {
+            if present {
+                notes.insert(note.to_string());
+            }
+        }
+        materials.push(Material {
+            base_color: pbr.base_color_factor(),
+            emissive: [e[0] * strength, e[1] * strength, e[2] * strength],
+            metallic: pbr.metallic_factor().clamp(0.0, 1.0),
+            roughness: pbr.roughness_factor().clamp(0.0, 1.0),
+            specular,
+            base_color_texture,
+        });
+    }
+    let default_material = materials.len() as u32;
+    // glTF's default material: white, metallic 1, roughness 1.
+    materials.push(Material {
+        base_color: [1.0; 4],
+        emissive: [0.0; 3],
+        metallic: 1.0,
+        roughness: 1.0,
+        specular: 1.0,
+        base_color_texture: None,
+    });
+
+    let scene = gltf
+        .default_scene()
+        .or_else(|| gltf.scenes().next())
+        .ok_or_else(|| invalid(name, "the file has no scene"))?;
+    let mut out = Scene { materials, textures, ..Scene::default() };
+    let mut walker = Walker { file: name, buffers: &buffers, default_material, animated: &animated, notes: &mut notes, out: &mut out };
+    for node in scene.nodes() {
+        walker.node(&node, &math::IDENTITY, 0)?;
+    }
+    if out.triangles.is_empty() {
+        return Err(invalid(name, "the scene has no triangles"));
+    }
+    out.notes = notes.into_iter().collect();
+    Ok(out)
+}
+
+struct Walker<'a> {
+    file: &'a str,
+    buffers: &'a [Vec<u8>],
+    default_material: u32,
+    animated: &'a [Trs],
+    notes: &'a mut BTreeSet<String>,
+    out: &'a mut Scene,
+}
+
+impl Walker<'_> {
+    fn node(&mut self, node: &gltf::Node<'_>, parent: &M4, depth: u32) -> Result<(), JobError> {
+        if depth > 64 {
+            return Err(invalid(self.file, "node hierarchy deeper than 64 levels"));
+        }
+        let local = match self.animated.get(node.index()) {
+            Some(a) if a.0.is_some() || a.1.is_some() || a.2.is_some() => {
+                let (t, r, s) = node.transform().decomposed();
+                math::trs_matrix(a.0.unwrap_or(t), a.1.unwrap_or(r), a.2.unwrap_or(s))
+            }
+            _ => node.transform().matrix(),
+        };
+        let world = math::mul_m4(parent, &local);
+        if node.skin().is_some() || node.weights().is_some() {
+            self.notes.insert("skins and morph weights are ignored".to_string());
+        }
+        if let (Some(camera), None) = (node.camera(), self.out.camera) {
+            match camera.projection() {
+                gltf::camera::Projection::Perspective(p) => {
+                    let position = math::transform_point(&world, v3(0.0, 0.0, 0.0));
+                    let forward = math::transform_dir(&world, v3(0.0, 0.0, -1.0)).normalize();
+                    let up = math::transform_dir(&world, v3(0.0, 1.0, 0.0));
+                    self.out.camera = Camera::look_at(position, position + forward, up, p.yfov());
+                    if self.out.camera.is_none() {
+                        return Err(invalid(self.file, format_args!("camera {} has a degenerate transform or yfov", camera.index())));
+                    }
+                }
+                gltf::camera::Projection::Orthographic(_) => {
+                    return Err(unsupported(self.file, format_args!("camera {} is orthographic", camera.index())));
+                }
+            }
+        }
+        if let Some(mesh) = node.mesh() {
+            self.mesh(&mesh, &world)?;
+        }
+        for child in node.children() {
+            self.node(&child, &world, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn mesh(&mut self, mesh: &gltf::Mesh<'_>, world: &M4) -> Result<(), JobError> {
+        let file = self.file;
+        let normal_m = math::normal_matrix(world);
+        for primitive in mesh.primitives() {
+            let what = format!("mesh {} primitive {}", mesh.index(), primitive.index());
+            use gltf::mesh::Mode;
+            let mode = primitive.mode();
+            if !matches!(mode, Mode::Triangles | Mode::TriangleStrip | Mode::TriangleFan) {
+                return Err(unsupported(file, format_args!("{what} draws {mode:?}; only triangles are supported")));
+            }
+            if primitive.morph_targets().next().is_some() {
+                self.notes.insert("morph targets are ignored".to_string());
+            }
+            let Some(normal_m) = normal_m else {
+                // A singular transform flattens the mesh to nothing visible.
+                continue;
+            };
+            let buffers = self.buffers;
+            let reader = primitive.reader(|b| buffers.get(b.index()).map(Vec::as_slice));
+            for (semantic, accessor) in primitive.attributes() {
+                if accessor.count() == 0 {
+                    return Err(invalid(file, format_args!("{what}: attribute {semantic:?} has no elements")));
+                }
+                if let Some(sparse) = accessor.sparse()
+                    && sparse.count() == 0
+                {
+                    return Err(invalid(file, format_args!("{what}: sparse attribute {semantic:?} has no elements")));
+                }
+            }
+            let uv_set = primitive.material().pbr_metallic_roughness().base_color_texture().map_or(0, |t| t.tex_coord());
+            use gltf::accessor::{DataType as T, Dimensions as D};
+            let check = |accessor: Option<gltf::Accessor<'_>>, name: &str, dims: D, types: &[T]| -> Result<(), JobError> {
+                let Some(a) = accessor else { return Ok(()) };
+                if a.dimensions() != dims || !types.contains(&a.data_type()) {
+                    return Err(invalid(
+                        file,
+                        format_args!("{what}: {name} (accessor {}) is {:?} of {:?}, expected {dims:?} of {types:?}", a.index(), a.dimensions(), a.data_type()),
+                    ));
+                }
+                if let Some(stride) = a.view().and_then(|v| v.stride())
+                    && stride < a.size()
+                {
+                    return Err(invalid(file, format_args!("{what}: {name} (accessor {}) has a byte stride shorter than its elements", a.index())));
+                }
+                Ok(())
+            };
+            check(primitive.get(&gltf::Semantic::Positions), "POSITION", D::Vec3, &[T::F32])?;
+            check(primitive.get(&gltf::Semantic::Normals), "NORMAL", D::Vec3, &[T::F32])?;
+            check(primitive.get(&gltf::Semantic::TexCoords(uv_set)), "TEXCOORD", D::Vec2, &[T::F32, T::U8, T::U16])?;
+            check(primitive.indices(), "indices", D::Scalar, &[T::U8, T::U16, T::U32])?;
+            let positions: Vec<V3> = reader
+                .read_positions()
+                .ok_or_else(|| invalid(file, format_args!("{what} has no readable POSITION data")))?
+                .map(|p| math::transform_point(world, V3::from_array(p)))
+                .collect();
+            let normals: Option<Vec<V3>> = reader
+                .read_normals()
+                .map(|it| it.map(|n| math::transform_normal(&normal_m, V3::from_array(n))).collect());
+            let material_index = primitive.material().index().map_or(self.default_material, |i| i as u32);
+            let uvs: Option<Vec<[f32; 2]>> = reader.read_tex_coords(uv_set).map(|t| t.into_f32().collect());
+            let indices: Vec<u32> = match primitive.indices() {
+                Some(accessor) => {
+                    if accessor.count() == 0 {
+                        continue;
+                    }
+                    reader
+                        .read_indices()
+                        .ok_or_else(|| invalid(file, format_args!("{what}: indices out of their buffer")))?
+                        .into_u32()
+                        .collect()
+                }
+                None => (0..positions.len() as u32).collect(),
+            };
+            let corners: Vec<[u32; 3]> = match mode {
+                Mode::Triangles => indices.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect(),
+                Mode::TriangleStrip => indices
+                    .windows(3)
+                    .enumerate()
+                    .map(|(i, w)| if i % 2 == 0 { [w[0], w[1], w[2]] } else { [w[1], w[0], w[2]] })
+                    .collect(),
+                _ => indices.iter().skip(1).zip(indices.iter().skip(2)).map(|(&b, &c)| [indices[0], b, c]).collect(),
+            };
+            for tri in corners {
+                let get = |i: u32| {
+                    positions
+                        .get(i as usize)
+                        .copied()
+                        .ok_or_else(|| invalid(file, format_args!("{what}: index {i} is past the {} vertices", positions.len())))
+                };
+                let p = [get(tri[0])?, get(tri[1])?, get(tri[2])?];
+                if p.iter().any(|q| !(q.x.is_finite() && q.y.is_finite() && q.z.is_finite())) {
+                    return Err(invalid(file, format_args!("{what}: a vertex position is not finite")));
+                }
+                let face = (p[1] - p[0]).cross(p[2] - p[0]);
+                if face.length().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                    continue; // degenerate: never hit
+                }
+                let face = face.normalize();
+                let n = tri.map(|i| {
+                    let n = normals.as_ref().and_then(|ns| ns.get(i as usize)).copied().unwrap_or(face);
+                    let len = n.length();
+                    if len > 1e-12 && len.is_finite() { n * (1.0 / len) } else { face }
+                });
+                let uv = tri.map(|i| {
+                    let t = uvs.as_ref().and_then(|t| t.get(i as usize)).copied().unwrap_or([0.0, 0.0]);
+                    if t[0].is_finite() && t[1].is_finite() { t } else { [0.0, 0.0] }
+                });
+                if self.out.triangles.len() >= MAX_TRIANGLES {
+                    return Err(unsupported(file, format_args!("the scene has more than {MAX_TRIANGLES} triangles")));
+                }
+                self.out.triangles.push(Triangle { p, n, uv, material: material_index });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Animated translation, rotation and scale of a node (`None`: as in the node).
+type Trs = (Option<[f32; 3]>, Option<[f32; 4]>, Option<[f32; 3]>);
+
+/// The animated parts of every node's transform at `time`.
+fn animate(gltf: &gltf::Gltf, buffers: &[Vec<u8>], file: &str, time: f32, notes: &mut BTreeSet<String>) -> Result<Vec<Trs>, JobError> {
+    use gltf::accessor::{DataType as T, Dimensions as D};
+    use gltf::animation::util::ReadOutputs;
+    use gltf::animation::{Interpolation, Property};
+    let mut out: Vec<Trs> = vec![(None, None, None); gltf.nodes().len()];
+    for animation in gltf.animations() {
+        for channel in animation.channels() {
+            let what = format!("animation {} channel {}", animation.index(), channel.index());
+            let sampler = channel.sampler();
+            let property = channel.target().property();
+            if property == Property::MorphTargetWeights {
+                notes.insert("morph target weight animations are ignored".to_string());
+                continue;
+            }
+            let (input, output) = (sampler.input(), sampler.output());
+            let expected_output = match property {
+                Property::Rotation => (D::Vec4, &[T::F32, T::I8, T::U8, T::I16, T::U16][..]),
+                _ => (D::Vec3, &[T::F32][..]),
+            };
+            let stride_ok = |a: &gltf::Accessor<'_>| a.view().and_then(|v| v.stride()).is_none_or(|s| s >= a.size());
+            let ok = input.dimensions() == D::Scalar
+                && input.data_type() == T::F32
+                && output.dimensions() == expected_output.0
+                && expected_output.1.contains(&output.data_type())
+                && input.count() > 0
+                && output.count() > 0
+                && input.sparse().is_none()
+                && output.sparse().is_none()
+                && stride_ok(&input)
+                && stride_ok(&output);
+            if !ok {
+                return Err(invalid(file, format_args!("{what}: input or output accessor has the wrong type, count or stride")));
+            }
+            let reader = channel.reader(|b| buffers.get(b.index()).map(Vec::as_slice));
+            let times: Vec<f32> = reader
+                .read_inputs()
+                .ok_or_else(|| invalid(file, format_args!("{what}: key times out of their buffer")))?
+                .collect();
+            let cubic = sampler.interpolation() == Interpolation::CubicSpline;
+            if cubic {
+                notes.insert("cubic-spline animations are sampled linearly between their keys".to_string());
+            }
+            let per_key = if cubic { 3 } else { 1 };
+            let step = sampler.interpolation() == Interpolation::Step;
+            let outputs = reader.read_outputs().ok_or_else(|| invalid(file, format_args!("{what}: key values out of their buffer")))?;
+            let check = |n: usize| {
+                if n != times.len() * per_key || times.is_empty() || times.iter().any(|t| !t.is_finite()) {
+                    Err(invalid(file, format_args!("{what}: {} key times for {n} values", times.len())))
+                } else {
+                    Ok(())
+                }
+            };
+            let slot = &mut out[channel.target().node().index()];
+            match outputs {
+                ReadOutputs::Translations(v) => {
+                    let v: Vec<[f32; 3]> = v.collect();
+                    check(v.len())?;
+                    slot.0 = Some(sample(&times, &v, per_key, step, time, false));
+                }
+                ReadOutputs::Scales(v) => {
+                    let v: Vec<[f32; 3]> = v.collect();
+                    check(v.len())?;
+                    slot.2 = Some(sample(&times, &v, per_key, step, time, false));
+                }
+                ReadOutputs::Rotations(v) => {
+                    let v: Vec<[f32; 4]> = v.into_f32().collect();
+                    check(v.len())?;
+                    slot.1 = Some(sample(&times, &v, per_key, step, time, true));
+                }
+                ReadOutputs::MorphTargetWeights(_) => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A keyframed value at `time`: clamped outside the keys, step or linear
+/// between them (normalized linear for quaternions, shortest arc).
+/// `per_key` is 3 for cubic splines (in-tangent, value, out-tangent).
+fn sample<const N: usize>(times: &[f32], values: &[[f32; N]], per_key: usize, step: bool, time: f32, quaternion: bool) -> [f32; N] {
+    let value = |i: usize| values[i * per_key + per_key / 2];
+    let last = times.len() - 1;
+    if time <= times[0] {
+        return value(0);
+    }
+    if time >= times[last] {
+        return value(last);
+    }
+    let i = times.partition_point(|&t| t <= time).saturating_sub(1).min(last.saturating_sub(1));
+    let (a, mut b) = (value(i), value(i + 1));
+    let span = times[i + 1] - times[i];
+    let u = if step || span.is_nan() || span <= 0.0 { 0.0 } else { ((time - times[i]) / span).clamp(0.0, 1.0) };
+    if quaternion && (0..N).map(|k| a[k] * b[k]).sum::<f32>() < 0.0 {
+        b = b.map(|c| -c);
+    }
+    let mut r = [0.0; N];
+    for k in 0..N {
+        r[k] = a[k] + (b[k] - a[k]) * u;
+    }
+    if quaternion {
+        let len = r.iter().map(|c| c * c).sum::<f32>().sqrt();
+        if len > 0.0 {
+            r = r.map(|c| c / len);
+        }
+    }
+    r
+}
+
+/// Decodes `%XX` escapes of a relative URI.
+fn percent_decode(uri: &str) -> String {
+    let bytes = uri.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why an image did not decode.
+#[derive(Debug)]
+pub enum ImageError {
+    /// A JPEG (not supported).
+    Jpeg,
+    /// Anything else, described.
+    Other(String),
+}
+
+/// Decodes a PNG of any color type and depth to RGBA8.
+pub fn decode_png(bytes: &[u8]) -> Result<Texture, ImageError> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(ImageError::Jpeg);
+    }
+    let mut decoder = png::Decoder::new(bytes);
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(|e| ImageError::Other(format!("not a PNG image: {e}")))?;
+    let (width, height) = (reader.info().width, reader.info().height);
+    if u64::from(width) * u64::from(height) > MAX_TEXELS {
+        return Err(ImageError::Other(format!("{width}×{height} texels is too large")));
+    }
+    let mut data = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut data).map_err(|e| ImageError::Other(format!("corrupt PNG: {e}")))?;
+    let data = &data[..frame.buffer_size()];
+    let channels = match frame.color_type {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed => return Err(ImageError::Other("indexed PNG was not expanded".into())),
+    };
+    let texels = data
+        .chunks_exact(channels)
+        .map(|c| {
+            let [r, g, b, a] = match *c {
+                [l] => [l, l, l, 255],
+                [l, a] => [l, l, l, a],
+                [r, g, b] => [r, g, b, 255],
+                [r, g, b, a, ..] => [r, g, b, a],
+                _ => [0, 0, 0, 255],
+            };
+            u32::from_le_bytes([r, g, b, a])
+        })
+        .collect::<Vec<_>>();
+    if texels.len() as u64 != u64::from(width) * u64::from(height) {
+        return Err(ImageError::Other("PNG data is shorter than its size".into()));
+    }
+    Ok(Texture { width, height, texels })
+}
+
+/// Reads inputs from a folder on the build machine (tests, the fixture
+/// generator), refusing names that leave it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn dir_reader(dir: &std::path::Path) -> impl Fn(&str) -> Result<Vec<u8>, JobError> + '_ {
+    move |name: &str| {
+        if name.split('/').any(|part| part == "..") || name.starts_with('/') {
+            return Err(JobError::InvalidInput(format!("`{name}` must be a relative path without `..`")));
+        }
+        std::fs::read(dir.join(name)).map_err(|e| JobError::InvalidInput(format!("input `{name}` not found: {e}")))
+    }
+}

@@ -1,0 +1,289 @@
+//! The path tracing algorithm, in Rust: the CPU reference. `render.wgsl`
+//! is a line-by-line port; keep the two in step.
+//!
+//! Model: camera rays jittered inside the pixel; at each hit, emission is
+//! added, then one lobe is sampled — GGX specular (Smith G, Schlick
+//! Fresnel F = mix(s·F_d, F_m, metallic) with the dielectric
+//! F_d = 0.04 + 0.96 (1 − c)^5 scaled by the specular factor s and the
+//! metal F_m = base + (1 − base)(1 − c)^5) or Lambert diffuse
+//! (base × (1 − metallic) × (1 − s·F_d(n·v))) — chosen by their estimated
+//! weights. With s = 0 a material is pure Lambert (the white furnace
+//! renders exactly 1); with s = 1 it is glTF's metallic-roughness model,
+//! which, like any single-scattering GGX, loses some energy at grazing
+//! angles. No light sampling: emissive surfaces and the environment are
+//! found by the paths themselves. A path ends after `max_bounces` bounces,
+//! on a miss (adding the environment), or when a sampled direction goes
+//! below the surface.
+
+use crate::bvh::{MAX_DEPTH, Node};
+use crate::layout::{FrameParams, GpuTri, NO_TEXTURE, SceneData};
+use crate::math::{V3, v3};
+use crate::rng::SampleRng;
+
+/// Directions closer to zero than this per component are nudged (no
+/// infinities in the slab test, on both tracers).
+const MIN_DIR: f32 = 1e-12;
+const PI: f32 = std::f32::consts::PI;
+
+/// A ray with its precomputed inverse direction.
+#[derive(Debug, Clone, Copy)]
+pub struct Ray {
+    /// Origin.
+    pub o: V3,
+    /// Unit direction.
+    pub d: V3,
+    inv: V3,
+}
+
+impl Ray {
+    /// A ray from `o` along `d`.
+    pub fn new(o: V3, d: V3) -> Ray {
+        let safe = |c: f32| if c.abs() < MIN_DIR { if c < 0.0 { -MIN_DIR } else { MIN_DIR } } else { c };
+        Ray { o, d, inv: v3(1.0 / safe(d.x), 1.0 / safe(d.y), 1.0 / safe(d.z)) }
+    }
+}
+
+/// The closest hit of a ray.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// Distance along the ray.
+    pub t: f32,
+    /// Barycentric coordinates of corners 1 and 2.
+    pub u: f32,
+    /// See `u`.
+    pub v: f32,
+    /// Triangle index.
+    pub tri: u32,
+}
+
+/// Something with three corners.
+pub trait Corners {
+    /// The corners.
+    fn corners(&self) -> [V3; 3];
+}
+impl Corners for [V3; 3] {
+    fn corners(&self) -> [V3; 3] {
+        *self
+    }
+}
+impl Corners for GpuTri {
+    fn corners(&self) -> [V3; 3] {
+        GpuTri::corners(self)
+    }
+}
+
+/// Möller–Trumbore, two-sided; `Some((t, u, v))` for 0 < t < `t_max`.
+fn hit_triangle(c: [V3; 3], ray: &Ray, t_max: f32) -> Option<(f32, f32, f32)> {
+    let e1 = c[1] - c[0];
+    let e2 = c[2] - c[0];
+    let pv = ray.d.cross(e2);
+    let det = e1.dot(pv);
+    if det.abs() < 1e-20 {
+        return None;
+    }
+    let inv_det = 1.0 / det;
+    let tv = ray.o - c[0];
+    let u = tv.dot(pv) * inv_det;
+    if !(0.0..=1.0).contains(&u) {
+        return None;
+    }
+    let qv = tv.cross(e1);
+    let v = ray.d.dot(qv) * inv_det;
+    if v < 0.0 || u + v > 1.0 {
+        return None;
+    }
+    let t = e2.dot(qv) * inv_det;
+    (t > 0.0 && t < t_max).then_some((t, u, v))
+}
+
+/// Entry distance of the ray into a node's box, if it enters before `t_max`.
+fn hit_box(n: &Node, ray: &Ray, t_max: f32) -> Option<f32> {
+    let t0 = (V3::from_array(n.min) - ray.o).mul_elem(ray.inv);
+    let t1 = (V3::from_array(n.max) - ray.o).mul_elem(ray.inv);
+    let lo = t0.min(t1);
+    let hi = t0.max(t1);
+    let enter = lo.x.max(lo.y).max(lo.z).max(0.0);
+    let exit = hi.x.min(hi.y).min(hi.z);
+    (enter <= exit && enter < t_max).then_some(enter)
+}
+
+/// Closest hit through the BVH (the same traversal order as the kernel).
+pub fn intersect_bvh<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray) -> Option<Hit> {
+    let mut best: Option<Hit> = None;
+    let mut t_max = f32::INFINITY;
+    let mut stack = [0u32; MAX_DEPTH + 2];
+    let mut sp = 1;
+    while sp > 0 {
+        sp -= 1;
+        let node = &nodes[stack[sp] as usize];
+        if hit_box(node, ray, t_max).is_none() {
+            continue;
+        }
+        if node.count > 0 {
+            for i in node.a..node.a + node.count {
+                if let Some((t, u, v)) = hit_triangle(tris[i as usize].corners(), ray, t_max) {
+                    t_max = t;
+                    best = Some(Hit { t, u, v, tri: i });
+                }
+            }
+        } else {
+            let (l, r) = (node.a, node.a + 1);
+            let tl = hit_box(&nodes[l as usize], ray, t_max);
+            let tr = hit_box(&nodes[r as usize], ray, t_max);
+            // Push the far child first so the near one is visited first.
+            let (near, far, tn, tf) = if tr.unwrap_or(f32::INFINITY) < tl.unwrap_or(f32::INFINITY) { (r, l, tr, tl) } else { (l, r, tl, tr) };
+            if tf.is_some() {
+                stack[sp] = far;
+                sp += 1;
+            }
+            if tn.is_some() {
+                stack[sp] = near;
+                sp += 1;
+            }
+        }
+    }
+    best
+}
+
+/// Closest hit by testing every triangle (for tests).
+pub fn intersect_brute<T: Corners>(tris: &[T], ray: &Ray) -> Option<Hit> {
+    let mut best: Option<Hit> = None;
+    for (i, tri) in tris.iter().enumerate() {
+        if let Some((t, u, v)) = hit_triangle(tri.corners(), ray, best.map_or(f32::INFINITY, |h| h.t)) {
+            best = Some(Hit { t, u, v, tri: i as u32 });
+        }
+    }
+    best
+}
+
+fn pow5(x: f32) -> f32 {
+    let x2 = x * x;
+    x2 * x2 * x
+}
+
+fn luminance(c: V3) -> f32 {
+    c.dot(v3(0.2126, 0.7152, 0.0722))
+}
+
+/// Tangent frame around unit `n` (Duff et al. 2017); returns `x·t + y·b + z·n`.
+fn to_world(n: V3, l: V3) -> V3 {
+    let s = if n.z >= 0.0 { 1.0 } else { -1.0 };
+    let a = -1.0 / (s + n.z);
+    let b = n.x * n.y * a;
+    let t = v3(1.0 + s * n.x * n.x * a, s * b, -s * n.x);
+    let bt = v3(b, s + n.y * n.y * a, -n.y);
+    t * l.x + bt * l.y + n * l.z
+}
+
+fn smith_g1(alpha2: f32, c: f32) -> f32 {
+    2.0 * c / (c + (alpha2 + (1.0 - alpha2) * c * c).sqrt())
+}
+
+fn texel(scene: &SceneData, tex: u32, u: f32, v: f32) -> V3 {
+    let meta = scene.tex_meta[tex as usize];
+    let fu = u - u.floor();
+    let fv = v - v.floor();
+    let x = ((fu * meta[1] as f32) as u32).min(meta[1] - 1);
+    let y = ((fv * meta[2] as f32) as u32).min(meta[2] - 1);
+    let t = scene.texels[(meta[0] + y * meta[1] + x) as usize];
+    let lut = |shift: u32| scene.srgb_lut[((t >> shift) & 255) as usize];
+    v3(lut(0), lut(8), lut(16))
+}
+
+/// Radiance of one sample of full-frame pixel (`x`, `y`).
+pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32) -> V3 {
+    let rng = SampleRng::new(u64::from(p.samples[3]) | u64::from(p.misc[0]) << 32, y * p.frame[0] + x, sample);
+    let cam = |a: [f32; 4]| v3(a[0], a[1], a[2]);
+    let (tan_half, aspect, eps) = (p.cam_fwd[3], p.cam_right[3], p.cam_pos[3]);
+    let sx = ((x as f32 + rng.get(0)) / p.frame[0] as f32) * 2.0 - 1.0;
+    let sy = 1.0 - ((y as f32 + rng.get(1)) / p.frame[1] as f32) * 2.0;
+    let dir = (cam(p.cam_fwd) + cam(p.cam_right) * (sx * tan_half * aspect) + cam(p.cam_up) * (sy * tan_half)).normalize();
+    let mut ray = Ray::new(cam(p.cam_pos), dir);
+    let mut throughput = V3::splat(1.0);
+    let mut radiance = V3::splat(0.0);
+    let max_bounces = p.samples[2];
+    let mut bounce = 0u32;
+    loop {
+        let Some(hit) = intersect_bvh(&scene.nodes, &scene.tris, &ray) else {
+            radiance = radiance + throughput.mul_elem(cam(p.env));
+            break;
+        };
+        let tri = &scene.tris[hit.tri as usize];
+        let mat = &scene.materials[tri.material() as usize];
+        radiance = radiance + throughput.mul_elem(cam(mat.emissive));
+        if bounce >= max_bounces {
+            break;
+        }
+        let [c0, c1, c2] = tri.corners();
+        let w = 1.0 - hit.u - hit.v;
+        let mut ng = (c1 - c0).cross(c2 - c0).normalize();
+        if ng.dot(ray.d) > 0.0 {
+            ng = -ng;
+        }
+        let mut ns = (cam(tri.n0) * w + cam(tri.n1) * hit.u + cam(tri.n2) * hit.v).normalize();
+        if ns.dot(ng) < 0.0 {
+            ns = -ns;
+        }
+        let view = -ray.d;
+        let mut nv = ns.dot(view);
+        if nv.is_nan() || nv <= 1e-6 {
+            ns = ng;
+            nv = ns.dot(view);
+        }
+        let mut base = cam(mat.base_color);
+        let tex = mat.params[2].to_bits();
+        if tex != NO_TEXTURE {
+            let u = tri.n0[3] * w + tri.n1[3] * hit.u + tri.n2[3] * hit.v;
+            let v = tri.uv_v[0] * w + tri.uv_v[1] * hit.u + tri.uv_v[2] * hit.v;
+            base = base.mul_elem(texel(scene, tex, u, v));
+        }
+        let (metallic, roughness, specular) = (mat.params[0], mat.params[1], mat.params[3]);
+        let alpha = (roughness * roughness).max(1e-3);
+        let alpha2 = alpha * alpha;
+        let diffuse = base * (1.0 - metallic);
+        // Fresnel at n·v: dielectric (scalar) and blended with metal.
+        let fd_v = specular * (0.04 + 0.96 * pow5(1.0 - nv));
+        let fv = V3::splat(fd_v * (1.0 - metallic)) + (base + (V3::splat(1.0) - base) * pow5(1.0 - nv)) * metallic;
+        let ls = luminance(fv);
+        let ld = luminance(diffuse) * (1.0 - fd_v);
+        let p_spec = if ld > 0.0 { if ls > 0.0 { (ls / (ls + ld)).max(0.05) } else { 0.0 } } else { 1.0 };
+        let dim = 2 + 4 * bounce;
+        let (xi0, xi1, xi2) = (rng.get(dim), rng.get(dim + 1), rng.get(dim + 2));
+        let l;
+        let weight;
+        if xi0 < p_spec {
+            let phi = 2.0 * PI * xi1;
+            let cos_t = ((1.0 - xi2) / (1.0 + (alpha2 - 1.0) * xi2)).sqrt();
+            let sin_t = (1.0 - cos_t * cos_t).max(0.0).sqrt();
+            let h = to_world(ns, v3(sin_t * phi.cos(), sin_t * phi.sin(), cos_t));
+            let vh = view.dot(h);
+            l = h * (2.0 * vh) - view;
+            let nl = ns.dot(l);
+            if !(vh > 0.0 && nl > 0.0 && cos_t > 1e-6) {
+                break;
+            }
+            let fd = specular * (0.04 + 0.96 * pow5(1.0 - vh));
+            let f = V3::splat(fd * (1.0 - metallic)) + (base + (V3::splat(1.0) - base) * pow5(1.0 - vh)) * metallic;
+            let g = smith_g1(alpha2, nv) * smith_g1(alpha2, nl);
+            weight = f * (g * vh / (nv * cos_t * p_spec));
+        } else {
+            let r = xi1.sqrt();
+            let phi = 2.0 * PI * xi2;
+            l = to_world(ns, v3(r * phi.cos(), r * phi.sin(), (1.0 - xi1).max(0.0).sqrt()));
+            if ns.dot(l).is_nan() || ns.dot(l) <= 0.0 {
+                break;
+            }
+            weight = diffuse * ((1.0 - fd_v) / (1.0 - p_spec));
+        }
+        if l.dot(ng).is_nan() || l.dot(ng) <= 0.0 {
+            break;
+        }
+        throughput = throughput.mul_elem(weight);
+        let point = ray.o + ray.d * hit.t;
+        ray = Ray::new(point + ng * eps, l);
+        bounce += 1;
+    }
+    // A non-finite or negative sample (never expected) counts as black.
+    let ok = |c: f32| (0.0..1e30).contains(&c);
+    if ok(radiance.x) && ok(radiance.y) && ok(radiance.z) { radiance } else { V3::splat(0.0) }
+}
