@@ -144,6 +144,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let router = api::router(Arc::clone(&state), config.max_json_bytes);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
+        // TCP_NODELAY: a blob reply is headers then a streamed body, two
+        // writes; with Nagle the second waits for the client's delayed ACK
+        // (~40 ms on Linux) on every reused connection.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await

@@ -926,8 +926,9 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 
 /// Bytes per batch handed to the writer and hasher threads.
 const BATCH_BYTES: usize = 256 << 10;
-/// Batches queued per thread: memory per download stays a few MiB.
-const QUEUE_BATCHES: usize = 8;
+/// Batches queued per thread (8 MiB): deep enough that a hasher or writer
+/// thread descheduled for a moment does not stall the socket reads.
+const QUEUE_BATCHES: usize = 32;
 
 /// Appends chunks to a file on one blocking thread while another hashes
 /// them, so hashing overlaps both the network and the disk.

@@ -89,9 +89,18 @@ impl Ledger {
         paths.sort();
         let mut entries = Vec::with_capacity(paths.len());
         for path in paths {
-            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                // Settled and removed since the listing: not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable lease ledger entry skipped");
+                    continue;
+                }
+            };
+            match serde_json::from_slice(&bytes) {
                 Ok(entry) => entries.push(entry),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "unreadable lease ledger entry skipped"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "malformed lease ledger entry skipped"),
             }
         }
         Ok(entries)
