@@ -1,7 +1,6 @@
 //! `pictor-host`: the Pictor worker node's command line.
 
 mod commands;
-mod logging;
 
 use std::process::ExitCode;
 
@@ -9,7 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
-    if let Err(e) = logging::init(cli.log_format) {
+    if let Err(e) = pictor_cli::logging::init(cli.log_format) {
         eprintln!("error: cannot start logging: {e:#}");
         return ExitCode::from(2);
     }

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use pictor_coordinator::client::Client;
 use pictor_coordinator::datadir::DataDir;
 
-use crate::logging::LogFormat;
+use pictor_cli::logging::LogFormat;
 
 /// Exit code of a job that ended in another state than `succeeded`.
 pub const EXIT_JOB_FAILED: u8 = 1;
@@ -110,23 +110,4 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use pictor_cli::wait_for_signal;

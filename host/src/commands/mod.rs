@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
 
-use crate::logging::LogFormat;
+use pictor_cli::logging::LogFormat;
 
 /// Exit code of a job that ran and failed.
 pub const EXIT_JOB_FAILED: u8 = 1;
@@ -101,23 +101,4 @@ pub fn read_plugin(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read plugin {}: {e}", path.display()))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use pictor_cli::wait_for_signal;
