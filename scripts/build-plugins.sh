@@ -35,18 +35,21 @@ export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 export CARGO_PROFILE_RELEASE_TRIM_PATHS=all
 export SOURCE_DATE_EPOCH=0
 
-packages=()
+# Every crate under plugins/ that builds a component (a `cdylib`); shared
+# libraries there (plugins/nn) are built as their dependencies.
+names=()
 for manifest in "$root"/plugins/*/Cargo.toml; do
-  packages+=(-p "$(basename "$(dirname "$manifest")")")
+  if grep -q cdylib "$manifest"; then names+=("$(basename "$(dirname "$manifest")")"); fi
 done
+packages=()
+for name in "${names[@]}"; do packages+=(-p "$name"); done
 
 echo "==> building $(( ${#packages[@]} / 2 )) plugin(s) for wasm32-wasip2"
 (cd "$root" && /usr/bin/cargo build --quiet --release --target wasm32-wasip2 \
     -Zbuild-std=std,panic_abort -Ztrim-paths --target-dir "$guest_target" "${packages[@]}")
 
 mkdir -p "$out"
-for manifest in "$root"/plugins/*/Cargo.toml; do
-  name="$(basename "$(dirname "$manifest")")"
+for name in "${names[@]}"; do
   cp "$guest_target/wasm32-wasip2/release/${name//-/_}.wasm" "$out/$name.wasm"
   echo "    $out/$name.wasm  $(sha256sum "$out/$name.wasm" | cut -c1-16)…"
 done

@@ -1,0 +1,188 @@
+//! Images in and out: decoding PNG and JPEG with size limits checked
+//! before any pixel is decoded, and BT.601 full-range luma/chroma planes
+//! (the network works on luma; chroma and alpha are upscaled bicubically).
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+
+use crate::resample::Plane;
+
+/// An image as planes in [0, 1].
+#[derive(Debug, Clone)]
+pub struct Ycc {
+    /// Luma, Y = 0.299 R + 0.587 G + 0.114 B.
+    pub y: Plane,
+    /// Cb and Cr (centred on 0.5), absent for grey images.
+    pub chroma: Option<[Plane; 2]>,
+    /// Alpha, when the image has it.
+    pub alpha: Option<Plane>,
+}
+
+/// Why an image could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageError {
+    /// Not a PNG or JPEG, or corrupt.
+    Corrupt(String),
+    /// Larger than the job allows.
+    TooLarge(String),
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageError::Corrupt(m) | ImageError::TooLarge(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Whether `name` looks like an image this module reads.
+pub fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".png", ".jpg", ".jpeg"].iter().any(|ext| lower.ends_with(ext))
+}
+
+/// The width and height in the header of a PNG or JPEG.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+    reader(bytes)?.into_dimensions().map_err(|e| ImageError::Corrupt(format!("not a readable PNG or JPEG: {e}")))
+}
+
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImageError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Corrupt(format!("cannot read: {e}")))?;
+    match reader.format() {
+        Some(ImageFormat::Png | ImageFormat::Jpeg) => Ok(reader),
+        Some(other) => Err(ImageError::Corrupt(format!("a {other:?} image; use PNG or JPEG"))),
+        None => Err(ImageError::Corrupt("not a PNG or JPEG file".into())),
+    }
+}
+
+/// Decodes a PNG or JPEG of at most `max_pixels` pixels (checked from the
+/// header first, so a huge or lying file is refused before it allocates).
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Ycc, ImageError> {
+    let (w, h) = dimensions(bytes)?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(ImageError::TooLarge(format!(
+            "{w}×{h} is {:.1} Mpx; this job takes at most {:.1} Mpx",
+            pixels as f64 / 1e6,
+            max_pixels as f64 / 1e6
+        )));
+    }
+    if w == 0 || h == 0 {
+        return Err(ImageError::Corrupt("the image is empty".into()));
+    }
+    let mut reader = reader(bytes)?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(pixels * 8 + (64 << 20));
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| ImageError::Corrupt(format!("corrupt image: {e}")))?;
+    Ok(from_dynamic(&img))
+}
+
+fn from_dynamic(img: &DynamicImage) -> Ycc {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let color = img.color();
+    let rgba = img.to_rgba8();
+    let mut y = Plane::new(w, h);
+    let mut cb = Plane::new(w, h);
+    let mut cr = Plane::new(w, h);
+    let mut alpha = Plane::new(w, h);
+    for (i, px) in rgba.pixels().enumerate() {
+        let [r, g, b, a] = px.0.map(|c| f32::from(c) / 255.0);
+        let [yy, u, v] = rgb_to_ycc(r, g, b);
+        y.data[i] = yy;
+        cb.data[i] = u;
+        cr.data[i] = v;
+        alpha.data[i] = a;
+    }
+    Ycc {
+        y,
+        chroma: color.has_color().then_some([cb, cr]),
+        alpha: color.has_alpha().then_some(alpha),
+    }
+}
+
+/// BT.601 full-range RGB → (Y, Cb, Cr), all in [0, 1].
+pub fn rgb_to_ycc(r: f32, g: f32, b: f32) -> [f32; 3] {
+    let y = 0.299 * r + 0.587 * g + 0.114 * b;
+    let cb = 0.5 - 0.168_736 * r - 0.331_264 * g + 0.5 * b;
+    let cr = 0.5 + 0.5 * r - 0.418_688 * g - 0.081_312 * b;
+    [y, cb, cr]
+}
+
+/// (Y, Cb, Cr) → 8-bit RGB, rounded and clamped.
+pub fn ycc_to_rgb8(y: f32, cb: f32, cr: f32) -> [u8; 3] {
+    let (u, v) = (cb - 0.5, cr - 0.5);
+    let r = y + 1.402 * v;
+    let g = y - 0.344_136 * u - 0.714_136 * v;
+    let b = y + 1.772 * u;
+    [r, g, b].map(to_u8)
+}
+
+/// A sample in [0, 1] as a byte, rounded and clamped.
+pub fn to_u8(v: f32) -> u8 {
+    (v * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
+/// The luma (0..=255) of 8-bit RGB, as the metrics use it.
+pub fn luma8(rgb: [u8; 3]) -> f64 {
+    0.299 * f64::from(rgb[0]) + 0.587 * f64::from(rgb[1]) + 0.114 * f64::from(rgb[2])
+}
+
+/// Luma (0..=255) of every pixel of a decoded PNG/JPEG, for metrics.
+pub fn luma8_of(bytes: &[u8], max_pixels: u64) -> Result<(usize, usize, Vec<f64>), ImageError> {
+    let (w, h) = dimensions(bytes)?;
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(ImageError::TooLarge(format!("{w}×{h} is over the limit")));
+    }
+    let img = reader(bytes)?.decode().map_err(|e| ImageError::Corrupt(format!("corrupt image: {e}")))?;
+    let rgb = img.to_rgb8();
+    Ok((w as usize, h as usize, rgb.pixels().map(|p| luma8(p.0)).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32, color: png::ColorType, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(color);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(data).unwrap();
+        writer.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn color_round_trips_through_ycc() {
+        for rgb in [[0u8, 0, 0], [255, 255, 255], [200, 30, 90], [12, 250, 130]] {
+            let [y, cb, cr] = rgb_to_ycc(f32::from(rgb[0]) / 255.0, f32::from(rgb[1]) / 255.0, f32::from(rgb[2]) / 255.0);
+            assert_eq!(ycc_to_rgb8(y, cb, cr), rgb);
+        }
+    }
+
+    #[test]
+    fn decodes_grey_rgb_and_alpha() {
+        let grey = decode(&png(2, 1, png::ColorType::Grayscale, &[0, 255]), 100).unwrap();
+        assert!(grey.chroma.is_none() && grey.alpha.is_none());
+        assert_eq!(grey.y.data, vec![0.0, 1.0]);
+        let rgba = decode(&png(1, 1, png::ColorType::Rgba, &[255, 0, 0, 128]), 100).unwrap();
+        assert!(rgba.chroma.is_some());
+        assert!((rgba.alpha.unwrap().data[0] - 128.0 / 255.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn refuses_corrupt_foreign_and_huge_images() {
+        let good = png(4, 4, png::ColorType::Rgb, &[7; 48]);
+        assert!(matches!(decode(&good[..good.len() / 2], 100), Err(ImageError::Corrupt(_))));
+        assert!(matches!(decode(b"GIF89a......", 100), Err(ImageError::Corrupt(m)) if m.contains("Gif")));
+        assert!(matches!(decode(b"hello", 100), Err(ImageError::Corrupt(_))));
+        assert!(matches!(decode(&good, 15), Err(ImageError::TooLarge(m)) if m.contains("4×4")));
+    }
+}
