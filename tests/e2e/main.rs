@@ -2,6 +2,7 @@
 //! `scripts/build-plugins.sh` at the start of the run, driven through the
 //! real `pictor-host` binary (and, for in-process checks, the library).
 
+mod ai;
 mod config;
 mod contained;
 mod exec;

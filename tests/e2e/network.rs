@@ -308,17 +308,26 @@ fn assert_done_exactly_once(coordinator: &Coordinator, jobs: &[JobStatus], worke
             assert_eq!(Sha256Digest::of(&bytes), output.sha256, "{} {}", job.job_id, output.path);
             assert_eq!(bytes.len() as u64, output.size);
         }
-        let reports: usize = workers
-            .iter()
-            .flat_map(|w| w.journal())
-            .filter(|r| {
-                r["event"] == "reported"
-                    && r["report"] == "completed"
-                    && r["duplicate"] == false
-                    && r["job"].as_str().is_some_and(|l| l.starts_with(&format!("{}.", job.job_id)))
-            })
-            .count();
-        assert_eq!(reports, 1, "{}: reported once", job.job_id);
+        // The coordinator may commit a result a moment before the worker
+        // has its reply and journals it (seen under load): wait for the
+        // record, then check there is exactly one.
+        let reports = || -> usize {
+            workers
+                .iter()
+                .flat_map(|w| w.journal())
+                .filter(|r| {
+                    r["event"] == "reported"
+                        && r["report"] == "completed"
+                        && r["duplicate"] == false
+                        && r["job"].as_str().is_some_and(|l| l.starts_with(&format!("{}.", job.job_id)))
+                })
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reports() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(reports(), 1, "{}: reported once", job.job_id);
     }
     for (job_id, path, content) in expected {
         let job = jobs.iter().find(|j| j.job_id == *job_id).unwrap();

@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cpu;
+pub mod eval;
 pub mod graph;
 pub mod image;
 pub mod kernels;

@@ -31,9 +31,27 @@ pub struct Rect {
     pub h: usize,
 }
 
+/// The largest GPU buffer a tile may need (WebGPU's default limit for a
+/// storage binding, which every adapter offers).
+pub const MAX_BUFFER_BYTES: usize = 128 << 20;
+
+/// The largest tile side whose widest layer fits in [`MAX_BUFFER_BYTES`].
+pub fn max_tile(arch: &Architecture) -> usize {
+    let widest = arch.layers().iter().map(|l| l.shape.cout).max().unwrap_or(1).max(1);
+    let side = ((MAX_BUFFER_BYTES / 4 / widest) as f64).sqrt() as usize;
+    side.saturating_sub(2 * arch.receptive_radius() as usize)
+}
+
 impl Upscaler {
-    /// Sets up `arch` with `params` for tiles of `tile` LR pixels a side.
+    /// Sets up `arch` with `params` for tiles of `tile` LR pixels a side
+    /// (at most [`max_tile`]).
     pub fn new(arch: &Architecture, params: &[f32], tile: usize) -> Result<Self, GpuError> {
+        if tile == 0 || tile > max_tile(arch) {
+            return Err(GpuError::InvalidArgument(format!(
+                "tile {tile} is too large for this network: use at most {} LR pixels a side",
+                max_tile(arch)
+            )));
+        }
         let halo = arch.receptive_radius() as usize;
         let side = tile + 2 * halo;
         Ok(Upscaler { graph: InferenceGraph::new(arch, params, side, side)?, tile, halo })
