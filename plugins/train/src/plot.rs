@@ -7,7 +7,7 @@ const W: usize = 720;
 const H: usize = 400;
 const LEFT: usize = 64;
 const RIGHT: usize = 16;
-const TOP: usize = 16;
+const TOP: usize = 28;
 const BOTTOM: usize = 40;
 
 struct Canvas {

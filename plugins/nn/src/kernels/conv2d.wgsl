@@ -103,26 +103,36 @@ fn grad_params(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gr
     if e >= weights + COUT { return; }
     let hw = h * w;
     var acc = 0.0;
+    // Each invocation takes whole rows (batch × height of them), so the
+    // index arithmetic is per row, not per product.
     if e < weights {
         let kx = e % K;
         let ky = (e / K) % K;
         let ci = (e / (K * K)) % CIN;
         let co = e / (K * K * CIN);
         let pad = i32(K / 2u);
-        for (var j = lid; j < n * hw; j += 64u) {
-            let b = j / hw;
-            let y = (j % hw) / w;
-            let x = j % w;
+        // Columns x whose source column x + kx - pad is inside the image.
+        let x_lo = u32(max(pad - i32(kx), 0));
+        let x_hi = u32(min(i32(w) + pad - i32(kx), i32(w)));
+        for (var row = lid; row < n * h; row += 64u) {
+            let b = row / h;
+            let y = row % h;
             let sy = i32(y) + i32(ky) - pad;
-            let sx = i32(x) + i32(kx) - pad;
-            if sy < 0 || sy >= i32(h) || sx < 0 || sx >= i32(w) { continue; }
-            acc += one[(b * COUT + co) * hw + y * w + x] * two[(b * CIN + ci) * hw + u32(sy) * w + u32(sx)];
+            if sy < 0 || sy >= i32(h) { continue; }
+            let dy_row = (b * COUT + co) * hw + y * w;
+            let x_row = (b * CIN + ci) * hw + u32(sy) * w + kx - u32(pad);
+            for (var x = x_lo; x < x_hi; x++) {
+                acc += one[dy_row + x] * two[x_row + x];
+            }
         }
     } else {
         let co = e - weights;
-        for (var j = lid; j < n * hw; j += 64u) {
-            let b = j / hw;
-            acc += one[(b * COUT + co) * hw + j % hw];
+        for (var row = lid; row < n * h; row += 64u) {
+            let b = row / h;
+            let dy_row = (b * COUT + co) * hw + (row % h) * w;
+            for (var x = 0u; x < w; x++) {
+                acc += one[dy_row + x];
+            }
         }
     }
     partial[lid] = acc;
