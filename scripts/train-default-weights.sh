@@ -5,8 +5,10 @@
 #
 #   scripts/train-default-weights.sh [2] [4]     (default: both scales)
 #
-# Needs a release build of pictor-host and the plugins; runs the two scales
-# one after the other (about 20–25 min each on lavapipe with 2 cores).
+# Builds pictor-host (release) and the plugins, then runs the two scales one
+# after the other (about 20 min each on lavapipe with 2 cores). Each run
+# checkpoints to target/train-x<scale>.ckpt: if one is interrupted, running
+# the script again resumes it (with the same final weights).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -18,7 +20,9 @@ for s in "${scales[@]}"; do
   out="$(mktemp -d)"
   echo "==> training ×$s (fixtures/jobs/train-x$s.json) into $out"
   target/release/pictor-host exec --plugin target/plugins/train.wasm \
-      --job "fixtures/jobs/train-x$s.json" --output "$out/output" --json > "$out/outcome.json"
+      --job "fixtures/jobs/train-x$s.json" --output "$out/output" \
+      --checkpoint "target/train-x$s.ckpt" --json > "$out/outcome.json"
+  rm -f "target/train-x$s.ckpt"
   cp "$out/output/weights.safetensors" "fixtures/weights/espcn-x$s.safetensors"
   cp "$out/output/report.json" "fixtures/weights/espcn-x$s.report.json"
   cp "$out/output/loss.png" "fixtures/weights/espcn-x$s.loss.png"

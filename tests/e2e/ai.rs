@@ -26,7 +26,7 @@ const ADAM_TOLERANCE: f64 = 1e-3;
 /// the held-out set (see docs/benchmarks.md for the measured margin).
 const X2_MARGIN_DB: f64 = 0.3;
 /// The same for ×4.
-const X4_MARGIN_DB: f64 = 0.1;
+const X4_MARGIN_DB: f64 = 0.2;
 
 fn datasets() -> PathBuf {
     repo_root().join("fixtures/datasets/sr")
@@ -34,8 +34,8 @@ fn datasets() -> PathBuf {
 
 fn copy_in(f: &JobFolders, from: &Path, name: &str) {
     let to = f.input.join(name);
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(from, to).unwrap();
+    std::fs::create_dir_all(to.parent().expect("input name has a folder")).expect("create input folder");
+    std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
 }
 
 fn spec(kind: &str, params: Value) -> Value {
@@ -51,7 +51,7 @@ fn tensor_kernels_on_the_gpu_match_the_cpu_reference() {
     let f = JobFolders::new();
     let run = exec("nncheck", &spec("nncheck", json!({})), &f, &[]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let metrics = run.outcome()["success"]["metrics"].as_object().unwrap().clone();
+    let metrics = run.outcome()["success"]["metrics"].as_object().expect("metrics").clone();
     assert!(metrics.len() >= 20, "{metrics:?}");
     for (name, value) in &metrics {
         let tolerance = if name.contains("adam") { ADAM_TOLERANCE } else { KERNEL_TOLERANCE };
@@ -226,7 +226,7 @@ fn measured_psnr(references: &[(String, Ycc)], out: &Path, r: usize) -> f64 {
     let mut total = 0.0;
     for (name, hr) in references {
         let reference = eval::crop_to_multiple(hr, r);
-        let output = decode(&out.join(name.replace(".png", ".png")));
+        let output = decode(&out.join(name));
         assert_eq!((output.y.width, output.y.height), (reference.y.width, reference.y.height), "{name}");
         let a = eval::luma_of_pixels(&eval::pixels(&reference), eval::channels(&reference));
         let b = eval::luma_of_pixels(&eval::pixels(&output), eval::channels(&output));
@@ -284,7 +284,7 @@ fn default_x4_weights_beat_bicubic_on_the_held_out_images() {
 }
 
 #[test]
-fn tiles_of_any_size_give_the_same_image_for_grey_rgb_rgba_and_jpeg() {
+fn large_and_small_tiles_give_the_same_image_for_grey_rgb_rgba_and_jpeg() {
     let f = JobFolders::new();
     copy_in(&f, &datasets().join("train/rocket.jpg"), "rocket.jpg");
     copy_in(&f, &datasets().join("train/text.png"), "text.png");
@@ -292,7 +292,9 @@ fn tiles_of_any_size_give_the_same_image_for_grey_rgb_rgba_and_jpeg() {
     let (w, h) = (75u32, 53u32);
     let rgba: Vec<u8> = (0..w * h).flat_map(|i| [(i % 251) as u8, (i * 7 % 256) as u8, (i / w * 4) as u8, (i % w * 3) as u8]).collect();
     std::fs::write(f.input.join("odd.png"), png_bytes(w, h, 4, &rgba)).unwrap();
-    let big = exec("upscale", &spec("upscale", json!({"tile": 512})), &f, &[]);
+    // Large tiles (one submission each) stay under 256 so a loaded 2-core
+    // CI machine keeps each well inside the 10 s submission quota.
+    let big = exec("upscale", &spec("upscale", json!({"tile": 256})), &f, &[]);
     assert_eq!(big.code, 0, "{}", big.stderr);
     let one_pass: Vec<String> = ["rocket.png", "text.png", "odd.png"].iter().map(|n| sha256_hex(&f.output.join(n))).collect();
     let _ = std::fs::remove_dir_all(&f.output);

@@ -21,10 +21,12 @@ pub struct Quality {
 }
 
 /// The low-resolution version of `hr` at scale `r`: cropped to multiples of
-/// `r`, then every plane box-downscaled.
+/// `r`, every plane box-downscaled, then rounded to 8-bit pixels as a
+/// low-resolution image file would be.
 pub fn low_res(hr: &Ycc, r: usize) -> Ycc {
     let down = |p: &Plane| box_downscale(&p.crop_to_multiple(r), r);
-    Ycc { y: down(&hr.y), chroma: hr.chroma.as_ref().map(|[a, b]| [down(a), down(b)]), alpha: hr.alpha.as_ref().map(down) }
+    let lr = Ycc { y: down(&hr.y), chroma: hr.chroma.as_ref().map(|[a, b]| [down(a), down(b)]), alpha: hr.alpha.as_ref().map(down) };
+    crate::image::from_pixels(lr.y.width, lr.y.height, channels(&lr), &pixels(&lr))
 }
 
 /// `hr` cropped to multiples of `r` (the part [`low_res`] covers).

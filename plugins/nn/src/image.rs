@@ -84,26 +84,39 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Ycc, ImageError> {
 }
 
 fn from_dynamic(img: &DynamicImage) -> Ycc {
-    let (w, h) = (img.width() as usize, img.height() as usize);
     let color = img.color();
     let rgba = img.to_rgba8();
+    from_rgba8(img.width() as usize, img.height() as usize, color.has_color(), color.has_alpha(), rgba.pixels().map(|p| p.0))
+}
+
+/// Planes from 8-bit RGBA pixels (chroma kept when `color`, alpha when `alpha`).
+fn from_rgba8(w: usize, h: usize, color: bool, alpha: bool, pixels: impl Iterator<Item = [u8; 4]>) -> Ycc {
     let mut y = Plane::new(w, h);
     let mut cb = Plane::new(w, h);
     let mut cr = Plane::new(w, h);
-    let mut alpha = Plane::new(w, h);
-    for (i, px) in rgba.pixels().enumerate() {
-        let [r, g, b, a] = px.0.map(|c| f32::from(c) / 255.0);
+    let mut a_plane = Plane::new(w, h);
+    for (i, px) in pixels.enumerate().take(w * h) {
+        let [r, g, b, a] = px.map(|c| f32::from(c) / 255.0);
         let [yy, u, v] = rgb_to_ycc(r, g, b);
         y.data[i] = yy;
         cb.data[i] = u;
         cr.data[i] = v;
-        alpha.data[i] = a;
+        a_plane.data[i] = a;
     }
-    Ycc {
-        y,
-        chroma: color.has_color().then_some([cb, cr]),
-        alpha: color.has_alpha().then_some(alpha),
-    }
+    Ycc { y, chroma: color.then_some([cb, cr]), alpha: alpha.then_some(a_plane) }
+}
+
+/// Planes from interleaved 8-bit pixels of `channels` (1 grey, 2 grey +
+/// alpha, 3 RGB, 4 RGBA): what decoding a PNG of those pixels gives.
+pub fn from_pixels(w: usize, h: usize, channels: usize, px: &[u8]) -> Ycc {
+    let rgba = px.chunks_exact(channels.clamp(1, 4)).map(|p| match p {
+        [l] => [*l, *l, *l, 255],
+        [l, a] => [*l, *l, *l, *a],
+        [r, g, b] => [*r, *g, *b, 255],
+        [r, g, b, a, ..] => [*r, *g, *b, *a],
+        _ => [0, 0, 0, 255],
+    });
+    from_rgba8(w, h, channels >= 3, channels % 2 == 0, rgba)
 }
 
 /// BT.601 full-range RGB → (Y, Cb, Cr), all in [0, 1].
@@ -175,6 +188,20 @@ mod tests {
         let rgba = decode(&png(1, 1, png::ColorType::Rgba, &[255, 0, 0, 128]), 100).unwrap();
         assert!(rgba.chroma.is_some());
         assert!((rgba.alpha.unwrap().data[0] - 128.0 / 255.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn pixels_and_png_decode_to_the_same_planes() {
+        let px: Vec<u8> = (0..2 * 3 * 4).map(|i| (i * 37 % 256) as u8).collect();
+        for channels in 1..=4 {
+            let data = &px[..6 * channels];
+            let color = [png::ColorType::Grayscale, png::ColorType::GrayscaleAlpha, png::ColorType::Rgb, png::ColorType::Rgba][channels - 1];
+            let decoded = decode(&png(3, 2, color, data), 100).unwrap();
+            let direct = from_pixels(3, 2, channels, data);
+            assert_eq!(decoded.y, direct.y, "{channels} channels");
+            assert_eq!(decoded.chroma, direct.chroma);
+            assert_eq!(decoded.alpha, direct.alpha);
+        }
     }
 
     #[test]
