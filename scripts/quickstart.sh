@@ -21,6 +21,7 @@ $host submit --spool "$spool" --plugin target/plugins/hello.wasm fixtures/jobs/h
 $host submit --spool "$spool" --plugin target/plugins/matmul.wasm fixtures/jobs/matmul.json
 $host submit --spool "$spool" --plugin target/plugins/probe.wasm fixtures/jobs/steps.json
 $host submit --spool "$spool" --plugin target/plugins/render.wasm fixtures/jobs/render.json
+$host submit --spool "$spool" --plugin target/plugins/upscale.wasm fixtures/jobs/upscale.json
 echo "==> running the worker: pictor-host run --config fixtures/worker.json --until-idle"
 $host run --config fixtures/worker.json --until-idle
 echo "==> done: results are in $spool/done/<job id>/ (outputs in output/, result.json beside)"
