@@ -2,7 +2,7 @@
 
 /// Decodes hex text (either case) into bytes.
 pub fn decode(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("hex {:?} has an odd number of digits", shorten(text)));
     }
     let digit = |c: u8| match c {

@@ -10,17 +10,52 @@ use sha2::{Digest, Sha256};
 use crate::algorithm::{Algorithm, Found, Header, MAX_FOUND, NonceSearch};
 use crate::target::Target;
 
+/// SHA-256's round constants.
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be,
+    0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa,
+    0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85,
+    0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
+    0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+    0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// The WGSL `compress` function, its 64 rounds unrolled (see sha256.wgsl).
+fn compress_wgsl() -> String {
+    let mut s = String::from("fn compress(state: array<u32, 8>, block: array<u32, 16>) -> array<u32, 8> {\n");
+    for i in 0..16 {
+        s += &format!("    var w{i} = block[{i}];\n");
+    }
+    s += "    var a = state[0]; var b = state[1]; var c = state[2]; var d = state[3];\n";
+    s += "    var e = state[4]; var f = state[5]; var g = state[6]; var h = state[7];\n";
+    s += "    var t1: u32; var t2: u32;\n";
+    for (i, k) in K.iter().enumerate() {
+        let j = i % 16;
+        if i >= 16 {
+            // W[i] = σ1(W[i-2]) + W[i-7] + σ0(W[i-15]) + W[i-16], in a ring of 16.
+            s += &format!("    w{j} = w{j} + small0(w{}) + w{} + small1(w{});\n", (i + 1) % 16, (i + 9) % 16, (i + 14) % 16);
+        }
+        s += &format!("    t1 = h + big1(e) + ch(e, f, g) + 0x{k:08x}u + w{j}; t2 = big0(a) + maj(a, b, c);\n");
+        s += "    h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;\n";
+    }
+    s += "    return array<u32, 8>(state[0] + a, state[1] + b, state[2] + c, state[3] + d, state[4] + e, state[5] + f, state[6] + g, state[7] + h);\n}\n";
+    s
+}
+
 /// WGSL of the nonce search: the shared SHA-256d code and the entry point.
-pub const SEARCH_WGSL: &str = concat!(include_str!("sha256.wgsl"), include_str!("search.wgsl"));
+pub fn search_wgsl() -> String {
+    [include_str!("sha256.wgsl"), &compress_wgsl(), include_str!("search.wgsl")].concat()
+}
+
 /// WGSL of the known-answer hashing (every digest of a nonce range).
-pub const HASH_WGSL: &str = concat!(include_str!("sha256.wgsl"), include_str!("hash.wgsl"));
+pub fn hash_wgsl() -> String {
+    [include_str!("sha256.wgsl"), &compress_wgsl(), include_str!("hash.wgsl")].concat()
+}
 
 /// Invocations per workgroup in the WGSL (`@workgroup_size(64)`).
 const WORKGROUP: u32 = 64;
 /// Workgroups per dispatch dimension every WebGPU device allows.
 const MAX_WORKGROUPS: u32 = 65_535;
-/// Words of the WGSL `Work` struct.
-const WORK_WORDS: usize = 24;
 
 /// SHA-256's initial state.
 const IV: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
@@ -75,6 +110,24 @@ fn geometry(count: u32) -> (u32, u32) {
     (per_thread, workgroups)
 }
 
+/// Words of the WGSL `Work` struct.
+pub const WORK_WORDS: usize = 24;
+
+/// The WGSL `Work` struct for `header`'s nonces `first..first + count`
+/// (`midstate` is [`midstate`] of the header), and the workgroups of its
+/// dispatch.
+pub fn work(midstate: &[u32; 8], header: &Header, target: &Target, first: u32, count: u32) -> ([u32; WORK_WORDS], u32) {
+    let (per_thread, workgroups) = geometry(count);
+    let mut words = [0u32; WORK_WORDS];
+    words[..8].copy_from_slice(midstate);
+    words[8..11].copy_from_slice(&tail(header));
+    words[11] = first;
+    words[12..20].copy_from_slice(&target.words());
+    words[20] = per_thread;
+    words[21] = count;
+    (words, workgroups)
+}
+
 /// The GPU nonce search: one dispatch per [`NonceSearch::search`] call,
 /// then a read of the (small) result buffer.
 pub struct GpuSha256d {
@@ -91,7 +144,7 @@ pub struct GpuSha256d {
 impl GpuSha256d {
     /// Compiles the search kernel and allocates its buffers.
     pub fn new() -> Result<Self, GpuError> {
-        let kernel = Kernel::new(SEARCH_WGSL, "search")?;
+        let kernel = Kernel::new(&search_wgsl(), "search")?;
         let work = Buffer::zeroed(WORK_WORDS, Usage::STORAGE)?;
         let found = Buffer::zeroed(1 + MAX_FOUND, Usage::STORAGE)?;
         let group = kernel.bind(0, &[work.binding(), found.binding()])?;
@@ -109,15 +162,7 @@ impl GpuSha256d {
                 state
             }
         };
-        let (per_thread, workgroups) = geometry(count);
-        let mut words = [0u32; WORK_WORDS];
-        words[..8].copy_from_slice(&state);
-        words[8..11].copy_from_slice(&tail(header));
-        words[11] = first;
-        words[12..20].copy_from_slice(&target.words());
-        words[20] = per_thread;
-        words[21] = count;
-        (words, workgroups)
+        work(&state, header, target, first, count)
     }
 
     /// The SHA-256d digests of `header` with nonces `first..first + count`,
@@ -125,7 +170,7 @@ impl GpuSha256d {
     pub fn digests(&mut self, header: &Header, first: u32, count: u32) -> Result<Vec<[u8; 32]>, GpuError> {
         let (words, workgroups) = self.work_words(header, &Target::MAX, first, count);
         if self.hashing.is_none() {
-            self.hashing = Some(Kernel::new(HASH_WGSL, "hash")?);
+            self.hashing = Some(Kernel::new(&hash_wgsl(), "hash")?);
         }
         let Some(kernel) = &self.hashing else { return Ok(Vec::new()) };
         let out = Buffer::<u32>::zeroed(8 * count as usize, Usage::STORAGE)?;
