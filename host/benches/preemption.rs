@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio.block_on(async {
         for _ in 0..cycles {
             let (status, mut seen) = watch::channel(None);
-            let miner = plan.start(&work.path().join("mining"), Arc::clone(&gpu), status)?;
+            let miner = plan.start(0, &work.path().join("mining"), Arc::clone(&gpu), status)?;
             // Wait until it is really mining (its first hashrate report),
             // then let it run a little so the stop lands mid-work.
             while seen.borrow_and_update().is_none() {
