@@ -275,8 +275,13 @@ impl State {
 impl TestPool {
     /// Starts a pool on 127.0.0.1 (a free port) with one job ready.
     pub fn start(options: PoolOptions) -> TestPool {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test pool");
-        let addr = listener.local_addr().expect("test pool address");
+        Self::start_at("127.0.0.1:0", options).expect("bind the test pool")
+    }
+
+    /// Starts a pool listening on `address` with one job ready.
+    pub fn start_at(address: &str, options: PoolOptions) -> std::io::Result<TestPool> {
+        let listener = TcpListener::bind(address)?;
+        let addr = listener.local_addr()?;
         let mut state = State {
             options,
             jobs: HashMap::new(),
@@ -301,9 +306,8 @@ impl TestPool {
                     let shared = Arc::clone(&accept);
                     let _ = std::thread::Builder::new().name(format!("test-pool-{id}")).spawn(move || serve(&shared, id, stream));
                 }
-            })
-            .expect("spawn the test pool");
-        TestPool { addr, shared }
+            })?;
+        Ok(TestPool { addr, shared })
     }
 
     /// Where it listens.
