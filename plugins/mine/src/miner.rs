@@ -182,6 +182,8 @@ pub struct Miner<'a> {
     backoff: Backoff,
     /// GPU candidates the CPU check refused (a GPU or kernel fault).
     bad_candidates: u64,
+    /// `client.show_message`s received.
+    pool_messages: u64,
     status: String,
 }
 
@@ -199,6 +201,7 @@ impl<'a> Miner<'a> {
             sizer: BatchSizer::new(settings.batch),
             backoff: Backoff::new(settings.backoff.0, settings.backoff.1, job.seed() ^ 0x9e37_79b9_7f4a_7c15),
             bad_candidates: 0,
+            pool_messages: 0,
             status: format!("connecting to {}", settings.pool),
         }
     }
@@ -211,6 +214,9 @@ impl<'a> Miner<'a> {
     /// Mines until the host stops it; returns only for a problem retrying
     /// cannot fix (the pool refused the worker, no GPU), or a cancel.
     pub fn run(&mut self) -> Result<(), JobError> {
+        if self.settings.addresses.is_empty() {
+            return Err(JobError::InvalidParams("no pool address to connect to".into()));
+        }
         let mut attempt = 0usize;
         loop {
             self.check_cancelled()?;
@@ -349,7 +355,10 @@ impl<'a> Miner<'a> {
                     self.stats.accepted += 1;
                 } else {
                     self.stats.rejected += 1;
-                    println!("share rejected by pool {}: {}", self.settings.pool, reason.unwrap_or_default());
+                    if worth_logging(self.stats.rejected) {
+                        let n = self.stats.rejected;
+                        println!("share rejected by pool {} ({n} so far): {}", self.settings.pool, reason.unwrap_or_default());
+                    }
                 }
                 self.publish(true);
             }
@@ -364,7 +373,12 @@ impl<'a> Miner<'a> {
                 }
                 return Ok(Some(Ended::Reconnect(wait)));
             }
-            Event::Message(text) => println!("message from pool {}: {text}", self.settings.pool),
+            Event::Message(text) => {
+                self.pool_messages += 1;
+                if worth_logging(self.pool_messages) {
+                    println!("message from pool {}: {text}", self.settings.pool);
+                }
+            }
         }
         Ok(None)
     }
@@ -384,7 +398,9 @@ impl<'a> Miner<'a> {
                 shares.push(work.share(nonce));
             } else {
                 self.bad_candidates += 1;
-                eprintln!("GPU candidate nonce {nonce:08x} does not meet the target on the CPU ({} so far): not submitted", self.bad_candidates);
+                if worth_logging(self.bad_candidates) {
+                    eprintln!("GPU candidate nonce {nonce:08x} does not meet the target on the CPU ({} so far): not submitted", self.bad_candidates);
+                }
             }
         }
         Ok(shares)
@@ -418,6 +434,12 @@ impl<'a> Miner<'a> {
             self.publish(false);
         }
     }
+}
+
+/// Whether the `n`-th occurrence of something is logged: the first 20,
+/// then every 100th (the host caps a plugin's log, and a pool can be noisy).
+fn worth_logging(n: u64) -> bool {
+    n <= 20 || n.is_multiple_of(100)
 }
 
 /// A GPU error as the job's error: no GPU is `unsupported`, the rest `failed`.
