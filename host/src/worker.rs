@@ -516,3 +516,15 @@ fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_miner_waits_longer_each_time_up_to_a_ceiling() {
+        let delays: Vec<u64> = (0..8).map(|n| miner_retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 15, 30, 60, 120, 240, 480, 900]);
+        assert_eq!(miner_retry_delay(u32::MAX), MINER_RETRY_MAX);
+    }
+}
