@@ -247,7 +247,7 @@ fn self_test(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Su
     Ok(Summary::new(format!("self-test: {} hash case(s), {} search case(s)", params.hash.len(), params.search.len())))
 }
 
-/// Searches random headers (at a target nothing meets) for `seconds` and
+/// Searches a pseudo-random header (at a target nothing meets) for `seconds` and
 /// reports hashes per second: wall clock (host calls included) and GPU time.
 fn bench(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summary, JobError> {
     let seconds = params.seconds.unwrap_or(3.0);
@@ -262,13 +262,14 @@ fn bench(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summar
     }
     let impossible = Target::from_be_bytes([0; 32]);
     let (mut nonces, mut hashes, mut gpu_time) = (1u32 << 16, 0u64, Duration::ZERO);
-    let (mut first, started) = (0u32, Instant::now());
+    let mut first = 0u32;
     // One warm-up search (pipeline creation, first dispatch).
     search.search(&header, &impossible, 0, 4096).map_err(gpu_error)?;
-    let started_at = Instant::now();
-    while started_at.elapsed().as_secs_f64() < seconds {
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds {
         job.check_cancelled()?;
-        let count = nonces.min(u32::MAX - first);
+        // Up to the end of the nonce space (then it wraps to 0).
+        let count = nonces.min(u32::MAX - first).max(1);
         let found = search.search(&header, &impossible, first, count).map_err(gpu_error)?;
         hashes += u64::from(count);
         gpu_time += found.elapsed;
@@ -276,9 +277,8 @@ fn bench(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summar
         let ratio = if found.elapsed.is_zero() { 2.0 } else { (batch / found.elapsed.as_secs_f64()).clamp(0.5, 2.0) };
         nonces = (f64::from(nonces) * ratio).clamp(4096.0, f64::from(1u32 << 30)) as u32;
     }
-    let wall = started_at.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64();
     let gpu = gpu_time.as_secs_f64().max(1e-9);
-    let _ = started;
     Ok(Summary::new(format!("{}: {} (wall clock), {} (GPU time)", algorithm.name(), report::format_rate(hashes as f64 / wall), report::format_rate(hashes as f64 / gpu)))
         .metric("hashes", hashes as f64)
         .metric("seconds", wall)
