@@ -1,10 +1,15 @@
 //! Mining preemption latency: the time from the stop request the worker
 //! makes when it claims a job to "miner gone and GPU drained", over many
-//! mining→job cycles with the `testminer` plugin hashing on the GPU.
+//! mining→job cycles with a miner hashing on the GPU: the `testminer`
+//! plugin (default), or with `--plugin mine` the real Stratum miner mining
+//! on the e2e tests' pool (in this process, on loopback), each stop landing
+//! mid-search once it is hashing.
 //!
-//! Run: `cargo bench -p pictor-host --bench preemption -- [--cycles 100]`
+//! Run: `cargo bench -p pictor-host --bench preemption -- [--cycles 100] [--plugin mine]`
 
 mod common;
+#[path = "../../tests/e2e/pool.rs"]
+mod pool;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,10 +25,12 @@ use tokio::sync::watch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cycles = 100usize;
+    let mut miner = "testminer".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--cycles" => cycles = args.next().ok_or("--cycles needs a value")?.parse()?,
+            "--plugin" => miner = args.next().ok_or("--plugin needs testminer or mine")?,
             "--bench" => {}
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -31,10 +38,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repo root")?;
     let plugins = pictor_plugins(root)?;
     let work = tempfile::tempdir()?;
+    if !["testminer", "mine"].contains(&miner.as_str()) {
+        return Err(format!("--plugin {miner}: use testminer or mine").into());
+    }
+    // The real miner needs a pool to get work from (2^-12 share difficulty:
+    // a few shares a second, so the stop also races share traffic).
+    let pool = pool::TestPool::start(pool::PoolOptions { difficulty: 1.0 / 4096.0, ..pool::PoolOptions::default() });
     let config_json = serde_json::json!({
         "version": 1, "worker": {"id": "wkr-bench"}, "wallet": "bc1qbenchwallet000000",
-        "mining": {"enabled": true, "pool": "stratum+tcp://127.0.0.1:3333", "coin": "btc",
-                   "plugin": plugins.join("testminer.wasm"), "idle_delay_s": 0, "require_nvidia": false}
+        "mining": {"enabled": true, "pool": pool.url(), "coin": "btc",
+                   "plugin": plugins.join(format!("{miner}.wasm")), "idle_delay_s": 0, "require_nvidia": false}
     });
     let config = WorkerConfig::validate(parse(&config_json.to_string())?, work.path(), &work.path().join("worker.json"))?;
     let runtime = Runtime::new(&RuntimeConfig { cache_dir: None })?;
@@ -42,16 +55,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("mining is not eligible".into());
     };
     let gpu = Arc::new(GpuProvider::new(AdapterChoice::Auto));
+    let miner_is_real = miner == "mine";
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut latencies = Vec::with_capacity(cycles);
     tokio.block_on(async {
         for _ in 0..cycles {
             let (status, mut seen) = watch::channel(None);
-            let miner = plan.start(&work.path().join("mining"), Arc::clone(&gpu), status)?;
-            // Wait until it is really mining (its first hashrate report),
-            // then let it run a little so the stop lands mid-work.
-            while seen.borrow_and_update().is_none() {
-                seen.changed().await?;
+            let mut stats = plan.stats();
+            let before = stats.borrow().as_ref().map_or(0, |s| s.hashes);
+            let miner = plan.start(0, &work.path().join("mining"), Arc::clone(&gpu), status)?;
+            // Wait until it is really mining (the testminer's first hashrate
+            // report; the real miner's first hashes after connecting to the
+            // pool), then let it run a little so the stop lands mid-work.
+            if miner_is_real {
+                while stats.borrow_and_update().as_ref().is_none_or(|s| s.hashes <= before) {
+                    stats.changed().await?;
+                }
+            } else {
+                while seen.borrow_and_update().is_none() {
+                    seen.changed().await?;
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             let stopped = miner.stop(&gpu).await;
@@ -64,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     latencies.sort_by(f64::total_cmp);
     let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     println!("adapter: {} ({:?})", device.info.name, device.info.device_type);
-    println!("mining preemption over {cycles} cycles (stop request → miner gone and GPU drained)");
+    println!("mining preemption of `{miner}` over {cycles} cycles (stop request → miner gone and GPU drained)");
     println!("  p50 {:>8.3} ms", pick(0.5));
     println!("  p99 {:>8.3} ms   goal ≤ 20 ms: {}", pick(0.99), if pick(0.99) <= 20.0 { "met" } else { "NOT met" });
     println!("  max {:>8.3} ms", latencies[latencies.len() - 1]);

@@ -78,6 +78,15 @@ pub enum Event {
         /// The miner's last report (e.g. its hashrate).
         #[serde(default, skip_serializing_if = "String::is_empty")]
         last_report: String,
+        /// The run's hashrate when it stopped, in hashes per second.
+        #[serde(default)]
+        hashrate_hps: f64,
+        /// Shares the pool accepted during the run.
+        #[serde(default)]
+        accepted: u64,
+        /// Shares the pool rejected during the run.
+        #[serde(default)]
+        rejected: u64,
     },
     /// The worker stopped cleanly.
     WorkerStopped,

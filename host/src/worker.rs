@@ -30,7 +30,7 @@ use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
 use crate::journal::{self, Event, Journal, JournalError, SharedJournal};
-use crate::mining::{Miner, MiningPlan};
+use crate::mining::{Miner, MiningPlan, MiningStats, format_hashrate};
 use crate::proof::{KeyError, WorkerKey};
 use crate::runtime::Runtime;
 use crate::runtime::control::{Interruption, JobControl};
@@ -41,6 +41,21 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long a job may take to stop by itself when the worker is stopping.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Wait before restarting a miner that ended by itself, after its first
+/// failure in a row; it doubles with each further failure.
+pub const MINER_RETRY: Duration = Duration::from_secs(15);
+
+/// Longest wait before restarting a failed miner.
+pub const MINER_RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// The wait before starting a miner again after `failures` failed runs in a row.
+fn miner_retry_delay(failures: u32) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        n => MINER_RETRY.saturating_mul(1 << (n - 1).min(10)).min(MINER_RETRY_MAX),
+    }
+}
 
 /// What the worker is doing, for the owner's status line.
 #[derive(Debug, Clone)]
@@ -134,6 +149,8 @@ struct Slot {
     running: usize,
     miner: Option<Miner>,
     idle_since: Instant,
+    /// Miner runs in a row that ended by themselves without hashing.
+    miner_failures: u32,
 }
 
 /// The worker: config, runtime, GPUs, spool and journal.
@@ -141,6 +158,8 @@ pub struct Worker {
     shared: Arc<Shared>,
     slots: Vec<Slot>,
     mining: Option<MiningPlan>,
+    /// `None` for ever, for a worker that does not mine.
+    no_mining: watch::Sender<Option<MiningStats>>,
 }
 
 impl Worker {
@@ -164,14 +183,24 @@ impl Worker {
             wake: Arc::new(Notify::new()),
         };
         shared.log(Event::WorkerStarted { worker: shared.config.worker_id.clone() })?;
-        let slots = gpus.into_iter().map(|gpu| Slot { gpu, running: 0, miner: None, idle_since: Instant::now() }).collect();
-        Ok(Worker { shared: Arc::new(shared), slots, mining: None })
+        let slots = gpus.into_iter().map(|gpu| Slot { gpu, running: 0, miner: None, idle_since: Instant::now(), miner_failures: 0 }).collect();
+        Ok(Worker { shared: Arc::new(shared), slots, mining: None, no_mining: watch::channel(None).0 })
     }
 
     /// Mines with `plan` on each GPU that has been idle for its delay.
     pub fn with_mining(mut self, plan: MiningPlan) -> Self {
         self.mining = Some(plan);
         self
+    }
+
+    /// The mining figures (hashrate, shares, pool), for the status line,
+    /// the status page and metrics; `None` when this worker does not mine.
+    /// Call it after [`with_mining`](Self::with_mining).
+    pub fn mining_stats(&self) -> watch::Receiver<Option<MiningStats>> {
+        match &self.mining {
+            Some(plan) => plan.stats(),
+            None => self.no_mining.subscribe(),
+        }
     }
 
     /// What the worker is doing (`None`: idle), for the status line.
@@ -209,24 +238,49 @@ impl Worker {
     async fn stop_miner(&mut self, slot: usize, reason: &str) -> Result<(), WorkerError> {
         let Some(miner) = self.slots[slot].miner.take() else { return Ok(()) };
         let stopped = miner.stop(&self.slots[slot].gpu).await;
+        let report = &stopped.report;
         let reason = match stopped.outcome.as_ref().and_then(|o| o.failure.as_ref()) {
-            Some(f) if reason == "ended" => format!("failed: {}", f.message),
-            _ => reason.to_string(),
+            Some(f) if reason == "ended" => {
+                // A miner only ends by itself when it cannot mine: wait
+                // longer before each new try unless it got to hash.
+                let s = &mut self.slots[slot];
+                s.miner_failures = if report.hashes > 0 { 1 } else { s.miner_failures + 1 };
+                let retry = self.mining.as_ref().map_or(Duration::ZERO, |p| p.idle_delay).max(miner_retry_delay(s.miner_failures));
+                tracing::warn!(gpu = slot, reason = %f.message, retry_s = retry.as_secs_f64(), "miner ended by itself; it starts again later");
+                format!("failed: {}", f.message)
+            }
+            _ => {
+                if report.hashes > 0 {
+                    self.slots[slot].miner_failures = 0;
+                }
+                reason.to_string()
+            }
         };
-        tracing::info!(gpu = slot, %reason, latency_ms = stopped.latency_ms, "mining stopped");
+        tracing::info!(
+            gpu = slot,
+            %reason,
+            latency_ms = stopped.latency_ms,
+            hashrate = %format_hashrate(report.hashrate_hps),
+            accepted = report.accepted,
+            rejected = report.rejected,
+            "mining stopped"
+        );
         self.shared.activity.send_replace(None);
         self.shared.log(Event::MiningStopped {
             gpu: slot,
             reason,
             latency_ms: stopped.latency_ms,
             last_report: stopped.last_report,
+            hashrate_hps: report.hashrate_hps,
+            accepted: report.accepted,
+            rejected: report.rejected,
         })
     }
 
     fn start_miner(&mut self, slot: usize) -> Result<(), WorkerError> {
         let Some(plan) = &self.mining else { return Ok(()) };
         let dir = self.shared.spool.root().join("mining").join(slot.to_string());
-        match plan.start(&dir, Arc::clone(&self.slots[slot].gpu), self.shared.activity.clone()) {
+        match plan.start(slot, &dir, Arc::clone(&self.slots[slot].gpu), self.shared.activity.clone()) {
             Ok(miner) => {
                 self.slots[slot].miner = Some(miner);
                 tracing::info!(gpu = slot, "mining started");
@@ -285,7 +339,8 @@ impl Worker {
                     self.slots[slot].idle_since = Instant::now();
                 }
                 let idle = self.slots[slot].running == 0 && self.slots[slot].miner.is_none();
-                let due = self.mining.as_ref().is_some_and(|p| self.slots[slot].idle_since.elapsed() >= p.idle_delay);
+                let wait = |p: &MiningPlan| p.idle_delay.max(miner_retry_delay(self.slots[slot].miner_failures));
+                let due = self.mining.as_ref().is_some_and(|p| self.slots[slot].idle_since.elapsed() >= wait(p));
                 if idle && due && !stopping && !until_idle {
                     self.start_miner(slot)?;
                 }
@@ -461,3 +516,15 @@ fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_miner_waits_longer_each_time_up_to_a_ceiling() {
+        let delays: Vec<u64> = (0..8).map(|n| miner_retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 15, 30, 60, 120, 240, 480, 900]);
+        assert_eq!(miner_retry_delay(u32::MAX), MINER_RETRY_MAX);
+    }
+}

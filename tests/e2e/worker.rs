@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::pool::{PoolOptions, TestPool};
 use crate::support::{host, plugin, sha256_hex};
 
 struct Farm {
@@ -216,6 +217,51 @@ fn mining_starts_when_idle_is_preempted_by_a_job_and_resumes() {
     }
     assert_eq!(farm.result("job-while-mining")["status"], "succeeded");
     assert_eq!(farm.result("second-job")["status"], "succeeded");
+}
+
+#[test]
+fn the_real_miner_earns_shares_while_idle_and_yields_to_jobs() {
+    let pool = TestPool::start(PoolOptions { difficulty: 1.0 / 4096.0, ..PoolOptions::default() });
+    let farm = Farm::with(json!({"mining": {
+        "enabled": true, "pool": pool.url(), "coin": "btc",
+        "plugin": plugin("mine"), "idle_delay_s": 0.2, "require_nvidia": false,
+    }}));
+    let worker = farm.run(false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (mining, tally) = pool.wait_for(Duration::from_secs(90), |t| t.accepted >= 2);
+    assert!(mining, "no shares while idle: {tally:?}");
+    farm.submit("probe", steps_job("job-while-mining", 3));
+    farm.wait_for("mining to resume after the job", || {
+        farm.journal().iter().filter(|r| r["event"] == "mining-started").count() >= 2
+    });
+    let before = pool.tally().accepted;
+    let (resumed, tally) = pool.wait_for(Duration::from_secs(90), |t| t.accepted > before);
+    assert!(resumed, "no shares after the job: {tally:?}");
+    std::thread::sleep(Duration::from_millis(300)); // let the miner hear the answer
+    interrupt(&worker);
+    let out = worker.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("Mining: on after 0.2 s idle: btc on {}", pool.addr())), "{stderr}");
+
+    let events: Vec<String> = farm.journal().iter().map(|r| r["event"].as_str().unwrap().to_string()).collect();
+    let expected = [
+        "worker-started", "mining-started", "claimed", "mining-stopped", "started", "finished",
+        "mining-started", "mining-stopped", "worker-stopped",
+    ];
+    assert_eq!(events, expected);
+    let stops: Vec<Value> = farm.journal().into_iter().filter(|r| r["event"] == "mining-stopped").collect();
+    assert_eq!((stops[0]["reason"].as_str(), stops[1]["reason"].as_str()), (Some("preempted"), Some("stopping")));
+    for stop in &stops {
+        assert!(stop["latency_ms"].as_f64().unwrap() < 2000.0, "{stop}");
+        assert!(stop["accepted"].as_u64().unwrap() >= 1, "{stop}");
+        assert!(stop["hashrate_hps"].as_f64().unwrap() > 0.0, "{stop}");
+    }
+    // What the worker journaled, the pool accepted: real shares from this worker.
+    let journaled: u64 = stops.iter().map(|s| s["accepted"].as_u64().unwrap() + s["rejected"].as_u64().unwrap()).sum();
+    let shares = pool.shares();
+    assert!(journaled <= shares.len() as u64, "{journaled} > {}", shares.len());
+    assert!(shares.iter().all(|s| s.accepted && s.user == "bc1qtestwallet00000000.wkr-test-01"), "{shares:?}");
+    assert_eq!(farm.result("job-while-mining")["status"], "succeeded");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use pictor_host::network::{Connection, NetStatus, NetworkSource, SourceParts};
 use pictor_protocol::api::{GpuDescription, RegisterRequest};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
-use pictor_host::mining::{self, Eligibility};
+use pictor_host::mining::{self, Eligibility, MiningStats, format_hashrate};
 use pictor_host::telemetry::nvml;
 use pictor_host::worker::{Activity, Worker};
 use tokio::sync::watch;
@@ -90,6 +90,7 @@ impl RunCommand {
             worker = worker.with_mining(*plan);
         }
         let activity = worker.activity();
+        let mining_stats = worker.mining_stats();
 
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let (summary, unreported) = tokio.block_on(async {
@@ -123,7 +124,7 @@ impl RunCommand {
                     let _ = stop_tx.send(true);
                 }
             });
-            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity, net_status)));
+            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity, mining_stats, net_status)));
             let (summary, unreported) = match source {
                 None => (worker.run(self.until_idle, stop_rx).await, Ok(0)),
                 Some(source) => {
@@ -188,10 +189,14 @@ fn registration(config: &WorkerConfig, adapters: &[wgpu::Adapter], nvml: &nvml::
 }
 
 /// One live status line on a terminal: job, kind, progress bar, ETA and
-/// message; or the miner's hashrate; or idle; then, with a coordinator, the
-/// connection, the download in progress and results waiting to be
-/// reported. Redrawn every second.
-async fn show_status(mut rx: watch::Receiver<Option<Activity>>, net: Option<watch::Receiver<NetStatus>>) {
+/// message; or the miner's hashrate, shares and pool; or idle; then, with
+/// a coordinator, the connection, the download in progress and results
+/// waiting to be reported. Redrawn every second.
+async fn show_status(
+    mut rx: watch::Receiver<Option<Activity>>,
+    mining: watch::Receiver<Option<MiningStats>>,
+    net: Option<watch::Receiver<NetStatus>>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -200,7 +205,18 @@ async fn show_status(mut rx: watch::Receiver<Option<Activity>>, net: Option<watc
         }
         let line = match rx.borrow_and_update().clone() {
             None => "idle".to_string(),
-            Some(a) if a.label == "mining" => format!("mining · {}", a.progress.message),
+            Some(a) if a.label == "mining" => match mining.borrow().as_ref() {
+                Some(m) if m.connected => format!(
+                    "mining {} · {} · {} accepted, {} rejected · pool {}",
+                    m.coin,
+                    format_hashrate(m.hashrate_hps),
+                    m.accepted,
+                    m.rejected,
+                    m.pool
+                ),
+                // Not connected: the miner's own words (connecting, retrying in …).
+                _ => format!("mining · {}", a.progress.message),
+            },
             Some(a) => {
                 let f = a.progress.fraction;
                 let filled = (f * 20.0).round() as usize;

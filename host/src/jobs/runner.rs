@@ -18,6 +18,8 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::capabilities::checkpoint::{CheckpointState, CheckpointStore};
 use crate::capabilities::gpu::{GpuFault, GpuProvider, GpuSession};
+use crate::capabilities::mining::{MinerReport, MiningState};
+use crate::capabilities::network::NetworkGrant;
 use crate::capabilities::progress::{Progress, ProgressState};
 use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
@@ -50,6 +52,10 @@ pub struct JobRun<'a> {
     pub progress: watch::Sender<Progress>,
     /// Where GPU jobs get their device; `None` runs them without a GPU.
     pub gpu: Option<Arc<GpuProvider>>,
+    /// What it may reach over the network (nothing, except for a miner).
+    pub network: NetworkGrant,
+    /// Receives a miner's figures (`pictor:plugin/mining`).
+    pub mining: Option<watch::Sender<MinerReport>>,
 }
 
 impl<'a> JobRun<'a> {
@@ -66,6 +72,8 @@ impl<'a> JobRun<'a> {
             control: Arc::default(),
             progress: watch::channel(Progress::default()).0,
             gpu: None,
+            network: NetworkGrant::none(),
+            mining: None,
         }
     }
 
@@ -83,7 +91,7 @@ pub async fn run_job(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
 }
 
 async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
-    let JobRun { spec, dirs, limits, attempt, checkpoint, control, progress, gpu } = run;
+    let JobRun { spec, dirs, limits, attempt, checkpoint, control, progress, gpu, network, mining } = run;
     tracing::info!(plugin = %plugin.digest, attempt, "job started");
     let stdout = CapturedOutput::new(StreamName::Stdout, &spec.id, limits.log_bytes);
     let stderr = CapturedOutput::new(StreamName::Stderr, &spec.id, limits.log_bytes);
@@ -92,7 +100,7 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
     let gpu = gpu_session(plugin, gpu, &limits).await;
     let started = Instant::now();
     let (result, checkpoints_saved, adapter) =
-        match new_store(plugin, spec, dirs, &limits, checkpoint, &control, progress, gpu, &stdout, &stderr) {
+        match new_store(plugin, spec, dirs, &limits, checkpoint, &control, progress, gpu, &stdout, &stderr, &network, mining) {
             Ok(mut store) => {
                 let result = call_plugin(plugin, &mut store, spec, attempt, &limits, &control, dirs).await;
                 let data = store.data();
@@ -197,14 +205,12 @@ fn new_store(
     gpu: GpuSession,
     stdout: &CapturedOutput,
     stderr: &CapturedOutput,
+    network: &NetworkGrant,
+    mining: Option<watch::Sender<MinerReport>>,
 ) -> Result<Store<StoreState>, JobFailure> {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .insecure_random_seed(u128::from(spec.seed));
+    wasi.stdout(stdout.clone()).stderr(stderr.clone()).insecure_random_seed(u128::from(spec.seed));
+    network.apply(&mut wasi);
     let sandbox_err = |e: wasmtime::Error| JobFailure::new(FailureKind::Sandbox, format!("cannot preopen job folder: {e:#}"));
     wasi.preopened_dir(&dirs.input, "/input", FsPerms::ReadOnly).map_err(sandbox_err)?;
     wasi.preopened_dir(&dirs.output, "/output", FsPerms::ReadWrite).map_err(sandbox_err)?;
@@ -216,6 +222,7 @@ fn new_store(
         progress: ProgressState::new(Arc::clone(control), progress),
         checkpoint: CheckpointState::new(checkpoint, limits.checkpoint_bytes),
         gpu,
+        mining: mining.map(MiningState::new).unwrap_or_default(),
     };
     let mut store = Store::new(plugin.component.engine(), state);
     store.limiter(|state| &mut state.limiter);

@@ -21,3 +21,21 @@ wasmtime::component::bindgen!({
 });
 
 pub use pictor::plugin::types::Metric;
+
+/// Host bindings of the `miner` world: only its own interface,
+/// `pictor:plugin/mining`, is generated here; the interfaces it shares
+/// with the `job` world are the ones above. A miner's `run` has the job
+/// world's signature, so miners are called through [`JobPre`] too.
+pub mod miner {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "miner",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "pictor:plugin/types": super::pictor::plugin::types,
+            "pictor:plugin/progress": super::pictor::plugin::progress,
+            "pictor:plugin/gpu": super::pictor::plugin::gpu,
+        },
+    });
+}

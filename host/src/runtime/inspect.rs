@@ -4,7 +4,7 @@ use serde::Serialize;
 use wasmtime::component::types::ComponentItem;
 
 use crate::digest::Sha256Digest;
-use crate::runtime::{PluginError, Runtime, linker};
+use crate::runtime::{PluginError, Runtime, World};
 
 /// The world a compatible job plugin targets.
 pub const JOB_WORLD: &str = "pictor:plugin/job@0.2.0";
@@ -16,7 +16,8 @@ pub struct Item {
     pub name: String,
     /// What it is: `instance`, `func`, `type`, …
     pub kind: &'static str,
-    /// For imports: whether the host grants it to jobs.
+    /// For imports: whether the host grants it (to the plugin's world, or
+    /// to jobs when it runs as neither).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub granted: Option<bool>,
 }
@@ -28,7 +29,8 @@ pub struct PluginReport {
     pub sha256: Sha256Digest,
     /// Size of the component in bytes.
     pub size: u64,
-    /// The world it runs as, when it is compatible.
+    /// The world it runs as (`pictor:plugin/job@…` or
+    /// `pictor:plugin/miner@…`), when it is compatible.
     pub world: Option<String>,
     /// Why it cannot run here, when it is not.
     pub problem: Option<String>,
@@ -56,16 +58,20 @@ pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<PluginReport, PluginEr
     let (digest, component, _) = runtime.compile(bytes)?;
     let engine = runtime.engine();
     let ty = component.component_type();
+    // A job if it links as one, else a miner if it links as one.
+    let linked = runtime.link_as(World::Job, &digest, &component).map(|_| World::Job);
+    let linked = linked.or_else(|job_problem| runtime.link_as(World::Miner, &digest, &component).map(|_| World::Miner).map_err(|_| job_problem));
+    let granted_by = *linked.as_ref().unwrap_or(&World::Job);
     let imports = ty
         .imports(engine)
-        .map(|(name, item)| Item { name: name.to_string(), kind: kind(&item.ty), granted: Some(linker::is_granted(name)) })
+        .map(|(name, item)| Item { name: name.to_string(), kind: kind(&item.ty), granted: Some(granted_by.grants(name)) })
         .collect();
     let exports = ty
         .exports(engine)
         .map(|(name, item)| Item { name: name.to_string(), kind: kind(&item.ty), granted: None })
         .collect();
-    let (world, problem) = match runtime.link(&digest, &component) {
-        Ok(_) => (Some(JOB_WORLD.to_string()), None),
+    let (world, problem) = match linked {
+        Ok(world) => (Some(world.wit_name().to_string()), None),
         Err(PluginError::Incompatible { reason, .. } | PluginError::Invalid { reason, .. }) => (None, Some(reason)),
     };
     Ok(PluginReport { sha256: digest, size: bytes.len() as u64, world, problem, imports, exports })

@@ -1,17 +1,23 @@
-//! The linker every job plugin is instantiated with: exactly the WASI
-//! preview 2 interfaces a job may use, plus the `pictor:plugin` capabilities.
+//! The linkers plugins are instantiated with: exactly the WASI preview 2
+//! interfaces a plugin may use, plus the `pictor:plugin` capabilities.
 //!
-//! Not linked, so a plugin importing them is refused at load time with the
-//! interface's name: `wasi:sockets/*` (jobs get no network) and anything
-//! else not listed in [`GRANTED_INTERFACES`].
+//! Jobs ([`job_linker`]) get [`GRANTED_INTERFACES`]; not linked, so a job
+//! importing them is refused at load time with the interface's name:
+//! `wasi:sockets/*` (jobs get no network), `pictor:plugin/mining` and
+//! anything else. Miners ([`miner_linker`]) also get
+//! [`MINER_INTERFACES`]: TCP sockets (which the store's
+//! [`NetworkGrant`](crate::capabilities::network::NetworkGrant) limits to
+//! the pool's addresses) and `pictor:plugin/mining`; still no name lookup
+//! and no UDP.
 
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
 use crate::capabilities;
 use crate::runtime::store::StoreState;
@@ -44,10 +50,28 @@ pub const GRANTED_INTERFACES: &[&str] = &[
     "pictor:plugin/gpu",
 ];
 
+/// Interfaces (without version) a miner may import besides
+/// [`GRANTED_INTERFACES`].
+pub const MINER_INTERFACES: &[&str] = &[
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/tcp",
+    "pictor:plugin/mining",
+];
+
 /// Whether an import name (`ns:pkg/iface@version`) is granted to jobs.
 pub fn is_granted(import: &str) -> bool {
-    let unversioned = import.split('@').next().unwrap_or(import);
-    GRANTED_INTERFACES.contains(&unversioned)
+    GRANTED_INTERFACES.contains(&unversioned(import))
+}
+
+/// Whether an import name is granted to miners.
+pub fn is_granted_to_miner(import: &str) -> bool {
+    is_granted(import) || MINER_INTERFACES.contains(&unversioned(import))
+}
+
+fn unversioned(import: &str) -> &str {
+    import.split('@').next().unwrap_or(import)
 }
 
 /// Builds the job linker for `engine`.
@@ -78,6 +102,19 @@ pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     Ok(l)
 }
 
+/// Builds the miner linker for `engine`: the job linker plus TCP sockets
+/// and `pictor:plugin/mining`.
+pub fn miner_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+    let mut l = job_linker(engine)?;
+    type S = StoreState;
+    sockets::network::add_to_linker::<S, WasiSockets>(&mut l, &Default::default(), S::sockets)?;
+    sockets::instance_network::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    sockets::tcp::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    capabilities::mining::add_to_linker(&mut l)?;
+    Ok(l)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +124,17 @@ mod tests {
         assert!(is_granted("wasi:filesystem/types@0.2.6"));
         assert!(is_granted("pictor:plugin/progress@0.2.0"));
         assert!(!is_granted("wasi:sockets/tcp@0.2.6"));
+        assert!(!is_granted("pictor:plugin/mining@0.2.0"));
         assert!(!is_granted("wasi:http/outgoing-handler@0.2.6"));
+    }
+
+    #[test]
+    fn miners_get_tcp_and_mining_but_no_name_lookup_or_udp() {
+        assert!(is_granted_to_miner("wasi:sockets/tcp@0.2.12"));
+        assert!(is_granted_to_miner("pictor:plugin/mining@0.2.0"));
+        assert!(is_granted_to_miner("wasi:filesystem/types@0.2.6"));
+        assert!(!is_granted_to_miner("wasi:sockets/ip-name-lookup@0.2.6"));
+        assert!(!is_granted_to_miner("wasi:sockets/udp@0.2.6"));
+        assert!(!is_granted_to_miner("wasi:sockets/udp-create-socket@0.2.6"));
     }
 }

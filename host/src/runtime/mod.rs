@@ -1,9 +1,9 @@
 //! The wasmtime runtime: one engine per process, its epoch ticker, the
-//! compiled-component cache and the job linker.
+//! compiled-component cache and the linkers (jobs, miners).
 //!
 //! [`Runtime::load`] turns component bytes into a [`LoadedPlugin`] that is
 //! pre-linked (imports checked, exports typed) and ready to instantiate once
-//! per job.
+//! per job; [`Runtime::load_miner`] does the same for the `miner` world.
 
 pub mod bindings;
 pub mod cache;
@@ -51,15 +51,52 @@ pub enum PluginError {
         /// wasmtime's explanation.
         reason: String,
     },
-    /// The component needs something the host does not grant, or does not
-    /// export the `job` world's `run`.
-    #[error("plugin {digest} cannot run as a job: {reason}")]
+    /// The component needs something the host does not grant to its world,
+    /// or does not export the world's `run`.
+    #[error("plugin {digest} cannot run as a {}: {reason}", world.role())]
     Incompatible {
         /// The plugin's sha256.
         digest: Sha256Digest,
+        /// The world it was loaded as.
+        world: World,
         /// What is missing or mismatched.
         reason: String,
     },
+}
+
+/// The world a plugin is loaded as: it decides what the plugin may import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `pictor:plugin/job`: every job kind.
+    Job,
+    /// `pictor:plugin/miner`: the miner (TCP to its pool, mining figures).
+    Miner,
+}
+
+impl World {
+    /// The WIT name, e.g. `pictor:plugin/job@0.2.0`.
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            World::Job => "pictor:plugin/job@0.2.0",
+            World::Miner => "pictor:plugin/miner@0.2.0",
+        }
+    }
+
+    /// What a plugin of this world is, in messages (`job`, `miner`).
+    pub fn role(self) -> &'static str {
+        match self {
+            World::Job => "job",
+            World::Miner => "miner",
+        }
+    }
+
+    /// Whether this world may import `import`.
+    pub fn grants(self, import: &str) -> bool {
+        match self {
+            World::Job => linker::is_granted(import),
+            World::Miner => linker::is_granted_to_miner(import),
+        }
+    }
 }
 
 /// Where a loaded plugin's machine code came from.
@@ -83,6 +120,8 @@ pub struct LoadedPlugin {
     pub source: CodeSource,
     /// Whether it imports `pictor:plugin/gpu` (only then is a GPU opened for it).
     pub uses_gpu: bool,
+    /// The world it was linked as.
+    pub world: World,
 }
 
 /// Settings for [`Runtime::new`].
@@ -108,6 +147,7 @@ impl RuntimeConfig {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<StoreState>,
+    miner_linker: Linker<StoreState>,
     cache: Option<ComponentCache>,
     _ticker: EpochTicker,
 }
@@ -117,12 +157,13 @@ impl Runtime {
     pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine = engine::build_engine().map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let linker = linker::job_linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let miner_linker = linker::miner_linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(ComponentCache::open(dir, &engine)?),
             None => None,
         };
         let ticker = EpochTicker::start(&engine)?;
-        Ok(Runtime { engine, linker, cache, _ticker: ticker })
+        Ok(Runtime { engine, linker, miner_linker, cache, _ticker: ticker })
     }
 
     /// The engine.
@@ -161,32 +202,53 @@ impl Runtime {
 
     /// Compiles (or loads from cache) and links a job plugin.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        self.load_as(bytes, World::Job)
+    }
+
+    /// Compiles (or loads from cache) and links a miner plugin.
+    pub fn load_miner(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        self.load_as(bytes, World::Miner)
+    }
+
+    /// Compiles (or loads from cache) and links a plugin as `world`.
+    pub fn load_as(&self, bytes: &[u8], world: World) -> Result<LoadedPlugin, PluginError> {
         let (digest, component, source) = self.compile(bytes)?;
-        let pre = self.link(&digest, &component)?;
+        let pre = self.link_as(world, &digest, &component)?;
         let uses_gpu = component
             .component_type()
             .imports(&self.engine)
             .any(|(name, _)| name.starts_with("pictor:plugin/gpu@"));
-        Ok(LoadedPlugin { digest, component, pre, source, uses_gpu })
+        Ok(LoadedPlugin { digest, component, pre, source, uses_gpu, world })
     }
 
     /// Links `component` against the job world.
     pub fn link(&self, digest: &Sha256Digest, component: &Component) -> Result<JobPre<StoreState>, PluginError> {
+        self.link_as(World::Job, digest, component)
+    }
+
+    /// Links `component` against `world`. Both worlds export the same
+    /// `run`, so both give a [`JobPre`].
+    pub fn link_as(&self, world: World, digest: &Sha256Digest, component: &Component) -> Result<JobPre<StoreState>, PluginError> {
         let denied: Vec<String> = component
             .component_type()
             .imports(&self.engine)
             .map(|(name, _)| name)
-            .filter(|name| !linker::is_granted(name))
+            .filter(|name| !world.grants(name))
             .map(|name| format!("`{name}`"))
             .collect();
         if !denied.is_empty() {
             return Err(PluginError::Incompatible {
                 digest: *digest,
-                reason: format!("it imports {} which the host does not grant to jobs", denied.join(", ")),
+                world,
+                reason: format!("it imports {} which the host does not grant to {}s", denied.join(", "), world.role()),
             });
         }
-        let incompatible = |e: wasmtime::Error| PluginError::Incompatible { digest: *digest, reason: format!("{e:#}") };
-        let instance_pre = self.linker.instantiate_pre(component).map_err(incompatible)?;
+        let incompatible = |e: wasmtime::Error| PluginError::Incompatible { digest: *digest, world, reason: format!("{e:#}") };
+        let linker = match world {
+            World::Job => &self.linker,
+            World::Miner => &self.miner_linker,
+        };
+        let instance_pre = linker.instantiate_pre(component).map_err(incompatible)?;
         JobPre::new(instance_pre).map_err(incompatible)
     }
 }

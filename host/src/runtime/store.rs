@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::checkpoint::CheckpointState;
 use crate::capabilities::gpu::GpuSession;
+use crate::capabilities::mining::MiningState;
 use crate::capabilities::progress::ProgressState;
 use crate::runtime::control::{Interruption, JobControl};
 
@@ -21,6 +22,8 @@ pub struct StoreState {
     pub(crate) progress: ProgressState,
     pub(crate) checkpoint: CheckpointState,
     pub(crate) gpu: GpuSession,
+    /// Miner figures (`pictor:plugin/mining`; linked for miners only).
+    pub(crate) mining: MiningState,
 }
 
 impl WasiView for StoreState {
