@@ -166,7 +166,9 @@ fn invalid(msg: impl Into<String>) -> JobError {
     JobError::InvalidParams(msg.into())
 }
 
-fn check(params: &Params, job: &Job, lr_pixels: Option<u64>) -> Result<Run, JobError> {
+/// Checks every param that does not depend on the images, and returns the
+/// network they describe.
+fn check_params(params: &Params) -> Result<Architecture, JobError> {
     let activation = Activation::parse(&params.activation)
         .ok_or_else(|| invalid(format!("`activation` {:?}: use \"tanh\" or \"relu\"", params.activation)))?;
     let arch = Architecture::espcn(params.scale, &params.features, activation);
@@ -186,15 +188,22 @@ fn check(params: &Params, job: &Job, lr_pixels: Option<u64>) -> Result<Run, JobE
     if !(params.max_image_megapixels > 0.0 && params.max_image_megapixels <= 256.0) {
         return Err(invalid("`max_image_megapixels` must be in (0, 256]"));
     }
+    match (params.steps, params.epochs) {
+        (Some(_), Some(_)) => Err(invalid("give `steps` or `epochs`, not both")),
+        (None, Some(e)) if !(e > 0.0 && e.is_finite()) => Err(invalid(format!("`epochs` {e} must be positive"))),
+        _ => Ok(arch),
+    }
+}
+
+/// The checked settings of a run on images holding `lr_pixels` LR pixels
+/// (what `epochs` counts in).
+fn check(params: &Params, job: &Job, lr_pixels: u64) -> Result<Run, JobError> {
+    let arch = check_params(params)?;
     let steps = match (params.steps, params.epochs) {
-        (Some(_), Some(_)) => return Err(invalid("give `steps` or `epochs`, not both")),
-        (Some(s), None) => s,
+        (Some(s), _) => s,
         (None, Some(e)) => {
-            if !(e > 0.0 && e.is_finite()) {
-                return Err(invalid(format!("`epochs` {e} must be positive")));
-            }
             let per_step = (params.batch * params.patch * params.patch) as f64;
-            (lr_pixels.unwrap_or(0) as f64 * e / per_step).ceil() as u64
+            (lr_pixels as f64 * e / per_step).ceil() as u64
         }
         (None, None) => 1000,
     };
@@ -231,12 +240,12 @@ impl Plugin for Train {
     fn run(job: &Job) -> Result<Summary, JobError> {
         let started = Instant::now();
         let params: Params = job.params()?;
-        check(&params, job, Some(0))?;
+        check_params(&params)?;
         let max_pixels = (params.max_image_megapixels * 1e6) as u64;
         let scale = params.scale as usize;
         job.progress(0.0, "loading images");
         let dataset = Dataset::load(job, scale, params.patch, max_pixels)?;
-        let run = check(&params, job, Some(dataset.lr_pixels))?;
+        let run = check(&params, job, dataset.lr_pixels)?;
         let fp = fingerprint(&params, &run, &dataset);
         let n = run.arch.param_count();
 
@@ -416,7 +425,7 @@ mod tests {
         let job = host.job("{}");
         use serde_json::Value;
         let p = |v: Value| serde_json::from_value::<Params>(v).unwrap();
-        let err = |v: Value| match check(&p(v), &job, Some(1000)) {
+        let err = |v: Value| match check(&p(v), &job, 1000) {
             Err(e) => e.to_string(),
             Ok(_) => String::new(),
         };
@@ -425,7 +434,11 @@ mod tests {
         assert!(err(json!({"steps": 10, "epochs": 1.0})).contains("not both"));
         assert!(err(json!({"activation": "gelu"})).contains("`activation` \"gelu\""));
         assert!(err(json!({"learning_rate": -1.0})).contains("learning_rate"));
-        assert_eq!(check(&p(json!({"epochs": 2.0, "batch": 10, "patch": 10})), &job, Some(10_000)).unwrap().steps, 20);
+        assert_eq!(check(&p(json!({"epochs": 2.0, "batch": 10, "patch": 10})), &job, 10_000).unwrap().steps, 20);
         assert!(serde_json::from_value::<Params>(json!({"stpes": 10})).is_err());
+        // Params are checked before the images are read: `epochs` must pass
+        // then (it becomes steps once the images' size is known).
+        assert!(check_params(&p(json!({"epochs": 2.0}))).is_ok());
+        assert!(check_params(&p(json!({"epochs": 0.0}))).is_err());
     }
 }
