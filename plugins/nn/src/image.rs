@@ -2,7 +2,8 @@
 //! before any pixel is decoded, and BT.601 full-range luma/chroma planes
 //! (the network works on luma; chroma and alpha are upscaled bicubically).
 
-use std::io::Cursor;
+use std::io::{BufRead, BufReader, Cursor, Seek};
+use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
@@ -44,11 +45,34 @@ pub fn is_image_name(name: &str) -> bool {
 
 /// The width and height in the header of a PNG or JPEG.
 pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
-    reader(bytes)?.into_dimensions().map_err(|e| ImageError::Corrupt(format!("not a readable PNG or JPEG: {e}")))
+    header_dimensions(reader(Cursor::new(bytes))?)
 }
 
-fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImageError> {
-    let reader = ImageReader::new(Cursor::new(bytes))
+/// The width and height of a PNG or JPEG file, reading only its header.
+pub fn file_dimensions(path: &Path) -> Result<(u32, u32), ImageError> {
+    let file = std::fs::File::open(path).map_err(|e| ImageError::Corrupt(format!("cannot open: {e}")))?;
+    header_dimensions(reader(BufReader::new(file))?)
+}
+
+fn header_dimensions<R: BufRead + Seek>(reader: ImageReader<R>) -> Result<(u32, u32), ImageError> {
+    reader.into_dimensions().map_err(|e| ImageError::Corrupt(format!("not a readable PNG or JPEG: {e}")))
+}
+
+/// Refuses a `w`×`h` image of more than `max_pixels` pixels.
+pub fn check_size(w: u32, h: u32, max_pixels: u64) -> Result<(), ImageError> {
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(ImageError::TooLarge(format!(
+            "{w}×{h} ({:.1} Mpx); this job takes at most {:.1} Mpx",
+            pixels as f64 / 1e6,
+            max_pixels as f64 / 1e6
+        )));
+    }
+    Ok(())
+}
+
+fn reader<R: BufRead + Seek>(source: R) -> Result<ImageReader<R>, ImageError> {
+    let reader = ImageReader::new(source)
         .with_guessed_format()
         .map_err(|e| ImageError::Corrupt(format!("cannot read: {e}")))?;
     match reader.format() {
@@ -62,18 +86,12 @@ fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImageError> {
 /// header first, so a huge or lying file is refused before it allocates).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Ycc, ImageError> {
     let (w, h) = dimensions(bytes)?;
+    check_size(w, h, max_pixels)?;
     let pixels = u64::from(w) * u64::from(h);
-    if pixels > max_pixels {
-        return Err(ImageError::TooLarge(format!(
-            "{w}×{h} is {:.1} Mpx; this job takes at most {:.1} Mpx",
-            pixels as f64 / 1e6,
-            max_pixels as f64 / 1e6
-        )));
-    }
     if w == 0 || h == 0 {
         return Err(ImageError::Corrupt("the image is empty".into()));
     }
-    let mut reader = reader(bytes)?;
+    let mut reader = reader(Cursor::new(bytes))?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);
@@ -144,17 +162,6 @@ pub fn to_u8(v: f32) -> u8 {
 /// The luma (0..=255) of 8-bit RGB, as the metrics use it.
 pub fn luma8(rgb: [u8; 3]) -> f64 {
     0.299 * f64::from(rgb[0]) + 0.587 * f64::from(rgb[1]) + 0.114 * f64::from(rgb[2])
-}
-
-/// Luma (0..=255) of every pixel of a decoded PNG/JPEG, for metrics.
-pub fn luma8_of(bytes: &[u8], max_pixels: u64) -> Result<(usize, usize, Vec<f64>), ImageError> {
-    let (w, h) = dimensions(bytes)?;
-    if u64::from(w) * u64::from(h) > max_pixels {
-        return Err(ImageError::TooLarge(format!("{w}×{h} is over the limit")));
-    }
-    let img = reader(bytes)?.decode().map_err(|e| ImageError::Corrupt(format!("corrupt image: {e}")))?;
-    let rgb = img.to_rgb8();
-    Ok((w as usize, h as usize, rgb.pixels().map(|p| luma8(p.0)).collect()))
 }
 
 #[cfg(test)]

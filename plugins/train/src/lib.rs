@@ -264,7 +264,11 @@ impl Plugin for Train {
         };
         let resumed_at = state.step;
         let graph = TrainingGraph::new(&run.arch, params.batch, params.patch, &state.params).map_err(gpu_failed)?;
-        graph.restore(&state.params, &state.m, &state.v).map_err(gpu_failed)?;
+        if resumed_at > 0 {
+            // The graph starts from the parameters with zero moments; a
+            // resumed run also needs its moments back.
+            graph.restore(&state.params, &state.m, &state.v).map_err(gpu_failed)?;
+        }
         let dispatches = graph.dispatches();
         let adam = Adam { lr: params.learning_rate, ..Adam::default() };
         let mut losses = state.losses;

@@ -27,6 +27,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+use std::borrow::Cow;
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
@@ -122,10 +123,10 @@ fn gpu_failed(e: gpu::GpuError) -> JobError {
 /// The weights the job uses, and how to name them in the report.
 fn load_weights(job: &Job, params: &Params) -> Result<(Weights, String), JobError> {
     let (bytes, label) = match &params.weights {
-        Some(name) => (job.read_input(name)?, name.clone()),
+        Some(name) => (Cow::Owned(job.read_input(name)?), name.clone()),
         None => match params.scale.unwrap_or(2) {
-            2 => (DEFAULT_X2.to_vec(), "bundled espcn-x2".to_string()),
-            4 => (DEFAULT_X4.to_vec(), "bundled espcn-x4".to_string()),
+            2 => (Cow::Borrowed(DEFAULT_X2), "bundled espcn-x2".to_string()),
+            4 => (Cow::Borrowed(DEFAULT_X4), "bundled espcn-x4".to_string()),
             s => {
                 return Err(JobError::InvalidParams(format!(
                     "no bundled weights for ×{s} (there are ×2 and ×4): train them with the `train` plugin and pass them as `weights`"
@@ -252,15 +253,9 @@ impl Plugin for Upscale {
         // Check every image's size before any work, from its header.
         let mut total_tiles = 0usize;
         for n in &names {
-            let (w, h) = image::dimensions(&job.read_input(n)?).map_err(|e| invalid_input(n, e))?;
-            let pixels = u64::from(w) * u64::from(h);
-            if pixels > max_pixels {
-                return Err(JobError::InvalidInput(format!(
-                    "{n} is {w}×{h} ({:.1} Mpx); this job takes at most {:.1} Mpx (`max_input_megapixels`)",
-                    pixels as f64 / 1e6,
-                    max_pixels as f64 / 1e6
-                )));
-            }
+            let (w, h) = image::file_dimensions(&job.input_path(n)?).map_err(|e| invalid_input(n, e))?;
+            image::check_size(w, h, max_pixels)
+                .map_err(|e| JobError::InvalidInput(format!("{n} is {e} (`max_input_megapixels`)")))?;
             let lr = if params.evaluate { (w as usize / r, h as usize / r) } else { (w as usize, h as usize) };
             total_tiles += lr.0.div_ceil(params.tile) * lr.1.div_ceil(params.tile);
         }
