@@ -34,16 +34,16 @@ pub struct ConvShape {
     pub k: usize,
 }
 
-/// `y = conv(x, weight) + bias`; x is `[n, cin, h, w]`, weight
-/// `[cout, cin, k, k]`, bias `[cout]`; y is `[n, cout, h, w]`.
-pub fn conv2d(x: &[f64], d: Dims, s: ConvShape, weight: &[f64], bias: &[f64]) -> Vec<f64> {
+/// Calls `f(y_index, x_index, w_index)` for every product of a
+/// convolution: each output element [b, co, yy, xx] with each kernel tap
+/// whose source pixel lies inside the image (zero padding elsewhere).
+fn for_each_product(d: Dims, s: ConvShape, mut f: impl FnMut(usize, usize, usize)) {
     let pad = (s.k / 2) as isize;
-    let mut y = vec![0.0; d.n * s.cout * d.plane()];
     for b in 0..d.n {
         for co in 0..s.cout {
             for yy in 0..d.h {
                 for xx in 0..d.w {
-                    let mut acc = bias[co];
+                    let yi = ((b * s.cout + co) * d.h + yy) * d.w + xx;
                     for ci in 0..s.cin {
                         for ky in 0..s.k {
                             let sy = yy as isize + ky as isize - pad;
@@ -55,82 +55,41 @@ pub fn conv2d(x: &[f64], d: Dims, s: ConvShape, weight: &[f64], bias: &[f64]) ->
                                 if sx < 0 || sx >= d.w as isize {
                                     continue;
                                 }
-                                acc += weight[((co * s.cin + ci) * s.k + ky) * s.k + kx]
-                                    * x[((b * s.cin + ci) * d.h + sy as usize) * d.w + sx as usize];
+                                let xi = ((b * s.cin + ci) * d.h + sy as usize) * d.w + sx as usize;
+                                f(yi, xi, ((co * s.cin + ci) * s.k + ky) * s.k + kx);
                             }
                         }
                     }
-                    y[((b * s.cout + co) * d.h + yy) * d.w + xx] = acc;
                 }
             }
         }
     }
+}
+
+/// `y = conv(x, weight) + bias`; x is `[n, cin, h, w]`, weight
+/// `[cout, cin, k, k]`, bias `[cout]`; y is `[n, cout, h, w]`.
+pub fn conv2d(x: &[f64], d: Dims, s: ConvShape, weight: &[f64], bias: &[f64]) -> Vec<f64> {
+    let plane = d.plane();
+    let mut y: Vec<f64> = (0..d.n * s.cout * plane).map(|i| bias[(i / plane) % s.cout]).collect();
+    for_each_product(d, s, |yi, xi, wi| y[yi] += weight[wi] * x[xi]);
     y
 }
 
 /// dL/dx of [`conv2d`] from dL/dy.
 pub fn conv2d_grad_input(dy: &[f64], d: Dims, s: ConvShape, weight: &[f64]) -> Vec<f64> {
-    let pad = (s.k / 2) as isize;
     let mut dx = vec![0.0; d.n * s.cin * d.plane()];
-    for b in 0..d.n {
-        for co in 0..s.cout {
-            for yy in 0..d.h {
-                for xx in 0..d.w {
-                    let g = dy[((b * s.cout + co) * d.h + yy) * d.w + xx];
-                    for ci in 0..s.cin {
-                        for ky in 0..s.k {
-                            let sy = yy as isize + ky as isize - pad;
-                            if sy < 0 || sy >= d.h as isize {
-                                continue;
-                            }
-                            for kx in 0..s.k {
-                                let sx = xx as isize + kx as isize - pad;
-                                if sx < 0 || sx >= d.w as isize {
-                                    continue;
-                                }
-                                dx[((b * s.cin + ci) * d.h + sy as usize) * d.w + sx as usize] +=
-                                    g * weight[((co * s.cin + ci) * s.k + ky) * s.k + kx];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_product(d, s, |yi, xi, wi| dx[xi] += dy[yi] * weight[wi]);
     dx
 }
 
 /// dL/dweight and dL/dbias of [`conv2d`] from dL/dy and x.
 pub fn conv2d_grad_params(dy: &[f64], x: &[f64], d: Dims, s: ConvShape) -> (Vec<f64>, Vec<f64>) {
-    let pad = (s.k / 2) as isize;
     let mut dw = vec![0.0; s.cout * s.cin * s.k * s.k];
     let mut db = vec![0.0; s.cout];
-    for b in 0..d.n {
-        for co in 0..s.cout {
-            for yy in 0..d.h {
-                for xx in 0..d.w {
-                    let g = dy[((b * s.cout + co) * d.h + yy) * d.w + xx];
-                    db[co] += g;
-                    for ci in 0..s.cin {
-                        for ky in 0..s.k {
-                            let sy = yy as isize + ky as isize - pad;
-                            if sy < 0 || sy >= d.h as isize {
-                                continue;
-                            }
-                            for kx in 0..s.k {
-                                let sx = xx as isize + kx as isize - pad;
-                                if sx < 0 || sx >= d.w as isize {
-                                    continue;
-                                }
-                                dw[((co * s.cin + ci) * s.k + ky) * s.k + kx] +=
-                                    g * x[((b * s.cin + ci) * d.h + sy as usize) * d.w + sx as usize];
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    for (i, g) in dy.iter().enumerate() {
+        db[(i / d.plane()) % s.cout] += g;
     }
+    for_each_product(d, s, |yi, xi, wi| dw[wi] += dy[yi] * x[xi]);
     (dw, db)
 }
 
