@@ -7,19 +7,19 @@ use pictor_sdk::gpu::{GpuError, Kernel};
 use crate::model::{Activation, Layer};
 
 /// conv2d forward, input gradient and parameter gradients.
-pub const CONV2D: &str = include_str!("kernels/conv2d.wgsl");
+pub const CONV2D: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/conv2d.wgsl"));
 /// Activation, in place.
-pub const ACTIVATION_FORWARD: &str = include_str!("kernels/activation_forward.wgsl");
+pub const ACTIVATION_FORWARD: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/activation_forward.wgsl"));
 /// Activation gradient, in place.
-pub const ACTIVATION_BACKWARD: &str = include_str!("kernels/activation_backward.wgsl");
+pub const ACTIVATION_BACKWARD: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/activation_backward.wgsl"));
 /// Pixel shuffle and its inverse.
-pub const SHUFFLE: &str = include_str!("kernels/shuffle.wgsl");
+pub const SHUFFLE: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/shuffle.wgsl"));
 /// MSE loss with its gradient, per-workgroup partial sums.
-pub const LOSS: &str = include_str!("kernels/loss.wgsl");
+pub const LOSS: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/loss.wgsl"));
 /// The mean of the partial sums.
 pub const LOSS_FINISH: &str = include_str!("kernels/loss_finish.wgsl");
 /// Adam.
-pub const ADAM: &str = include_str!("kernels/adam.wgsl");
+pub const ADAM: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/adam.wgsl"));
 
 /// Invocations per workgroup in every kernel.
 pub const WORKGROUP: u64 = 64;

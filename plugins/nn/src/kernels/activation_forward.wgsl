@@ -6,7 +6,7 @@ override ACT: u32 = 1u;
 
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * 64u;
+    let i = flat(gid, groups);
     if i >= arrayLength(&values) { return; }
     let v = values[i];
     if ACT == 1u {

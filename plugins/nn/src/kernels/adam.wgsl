@@ -12,7 +12,7 @@
 
 @compute @workgroup_size(64)
 fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * 64u;
+    let i = flat(gid, groups);
     if i >= arrayLength(&params) { return; }
     let g = grads[i];
     let mi = hyper[1] * m[i] + (1.0 - hyper[1]) * g;

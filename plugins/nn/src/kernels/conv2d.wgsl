@@ -20,12 +20,6 @@ override B_OFF: u32 = 0u;
 @group(0) @binding(2) var<storage, read> two: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-// Index of this invocation in a dispatch that may be folded into 2-D
-// (more than 65535 workgroups of 64).
-fn flat(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.x + gid.y * groups.x * 64u;
-}
-
 // forward: y [n, COUT, h, w] from x [n, CIN, h, w].
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -16,7 +16,7 @@ var<workgroup> scratch: array<f32, 64>;
 fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let m = arrayLength(&pred);
-    let i = gid.x + gid.y * groups.x * 64u;
+    let i = flat(gid, groups);
     var sq = 0.0;
     if i < m {
         let d = pred[i] + base[i] - truth[i];
