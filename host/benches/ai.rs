@@ -13,7 +13,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::pictor_plugins;
+use common::{median, parse_flags, pictor_plugins};
 use nn::cpu::{Adam, Dims};
 use nn::model::{self, Architecture};
 use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
@@ -32,23 +32,16 @@ struct Args {
 
 fn args() -> Result<Args, Error> {
     let mut args = Args { image: "coffee".into(), runs: 3, steps: 20 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--image" => args.image = value()?,
-            "--runs" => args.runs = value()?.parse()?,
-            "--steps" => args.steps = value()?.parse()?,
-            "--bench" => {}
-            other => return Err(format!("unknown argument {other}").into()),
+    parse_flags(|flag, value| {
+        match flag {
+            "--image" => args.image = value,
+            "--runs" => args.runs = value.parse()?,
+            "--steps" => args.steps = value.parse()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(args)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 struct Bench {

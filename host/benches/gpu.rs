@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::pictor_plugins;
+use common::{median, parse_flags, pictor_plugins};
 use pictor_host::capabilities::gpu::{AdapterChoice, GpuDevice, GpuProvider};
 use pictor_host::jobs::outcome::JobOutcome;
 use pictor_host::jobs::runner::{JobRun, run_job};
@@ -34,24 +34,17 @@ struct Args {
 
 fn args() -> Result<Args, Error> {
     let mut args = Args { n: 256, repeat: 2, mib: 64, runs: 5 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--n" => args.n = value()?.parse()?,
-            "--repeat" => args.repeat = value()?.parse()?,
-            "--mib" => args.mib = value()?.parse()?,
-            "--runs" => args.runs = value()?.parse()?,
-            "--bench" => {}
-            other => return Err(format!("unknown argument {other}").into()),
+    parse_flags(|flag, value| {
+        match flag {
+            "--n" => args.n = value.parse()?,
+            "--repeat" => args.repeat = value.parse()?,
+            "--mib" => args.mib = value.parse()?,
+            "--runs" => args.runs = value.parse()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(args)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn wait(device: &GpuDevice, index: wgpu::SubmissionIndex) -> Result<(), Error> {

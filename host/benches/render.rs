@@ -13,7 +13,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::pictor_plugins;
+use common::{median, parse_flags, pictor_plugins};
 use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
 use pictor_host::jobs::runner::{JobRun, run_job};
 use pictor_host::jobs::sandbox::JobDirs;
@@ -31,24 +31,17 @@ struct Args {
 
 fn args() -> Result<Args, Error> {
     let mut args = Args { scene: "cornell".into(), size: 128, spp: 64, runs: 3 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--scene" => args.scene = value()?,
-            "--size" => args.size = value()?.parse()?,
-            "--spp" => args.spp = value()?.parse()?,
-            "--runs" => args.runs = value()?.parse()?,
-            "--bench" => {}
-            other => return Err(format!("unknown argument {other}").into()),
+    parse_flags(|flag, value| {
+        match flag {
+            "--scene" => args.scene = value,
+            "--size" => args.size = value.parse()?,
+            "--spp" => args.spp = value.parse()?,
+            "--runs" => args.runs = value.parse()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(args)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() -> Result<(), Error> {

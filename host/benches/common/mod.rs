@@ -10,6 +10,28 @@ use std::time::{Duration, Instant};
 use pictor_protocol::api::{self, BlobRef, PROTOCOL_VERSION, VERSION_HEADER};
 use pictor_protocol::digest::Sha256Digest;
 
+/// The median of `v` (the upper one of an even count; `v` not empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Walks `--flag value` arguments, handing each to `set(flag, value)`;
+/// cargo's own `--bench` is skipped. `set` returns false for an unknown flag.
+pub fn parse_flags(mut set: impl FnMut(&str, String) -> Result<bool, Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--bench" {
+            continue;
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if !set(&flag, value)? {
+            return Err(format!("unknown argument {flag}").into());
+        }
+    }
+    Ok(())
+}
+
 /// The plugin folder: `PICTOR_PLUGINS_DIR` if set (prebuilt components, for
 /// machines without the guest toolchain), else freshly built ones.
 pub fn pictor_plugins(root: &Path) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
