@@ -22,8 +22,17 @@ done
 
 guest_target="${PICTOR_GUEST_TARGET_DIR:-$root/target/guest}"
 
+# The component linker: Debian's rustc-web shipped it beside its sysroot
+# until 1.96.0+dfsg1-1~deb12u2; rustup's stable toolchain (the host
+# compiler) ships the same tool, so that one serves where Debian's is gone.
+component_ld=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld
+if [ ! -x "$component_ld" ]; then
+  component_ld="$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld"
+fi
+[ -x "$component_ld" ] || { echo "error: no wasm-component-ld (looked in Debian's and rustup's sysroots)" >&2; exit 1; }
+
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_WASM32_WASIP2_LINKER=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld
+export CARGO_TARGET_WASM32_WASIP2_LINKER="$component_ld"
 export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C link-self-contained=no \
  -C link-arg=--wasm-ld-path=/usr/bin/wasm-ld-22 -C link-arg=-L/usr/lib/wasm32-wasi \
  -C link-arg=/usr/lib/wasm32-wasi/crt1-reactor.o"

@@ -27,8 +27,13 @@ fi
 
 # Everything the guest build relies on must now be there.
 for f in /usr/bin/cargo /usr/bin/rustc /usr/bin/wasm-ld-22 /usr/lib/wasm32-wasi/crt1-reactor.o \
-         /usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld \
          /usr/lib/rustlib/src/rust/library/Cargo.lock; do
   [ -e "$f" ] || { echo "error: $f is missing after install" >&2; exit 1; }
 done
+# The component linker comes from Debian's rustc-web (older revisions) or
+# rustup's toolchain (scripts/build-plugins.sh picks whichever is there).
+if [ ! -x /usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld ] &&
+   [ ! -x "$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld" ]; then
+  echo "error: wasm-component-ld is in neither Debian's nor rustup's sysroot" >&2; exit 1
+fi
 echo "==> toolchain ready: host $(cargo --version | cut -d' ' -f2), guest $(/usr/bin/rustc --version | cut -d' ' -f2)"
