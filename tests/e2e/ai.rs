@@ -14,7 +14,7 @@ use nn::image::{self as nn_image, Ycc};
 use nn::metrics;
 use serde_json::{Value, json};
 
-use crate::support::{JobFolders, Run, exec, host, plugin, repo_root, sha256_hex};
+use crate::support::{JobFolders, Run, exec, exec_command, repo_root, sha256_hex};
 
 /// Worst relative error allowed between the GPU kernels and the f64 CPU
 /// reference (f32 sums of up to a few hundred terms; measured ≤ 3e-7).
@@ -76,21 +76,7 @@ fn train_params(steps: u64) -> Value {
 
 fn spawn_train(f: &JobFolders, checkpoint: &Path, steps: u64) -> Child {
     let job = f.job(&spec("train", train_params(steps)));
-    host()
-        .args(["exec", "--json", "--plugin"])
-        .arg(plugin("train"))
-        .arg("--job")
-        .arg(job)
-        .arg("--input")
-        .arg(&f.input)
-        .arg("--output")
-        .arg(&f.output)
-        .arg("--checkpoint")
-        .arg(checkpoint)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    exec_command("train", &job, f).arg("--checkpoint").arg(checkpoint).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 /// The step a training checkpoint file holds (0 if absent or partial).

@@ -138,11 +138,10 @@ pub fn host() -> Command {
     cmd
 }
 
-/// Runs `pictor-host exec --json` for a spec with `plugin` in `folders`.
-pub fn exec(plugin_name: &str, spec: &Value, folders: &JobFolders, extra: &[&str]) -> Run {
-    let job = folders.job(spec);
-    host()
-        .arg("exec")
+/// A `pictor-host exec --json` command for `job` with `plugin` in `folders`.
+pub fn exec_command(plugin_name: &str, job: &Path, folders: &JobFolders) -> Command {
+    let mut cmd = host();
+    cmd.arg("exec")
         .arg("--plugin")
         .arg(plugin(plugin_name))
         .arg("--job")
@@ -151,11 +150,14 @@ pub fn exec(plugin_name: &str, spec: &Value, folders: &JobFolders, extra: &[&str
         .arg(&folders.input)
         .arg("--output")
         .arg(&folders.output)
-        .arg("--json")
-        .args(extra)
-        .output()
-        .expect("run pictor-host")
-        .into()
+        .arg("--json");
+    cmd
+}
+
+/// Runs `pictor-host exec --json` for a spec with `plugin` in `folders`.
+pub fn exec(plugin_name: &str, spec: &Value, folders: &JobFolders, extra: &[&str]) -> Run {
+    let job = folders.job(spec);
+    exec_command(plugin_name, &job, folders).args(extra).output().expect("run pictor-host").into()
 }
 
 /// sha256 of a file, as hex.
