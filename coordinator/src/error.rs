@@ -82,7 +82,7 @@ impl ApiError {
             | ErrorCode::InvalidRequest
             | ErrorCode::DigestMismatch
             | ErrorCode::BadProof => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized | ErrorCode::Revoked => StatusCode::UNAUTHORIZED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict | ErrorCode::MissingBlobs => StatusCode::CONFLICT,
             ErrorCode::LeaseGone => StatusCode::GONE,

@@ -33,7 +33,7 @@ use pictor_protocol::api::{self, InputBlob, JobList, JobState, SubmitJob};
 use pictor_protocol::digest::Sha256Digest;
 use serde_json::json;
 
-const WALLET: &str = "bc1qbenchwallet000000";
+const WALLET: &str = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
 const SUFFIX: &str = "\n-- processed\n";
 
 fn main() -> Result<(), BoxError> {

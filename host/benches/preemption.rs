@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // a few shares a second, so the stop also races share traffic).
     let pool = pool::TestPool::start(pool::PoolOptions { difficulty: 1.0 / 4096.0, ..pool::PoolOptions::default() });
     let config_json = serde_json::json!({
-        "version": 1, "worker": {"id": "wkr-bench"}, "wallet": "bc1qbenchwallet000000",
+        "version": 1, "worker": {"id": "wkr-bench"}, "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
         "mining": {"enabled": true, "pool": pool.url(), "coin": "btc",
                    "plugin": plugins.join(format!("{miner}.wasm")), "idle_delay_s": 0, "require_nvidia": false}
     });

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use pictor_protocol::mining::{self, MiningSettingError, PoolAddress};
 use serde::Deserialize;
 
 use crate::capabilities::gpu::AdapterChoice;
@@ -19,7 +20,7 @@ use crate::jobs::limits::LimitOverrides;
 pub const CONFIG_VERSION: u32 = 1;
 
 /// Coins this host can mine, with their hash algorithm.
-pub const SUPPORTED_COINS: &[(&str, &str)] = &[("btc", "sha256d"), ("bch", "sha256d")];
+pub use pictor_protocol::mining::SUPPORTED_COINS;
 
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -392,19 +393,14 @@ fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
 }
 
 fn mining(raw: &RawMining, wallet: &str, dir: &Path) -> Result<MiningConfig, String> {
-    let pool = url::Url::parse(&raw.pool).map_err(|e| format!("`mining.pool` {:?} is not a URL: {e}", raw.pool))?;
-    if pool.scheme() != "stratum+tcp" {
-        return Err(format!("`mining.pool` {:?} must start with stratum+tcp:// (e.g. stratum+tcp://pool.example:3333)", raw.pool));
-    }
-    let host = pool.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("`mining.pool` {:?} has no host", raw.pool))?;
-    let port = pool.port().ok_or_else(|| format!("`mining.pool` {:?} has no port (e.g. :3333)", raw.pool))?;
+    let pool = PoolAddress::parse(&raw.pool).map_err(|e| format!("`mining.pool` {e}"))?;
     let coin = raw.coin.to_lowercase();
-    let algorithm = SUPPORTED_COINS.iter().find(|(c, _)| *c == coin).map(|(_, a)| *a).ok_or_else(|| {
-        let supported: Vec<&str> = SUPPORTED_COINS.iter().map(|(c, _)| *c).collect();
-        format!("`mining.coin` {:?} is not supported; this host mines {}", raw.coin, supported.join(", "))
+    let algorithm = mining::algorithm_of(&coin).map_err(|_| {
+        // The coin as the owner wrote it.
+        format!("`mining.coin` {}", MiningSettingError::UnsupportedCoin { coin: raw.coin.clone() })
     })?;
     let payout = raw.wallet.clone().unwrap_or_else(|| wallet.to_string());
-    check_wallet("mining.wallet", &payout)?;
+    mining::check_payout_address(&coin, &payout).map_err(|e| format!("`mining.wallet` {e}"))?;
     let idle = raw.idle_delay_s.unwrap_or(30.0);
     if !(idle.is_finite() && (0.0..=86_400.0).contains(&idle)) {
         return Err(format!("`mining.idle_delay_s` must be between 0 and 86400 seconds, got {idle}"));
@@ -415,8 +411,8 @@ fn mining(raw: &RawMining, wallet: &str, dir: &Path) -> Result<MiningConfig, Str
     }
     Ok(MiningConfig {
         enabled: raw.enabled,
-        pool_host: host.to_string(),
-        pool_port: port,
+        pool_host: pool.host,
+        pool_port: pool.port,
         coin,
         algorithm,
         wallet: payout,
@@ -438,7 +434,7 @@ mod tests {
     const GOOD: &str = r#"{
         "version": 1,
         "worker": {"id": "wkr-7f3a9c", "name": "studio rig 1"},
-        "wallet": "bc1qexampleaddress0000",
+        "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
         "coordinator": {"spool": "spool"},
         "mining": {"enabled": true, "pool": "stratum+tcp://pool.example:3333", "coin": "btc", "plugin": "plugins/mine.wasm", "require_nvidia": false},
         "limits": {"job_kinds": ["render", "upscale"], "jobs_per_gpu": 1, "job": {"timeout_s": 600}},
@@ -456,7 +452,7 @@ mod tests {
         assert_eq!(c.source, JobSource::Spool(PathBuf::from("/etc/pictor/spool")));
         let m = c.mining.ok_or("mining")?;
         assert_eq!((m.pool_host.as_str(), m.pool_port, m.algorithm), ("pool.example", 3333, "sha256d"));
-        assert_eq!(m.wallet, "bc1qexampleaddress0000");
+        assert_eq!(m.wallet, "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4");
         assert_eq!(m.plugin, Some(PathBuf::from("/etc/pictor/plugins/mine.wasm")));
         assert_eq!(m.idle_delay, std::time::Duration::from_secs(30));
         assert_eq!(c.jobs_per_gpu, 1);
@@ -485,9 +481,11 @@ mod tests {
             (r#""mining": {"#, r#""minig": {"#, "unknown field `minig`, expected one of"),
             (r#""mining": {"#, r#""minig": {"#, "did you mean `mining`?"),
             (r#""id": "wkr-7f3a9c""#, r#""id": "a b""#, "`worker.id`"),
-            (r#""wallet": "bc1qexampleaddress0000""#, r#""wallet": "x""#, "`wallet` \"x\" is not a wallet address"),
+            (r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4""#, r#""wallet": "x""#, "`wallet` \"x\" is not a wallet address"),
             (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "http://pool.example:3333""#, "must start with stratum+tcp://"),
             (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "stratum+tcp://pool.example""#, "has no port"),
+            (r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4""#, r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5""#, "`mining.wallet` \"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5\" is not a btc address: not a valid segwit address"),
+            (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "stratum+tcp://pool.example:3333/path""#, "no path, user or spaces"),
             (r#""coin": "btc""#, r#""coin": "xmr""#, "`mining.coin` \"xmr\" is not supported; this host mines btc, bch"),
             (r#""jobs_per_gpu": 1"#, r#""jobs_per_gpu": 0"#, "`limits.jobs_per_gpu`"),
             (r#""timeout_s": 600"#, r#""timeout_s": -1"#, "`limits.job`: timeout_s"),

@@ -145,8 +145,12 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
 pub enum ErrorCode {
     /// The request's protocol version is not spoken here (HTTP 400).
     UnsupportedVersion,
-    /// Missing or wrong credential (HTTP 401), or a revoked one.
+    /// Missing or wrong credential (HTTP 401).
     Unauthorized,
+    /// The worker's credential was revoked by the coordinator's operator
+    /// (HTTP 401): the worker stops, keeping what it has not reported, and
+    /// its owner imports a newly issued `worker.json`.
+    Revoked,
     /// No such worker, job, lease or blob (HTTP 404).
     NotFound,
     /// The body or a parameter is malformed; the message names the field (HTTP 400/422).
@@ -264,6 +268,25 @@ pub struct Heartbeat {
     pub activity: String,
     /// The leases the worker holds (queued locally, fetching or running).
     pub leases: Vec<LeaseProgress>,
+    /// The miner's figures while the worker mines (absent otherwise, and
+    /// from hosts that predate this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mining: Option<MiningFigures>,
+}
+
+/// What a worker's miner does, summed over its GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MiningFigures {
+    /// The coin, e.g. `btc`.
+    pub coin: String,
+    /// The pool, `host:port`.
+    pub pool: String,
+    /// Hashes per second, over the last minute or so.
+    pub hashrate: f64,
+    /// Shares the pool accepted since the worker started.
+    pub accepted: u64,
+    /// Shares the pool rejected since the worker started.
+    pub rejected: u64,
 }
 
 /// What the coordinator thinks of a lease.

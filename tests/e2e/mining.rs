@@ -156,7 +156,7 @@ async fn the_kernel_hashes_known_blocks_and_random_headers_like_sha2() {
 /// The worker's mining plan for `pool`, from a real worker config.
 fn plan(pool: &TestPool, runtime: &Runtime, dir: &Path) -> MiningPlan {
     let config = json!({
-        "version": 1, "worker": {"id": "wkr-mine-1"}, "wallet": "bc1qminerwallet0000",
+        "version": 1, "worker": {"id": "wkr-mine-1"}, "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
         "mining": {"enabled": true, "pool": pool.url(), "coin": "btc", "plugin": plugin("mine"), "idle_delay_s": 0, "require_nvidia": false}
     });
     let config = WorkerConfig::validate(parse(&config.to_string()).unwrap(), dir, &dir.join("worker.json")).unwrap();
@@ -193,7 +193,7 @@ async fn the_miner_finds_shares_the_pool_checks_and_stops_at_once_when_preempted
     for share in pool.shares() {
         assert!(share.accepted, "{share:?}");
         assert!(share.achieved >= DIFFICULTY, "{share:?}");
-        assert_eq!(share.user, "bc1qminerwallet0000.wkr-mine-1");
+        assert_eq!(share.user, "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4.wkr-mine-1");
     }
     // The owner's figures follow through the typed mining interface.
     until("the figures to show the shares", WAIT, || stats.borrow().as_ref().is_some_and(|s| s.accepted >= 3)).await;
@@ -311,7 +311,7 @@ async fn the_miner_can_reach_the_pool_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_that_refuses_the_worker_ends_the_miner_with_the_reason() {
-    let options = PoolOptions { refuse_user: Some("bc1qminerwallet0000.wkr-mine-1".into()), ..PoolOptions::default() };
+    let options = PoolOptions { refuse_user: Some("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4.wkr-mine-1".into()), ..PoolOptions::default() };
     let pool = TestPool::start(options);
     let (runtime, dir) = (runtime(), tempfile::tempdir().unwrap());
     let plan = plan(&pool, &runtime, dir.path());
@@ -320,7 +320,7 @@ async fn a_pool_that_refuses_the_worker_ends_the_miner_with_the_reason() {
     until("the miner to end", WAIT, || miner.ended()).await;
     let stopped = miner.stop(&gpu).await;
     let failure = stopped.outcome.and_then(|o| o.failure).unwrap();
-    let expected = format!("pool {} refused worker \"bc1qminerwallet0000.wkr-mine-1\": Unauthorized worker (code 24)", pool.addr());
+    let expected = format!("pool {} refused worker \"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4.wkr-mine-1\": Unauthorized worker (code 24)", pool.addr());
     assert_eq!(failure.message, expected, "{failure:?}");
 }
 

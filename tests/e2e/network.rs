@@ -198,7 +198,7 @@ impl Worker {
         let config = json!({
             "version": 1,
             "worker": {"id": id, "name": format!("test {id}")},
-            "wallet": "bc1qtestwallet00000000",
+            "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
             "coordinator": {"url": coordinator.url(""), "token": coordinator.token("worker"), "spool": "data"},
             "limits": {"job_kinds": ["hello", "probe"], "jobs_per_gpu": 1, "cache_mib": 256},
             "prices": {"hello": 0.01, "probe": 0.01}

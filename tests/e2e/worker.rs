@@ -26,7 +26,7 @@ impl Farm {
         let mut config = json!({
             "version": 1,
             "worker": {"id": "wkr-test-01"},
-            "wallet": "bc1qtestwallet00000000",
+            "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
             "coordinator": {"spool": "spool"},
             "limits": {"job_kinds": ["hello", "probe"]}
         });
@@ -260,7 +260,7 @@ fn the_real_miner_earns_shares_while_idle_and_yields_to_jobs() {
     let journaled: u64 = stops.iter().map(|s| s["accepted"].as_u64().unwrap() + s["rejected"].as_u64().unwrap()).sum();
     let shares = pool.shares();
     assert!(journaled <= shares.len() as u64, "{journaled} > {}", shares.len());
-    assert!(shares.iter().all(|s| s.accepted && s.user == "bc1qtestwallet00000000.wkr-test-01"), "{shares:?}");
+    assert!(shares.iter().all(|s| s.accepted && s.user == "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4.wkr-test-01"), "{shares:?}");
     assert_eq!(farm.result("job-while-mining")["status"], "succeeded");
 }
 

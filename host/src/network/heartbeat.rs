@@ -67,7 +67,7 @@ impl NetworkSource {
             Some(a) if a.label == "mining" => "mining",
             Some(_) => "job",
         };
-        let heartbeat = Heartbeat { activity: activity.to_string(), leases };
+        let heartbeat = Heartbeat { activity: activity.to_string(), leases, mining: None };
         let reply = match self.client.heartbeat(&self.registration.worker_id, &heartbeat).await {
             Ok(reply) => reply,
             Err(e) => {
