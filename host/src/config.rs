@@ -10,6 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::net::SocketAddr;
+
+use pictor_protocol::digest::Sha256Digest;
 use pictor_protocol::mining::{self, MiningSettingError, PoolAddress};
 use serde::Deserialize;
 
@@ -58,6 +61,17 @@ pub struct RawConfig {
     /// a list of indexes/names (one scheduler slot group per GPU).
     #[serde(default)]
     pub gpu: Option<GpuSetting>,
+    /// The owner's local status page and metrics (absent: off).
+    #[serde(default)]
+    pub status: Option<RawStatus>,
+}
+
+/// The `status` object: where the status page and `/metrics` listen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatus {
+    /// A loopback address and port, e.g. `127.0.0.1:9187` (port 0: any free port).
+    pub listen: String,
 }
 
 /// The `gpu` key: one adapter, or several.
@@ -114,6 +128,10 @@ pub struct RawMining {
     /// The mining plugin component.
     #[serde(default)]
     pub plugin: Option<String>,
+    /// The mining plugin's sha256, downloaded from the coordinator's blob
+    /// store when `plugin` is not given.
+    #[serde(default)]
+    pub plugin_sha256: Option<String>,
     /// Seconds idle before mining starts (default 30).
     #[serde(default)]
     pub idle_delay_s: Option<f64>,
@@ -184,6 +202,9 @@ pub struct MiningConfig {
     pub wallet: String,
     /// Mining plugin (absolute), if configured.
     pub plugin: Option<PathBuf>,
+    /// The mining plugin's sha256, to download from the coordinator when
+    /// no `plugin` path is given.
+    pub plugin_sha256: Option<Sha256Digest>,
     /// Idle time before mining starts.
     pub idle_delay: std::time::Duration,
     /// Mine only on NVIDIA GPUs.
@@ -221,6 +242,8 @@ pub struct WorkerConfig {
     /// The worker's signing key: `worker.key` beside the config file,
     /// created on first run.
     pub key_file: PathBuf,
+    /// Where the status page and metrics listen (`None`: off).
+    pub status_listen: Option<SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -256,7 +279,11 @@ impl WorkerConfig {
         check_wallet("wallet", &raw.wallet)?;
         let source = source(&raw.coordinator, dir)?;
         let mining = match &raw.mining {
-            Some(m) => Some(mining(m, &raw.wallet, dir)?),
+            Some(m) => Some(mining(m, &raw.wallet, dir, matches!(source, JobSource::Coordinator { .. }))?),
+            None => None,
+        };
+        let status_listen = match &raw.status {
+            Some(status) => Some(status_listen("status.listen", &status.listen)?),
             None => None,
         };
         if let Some(kinds) = &raw.limits.job_kinds {
@@ -311,6 +338,7 @@ impl WorkerConfig {
             prices: raw.prices,
             gpus,
             key_file: dir.join("worker.key"),
+            status_listen,
         })
     }
 }
@@ -392,7 +420,26 @@ fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
     }
 }
 
-fn mining(raw: &RawMining, wallet: &str, dir: &Path) -> Result<MiningConfig, String> {
+/// Checks a status page address: an IP literal (or `localhost`) and a
+/// port, on a loopback interface only. `key` names where it came from
+/// (`status.listen` or `--status-listen`).
+pub fn status_listen(key: &str, text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let address: SocketAddr = match text.strip_prefix("localhost:") {
+        Some(port) => port.parse::<u16>().map(|port| SocketAddr::from(([127, 0, 0, 1], port))).map_err(|e| e.to_string()),
+        None => text.parse::<SocketAddr>().map_err(|e| e.to_string()),
+    }
+    .map_err(|e| format!("`{key}` {text:?} is not an address and port like 127.0.0.1:9187 ({e})"))?;
+    if !address.ip().is_loopback() {
+        return Err(format!(
+            "`{key}` {text:?} is not a loopback address: the status page is for the owner's machine only, so it listens on 127.0.0.1 (or ::1); \
+             to see it from elsewhere, use an SSH tunnel (ssh -L 9187:127.0.0.1:9187 this-host) or a reverse proxy with authentication"
+        ));
+    }
+    Ok(address)
+}
+
+fn mining(raw: &RawMining, wallet: &str, dir: &Path, has_coordinator: bool) -> Result<MiningConfig, String> {
     let pool = PoolAddress::parse(&raw.pool).map_err(|e| format!("`mining.pool` {e}"))?;
     let coin = raw.coin.to_lowercase();
     let algorithm = mining::algorithm_of(&coin).map_err(|_| {
@@ -406,8 +453,19 @@ fn mining(raw: &RawMining, wallet: &str, dir: &Path) -> Result<MiningConfig, Str
         return Err(format!("`mining.idle_delay_s` must be between 0 and 86400 seconds, got {idle}"));
     }
     let plugin = raw.plugin.as_deref().map(|p| absolute(dir, p));
-    if raw.enabled && plugin.is_none() {
-        return Err("`mining.plugin` is required when mining is enabled (the mining component, e.g. plugins/mine.wasm)".into());
+    let plugin_sha256 = match &raw.plugin_sha256 {
+        Some(text) => Some(text.parse::<Sha256Digest>().map_err(|_| {
+            format!("`mining.plugin_sha256` {text:?} is not a sha256 (64 hex digits); copy it from the portal")
+        })?),
+        None => None,
+    };
+    if raw.enabled && plugin.is_none() && plugin_sha256.is_none() {
+        return Err(
+            "mining is enabled but names no miner: give `mining.plugin` (the mining component, e.g. plugins/mine.wasm) or `mining.plugin_sha256` (downloaded from the coordinator)".into(),
+        );
+    }
+    if raw.enabled && plugin.is_none() && !has_coordinator {
+        return Err("`mining.plugin_sha256` is downloaded from the coordinator, but there is no `coordinator.url`; give `mining.plugin` (a path) instead".into());
     }
     Ok(MiningConfig {
         enabled: raw.enabled,
@@ -417,6 +475,7 @@ fn mining(raw: &RawMining, wallet: &str, dir: &Path) -> Result<MiningConfig, Str
         algorithm,
         wallet: payout,
         plugin,
+        plugin_sha256,
         idle_delay: std::time::Duration::from_secs_f64(idle),
         require_nvidia: raw.require_nvidia.unwrap_or(true),
     })
@@ -475,6 +534,37 @@ mod tests {
     }
 
     #[test]
+    fn the_status_page_listens_on_loopback_only() -> Result<(), String> {
+        assert_eq!(check(GOOD)?.status_listen, None, "off unless asked for");
+        let on = |listen: &str| check(&GOOD.replace(r#""gpu": "auto""#, &format!(r#""gpu": "auto", "status": {{"listen": "{listen}"}}"#)));
+        assert_eq!(on("127.0.0.1:9187")?.status_listen, Some("127.0.0.1:9187".parse().map_err(|_| "addr")?));
+        assert_eq!(on("127.0.0.2:0")?.status_listen, Some("127.0.0.2:0".parse().map_err(|_| "addr")?));
+        assert_eq!(on("[::1]:9187")?.status_listen, Some("[::1]:9187".parse().map_err(|_| "addr")?));
+        assert_eq!(on("localhost:9187")?.status_listen, Some("127.0.0.1:9187".parse().map_err(|_| "addr")?));
+        for refused in ["[::]:9187", "10.0.0.1:9187", "[::ffff:10.0.0.1]:1"] {
+            assert!(on(refused).unwrap_err().contains("is not a loopback address"), "{refused}");
+        }
+        assert!(status_listen("--status-listen", "0.0.0.0:1").unwrap_err().starts_with("`--status-listen` \"0.0.0.0:1\" is not a loopback"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_miner_may_come_from_the_coordinator_by_digest() -> Result<(), String> {
+        let digest = "ab".repeat(32);
+        let coordinator = r#""url": "https://c.example", "token": "0123456789abcdef0123""#;
+        let by_digest = GOOD.replace(r#""plugin": "plugins/mine.wasm""#, &format!(r#""plugin_sha256": "{digest}""#));
+        let c = check(&by_digest.replace(r#""spool": "spool""#, coordinator))?;
+        let m = c.mining.ok_or("mining")?;
+        assert_eq!((m.plugin, m.plugin_sha256.map(|d| d.to_string())), (None, Some(digest.clone())));
+        // Without a coordinator there is nowhere to download it from.
+        assert!(check(&by_digest).unwrap_err().contains("there is no `coordinator.url`"));
+        // Both given: the path wins (the digest is kept, unused).
+        let both = GOOD.replace(r#""plugin": "plugins/mine.wasm""#, &format!(r#""plugin": "plugins/mine.wasm", "plugin_sha256": "{digest}""#));
+        assert_eq!(check(&both)?.mining.ok_or("mining")?.plugin, Some(PathBuf::from("/etc/pictor/plugins/mine.wasm")));
+        Ok(())
+    }
+
+    #[test]
     fn each_bad_field_names_its_key_and_the_fix() {
         let cases: &[(&str, &str, &str)] = &[
             (r#""version": 1,"#, r#""version": 2,"#, "`version` is 2"),
@@ -496,6 +586,12 @@ mod tests {
             (r#""jobs_per_gpu": 1"#, r#""jobs_per_gpu": "one""#, "`limits.jobs_per_gpu`: invalid type"),
             (r#""gpu": "auto""#, r#""gpu": ["0", "0"]"#, "`gpu` lists the same adapter twice"),
             (r#""gpu": "auto""#, r#""gpu": ["auto", "1"]"#, "use \"auto\" or \"none\" alone"),
+            (r#""plugin": "plugins/mine.wasm""#, r#""plugin_sha256": "abc""#, "`mining.plugin_sha256` \"abc\" is not a sha256"),
+            (r#""plugin": "plugins/mine.wasm", "#, "", "give `mining.plugin` (the mining component, e.g. plugins/mine.wasm) or `mining.plugin_sha256`"),
+            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listen": "0.0.0.0:9187"}"#, "`status.listen` \"0.0.0.0:9187\" is not a loopback address: the status page is for the owner's machine only"),
+            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listen": "192.168.1.5:80"}"#, "use an SSH tunnel"),
+            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listen": "127.0.0.1"}"#, "`status.listen` \"127.0.0.1\" is not an address and port"),
+            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listn": "127.0.0.1:1"}"#, "did you mean `listen`?"),
         ];
         for (from, to, expected) in cases {
             let text = GOOD.replacen(from, to, 1);

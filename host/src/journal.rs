@@ -47,6 +47,15 @@ pub enum Event {
         /// Failure reason, if it failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Job kind (absent in journals written before it was recorded here).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        /// The failure's kind (`timed-out`, `cancelled`, …), if it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<String>,
+        /// How long the attempt ran, in seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_s: Option<f64>,
     },
     /// An attempt stopped without a result (worker stopping); the job stays
     /// queued and resumes from its checkpoint.
@@ -171,7 +180,7 @@ impl Journal {
 
     /// Appends `event` and waits until it is on disk.
     pub fn append(&mut self, event: Event) -> std::io::Result<()> {
-        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let at_ms = now_ms();
         let mut line = serde_json::to_vec(&Record { at_ms, event }).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
@@ -211,6 +220,74 @@ pub struct JournalError {
     pub source: std::io::Error,
 }
 
+/// Milliseconds since the Unix epoch, now (the journal's clock).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A job that ended with a stored result, as the owner's status lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FinishedJob {
+    /// Job id (the lease id for leased jobs).
+    pub job: String,
+    /// Job kind (empty if the journal does not say).
+    pub kind: String,
+    /// `succeeded`, `failed`, or `recovered` (a result found after a crash).
+    pub status: String,
+    /// The failure's kind (`timed-out`, `cancelled`, …), if it failed.
+    pub failure: Option<String>,
+    /// The failure's message, if it failed.
+    pub reason: Option<String>,
+    /// How long it ran, in seconds, if known.
+    pub duration_s: Option<f64>,
+    /// When it finished, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl FinishedJob {
+    /// Whether it succeeded (a result found after a crash, `recovered`,
+    /// counts by its failure).
+    pub fn succeeded(&self) -> bool {
+        self.status == "succeeded" || (self.status == "recovered" && self.failure.is_none() && self.reason.is_none())
+    }
+}
+
+/// The last `limit` finished jobs in `records`, oldest first. The kind
+/// comes from the job's `claimed` (or `leased`) record and the duration
+/// from its last `started` record where the `finished` record lacks them.
+pub fn finished_jobs(records: &[Record], limit: usize) -> Vec<FinishedJob> {
+    let mut kinds = std::collections::HashMap::new();
+    let mut started = std::collections::HashMap::new();
+    let mut finished = std::collections::VecDeque::new();
+    for record in records {
+        match &record.event {
+            Event::Claimed { job, kind } | Event::Leased { job, kind, .. } => {
+                kinds.insert(job.clone(), kind.clone());
+            }
+            Event::Started { job, .. } => {
+                started.insert(job.clone(), record.at_ms);
+            }
+            Event::Finished { job, status, reason, kind, failure, duration_s, .. } => {
+                let duration_s = duration_s.or_else(|| started.get(job).map(|t: &u64| record.at_ms.saturating_sub(*t) as f64 / 1000.0));
+                finished.push_back(FinishedJob {
+                    job: job.clone(),
+                    kind: kind.clone().or_else(|| kinds.get(job).cloned()).unwrap_or_default(),
+                    status: status.clone(),
+                    failure: failure.clone(),
+                    reason: reason.clone(),
+                    duration_s,
+                    at_ms: record.at_ms,
+                });
+                if finished.len() > limit {
+                    finished.pop_front();
+                }
+            }
+            _ => {}
+        }
+    }
+    finished.into()
+}
+
 /// The last attempt number recorded for each job.
 pub fn last_attempts(records: &[Record]) -> std::collections::HashMap<String, u32> {
     records
@@ -245,5 +322,34 @@ mod tests {
         assert_eq!(records.len(), 3, "the torn line was cut off before appending");
         assert_eq!(last_attempts(&records).get("a"), Some(&1));
         Ok(())
+    }
+
+    #[test]
+    fn finished_jobs_take_kind_and_duration_from_earlier_records() {
+        let record = |at_ms, event| Record { at_ms, event };
+        let finished = |job: &str, kind: Option<&str>, status: &str, duration_s| Event::Finished {
+            job: job.into(),
+            attempt: 0,
+            status: status.into(),
+            reason: None,
+            kind: kind.map(Into::into),
+            failure: (status == "failed").then(|| "timed-out".to_string()),
+            duration_s,
+        };
+        let records = vec![
+            record(1_000, Event::Claimed { job: "old".into(), kind: "render".into() }),
+            record(2_000, Event::Started { job: "old".into(), attempt: 0, gpu: 0 }),
+            // A journal line from before `kind` and `duration_s` were written.
+            record(4_500, finished("old", None, "succeeded", None)),
+            record(5_000, Event::Claimed { job: "new".into(), kind: "hello".into() }),
+            record(6_000, finished("new", Some("hello"), "failed", Some(0.25))),
+            record(7_000, finished("third", Some("probe"), "succeeded", Some(1.0))),
+        ];
+        let all = finished_jobs(&records, 50);
+        assert_eq!(all.len(), 3);
+        assert_eq!((all[0].kind.as_str(), all[0].duration_s, all[0].succeeded()), ("render", Some(2.5), true));
+        assert_eq!((all[1].kind.as_str(), all[1].failure.as_deref(), all[1].at_ms), ("hello", Some("timed-out"), 6_000));
+        let last_two = finished_jobs(&records, 2);
+        assert_eq!(last_two.iter().map(|j| j.job.as_str()).collect::<Vec<_>>(), ["new", "third"]);
     }
 }

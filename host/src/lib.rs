@@ -18,6 +18,8 @@
 //!   local spool, with a crash-safe journal, mining while idle;
 //! - [`proof`]: the worker key and signed result proofs;
 //! - [`telemetry`]: NVML readings of NVIDIA GPUs;
+//! - [`status`]: the owner's local status page, `/status.json` and
+//!   Prometheus `/metrics`;
 //! - [`digest`]: sha256 identities of plugins, inputs and outputs.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -33,5 +35,6 @@ pub mod network;
 pub mod proof;
 pub mod runtime;
 pub mod spool;
+pub mod status;
 pub mod telemetry;
 pub mod worker;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::capabilities::checkpoint::CheckpointStore;
@@ -29,7 +29,7 @@ use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
-use crate::journal::{self, Event, Journal, JournalError, SharedJournal};
+use crate::journal::{self, Event, FinishedJob, Journal, JournalError, SharedJournal};
 use crate::mining::{Miner, MiningPlan, MiningStats, format_hashrate};
 use crate::proof::{KeyError, WorkerKey};
 use crate::runtime::Runtime;
@@ -66,6 +66,23 @@ pub struct Activity {
     pub progress: Progress,
     /// When the activity started.
     pub since: Instant,
+}
+
+/// How many finished jobs a new worker remembers from its journal
+/// ([`Worker::job_history`]).
+pub const HISTORY_LEN: usize = 50;
+
+/// A job running now, for lease heartbeats and the owner's status.
+#[derive(Debug, Clone)]
+pub struct RunningJob {
+    /// Job kind.
+    pub kind: String,
+    /// Which configured GPU it runs on.
+    pub gpu: usize,
+    /// When this attempt started.
+    pub since: Instant,
+    /// The latest progress report.
+    pub progress: Progress,
 }
 
 /// What the worker loop did.
@@ -118,8 +135,10 @@ struct Shared {
     /// Last attempt number per job, from the journal and this run.
     attempts: Mutex<HashMap<String, u32>>,
     activity: watch::Sender<Option<Activity>>,
-    /// Progress of every running job, by id.
-    running: watch::Sender<BTreeMap<String, Progress>>,
+    /// Every running job, by id.
+    running: watch::Sender<BTreeMap<String, RunningJob>>,
+    /// Each job's end, as it is journaled.
+    ended: broadcast::Sender<FinishedJob>,
     /// Counts results stored (for whoever reports them).
     finished: watch::Sender<u64>,
     /// Wakes the loop when a job was queued (instead of waiting for the poll).
@@ -129,6 +148,22 @@ struct Shared {
 impl Shared {
     fn log(&self, event: Event) -> Result<(), WorkerError> {
         Ok(self.journal.append(event)?)
+    }
+
+    /// Journals a job's end and tells the owner's status about it.
+    fn log_finished(&self, job: FinishedJob, attempt: u32) -> Result<(), WorkerError> {
+        self.log(Event::Finished {
+            job: job.job.clone(),
+            attempt,
+            status: job.status.clone(),
+            reason: job.reason.clone(),
+            kind: Some(job.kind.clone()),
+            failure: job.failure.clone(),
+            duration_s: job.duration_s,
+        })?;
+        // Nobody listening is fine.
+        let _ = self.ended.send(job);
+        Ok(())
     }
 
     fn next_attempt(&self, job: &str) -> u32 {
@@ -160,6 +195,8 @@ pub struct Worker {
     mining: Option<MiningPlan>,
     /// `None` for ever, for a worker that does not mine.
     no_mining: watch::Sender<Option<MiningStats>>,
+    /// The last finished jobs in the journal when the worker opened it.
+    history: Vec<FinishedJob>,
 }
 
 impl Worker {
@@ -168,6 +205,7 @@ impl Worker {
         let path = spool.journal_path();
         let (journal, history) = Journal::open(&path).map_err(|source| JournalError { path: path.clone(), source })?;
         let attempts = journal::last_attempts(&history);
+        let finished_history = journal::finished_jobs(&history, HISTORY_LEN);
         let key = WorkerKey::load_or_create(&config.key_file)?;
         tracing::info!(public_key = %key.public_hex(), "worker key");
         let shared = Shared {
@@ -179,12 +217,13 @@ impl Worker {
             attempts: Mutex::new(attempts),
             activity: watch::channel(None).0,
             running: watch::channel(BTreeMap::new()).0,
+            ended: broadcast::channel(256).0,
             finished: watch::channel(0).0,
             wake: Arc::new(Notify::new()),
         };
         shared.log(Event::WorkerStarted { worker: shared.config.worker_id.clone() })?;
         let slots = gpus.into_iter().map(|gpu| Slot { gpu, running: 0, miner: None, idle_since: Instant::now(), miner_failures: 0 }).collect();
-        Ok(Worker { shared: Arc::new(shared), slots, mining: None, no_mining: watch::channel(None).0 })
+        Ok(Worker { shared: Arc::new(shared), slots, mining: None, no_mining: watch::channel(None).0, history: finished_history })
     }
 
     /// Mines with `plan` on each GPU that has been idle for its delay.
@@ -208,9 +247,21 @@ impl Worker {
         self.shared.activity.subscribe()
     }
 
-    /// The progress of each running job, by job id (for lease heartbeats).
-    pub fn running_jobs(&self) -> watch::Receiver<BTreeMap<String, Progress>> {
+    /// Each running job with its progress, by job id (for lease
+    /// heartbeats and the status page).
+    pub fn running_jobs(&self) -> watch::Receiver<BTreeMap<String, RunningJob>> {
         self.shared.running.subscribe()
+    }
+
+    /// The last finished jobs of earlier runs (up to [`HISTORY_LEN`], oldest
+    /// first), from the journal.
+    pub fn job_history(&self) -> &[FinishedJob] {
+        &self.history
+    }
+
+    /// Each job's end from now on, as it is journaled.
+    pub fn ended_jobs(&self) -> broadcast::Receiver<FinishedJob> {
+        self.shared.ended.subscribe()
     }
 
     /// Changes each time a job's result is stored in `done/`.
@@ -380,7 +431,17 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
     if job.dir.join("result.json").exists() {
         shared.spool.publish(&job)?;
         let attempt = shared.last_attempt(&id);
-        shared.log(Event::Finished { job: id, attempt, status: "recovered".into(), reason: None })?;
+        let recovered = recovered_result(&shared.spool.done_dir(&id).join("result.json"));
+        let end = FinishedJob {
+            job: id,
+            kind: job.spec.kind.clone(),
+            status: "recovered".into(),
+            failure: recovered.as_ref().and_then(|r| r["failure"]["kind"].as_str().map(str::to_string)),
+            reason: recovered.as_ref().and_then(|r| r["failure"]["message"].as_str().map(str::to_string)),
+            duration_s: recovered.as_ref().and_then(|r| r["duration_s"].as_f64()),
+            at_ms: journal::now_ms(),
+        };
+        shared.log_finished(end, attempt)?;
         shared.finished.send_modify(|n| *n += 1);
         return Ok(Ran::Finished { failed: false });
     }
@@ -404,18 +465,21 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
             run.checkpoint = CheckpointStore::File(job.checkpoint());
             run.control = Arc::clone(&control);
             run.progress = progress_tx;
+            let since = Instant::now();
             shared.running.send_modify(|jobs| {
-                jobs.insert(id.clone(), Progress::default());
+                jobs.insert(id.clone(), RunningJob { kind: job.spec.kind.clone(), gpu: slot, since, progress: Progress::default() });
             });
             let forward = tokio::spawn({
-                let (status, label, since) = (shared.activity.clone(), format!("job {id} ({})", job.spec.kind), Instant::now());
+                let (status, label) = (shared.activity.clone(), format!("job {id} ({})", job.spec.kind));
                 let (running, id) = (shared.running.clone(), id.clone());
                 status.send_replace(Some(Activity { label: label.clone(), progress: Progress::default(), since }));
                 async move {
                     while progress_rx.changed().await.is_ok() {
                         let progress = progress_rx.borrow_and_update().clone();
                         running.send_modify(|jobs| {
-                            jobs.insert(id.clone(), progress.clone());
+                            if let Some(job) = jobs.get_mut(&id) {
+                                job.progress = progress.clone();
+                            }
                         });
                         status.send_replace(Some(Activity { label: label.clone(), progress, since }));
                     }
@@ -457,8 +521,16 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
     let proof = shared.key.sign(crate::proof::manifest(&shared.config.worker_id, &job.spec, &outcome));
     shared.spool.finish(&job, &outcome, Some(&proof))?;
     shared.spool.clear_cancel(&id);
-    let reason = outcome.failure.as_ref().map(|f| f.message.clone());
-    shared.log(Event::Finished { job: id.clone(), attempt, status: outcome.status.to_string(), reason })?;
+    let end = FinishedJob {
+        job: id.clone(),
+        kind: job.spec.kind.clone(),
+        status: outcome.status.to_string(),
+        failure: outcome.failure.as_ref().and_then(|f| serde_json::to_value(f.kind).ok()).and_then(|v| v.as_str().map(str::to_string)),
+        reason: outcome.failure.as_ref().map(|f| f.message.clone()),
+        duration_s: Some(outcome.duration_s),
+        at_ms: journal::now_ms(),
+    };
+    shared.log_finished(end, attempt)?;
     shared.finished.send_modify(|n| *n += 1);
     match &outcome.failure {
         None => tracing::info!(job = %id, secs = outcome.duration_s, outputs = outcome.outputs.len(), "job succeeded"),
@@ -496,6 +568,12 @@ fn prepare(shared: &Shared, job: &Claimed) -> Result<(JobDirs, crate::runtime::L
         ));
     }
     Ok((dirs, loaded))
+}
+
+/// The `result.json` a crash left behind, if it can be read.
+fn recovered_result(path: &std::path::Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The outcome of a job refused before it ran.

@@ -20,6 +20,8 @@ use pictor_cli::logging::LogFormat;
 pub const EXIT_JOB_FAILED: u8 = 1;
 /// Exit code of bad input: a missing file, an invalid spec or plugin.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `run` when the coordinator revoked the worker's credential.
+pub const EXIT_REVOKED: u8 = 3;
 
 /// Pictor worker node: runs GPU compute jobs as sandboxed WebAssembly plugins.
 #[derive(Parser)]

@@ -1,7 +1,10 @@
 //! `pictor-host run`: the worker. Reads worker.json, says who it is and
 //! what it has, then runs jobs from its source until stopped (Ctrl-C or
 //! SIGTERM: the running job is asked to stop and checkpoint, the journal is
-//! flushed, exit 0).
+//! flushed, exit 0). With `status.listen` (or `--status-listen`) it also
+//! serves the owner's status page and metrics. If the coordinator revokes
+//! the worker's credential it stops the same way, keeps every result, and
+//! exits with [`EXIT_REVOKED`](super::EXIT_REVOKED).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -11,16 +14,18 @@ use std::time::Duration;
 
 use clap::Args;
 use pictor_host::capabilities::gpu::{GpuProvider, device};
-use pictor_host::config::{JobSource, WorkerConfig};
+use pictor_host::config::{self as worker_config, JobSource, WorkerConfig};
 use pictor_host::net::cache::BlobCache;
 use pictor_host::net::fetch::{FetchOptions, Fetcher};
 use pictor_host::network::client::CoordinatorClient;
+use pictor_host::network::miner::{MINER_DOWNLOAD_TIMEOUT, fetch_miner};
 use pictor_host::network::{Connection, NetStatus, NetworkSource, SourceParts};
 use pictor_protocol::api::{GpuDescription, RegisterRequest};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
-use pictor_host::mining::{self, Eligibility, MiningStats, format_hashrate};
-use pictor_host::telemetry::nvml;
+use pictor_host::mining::{self, Eligibility, MinerSource, MiningStats, format_hashrate};
+use pictor_host::status::{self, Adapter, MiningMode, SourceView, StatusHub, StatusSources};
+use pictor_host::telemetry::nvml::{self, NvmlSampler};
 use pictor_host::worker::{Activity, Worker};
 use tokio::sync::watch;
 
@@ -35,11 +40,21 @@ pub struct RunCommand {
     /// Exit once no job is queued (for demos and scripts); without it, serve until stopped.
     #[arg(long)]
     until_idle: bool,
+    /// Serve the status page and /metrics on this loopback address, e.g.
+    /// 127.0.0.1:9187 (port 0: any free port); overrides `status.listen`.
+    #[arg(long, value_name = "ADDR")]
+    status_listen: Option<String>,
 }
 
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let config = WorkerConfig::load(&self.config)?;
+        let status_listen = match &self.status_listen {
+            Some(text) => Some(worker_config::status_listen("--status-listen", text).map_err(anyhow::Error::msg)?),
+            None => config.status_listen,
+        };
+        // Bound first: a taken port is an error before anything starts.
+        let status_listener = status_listen.map(status::server::bind).transpose()?;
         eprintln!("Worker {} ({}) · Connecting…", config.worker_id, config.name);
         let spool_dir = config.source.spool().to_path_buf();
         let spool = Spool::open(&spool_dir)?;
@@ -60,9 +75,50 @@ impl RunCommand {
         }
         let nvml = nvml::sample();
         let runtime = Arc::new(Runtime::new(&RuntimeConfig { cache_dir: RuntimeConfig::default_cache_dir() })?);
-        let mining = mining::eligibility(&config, &nvml, &runtime);
-        match &mining {
-            Eligibility::Off(reason) => eprintln!("Mining: off ({reason})"),
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        // The coordinator client and the download cache, made once: the
+        // miner may come from the coordinator too.
+        let network = match &config.source {
+            JobSource::Coordinator { url, token, .. } => {
+                let http = pictor_host::net::http_client(concat!("pictor-host/", env!("CARGO_PKG_VERSION")))?;
+                let cache = Arc::new(BlobCache::open(spool_dir.join("cache"), config.cache_bytes)?);
+                let fetcher = Arc::new(Fetcher::new(http.clone(), cache, FetchOptions::default()));
+                Some((CoordinatorClient::new(http, url.clone(), token.clone()), fetcher))
+            }
+            JobSource::Spool(_) => None,
+        };
+        // Held while the worker runs: the downloaded miner stays pinned.
+        let mut _miner_blob = None;
+        let mining = match mining::requirements(&config, &nvml) {
+            Err(reason) => Eligibility::Off(reason),
+            Ok(MinerSource::File(path)) => mining::plan(&config, &path, &runtime),
+            Ok(MinerSource::Coordinator(digest)) => match &network {
+                None => Eligibility::Off("`mining.plugin_sha256` needs `coordinator.url`".into()),
+                Some((client, fetcher)) => {
+                    eprintln!("Mining: downloading the mining plugin {digest} from the coordinator…");
+                    let fetched = client
+                        .blob_source(&digest, "mining plugin")
+                        .map_err(|e| format!("mining plugin URL: {e}"))
+                        .map(|source| tokio.block_on(fetch_miner(fetcher, source, digest, MINER_DOWNLOAD_TIMEOUT)));
+                    match fetched.and_then(|r| r) {
+                        Ok(blob) => {
+                            let plan = mining::plan(&config, blob.path(), &runtime);
+                            _miner_blob = Some(blob);
+                            plan
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%reason, "mining off");
+                            Eligibility::Off(reason)
+                        }
+                    }
+                }
+            },
+        };
+        let mining_mode = match &mining {
+            Eligibility::Off(reason) => {
+                eprintln!("Mining: off ({reason})");
+                MiningMode::Off(reason.clone())
+            }
             Eligibility::Mine(plan) => {
                 let m = config.mining.as_ref();
                 eprintln!(
@@ -75,16 +131,31 @@ impl RunCommand {
                 if m.is_some_and(|m| !m.require_nvidia) {
                     eprintln!("WARNING: mining.require_nvidia is false: mining on a non-NVIDIA adapter (for testing only)");
                 }
+                MiningMode::On { idle_delay: plan.idle_delay }
             }
-        }
+        };
         let gpus: Vec<Arc<GpuProvider>> = config.gpus.iter().map(|g| Arc::new(GpuProvider::new(g.clone()))).collect();
         eprintln!("Scheduling: {} GPU slot group(s) × {} job(s) per GPU", gpus.len(), config.jobs_per_gpu);
         let slots = gpus.len() as u32 * config.jobs_per_gpu;
-        let coordinator = match &config.source {
-            JobSource::Coordinator { url, token, .. } => Some((url.clone(), token.clone(), registration(&config, &adapters, &nvml, slots))),
-            JobSource::Spool(_) => None,
-        };
-        let cache_bytes = config.cache_bytes;
+        let registration = network.as_ref().map(|_| registration(&config, &adapters, &nvml, slots));
+        let worker_id = config.worker_id.clone();
+        let status_parts = status_listener.is_some().then(|| StatusParts {
+            worker_id: config.worker_id.clone(),
+            name: config.name.clone(),
+            prices: config.prices.clone(),
+            coordinator: match &config.source {
+                JobSource::Coordinator { url, .. } => Some(url.to_string()),
+                JobSource::Spool(_) => None,
+            },
+            spool: spool_dir.display().to_string(),
+            adapters: adapters
+                .iter()
+                .map(|a| {
+                    let info = a.get_info();
+                    Adapter { name: info.name, backend: format!("{:?}", info.backend), device_type: format!("{:?}", info.device_type) }
+                })
+                .collect(),
+        });
         let mut worker = Worker::new(config, runtime, gpus.clone(), spool.clone())?;
         if let Eligibility::Mine(plan) = mining {
             worker = worker.with_mining(*plan);
@@ -92,30 +163,42 @@ impl RunCommand {
         let activity = worker.activity();
         let mining_stats = worker.mining_stats();
 
-        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let (summary, unreported) = tokio.block_on(async {
+        let (summary, unreported, revoked) = tokio.block_on(async {
             let (stop_tx, stop_rx) = watch::channel(false);
-            let source = match coordinator {
-                None => None,
-                Some((url, token, mut registration)) => {
+            let source = match (network, registration) {
+                (Some((client, fetcher)), Some(mut registration)) => {
                     registration.public_key = worker.public_key();
-                    let http = pictor_host::net::http_client(concat!("pictor-host/", env!("CARGO_PKG_VERSION")))?;
-                    let cache = Arc::new(BlobCache::open(spool_dir.join("cache"), cache_bytes)?);
-                    let fetcher = Arc::new(Fetcher::new(http.clone(), cache, FetchOptions::default()));
                     Some(NetworkSource::new(SourceParts {
-                        client: CoordinatorClient::new(http, url, token),
+                        client,
                         fetcher,
                         spool,
                         journal: worker.journal(),
                         registration,
                         running: worker.running_jobs(),
+                        mining: worker.mining_stats(),
                         activity: activity.clone(),
                         finished: worker.finished_jobs(),
                         wake_worker: worker.waker(),
                     })?)
                 }
+                _ => None,
             };
             let net_status = source.as_ref().map(|s| s.status());
+            // The status page, serving until everything else has stopped.
+            let (server_stop, server_stop_rx) = watch::channel(false);
+            let server = match (status_listener, status_parts) {
+                (Some(listener), Some(parts)) => {
+                    let url = status::server::url(listener.local_addr()?);
+                    let hub = StatusHub::new(parts.sources(&worker, mining_mode, net_status.clone(), activity.clone()));
+                    let follow = tokio::spawn(Arc::clone(&hub).follow(worker.ended_jobs()));
+                    let serve = tokio::spawn(status::server::serve(listener, hub, server_stop_rx));
+                    println!("Status page: {url}");
+                    let _ = std::io::stdout().flush();
+                    tracing::info!(%url, "status page and /metrics");
+                    Some((serve, follow))
+                }
+                _ => None,
+            };
             let signals = tokio::spawn({
                 let stop_tx = stop_tx.clone();
                 async move {
@@ -124,7 +207,17 @@ impl RunCommand {
                     let _ = stop_tx.send(true);
                 }
             });
-            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity, mining_stats, net_status)));
+            // A revoked credential stops the worker like a signal does.
+            let revocation = net_status.clone().map(|mut net| {
+                let stop_tx = stop_tx.clone();
+                tokio::spawn(async move {
+                    if let Ok(status) = net.wait_for(|s| matches!(s.connection, Connection::Revoked(_))).await {
+                        eprintln!("\n{}: stopping (no new jobs, the miner stops, results are kept)", status.connection.describe());
+                        let _ = stop_tx.send(true);
+                    }
+                })
+            });
+            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity, mining_stats, net_status.clone())));
             let (summary, unreported) = match source {
                 None => (worker.run(self.until_idle, stop_rx).await, Ok(0)),
                 Some(source) => {
@@ -144,11 +237,27 @@ impl RunCommand {
                 }
             };
             signals.abort();
+            if let Some(revocation) = revocation {
+                revocation.abort();
+            }
             if let Some(bar) = bar {
                 bar.abort();
                 eprint!("\r\x1b[2K");
             }
-            anyhow::Ok((summary?, unreported?))
+            if let Some((serve, follow)) = server {
+                server_stop.send_replace(true);
+                match tokio::time::timeout(Duration::from_secs(3), serve).await {
+                    Ok(Ok(Err(e))) => tracing::warn!(error = %e, "status page"),
+                    Err(_) => tracing::warn!("status page did not stop within 3 s"),
+                    _ => {}
+                }
+                follow.abort();
+            }
+            let revoked = net_status.and_then(|n| match &n.borrow().connection {
+                Connection::Revoked(message) => Some(message.clone()),
+                _ => None,
+            });
+            anyhow::Ok((summary?, unreported?, revoked))
         })?;
         tokio.shutdown_timeout(Duration::from_secs(10));
         drop(gpus);
@@ -159,7 +268,57 @@ impl RunCommand {
         if unreported > 0 {
             eprintln!("{unreported} result(s) not yet reported to the coordinator: they are kept and reported on the next start");
         }
+        if let Some(message) = revoked {
+            let error = format!(
+                "worker {worker_id}: the coordinator revoked this worker's credential ({message}); import a new worker.json from the portal"
+            );
+            tracing::error!(worker = %worker_id, %message, "credential revoked");
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(super::EXIT_REVOKED));
+        }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// What the status page needs from the config and the start-up probes.
+struct StatusParts {
+    worker_id: String,
+    name: String,
+    prices: std::collections::BTreeMap<String, f64>,
+    coordinator: Option<String>,
+    spool: String,
+    adapters: Vec<Adapter>,
+}
+
+impl StatusParts {
+    /// The status page's sources, with the worker's channels; NVML is
+    /// sampled every 2 s on its own thread for as long as the page lives.
+    fn sources(
+        self,
+        worker: &Worker,
+        mining: MiningMode,
+        net: Option<watch::Receiver<NetStatus>>,
+        activity: watch::Receiver<Option<pictor_host::worker::Activity>>,
+    ) -> StatusSources {
+        let sampler = NvmlSampler::start(Duration::from_secs(2));
+        let source = match (self.coordinator, net) {
+            (Some(url), Some(net)) => SourceView::Coordinator(url, net),
+            _ => SourceView::Spool(self.spool),
+        };
+        StatusSources {
+            worker_id: self.worker_id,
+            name: self.name,
+            source,
+            prices: self.prices,
+            adapters: self.adapters,
+            nvml: sampler.subscribe(),
+            running: worker.running_jobs(),
+            activity,
+            mining,
+            mining_stats: worker.mining_stats(),
+            history: worker.job_history().to_vec(),
+            sampler: Some(sampler),
+        }
     }
 }
 
@@ -234,10 +393,9 @@ async fn show_status(
 /// The network part of the status line.
 fn network_status(status: &NetStatus) -> String {
     let mut line = match &status.connection {
-        Connection::Connecting => " · coordinator: connecting".to_string(),
-        Connection::Connected => " · coordinator: connected".to_string(),
-        Connection::Offline(_) => " · coordinator: OFFLINE (retrying; results are kept)".to_string(),
-        Connection::Refused(why) => format!(" · coordinator REFUSES this worker: {why}"),
+        // The reason is in the log; the line stays short.
+        Connection::Offline(_) => " · coordinator: Offline (retrying; results are kept)".to_string(),
+        other => format!(" · coordinator: {}", other.describe()),
     };
     if let Some(d) = &status.download {
         let mib = |b: u64| b as f64 / f64::from(1u32 << 20);

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub mod cache;
 pub mod fetch;
 #[cfg(test)]
-mod testserver;
+pub(crate) mod testserver;
 
 pub use cache::{BlobCache, CacheError, CacheUsage, PinGuard, PinnedBlob};
 pub use fetch::{BlobSource, FetchError, FetchItem, FetchOptions, FetchProgress, FetchStats, Fetcher, ProgressSink};

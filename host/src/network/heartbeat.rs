@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pictor_protocol::api::{Heartbeat, LeaseProgress, LeaseState};
+use pictor_protocol::api::{Heartbeat, LeaseProgress, LeaseState, MiningFigures};
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
@@ -54,7 +54,7 @@ impl NetworkSource {
             .map(|e| {
                 let id = &e.lease.lease_id;
                 let (fraction, message) = match running.get(id) {
-                    Some(p) => (p.fraction, p.message.clone()),
+                    Some(job) => (job.progress.fraction, job.progress.message.clone()),
                     None if self.is_done(id) => (1.0, "finished; reporting".to_string()),
                     None if e.step == LeaseStep::Fetching => (0.0, "downloading".to_string()),
                     None => (0.0, "queued".to_string()),
@@ -67,7 +67,9 @@ impl NetworkSource {
             Some(a) if a.label == "mining" => "mining",
             Some(_) => "job",
         };
-        let heartbeat = Heartbeat { activity: activity.to_string(), leases, mining: None };
+        // Any GPU mining (with several GPUs, one may mine while another runs a job).
+        let mining = self.mining.borrow().as_ref().and_then(mining_figures);
+        let heartbeat = Heartbeat { activity: activity.to_string(), leases, mining };
         let reply = match self.client.heartbeat(&self.registration.worker_id, &heartbeat).await {
             Ok(reply) => reply,
             Err(e) => {
@@ -91,5 +93,37 @@ impl NetworkSource {
             }
         }
         Ok(())
+    }
+}
+
+/// The miner's figures for the coordinator, while a miner runs.
+fn mining_figures(stats: &crate::mining::MiningStats) -> Option<MiningFigures> {
+    (stats.miners > 0).then(|| MiningFigures {
+        coin: stats.coin.clone(),
+        pool: stats.pool.clone(),
+        hashrate: if stats.hashrate_hps.is_finite() { stats.hashrate_hps.max(0.0) } else { 0.0 },
+        accepted: stats.accepted,
+        rejected: stats.rejected,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mining::MiningStats;
+
+    #[test]
+    fn heartbeats_carry_the_miners_figures_only_while_one_runs() {
+        let mut stats = MiningStats { pool: "pool.example:3333".into(), coin: "btc".into(), accepted: 7, rejected: 1, ..MiningStats::default() };
+        assert_eq!(mining_figures(&stats), None, "no miner runs");
+        stats.miners = 1;
+        stats.hashrate_hps = 6.41e6;
+        let figures = mining_figures(&stats).unwrap();
+        assert_eq!(
+            figures,
+            MiningFigures { coin: "btc".into(), pool: "pool.example:3333".into(), hashrate: 6.41e6, accepted: 7, rejected: 1 }
+        );
+        stats.hashrate_hps = f64::NAN;
+        assert_eq!(mining_figures(&stats).unwrap().hashrate, 0.0);
     }
 }

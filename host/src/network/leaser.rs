@@ -31,7 +31,7 @@ impl NetworkSource {
     async fn register(&self, stop: &mut watch::Receiver<bool>) -> bool {
         let mut backoff = Backoff::coordinator();
         loop {
-            if *stop.borrow() {
+            if *stop.borrow() || self.revoked() {
                 return false;
             }
             match self.client.register(&self.registration).await {
@@ -66,6 +66,7 @@ impl NetworkSource {
     /// Records a failed call in the connection state.
     pub(super) fn note_error(&self, error: &ClientError) {
         match error {
+            ClientError::Api { body, .. } if body.error == ErrorCode::Revoked => self.set_connection(Connection::Revoked(body.message.clone())),
             e if e.is_retryable() => self.set_connection(Connection::Offline(e.to_string())),
             ClientError::Api { status: 401, .. } => self.set_connection(Connection::Refused(format!(
                 "{error}; the worker token in worker.json is not valid here: download this worker's config again"

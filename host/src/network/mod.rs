@@ -21,6 +21,7 @@ pub mod client;
 mod heartbeat;
 pub mod ledger;
 mod leaser;
+pub mod miner;
 mod reporter;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,12 +30,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use pictor_protocol::api::RegisterRequest;
 use tokio::sync::watch;
 
-use crate::capabilities::progress::Progress;
 use crate::journal::{Event, SharedJournal};
+use crate::mining::MiningStats;
 use crate::net::cache::PinGuard;
 use crate::net::fetch::{FetchProgress, Fetcher};
 use crate::spool::Spool;
-use crate::worker::Activity;
+use crate::worker::{Activity, RunningJob};
 use client::CoordinatorClient;
 use ledger::{Ledger, LeaseStep, LedgerEntry};
 
@@ -50,6 +51,24 @@ pub enum Connection {
     /// Answering, but refusing this worker (bad token, key conflict,
     /// protocol version): retried slowly; the owner must act.
     Refused(String),
+    /// The coordinator revoked this worker's credential (the message is
+    /// the coordinator's): the worker stops; the owner imports a new
+    /// worker.json. Final: no later answer changes it.
+    Revoked(String),
+}
+
+impl Connection {
+    /// The words the owner sees on the status line and the status page:
+    /// `Connected`, `Connecting…`, `Offline (…)`, `Refused: …`, `Revoked: …`.
+    pub fn describe(&self) -> String {
+        match self {
+            Connection::Connecting => "Connecting…".into(),
+            Connection::Connected => "Connected".into(),
+            Connection::Offline(why) => format!("Offline (retrying; results are kept): {why}"),
+            Connection::Refused(why) => format!("Refused: {why}"),
+            Connection::Revoked(message) => format!("Revoked: {message}"),
+        }
+    }
 }
 
 /// What the network side is doing, for the owner.
@@ -74,8 +93,10 @@ pub struct NetworkSource {
     /// Leases held at once (queued, fetching or running): the worker's slots.
     slots: usize,
     status: watch::Sender<NetStatus>,
-    /// Progress of running jobs, from the worker.
-    running: watch::Receiver<BTreeMap<String, Progress>>,
+    /// Running jobs, from the worker.
+    running: watch::Receiver<BTreeMap<String, RunningJob>>,
+    /// The miner's figures, from the worker.
+    mining: watch::Receiver<Option<MiningStats>>,
     /// What the worker does, from the worker.
     activity: watch::Receiver<Option<Activity>>,
     /// Bumped by the worker when a result is stored.
@@ -119,8 +140,10 @@ pub struct SourceParts {
     pub journal: SharedJournal,
     /// How this worker introduces itself.
     pub registration: RegisterRequest,
-    /// Progress of the worker's running jobs.
-    pub running: watch::Receiver<BTreeMap<String, Progress>>,
+    /// The worker's running jobs ([`crate::worker::Worker::running_jobs`]).
+    pub running: watch::Receiver<BTreeMap<String, RunningJob>>,
+    /// The miner's figures ([`crate::worker::Worker::mining_stats`]).
+    pub mining: watch::Receiver<Option<MiningStats>>,
     /// The worker's activity.
     pub activity: watch::Receiver<Option<Activity>>,
     /// The worker's count of stored results ([`crate::worker::Worker::finished_jobs`]).
@@ -148,6 +171,7 @@ impl NetworkSource {
             slots,
             status: watch::channel(status).0,
             running: parts.running,
+            mining: parts.mining,
             activity: parts.activity,
             finished: parts.finished,
             wake_worker: parts.wake_worker,
@@ -165,12 +189,38 @@ impl NetworkSource {
     /// `until_idle`, fires `idle` once the coordinator has nothing for this
     /// worker and everything in hand is reported. Returns the number of
     /// results still unreported (they are reported on the next start).
+    ///
+    /// A revoked credential ([`Connection::Revoked`]) stops the loops as
+    /// `stop` does; the caller stops the worker when it sees it in
+    /// [`status`](Self::status).
     pub async fn run(self: Arc<Self>, until_idle: bool, stop: watch::Receiver<bool>, idle: watch::Sender<bool>) -> Result<usize, NetworkError> {
         self.repin()?;
+        // The loops stop on `stop`, or at once when the credential is revoked.
+        let (stop_tx, inner_stop) = watch::channel(*stop.borrow());
+        let relay = tokio::spawn({
+            let (mut outer, mut status) = (stop, self.status.subscribe());
+            async move {
+                loop {
+                    if *outer.borrow_and_update() || matches!(status.borrow_and_update().connection, Connection::Revoked(_)) {
+                        stop_tx.send_replace(true);
+                        return;
+                    }
+                    tokio::select! {
+                        changed = outer.changed() => if changed.is_err() {
+                            stop_tx.send_replace(true);
+                            return;
+                        },
+                        _ = status.changed() => {}
+                    }
+                }
+            }
+        });
+        let stop = inner_stop;
         let leaser = tokio::spawn(Arc::clone(&self).lease_loop(until_idle, stop.clone(), idle));
         let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop(stop.clone()));
         let reported = Arc::clone(&self).report_loop(stop).await;
         heartbeat.abort();
+        relay.abort();
         let leased = leaser.await;
         let unreported = reported?;
         match leased {
@@ -193,14 +243,25 @@ impl NetworkSource {
         self.ledger.put(entry).map_err(|e| self.ledger_error(e))
     }
 
+    /// Whether the coordinator revoked this worker's credential.
+    fn revoked(&self) -> bool {
+        matches!(self.status.borrow().connection, Connection::Revoked(_))
+    }
+
     fn set_connection(&self, connection: Connection) {
         self.status.send_if_modified(|s| {
-            let changed = s.connection != connection;
+            // A revoked credential stays revoked whatever comes next.
+            let changed = s.connection != connection && !matches!(s.connection, Connection::Revoked(_));
             if changed {
                 match &connection {
                     Connection::Connected => tracing::info!("coordinator connected"),
                     Connection::Offline(why) => tracing::warn!(reason = %why, "coordinator offline; retrying"),
                     Connection::Refused(why) => tracing::error!(reason = %why, "coordinator refuses this worker"),
+                    Connection::Revoked(message) => tracing::error!(
+                        worker = %self.registration.worker_id,
+                        %message,
+                        "the coordinator revoked this worker's credential: no new jobs, the miner stops, results are kept"
+                    ),
                     Connection::Connecting => {}
                 }
                 s.connection = connection;

@@ -43,6 +43,13 @@ impl NetworkSource {
         let mut finished = self.finished.clone();
         loop {
             let stopping = *stop.borrow();
+            if stopping && self.revoked() {
+                // No report can pass any more: keep every result for the
+                // next credential.
+                let kept = self.entries()?.iter().filter(|e| e.step != LeaseStep::Fetching && (e.step != LeaseStep::Queued || self.is_done(&e.lease.lease_id))).count();
+                self.status.send_modify(|s| s.unreported = kept);
+                return Ok(kept);
+            }
             if stopping && flush_until.is_none() {
                 flush_until = Some(tokio::time::Instant::now() + FINAL_FLUSH);
             }
@@ -168,9 +175,13 @@ impl NetworkSource {
                     tracing::warn!(path = %outputs.display(), error = %e, "could not remove reported outputs");
                 }
             }
-            // Transient, or the owner must fix the config (token, version):
-            // keep the result and retry.
-            Err(e) if e.is_retryable() || matches!(e, ClientError::Version { .. }) || e.code() == Some(ErrorCode::Unauthorized) => {
+            // Transient, or the owner must fix the config (token, version,
+            // a revoked credential): keep the result and retry.
+            Err(e)
+                if e.is_retryable()
+                    || matches!(e, ClientError::Version { .. })
+                    || matches!(e.code(), Some(ErrorCode::Unauthorized | ErrorCode::Revoked)) =>
+            {
                 return Err(ReportError::Network(e));
             }
             Err(e) => {
