@@ -6,7 +6,10 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in rustc-web cargo-web rust-web-src wasi-libc lld-22 mesa-vulkan-drivers; do
+# The guest toolchain, software Vulkan, and a headless browser (with a font)
+# for the tests that drive the portal and status pages.
+for pkg in rustc-web cargo-web rust-web-src wasi-libc lld-22 mesa-vulkan-drivers \
+           chromium chromium-driver fonts-dejavu-core; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 
@@ -27,7 +30,7 @@ fi
 
 # Everything the guest build relies on must now be there.
 for f in /usr/bin/cargo /usr/bin/rustc /usr/bin/wasm-ld-22 /usr/lib/wasm32-wasi/crt1-reactor.o \
-         /usr/lib/rustlib/src/rust/library/Cargo.lock; do
+         /usr/lib/rustlib/src/rust/library/Cargo.lock /usr/bin/chromium /usr/bin/chromedriver; do
   [ -e "$f" ] || { echo "error: $f is missing after install" >&2; exit 1; }
 done
 # The component linker comes from Debian's rustc-web (older revisions) or

@@ -3,6 +3,7 @@
 //! real `pictor-host` binary (and, for in-process checks, the library).
 
 mod ai;
+mod browser;
 mod config;
 mod contained;
 mod exec;

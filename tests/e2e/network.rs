@@ -24,15 +24,15 @@ use crate::support::{coordinator_bin, host, plugin, scratch};
 /// Runs an async API call to completion (the tests are synchronous). The
 /// future is made inside the runtime, one runtime shared by all tests so
 /// that pooled connections stay usable.
-fn block<F: std::future::Future>(make: impl FnOnce() -> F) -> F::Output {
+pub(crate) fn block<F: std::future::Future>(make: impl FnOnce() -> F) -> F::Output {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap());
     runtime.block_on(async { make().await })
 }
 
 /// A coordinator process serving one data folder on a fixed port.
-struct Coordinator {
-    data: PathBuf,
+pub(crate) struct Coordinator {
+    pub(crate) data: PathBuf,
     port: u16,
     args: Vec<String>,
     child: Option<Child>,
@@ -40,7 +40,7 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn start(root: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start(root: &Path, args: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut coordinator = Coordinator {
             data: root.join("coordinator"),
@@ -88,15 +88,15 @@ impl Coordinator {
         self.spawn();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn token(&self, which: &str) -> String {
+    pub(crate) fn token(&self, which: &str) -> String {
         std::fs::read_to_string(self.data.join(format!("{which}.token"))).unwrap().trim().to_string()
     }
 
@@ -125,7 +125,7 @@ impl Coordinator {
     }
 
     /// Submits a job running the sample plugin `plugin_name`.
-    fn submit(&self, id: &str, plugin_name: &str, kind: &str, params: Value, inputs: &[(&str, &[u8])]) {
+    pub(crate) fn submit(&self, id: &str, plugin_name: &str, kind: &str, params: Value, inputs: &[(&str, &[u8])]) {
         let plugin_bytes = std::fs::read(plugin(plugin_name)).unwrap();
         let plugin = BlobRef { sha256: self.put_blob(&plugin_bytes), size: plugin_bytes.len() as u64 };
         let inputs = inputs
@@ -149,7 +149,7 @@ impl Coordinator {
         assert!(status.is_success(), "submit {id}: {status} {}", block(|| response.text()).unwrap());
     }
 
-    fn job(&self, id: &str) -> JobStatus {
+    pub(crate) fn job(&self, id: &str) -> JobStatus {
         let response = block(|| self.request(reqwest::Method::GET, &api::paths::job(id), &self.token("creator")).send()).unwrap();
         block(|| response.json()).unwrap()
     }
@@ -336,7 +336,7 @@ fn assert_done_exactly_once(coordinator: &Coordinator, jobs: &[JobStatus], worke
     }
 }
 
-fn farm_root(name: &str) -> PathBuf {
+pub(crate) fn farm_root(name: &str) -> PathBuf {
     let root = scratch().join("network").join(name);
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
