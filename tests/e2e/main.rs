@@ -16,5 +16,6 @@ mod pool;
 mod render;
 mod reproducible;
 mod sandbox;
+mod status;
 mod support;
 mod worker;
