@@ -78,6 +78,20 @@ pub mod paths {
     pub fn cancel_job(job_id: &str) -> String {
         format!("{API_PREFIX}/jobs/{job_id}/cancel")
     }
+    /// `POST` [`super::CreateWorker`] → 201 [`super::IssuedWorker`]; `GET`
+    /// → [`super::WorkerList`] (creator token).
+    pub fn workers() -> String {
+        format!("{API_PREFIX}/workers")
+    }
+    /// `GET` → [`super::WorkerSummary`] (creator token).
+    pub fn worker(worker_id: &str) -> String {
+        format!("{API_PREFIX}/workers/{worker_id}")
+    }
+    /// `POST` (no body) → [`super::WorkerSummary`]: revoke an issued
+    /// worker's credential (creator token).
+    pub fn revoke_worker(worker_id: &str) -> String {
+        format!("{API_PREFIX}/workers/{worker_id}/revoke")
+    }
 }
 
 /// Whether `id` is a valid worker, job or lease id: 1–128 characters from
@@ -533,6 +547,131 @@ pub struct JobStatus {
 pub struct JobList {
     /// Jobs, newest first.
     pub jobs: Vec<JobStatus>,
+}
+
+// ---------------------------------------------------------------- issued workers
+
+/// `POST /api/v1/workers` (creator token): issue a worker — its id and
+/// credential are made by the coordinator, and the reply carries the
+/// complete `worker.json` for `pictor-host run --config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorker {
+    /// The owner's name for it: 1–64 printable characters.
+    pub name: String,
+    /// The network reward wallet: 8–128 characters from `A-Z a-z 0-9 : . _ -`.
+    pub wallet: String,
+    /// Mining while idle (absent: the worker does not mine).
+    #[serde(default)]
+    pub mining: Option<MiningSettings>,
+    /// The worker's price per job, by [`valid_kind`] (each a finite number ≥ 0).
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
+}
+
+/// Where and what an issued worker mines (checked with
+/// [`crate::mining`]: the pool URL, the coin, the payout address).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiningSettings {
+    /// `stratum+tcp://host:port`.
+    pub pool: String,
+    /// A coin of [`crate::mining::SUPPORTED_COINS`], e.g. `btc`.
+    pub coin: String,
+    /// The payout address on the pool (default: the worker's `wallet`).
+    #[serde(default)]
+    pub wallet: Option<String>,
+}
+
+/// The reply to [`CreateWorker`]: the only time the credential is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssuedWorker {
+    /// The new worker's id (`wkr-` and 10 hex digits).
+    pub worker_id: String,
+    /// The complete `worker.json`, credential included; keep it.
+    pub config: serde_json::Value,
+}
+
+/// A lease a worker holds now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLease {
+    /// The lease.
+    pub lease_id: String,
+    /// Its job.
+    pub job_id: String,
+    /// The job's kind.
+    pub kind: String,
+    /// Fraction done, 0–1, as last reported.
+    pub fraction: f32,
+    /// The plugin's last message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// A worker as the coordinator's operator sees it: issued here, registered
+/// with the farm-wide token, or both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    /// The worker id.
+    pub id: String,
+    /// Its name (the issued name, else the registered one).
+    pub name: String,
+    /// The reward wallet it was issued with (absent for workers only
+    /// registered with the farm token).
+    #[serde(default)]
+    pub wallet: Option<String>,
+    /// Whether its credential was issued by this coordinator.
+    pub issued: bool,
+    /// Whether that credential was revoked.
+    pub revoked: bool,
+    /// When it was issued (ms since the Unix epoch).
+    #[serde(default)]
+    pub created_at_ms: Option<u64>,
+    /// When its credential was revoked.
+    #[serde(default)]
+    pub revoked_at_ms: Option<u64>,
+    /// Heard from (register, heartbeat, lease, progress) within
+    /// max(3 × heartbeat interval, 15 s), and not revoked.
+    pub online: bool,
+    /// Its last heartbeat.
+    #[serde(default)]
+    pub last_heartbeat_ms: Option<u64>,
+    /// Its last request of any kind.
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
+    /// `idle`, `mining` or `job`, from its last heartbeat.
+    #[serde(default)]
+    pub activity: Option<String>,
+    /// Its miner's figures, from its last heartbeat while mining.
+    #[serde(default)]
+    pub mining: Option<MiningFigures>,
+    /// The mining settings it was issued with.
+    #[serde(default)]
+    pub mining_settings: Option<MiningSettings>,
+    /// `pictor-host x.y.z`, once registered.
+    #[serde(default)]
+    pub host_version: Option<String>,
+    /// Its GPUs, once registered.
+    #[serde(default)]
+    pub gpus: Vec<GpuDescription>,
+    /// Its prices by kind (the issued ones, else the registered ones).
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
+    /// Leases it completed (its proof accepted).
+    pub jobs_completed: u64,
+    /// Earnings so far: over its completed leases, its price for the job's
+    /// kind when it completed (0 for a kind it has no price for).
+    pub earnings: f64,
+    /// The leases it holds now.
+    #[serde(default)]
+    pub leases: Vec<WorkerLease>,
+}
+
+/// `GET /api/v1/workers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerList {
+    /// Every worker, issued or registered, oldest first.
+    pub workers: Vec<WorkerSummary>,
 }
 
 #[cfg(test)]
