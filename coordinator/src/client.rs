@@ -1,13 +1,14 @@
-//! A small client of the creator side of the protocol — blobs and jobs —
-//! used by the `pictor-coordinator` CLI (and usable by any Rust creator).
+//! A small client of the creator side of the protocol — blobs, jobs and
+//! issued workers — used by the `pictor-coordinator` CLI (and usable by any
+//! Rust creator).
 
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use pictor_protocol::Sha256Digest;
 use pictor_protocol::api::{
-    self, BlobRef, ErrorBody, JobList, JobState, JobStatus, PROTOCOL_VERSION, SubmitJob,
-    VERSION_HEADER,
+    self, BlobRef, CreateWorker, ErrorBody, IssuedWorker, JobList, JobState, JobStatus,
+    PROTOCOL_VERSION, SubmitJob, VERSION_HEADER, WorkerList, WorkerSummary,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::io::AsyncWriteExt;
@@ -253,6 +254,34 @@ impl Client {
             path = format!("{path}?state={name}");
         }
         self.json(self.request(Method::GET, &path)).await
+    }
+
+    /// Issues a worker; the reply holds its `worker.json` (the only copy of
+    /// its credential).
+    pub async fn create_worker(&self, request: &CreateWorker) -> Result<IssuedWorker, ClientError> {
+        self.json(
+            self.request(Method::POST, &api::paths::workers())
+                .json(request),
+        )
+        .await
+    }
+
+    /// Every worker, issued or registered.
+    pub async fn workers(&self) -> Result<WorkerList, ClientError> {
+        self.json(self.request(Method::GET, &api::paths::workers()))
+            .await
+    }
+
+    /// One worker.
+    pub async fn worker(&self, worker_id: &str) -> Result<WorkerSummary, ClientError> {
+        self.json(self.request(Method::GET, &api::paths::worker(worker_id)))
+            .await
+    }
+
+    /// Revokes an issued worker's credential.
+    pub async fn revoke_worker(&self, worker_id: &str) -> Result<WorkerSummary, ClientError> {
+        self.json(self.request(Method::POST, &api::paths::revoke_worker(worker_id)))
+            .await
     }
 
     /// Cancels a job.

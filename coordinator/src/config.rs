@@ -33,6 +33,10 @@ pub struct Config {
     pub max_blob_bytes: u64,
     /// The largest JSON request body accepted, in bytes.
     pub max_json_bytes: usize,
+    /// The miner plugin component that issued workers download (by its
+    /// sha256, from the blob store) and mine with; without it, issued
+    /// `worker.json` files carry the mining settings with mining off.
+    pub miner_plugin: Option<PathBuf>,
     /// Fault injection for tests (all off by default).
     pub faults: FaultConfig,
 }
@@ -50,6 +54,7 @@ impl Config {
             max_attempts_default: 3,
             max_blob_bytes: 16384 << 20,
             max_json_bytes: 16 << 20,
+            miner_plugin: None,
             faults: FaultConfig::default(),
         }
     }

@@ -12,11 +12,16 @@
 //!   tokens, the generated `worker.json`;
 //! - [`server`] — start, background lease expiry, graceful shutdown;
 //! - [`api`] — routes, handlers, version header, JSON errors ([`error`]);
-//! - [`auth`] — bearer tokens and who may act for which worker;
+//! - [`auth`] — bearer tokens (the folder's two, and each issued worker's
+//!   credential) and who may act for which worker;
+//! - [`issuing`] — checking a new worker's settings, its id and credential,
+//!   its `worker.json`; [`roster`] — the operator's view of every worker;
 //! - [`scheduler`] — the rules (leasing, expiry, replication, skipping);
 //! - [`store`] — the [`store::Store`] trait and its SQLite backend;
 //! - [`blobs`] — the content-addressed blob folder; [`faults`] — fault
 //!   injection for tests;
+//! - [`portal`] — the operator's web pages (workers, jobs, previews, a
+//!   form that issues workers);
 //! - [`client`] — a small HTTP client of the creator API (used by the CLI).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -28,6 +33,9 @@ pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod faults;
+pub mod issuing;
+pub mod portal;
+pub mod roster;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -26,14 +26,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pictor_protocol::api::{
     self, BlobRef, CompleteReply, CompleteRequest, FailRequest, Heartbeat, HeartbeatReply, JobList,
-    JobState, JobStatus, Lease, LeaseState, LeaseStatus, ProgressUpdate, RegisterRequest,
-    SubmitJob,
+    JobState, JobStatus, Lease, LeaseState, LeaseStatus, MiningFigures, ProgressUpdate,
+    RegisterRequest, SubmitJob,
 };
 use pictor_protocol::proof::{OutputDigest, PROOF_VERSION, SignedProof};
 
 use crate::blobs::BlobStore;
 use crate::error::ApiError;
-use crate::store::{FailureReport, JobRecord, LeaseRecord, LeaseRecordState, Tx, WorkerRecord};
+use crate::store::{
+    BeatRecord, FailureReport, JobRecord, LeaseRecord, LeaseRecordState, Tx, WorkerRecord,
+};
 
 /// Longest job id accepted, so that lease ids (`<job id>.<attempt>`) stay
 /// valid ids (≤ 128 characters).
@@ -177,6 +179,30 @@ pub fn touch_worker(
     Ok(worker)
 }
 
+/// Ends every active lease of `worker_id` at once, as if they had expired
+/// (their jobs are requeued, or fail when out of attempts): used when the
+/// worker's credential is revoked, so its jobs need not wait for the TTL.
+/// Returns how many leases ended.
+pub fn end_leases_of(tx: &mut dyn Tx, worker_id: &str, now_ms: u64) -> Result<usize, ApiError> {
+    let active = tx.leases_of_worker(worker_id, LeaseRecordState::Active)?;
+    for mut lease in active.iter().cloned() {
+        lease.state = LeaseRecordState::Expired;
+        lease.finished_at_ms = Some(now_ms);
+        tx.update_lease(&lease)?;
+        tracing::info!(lease = %lease.id, worker = worker_id, "lease ended: worker revoked");
+        if let Some(job) = tx.job(&lease.job_id)?
+            && !job.state.is_final()
+        {
+            let reason = format!(
+                "lease {} ended: worker {worker_id}'s credential was revoked",
+                lease.id
+            );
+            settle_after_loss(tx, job, &reason, now_ms)?;
+        }
+    }
+    Ok(active.len())
+}
+
 // ---------------------------------------------------------------- leases
 
 /// Expires every active lease past its time; returns how many expired.
@@ -302,6 +328,7 @@ pub fn lease_next(
             proof: None,
             failure: None,
             finished_at_ms: None,
+            price: None,
         };
         tx.insert_lease(&lease)?;
         job.attempts += 1;
@@ -408,6 +435,7 @@ pub fn heartbeat(
     if hb.leases.len() > 4096 {
         return Err(ApiError::invalid("`leases` lists more than 4096 leases"));
     }
+    tx.put_beat(&beat_record(worker_id, hb, now_ms))?;
     let mut replies = Vec::with_capacity(hb.leases.len());
     for (i, item) in hb.leases.iter().enumerate() {
         let fraction = check_fraction(item.fraction, &format!("leases[{i}].fraction"))?;
@@ -429,6 +457,30 @@ pub fn heartbeat(
         replies.push(extend(tx, rules, lease, now_ms)?);
     }
     Ok(HeartbeatReply { leases: replies })
+}
+
+/// What the operator's views keep of a heartbeat: the activity (an
+/// unknown word from a newer host is kept, clipped) and the miner's figures
+/// (clipped texts; a hashrate that is not a finite number ≥ 0 reads 0).
+fn beat_record(worker_id: &str, hb: &Heartbeat, now_ms: u64) -> BeatRecord {
+    let short =
+        |text: &str| -> String { text.chars().filter(|c| !c.is_control()).take(64).collect() };
+    BeatRecord {
+        worker_id: worker_id.to_string(),
+        at_ms: now_ms,
+        activity: short(&hb.activity),
+        mining: hb.mining.as_ref().map(|m| MiningFigures {
+            coin: short(&m.coin),
+            pool: short(&m.pool),
+            hashrate: if m.hashrate.is_finite() && m.hashrate >= 0.0 {
+                m.hashrate
+            } else {
+                0.0
+            },
+            accepted: m.accepted,
+            rejected: m.rejected,
+        }),
+    }
 }
 
 /// Progress on one lease (also extends it).
@@ -642,7 +694,9 @@ pub fn complete(
     lease.proof = Some(req.proof.clone());
     lease.fraction = 1.0;
     lease.finished_at_ms = Some(now_ms);
+    lease.price = price_of(tx, &worker, &job.kind)?;
     tx.update_lease(&lease)?;
+    tx.insert_outputs(&lease.id, &req.proof.manifest.outputs)?;
     tx.set_kind_failures(&lease.worker_id, &job.kind, 0)?;
     // This worker's replica is in: its other active leases of the job end.
     for mut other in tx.leases_of_job(&job.id)? {
@@ -659,6 +713,15 @@ pub fn complete(
         job_state: state,
         duplicate: false,
     })
+}
+
+/// What `worker` charges for a job of `kind` now: its issued price, else
+/// the price it registered with.
+fn price_of(tx: &mut dyn Tx, worker: &WorkerRecord, kind: &str) -> Result<Option<f64>, ApiError> {
+    let issued = tx
+        .issued_worker(&worker.id)?
+        .and_then(|w| w.prices.get(kind).copied());
+    Ok(issued.or_else(|| worker.prices.get(kind).copied()))
 }
 
 /// After a completion: succeed (or dispute) the job once enough distinct

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pictor_protocol::Sha256Digest;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,14 @@ pub enum StartError {
     /// The settings are inconsistent.
     #[error("{0}")]
     Config(String),
+    /// The miner plugin could not be put into the blob store.
+    #[error("miner plugin {}: {message}", path.display())]
+    MinerPlugin {
+        /// The file given with `--miner-plugin`.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A coordinator serving in the background.
@@ -107,21 +116,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if config.faults.any() {
         tracing::warn!(faults = ?config.faults, "fault injection is ON: blob downloads will be broken on purpose");
     }
+    let miner_plugin = match &config.miner_plugin {
+        Some(path) => Some(import_miner_plugin(&blobs, path).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
-    let state = Arc::new(AppState {
-        store: Arc::new(store),
-        blobs,
-        auth: Auth::new(&creator_token, &worker_token),
-        rules: Rules {
-            lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
-            skip_after_failures: config.skip_after_failures.max(1),
-        },
-        max_wait: config.max_wait,
-        max_attempts_default: config.max_attempts_default,
-        jobs_changed: Notify::new(),
-        faults: Faults::new(&config.faults),
-        shutdown: shutdown.clone(),
-    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -137,6 +136,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
         None => format!("http://{addr}"),
     };
+    let state = Arc::new(AppState {
+        store: Arc::new(store),
+        blobs,
+        auth: Auth::new(&creator_token, &worker_token),
+        rules: Rules {
+            lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+            skip_after_failures: config.skip_after_failures.max(1),
+        },
+        max_wait: config.max_wait,
+        max_attempts_default: config.max_attempts_default,
+        jobs_changed: Notify::new(),
+        faults: Faults::new(&config.faults),
+        shutdown: shutdown.clone(),
+        public_url: url.clone(),
+        miner_plugin,
+        sessions: crate::portal::session::Sessions::new(),
+    });
     data.write_endpoint(&url)?;
     data.write_worker_config(&url, &worker_token)?;
 
@@ -166,6 +182,36 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server,
         expiry,
     })
+}
+
+/// Puts the miner plugin at `path` into the blob store (if it is not there
+/// yet) and returns its digest, which issued `worker.json` files name.
+async fn import_miner_plugin(
+    blobs: &BlobStore,
+    path: &std::path::Path,
+) -> Result<Sha256Digest, StartError> {
+    let fail = |message: String| StartError::MinerPlugin {
+        path: path.to_path_buf(),
+        message,
+    };
+    let owned = path.to_path_buf();
+    let (sha256, size) = tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&owned).and_then(Sha256Digest::of_reader)
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(e.to_string()))?;
+    if blobs.size(&sha256).is_none() {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        blobs
+            .put(&sha256, tokio_util::io::ReaderStream::new(file))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    tracing::info!(plugin = %sha256, size, path = %path.display(), "miner plugin served to issued workers");
+    Ok(sha256)
 }
 
 /// Expires overdue leases a few times per TTL, waking long polls when jobs

@@ -13,7 +13,7 @@ use pictor_protocol::api::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::auth::{Access, Principal};
+use crate::auth::{Access, Auth, Presented, Principal, issued_principal};
 use crate::error::ApiError;
 
 /// A JSON body, parsed with the failing field named.
@@ -90,12 +90,24 @@ pub struct WorkerAuth(pub Principal);
 /// The caller, authenticated before the body is read: either token.
 pub struct AnyAuth;
 
+/// The caller for `access`: a folder token, or an issued worker's
+/// credential looked up in the store (a revoked one is refused with
+/// `revoked` on every endpoint).
 async fn authenticate(
     parts: &Parts,
     state: &Arc<AppState>,
     access: Access,
 ) -> Result<Principal, ApiError> {
-    state.auth.require(&parts.headers, access)
+    let principal = match state.auth.identify(&parts.headers) {
+        Presented::Nothing => None,
+        Presented::Known(principal) => Some(principal),
+        Presented::Other { token_sha256 } => {
+            state
+                .transact(move |tx| issued_principal(tx, &token_sha256))
+                .await?
+        }
+    };
+    Auth::admit(principal, access)
 }
 
 impl FromRequestParts<Arc<AppState>> for CreatorAuth {

@@ -9,6 +9,7 @@
 
 pub mod blobs;
 pub mod extract;
+pub mod issue;
 pub mod jobs;
 pub mod leases;
 pub mod workers;
@@ -22,6 +23,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use pictor_protocol::Sha256Digest;
 use pictor_protocol::api::{API_PREFIX, ErrorCode, Info, PROTOCOL_VERSION, VERSION_HEADER};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +55,14 @@ pub struct AppState {
     pub faults: Faults,
     /// Fired when the server shuts down (ends long polls).
     pub shutdown: CancellationToken,
+    /// The URL workers reach this coordinator at (written into issued
+    /// `worker.json` files).
+    pub public_url: String,
+    /// The miner plugin's blob, when `serve --miner-plugin` gave one:
+    /// issued workers mine with it.
+    pub miner_plugin: Option<Sha256Digest>,
+    /// The portal's login sessions.
+    pub sessions: crate::portal::session::Sessions,
 }
 
 impl AppState {
@@ -76,11 +86,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The router of every endpoint.
+/// The router of every endpoint, and of the portal's pages.
 pub fn router(state: Arc<AppState>, max_json_bytes: usize) -> Router {
     let v1 = Router::new()
         .route("/info", get(info))
+        .route("/workers", post(issue::create).get(issue::list))
         .route("/workers/register", post(workers::register))
+        .route("/workers/{worker_id}", get(issue::get))
+        .route("/workers/{worker_id}/revoke", post(issue::revoke_handler))
         .route("/workers/{worker_id}/heartbeat", post(workers::heartbeat))
         .route("/workers/{worker_id}/lease", post(workers::lease))
         .route("/leases/{lease_id}/progress", post(leases::progress))
@@ -95,6 +108,7 @@ pub fn router(state: Arc<AppState>, max_json_bytes: usize) -> Router {
         .route("/jobs/{job_id}/cancel", post(jobs::cancel));
     Router::new()
         .nest(API_PREFIX, v1)
+        .merge(crate::portal::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json_bytes))

@@ -43,7 +43,16 @@ pub async fn register(
         )));
     }
     let worker = state
-        .transact(move |tx| scheduler::register(tx, &request, now_ms()))
+        .transact(move |tx| {
+            if principal == Principal::FarmWorker && tx.issued_worker(&request.worker_id)?.is_some()
+            {
+                return Err(ApiError::unauthorized(format!(
+                    "worker {} was issued its own credential; use the token in its worker.json, not the farm's",
+                    request.worker_id
+                )));
+            }
+            scheduler::register(tx, &request, now_ms())
+        })
         .await?;
     tracing::info!(worker = %worker.id, name = %worker.name, kinds = ?worker.kinds, "worker registered");
     let ttl_s = u32::try_from(state.rules.lease_ttl_ms.div_ceil(1000)).unwrap_or(u32::MAX);

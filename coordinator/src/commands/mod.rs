@@ -6,6 +6,7 @@ mod jobs;
 mod results;
 mod serve;
 mod submit;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,8 @@ pub enum Command {
     Cancel(cancel::CancelCommand),
     /// Download a succeeded job's outputs and proofs.
     Results(results::ResultsCommand),
+    /// Issue, list and revoke workers (each with its own credential).
+    Worker(worker::WorkerCommand),
 }
 
 impl Command {
@@ -62,6 +65,7 @@ impl Command {
             Command::Job(c) => c.execute(),
             Command::Cancel(c) => c.execute(),
             Command::Results(c) => c.execute(),
+            Command::Worker(c) => c.execute(),
         }
     }
 }

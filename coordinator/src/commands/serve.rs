@@ -39,6 +39,12 @@ pub struct ServeCommand {
     /// Largest blob accepted, in MiB.
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     max_blob_mib: u64,
+    /// The miner plugin component (e.g. target/guest/…/mine.wasm): put into
+    /// the blob store at start; workers issued here download it by its
+    /// sha256 and mine while idle. Without it, issued worker.json files have
+    /// mining off.
+    #[arg(long, value_name = "PATH")]
+    miner_plugin: Option<PathBuf>,
     /// TESTING ONLY: the first full download of each blob larger than N bytes
     /// is cut after N bytes (clients must resume with Range).
     #[arg(long, value_name = "N")]
@@ -59,6 +65,7 @@ impl ServeCommand {
         config.skip_after_failures = self.skip_after_failures;
         config.max_attempts_default = self.max_attempts_default;
         config.max_blob_bytes = self.max_blob_mib << 20;
+        config.miner_plugin = self.miner_plugin;
         config.faults.cut_blob_after_bytes = self.fault_cut_blob_after_bytes;
         config.faults.corrupt_blob_once = self.fault_corrupt_blob_once;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -78,6 +85,11 @@ impl ServeCommand {
             );
             println!(
                 "submit a job:    pictor-coordinator submit --data {} JOB.json --wait",
+                data.root().display()
+            );
+            println!("worker portal:   {}/portal (log in with the creator token)", running.url);
+            println!(
+                "issue a worker:  pictor-coordinator worker create --data {} --name NAME --wallet ADDR --out worker.json",
                 data.root().display()
             );
             let stop = running.stop_handle();

@@ -1,5 +1,6 @@
-//! The coordinator's durable state — workers, jobs, leases and per-kind
-//! failure counts — behind the [`Store`] trait, and its records.
+//! The coordinator's durable state — workers (registered and issued), their
+//! last heartbeats, jobs, leases, job outputs and per-kind failure counts —
+//! behind the [`Store`] trait, and its records.
 //!
 //! The trait is deliberately small and synchronous: a backend offers
 //! [`Store::transact`], which runs a closure against a [`Tx`] (a handful of
@@ -24,8 +25,11 @@ pub mod sqlite;
 
 use std::collections::BTreeMap;
 
-use pictor_protocol::api::{BlobRef, GpuDescription, InputBlob, JobState};
-use pictor_protocol::proof::SignedProof;
+use pictor_protocol::Sha256Digest;
+use pictor_protocol::api::{
+    BlobRef, GpuDescription, InputBlob, JobState, MiningFigures, MiningSettings,
+};
+use pictor_protocol::proof::{OutputDigest, SignedProof};
 use serde::{Deserialize, Serialize};
 
 /// A storage failure (the database, not the request, is at fault).
@@ -81,6 +85,54 @@ pub struct WorkerRecord {
     pub registered_at_ms: u64,
     /// Last request from it.
     pub last_seen_ms: u64,
+}
+
+/// A worker issued by this coordinator, with its own credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedWorkerRecord {
+    /// Its id (`wkr-` and 10 hex digits).
+    pub id: String,
+    /// The owner's name for it.
+    pub name: String,
+    /// The network reward wallet.
+    pub wallet: String,
+    /// Mining settings (payout wallet resolved), if it mines.
+    pub mining: Option<MiningSettings>,
+    /// Its prices by kind.
+    pub prices: BTreeMap<String, f64>,
+    /// sha256 of its credential, 64 lowercase hex digits (the token itself
+    /// is never stored).
+    pub token_sha256: String,
+    /// When it was issued (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// When its credential was revoked.
+    pub revoked_at_ms: Option<u64>,
+}
+
+/// A worker's last heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeatRecord {
+    /// The worker.
+    pub worker_id: String,
+    /// When it came (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// `idle`, `mining` or `job`.
+    pub activity: String,
+    /// The miner's figures, while mining.
+    pub mining: Option<MiningFigures>,
+}
+
+/// One output of a completed lease, as listed in its accepted proof.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputRecord {
+    /// The lease.
+    pub lease_id: String,
+    /// Its path under `/output`.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its blob.
+    pub sha256: Sha256Digest,
 }
 
 /// A job as stored.
@@ -209,6 +261,9 @@ pub struct LeaseRecord {
     pub failure: Option<FailureReport>,
     /// When it ended.
     pub finished_at_ms: Option<u64>,
+    /// Once completed: the worker's price for the job's kind at that time
+    /// (what it earned), if it had one.
+    pub price: Option<f64>,
 }
 
 /// Row-level access inside one transaction. Every method sees the
@@ -218,6 +273,27 @@ pub trait Tx {
     fn worker(&mut self, id: &str) -> Result<Option<WorkerRecord>, StoreError>;
     /// Inserts or replaces a worker.
     fn put_worker(&mut self, worker: &WorkerRecord) -> Result<(), StoreError>;
+    /// Every registered worker, in registration order.
+    fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// The issued worker with this id.
+    fn issued_worker(&mut self, id: &str) -> Result<Option<IssuedWorkerRecord>, StoreError>;
+    /// The issued worker whose credential hashes to `token_sha256` (hex).
+    fn issued_worker_by_token(
+        &mut self,
+        token_sha256: &str,
+    ) -> Result<Option<IssuedWorkerRecord>, StoreError>;
+    /// Inserts a newly issued worker.
+    fn insert_issued_worker(&mut self, worker: &IssuedWorkerRecord) -> Result<(), StoreError>;
+    /// Updates an issued worker's mutable field (`revoked_at_ms`).
+    fn update_issued_worker(&mut self, worker: &IssuedWorkerRecord) -> Result<(), StoreError>;
+    /// Every issued worker, oldest first.
+    fn list_issued_workers(&mut self) -> Result<Vec<IssuedWorkerRecord>, StoreError>;
+
+    /// Records a worker's latest heartbeat (replacing the one before).
+    fn put_beat(&mut self, beat: &BeatRecord) -> Result<(), StoreError>;
+    /// A worker's latest heartbeat.
+    fn beat(&mut self, worker_id: &str) -> Result<Option<BeatRecord>, StoreError>;
 
     /// The job with this id.
     fn job(&mut self, id: &str) -> Result<Option<JobRecord>, StoreError>;
@@ -249,6 +325,24 @@ pub trait Tx {
     fn leases_of_job(&mut self, job_id: &str) -> Result<Vec<LeaseRecord>, StoreError>;
     /// Active leases whose `expires_at_ms` is at or before `now_ms`.
     fn due_leases(&mut self, now_ms: u64) -> Result<Vec<LeaseRecord>, StoreError>;
+    /// A worker's leases in `state`, in the order granted.
+    fn leases_of_worker(
+        &mut self,
+        worker_id: &str,
+        state: LeaseRecordState,
+    ) -> Result<Vec<LeaseRecord>, StoreError>;
+    /// A worker's completed leases and the sum of their prices.
+    fn worker_totals(&mut self, worker_id: &str) -> Result<(u64, f64), StoreError>;
+
+    /// Records the outputs of a completed lease (from its accepted proof).
+    fn insert_outputs(
+        &mut self,
+        lease_id: &str,
+        outputs: &[OutputDigest],
+    ) -> Result<(), StoreError>;
+    /// Some output whose blob is `sha256`, if any job has one.
+    fn output_by_blob(&mut self, sha256: &Sha256Digest)
+    -> Result<Option<OutputRecord>, StoreError>;
 
     /// Consecutive failures of `worker_id` on `kind` (0 if none).
     fn kind_failures(&mut self, worker_id: &str, kind: &str) -> Result<u32, StoreError>;

@@ -5,17 +5,64 @@
 //!
 //! Lists (inputs, GPUs, kinds, prices), proofs and failure reports are JSON
 //! text columns; `u64` values that may exceed `i64` (seeds) are decimal text.
+//!
+//! A new database gets the version 1 schema and then every migration in
+//! [`MIGRATIONS`], in order; an older database gets the migrations it lacks,
+//! in the same transaction as the check.
 
 use std::path::Path;
 use std::sync::Mutex;
 
+use pictor_protocol::Sha256Digest;
 use pictor_protocol::api::{BlobRef, JobState};
+use pictor_protocol::proof::OutputDigest;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{JobRecord, LeaseRecord, LeaseRecordState, Store, StoreError, Tx, WorkerRecord};
+use super::{
+    BeatRecord, IssuedWorkerRecord, JobRecord, LeaseRecord, LeaseRecordState, OutputRecord, Store,
+    StoreError, Tx, WorkerRecord,
+};
 
 /// The schema version this build creates and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Each migration takes the schema from the version before to its version.
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2)];
+
+/// Version 2: issued workers with their own credentials, last heartbeats,
+/// the price earned on each completed lease, and an index of job outputs
+/// (filled from the proofs already accepted).
+const MIGRATION_2: &str = "
+CREATE TABLE issued_workers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    wallet TEXT NOT NULL,
+    mining TEXT,
+    prices TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE TABLE worker_beats (
+    worker_id TEXT PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    activity TEXT NOT NULL,
+    mining TEXT
+);
+ALTER TABLE leases ADD COLUMN price REAL;
+CREATE INDEX leases_by_worker ON leases (worker_id, state);
+CREATE TABLE lease_outputs (
+    sha256 TEXT NOT NULL,
+    lease_id TEXT NOT NULL REFERENCES leases (id),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (sha256, lease_id, path)
+);
+INSERT OR IGNORE INTO lease_outputs (sha256, lease_id, path, size)
+    SELECT json_extract(o.value, '$.sha256'), l.id, json_extract(o.value, '$.path'), json_extract(o.value, '$.size')
+    FROM leases l, json_each(l.proof, '$.manifest.outputs') o
+    WHERE l.state = 'completed' AND l.proof IS NOT NULL;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -77,7 +124,10 @@ CREATE TABLE kind_failures (
 
 const JOB_COLUMNS: &str = "id, kind, plugin_sha256, plugin_size, inputs, params, seed, limits, price, replicas, \
      max_attempts, state, attempts, created_at_ms, finished_at_ms, error";
-const LEASE_COLUMNS: &str = "id, job_id, worker_id, attempt, state, granted_at_ms, expires_at_ms, fraction, message, proof, failure, finished_at_ms";
+const LEASE_COLUMNS: &str = "id, job_id, worker_id, attempt, state, granted_at_ms, expires_at_ms, fraction, message, proof, failure, finished_at_ms, price";
+const ISSUED_COLUMNS: &str =
+    "id, name, wallet, mining, prices, token_sha256, created_at_ms, revoked_at_ms";
+const WORKER_COLUMNS: &str = "id, name, public_key, host_version, gpus, kinds, prices, slots, registered_at_ms, last_seen_ms";
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -119,23 +169,33 @@ impl SqliteStore {
             })
             .map_err(backend)?
             > 0;
-        if exists {
-            let found: i64 = tx
-                .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
-                .map_err(backend)?;
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::SchemaTooNew {
-                    found,
-                    expected: SCHEMA_VERSION,
-                });
-            }
+        let found = if exists {
+            tx.query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+                .map_err(backend)?
         } else {
             tx.execute_batch(SCHEMA).map_err(backend)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+                .map_err(backend)?;
+            1
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+            tx.execute_batch(sql).map_err(|e| {
+                StoreError::Backend(format!("migrating the schema to version {version}: {e}"))
+            })?;
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
-                [SCHEMA_VERSION],
+                [version],
             )
             .map_err(backend)?;
+            if exists {
+                tracing::info!(from = found, to = version, "database schema migrated");
+            }
         }
         tx.commit().map_err(backend)?;
         Ok(SqliteStore {
@@ -297,6 +357,94 @@ impl RawJob {
     }
 }
 
+struct RawWorker {
+    id: String,
+    name: String,
+    public_key: String,
+    host_version: String,
+    gpus: String,
+    kinds: String,
+    prices: String,
+    slots: i64,
+    registered_at_ms: i64,
+    last_seen_ms: i64,
+}
+
+impl RawWorker {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawWorker {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            public_key: row.get(2)?,
+            host_version: row.get(3)?,
+            gpus: row.get(4)?,
+            kinds: row.get(5)?,
+            prices: row.get(6)?,
+            slots: row.get(7)?,
+            registered_at_ms: row.get(8)?,
+            last_seen_ms: row.get(9)?,
+        })
+    }
+
+    fn decode(self) -> Result<WorkerRecord, StoreError> {
+        Ok(WorkerRecord {
+            gpus: from_json("workers", "gpus", &self.gpus)?,
+            kinds: from_json("workers", "kinds", &self.kinds)?,
+            prices: from_json("workers", "prices", &self.prices)?,
+            slots: to_u32(self.slots),
+            registered_at_ms: to_u64(self.registered_at_ms),
+            last_seen_ms: to_u64(self.last_seen_ms),
+            id: self.id,
+            name: self.name,
+            public_key: self.public_key,
+            host_version: self.host_version,
+        })
+    }
+}
+
+struct RawIssued {
+    id: String,
+    name: String,
+    wallet: String,
+    mining: Option<String>,
+    prices: String,
+    token_sha256: String,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+impl RawIssued {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawIssued {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            wallet: row.get(2)?,
+            mining: row.get(3)?,
+            prices: row.get(4)?,
+            token_sha256: row.get(5)?,
+            created_at_ms: row.get(6)?,
+            revoked_at_ms: row.get(7)?,
+        })
+    }
+
+    fn decode(self) -> Result<IssuedWorkerRecord, StoreError> {
+        Ok(IssuedWorkerRecord {
+            mining: self
+                .mining
+                .as_deref()
+                .map(|m| from_json("issued_workers", "mining", m))
+                .transpose()?,
+            prices: from_json("issued_workers", "prices", &self.prices)?,
+            created_at_ms: to_u64(self.created_at_ms),
+            revoked_at_ms: self.revoked_at_ms.map(to_u64),
+            id: self.id,
+            name: self.name,
+            wallet: self.wallet,
+            token_sha256: self.token_sha256,
+        })
+    }
+}
+
 struct RawLease {
     id: String,
     job_id: String,
@@ -310,6 +458,7 @@ struct RawLease {
     proof: Option<String>,
     failure: Option<String>,
     finished_at_ms: Option<i64>,
+    price: Option<f64>,
 }
 
 impl RawLease {
@@ -327,6 +476,7 @@ impl RawLease {
             proof: row.get(9)?,
             failure: row.get(10)?,
             finished_at_ms: row.get(11)?,
+            price: row.get(12)?,
         })
     }
 
@@ -351,6 +501,7 @@ impl RawLease {
                 .map(|f| from_json("leases", "failure", f))
                 .transpose()?,
             finished_at_ms: self.finished_at_ms.map(to_u64),
+            price: self.price,
             message: self.message,
             id: self.id,
             job_id: self.job_id,
@@ -360,6 +511,36 @@ impl RawLease {
 }
 
 impl SqliteTx<'_> {
+    fn workers_where(
+        &mut self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<WorkerRecord>, StoreError> {
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers {clause}");
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let raw: Vec<RawWorker> = stmt
+            .query_map(args, RawWorker::read)
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        raw.into_iter().map(RawWorker::decode).collect()
+    }
+
+    fn issued_where(
+        &mut self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<IssuedWorkerRecord>, StoreError> {
+        let sql = format!("SELECT {ISSUED_COLUMNS} FROM issued_workers {clause}");
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let raw: Vec<RawIssued> = stmt
+            .query_map(args, RawIssued::read)
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        raw.into_iter().map(RawIssued::decode).collect()
+    }
+
     fn jobs_where(
         &mut self,
         clause: &str,
@@ -393,55 +574,11 @@ impl SqliteTx<'_> {
 
 impl Tx for SqliteTx<'_> {
     fn worker(&mut self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
-        type Raw = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            i64,
-            i64,
-            i64,
-        );
-        let raw: Option<Raw> = self
-            .tx
-            .query_row(
-                "SELECT id, name, public_key, host_version, gpus, kinds, prices, slots, registered_at_ms, last_seen_ms \
-                 FROM workers WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        let Some((
-            id,
-            name,
-            public_key,
-            host_version,
-            gpus,
-            kinds,
-            prices,
-            slots,
-            registered,
-            seen,
-        )) = raw
-        else {
-            return Ok(None);
-        };
-        Ok(Some(WorkerRecord {
-            id,
-            name,
-            public_key,
-            host_version,
-            gpus: from_json("workers", "gpus", &gpus)?,
-            kinds: from_json("workers", "kinds", &kinds)?,
-            prices: from_json("workers", "prices", &prices)?,
-            slots: to_u32(slots),
-            registered_at_ms: to_u64(registered),
-            last_seen_ms: to_u64(seen),
-        }))
+        Ok(self.workers_where("WHERE id = ?1", &[&id])?.pop())
+    }
+
+    fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
+        self.workers_where("ORDER BY registered_at_ms, id", &[])
     }
 
     fn put_worker(&mut self, w: &WorkerRecord) -> Result<(), StoreError> {
@@ -550,7 +687,7 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_lease(&mut self, l: &LeaseRecord) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         );
         self.tx
             .execute(
@@ -567,7 +704,8 @@ impl Tx for SqliteTx<'_> {
                     l.message,
                     l.proof.as_ref().map(json).transpose()?,
                     l.failure.as_ref().map(json).transpose()?,
-                    l.finished_at_ms.map(to_i64)
+                    l.finished_at_ms.map(to_i64),
+                    l.price
                 ],
             )
             .map_err(backend)?;
@@ -578,7 +716,7 @@ impl Tx for SqliteTx<'_> {
         self.tx
             .execute(
                 "UPDATE leases SET state = ?2, expires_at_ms = ?3, fraction = ?4, message = ?5, proof = ?6, failure = ?7, \
-                 finished_at_ms = ?8 WHERE id = ?1",
+                 finished_at_ms = ?8, price = ?9 WHERE id = ?1",
                 params![
                     l.id,
                     l.state.as_str(),
@@ -587,7 +725,8 @@ impl Tx for SqliteTx<'_> {
                     l.message,
                     l.proof.as_ref().map(json).transpose()?,
                     l.failure.as_ref().map(json).transpose()?,
-                    l.finished_at_ms.map(to_i64)
+                    l.finished_at_ms.map(to_i64),
+                    l.price
                 ],
             )
             .map_err(backend)?;
@@ -603,6 +742,162 @@ impl Tx for SqliteTx<'_> {
             "WHERE state = 'active' AND expires_at_ms <= ?1 ORDER BY expires_at_ms",
             &[&to_i64(now_ms)],
         )
+    }
+
+    fn leases_of_worker(
+        &mut self,
+        worker_id: &str,
+        state: LeaseRecordState,
+    ) -> Result<Vec<LeaseRecord>, StoreError> {
+        self.leases_where(
+            "WHERE worker_id = ?1 AND state = ?2 ORDER BY granted_at_ms, id",
+            &[&worker_id, &state.as_str()],
+        )
+    }
+
+    fn worker_totals(&mut self, worker_id: &str) -> Result<(u64, f64), StoreError> {
+        let (count, sum): (i64, f64) = self
+            .tx
+            .query_row(
+                "SELECT count(*), coalesce(sum(price), 0.0) FROM leases WHERE worker_id = ?1 AND state = 'completed'",
+                [worker_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+        Ok((to_u64(count), sum))
+    }
+
+    fn insert_outputs(
+        &mut self,
+        lease_id: &str,
+        outputs: &[OutputDigest],
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO lease_outputs (sha256, lease_id, path, size) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(backend)?;
+        for output in outputs {
+            stmt.execute(params![
+                output.sha256.to_string(),
+                lease_id,
+                output.path,
+                to_i64(output.size)
+            ])
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn output_by_blob(
+        &mut self,
+        sha256: &Sha256Digest,
+    ) -> Result<Option<OutputRecord>, StoreError> {
+        let raw: Option<(String, String, i64)> = self
+            .tx
+            .query_row(
+                "SELECT lease_id, path, size FROM lease_outputs WHERE sha256 = ?1 ORDER BY lease_id, path LIMIT 1",
+                [sha256.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        Ok(raw.map(|(lease_id, path, size)| OutputRecord {
+            lease_id,
+            path,
+            size: to_u64(size),
+            sha256: *sha256,
+        }))
+    }
+
+    fn issued_worker(&mut self, id: &str) -> Result<Option<IssuedWorkerRecord>, StoreError> {
+        Ok(self.issued_where("WHERE id = ?1", &[&id])?.pop())
+    }
+
+    fn issued_worker_by_token(
+        &mut self,
+        token_sha256: &str,
+    ) -> Result<Option<IssuedWorkerRecord>, StoreError> {
+        Ok(self
+            .issued_where("WHERE token_sha256 = ?1", &[&token_sha256])?
+            .pop())
+    }
+
+    fn insert_issued_worker(&mut self, w: &IssuedWorkerRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO issued_workers ({ISSUED_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        );
+        self.tx
+            .execute(
+                &sql,
+                params![
+                    w.id,
+                    w.name,
+                    w.wallet,
+                    w.mining.as_ref().map(json).transpose()?,
+                    json(&w.prices)?,
+                    w.token_sha256,
+                    to_i64(w.created_at_ms),
+                    w.revoked_at_ms.map(to_i64)
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn update_issued_worker(&mut self, w: &IssuedWorkerRecord) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE issued_workers SET revoked_at_ms = ?2 WHERE id = ?1",
+                params![w.id, w.revoked_at_ms.map(to_i64)],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn list_issued_workers(&mut self) -> Result<Vec<IssuedWorkerRecord>, StoreError> {
+        self.issued_where("ORDER BY created_at_ms, id", &[])
+    }
+
+    fn put_beat(&mut self, beat: &BeatRecord) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO worker_beats (worker_id, at_ms, activity, mining) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (worker_id) DO UPDATE SET at_ms = ?2, activity = ?3, mining = ?4",
+                params![
+                    beat.worker_id,
+                    to_i64(beat.at_ms),
+                    beat.activity,
+                    beat.mining.as_ref().map(json).transpose()?
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn beat(&mut self, worker_id: &str) -> Result<Option<BeatRecord>, StoreError> {
+        let raw: Option<(i64, String, Option<String>)> = self
+            .tx
+            .query_row(
+                "SELECT at_ms, activity, mining FROM worker_beats WHERE worker_id = ?1",
+                [worker_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        raw.map(|(at_ms, activity, mining)| {
+            Ok(BeatRecord {
+                worker_id: worker_id.to_string(),
+                at_ms: to_u64(at_ms),
+                activity,
+                mining: mining
+                    .as_deref()
+                    .map(|m| from_json("worker_beats", "mining", m))
+                    .transpose()?,
+            })
+        })
+        .transpose()
     }
 
     fn kind_failures(&mut self, worker_id: &str, kind: &str) -> Result<u32, StoreError> {
@@ -702,6 +997,55 @@ mod tests {
             assert_eq!(ids(tx.list_jobs(None, 2)?), ["c", "b"]);
             Ok::<_, StoreError>(())
         })
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_rows() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("coordinator.sqlite");
+        let output = Sha256Digest::of(b"png");
+        {
+            let conn = Connection::open(&path)?;
+            conn.execute_batch(SCHEMA)?;
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)", [])?;
+            conn.execute(
+                "INSERT INTO workers VALUES ('w', 'n', 'k', 'h', '[]', '[]', '{}', 1, 1, 1)",
+                [],
+            )?;
+            conn.execute(
+                &format!(
+                    "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ('j', 'render', ?1, 1, '[]', '{{}}', '0', '{{}}', NULL, 1, 3, 'succeeded', 1, 1, 2, NULL)"
+                ),
+                [Sha256Digest::of(b"p").to_string()],
+            )?;
+            let proof = serde_json::json!({"manifest": {"outputs": [{"path": "frame.png", "size": 3, "sha256": output}]}});
+            conn.execute(
+                "INSERT INTO leases (id, job_id, worker_id, attempt, state, granted_at_ms, expires_at_ms, fraction, message, proof, failure, finished_at_ms) \
+                 VALUES ('j.0', 'j', 'w', 0, 'completed', 1, 2, 1.0, '', ?1, NULL, 2)",
+                [proof.to_string()],
+            )?;
+        }
+        let store = SqliteStore::open(&path)?;
+        let (found, totals) = transaction(&store, |tx| {
+            Ok::<_, StoreError>((tx.output_by_blob(&output)?, tx.worker_totals("w")?))
+        })?;
+        let found = found.ok_or("the output was not indexed")?;
+        assert_eq!(
+            (found.lease_id.as_str(), found.path.as_str(), found.size),
+            ("j.0", "frame.png", 3)
+        );
+        assert_eq!(totals, (1, 0.0));
+        drop(store);
+        // Opening again migrates nothing more.
+        let store = SqliteStore::open(&path)?;
+        let version: i64 = store.conn.lock().map_err(|_| "poisoned")?.query_row(
+            "SELECT max(version) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(version, SCHEMA_VERSION);
+        Ok(())
     }
 
     #[test]

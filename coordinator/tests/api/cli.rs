@@ -255,3 +255,146 @@ async fn wait_for_server(http: &reqwest::Client, data: &Path) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_are_issued_listed_and_revoked_from_the_command_line() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let miner = tmp.path().join("mine.wasm");
+    std::fs::write(&miner, b"\0asm a miner")?;
+    let _server = Server(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--data",
+                data_arg,
+                "--listen",
+                "127.0.0.1:0",
+                "--miner-plugin",
+                miner.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let url = wait_for_server(&http, &data).await;
+
+    let out = tmp.path().join("rig.json");
+    let create = run(&[
+        "worker",
+        "create",
+        "--data",
+        data_arg,
+        "--name",
+        "CLI rig",
+        "--wallet",
+        crate::support::BTC_ADDRESS,
+        "--pool",
+        "stratum+tcp://pool.example:3333",
+        "--coin",
+        "btc",
+        "--price",
+        "render=0.05",
+        "--price",
+        "train=2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(create.status.success(), "{}", text(&create.stderr));
+    let stderr = text(&create.stderr);
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("issued worker "))
+        .unwrap()
+        .to_string();
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    assert_eq!(config["worker"]["id"], id.as_str());
+    assert_eq!(config["coordinator"]["url"], url.as_str());
+    assert_eq!(config["prices"], json!({"render": 0.05, "train": 2.0}));
+    assert_eq!(config["mining"]["enabled"], true);
+    assert_eq!(
+        config["mining"]["plugin_sha256"],
+        Sha256Digest::of(b"\0asm a miner").to_string().as_str()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out)?.permissions().mode() & 0o777, 0o600);
+    }
+    // An existing file is never overwritten (and nothing is issued).
+    let again = run(&[
+        "worker",
+        "create",
+        "--data",
+        data_arg,
+        "--name",
+        "x",
+        "--wallet",
+        "wallet-123",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    // To stdout; a refused field is named.
+    let plain = run(&[
+        "worker",
+        "create",
+        "--data",
+        data_arg,
+        "--name",
+        "Plain",
+        "--wallet",
+        "wallet-123",
+    ]);
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let plain_config: Value = serde_json::from_slice(&plain.stdout)?;
+    assert!(plain_config.get("mining").is_none());
+    let bad = run(&[
+        "worker",
+        "create",
+        "--data",
+        data_arg,
+        "--name",
+        "Bad",
+        "--wallet",
+        "wallet-123",
+        "--pool",
+        "http://pool:1",
+        "--coin",
+        "btc",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("`mining.pool`"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let list = run(&["worker", "list", "--data", data_arg]);
+    assert!(list.status.success());
+    let table = text(&list.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("CLI rig") && l.contains("offline")),
+        "{table}"
+    );
+    let revoke = run(&["worker", "revoke", "--data", data_arg, &id]);
+    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    let list = run(&["worker", "list", "--data", data_arg, "--json"]);
+    let list: api::WorkerList = serde_json::from_slice(&list.stdout)?;
+    assert_eq!(list.workers.len(), 2);
+    let revoked = list.workers.iter().find(|w| w.id == id).unwrap();
+    assert!(revoked.revoked && revoked.issued);
+    let missing = run(&["worker", "revoke", "--data", data_arg, "wkr-nobody"]);
+    assert_eq!(missing.status.code(), Some(2));
+    Ok(())
+}

@@ -5,8 +5,10 @@
 
 mod blobs;
 mod cli;
+mod issued;
 mod jobs;
 mod leasing;
+mod portal;
 mod protocol;
 mod restart;
 mod results;

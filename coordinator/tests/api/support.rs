@@ -7,7 +7,8 @@ use ed25519_dalek::SigningKey;
 use pictor_coordinator::{Config, Running};
 use pictor_protocol::Sha256Digest;
 use pictor_protocol::api::{
-    self, ErrorBody, ErrorCode, JobStatus, Lease, PROTOCOL_VERSION, VERSION_HEADER,
+    self, ErrorBody, ErrorCode, IssuedWorker, JobStatus, Lease, PROTOCOL_VERSION, VERSION_HEADER,
+    WorkerSummary,
 };
 use pictor_protocol::proof::{self, OutputDigest, ResultManifest, SignedProof};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -88,6 +89,38 @@ impl Farm {
             None => request,
         };
         request.send().await.unwrap()
+    }
+
+    /// POSTs `body` to `path` with bearer `token`.
+    pub async fn as_token(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Issues a worker (asserting 201).
+    pub async fn issue(&self, body: Value) -> IssuedWorker {
+        let response = self
+            .as_creator(Method::POST, &api::paths::workers(), Some(&body))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// The operator's view of worker `id` (asserting 200).
+    pub async fn worker_summary(&self, id: &str) -> WorkerSummary {
+        let response = self
+            .as_creator(Method::GET, &api::paths::worker(id), None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
     }
 
     pub async fn put_blob(&self, bytes: &[u8]) -> Sha256Digest {
@@ -211,6 +244,19 @@ impl Farm {
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
+}
+
+/// A valid Bitcoin (segwit) address.
+pub const BTC_ADDRESS: &str = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
+
+/// A worker to issue: mining btc on a test pool, priced for `hello` jobs.
+pub fn new_worker_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "wallet": BTC_ADDRESS,
+        "mining": {"pool": "stratum+tcp://pool.example:3333", "coin": "btc"},
+        "prices": {"hello": 0.25, "render": 1.5},
+    })
 }
 
 pub fn key(n: u8) -> SigningKey {
