@@ -109,9 +109,10 @@ impl FromRequestParts<Arc<AppState>> for Operator {
     }
 }
 
-/// The refusal of a POST whose `Origin` is not this host (a cross-site
-/// form); `None` when it may proceed.
-fn cross_site(headers: &HeaderMap) -> Option<Response> {
+/// The refusal of a POST whose `Origin` is neither this request's host nor
+/// the coordinator's public URL (a cross-site form); `None` when it may
+/// proceed.
+fn cross_site(headers: &HeaderMap, public_url: &str) -> Option<Response> {
     let origin = headers.get(ORIGIN)?;
     let origin = origin.to_str().unwrap_or("");
     let authority = origin
@@ -122,7 +123,13 @@ fn cross_site(headers: &HeaderMap) -> Option<Response> {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !authority.is_empty() && authority.eq_ignore_ascii_case(host) {
+    let public = public_url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .unwrap_or("");
+    if !authority.is_empty()
+        && (authority.eq_ignore_ascii_case(host) || authority.eq_ignore_ascii_case(public))
+    {
         return None;
     }
     tracing::warn!(origin, host, "portal: cross-origin form post refused");
@@ -151,7 +158,7 @@ async fn login(
     State(state): State<Arc<AppState>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = cross_site(&headers) {
+    if let Some(refused) = cross_site(&headers, &state.public_url) {
         return refused;
     }
     let token = form.map(|Form(f)| f.token).unwrap_or_default();
@@ -182,7 +189,7 @@ async fn logout(
     headers: HeaderMap,
     State(state): State<Arc<AppState>>,
 ) -> Response {
-    if let Some(refused) = cross_site(&headers) {
+    if let Some(refused) = cross_site(&headers, &state.public_url) {
         return refused;
     }
     if let Ok(operator) = operator {
@@ -228,7 +235,7 @@ async fn create_worker(
     State(state): State<Arc<AppState>>,
     form: Result<Form<WorkerForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = cross_site(&headers) {
+    if let Some(refused) = cross_site(&headers, &state.public_url) {
         return refused;
     }
     let mining_served = state.miner_plugin.is_some();
@@ -303,7 +310,7 @@ async fn revoke_worker(
     State(state): State<Arc<AppState>>,
     Path(worker_id): Path<String>,
 ) -> Response {
-    if let Some(refused) = cross_site(&headers) {
+    if let Some(refused) = cross_site(&headers, &state.public_url) {
         return refused;
     }
     match issue::revoke(&state, worker_id).await {
@@ -361,4 +368,47 @@ async fn blob(
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            headers.insert(ORIGIN, origin.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn only_posts_from_this_site_pass() {
+        let public = "https://coord.example/";
+        assert!(cross_site(&headers(None, "127.0.0.1:8700"), public).is_none());
+        assert!(
+            cross_site(
+                &headers(Some("http://127.0.0.1:8700"), "127.0.0.1:8700"),
+                public
+            )
+            .is_none()
+        );
+        // Behind a proxy that rewrites Host: the public URL counts.
+        assert!(
+            cross_site(
+                &headers(Some("https://coord.example"), "127.0.0.1:8700"),
+                public
+            )
+            .is_none()
+        );
+        assert!(
+            cross_site(
+                &headers(Some("http://evil.example"), "127.0.0.1:8700"),
+                public
+            )
+            .is_some()
+        );
+        assert!(cross_site(&headers(Some("null"), "127.0.0.1:8700"), public).is_some());
+    }
 }
