@@ -37,7 +37,7 @@ input,select{width:100%;box-sizing:border-box;padding:6px 8px;border:1px solid #
 fieldset{border:1px solid #e0e3e8;margin:14px 0;padding:4px 14px 12px}
 p.error{background:#fce8e6;color:#a50e0e;padding:8px 12px;border-radius:4px}
 p.note{background:#fef7e0;padding:8px 12px;border-radius:4px}
-pre #worker-json{background:#1d2430;color:#e8eaed;padding:12px;overflow:auto;border-radius:4px}
+pre#worker-json{background:#1d2430;color:#e8eaed;padding:12px;overflow:auto;border-radius:4px}
 .state-succeeded{color:#137333}.state-failed,.state-disputed{color:#c5221f}.state-running{color:#1a73e8}
 ";
 
