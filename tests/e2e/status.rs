@@ -476,3 +476,76 @@ fn a_revoked_worker_stops_with_the_reason_and_keeps_its_result() {
     assert!(!journal.iter().any(|r| r["event"] == "reported" || r["event"] == "dropped"), "{journal:?}");
     assert!(stderr.contains("1 result(s) not yet reported to the coordinator: they are kept"), "{stderr}");
 }
+
+/// The real path: a coordinator issues the worker (its miner served by
+/// digest), the host downloads the miner and mines with the issued
+/// worker.json, then the coordinator revokes the worker: the host stops
+/// its miner and exits 3 with the coordinator's reason.
+#[test]
+fn a_revoked_worker_stops_with_the_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let miner = plugin("mine");
+    let coordinator = crate::network::Coordinator::start(root.path(), &["--miner-plugin", miner.to_str().unwrap()]);
+    let pool = TestPool::start(PoolOptions { difficulty: 1.0 / 4096.0, ..PoolOptions::default() });
+    let issued = root.path().join("issued/worker.json");
+    std::fs::create_dir_all(issued.parent().unwrap()).unwrap();
+    let out = Command::new(crate::support::coordinator_bin())
+        .args(["worker", "create", "--data"])
+        .arg(&coordinator.data)
+        .args(["--name", "issued rig", "--wallet", WALLET, "--pool", &pool.url(), "--coin", "btc", "--price", "hello=0.5", "--out"])
+        .arg(&issued)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&issued).unwrap()).unwrap();
+    let digest = sha256_hex(&miner);
+    assert_eq!(config["mining"]["plugin_sha256"], digest, "{config}");
+    assert!(config["mining"].get("plugin").is_none(), "{config}");
+    let worker_id = config["worker"]["id"].as_str().unwrap().to_string();
+    // For this machine: no NVIDIA GPU, and a test need not wait 30 s.
+    config["mining"]["require_nvidia"] = json!(false);
+    config["mining"]["idle_delay_s"] = json!(0.2);
+    config["status"] = json!({"listen": "127.0.0.1:0"});
+    std::fs::write(&issued, config.to_string()).unwrap();
+
+    let mut cmd = host();
+    cmd.args(["run", "--config"]).arg(&issued);
+    let worker = Worker::start(cmd);
+    let (mining, tally) = pool.wait_for(Duration::from_secs(90), |t| t.accepted >= 1);
+    assert!(mining, "the downloaded miner found no share: {tally:?}");
+    let status = worker.wait_for("the connection and the miner on the page", Duration::from_secs(30), |w| {
+        let s = w.status();
+        (s["connection"]["state"] == "connected" && s["mining"]["state"] == "mining").then_some(s)
+    });
+    assert!(status["connection"]["text"].as_str().unwrap().starts_with("Connected to http://127.0.0.1:"), "{status}");
+    assert_eq!(status["worker"]["id"], worker_id.as_str());
+
+    let out = Command::new(crate::support::coordinator_bin()).args(["worker", "revoke", "--data"]).arg(&coordinator.data).arg(&worker_id).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let started = Instant::now();
+    let mut child = worker.child;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the worker did not stop after its credential was revoked");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("Mining: on after 0.2 s idle: btc on {}", pool.addr())), "{stderr}");
+    let expected = format!("error: worker {worker_id}: the coordinator revoked this worker's credential (");
+    let line = stderr.lines().find(|l| l.starts_with(&expected)).unwrap_or_else(|| panic!("no revocation line in:\n{stderr}"));
+    assert!(line.ends_with("); import a new worker.json from the portal"), "{line}");
+    // The miner stopped with the worker (journaled), and its shares were real.
+    let journal: Vec<Value> = std::fs::read_to_string(issued.parent().unwrap().join("worker-data/journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let stopped = journal.iter().rev().find(|r| r["event"] == "mining-stopped").expect("mining-stopped journaled");
+    assert_eq!(stopped["reason"], "stopping");
+    assert_eq!(journal.last().unwrap()["event"], "worker-stopped");
+    assert!(pool.shares().iter().all(|s| s.accepted && s.user == format!("{WALLET}.{worker_id}")));
+}
