@@ -74,7 +74,9 @@ fn page(status: StatusCode, markup: Markup) -> Response {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // `no-referrer` would make browsers send `Origin: null` on the portal's own
+    // form posts, which the same-origin check refuses.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     response
 }
 
