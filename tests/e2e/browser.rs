@@ -286,6 +286,11 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
     browser.goto(&portal);
     browser.wait_until("the worker to turn online", |b| b.text(&cell(&row, "status")).as_deref() == Some("online"));
     browser.screenshot("04-portal-worker-online");
+    let started = Instant::now();
+    while !run.output().contains(&format!("Worker {worker_id} · Connected to {}", coordinator.url(""))) {
+        assert!(started.elapsed() < WAIT, "the host does not say it is connected:\n{}", run.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A render job; its image shows in the jobs table once it is done.
     let scenes = repo_root().join("fixtures/scenes");

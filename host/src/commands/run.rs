@@ -139,14 +139,15 @@ impl RunCommand {
         let slots = gpus.len() as u32 * config.jobs_per_gpu;
         let registration = network.as_ref().map(|_| registration(&config, &adapters, &nvml, slots));
         let worker_id = config.worker_id.clone();
+        let coordinator_url = match &config.source {
+            JobSource::Coordinator { url, .. } => Some(url.to_string()),
+            JobSource::Spool(_) => None,
+        };
         let status_parts = status_listener.is_some().then(|| StatusParts {
             worker_id: config.worker_id.clone(),
             name: config.name.clone(),
             prices: config.prices.clone(),
-            coordinator: match &config.source {
-                JobSource::Coordinator { url, .. } => Some(url.to_string()),
-                JobSource::Spool(_) => None,
-            },
+            coordinator: coordinator_url.clone(),
             spool: spool_dir.display().to_string(),
             adapters: adapters
                 .iter()
@@ -207,10 +208,17 @@ impl RunCommand {
                     let _ = stop_tx.send(true);
                 }
             });
-            // A revoked credential stops the worker like a signal does.
+            // The owner's "Worker <id> · Connected" once the coordinator
+            // first accepts the worker; a revoked credential stops the
+            // worker like a signal does.
             let revocation = net_status.clone().map(|mut net| {
                 let stop_tx = stop_tx.clone();
+                let (worker_id, url) = (worker_id.clone(), coordinator_url.clone().unwrap_or_default());
                 tokio::spawn(async move {
+                    let first = net.wait_for(|s| matches!(s.connection, Connection::Connected | Connection::Revoked(_))).await.map(|s| s.connection.clone());
+                    if let Ok(Connection::Connected) = first {
+                        eprintln!("Worker {worker_id} · Connected to {url}");
+                    }
                     if let Ok(status) = net.wait_for(|s| matches!(s.connection, Connection::Revoked(_))).await {
                         eprintln!("\n{}: stopping (no new jobs, the miner stops, results are kept)", status.connection.describe());
                         let _ = stop_tx.send(true);
