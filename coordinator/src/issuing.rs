@@ -110,12 +110,24 @@ pub fn check(request: &CreateWorker) -> Result<CheckedWorker, ApiError> {
         .as_ref()
         .map(|m| check_mining(m, wallet))
         .transpose()?;
-    if request.prices.len() > MAX_PRICES {
+    check_prices(&request.prices)?;
+    Ok(CheckedWorker {
+        name: name.to_string(),
+        wallet: wallet.to_string(),
+        mining,
+        prices: request.prices.clone(),
+    })
+}
+
+/// Checks a price list, as issued or as a worker registers it: at most
+/// [`MAX_PRICES`] kinds, each a valid kind with a finite price ≥ 0.
+pub fn check_prices(prices: &BTreeMap<String, f64>) -> Result<(), ApiError> {
+    if prices.len() > MAX_PRICES {
         return Err(ApiError::invalid(format!(
             "`prices` lists more than {MAX_PRICES} kinds"
         )));
     }
-    for (kind, price) in &request.prices {
+    for (kind, price) in prices {
         if !api::valid_kind(kind) {
             return Err(ApiError::invalid(format!(
                 "`prices`: job kind {kind:?} must be 1-64 characters from a-z 0-9 -"
@@ -127,12 +139,7 @@ pub fn check(request: &CreateWorker) -> Result<CheckedWorker, ApiError> {
             )));
         }
     }
-    Ok(CheckedWorker {
-        name: name.to_string(),
-        wallet: wallet.to_string(),
-        mining,
-        prices: request.prices.clone(),
-    })
+    Ok(())
 }
 
 fn check_mining(mining: &MiningSettings, wallet: &str) -> Result<MiningSettings, ApiError> {

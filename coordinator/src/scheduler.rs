@@ -119,18 +119,7 @@ pub fn register(
             )));
         }
     }
-    for (kind, price) in &req.prices {
-        if !api::valid_kind(kind) {
-            return Err(ApiError::invalid(format!(
-                "`prices`: job kind {kind:?} must be 1-64 characters from a-z 0-9 -"
-            )));
-        }
-        if !(price.is_finite() && *price >= 0.0) {
-            return Err(ApiError::invalid(format!(
-                "`prices.{kind}` must be a number ≥ 0, got {price}"
-            )));
-        }
-    }
+    crate::issuing::check_prices(&req.prices)?;
     if req.slots == 0 || req.slots > 4096 {
         return Err(ApiError::invalid(format!(
             "`slots` must be between 1 and 4096, got {}",

@@ -179,20 +179,7 @@ async fn an_issued_config_has_the_host_shape_and_its_token_acts_for_its_worker_o
 #[tokio::test]
 async fn a_revoked_credential_is_refused_everywhere_and_its_lease_goes_back() -> TestResult {
     let farm = Farm::start().await;
-    let issued = farm.issue(new_worker_body("Rig 2")).await;
-    let id = issued.worker_id.clone();
-    let token = issued.config["coordinator"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let response = farm
-        .as_token(
-            &token,
-            &api::paths::register(),
-            &register_body(&id, &key(1), &["hello"]),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let (id, token) = farm.issue_registered("Rig 2", &key(1), &["hello"]).await;
     farm.submit("job-r", "hello", json!({})).await;
     let response = farm
         .as_token(&token, &api::paths::lease(&id), &json!({"wait_s": 0}))
@@ -359,20 +346,7 @@ async fn each_field_of_a_new_worker_is_checked_and_named() -> TestResult {
 #[tokio::test]
 async fn earnings_are_the_price_of_each_completed_job_when_it_completed() -> TestResult {
     let farm = Farm::start().await;
-    let issued = farm.issue(new_worker_body("Earner")).await;
-    let id = issued.worker_id.clone();
-    let token = issued.config["coordinator"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let response = farm
-        .as_token(
-            &token,
-            &api::paths::register(),
-            &register_body(&id, &key(7), &["hello"]),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let (id, token) = farm.issue_registered("Earner", &key(7), &["hello"]).await;
     for n in 0..3 {
         farm.submit(&format!("job-{n}"), "hello", json!({})).await;
         let response = farm

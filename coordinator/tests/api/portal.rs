@@ -9,7 +9,7 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{BTC_ADDRESS, Farm, TestResult, key, new_worker_body, signed};
+use crate::support::{BTC_ADDRESS, Farm, TestResult, key, signed};
 
 /// A PNG signature and an IHDR chunk start: enough bytes to stand for an image.
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR fake image";
@@ -187,19 +187,7 @@ async fn login_sets_a_session_cookie_and_pages_need_it() -> TestResult {
 #[tokio::test]
 async fn the_dashboard_shows_workers_jobs_and_previews_of_image_outputs() -> TestResult {
     let farm = Farm::start().await;
-    let issued = farm.issue(new_worker_body("Rig <1>")).await;
-    let id = issued.worker_id.clone();
-    let token = issued.config["coordinator"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let register = crate::support::register_body(&id, &key(1), &["hello"]);
-    assert_eq!(
-        farm.as_token(&token, &api::paths::register(), &register)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    let (id, token) = farm.issue_registered("Rig <1>", &key(1), &["hello"]).await;
     farm.issue(json!({"name": "Never seen", "wallet": "farm-wallet-02"}))
         .await;
     farm.submit("job-img", "hello", json!({})).await;

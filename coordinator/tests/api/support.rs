@@ -114,6 +114,31 @@ impl Farm {
         response.json().await.unwrap()
     }
 
+    /// Issues a worker named `name` and registers it with its own token
+    /// and `key`; returns its id and token.
+    pub async fn issue_registered(
+        &self,
+        name: &str,
+        key: &SigningKey,
+        kinds: &[&str],
+    ) -> (String, String) {
+        let issued = self.issue(new_worker_body(name)).await;
+        let id = issued.worker_id.clone();
+        let token = issued.config["coordinator"]["token"]
+            .as_str()
+            .expect("the issued config holds a token")
+            .to_string();
+        let response = self
+            .as_token(
+                &token,
+                &api::paths::register(),
+                &register_body(&id, key, kinds),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "register {id}");
+        (id, token)
+    }
+
     /// The operator's view of worker `id` (asserting 200).
     pub async fn worker_summary(&self, id: &str) -> WorkerSummary {
         let response = self
