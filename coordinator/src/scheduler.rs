@@ -60,13 +60,6 @@ fn expires_in_s(lease: &LeaseRecord, now_ms: u64) -> u32 {
     u32::try_from(lease.expires_at_ms.saturating_sub(now_ms).div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
-fn job_state_name(state: JobState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// Parses a job state name (`queued`, `running`, …).
 pub fn parse_job_state(name: &str) -> Option<JobState> {
     serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
@@ -517,7 +510,7 @@ fn gone_unless_open(tx: &mut dyn Tx, lease: &LeaseRecord) -> Result<JobRecord, A
         return Err(ApiError::gone(format!(
             "job {} is already {} through other leases; drop lease {}",
             job.id,
-            job_state_name(job.state),
+            job.state,
             lease.id
         )));
     }
@@ -696,7 +689,7 @@ pub fn complete(
         }
     }
     let state = settle_completions(tx, job, now_ms)?;
-    tracing::info!(lease = lease_id, worker = %lease.worker_id, job_state = %job_state_name(state), "lease completed");
+    tracing::info!(lease = lease_id, worker = %lease.worker_id, job_state = %state, "lease completed");
     Ok(CompleteReply {
         job_id: lease.job_id,
         job_state: state,
@@ -1076,7 +1069,7 @@ pub fn cancel(tx: &mut dyn Tx, job_id: &str, now_ms: u64) -> Result<JobStatus, A
         state if state.is_final() => {
             return Err(ApiError::conflict(format!(
                 "job {job_id} already {}; nothing to cancel",
-                job_state_name(state)
+                state
             )));
         }
         _ => {

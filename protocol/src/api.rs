@@ -461,6 +461,24 @@ impl JobState {
     pub fn is_final(self) -> bool {
         !matches!(self, JobState::Queued | JobState::Running)
     }
+
+    /// The state's name on the wire (`queued`, `running`, `succeeded`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Disputed => "disputed",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A creator submits a job; plugin and inputs are uploaded as blobs first.
@@ -686,6 +704,15 @@ mod tests {
         }
         assert!(valid_kind("render"));
         assert!(!valid_kind("Render"));
+    }
+
+    #[test]
+    fn job_state_names_are_the_wire_names() {
+        use JobState::*;
+        for state in [Queued, Running, Succeeded, Failed, Cancelled, Disputed] {
+            assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(state.as_str()));
+            assert_eq!(state.to_string(), state.as_str());
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::Target;
-use super::submit::state_name;
 
 /// Cancel a job.
 #[derive(Args)]
@@ -23,7 +22,7 @@ impl CancelCommand {
         println!(
             "{}: {} (workers running it are told at their next heartbeat)",
             status.job_id,
-            state_name(status.state)
+            status.state
         );
         Ok(ExitCode::SUCCESS)
     }

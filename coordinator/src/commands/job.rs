@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::Target;
-use super::submit::state_name;
 
 /// Show one job.
 #[derive(Args)]
@@ -29,7 +28,7 @@ impl JobCommand {
         }
         println!("job:      {}", status.job_id);
         println!("kind:     {}", status.kind);
-        println!("state:    {}", state_name(status.state));
+        println!("state:    {}", status.state);
         println!("attempts: {}", status.attempts);
         println!("replicas: {}", status.replicas);
         if !status.workers.is_empty() {

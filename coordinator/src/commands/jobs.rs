@@ -7,7 +7,6 @@ use pictor_coordinator::scheduler::parse_job_state;
 use pictor_protocol::api::JobState;
 
 use super::Target;
-use super::submit::state_name;
 
 /// List jobs, newest first.
 #[derive(Args)]
@@ -41,7 +40,7 @@ impl JobsCommand {
                 "{:<40} {:<12} {:<10} {:>8} {:>8} {:>9}  {}",
                 job.job_id,
                 job.kind,
-                state_name(job.state),
+                job.state,
                 job.attempts,
                 job.replicas,
                 age(now.saturating_sub(job.created_at_ms)),

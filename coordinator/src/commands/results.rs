@@ -33,7 +33,7 @@ impl ResultsCommand {
                 anyhow::bail!(
                     "job {} has no results: it is {}",
                     self.job,
-                    super::submit::state_name(status.state)
+                    status.state
                 );
             }
             download(&client, &status, &self.out).await?;

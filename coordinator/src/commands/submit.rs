@@ -160,7 +160,7 @@ impl SubmitCommand {
             fields.remove("max_attempts");
         }
         let status = client.submit_json(&body).await?;
-        println!("submitted {} ({})", status.job_id, state_name(status.state));
+        println!("submitted {} ({})", status.job_id, status.state);
         if !self.wait {
             return Ok(ExitCode::SUCCESS);
         }
@@ -197,14 +197,6 @@ fn check_digest(
     }
 }
 
-/// A job state's name.
-pub fn state_name(state: JobState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// Polls a job until it is final.
 pub async fn wait_until_final(client: &Client, job_id: &str) -> anyhow::Result<JobStatus> {
     let mut last = None;
@@ -214,7 +206,7 @@ pub async fn wait_until_final(client: &Client, job_id: &str) -> anyhow::Result<J
             return Ok(status);
         }
         if last != Some(status.state) {
-            eprintln!("{job_id}: {}", state_name(status.state));
+            eprintln!("{job_id}: {}", status.state);
             last = Some(status.state);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -223,7 +215,7 @@ pub async fn wait_until_final(client: &Client, job_id: &str) -> anyhow::Result<J
 
 /// Prints a final job's state, workers and error.
 pub fn print_final(status: &JobStatus) {
-    println!("{}: {}", status.job_id, state_name(status.state));
+    println!("{}: {}", status.job_id, status.state);
     if !status.workers.is_empty() {
         println!("  workers: {}", status.workers.join(", "));
     }

@@ -10,7 +10,7 @@
 //! and `p.error`; `#worker-id`, `pre #worker-json`, `a #download`.
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use pictor_protocol::api::{GpuDescription, JobState, WorkerSummary};
+use pictor_protocol::api::{GpuDescription, WorkerSummary};
 use pictor_protocol::mining::SUPPORTED_COINS;
 
 use super::board::JobRow;
@@ -140,7 +140,7 @@ pub fn dashboard(workers: &[WorkerSummary], jobs: &[JobRow], now_ms: u64) -> Mar
                         tr data-job-id=(job.id) {
                             td.job-id { code { (job.id) } }
                             td.kind { (job.kind) }
-                            @let state = state_name(job.state);
+                            @let state = job.state.as_str();
                             td class={ "state state-" (state) } title=[job.error.as_deref()] { (state) }
                             td.worker { (job.workers.join(", ")) }
                             td.timings { (timings(job, now_ms)) }
@@ -315,18 +315,6 @@ pub fn problem(title: &str, message: &str) -> Markup {
 }
 
 // ---------------------------------------------------------------- formatting
-
-/// The wire name of a job state (`queued`, `running`, `succeeded`, …).
-pub fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-        JobState::Disputed => "disputed",
-    }
-}
 
 /// "4 s ago", "3 min ago", "2 h ago", "5 d ago", or "never".
 pub fn ago(at_ms: Option<u64>, now_ms: u64) -> String {

@@ -256,17 +256,6 @@ fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
-fn job_state_str(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-        JobState::Disputed => "disputed",
-    }
-}
-
 fn parse_job_state(s: &str) -> Option<JobState> {
     Some(match s {
         "queued" => JobState::Queued,
@@ -628,7 +617,7 @@ impl Tx for SqliteTx<'_> {
                     j.price,
                     j.replicas,
                     j.max_attempts,
-                    job_state_str(j.state),
+                    j.state.as_str(),
                     j.attempts,
                     to_i64(j.created_at_ms),
                     j.finished_at_ms.map(to_i64),
@@ -643,7 +632,7 @@ impl Tx for SqliteTx<'_> {
         self.tx
             .execute(
                 "UPDATE jobs SET state = ?2, attempts = ?3, finished_at_ms = ?4, error = ?5 WHERE id = ?1",
-                params![j.id, job_state_str(j.state), j.attempts, j.finished_at_ms.map(to_i64), j.error],
+                params![j.id, j.state.as_str(), j.attempts, j.finished_at_ms.map(to_i64), j.error],
             )
             .map_err(backend)?;
         Ok(())
@@ -657,7 +646,7 @@ impl Tx for SqliteTx<'_> {
         match state {
             Some(state) => self.jobs_where(
                 "WHERE state = ?1 ORDER BY seq DESC LIMIT ?2",
-                &[&job_state_str(state), &limit],
+                &[&state.as_str(), &limit],
             ),
             None => self.jobs_where("ORDER BY seq DESC LIMIT ?1", &[&limit]),
         }
