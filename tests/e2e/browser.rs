@@ -316,6 +316,14 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
     assert!(earnings.contains("0.25"), "earnings = 1 job × 0.25: {earnings}");
     browser.screenshot("05-portal-job-done");
 
+    // The worker's own page in the portal, from its name on the dashboard.
+    browser.click(&format!("{row} td.name a"));
+    browser.wait_until("the worker's page", |b| b.text("table#worker").is_some());
+    assert_eq!(browser.text("table#worker td.jobs-done").as_deref().map(str::trim), Some("1"));
+    let settings = browser.text("table#worker").unwrap();
+    assert!(settings.contains("btc") && settings.contains("pool.example.org:3333"), "{settings}");
+    browser.screenshot("05b-portal-worker-page");
+
     // The host's own page, as its owner sees it.
     let status_url = run.status_url();
     browser.goto(&status_url);
