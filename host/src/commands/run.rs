@@ -18,7 +18,7 @@ use pictor_host::config::{self as worker_config, JobSource, WorkerConfig};
 use pictor_host::net::cache::BlobCache;
 use pictor_host::net::fetch::{FetchOptions, Fetcher};
 use pictor_host::network::client::CoordinatorClient;
-use pictor_host::network::miner::{MINER_DOWNLOAD_TIMEOUT, fetch_miner};
+use pictor_host::network::miner::miner_from_coordinator;
 use pictor_host::network::{Connection, NetStatus, NetworkSource, SourceParts};
 use pictor_protocol::api::{GpuDescription, RegisterRequest};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
@@ -96,11 +96,7 @@ impl RunCommand {
                 None => Eligibility::Off("`mining.plugin_sha256` needs `coordinator.url`".into()),
                 Some((client, fetcher)) => {
                     eprintln!("Mining: downloading the mining plugin {digest} from the coordinator…");
-                    let fetched = client
-                        .blob_source(&digest, "mining plugin")
-                        .map_err(|e| format!("mining plugin URL: {e}"))
-                        .map(|source| tokio.block_on(fetch_miner(fetcher, source, digest, MINER_DOWNLOAD_TIMEOUT)));
-                    match fetched.and_then(|r| r) {
+                    match tokio.block_on(miner_from_coordinator(client, fetcher, digest)) {
                         Ok(blob) => {
                             let plan = mining::plan(&config, blob.path(), &runtime);
                             _miner_blob = Some(blob);

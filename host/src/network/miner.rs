@@ -9,9 +9,17 @@ use std::time::Duration;
 use crate::digest::Sha256Digest;
 use crate::net::cache::PinnedBlob;
 use crate::net::fetch::{BlobSource, Fetcher, ProgressSink};
+use crate::network::client::CoordinatorClient;
 
 /// How long the download may take before mining is given up for this run.
 pub const MINER_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The miner `digest` from `client`'s coordinator, within
+/// [`MINER_DOWNLOAD_TIMEOUT`]; `Err` is the reason mining is off, for the owner.
+pub async fn miner_from_coordinator(client: &CoordinatorClient, fetcher: &Fetcher, digest: Sha256Digest) -> Result<PinnedBlob, String> {
+    let source = client.blob_source(&digest, "mining plugin").map_err(|e| format!("mining plugin URL: {e}"))?;
+    fetch_miner(fetcher, source, digest, MINER_DOWNLOAD_TIMEOUT).await
+}
 
 /// The miner `digest` from `source` (the cache first), verified and
 /// pinned; `Err` is the reason mining is off, for the owner.
