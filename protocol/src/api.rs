@@ -185,6 +185,24 @@ pub enum ErrorCode {
     BadProof,
     /// A body or blob is over the server's size limit (HTTP 413).
     TooLarge,
+    /// A valid worker token that may not act for this worker or lease: an
+    /// issued credential naming another worker, or the farm-wide token
+    /// naming a worker that was issued its own credential (HTTP 403). The
+    /// owner must fix the worker's config; retrying does not help.
+    Forbidden,
+    /// Too many requests of this kind at once, e.g. more long polls in
+    /// flight for one worker than the server allows (HTTP 429); retry
+    /// after a short wait.
+    TooManyRequests,
+    /// The caller's upload quota is used up: its blobs that no job or
+    /// accepted result names yet would pass its limit (HTTP 507). Retry
+    /// later (unreferenced blobs are collected after a grace period), or
+    /// ask the operator for a larger quota.
+    QuotaExceeded,
+    /// The request took longer than the server allows (a body sent too
+    /// slowly, or a busy server) and was cut off (HTTP 503); retry with
+    /// backoff.
+    TimedOut,
     /// A server fault (HTTP 500); retry later.
     Internal,
     /// A code this version does not know (from a newer server).
@@ -416,16 +434,26 @@ pub struct CompleteRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailRequest {
     /// The failure kind: the host's `FailureKind` (e.g. `timed-out`, `trap`,
-    /// `gpu-lost`), or `download` / `invalid-lease` for a lease that never ran.
+    /// `gpu-lost`), or one of [`NOT_RUN_FAILURE_KINDS`] for a lease that
+    /// never reached the sandbox.
     pub kind: String,
     /// One line saying what went wrong.
     pub message: String,
     /// Whether another attempt (elsewhere) might succeed.
     pub retryable: bool,
-    /// The signed proof of the failed run, if the job ran.
+    /// The signed proof of the failed run (manifest `status` = `failed`).
+    /// Required once the job reached the worker's sandbox, whatever stopped
+    /// it; only a [`NOT_RUN_FAILURE_KINDS`] report may leave it out, and
+    /// such an unsigned report counts as retryable.
     #[serde(default)]
     pub proof: Option<SignedProof>,
 }
+
+/// Failure kinds of a lease that never reached the worker's sandbox
+/// (`download`: its plugin or inputs could not be fetched;
+/// `invalid-lease`: the lease could not be turned into a job spec): the
+/// only [`FailRequest`]s that may come without a proof.
+pub const NOT_RUN_FAILURE_KINDS: &[&str] = &["download", "invalid-lease"];
 
 /// The reply to complete and fail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -717,10 +745,18 @@ mod tests {
 
     #[test]
     fn unknown_error_codes_from_newer_servers_still_parse() {
-        let body: ErrorBody = serde_json::from_str(r#"{"error": "quota_exceeded", "message": "m"}"#).unwrap();
+        let body: ErrorBody = serde_json::from_str(r#"{"error": "payment_required", "message": "m"}"#).unwrap();
         assert_eq!(body.error, ErrorCode::Unknown);
         let body: ErrorBody = serde_json::from_str(r#"{"error": "lease_gone", "message": "m"}"#).unwrap();
         assert_eq!(body.error, ErrorCode::LeaseGone);
+        for (code, name) in [
+            (ErrorCode::Forbidden, "forbidden"),
+            (ErrorCode::TooManyRequests, "too_many_requests"),
+            (ErrorCode::QuotaExceeded, "quota_exceeded"),
+            (ErrorCode::TimedOut, "timed_out"),
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(name));
+        }
     }
 
     #[test]
