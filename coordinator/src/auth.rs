@@ -1,19 +1,26 @@
-//! Who is calling: bearer tokens checked in constant time.
+//! Who is calling: bearer tokens checked in constant time, and who may act
+//! for which worker.
 //!
 //! Three credentials: the creator token (jobs API, workers API, blobs, the
 //! portal's login) and the farm-wide worker token, both created in the data
 //! folder on first start; and a credential per **issued worker** (created
 //! by `POST /api/v1/workers`), of which the store keeps only the sha256.
 //! A [`Principal`] says who a token belongs to and
-//! [`Principal::may_act_as_worker`] whether it may speak for a given worker
-//! id: the farm token for any worker, an issued credential for its own
-//! worker only.
+//! [`Credentials::authorize`] whether it may speak for a given worker id:
+//! an issued credential for its own worker only, the farm token for any
+//! worker that was **not** issued its own credential (an issued worker is
+//! reachable with its own token and nothing else).
 //!
-//! The two folder tokens are compared through their sha256 in constant
-//! time; an issued credential is found by its sha256 in the store (an index
-//! lookup on a hash of 256 random bits, which tells a timing observer
-//! nothing about the token). A revoked credential is refused with
-//! [`ErrorCode::Revoked`].
+//! Refusing a caller is cheap: a token longer than [`MAX_TOKEN_LEN`] is
+//! refused unhashed; any other token costs one sha256, two constant-time
+//! compares with the folder tokens and one lookup in [`Credentials`], the
+//! in-memory index of issued credentials (loaded from the store at start,
+//! kept current by issuing and revoking). No request, known token or not,
+//! opens a store transaction to be authenticated. A revoked credential is
+//! refused with [`ErrorCode::Revoked`].
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -21,7 +28,11 @@ use pictor_protocol::api::ErrorCode;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::ApiError;
-use crate::store::Tx;
+use crate::store::{IssuedWorkerRecord, StoreError};
+
+/// Longest bearer token looked at; a longer one is refused without
+/// hashing it (every token this coordinator makes is 64 characters).
+pub const MAX_TOKEN_LEN: usize = 256;
 
 /// The holder of a valid token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +46,6 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// Whether this caller may act for worker `worker_id`.
-    pub fn may_act_as_worker(&self, worker_id: &str) -> bool {
-        match self {
-            Principal::FarmWorker => true,
-            Principal::Worker(own) => own == worker_id,
-            Principal::Creator => false,
-        }
-    }
-
     /// Whether this is a worker's credential (farm-wide or issued).
     pub fn is_worker(&self) -> bool {
         matches!(self, Principal::FarmWorker | Principal::Worker(_))
@@ -61,18 +63,18 @@ pub enum Access {
     Any,
 }
 
-/// What the `Authorization` header presents, before the store is asked.
+/// What the `Authorization` header presents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presented {
-    /// No bearer token.
+    /// No bearer token (or one longer than [`MAX_TOKEN_LEN`]).
     Nothing,
     /// One of the data folder's tokens.
     Known(Principal),
     /// Another bearer token: maybe an issued worker's credential, found by
-    /// this sha256 (lowercase hex) with [`issued_principal`].
+    /// this sha256 in [`Credentials`].
     Other {
-        /// sha256 of the token, hex.
-        token_sha256: String,
+        /// sha256 of the token.
+        token_sha256: [u8; 32],
     },
 }
 
@@ -98,30 +100,17 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The bearer token in `headers`, if any.
+/// The bearer token in `headers`, if any (and not absurdly long).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
+    let value = headers.get(AUTHORIZATION)?;
+    if value.len() > MAX_TOKEN_LEN + 16 {
+        return None;
+    }
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// The issued worker whose credential hashes to `token_sha256`: its
-/// principal, [`ErrorCode::Revoked`] if that credential was revoked, or
-/// `None` if no issued worker has it.
-pub fn issued_principal(
-    tx: &mut dyn Tx,
-    token_sha256: &str,
-) -> Result<Option<Principal>, ApiError> {
-    let Some(worker) = tx.issued_worker_by_token(token_sha256)? else {
-        return Ok(None);
-    };
-    if worker.revoked_at_ms.is_some() {
-        return Err(revoked(&worker.id));
-    }
-    Ok(Some(Principal::Worker(worker.id)))
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
 }
 
 /// The refusal of a revoked credential.
@@ -145,7 +134,8 @@ impl Auth {
 
     /// Whether `token` is the creator token (the portal's login).
     pub fn is_creator_token(&self, token: &str) -> bool {
-        same(&fingerprint(token.trim()), &self.creator)
+        let token = token.trim();
+        token.len() <= MAX_TOKEN_LEN && same(&fingerprint(token), &self.creator)
     }
 
     /// What `headers` present.
@@ -163,7 +153,7 @@ impl Auth {
             Presented::Known(Principal::FarmWorker)
         } else {
             Presented::Other {
-                token_sha256: hex::encode(presented),
+                token_sha256: presented,
             }
         }
     }
@@ -193,7 +183,7 @@ impl Auth {
     }
 
     /// The principal of `headers` for `access`, when only the folder tokens
-    /// count (tests and callers without a store).
+    /// count (tests and callers without issued workers).
     pub fn require(&self, headers: &HeaderMap, access: Access) -> Result<Principal, ApiError> {
         match self.identify(headers) {
             Presented::Known(principal) => Self::admit(Some(principal), access),
@@ -202,11 +192,123 @@ impl Auth {
     }
 }
 
+/// An issued worker as the index knows it.
+#[derive(Debug, Clone)]
+struct IssuedEntry {
+    revoked: bool,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// Credential sha256 → worker id.
+    by_token: HashMap<[u8; 32], String>,
+    /// Worker id → whether its credential was revoked.
+    workers: HashMap<String, IssuedEntry>,
+}
+
+/// The in-memory index of issued workers' credentials: every lookup an
+/// authenticated request needs, without the store. It is loaded from the
+/// store at start ([`Credentials::load`]) and changed only through
+/// [`Credentials::add`] and [`Credentials::revoke`], which the issuing and
+/// revoking code calls (every issue and revoke goes through this process:
+/// the CLI and the portal use its API).
+#[derive(Debug, Default)]
+pub struct Credentials {
+    index: RwLock<Index>,
+}
+
+fn token_bytes(record: &IssuedWorkerRecord) -> Result<[u8; 32], StoreError> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(&record.token_sha256, &mut bytes).map_err(|e| StoreError::Corrupt {
+        table: "issued_workers",
+        message: format!("`token_sha256` of {}: {e}", record.id),
+    })?;
+    Ok(bytes)
+}
+
+impl Credentials {
+    /// The index of `records` (every issued worker in the store).
+    pub fn load(records: &[IssuedWorkerRecord]) -> Result<Self, StoreError> {
+        let credentials = Credentials::default();
+        for record in records {
+            credentials.insert(record)?;
+        }
+        Ok(credentials)
+    }
+
+    fn insert(&self, record: &IssuedWorkerRecord) -> Result<(), StoreError> {
+        let token_sha256 = token_bytes(record)?;
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        index.by_token.insert(token_sha256, record.id.clone());
+        index.workers.insert(
+            record.id.clone(),
+            IssuedEntry {
+                revoked: record.revoked_at_ms.is_some(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds a newly issued worker (after its row is committed).
+    pub fn add(&self, record: &IssuedWorkerRecord) -> Result<(), StoreError> {
+        self.insert(record)
+    }
+
+    /// Marks issued worker `worker_id`'s credential revoked (before the
+    /// store is told, so no request slips in between); no-op for any
+    /// other id.
+    pub fn revoke(&self, worker_id: &str) {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = index.workers.get_mut(worker_id) {
+            entry.revoked = true;
+        }
+    }
+
+    /// The issued worker whose credential hashes to `token_sha256`: its
+    /// principal, [`ErrorCode::Revoked`] if that credential was revoked, or
+    /// `None` if no issued worker has it.
+    pub fn principal(&self, token_sha256: &[u8; 32]) -> Result<Option<Principal>, ApiError> {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(id) = index.by_token.get(token_sha256) else {
+            return Ok(None);
+        };
+        match index.workers.get(id) {
+            Some(entry) if entry.revoked => Err(revoked(id)),
+            _ => Ok(Some(Principal::Worker(id.clone()))),
+        }
+    }
+
+    /// Whether `worker_id` was issued its own credential here.
+    pub fn is_issued(&self, worker_id: &str) -> bool {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index.workers.contains_key(worker_id)
+    }
+
+    /// Whether `principal` may act for worker `worker_id` (register,
+    /// heartbeat, lease, or report on a lease it holds): 403 `forbidden`
+    /// naming the worker when not.
+    pub fn authorize(&self, principal: &Principal, worker_id: &str) -> Result<(), ApiError> {
+        match principal {
+            Principal::Worker(own) if own == worker_id => Ok(()),
+            Principal::Worker(own) => Err(ApiError::forbidden(format!(
+                "this token belongs to worker {own}, not to worker {worker_id}; run each worker with its own worker.json"
+            ))),
+            Principal::FarmWorker if self.is_issued(worker_id) => {
+                Err(ApiError::forbidden(format!(
+                    "worker {worker_id} was issued its own credential; the farm-wide worker token cannot act for it — use the token in its worker.json"
+                )))
+            }
+            Principal::FarmWorker => Ok(()),
+            Principal::Creator => Err(ApiError::unauthorized(
+                "this endpoint takes a worker token, not the creator token",
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{IssuedWorkerRecord, transaction};
 
     fn headers(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -228,7 +330,7 @@ mod tests {
         assert_eq!(
             auth.identify(&headers("Bearer worker-token-12345")),
             Presented::Other {
-                token_sha256: token_sha256("worker-token-12345")
+                token_sha256: fingerprint("worker-token-12345")
             }
         );
         assert_eq!(
@@ -236,6 +338,9 @@ mod tests {
             Presented::Nothing
         );
         assert_eq!(auth.identify(&HeaderMap::new()), Presented::Nothing);
+        // Absurdly long tokens are not even hashed.
+        let long = format!("Bearer {}", "x".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(auth.identify(&headers(&long)), Presented::Nothing);
         assert!(
             auth.require(&headers("Bearer worker-token-123456"), Access::Creator)
                 .is_err()
@@ -250,8 +355,7 @@ mod tests {
 
     #[test]
     fn an_issued_credential_acts_for_its_own_worker_until_revoked() {
-        let store = SqliteStore::in_memory().unwrap();
-        let mut record = IssuedWorkerRecord {
+        let record = IssuedWorkerRecord {
             id: "wkr-0123456789".into(),
             name: "rig".into(),
             wallet: "wallet-123".into(),
@@ -261,31 +365,56 @@ mod tests {
             created_at_ms: 1,
             revoked_at_ms: None,
         };
-        transaction(&store, |tx| tx.insert_issued_worker(&record)).unwrap();
-        let found = transaction(&store, |tx| {
-            issued_principal(tx, &token_sha256("issued-token-123456"))
-        })
-        .unwrap();
+        let credentials = Credentials::load(&[]).unwrap();
+        credentials.add(&record).unwrap();
+        let found = credentials
+            .principal(&fingerprint("issued-token-123456"))
+            .unwrap();
         assert_eq!(found, Some(Principal::Worker("wkr-0123456789".into())));
         let principal = found.unwrap();
-        assert!(principal.may_act_as_worker("wkr-0123456789"));
-        assert!(!principal.may_act_as_worker("wkr-other"));
+        assert!(credentials.authorize(&principal, "wkr-0123456789").is_ok());
+        let error = credentials.authorize(&principal, "wkr-other").unwrap_err();
+        assert_eq!(error.code, ErrorCode::Forbidden);
+        // The farm token acts for any worker but an issued one.
+        assert!(
+            credentials
+                .authorize(&Principal::FarmWorker, "farm-1")
+                .is_ok()
+        );
+        let error = credentials
+            .authorize(&Principal::FarmWorker, "wkr-0123456789")
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::Forbidden);
+        assert!(
+            error.message.contains("was issued its own credential"),
+            "{}",
+            error.message
+        );
         assert!(Auth::admit(Some(principal.clone()), Access::Worker).is_ok());
         assert!(Auth::admit(Some(principal), Access::Creator).is_err());
-        assert_eq!(
-            transaction(&store, |tx| issued_principal(tx, &token_sha256("other"))).unwrap(),
-            None
-        );
-        record.revoked_at_ms = Some(2);
-        transaction(&store, |tx| tx.update_issued_worker(&record)).unwrap();
-        let error = transaction(&store, |tx| {
-            issued_principal(tx, &token_sha256("issued-token-123456"))
-        })
-        .unwrap_err();
+        assert_eq!(credentials.principal(&fingerprint("other")).unwrap(), None);
+        credentials.revoke("wkr-0123456789");
+        let error = credentials
+            .principal(&fingerprint("issued-token-123456"))
+            .unwrap_err();
         assert_eq!(error.code, ErrorCode::Revoked);
         assert_eq!(
             error.message,
             "worker wkr-0123456789's credential was revoked; import a new worker.json from the coordinator's portal"
+        );
+        // Loading the store's rows gives the same answers.
+        let revoked = IssuedWorkerRecord {
+            revoked_at_ms: Some(2),
+            ..record
+        };
+        let loaded = Credentials::load(&[revoked]).unwrap();
+        assert!(loaded.is_issued("wkr-0123456789"));
+        assert_eq!(
+            loaded
+                .principal(&fingerprint("issued-token-123456"))
+                .unwrap_err()
+                .code,
+            ErrorCode::Revoked
         );
     }
 }

@@ -1,13 +1,22 @@
 //! The blob store: content-addressed files under `DATA/blobs/<first two hex
 //! digits>/<sha256>`, written only whole and verified.
 //!
-//! An upload streams into `blobs/tmp/` while it is hashed and counted, is
-//! fsync'd, checked against its address and renamed into place, so a blob
-//! file is either absent or complete and correct. Reads are served from the
-//! file in chunks (see [`crate::api::blobs`]). At scale the same addresses
-//! map onto S3-compatible object storage.
+//! An upload streams into `blobs/tmp/` while it is hashed and counted
+//! ([`BlobStore::receive`]), is checked against its address, fsync'd and
+//! renamed into place ([`Received::persist`]), so a blob file is either
+//! absent or complete and correct. Reads are served from the file in chunks
+//! (see [`crate::api::blobs`]). At scale the same addresses map onto
+//! S3-compatible object storage.
+//!
+//! The garbage collector ([`crate::gc`]) deletes blobs nothing references.
+//! So that it never deletes a blob in the moment something starts to name
+//! it, whoever sees a blob present and then references it (a submit, a
+//! complete, an upload answered "already stored") holds
+//! [`BlobStore::keep`] across both steps; the collector holds
+//! [`BlobStore::collecting`] while it picks and deletes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -35,6 +44,9 @@ pub enum BlobError {
     /// The request body broke off.
     #[error("upload interrupted: {0}")]
     Body(String),
+    /// The body fell behind the transfer bounds ([`crate::limits::pace`]).
+    #[error("upload cut: {0}")]
+    TimedOut(String),
     /// A file operation failed.
     #[error("blob store i/o on {}: {source}", path.display())]
     Io {
@@ -59,6 +71,52 @@ pub enum PutOutcome {
 pub struct BlobStore {
     root: PathBuf,
     max_bytes: u64,
+    gc: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// A verified upload waiting in `blobs/tmp/`: [`Received::persist`] puts
+/// it in place; dropping it deletes it.
+#[derive(Debug)]
+pub struct Received {
+    tmp: Option<PathBuf>,
+    path: PathBuf,
+    /// The blob's digest (verified).
+    pub sha256: Sha256Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl Received {
+    /// Moves the upload into place (fsync'd first).
+    pub async fn persist(mut self) -> Result<(), BlobError> {
+        let Some(tmp) = self.tmp.take() else {
+            return Ok(());
+        };
+        let result = async {
+            let file = tokio::fs::File::open(&tmp).await.map_err(io(&tmp))?;
+            file.sync_all().await.map_err(io(&tmp))?;
+            drop(file);
+            if let Some(dir) = self.path.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+            }
+            tokio::fs::rename(&tmp, &self.path)
+                .await
+                .map_err(io(&self.path))
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
@@ -79,7 +137,62 @@ impl BlobStore {
         Ok(BlobStore {
             root: root.to_path_buf(),
             max_bytes,
+            gc: Arc::default(),
         })
+    }
+
+    /// Held by whoever sees blobs present and then references them: no
+    /// blob is collected meanwhile.
+    pub async fn keep(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gc.read().await
+    }
+
+    /// Held by the garbage collector while it picks and deletes blobs.
+    pub async fn collecting(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gc.write().await
+    }
+
+    /// Deletes blob `sha256`'s file (absent already: fine).
+    pub fn delete(&self, sha256: &Sha256Digest) -> Result<(), BlobError> {
+        let path = self.path(sha256);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Every blob file in the folder, by digest (files whose names are not
+    /// digests are left alone).
+    pub fn digests(&self) -> Result<Vec<Sha256Digest>, BlobError> {
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(&self.root).map_err(io(&self.root))?;
+        for entry in entries {
+            let entry = entry.map_err(io(&self.root))?;
+            let name = entry.file_name();
+            let Some(prefix) = name.to_str() else {
+                continue;
+            };
+            if prefix.len() != 2 || !entry.path().is_dir() {
+                continue;
+            }
+            let dir = entry.path();
+            for file in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let file = file.map_err(io(&dir))?;
+                let parsed = file
+                    .file_name()
+                    .to_str()
+                    .filter(|n| n.len() == 64 && n.starts_with(prefix))
+                    .and_then(|n| n.parse::<Sha256Digest>().ok());
+                if let Some(digest) = parsed
+                    && file.path().is_file()
+                {
+                    found.push(digest);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 
     /// The largest blob accepted, in bytes.
@@ -115,12 +228,29 @@ impl BlobStore {
         missing
     }
 
-    /// Stores the bytes of `body` as blob `expected`, verifying them.
-    pub async fn put<E: std::fmt::Display>(
+    /// Stores the bytes of `body` as blob `expected`, verifying them (no
+    /// record, no quota: for the operator's own blobs and tests).
+    pub async fn put(
         &self,
         expected: &Sha256Digest,
-        body: impl Stream<Item = Result<Bytes, E>>,
+        body: impl Stream<Item = std::io::Result<Bytes>>,
     ) -> Result<PutOutcome, BlobError> {
+        let received = self.receive(expected, body).await?;
+        if self.size(expected).is_some() {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        received.persist().await?;
+        Ok(PutOutcome::Created)
+    }
+
+    /// Streams `body` into a temporary file, hashing and counting it, and
+    /// checks it hashes to `expected`. A body error of kind `TimedOut` (see
+    /// [`crate::limits::pace`]) is [`BlobError::TimedOut`].
+    pub async fn receive(
+        &self,
+        expected: &Sha256Digest,
+        body: impl Stream<Item = std::io::Result<Bytes>>,
+    ) -> Result<Received, BlobError> {
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce)
             .map_err(|e| BlobError::Body(format!("no randomness for a temp name: {e}")))?;
@@ -128,34 +258,32 @@ impl BlobStore {
             .root
             .join("tmp")
             .join(format!("{expected}.{}.part", hex::encode(nonce)));
-        let result = self.receive(&tmp, expected, body).await;
-        if result.is_err() || matches!(result, Ok(PutOutcome::AlreadyPresent)) {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
-    }
-
-    async fn receive<E: std::fmt::Display>(
-        &self,
-        tmp: &Path,
-        expected: &Sha256Digest,
-        body: impl Stream<Item = Result<Bytes, E>>,
-    ) -> Result<PutOutcome, BlobError> {
-        let mut file = tokio::fs::File::create(tmp).await.map_err(io(tmp))?;
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
+        // From here on the file goes when `received` drops, whatever happens.
+        let mut received = Received {
+            tmp: Some(tmp.clone()),
+            path: self.path(expected),
+            sha256: *expected,
+            size: 0,
+        };
         let mut hasher = Sha256::new();
-        let mut total = 0u64;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
-            total += chunk.len() as u64;
-            if total > self.max_bytes {
+            let chunk = chunk.map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => BlobError::TimedOut(e.to_string()),
+                _ => BlobError::Body(e.to_string()),
+            })?;
+            received.size += chunk.len() as u64;
+            if received.size > self.max_bytes {
                 return Err(BlobError::TooLarge {
                     limit: self.max_bytes,
                 });
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(io(tmp))?;
+            file.write_all(&chunk).await.map_err(io(&tmp))?;
         }
+        file.flush().await.map_err(io(&tmp))?;
+        drop(file);
         let actual = Sha256Digest::from_bytes(hasher.finalize().into());
         if actual != *expected {
             return Err(BlobError::DigestMismatch {
@@ -163,17 +291,7 @@ impl BlobStore {
                 actual,
             });
         }
-        let path = self.path(expected);
-        if self.size(expected).is_some() {
-            return Ok(PutOutcome::AlreadyPresent);
-        }
-        file.sync_all().await.map_err(io(tmp))?;
-        drop(file);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
-        }
-        tokio::fs::rename(tmp, &path).await.map_err(io(&path))?;
-        Ok(PutOutcome::Created)
+        Ok(received)
     }
 }
 
@@ -289,6 +407,15 @@ mod tests {
         let data = Bytes::from_static(b"hello");
         let sha = Sha256Digest::of(&data);
         let body = |b: Bytes| futures_util::stream::iter([Ok::<_, std::io::Error>(b)]);
+        let x = Sha256Digest::of(b"x");
+        assert_eq!(
+            store.put(&x, body(Bytes::from_static(b"x"))).await?,
+            PutOutcome::Created
+        );
+        assert_eq!(store.digests()?, vec![Sha256Digest::of(b"x")]);
+        store.delete(&Sha256Digest::of(b"x"))?;
+        store.delete(&Sha256Digest::of(b"x"))?;
+        assert!(store.digests()?.is_empty());
         assert_eq!(
             store.put(&sha, body(data.clone())).await?,
             PutOutcome::Created

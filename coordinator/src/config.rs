@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::faults::FaultConfig;
+use crate::limits::Limits;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
@@ -37,6 +38,9 @@ pub struct Config {
     /// sha256, from the blob store) and mine with; without it, issued
     /// `worker.json` files carry the mining settings with mining off.
     pub miner_plugin: Option<PathBuf>,
+    /// The bounds on callers: timeouts, poll and upload caps, lease
+    /// deadlines, blob garbage collection.
+    pub limits: Limits,
     /// Fault injection for tests (all off by default).
     pub faults: FaultConfig,
 }
@@ -55,6 +59,7 @@ impl Config {
             max_blob_bytes: 16384 << 20,
             max_json_bytes: 16 << 20,
             miner_plugin: None,
+            limits: Limits::default(),
             faults: FaultConfig::default(),
         }
     }

@@ -61,6 +61,26 @@ impl ApiError {
         Self::new(ErrorCode::Unauthorized, message)
     }
 
+    /// 403 forbidden: a valid worker token that may not act for this worker.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// 429 too_many_requests.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::TooManyRequests, message)
+    }
+
+    /// 507 quota_exceeded.
+    pub fn quota_exceeded(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::QuotaExceeded, message)
+    }
+
+    /// 503 timed_out.
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::TimedOut, message)
+    }
+
     /// 500 internal.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
@@ -87,6 +107,10 @@ impl ApiError {
             ErrorCode::Conflict | ErrorCode::MissingBlobs => StatusCode::CONFLICT,
             ErrorCode::LeaseGone => StatusCode::GONE,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,11 +135,20 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if self.code == ErrorCode::Unauthorized {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        match self.code {
+            ErrorCode::Unauthorized => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            ErrorCode::TooManyRequests | ErrorCode::TimedOut => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -18,8 +18,10 @@
 //!   its `worker.json`; [`roster`] — the operator's view of every worker;
 //! - [`scheduler`] — the rules (leasing, expiry, replication, skipping);
 //! - [`store`] — the [`store::Store`] trait and its SQLite backend;
-//! - [`blobs`] — the content-addressed blob folder; [`faults`] — fault
-//!   injection for tests;
+//! - [`blobs`] — the content-addressed blob folder; [`gc`] — deleting the
+//!   blobs nothing references; [`faults`] — fault injection for tests;
+//! - [`limits`] — every bound on callers (timeouts, long polls, upload
+//!   quotas, transfer pace);
 //! - [`portal`] — the operator's web pages (workers, jobs, previews, a
 //!   form that issues workers);
 //! - [`client`] — a small HTTP client of the creator API (used by the CLI).
@@ -33,7 +35,9 @@ pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod faults;
+pub mod gc;
 pub mod issuing;
+pub mod limits;
 pub mod portal;
 pub mod roster;
 pub mod scheduler;

@@ -131,10 +131,7 @@ mod tests {
 
     #[test]
     fn the_online_window_is_three_heartbeats_and_at_least_15_s() {
-        let rules = |ttl_ms| Rules {
-            lease_ttl_ms: ttl_ms,
-            skip_after_failures: 3,
-        };
+        let rules = Rules::with_ttl;
         assert_eq!(online_window_ms(&rules(60_000)), 60_000);
         assert_eq!(online_window_ms(&rules(3_000)), 15_000);
         assert_eq!(online_window_ms(&rules(90_000)), 90_000);

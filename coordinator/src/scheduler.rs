@@ -6,19 +6,28 @@
 //!
 //! - **Leasing** gives a worker the oldest open job whose kind it accepts,
 //!   that it is not skipped for (too many consecutive failures of that
-//!   kind), and of which it holds or completed no replica yet. Lease ids are
+//!   kind), of which it holds or completed no replica yet and which it has
+//!   not refused (a signed, non-retryable failure), while it holds fewer
+//!   active leases than its registered `slots`. Lease ids are
 //!   `<job id>.<attempt>`.
 //! - **Expiry**: an active lease not extended (heartbeat, progress) within
-//!   the TTL expires; its job is requeued, or fails once `max_attempts`
-//!   leases ended unsuccessfully (failed or expired). A worker that shows up
-//!   again with an expired lease of a job still open gets it back.
+//!   the TTL expires, and so does one past its **deadline** (granted + the
+//!   job's timeout + a margin) however often it was extended; its job is
+//!   requeued, or fails once `max_attempts` leases ended unsuccessfully
+//!   (failed or expired). A worker that shows up again with an expired
+//!   lease of a job still open gets it back, unless its deadline passed.
 //! - **Completion** checks the signed proof against the job and the
 //!   worker's registered key and needs every output uploaded. A job
 //!   succeeds when `replicas` distinct workers completed it with the same
 //!   output digests, and is `disputed` when they differ. A late complete (of
 //!   an expired lease) is accepted while the job is still open.
-//! - **Failure** requeues a retryable failure while attempts remain, and
-//!   counts consecutive failures per (worker, kind).
+//! - **Failure** needs a signed proof once the job ran (only a `download`
+//!   or `invalid-lease` report may come without one, and then counts as
+//!   retryable). It requeues the replica while attempts remain, and counts
+//!   consecutive failures per (worker, kind). A non-retryable failure fails
+//!   the job only once as many distinct workers as the job has `replicas`
+//!   reported one (so with one replica, at once); until then the other
+//!   replicas go on and the failed one goes to another worker.
 //! - Complete and fail are idempotent: the same report again is answered
 //!   `duplicate: true`, a different one for a finished lease is a conflict.
 
@@ -26,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pictor_protocol::api::{
     self, BlobRef, CompleteReply, CompleteRequest, FailRequest, Heartbeat, HeartbeatReply, JobList,
-    JobState, JobStatus, Lease, LeaseState, LeaseStatus, MiningFigures, ProgressUpdate,
-    RegisterRequest, SubmitJob,
+    JobState, JobStatus, Lease, LeaseState, LeaseStatus, MiningFigures, NOT_RUN_FAILURE_KINDS,
+    ProgressUpdate, RegisterRequest, SubmitJob,
 };
 use pictor_protocol::proof::{OutputDigest, PROOF_VERSION, SignedProof};
 
@@ -41,6 +50,10 @@ use crate::store::{
 /// valid ids (≤ 128 characters).
 pub const MAX_JOB_ID_LEN: usize = 100;
 
+/// Longest job timeout accepted in `limits.timeout_s`, in seconds (the
+/// host's bound, `docs/job-spec.md`).
+pub const MAX_JOB_TIMEOUT_S: f64 = 604_800.0;
+
 /// Timing and policy knobs of the rules.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
@@ -48,12 +61,75 @@ pub struct Rules {
     pub lease_ttl_ms: u64,
     /// A worker stops getting a kind after this many consecutive failures on it.
     pub skip_after_failures: u32,
+    /// A job's run time limit when its `limits.timeout_s` gives none.
+    pub default_job_timeout_ms: u64,
+    /// Added to the job's timeout to make a lease's deadline.
+    pub deadline_margin_ms: u64,
 }
 
 impl Rules {
-    fn ttl_s(&self) -> u32 {
-        u32::try_from(self.lease_ttl_ms.div_ceil(1000)).unwrap_or(u32::MAX)
+    /// The rules with `lease_ttl_ms`, skipping after 3 failures, and the
+    /// default deadline settings ([`crate::limits::Limits::default`]).
+    pub fn with_ttl(lease_ttl_ms: u64) -> Self {
+        let limits = crate::limits::Limits::default();
+        Rules {
+            lease_ttl_ms,
+            skip_after_failures: 3,
+            default_job_timeout_ms: crate::limits::millis(limits.default_job_timeout),
+            deadline_margin_ms: crate::limits::millis(limits.deadline_margin),
+        }
     }
+
+    /// The deadline of a lease of `job` granted at `now_ms`.
+    fn deadline(&self, job: &JobRecord, now_ms: u64) -> u64 {
+        now_ms
+            .saturating_add(job_timeout_ms(&job.limits).unwrap_or(self.default_job_timeout_ms))
+            .saturating_add(self.deadline_margin_ms)
+    }
+
+    /// When a lease extended at `now_ms` expires: a TTL from now, never
+    /// past its deadline.
+    fn expiry(&self, lease: &LeaseRecord, now_ms: u64) -> u64 {
+        let by_ttl = now_ms.saturating_add(self.lease_ttl_ms);
+        lease
+            .deadline_at_ms
+            .map_or(by_ttl, |deadline| by_ttl.min(deadline))
+    }
+}
+
+/// A job's `limits.timeout_s` in milliseconds, if it gives a valid one.
+fn job_timeout_ms(limits: &serde_json::Value) -> Option<u64> {
+    let seconds = limits.get("timeout_s")?.as_f64()?;
+    (seconds.is_finite() && seconds > 0.0 && seconds <= MAX_JOB_TIMEOUT_S)
+        .then(|| (seconds * 1000.0).ceil() as u64)
+}
+
+/// Whether `lease` holds one of its job's replicas (running or done).
+fn holds_replica(lease: &LeaseRecord) -> bool {
+    matches!(
+        lease.state,
+        LeaseRecordState::Active | LeaseRecordState::Completed
+    )
+}
+
+/// Whether `lease` ended in a signed, non-retryable failure: its worker
+/// says the job cannot run there.
+fn refused(lease: &LeaseRecord) -> bool {
+    lease.state == LeaseRecordState::Failed
+        && lease
+            .failure
+            .as_ref()
+            .is_some_and(|f| !f.retryable && f.proof.is_some())
+}
+
+/// Whether `worker_id` may take a replica of a job wanting `replicas`,
+/// whose leases are `leases`: a replica is free, and the worker holds,
+/// completed or refused none.
+fn may_take(leases: &[LeaseRecord], replicas: u32, worker_id: &str) -> bool {
+    leases.iter().filter(|l| holds_replica(l)).count() < replicas as usize
+        && !leases
+            .iter()
+            .any(|l| l.worker_id == worker_id && (holds_replica(l) || refused(l)))
 }
 
 fn expires_in_s(lease: &LeaseRecord, now_ms: u64) -> u32 {
@@ -278,25 +354,27 @@ pub fn lease_next(
 ) -> Result<Option<Lease>, ApiError> {
     expire_due(tx, now_ms)?;
     let worker = touch_worker(tx, worker_id, now_ms)?;
+    let held = tx
+        .leases_of_worker(worker_id, LeaseRecordState::Active)?
+        .len();
+    if held >= worker.slots as usize {
+        tracing::debug!(
+            worker = worker_id,
+            held,
+            slots = worker.slots,
+            "no lease: the worker holds as many as its slots"
+        );
+        return Ok(None);
+    }
     let skipped = tx.skipped_kinds(worker_id, rules.skip_after_failures)?;
     let kinds = (!worker.kinds.is_empty()).then_some(worker.kinds.as_slice());
     for mut job in tx.open_jobs(kinds, &skipped)? {
         let leases = tx.leases_of_job(&job.id)?;
-        let holds = |l: &&LeaseRecord| {
-            matches!(
-                l.state,
-                LeaseRecordState::Active | LeaseRecordState::Completed
-            )
-        };
-        if leases.iter().filter(holds).count() >= job.replicas as usize
-            || leases
-                .iter()
-                .filter(holds)
-                .any(|l| l.worker_id == worker_id)
-        {
+        if !may_take(&leases, job.replicas, worker_id) {
             continue;
         }
         let attempt = u32::try_from(leases.len()).unwrap_or(u32::MAX);
+        let deadline = rules.deadline(&job, now_ms);
         let lease = LeaseRecord {
             id: format!("{}.{attempt}", job.id),
             job_id: job.id.clone(),
@@ -304,13 +382,14 @@ pub fn lease_next(
             attempt,
             state: LeaseRecordState::Active,
             granted_at_ms: now_ms,
-            expires_at_ms: now_ms + rules.lease_ttl_ms,
+            expires_at_ms: now_ms.saturating_add(rules.lease_ttl_ms).min(deadline),
             fraction: 0.0,
             message: String::new(),
             proof: None,
             failure: None,
             finished_at_ms: None,
             price: None,
+            deadline_at_ms: Some(deadline),
         };
         tx.insert_lease(&lease)?;
         job.attempts += 1;
@@ -318,11 +397,11 @@ pub fn lease_next(
         tx.update_job(&job)?;
         tracing::info!(lease = %lease.id, worker = worker_id, kind = %job.kind, "job leased");
         return Ok(Some(Lease {
+            expires_in_s: expires_in_s(&lease, now_ms),
             lease_id: lease.id,
             job_id: job.id,
             kind: job.kind,
             attempt,
-            expires_in_s: rules.ttl_s(),
             plugin: job.plugin,
             inputs: job.inputs,
             params: job.params,
@@ -334,8 +413,9 @@ pub fn lease_next(
     Ok(None)
 }
 
-/// Extends `lease` (held by `worker_id`) and says what state it is in. An
-/// expired lease whose job still needs it is revived.
+/// Extends `lease` (held by `worker_id`) and says what state it is in, never
+/// past its deadline. An expired lease whose job still needs it is revived,
+/// unless its deadline passed or its worker holds all its slots meanwhile.
 fn extend(
     tx: &mut dyn Tx,
     rules: &Rules,
@@ -353,7 +433,7 @@ fn extend(
     };
     match lease.state {
         LeaseRecordState::Active => {
-            lease.expires_at_ms = now_ms + rules.lease_ttl_ms;
+            lease.expires_at_ms = rules.expiry(&lease, now_ms);
             tx.update_lease(&lease)?;
             Ok(status(&lease, LeaseState::Active))
         }
@@ -362,23 +442,23 @@ fn extend(
             let Some(mut job) = tx.job(&lease.job_id)?.filter(|j| !j.state.is_final()) else {
                 return Ok(status(&lease, LeaseState::Gone));
             };
+            if lease.deadline_at_ms.is_some_and(|d| d <= now_ms) {
+                return Ok(status(&lease, LeaseState::Gone));
+            }
             let leases = tx.leases_of_job(&job.id)?;
-            let holds = |l: &&LeaseRecord| {
-                matches!(
-                    l.state,
-                    LeaseRecordState::Active | LeaseRecordState::Completed
-                )
-            };
-            if leases.iter().filter(holds).count() >= job.replicas as usize
-                || leases
-                    .iter()
-                    .filter(holds)
-                    .any(|l| l.worker_id == lease.worker_id)
+            if !may_take(&leases, job.replicas, &lease.worker_id) {
+                return Ok(status(&lease, LeaseState::Gone));
+            }
+            let slots = tx.worker(&lease.worker_id)?.map_or(0, |w| w.slots);
+            if tx
+                .leases_of_worker(&lease.worker_id, LeaseRecordState::Active)?
+                .len()
+                >= slots as usize
             {
                 return Ok(status(&lease, LeaseState::Gone));
             }
             lease.state = LeaseRecordState::Active;
-            lease.expires_at_ms = now_ms + rules.lease_ttl_ms;
+            lease.expires_at_ms = rules.expiry(&lease, now_ms);
             lease.finished_at_ms = None;
             tx.update_lease(&lease)?;
             job.state = JobState::Running;
@@ -414,6 +494,8 @@ pub fn heartbeat(
     now_ms: u64,
 ) -> Result<HeartbeatReply, ApiError> {
     touch_worker(tx, worker_id, now_ms)?;
+    // Leases past their deadline end here, so a heartbeat cannot keep them.
+    expire_due(tx, now_ms)?;
     if hb.leases.len() > 4096 {
         return Err(ApiError::invalid("`leases` lists more than 4096 leases"));
     }
@@ -474,6 +556,7 @@ pub fn progress(
     now_ms: u64,
 ) -> Result<LeaseStatus, ApiError> {
     let fraction = check_fraction(update.fraction, "fraction")?;
+    expire_due(tx, now_ms)?;
     let mut lease = tx
         .lease(lease_id)?
         .ok_or_else(|| ApiError::not_found(format!("no lease {lease_id}")))?;
@@ -509,20 +592,21 @@ fn gone_unless_open(tx: &mut dyn Tx, lease: &LeaseRecord) -> Result<JobRecord, A
     if job.state.is_final() || lease.state == LeaseRecordState::Superseded {
         return Err(ApiError::gone(format!(
             "job {} is already {} through other leases; drop lease {}",
-            job.id,
-            job.state,
-            lease.id
+            job.id, job.state, lease.id
         )));
     }
     Ok(job)
 }
 
-/// Checks a proof against the lease, its job and its worker's key.
+/// Checks a proof against the lease, its job and its worker's key; its
+/// manifest must say `status` (`succeeded` for a complete, `failed` for a
+/// fail).
 fn check_proof(
     proof: &SignedProof,
     lease: &LeaseRecord,
     job: &JobRecord,
     worker: &WorkerRecord,
+    status: &str,
 ) -> Result<(), ApiError> {
     let bad = |what: String| ApiError::bad_proof(format!("proof for lease {}: {what}", lease.id));
     proof
@@ -547,11 +631,13 @@ fn check_proof(
             m.worker_id, lease.worker_id
         )));
     }
-    if m.status != "succeeded" {
-        return Err(bad(format!(
-            "manifest `status` is {:?}; a complete needs \"succeeded\" (report failures with fail)",
-            m.status
-        )));
+    if m.status != status {
+        let hint = if status == "succeeded" {
+            "a complete needs \"succeeded\" (report failures with fail)"
+        } else {
+            "a fail needs \"failed\" (report successes with complete)"
+        };
+        return Err(bad(format!("manifest `status` is {:?}; {hint}", m.status)));
     }
     if m.plugin_sha256 != job.plugin.sha256 {
         return Err(bad(format!(
@@ -647,7 +733,7 @@ pub fn complete(
             lease.worker_id
         ))
     })?;
-    check_proof(&req.proof, &lease, &job, &worker)?;
+    check_proof(&req.proof, &lease, &job, &worker, "succeeded")?;
     let leases = tx.leases_of_job(&job.id)?;
     if lease.state == LeaseRecordState::Expired
         && leases
@@ -679,6 +765,14 @@ pub fn complete(
     lease.price = price_of(tx, &worker, &job.kind)?;
     tx.update_lease(&lease)?;
     tx.insert_outputs(&lease.id, &req.proof.manifest.outputs)?;
+    let outputs: Vec<_> = req
+        .proof
+        .manifest
+        .outputs
+        .iter()
+        .map(|o| o.sha256)
+        .collect();
+    tx.mark_referenced(&outputs)?;
     tx.set_kind_failures(&lease.worker_id, &job.kind, 0)?;
     // This worker's replica is in: its other active leases of the job end.
     for mut other in tx.leases_of_job(&job.id)? {
@@ -828,19 +922,26 @@ pub fn fail(
             "`kind` must be 1-64 characters (e.g. `plugin-error`)",
         ));
     }
-    if let Some(proof) = &req.proof {
-        let worker = tx.worker(&lease.worker_id)?;
-        let key = worker.as_ref().map(|w| w.public_key.as_str());
-        proof
-            .verify(key)
-            .map_err(|e| ApiError::bad_proof(format!("proof of failed lease {lease_id}: {e}")))?;
-        if proof.manifest.job_id != lease.id {
+    let worker = tx.worker(&lease.worker_id)?.ok_or_else(|| {
+        ApiError::internal(format!(
+            "lease {lease_id} is held by unknown worker {}",
+            lease.worker_id
+        ))
+    })?;
+    let signed = match &req.proof {
+        Some(proof) => {
+            check_proof(proof, &lease, &job, &worker, "failed")?;
+            true
+        }
+        None if NOT_RUN_FAILURE_KINDS.contains(&req.kind.as_str()) => false,
+        None => {
             return Err(ApiError::bad_proof(format!(
-                "proof of failed lease {lease_id}: manifest `job_id` is {:?}",
-                proof.manifest.job_id
+                "fail of lease {lease_id} has no `proof`: a job that reached the worker's sandbox is reported with \
+                 its signed proof (manifest `status` \"failed\"); only {} failures, of a lease that never ran, may leave it out",
+                NOT_RUN_FAILURE_KINDS.join(" and ")
             )));
         }
-    }
+    };
     lease.state = LeaseRecordState::Failed;
     lease.failure = Some(report);
     lease.finished_at_ms = Some(now_ms);
@@ -863,12 +964,35 @@ pub fn fail(
         req.kind,
         clip(&req.message)
     );
-    tracing::info!(lease = lease_id, retryable = req.retryable, %reason, "lease failed");
+    // Only a signed failure can end a job for good; an unsigned one (the
+    // lease never ran) costs an attempt, as an expiry does.
+    let permanent = signed && !req.retryable;
+    tracing::info!(lease = lease_id, retryable = !permanent, %reason, "lease failed");
     let job_id = job.id.clone();
-    if req.retryable {
-        settle_after_loss(tx, job, &reason, now_ms)?;
+    if permanent {
+        let leases = tx.leases_of_job(&job.id)?;
+        let refusers: BTreeSet<&str> = leases
+            .iter()
+            .filter(|l| refused(l))
+            .map(|l| l.worker_id.as_str())
+            .collect();
+        if refusers.len() >= job.replicas as usize {
+            let reason = if job.replicas > 1 {
+                format!(
+                    "{} of {} workers could not run it; last: {reason}",
+                    refusers.len(),
+                    job.replicas
+                )
+            } else {
+                reason
+            };
+            finalize(tx, job, JobState::Failed, Some(reason), now_ms)?;
+        } else {
+            // The other replicas go on; this one goes to another worker.
+            settle_after_loss(tx, job, &reason, now_ms)?;
+        }
     } else {
-        finalize(tx, job, JobState::Failed, Some(reason), now_ms)?;
+        settle_after_loss(tx, job, &reason, now_ms)?;
     }
     let state = tx
         .job(&job_id)?
@@ -1011,6 +1135,13 @@ pub fn submit(
             "`limits` must be an object (see docs/job-spec.md)",
         ));
     }
+    if let Some(timeout) = limits.get("timeout_s").filter(|t| !t.is_null())
+        && job_timeout_ms(&limits).is_none()
+    {
+        return Err(ApiError::invalid(format!(
+            "`limits.timeout_s` must be a number of seconds, 0 < s ≤ {MAX_JOB_TIMEOUT_S}, got {timeout} (see docs/job-spec.md)"
+        )));
+    }
     let record = JobRecord {
         id: id.clone(),
         kind: job.kind.clone(),
@@ -1055,6 +1186,10 @@ pub fn submit(
         ));
     }
     tx.insert_job(&record)?;
+    let named: Vec<_> = std::iter::once(record.plugin.sha256)
+        .chain(record.inputs.iter().map(|i| i.sha256))
+        .collect();
+    tx.mark_referenced(&named)?;
     tracing::info!(job = %id, kind = %record.kind, replicas = record.replicas, "job submitted");
     Ok((status_of(tx, record)?, true))
 }

@@ -1,24 +1,38 @@
 //! Starting and stopping a coordinator: open the data folder, store and
-//! blobs, bind, serve, expire leases in the background, and shut down
-//! gracefully (long polls end at once, in-flight requests finish).
+//! blobs, bind, serve, expire leases and collect unreferenced blobs in the
+//! background, and shut down gracefully (long polls end at once, in-flight
+//! requests finish).
+//!
+//! Connections are served by hyper directly (HTTP/1.1) rather than through
+//! `axum::serve`, for the bounds axum does not set: a header read timeout
+//! (which also closes idle keep-alive connections) and a stall timeout on
+//! writes ([`crate::limits::stall`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use pictor_protocol::Sha256Digest;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, now_ms};
-use crate::auth::Auth;
+use crate::auth::{Auth, Credentials};
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError};
 use crate::faults::Faults;
+use crate::gc::{self, ReconcileError};
+use crate::limits::millis;
+use crate::limits::polls::PollSlots;
+use crate::limits::quota::Uploads;
+use crate::limits::stall::StallIo;
 use crate::scheduler::{self, Rules};
-use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError, transaction};
 
 /// Why the coordinator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +46,9 @@ pub enum StartError {
     /// The blob store.
     #[error("blob store: {0}")]
     Blobs(#[from] BlobError),
+    /// The blob records could not be brought in line with the folder.
+    #[error("blob records: {0}")]
+    Reconcile(#[from] ReconcileError),
     /// The listen address.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -67,7 +84,7 @@ pub struct Running {
     pub data: DataDir,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    expiry: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -83,7 +100,9 @@ impl Running {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e)),
         };
-        let _ = self.expiry.await;
+        for task in self.background {
+            let _ = task.await;
+        }
         result
     }
 
@@ -106,6 +125,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "the default max_attempts must be between 1 and 20".into(),
         ));
     }
+    let limits = config.limits;
+    if limits.request_timeout.is_zero()
+        || limits.header_timeout.is_zero()
+        || limits.stall_timeout.is_zero()
+    {
+        return Err(StartError::Config(
+            "the request, header and stall timeouts must be more than 0 s".into(),
+        ));
+    }
+    if limits.min_transfer_rate == 0 || limits.max_polls_per_worker == 0 {
+        return Err(StartError::Config(
+            "the minimum transfer rate and the long polls per worker must be at least 1".into(),
+        ));
+    }
     let data = DataDir::new(&config.data_dir);
     let (creator_token, worker_token) = data.create()?;
     let database = data.database();
@@ -119,6 +152,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let miner_plugin = match &config.miner_plugin {
         Some(path) => Some(import_miner_plugin(&blobs, path).await?),
         None => None,
+    };
+    let store: Arc<dyn Store> = Arc::new(store);
+    let credentials = {
+        let (store, blobs) = (Arc::clone(&store), blobs.clone());
+        let pinned: Vec<Sha256Digest> = miner_plugin.into_iter().collect();
+        tokio::task::spawn_blocking(move || {
+            gc::reconcile(&*store, &blobs, &pinned, now_ms())?;
+            let issued = transaction(&*store, |tx| tx.list_issued_workers())?;
+            Ok::<_, StartError>(Credentials::load(&issued)?)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??
     };
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -137,12 +182,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => format!("http://{addr}"),
     };
     let state = Arc::new(AppState {
-        store: Arc::new(store),
+        store,
         blobs,
         auth: Auth::new(&creator_token, &worker_token),
+        credentials,
+        limits,
+        polls: PollSlots::new(limits.max_polls_per_worker),
+        uploads: Uploads::default(),
         rules: Rules {
-            lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+            lease_ttl_ms: millis(config.lease_ttl),
             skip_after_failures: config.skip_after_failures.max(1),
+            default_job_timeout_ms: millis(limits.default_job_timeout),
+            deadline_margin_ms: millis(limits.deadline_margin),
         },
         max_wait: config.max_wait,
         max_attempts_default: config.max_attempts_default,
@@ -156,22 +207,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     data.write_endpoint(&url)?;
     data.write_worker_config(&url, &worker_token)?;
 
-    let expiry = tokio::spawn(expire_leases(Arc::clone(&state), config.lease_ttl));
+    let background = vec![
+        tokio::spawn(expire_leases(Arc::clone(&state), config.lease_ttl)),
+        tokio::spawn(gc::collect_periodically(Arc::clone(&state))),
+    ];
     let router = api::router(Arc::clone(&state), config.max_json_bytes);
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        // TCP_NODELAY: a blob reply is headers then a streamed body, two
-        // writes; with Nagle the second waits for the client's delayed ACK
-        // (~40 ms on Linux) on every reused connection.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(serve(listener, router, limits, shutdown.clone()));
     Ok(Running {
         addr,
         url,
@@ -180,8 +221,55 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         data,
         shutdown,
         server,
-        expiry,
+        background,
     })
+}
+
+/// Accepts connections until `stop` fires, then waits for the open ones to
+/// finish their requests (idle ones close at once).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: crate::limits::Limits,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before
+                    // it was accepted: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        // TCP_NODELAY: a blob reply is headers then a streamed body, two
+        // writes; with Nagle the second waits for the client's delayed ACK
+        // (~40 ms on Linux) on every reused connection.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let io = TokioIo::new(StallIo::new(tcp, limits.stall_timeout));
+        let connection = http.serve_connection(io, TowerToHyperService::new(router.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Puts the miner plugin at `path` into the blob store (if it is not there

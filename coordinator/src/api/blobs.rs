@@ -1,8 +1,14 @@
 //! Blob endpoints (either token): `PUT` streams an upload into the store,
 //! `GET` streams a file (whole, or one `Range`), `HEAD` tells the size.
+//!
+//! Both bodies are held to the transfer bounds ([`Paced`]). An upload is
+//! charged to its caller ([`Owner`]) until something references it: over
+//! the caller's quota it is refused with 507 `quota_exceeded` — at once
+//! when its `Content-Length` cannot fit, else as soon as its bytes pass
+//! it, and for certain in the store transaction that records the blob.
 
 use std::io::SeekFrom;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,20 +24,48 @@ use pictor_protocol::api::{BlobRef, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::AppState;
 use super::extract::{AnyAuth, PathParam};
-use crate::blobs::{BlobError, PutOutcome, RangeChoice, parse_range};
+use super::{AppState, now_ms};
+use crate::blobs::{BlobError, RangeChoice, parse_range};
 use crate::error::ApiError;
 use crate::faults::BlobFault;
+use crate::limits::pace::{Pace, Paced};
+use crate::limits::quota::{self, Owner};
+use crate::store::BlobRecord;
 
 fn digest(text: &str) -> Result<Sha256Digest, ApiError> {
     text.parse()
         .map_err(|e| ApiError::invalid(format!("blob address: {e}")))
 }
 
+/// The pace an upload (`idle` checked) or a download (its stalls are the
+/// connection's, [`crate::limits::stall`]) is held to.
+fn pace(state: &AppState, upload: bool) -> Pace {
+    Pace {
+        idle: upload.then_some(state.limits.stall_timeout),
+        grace: state.limits.stall_timeout,
+        min_rate: state.limits.min_transfer_rate,
+    }
+}
+
+fn upload_error(sha: &Sha256Digest, e: BlobError) -> ApiError {
+    match e {
+        BlobError::TooLarge { .. } => {
+            ApiError::new(ErrorCode::TooLarge, format!("blob {sha}: {e}"))
+        }
+        BlobError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestMismatch, e.to_string()),
+        BlobError::TimedOut(_) => ApiError::timed_out(format!("blob {sha}: {e}")),
+        BlobError::Body(_) => ApiError::invalid(e.to_string()),
+        BlobError::Io { .. } => {
+            tracing::error!(error = %e, "blob store failure");
+            ApiError::internal(e.to_string())
+        }
+    }
+}
+
 /// `PUT /blobs/{sha256}`: 201 when stored, 200 when it was already there.
 pub async fn put(
-    _: AnyAuth,
+    AnyAuth(principal): AnyAuth,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     PathParam(sha): PathParam,
@@ -46,35 +80,107 @@ pub async fn put(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
-            format!("blob {sha} is larger than this coordinator's limit of {limit} bytes"),
+            format!(
+                "blob {sha} is larger than this coordinator's limit of {limit} bytes (serve --max-blob-mib)"
+            ),
         ));
     }
-    let outcome = state
-        .blobs
-        .put(&sha, body.into_data_stream())
-        .await
-        .map_err(|e| match e {
-            BlobError::TooLarge { .. } => {
-                ApiError::new(ErrorCode::TooLarge, format!("blob {sha}: {e}"))
-            }
-            BlobError::DigestMismatch { .. } => {
-                ApiError::new(ErrorCode::DigestMismatch, e.to_string())
-            }
-            BlobError::Body(_) => ApiError::invalid(e.to_string()),
-            BlobError::Io { .. } => {
-                tracing::error!(error = %e, "blob store failure");
-                ApiError::internal(e.to_string())
-            }
-        })?;
-    let size = state.blobs.size(&sha).unwrap_or(0);
-    let status = match outcome {
-        PutOutcome::Created => {
-            tracing::debug!(blob = %sha, size, "blob stored");
-            StatusCode::CREATED
+    let limits = state.limits;
+    let owner = Owner::of(&principal);
+    // A blob already stored costs nothing more: it is verified and dropped.
+    let quota = owner
+        .quota(&limits)
+        .filter(|_| state.blobs.size(&sha).is_none());
+    let mut reservation = match quota {
+        Some(quota) => {
+            let key = owner.key();
+            let held = state
+                .transact(move |tx| Ok(tx.unreferenced_bytes(&key)?))
+                .await?;
+            Some(
+                state
+                    .uploads
+                    .begin(&owner, quota, held, declared, &limits)?,
+            )
         }
-        PutOutcome::AlreadyPresent => StatusCode::OK,
+        None => None,
     };
-    Ok((status, axum::Json(BlobRef { sha256: sha, size })).into_response())
+    let refusal: Arc<Mutex<Option<ApiError>>> = Arc::default();
+    let stream = {
+        let refusal = Arc::clone(&refusal);
+        Paced::new(body.into_data_stream(), pace(&state, true)).map(move |chunk| {
+            let bytes = chunk?;
+            if let Some(reservation) = reservation.as_mut()
+                && let Err(e) = reservation.grow(bytes.len() as u64, &limits)
+            {
+                *refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                return Err(std::io::Error::other("upload quota exceeded"));
+            }
+            Ok(bytes)
+        })
+    };
+    let received = state.blobs.receive(&sha, stream).await;
+    if let Some(refused) = refusal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        return Err(refused);
+    }
+    let received = received.map_err(|e| upload_error(&sha, e))?;
+    let size = received.size;
+    let record = BlobRecord {
+        sha256: sha,
+        size,
+        owner: owner.key(),
+        created_at_ms: now_ms(),
+        referenced: false,
+    };
+    // From the check that it is stored to its record: not collected.
+    let _keep = state.blobs.keep().await;
+    if state.blobs.size(&sha).is_some() {
+        // Uploaded again while nothing references it: its uploader still
+        // wants it, so its grace period starts again.
+        state
+            .transact(move |tx| {
+                match tx.blob(&record.sha256)? {
+                    Some(mut known) if !known.referenced => {
+                        known.created_at_ms = record.created_at_ms;
+                        tx.put_blob(&known)?;
+                    }
+                    Some(_) => {}
+                    None => tx.put_blob(&record)?,
+                }
+                Ok(())
+            })
+            .await?;
+        return Ok((StatusCode::OK, axum::Json(BlobRef { sha256: sha, size })).into_response());
+    }
+    let quota = owner.quota(&limits);
+    let recorded = record.clone();
+    state
+        .transact(move |tx| {
+            if let Some(quota) = quota {
+                let held = tx.unreferenced_bytes(&recorded.owner)?;
+                if held.saturating_add(recorded.size) > quota {
+                    return Err(quota::exceeded(&owner, quota, held, recorded.size, &limits));
+                }
+            }
+            tx.put_blob(&recorded)?;
+            Ok(())
+        })
+        .await?;
+    if let Err(e) = received.persist().await {
+        let sha256 = record.sha256;
+        let _ = state.transact(move |tx| Ok(tx.delete_blob(&sha256)?)).await;
+        return Err(upload_error(&sha, e));
+    }
+    tracing::debug!(blob = %sha, size, owner = %record.owner, "blob stored");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(BlobRef { sha256: sha, size }),
+    )
+        .into_response())
 }
 
 /// `HEAD /blobs/{sha256}`: the size, without the bytes.
@@ -148,7 +254,7 @@ pub async fn get(
             .map_err(|e| ApiError::internal(format!("cannot read blob {sha}: {e}")))?;
     }
     let fault = state.faults.for_get(&sha, status == StatusCode::OK, count);
-    let mut response = Response::new(body_stream(file, count, fault));
+    let mut response = Response::new(body_stream(file, count, fault, pace(&state, false)));
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(CONTENT_LENGTH, HeaderValue::from(count));
@@ -169,8 +275,9 @@ pub async fn get(
     Ok(response)
 }
 
-/// `count` bytes of `file` as a body, in 64 KiB chunks, with `fault` applied.
-fn body_stream(file: tokio::fs::File, count: u64, fault: BlobFault) -> Body {
+/// `count` bytes of `file` as a body, in 64 KiB chunks, with `fault`
+/// applied, held to `pace`.
+fn body_stream(file: tokio::fs::File, count: u64, fault: BlobFault, pace: Pace) -> Body {
     let sent = fault.cut_after.map_or(count, |n| n.min(count));
     let mut flip = fault.flip_first_byte;
     let chunks = ReaderStream::with_capacity(file.take(sent), 64 << 10).map(move |chunk| {
@@ -196,5 +303,5 @@ fn body_stream(file: tokio::fs::File, count: u64, fault: BlobFault) -> Body {
     } else {
         chunks.boxed()
     };
-    Body::from_stream(stream)
+    Body::from_stream(Paced::new(stream, pace))
 }

@@ -1,7 +1,9 @@
 //! Extractors whose refusals are protocol [`ApiError`]s (JSON bodies that
 //! name the field) instead of axum's plain-text rejections, and the
 //! authentication extractors, which handlers list first so a caller without
-//! a valid token gets 401 before its body is looked at.
+//! a valid token gets 401 before its body is looked at. Authenticating never
+//! touches the store: one sha256 of the token, two constant-time compares
+//! and a lookup in the in-memory [`crate::auth::Credentials`].
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use pictor_protocol::api::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::auth::{Access, Auth, Presented, Principal, issued_principal};
+use crate::auth::{Access, Auth, Presented, Principal};
 use crate::error::ApiError;
 
 /// A JSON body, parsed with the failing field named.
@@ -88,24 +90,16 @@ pub struct CreatorAuth;
 pub struct WorkerAuth(pub Principal);
 
 /// The caller, authenticated before the body is read: either token.
-pub struct AnyAuth;
+pub struct AnyAuth(pub Principal);
 
 /// The caller for `access`: a folder token, or an issued worker's
-/// credential looked up in the store (a revoked one is refused with
-/// `revoked` on every endpoint).
-async fn authenticate(
-    parts: &Parts,
-    state: &Arc<AppState>,
-    access: Access,
-) -> Result<Principal, ApiError> {
+/// credential found in the credentials index (a revoked one is refused
+/// with `revoked` on every endpoint).
+fn authenticate(parts: &Parts, state: &AppState, access: Access) -> Result<Principal, ApiError> {
     let principal = match state.auth.identify(&parts.headers) {
         Presented::Nothing => None,
         Presented::Known(principal) => Some(principal),
-        Presented::Other { token_sha256 } => {
-            state
-                .transact(move |tx| issued_principal(tx, &token_sha256))
-                .await?
-        }
+        Presented::Other { token_sha256 } => state.credentials.principal(&token_sha256)?,
     };
     Auth::admit(principal, access)
 }
@@ -117,9 +111,7 @@ impl FromRequestParts<Arc<AppState>> for CreatorAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        authenticate(parts, state, Access::Creator)
-            .await
-            .map(|_| CreatorAuth)
+        authenticate(parts, state, Access::Creator).map(|_| CreatorAuth)
     }
 }
 
@@ -130,9 +122,7 @@ impl FromRequestParts<Arc<AppState>> for WorkerAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        authenticate(parts, state, Access::Worker)
-            .await
-            .map(WorkerAuth)
+        authenticate(parts, state, Access::Worker).map(WorkerAuth)
     }
 }
 
@@ -143,8 +133,6 @@ impl FromRequestParts<Arc<AppState>> for AnyAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        authenticate(parts, state, Access::Any)
-            .await
-            .map(|_| AnyAuth)
+        authenticate(parts, state, Access::Any).map(AnyAuth)
     }
 }

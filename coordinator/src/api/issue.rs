@@ -38,6 +38,7 @@ pub async fn issue(state: &AppState, request: CreateWorker) -> Result<IssuedWork
             })
             .await?;
         if inserted {
+            state.credentials.add(&record)?;
             break (record, credential);
         }
         if tries >= 5 {
@@ -68,6 +69,8 @@ pub async fn revoke(state: &AppState, worker_id: String) -> Result<WorkerSummary
         )));
     }
     let rules = state.rules;
+    // Refused from this moment on, before the store is told.
+    state.credentials.revoke(&worker_id);
     let (summary, ended) = state
         .transact(move |tx| {
             let now = now_ms();

@@ -35,9 +35,12 @@ pub async fn submit(
         .map_err(|e| ApiError::internal(format!("no randomness for a job id: {e}")))?;
     let generated = format!("job-{}-{}", now_ms(), hex::encode(nonce));
     let blobs = state.blobs.clone();
+    // The blobs found present stay until the job that names them is in.
+    let keep = state.blobs.keep().await;
     let (status, created) = state
         .transact(move |tx| scheduler::submit(tx, &blobs, &job, &generated, now_ms()))
         .await?;
+    drop(keep);
     if created {
         state.jobs_changed.notify_waiters();
         Ok((StatusCode::CREATED, axum::Json(status)).into_response())

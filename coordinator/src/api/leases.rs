@@ -9,20 +9,26 @@ use pictor_protocol::api::{
 
 use super::extract::{Json, PathParam, WorkerAuth};
 use super::{AppState, now_ms};
-use crate::auth::Principal;
+use crate::auth::{Credentials, Principal};
 use crate::error::ApiError;
 use crate::scheduler;
 use crate::store::Tx;
 
-/// Checks that `principal` may report on lease `lease_id` (404 if there is none).
-fn check_holder(tx: &mut dyn Tx, principal: &Principal, lease_id: &str) -> Result<(), ApiError> {
+/// Checks that `principal` may report on lease `lease_id` (404 if there is
+/// none, 403 if it may not act for the worker holding it).
+fn check_holder(
+    tx: &mut dyn Tx,
+    credentials: &Credentials,
+    principal: &Principal,
+    lease_id: &str,
+) -> Result<(), ApiError> {
     let lease = scheduler::lease_record(tx, lease_id)?;
-    if !principal.may_act_as_worker(&lease.worker_id) {
-        return Err(ApiError::unauthorized(format!(
-            "lease {lease_id} belongs to another worker"
-        )));
-    }
-    Ok(())
+    credentials
+        .authorize(principal, &lease.worker_id)
+        .map_err(|e| ApiError {
+            message: format!("lease {lease_id}: {}", e.message),
+            ..e
+        })
 }
 
 /// `POST /leases/{id}/progress`.
@@ -33,9 +39,10 @@ pub async fn progress(
     Json(update): Json<ProgressUpdate>,
 ) -> Result<axum::Json<LeaseStatus>, ApiError> {
     let rules = state.rules;
+    let shared = Arc::clone(&state);
     let status = state
         .transact(move |tx| {
-            check_holder(tx, &principal, &lease_id)?;
+            check_holder(tx, &shared.credentials, &principal, &lease_id)?;
             scheduler::progress(tx, &rules, &lease_id, &update, now_ms())
         })
         .await?;
@@ -49,13 +56,20 @@ pub async fn complete(
     PathParam(lease_id): PathParam,
     Json(request): Json<CompleteRequest>,
 ) -> Result<axum::Json<CompleteReply>, ApiError> {
-    let blobs = state.blobs.clone();
+    let shared = Arc::clone(&state);
+    // The outputs found present stay until the result that names them is in.
+    let keep = state.blobs.keep().await;
     let reply = state
         .transact(move |tx| {
-            check_holder(tx, &principal, &lease_id)?;
-            scheduler::complete(tx, &blobs, &lease_id, &request, now_ms())
+            check_holder(tx, &shared.credentials, &principal, &lease_id)?;
+            scheduler::complete(tx, &shared.blobs, &lease_id, &request, now_ms())
         })
         .await?;
+    drop(keep);
+    if !reply.duplicate {
+        // A slot of the worker is free again.
+        state.jobs_changed.notify_waiters();
+    }
     Ok(axum::Json(reply))
 }
 
@@ -67,14 +81,15 @@ pub async fn fail(
     Json(request): Json<FailRequest>,
 ) -> Result<axum::Json<CompleteReply>, ApiError> {
     let rules = state.rules;
+    let shared = Arc::clone(&state);
     let reply = state
         .transact(move |tx| {
-            check_holder(tx, &principal, &lease_id)?;
+            check_holder(tx, &shared.credentials, &principal, &lease_id)?;
             scheduler::fail(tx, &rules, &lease_id, &request, now_ms())
         })
         .await?;
     if !reply.duplicate {
-        // The job may be queued again.
+        // The job may be queued again, and a slot of the worker is free.
         state.jobs_changed.notify_waiters();
     }
     Ok(axum::Json(reply))

@@ -5,7 +5,10 @@
 //! Every reply carries `pictor-protocol: 1`. A request whose
 //! `pictor-protocol` header names another version is refused with
 //! `unsupported_version`; a request without the header is served (so
-//! `curl` works without ceremony). Handlers live in one module per area.
+//! `curl` works without ceremony). Every request is held to a time limit
+//! ([`time_limit`]): the request timeout, the long-poll wait on top of it
+//! for `lease`, and for a blob upload the transfer bounds of
+//! [`crate::limits::pace`] instead. Handlers live in one module per area.
 
 pub mod blobs;
 pub mod extract;
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,10 +31,13 @@ use pictor_protocol::api::{API_PREFIX, ErrorCode, Info, PROTOCOL_VERSION, VERSIO
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Credentials};
 use crate::blobs::BlobStore;
 use crate::error::ApiError;
 use crate::faults::Faults;
+use crate::limits::Limits;
+use crate::limits::polls::PollSlots;
+use crate::limits::quota::Uploads;
 use crate::scheduler::Rules;
 use crate::store::{Store, Tx, transaction};
 
@@ -41,8 +47,16 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The blob store.
     pub blobs: BlobStore,
-    /// Credentials.
+    /// The folder's credentials.
     pub auth: Auth,
+    /// Issued workers' credentials.
+    pub credentials: Credentials,
+    /// The bounds on callers.
+    pub limits: Limits,
+    /// Long polls in flight, per worker.
+    pub polls: PollSlots,
+    /// Upload bytes in flight, per owner.
+    pub uploads: Uploads,
     /// Lease timing and skip policy.
     pub rules: Rules,
     /// Longest long-poll wait.
@@ -112,8 +126,46 @@ pub fn router(state: Arc<AppState>, max_json_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            time_limit,
+        ))
         .layer(axum::middleware::from_fn(protocol_version))
         .with_state(state)
+}
+
+/// How long a request to `path` may take until its reply's headers:
+/// `None` for a blob upload (its body is held to the transfer bounds
+/// instead), the long-poll wait on top of the request timeout for `lease`.
+pub fn request_limit(state: &AppState, method: &Method, path: &str) -> Option<Duration> {
+    let Some(rest) = path.strip_prefix(API_PREFIX) else {
+        return Some(state.limits.request_timeout);
+    };
+    if method == Method::PUT && rest.starts_with("/blobs/") {
+        return None;
+    }
+    if method == Method::POST && rest.starts_with("/workers/") && rest.ends_with("/lease") {
+        return Some(state.max_wait + state.limits.request_timeout);
+    }
+    Some(state.limits.request_timeout)
+}
+
+/// Cuts off a request that takes longer than [`request_limit`] with 503
+/// `timed_out` (a store transaction already running still finishes; the
+/// reports it might have recorded are idempotent).
+async fn time_limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let Some(limit) = request_limit(&state, request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timed_out(format!(
+            "the request took longer than {} s and was cut off (a body sent too slowly, or a busy coordinator; \
+             serve --request-timeout-s); retry with backoff",
+            limit.as_secs_f64()
+        ))
+        .into_response(),
+    }
 }
 
 async fn info() -> axum::Json<Info> {

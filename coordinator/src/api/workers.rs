@@ -1,4 +1,7 @@
-//! Worker endpoints: register, heartbeat, lease (long poll).
+//! Worker endpoints: register, heartbeat, lease (long poll). Each checks
+//! first that the token may act for the worker it names
+//! ([`crate::auth::Credentials::authorize`]); a long poll also takes one of
+//! the worker's poll places ([`crate::limits::polls`]).
 
 use std::sync::Arc;
 
@@ -16,18 +19,13 @@ use crate::error::ApiError;
 use crate::scheduler;
 
 /// Checks that `principal` may speak for `worker_id`.
-fn check_worker(principal: &Principal, worker_id: &str) -> Result<(), ApiError> {
+fn check_worker(state: &AppState, principal: &Principal, worker_id: &str) -> Result<(), ApiError> {
     if !api::valid_id(worker_id) {
         return Err(ApiError::not_found(format!(
             "{worker_id:?} is not a worker id"
         )));
     }
-    if !principal.may_act_as_worker(worker_id) {
-        return Err(ApiError::unauthorized(format!(
-            "this token does not belong to worker {worker_id}"
-        )));
-    }
-    Ok(())
+    state.credentials.authorize(principal, worker_id)
 }
 
 /// `POST /workers/register`.
@@ -36,23 +34,11 @@ pub async fn register(
     State(state): State<Arc<AppState>>,
     Json(request): Json<RegisterRequest>,
 ) -> Result<axum::Json<RegisterReply>, ApiError> {
-    if !principal.may_act_as_worker(&request.worker_id) {
-        return Err(ApiError::unauthorized(format!(
-            "this token does not belong to worker {}",
-            request.worker_id
-        )));
-    }
+    state
+        .credentials
+        .authorize(&principal, &request.worker_id)?;
     let worker = state
-        .transact(move |tx| {
-            if principal == Principal::FarmWorker && tx.issued_worker(&request.worker_id)?.is_some()
-            {
-                return Err(ApiError::unauthorized(format!(
-                    "worker {} was issued its own credential; use the token in its worker.json, not the farm's",
-                    request.worker_id
-                )));
-            }
-            scheduler::register(tx, &request, now_ms())
-        })
+        .transact(move |tx| scheduler::register(tx, &request, now_ms()))
         .await?;
     tracing::info!(worker = %worker.id, name = %worker.name, kinds = ?worker.kinds, "worker registered");
     let ttl_s = u32::try_from(state.rules.lease_ttl_ms.div_ceil(1000)).unwrap_or(u32::MAX);
@@ -71,7 +57,7 @@ pub async fn heartbeat(
     PathParam(worker_id): PathParam,
     Json(beat): Json<Heartbeat>,
 ) -> Result<axum::Json<HeartbeatReply>, ApiError> {
-    check_worker(&principal, &worker_id)?;
+    check_worker(&state, &principal, &worker_id)?;
     let rules = state.rules;
     let reply = state
         .transact(move |tx| scheduler::heartbeat(tx, &rules, &worker_id, &beat, now_ms()))
@@ -87,7 +73,9 @@ pub async fn lease(
     PathParam(worker_id): PathParam,
     Json(request): Json<LeaseRequest>,
 ) -> Result<Response, ApiError> {
-    check_worker(&principal, &worker_id)?;
+    check_worker(&state, &principal, &worker_id)?;
+    // Held until the poll ends (or its client goes away and it is dropped).
+    let _slot = state.polls.take(&worker_id)?;
     let wait = std::time::Duration::from_secs(u64::from(request.wait_s)).min(state.max_wait);
     let deadline = tokio::time::Instant::now() + wait;
     loop {

@@ -21,8 +21,7 @@ impl CancelCommand {
         let status = super::runtime()?.block_on(client.cancel(&self.job))?;
         println!(
             "{}: {} (workers running it are told at their next heartbeat)",
-            status.job_id,
-            status.state
+            status.job_id, status.state
         );
         Ok(ExitCode::SUCCESS)
     }

@@ -30,11 +30,7 @@ impl ResultsCommand {
             let status = client.job(&self.job).await?;
             if status.state != JobState::Succeeded {
                 super::submit::print_final(&status);
-                anyhow::bail!(
-                    "job {} has no results: it is {}",
-                    self.job,
-                    status.state
-                );
+                anyhow::bail!("job {} has no results: it is {}", self.job, status.state);
             }
             download(&client, &status, &self.out).await?;
             Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use pictor_coordinator::Config;
 use pictor_coordinator::config::DEFAULT_LISTEN;
+use pictor_coordinator::limits::{self, gc_interval};
 use pictor_protocol::Sha256Digest;
 
 /// Serve the protocol from a data folder.
@@ -39,6 +40,44 @@ pub struct ServeCommand {
     /// Largest blob accepted, in MiB.
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     max_blob_mib: u64,
+    /// Seconds a request may take until its reply (the lease long poll gets
+    /// --max-wait-s on top; blob uploads are bounded by the stall timeout
+    /// and minimum rate instead); slower ones get 503 timed_out.
+    #[arg(long, default_value_t = limits::DEFAULT_REQUEST_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_s: u64,
+    /// Seconds a client may take to send a request's headers; idle
+    /// keep-alive connections close after as long.
+    #[arg(long, default_value_t = limits::DEFAULT_HEADER_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_s: u64,
+    /// Seconds a blob body may move no byte, and a connection's writes make
+    /// no progress, before it is cut.
+    #[arg(long, default_value_t = limits::DEFAULT_STALL_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    stall_timeout_s: u64,
+    /// Slowest average rate of a blob upload or download, KiB/s (after a
+    /// first stall timeout of grace).
+    #[arg(long, default_value_t = limits::DEFAULT_MIN_TRANSFER_KIB_S, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    min_transfer_kib_s: u64,
+    /// Lease long polls one worker may have waiting at once; more get 429.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_POLLS_PER_WORKER, value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_polls_per_worker: u32,
+    /// MiB of uploads the creator token may hold that no job names yet.
+    #[arg(long, default_value_t = limits::DEFAULT_CREATOR_QUOTA_MIB, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    creator_quota_mib: u64,
+    /// MiB of uploads each worker (or the farm token as a whole) may hold
+    /// that no accepted result names yet.
+    #[arg(long, default_value_t = limits::DEFAULT_WORKER_QUOTA_MIB, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    worker_quota_mib: u64,
+    /// Seconds after its upload that a blob no job or result names is deleted.
+    #[arg(long, default_value_t = limits::DEFAULT_BLOB_GRACE_S, value_parser = clap::value_parser!(u64).range(60..=365 * 86400))]
+    blob_gc_grace_s: u64,
+    /// A job's timeout when its limits.timeout_s gives none (match the
+    /// workers' own default), seconds: the basis of its leases' deadline.
+    #[arg(long, default_value_t = limits::DEFAULT_JOB_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=604800))]
+    default_job_timeout_s: u64,
+    /// Seconds added to a job's timeout to make its lease's deadline, past
+    /// which the lease expires however often it is extended.
+    #[arg(long, default_value_t = limits::DEFAULT_DEADLINE_MARGIN_S, value_parser = clap::value_parser!(u64).range(0..=604800))]
+    lease_deadline_margin_s: u64,
     /// The miner plugin component (e.g. target/guest/…/mine.wasm): put into
     /// the blob store at start; workers issued here download it by its
     /// sha256 and mine while idle. Without it, issued worker.json files have
@@ -66,6 +105,20 @@ impl ServeCommand {
         config.max_attempts_default = self.max_attempts_default;
         config.max_blob_bytes = self.max_blob_mib << 20;
         config.miner_plugin = self.miner_plugin;
+        let blob_grace = Duration::from_secs(self.blob_gc_grace_s);
+        config.limits = limits::Limits {
+            request_timeout: Duration::from_secs(self.request_timeout_s),
+            header_timeout: Duration::from_secs(self.header_timeout_s),
+            stall_timeout: Duration::from_secs(self.stall_timeout_s),
+            min_transfer_rate: self.min_transfer_kib_s << 10,
+            max_polls_per_worker: self.max_polls_per_worker,
+            creator_quota: self.creator_quota_mib << 20,
+            worker_quota: self.worker_quota_mib << 20,
+            blob_grace,
+            blob_gc_interval: gc_interval(blob_grace),
+            default_job_timeout: Duration::from_secs(self.default_job_timeout_s),
+            deadline_margin: Duration::from_secs(self.lease_deadline_margin_s),
+        };
         config.faults.cut_blob_after_bytes = self.fault_cut_blob_after_bytes;
         config.faults.corrupt_blob_once = self.fault_corrupt_blob_once;
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,6 @@
 //! The coordinator's durable state — workers (registered and issued), their
-//! last heartbeats, jobs, leases, job outputs and per-kind failure counts —
+//! last heartbeats, jobs, leases, job outputs, per-kind failure counts and
+//! the record of each blob (owner, references) —
 //! behind the [`Store`] trait, and its records.
 //!
 //! The trait is deliberately small and synchronous: a backend offers
@@ -264,6 +265,29 @@ pub struct LeaseRecord {
     /// Once completed: the worker's price for the job's kind at that time
     /// (what it earned), if it had one.
     pub price: Option<f64>,
+    /// When it expires however often it is extended (granted + the job's
+    /// timeout + a margin); `None` for leases granted before deadlines
+    /// existed.
+    pub deadline_at_ms: Option<u64>,
+}
+
+/// A blob in the blob folder, as the store knows it: who uploaded it and
+/// whether anything names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobRecord {
+    /// Its digest.
+    pub sha256: Sha256Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Who it is charged to ([`crate::limits::quota::Owner::key`]).
+    pub owner: String,
+    /// When it was uploaded, or last uploaded again while unreferenced (ms
+    /// since the Unix epoch): the garbage collector's clock.
+    pub created_at_ms: u64,
+    /// Whether a job (plugin, inputs) or an accepted result (outputs)
+    /// names it, or the coordinator serves it (the miner plugin).
+    /// Referenced blobs are kept for good and charged to nobody.
+    pub referenced: bool,
 }
 
 /// Row-level access inside one transaction. Every method sees the
@@ -343,6 +367,29 @@ pub trait Tx {
     /// Some output whose blob is `sha256`, if any job has one.
     fn output_by_blob(&mut self, sha256: &Sha256Digest)
     -> Result<Option<OutputRecord>, StoreError>;
+
+    /// The blob record of `sha256`.
+    fn blob(&mut self, sha256: &Sha256Digest) -> Result<Option<BlobRecord>, StoreError>;
+    /// Inserts or replaces a blob record.
+    fn put_blob(&mut self, blob: &BlobRecord) -> Result<(), StoreError>;
+    /// Deletes a blob record.
+    fn delete_blob(&mut self, sha256: &Sha256Digest) -> Result<(), StoreError>;
+    /// Every blob record's digest.
+    fn blob_digests(&mut self) -> Result<Vec<Sha256Digest>, StoreError>;
+    /// Bytes of `owner`'s blobs that are not referenced.
+    fn unreferenced_bytes(&mut self, owner: &str) -> Result<u64, StoreError>;
+    /// Marks these blobs referenced (those without a record are skipped).
+    fn mark_referenced(&mut self, digests: &[Sha256Digest]) -> Result<(), StoreError>;
+    /// Marks referenced every blob a job or a completed lease's outputs
+    /// name; returns how many changed.
+    fn mark_all_referenced(&mut self) -> Result<usize, StoreError>;
+    /// Unreferenced blobs uploaded at or before `before_ms`, oldest first,
+    /// at most `limit`.
+    fn collectable_blobs(
+        &mut self,
+        before_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, StoreError>;
 
     /// Consecutive failures of `worker_id` on `kind` (0 if none).
     fn kind_failures(&mut self, worker_id: &str, kind: &str) -> Result<u32, StoreError>;

@@ -19,15 +19,32 @@ use pictor_protocol::proof::OutputDigest;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    BeatRecord, IssuedWorkerRecord, JobRecord, LeaseRecord, LeaseRecordState, OutputRecord, Store,
-    StoreError, Tx, WorkerRecord,
+    BeatRecord, BlobRecord, IssuedWorkerRecord, JobRecord, LeaseRecord, LeaseRecordState,
+    OutputRecord, Store, StoreError, Tx, WorkerRecord,
 };
 
 /// The schema version this build creates and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each migration takes the schema from the version before to its version.
-pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3)];
+
+/// Version 3: each lease's deadline, and a record of each blob (who
+/// uploaded it, whether anything names it) for upload quotas and garbage
+/// collection. Blobs already in the folder get their records when the
+/// server starts ([`crate::gc::reconcile`]).
+const MIGRATION_3: &str = "
+ALTER TABLE leases ADD COLUMN deadline_at_ms INTEGER;
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    referenced INTEGER NOT NULL
+);
+CREATE INDEX blobs_by_owner ON blobs (owner, referenced);
+CREATE INDEX blobs_collectable ON blobs (referenced, created_at_ms);
+";
 
 /// Version 2: issued workers with their own credentials, last heartbeats,
 /// the price earned on each completed lease, and an index of job outputs
@@ -124,7 +141,7 @@ CREATE TABLE kind_failures (
 
 const JOB_COLUMNS: &str = "id, kind, plugin_sha256, plugin_size, inputs, params, seed, limits, price, replicas, \
      max_attempts, state, attempts, created_at_ms, finished_at_ms, error";
-const LEASE_COLUMNS: &str = "id, job_id, worker_id, attempt, state, granted_at_ms, expires_at_ms, fraction, message, proof, failure, finished_at_ms, price";
+const LEASE_COLUMNS: &str = "id, job_id, worker_id, attempt, state, granted_at_ms, expires_at_ms, fraction, message, proof, failure, finished_at_ms, price, deadline_at_ms";
 const ISSUED_COLUMNS: &str =
     "id, name, wallet, mining, prices, token_sha256, created_at_ms, revoked_at_ms";
 const WORKER_COLUMNS: &str = "id, name, public_key, host_version, gpus, kinds, prices, slots, registered_at_ms, last_seen_ms";
@@ -448,6 +465,7 @@ struct RawLease {
     failure: Option<String>,
     finished_at_ms: Option<i64>,
     price: Option<f64>,
+    deadline_at_ms: Option<i64>,
 }
 
 impl RawLease {
@@ -466,6 +484,7 @@ impl RawLease {
             failure: row.get(10)?,
             finished_at_ms: row.get(11)?,
             price: row.get(12)?,
+            deadline_at_ms: row.get(13)?,
         })
     }
 
@@ -491,6 +510,7 @@ impl RawLease {
                 .transpose()?,
             finished_at_ms: self.finished_at_ms.map(to_u64),
             price: self.price,
+            deadline_at_ms: self.deadline_at_ms.map(to_u64),
             message: self.message,
             id: self.id,
             job_id: self.job_id,
@@ -543,6 +563,37 @@ impl SqliteTx<'_> {
             .collect::<Result<_, _>>()
             .map_err(backend)?;
         raw.into_iter().map(RawJob::decode).collect()
+    }
+
+    fn blobs_where(
+        &mut self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        let sql =
+            format!("SELECT sha256, size, owner, created_at_ms, referenced FROM blobs {clause}");
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let raw: Vec<(String, i64, String, i64, bool)> = stmt
+            .query_map(args, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        raw.into_iter()
+            .map(|(sha256, size, owner, created_at_ms, referenced)| {
+                Ok(BlobRecord {
+                    sha256: sha256.parse().map_err(|e| StoreError::Corrupt {
+                        table: "blobs",
+                        message: format!("`sha256`: {e}"),
+                    })?,
+                    size: to_u64(size),
+                    owner,
+                    created_at_ms: to_u64(created_at_ms),
+                    referenced,
+                })
+            })
+            .collect()
     }
 
     fn leases_where(
@@ -676,7 +727,7 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_lease(&mut self, l: &LeaseRecord) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
         );
         self.tx
             .execute(
@@ -694,7 +745,8 @@ impl Tx for SqliteTx<'_> {
                     l.proof.as_ref().map(json).transpose()?,
                     l.failure.as_ref().map(json).transpose()?,
                     l.finished_at_ms.map(to_i64),
-                    l.price
+                    l.price,
+                    l.deadline_at_ms.map(to_i64)
                 ],
             )
             .map_err(backend)?;
@@ -889,6 +941,103 @@ impl Tx for SqliteTx<'_> {
         .transpose()
     }
 
+    fn blob(&mut self, sha256: &Sha256Digest) -> Result<Option<BlobRecord>, StoreError> {
+        Ok(self
+            .blobs_where("WHERE sha256 = ?1", &[&sha256.to_string()])?
+            .pop())
+    }
+
+    fn put_blob(&mut self, b: &BlobRecord) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO blobs (sha256, size, owner, created_at_ms, referenced) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (sha256) DO UPDATE SET size = ?2, owner = ?3, created_at_ms = ?4, referenced = ?5",
+                params![
+                    b.sha256.to_string(),
+                    to_i64(b.size),
+                    b.owner,
+                    to_i64(b.created_at_ms),
+                    b.referenced
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_blob(&mut self, sha256: &Sha256Digest) -> Result<(), StoreError> {
+        self.tx
+            .execute("DELETE FROM blobs WHERE sha256 = ?1", [sha256.to_string()])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn blob_digests(&mut self) -> Result<Vec<Sha256Digest>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT sha256 FROM blobs ORDER BY sha256")
+            .map_err(backend)?;
+        let texts = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        texts
+            .iter()
+            .map(|t| {
+                t.parse().map_err(|e| StoreError::Corrupt {
+                    table: "blobs",
+                    message: format!("`sha256`: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    fn unreferenced_bytes(&mut self, owner: &str) -> Result<u64, StoreError> {
+        let sum: i64 = self
+            .tx
+            .query_row(
+                "SELECT coalesce(sum(size), 0) FROM blobs WHERE owner = ?1 AND referenced = 0",
+                [owner],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        Ok(to_u64(sum))
+    }
+
+    fn mark_referenced(&mut self, digests: &[Sha256Digest]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("UPDATE blobs SET referenced = 1 WHERE sha256 = ?1 AND referenced = 0")
+            .map_err(backend)?;
+        for digest in digests {
+            stmt.execute([digest.to_string()]).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn mark_all_referenced(&mut self) -> Result<usize, StoreError> {
+        self.tx
+            .execute(
+                "UPDATE blobs SET referenced = 1 WHERE referenced = 0 AND ( \
+                 sha256 IN (SELECT plugin_sha256 FROM jobs) \
+                 OR sha256 IN (SELECT json_extract(i.value, '$.sha256') FROM jobs, json_each(jobs.inputs) i) \
+                 OR sha256 IN (SELECT sha256 FROM lease_outputs))",
+                [],
+            )
+            .map_err(backend)
+    }
+
+    fn collectable_blobs(
+        &mut self,
+        before_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        self.blobs_where(
+            "WHERE referenced = 0 AND created_at_ms <= ?1 ORDER BY created_at_ms, sha256 LIMIT ?2",
+            &[&to_i64(before_ms), &limit],
+        )
+    }
+
     fn kind_failures(&mut self, worker_id: &str, kind: &str) -> Result<u32, StoreError> {
         let count: Option<i64> = self
             .tx
@@ -1035,6 +1184,44 @@ mod tests {
         )?;
         assert_eq!(version, SCHEMA_VERSION);
         Ok(())
+    }
+
+    #[test]
+    fn blob_records_count_unreferenced_bytes_and_age_for_collection() -> Result<(), StoreError> {
+        let store = SqliteStore::in_memory()?;
+        let record = |bytes: &[u8], owner: &str, at: u64| BlobRecord {
+            sha256: Sha256Digest::of(bytes),
+            size: bytes.len() as u64,
+            owner: owner.into(),
+            created_at_ms: at,
+            referenced: false,
+        };
+        transaction(&store, |tx| {
+            tx.put_blob(&record(b"p", "creator", 10))?;
+            tx.put_blob(&record(b"junk", "worker:w", 20))?;
+            tx.put_blob(&record(b"new junk", "worker:w", 30))?;
+            tx.insert_job(&job("a", "render"))?;
+            Ok::<_, StoreError>(())
+        })?;
+        transaction(&store, |tx| {
+            assert_eq!(tx.unreferenced_bytes("worker:w")?, 12);
+            assert_eq!(tx.unreferenced_bytes("creator")?, 1);
+            // Job `a` names blob `p` as its plugin.
+            assert_eq!(tx.mark_all_referenced()?, 1);
+            assert_eq!(tx.unreferenced_bytes("creator")?, 0);
+            let old: Vec<u64> = tx
+                .collectable_blobs(25, 10)?
+                .iter()
+                .map(|b| b.created_at_ms)
+                .collect();
+            assert_eq!(old, [20], "referenced and young blobs are kept");
+            tx.mark_referenced(&[Sha256Digest::of(b"junk")])?;
+            assert!(tx.collectable_blobs(25, 10)?.is_empty());
+            assert_eq!(tx.unreferenced_bytes("worker:w")?, 8);
+            tx.delete_blob(&Sha256Digest::of(b"new junk"))?;
+            assert_eq!(tx.blob_digests()?.len(), 2);
+            Ok::<_, StoreError>(())
+        })
     }
 
     #[test]

@@ -65,7 +65,7 @@ async fn an_issued_config_has_the_host_shape_and_its_token_acts_for_its_worker_o
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    // … and for no other.
+    // … and for no other (403: a valid token, the wrong worker).
     farm.register("wkr-farm-1", &key(2), &["hello"]).await;
     let body = expect_error(
         farm.as_token(
@@ -74,13 +74,14 @@ async fn an_issued_config_has_the_host_shape_and_its_token_acts_for_its_worker_o
             &json!({"activity": "idle", "leases": []}),
         )
         .await,
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
     )
     .await;
     assert!(
-        body.message
-            .contains("does not belong to worker wkr-farm-1"),
+        body.message.contains(&format!(
+            "this token belongs to worker {id}, not to worker wkr-farm-1"
+        )),
         "{}",
         body.message
     );
@@ -91,8 +92,8 @@ async fn an_issued_config_has_the_host_shape_and_its_token_acts_for_its_worker_o
             &json!({"wait_s": 0}),
         )
         .await,
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
     )
     .await;
     expect_error(
@@ -102,8 +103,8 @@ async fn an_issued_config_has_the_host_shape_and_its_token_acts_for_its_worker_o
             &register_body("wkr-other", &key(3), &[]),
         )
         .await,
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
     )
     .await;
     // Nor for the creator's API.
@@ -122,8 +123,8 @@ async fn an_issued_config_has_the_host_shape_and_its_token_acts_for_its_worker_o
             &register_body(&id, &key(1), &["hello"]),
         )
         .await,
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
     )
     .await;
     assert!(

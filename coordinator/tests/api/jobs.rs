@@ -145,7 +145,7 @@ async fn a_submission_without_max_attempts_gets_the_coordinators_default() -> Te
     for job in ["job-default", "job-explicit"] {
         let lease = farm.lease("wkr-1", 0).await.unwrap();
         assert_eq!(lease.job_id, job);
-        farm.fail(&lease.lease_id, true).await;
+        farm.fail(&key(1), "wkr-1", &lease, true).await;
     }
     assert_eq!(
         farm.job("job-default").await.state,

@@ -142,7 +142,7 @@ async fn retryable_failures_requeue_and_permanent_ones_fail_the_job() -> TestRes
     farm.register("wkr-1", &key(1), &[]).await;
     farm.submit("job-retry", "hello", json!({})).await;
     let lease = farm.lease("wkr-1", 0).await.unwrap();
-    let response = farm.fail(&lease.lease_id, true).await;
+    let response = farm.fail(&key(1), "wkr-1", &lease, true).await;
     assert_eq!(response.status(), StatusCode::OK);
     let reply: CompleteReply = response.json().await?;
     assert_eq!(
@@ -150,10 +150,14 @@ async fn retryable_failures_requeue_and_permanent_ones_fail_the_job() -> TestRes
         (JobState::Queued, false)
     );
     // The same report again: a duplicate; another one: a conflict.
-    let again: CompleteReply = farm.fail(&lease.lease_id, true).await.json().await?;
+    let again: CompleteReply = farm
+        .fail(&key(1), "wkr-1", &lease, true)
+        .await
+        .json()
+        .await?;
     assert!(again.duplicate);
     expect_error(
-        farm.fail(&lease.lease_id, false).await,
+        farm.fail(&key(1), "wkr-1", &lease, false).await,
         StatusCode::CONFLICT,
         ErrorCode::Conflict,
     )
@@ -161,7 +165,11 @@ async fn retryable_failures_requeue_and_permanent_ones_fail_the_job() -> TestRes
 
     let lease = farm.lease("wkr-1", 0).await.unwrap();
     assert_eq!(lease.lease_id, "job-retry.1");
-    let reply: CompleteReply = farm.fail(&lease.lease_id, false).await.json().await?;
+    let reply: CompleteReply = farm
+        .fail(&key(1), "wkr-1", &lease, false)
+        .await
+        .json()
+        .await?;
     assert_eq!(reply.job_state, JobState::Failed);
     let error = farm.job("job-retry").await.error.unwrap();
     assert!(
@@ -183,7 +191,7 @@ async fn a_worker_failing_a_kind_three_times_is_skipped_for_it() -> TestResult {
         let lease = farm.lease("wkr-bad", 0).await.unwrap();
         assert_eq!(lease.lease_id, format!("job-a.{attempt}"));
         assert_eq!(
-            farm.fail(&lease.lease_id, true).await.status(),
+            farm.fail(&key(1), "wkr-bad", &lease, true).await.status(),
             StatusCode::OK
         );
     }
@@ -208,7 +216,7 @@ async fn a_success_resets_the_failure_count() -> TestResult {
         .await;
     for _ in 0..2 {
         let lease = farm.lease("wkr-1", 0).await.unwrap();
-        farm.fail(&lease.lease_id, true).await;
+        farm.fail(&key(1), "wkr-1", &lease, true).await;
     }
     let lease = farm.lease("wkr-1", 0).await.unwrap();
     let proof = signed(&key(1), "wkr-1", &lease, &[]);
@@ -220,7 +228,7 @@ async fn a_success_resets_the_failure_count() -> TestResult {
         .await;
     for _ in 0..2 {
         let lease = farm.lease("wkr-1", 0).await.unwrap();
-        farm.fail(&lease.lease_id, true).await;
+        farm.fail(&key(1), "wkr-1", &lease, true).await;
     }
     assert!(
         farm.lease("wkr-1", 0).await.is_some(),
@@ -263,7 +271,7 @@ async fn cancelling_a_job_tells_its_worker_and_refuses_its_result() -> TestResul
     )
     .await;
     expect_error(
-        farm.fail(&lease.lease_id, true).await,
+        farm.fail(&key(1), "wkr-1", &lease, true).await,
         StatusCode::GONE,
         ErrorCode::LeaseGone,
     )

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod blobs;
+mod bounds;
 mod cli;
+mod containment;
 mod issued;
 mod jobs;
 mod leasing;

@@ -67,6 +67,20 @@ impl Farm {
         self.running = Some(running);
     }
 
+    /// The address the coordinator listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().addr
+    }
+
+    /// The status of `HEAD /blobs/{sha}` with the creator token.
+    pub async fn blob_status(&self, sha: &Sha256Digest) -> StatusCode {
+        self.request(Method::HEAD, &api::paths::blob(sha), &self.creator)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.url))
@@ -250,9 +264,20 @@ impl Farm {
             .await
     }
 
-    pub async fn fail(&self, lease_id: &str, retryable: bool) -> Response {
-        let body = json!({"kind": "plugin-error", "message": "boom", "retryable": retryable});
-        self.as_worker(&api::paths::fail(lease_id), &body).await
+    /// Reports `lease` failed (kind `plugin-error`) with the proof an
+    /// honest worker signs, using the farm token.
+    pub async fn fail(
+        &self,
+        key: &SigningKey,
+        worker_id: &str,
+        lease: &Lease,
+        retryable: bool,
+    ) -> Response {
+        self.as_worker(
+            &api::paths::fail(&lease.lease_id),
+            &fail_body(key, worker_id, lease, retryable),
+        )
+        .await
     }
 
     pub async fn heartbeat(&self, worker_id: &str, lease_ids: &[&str]) -> Value {
@@ -334,6 +359,23 @@ pub fn manifest(worker_id: &str, lease: &Lease, outputs: &[(&str, &[u8])]) -> Re
     }
 }
 
+/// The proof an honest worker signs for a failed run of `lease`.
+pub fn signed_failure(key: &SigningKey, worker_id: &str, lease: &Lease) -> SignedProof {
+    let mut manifest = manifest(worker_id, lease, &[]);
+    manifest.status = "failed".into();
+    proof::sign(key, manifest)
+}
+
+/// A `fail` body (kind `plugin-error`) with its signed proof.
+pub fn fail_body(key: &SigningKey, worker_id: &str, lease: &Lease, retryable: bool) -> Value {
+    json!({
+        "kind": "plugin-error",
+        "message": "boom",
+        "retryable": retryable,
+        "proof": signed_failure(key, worker_id, lease),
+    })
+}
+
 pub fn signed(
     key: &SigningKey,
     worker_id: &str,
@@ -356,4 +398,50 @@ pub async fn expect_error(response: Response, status: StatusCode, code: ErrorCod
     let body: ErrorBody = response.json().await.unwrap();
     assert_eq!(body.error, code, "{}", body.message);
     body
+}
+
+/// Opens a raw TCP connection to the coordinator and writes `bytes` (a
+/// request, maybe cut short on purpose).
+pub async fn raw_connect(farm: &Farm, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(farm.addr()).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// Reads from `stream` until the server closes it (or resets it); panics
+/// if that takes longer than `bound` (a failsafe, not a measurement).
+pub async fn read_until_closed(stream: &mut tokio::net::TcpStream, bound: Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(bound, async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server did not close the connection within {bound:?}"
+    );
+    received
+}
+
+/// The status code and the JSON body of a raw HTTP/1.1 reply.
+pub fn parse_reply(bytes: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(bytes);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| serde_json::from_str(body).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    (status, body)
 }
