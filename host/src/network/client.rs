@@ -68,8 +68,9 @@ fn error_code_name(code: ErrorCode) -> String {
 }
 
 impl ClientError {
-    /// Whether trying again later may succeed (no reply, a server fault,
-    /// or the server asking to slow down).
+    /// Whether trying again later may succeed (no reply, a server fault —
+    /// 503 `timed_out` and 507 `quota_exceeded` included —, or the server
+    /// asking to slow down: 429 `too_many_requests`).
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Unreachable { .. } => true,
@@ -319,6 +320,13 @@ mod tests {
         assert!(!err.is_retryable());
         let client = self::client(server("1", 503).await);
         assert!(client.register(&request).await.unwrap_err().is_retryable(), "5xx is retried");
+        // Too many long polls (429) and an upload quota used up (507): later.
+        for status in [429, 507] {
+            let client = self::client(server("1", status).await);
+            assert!(client.register(&request).await.unwrap_err().is_retryable(), "{status} is retried");
+        }
+        let client = self::client(server("1", 403).await);
+        assert!(!client.register(&request).await.unwrap_err().is_retryable(), "403 is the owner's to fix");
         let unreachable = self::client(url::Url::parse("http://127.0.0.1:9").unwrap());
         let err = unreachable.info().await.unwrap_err();
         assert!(matches!(err, ClientError::Unreachable { .. }) && err.is_retryable(), "{err}");

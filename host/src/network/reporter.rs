@@ -175,12 +175,14 @@ impl NetworkSource {
                     tracing::warn!(path = %outputs.display(), error = %e, "could not remove reported outputs");
                 }
             }
-            // Transient, or the owner must fix the config (token, version,
-            // a revoked credential): keep the result and retry.
+            // Transient (a server fault, 429, a 507 upload quota that frees
+            // up), or the owner must fix the config (token, version, a
+            // revoked credential, a token that may not act for this
+            // worker): keep the result and retry.
             Err(e)
                 if e.is_retryable()
                     || matches!(e, ClientError::Version { .. })
-                    || matches!(e.code(), Some(ErrorCode::Unauthorized | ErrorCode::Revoked)) =>
+                    || matches!(e.code(), Some(ErrorCode::Unauthorized | ErrorCode::Revoked | ErrorCode::Forbidden)) =>
             {
                 return Err(ReportError::Network(e));
             }
