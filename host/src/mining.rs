@@ -91,9 +91,19 @@ struct BoardState {
 impl MiningBoard {
     /// A board for mining `coin` on `pool`, publishing its first figures.
     pub fn new(pool: String, coin: String) -> Arc<Self> {
-        let base = MiningStats { pool, coin, ..MiningStats::default() };
+        let base = MiningStats {
+            pool,
+            coin,
+            ..MiningStats::default()
+        };
         let (published, _) = watch::channel(Some(base.clone()));
-        Arc::new(MiningBoard { state: Mutex::new(BoardState { base, live: BTreeMap::new() }), published })
+        Arc::new(MiningBoard {
+            state: Mutex::new(BoardState {
+                base,
+                live: BTreeMap::new(),
+            }),
+            published,
+        })
     }
 
     /// The figures, updated on every report.
@@ -103,7 +113,10 @@ impl MiningBoard {
 
     /// The figures now.
     pub fn stats(&self) -> MiningStats {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).stats()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats()
     }
 
     /// Records the latest report of the miner on `slot`.
@@ -190,13 +203,17 @@ pub enum MinerSource {
 /// an NVIDIA GPU unless `require_nvidia` is false), and where the miner
 /// comes from; `Err` says why mining is off.
 pub fn requirements(config: &WorkerConfig, nvml: &NvmlStatus) -> Result<MinerSource, String> {
-    let Some(m) = &config.mining else { return Err("no `mining` in the config".into()) };
+    let Some(m) = &config.mining else {
+        return Err("no `mining` in the config".into());
+    };
     if !m.enabled {
         return Err("`mining.enabled` is false".into());
     }
     if m.require_nvidia && !nvml.has_nvidia_gpu() {
         return Err(match nvml {
-            NvmlStatus::Unavailable { reason } => format!("no NVIDIA GPU (NVML not available: {reason})"),
+            NvmlStatus::Unavailable { reason } => {
+                format!("no NVIDIA GPU (NVML not available: {reason})")
+            }
             NvmlStatus::Available { .. } => "NVML found no NVIDIA GPU".into(),
         });
     }
@@ -214,17 +231,22 @@ pub fn eligibility(config: &WorkerConfig, nvml: &NvmlStatus, runtime: &Runtime) 
     match requirements(config, nvml) {
         Err(reason) => Eligibility::Off(reason),
         Ok(MinerSource::File(path)) => plan(config, &path, runtime),
-        Ok(MinerSource::Coordinator(digest)) => {
-            Eligibility::Off(format!("the mining plugin {digest} must be downloaded from the coordinator first"))
-        }
+        Ok(MinerSource::Coordinator(digest)) => Eligibility::Off(format!(
+            "the mining plugin {digest} must be downloaded from the coordinator first"
+        )),
     }
 }
 
 /// The mining plan with the miner component at `path` (which must load as
 /// a `miner`); `Off` if it cannot be read or linked, or mining is not configured.
 pub fn plan(config: &WorkerConfig, path: &Path, runtime: &Runtime) -> Eligibility {
-    let Some(m) = &config.mining else { return Eligibility::Off("no `mining` in the config".into()) };
-    let plugin = match std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| runtime.load_miner(&b).map_err(|e| e.to_string())) {
+    let Some(m) = &config.mining else {
+        return Eligibility::Off("no `mining` in the config".into());
+    };
+    let plugin = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| runtime.load_miner(&b).map_err(|e| e.to_string()))
+    {
         Ok(plugin) => plugin,
         Err(e) => return Eligibility::Off(format!("mining plugin {}: {e}", path.display())),
     };
@@ -294,9 +316,15 @@ impl MiningPlan {
 
     /// Starts the miner for GPU `slot` on `gpu`, with its folders in `dir`;
     /// its progress is also sent to `status`, its figures to the board.
-    pub fn start(&self, slot: usize, dir: &Path, gpu: Arc<GpuProvider>, status: watch::Sender<Option<Activity>>) -> std::io::Result<Miner> {
+    pub fn start(
+        &self,
+        slot: usize,
+        dir: &Path,
+        gpu: Arc<GpuProvider>,
+        status: watch::Sender<Option<Activity>>,
+    ) -> std::io::Result<Miner> {
         let (input, output) = (dir.join("input"), dir.join("output"));
-        let _ = std::fs::remove_dir_all(&output);
+        let _ = crate::jobs::tree::remove_all(&output);
         std::fs::create_dir_all(&input)?;
         let dirs = JobDirs::prepare(&input, &output).map_err(std::io::Error::other)?;
         let control = Arc::new(JobControl::default());
@@ -313,7 +341,10 @@ impl MiningPlan {
                 let since = Instant::now();
                 let relay = tokio::spawn(async move {
                     // A log line a minute, for owners who run the worker as a service.
-                    let mut minute = tokio::time::interval_at(tokio::time::Instant::now() + LOG_INTERVAL, LOG_INTERVAL);
+                    let mut minute = tokio::time::interval_at(
+                        tokio::time::Instant::now() + LOG_INTERVAL,
+                        LOG_INTERVAL,
+                    );
                     loop {
                         tokio::select! {
                             _ = minute.tick() => {
@@ -340,12 +371,19 @@ impl MiningPlan {
                         }
                     }
                 });
-                let outcome = match resolve(&host, port).await.and_then(|addresses| Ok((params.spec(&addresses)?, addresses))) {
+                let outcome = match resolve(&host, port)
+                    .await
+                    .and_then(|addresses| Ok((params.spec(&addresses)?, addresses)))
+                {
                     Err(reason) => not_started(&plugin, reason),
                     Ok((spec, addresses)) => {
                         tracing::debug!(pool = %format!("{host}:{port}"), ?addresses, "mining pool resolved");
                         let mut run = JobRun::new(&spec, &dirs).with_gpu(gpu);
-                        run.limits = JobLimits { timeout: Duration::from_secs(7 * 86_400), output_bytes: 16 << 20, ..JobLimits::default() };
+                        run.limits = JobLimits {
+                            timeout: Duration::from_secs(7 * 86_400),
+                            output_bytes: 16 << 20,
+                            ..JobLimits::default()
+                        };
                         run.control = control;
                         run.progress = progress_tx;
                         run.network = NetworkGrant::tcp_to(addresses);
@@ -357,7 +395,13 @@ impl MiningPlan {
                 outcome
             }
         });
-        Ok(Miner { task, control, last, slot, board })
+        Ok(Miner {
+            task,
+            control,
+            last,
+            slot,
+            board,
+        })
     }
 }
 
@@ -380,8 +424,11 @@ impl MinerParams {
             "coin": self.coin,
             "algorithm": self.algorithm,
         });
-        JobSpec::from_json(&serde_json::json!({"version": 1, "id": "mining", "kind": "mine", "params": params}).to_string())
-            .map_err(|e| format!("mining job: {e}"))
+        JobSpec::from_json(
+            &serde_json::json!({"version": 1, "id": "mining", "kind": "mine", "params": params})
+                .to_string(),
+        )
+        .map_err(|e| format!("mining job: {e}"))
     }
 }
 
@@ -391,7 +438,12 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     let addresses: Vec<SocketAddr> = match lookup.await {
         Ok(Ok(found)) => found.collect(),
         Ok(Err(e)) => return Err(format!("cannot resolve mining pool {host}: {e}")),
-        Err(_) => return Err(format!("cannot resolve mining pool {host}: no answer within {} s", RESOLVE_TIMEOUT.as_secs())),
+        Err(_) => {
+            return Err(format!(
+                "cannot resolve mining pool {host}: no answer within {} s",
+                RESOLVE_TIMEOUT.as_secs()
+            ));
+        }
     };
     if addresses.is_empty() {
         return Err(format!("mining pool {host} has no address"));
@@ -434,7 +486,12 @@ impl Miner {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let last_report = self.last.borrow().message.clone();
         let report = self.board.finish(self.slot);
-        Stopped { latency_ms, last_report, report, outcome }
+        Stopped {
+            latency_ms,
+            last_report,
+            report,
+            outcome,
+        }
     }
 }
 
@@ -447,21 +504,65 @@ mod tests {
         let board = MiningBoard::new("pool.example:3333".into(), "btc".into());
         let rx = board.subscribe();
         let first = rx.borrow().clone().unwrap();
-        assert_eq!((first.pool.as_str(), first.coin.as_str(), first.miners, first.connected), ("pool.example:3333", "btc", 0, false));
-        let report = |hps, accepted, connected| MinerReport { hashrate_hps: hps, hashes: 100, accepted, rejected: 1, connected, difficulty: 0.5 };
+        assert_eq!(
+            (
+                first.pool.as_str(),
+                first.coin.as_str(),
+                first.miners,
+                first.connected
+            ),
+            ("pool.example:3333", "btc", 0, false)
+        );
+        let report = |hps, accepted, connected| MinerReport {
+            hashrate_hps: hps,
+            hashes: 100,
+            accepted,
+            rejected: 1,
+            connected,
+            difficulty: 0.5,
+        };
         board.update(0, report(10.0, 3, true));
         board.update(1, report(5.0, 1, false));
         let s = rx.borrow().clone().unwrap();
-        assert_eq!((s.hashrate_hps, s.accepted, s.rejected, s.hashes, s.miners, s.connected), (15.0, 4, 2, 200, 2, true));
+        assert_eq!(
+            (
+                s.hashrate_hps,
+                s.accepted,
+                s.rejected,
+                s.hashes,
+                s.miners,
+                s.connected
+            ),
+            (15.0, 4, 2, 200, 2, true)
+        );
         assert_eq!(board.finish(0).accepted, 3);
         // A new run on slot 0 starts from zero; the totals keep the old one.
         board.update(0, report(7.0, 1, false));
         let s = board.stats();
-        assert_eq!((s.hashrate_hps, s.accepted, s.rejected, s.miners, s.connected), (12.0, 5, 3, 2, false));
+        assert_eq!(
+            (
+                s.hashrate_hps,
+                s.accepted,
+                s.rejected,
+                s.miners,
+                s.connected
+            ),
+            (12.0, 5, 3, 2, false)
+        );
         board.finish(0);
         board.finish(1);
         let s = board.stats();
-        assert_eq!((s.hashrate_hps, s.accepted, s.rejected, s.hashes, s.miners, s.difficulty), (0.0, 5, 3, 300, 0, 0.5));
+        assert_eq!(
+            (
+                s.hashrate_hps,
+                s.accepted,
+                s.rejected,
+                s.hashes,
+                s.miners,
+                s.difficulty
+            ),
+            (0.0, 5, 3, 300, 0, 0.5)
+        );
         assert_eq!(*rx.borrow(), Some(s));
     }
 
@@ -474,7 +575,15 @@ mod tests {
 
     #[tokio::test]
     async fn ip_literals_resolve_without_dns() {
-        assert_eq!(resolve("127.0.0.1", 3333).await.unwrap(), vec!["127.0.0.1:3333".parse::<SocketAddr>().unwrap()]);
-        assert!(resolve("no-such-host.invalid", 3333).await.unwrap_err().contains("cannot resolve mining pool no-such-host.invalid"));
+        assert_eq!(
+            resolve("127.0.0.1", 3333).await.unwrap(),
+            vec!["127.0.0.1:3333".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(
+            resolve("no-such-host.invalid", 3333)
+                .await
+                .unwrap_err()
+                .contains("cannot resolve mining pool no-such-host.invalid")
+        );
     }
 }

@@ -53,7 +53,9 @@ pub const MINER_RETRY_MAX: Duration = Duration::from_secs(15 * 60);
 fn miner_retry_delay(failures: u32) -> Duration {
     match failures {
         0 => Duration::ZERO,
-        n => MINER_RETRY.saturating_mul(1 << (n - 1).min(10)).min(MINER_RETRY_MAX),
+        n => MINER_RETRY
+            .saturating_mul(1 << (n - 1).min(10))
+            .min(MINER_RETRY_MAX),
     }
 }
 
@@ -174,7 +176,12 @@ impl Shared {
     }
 
     fn last_attempt(&self, job: &str) -> u32 {
-        self.attempts.lock().unwrap_or_else(PoisonError::into_inner).get(job).copied().unwrap_or(0)
+        self.attempts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(job)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -201,9 +208,17 @@ pub struct Worker {
 
 impl Worker {
     /// Opens the spool's journal; `gpus` has one provider per configured GPU.
-    pub fn new(config: WorkerConfig, runtime: Arc<Runtime>, gpus: Vec<Arc<GpuProvider>>, spool: Spool) -> Result<Self, WorkerError> {
+    pub fn new(
+        config: WorkerConfig,
+        runtime: Arc<Runtime>,
+        gpus: Vec<Arc<GpuProvider>>,
+        spool: Spool,
+    ) -> Result<Self, WorkerError> {
         let path = spool.journal_path();
-        let (journal, history) = Journal::open(&path).map_err(|source| JournalError { path: path.clone(), source })?;
+        let (journal, history) = Journal::open(&path).map_err(|source| JournalError {
+            path: path.clone(),
+            source,
+        })?;
         let attempts = journal::last_attempts(&history);
         let finished_history = journal::finished_jobs(&history, HISTORY_LEN);
         let key = WorkerKey::load_or_create(&config.key_file)?;
@@ -221,9 +236,26 @@ impl Worker {
             finished: watch::channel(0).0,
             wake: Arc::new(Notify::new()),
         };
-        shared.log(Event::WorkerStarted { worker: shared.config.worker_id.clone() })?;
-        let slots = gpus.into_iter().map(|gpu| Slot { gpu, running: 0, miner: None, idle_since: Instant::now(), miner_failures: 0 }).collect();
-        Ok(Worker { shared: Arc::new(shared), slots, mining: None, no_mining: watch::channel(None).0, history: finished_history })
+        shared.log(Event::WorkerStarted {
+            worker: shared.config.worker_id.clone(),
+        })?;
+        let slots = gpus
+            .into_iter()
+            .map(|gpu| Slot {
+                gpu,
+                running: 0,
+                miner: None,
+                idle_since: Instant::now(),
+                miner_failures: 0,
+            })
+            .collect();
+        Ok(Worker {
+            shared: Arc::new(shared),
+            slots,
+            mining: None,
+            no_mining: watch::channel(None).0,
+            history: finished_history,
+        })
     }
 
     /// Mines with `plan` on each GPU that has been idle for its delay.
@@ -287,7 +319,9 @@ impl Worker {
     }
 
     async fn stop_miner(&mut self, slot: usize, reason: &str) -> Result<(), WorkerError> {
-        let Some(miner) = self.slots[slot].miner.take() else { return Ok(()) };
+        let Some(miner) = self.slots[slot].miner.take() else {
+            return Ok(());
+        };
         let stopped = miner.stop(&self.slots[slot].gpu).await;
         let report = &stopped.report;
         let reason = match stopped.outcome.as_ref().and_then(|o| o.failure.as_ref()) {
@@ -295,8 +329,16 @@ impl Worker {
                 // A miner only ends by itself when it cannot mine: wait
                 // longer before each new try unless it got to hash.
                 let s = &mut self.slots[slot];
-                s.miner_failures = if report.hashes > 0 { 1 } else { s.miner_failures + 1 };
-                let retry = self.mining.as_ref().map_or(Duration::ZERO, |p| p.idle_delay).max(miner_retry_delay(s.miner_failures));
+                s.miner_failures = if report.hashes > 0 {
+                    1
+                } else {
+                    s.miner_failures + 1
+                };
+                let retry = self
+                    .mining
+                    .as_ref()
+                    .map_or(Duration::ZERO, |p| p.idle_delay)
+                    .max(miner_retry_delay(s.miner_failures));
                 tracing::warn!(gpu = slot, reason = %f.message, retry_s = retry.as_secs_f64(), "miner ended by itself; it starts again later");
                 format!("failed: {}", f.message)
             }
@@ -329,13 +371,28 @@ impl Worker {
     }
 
     fn start_miner(&mut self, slot: usize) -> Result<(), WorkerError> {
-        let Some(plan) = &self.mining else { return Ok(()) };
-        let dir = self.shared.spool.root().join("mining").join(slot.to_string());
-        match plan.start(slot, &dir, Arc::clone(&self.slots[slot].gpu), self.shared.activity.clone()) {
+        let Some(plan) = &self.mining else {
+            return Ok(());
+        };
+        let dir = self
+            .shared
+            .spool
+            .root()
+            .join("mining")
+            .join(slot.to_string());
+        match plan.start(
+            slot,
+            &dir,
+            Arc::clone(&self.slots[slot].gpu),
+            self.shared.activity.clone(),
+        ) {
             Ok(miner) => {
                 self.slots[slot].miner = Some(miner);
                 tracing::info!(gpu = slot, "mining started");
-                self.shared.log(Event::MiningStarted { gpu: slot, plugin: plan.plugin_digest() })
+                self.shared.log(Event::MiningStarted {
+                    gpu: slot,
+                    plugin: plan.plugin_digest(),
+                })
             }
             Err(e) => {
                 tracing::warn!(gpu = slot, error = %e, "mining not started");
@@ -352,7 +409,10 @@ impl Worker {
         }
         while let Some(path) = self.shared.spool.next_incoming()? {
             if let Some(job) = self.shared.spool.claim(&path)? {
-                self.shared.log(Event::Claimed { job: job.spec.id.clone(), kind: job.spec.kind.clone() })?;
+                self.shared.log(Event::Claimed {
+                    job: job.spec.id.clone(),
+                    kind: job.spec.kind.clone(),
+                })?;
                 return Ok(Some(job));
             }
         }
@@ -361,7 +421,11 @@ impl Worker {
 
     /// Runs until `stop` fires, or, with `until_idle`, until nothing is
     /// queued or running.
-    pub async fn run(mut self, until_idle: bool, mut stop: watch::Receiver<bool>) -> Result<RunSummary, WorkerError> {
+    pub async fn run(
+        mut self,
+        until_idle: bool,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<RunSummary, WorkerError> {
         let mut summary = RunSummary::default();
         let mut resume = self.shared.spool.running()?;
         resume.reverse();
@@ -371,13 +435,22 @@ impl Worker {
             let stopping = *stop.borrow();
             // Fill free slots (least busy GPU first), preempting its miner.
             while !*stop.borrow() {
-                let Some(slot) = (0..self.slots.len()).filter(|&s| self.slots[s].running < per_gpu).min_by_key(|&s| self.slots[s].running) else {
+                let Some(slot) = (0..self.slots.len())
+                    .filter(|&s| self.slots[s].running < per_gpu)
+                    .min_by_key(|&s| self.slots[s].running)
+                else {
                     break;
                 };
-                let Some(job) = self.next_job(&mut resume)? else { break };
+                let Some(job) = self.next_job(&mut resume)? else {
+                    break;
+                };
                 self.stop_miner(slot, "preempted").await?;
                 self.slots[slot].running += 1;
-                let (shared, gpu, stop) = (Arc::clone(&self.shared), Arc::clone(&self.slots[slot].gpu), stop.clone());
+                let (shared, gpu, stop) = (
+                    Arc::clone(&self.shared),
+                    Arc::clone(&self.slots[slot].gpu),
+                    stop.clone(),
+                );
                 tasks.spawn(async move { (slot, run_one(&shared, slot, gpu, job, stop).await) });
             }
             if tasks.is_empty() && (until_idle || stopping) {
@@ -390,8 +463,14 @@ impl Worker {
                     self.slots[slot].idle_since = Instant::now();
                 }
                 let idle = self.slots[slot].running == 0 && self.slots[slot].miner.is_none();
-                let wait = |p: &MiningPlan| p.idle_delay.max(miner_retry_delay(self.slots[slot].miner_failures));
-                let due = self.mining.as_ref().is_some_and(|p| self.slots[slot].idle_since.elapsed() >= wait(p));
+                let wait = |p: &MiningPlan| {
+                    p.idle_delay
+                        .max(miner_retry_delay(self.slots[slot].miner_failures))
+                };
+                let due = self
+                    .mining
+                    .as_ref()
+                    .is_some_and(|p| self.slots[slot].idle_since.elapsed() >= wait(p));
                 if idle && due && !stopping && !until_idle {
                     self.start_miner(slot)?;
                 }
@@ -426,7 +505,13 @@ impl Worker {
 
 /// Runs one attempt of `job` on GPU `slot` (or publishes a result a crash
 /// left behind).
-async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claimed, stop: watch::Receiver<bool>) -> Result<Ran, WorkerError> {
+async fn run_one(
+    shared: &Shared,
+    slot: usize,
+    gpu: Arc<GpuProvider>,
+    job: Claimed,
+    stop: watch::Receiver<bool>,
+) -> Result<Ran, WorkerError> {
     let id = job.spec.id.clone();
     if job.dir.join("result.json").exists() {
         shared.spool.publish(&job)?;
@@ -436,8 +521,12 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
             job: id,
             kind: job.spec.kind.clone(),
             status: "recovered".into(),
-            failure: recovered.as_ref().and_then(|r| r["failure"]["kind"].as_str().map(str::to_string)),
-            reason: recovered.as_ref().and_then(|r| r["failure"]["message"].as_str().map(str::to_string)),
+            failure: recovered
+                .as_ref()
+                .and_then(|r| r["failure"]["kind"].as_str().map(str::to_string)),
+            reason: recovered
+                .as_ref()
+                .and_then(|r| r["failure"]["message"].as_str().map(str::to_string)),
             duration_s: recovered.as_ref().and_then(|r| r["duration_s"].as_f64()),
             at_ms: journal::now_ms(),
         };
@@ -446,33 +535,55 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
         return Ok(Ran::Finished { failed: false });
     }
     let attempt = shared.next_attempt(&id);
-    shared.log(Event::Started { job: id.clone(), attempt, gpu: slot })?;
+    shared.log(Event::Started {
+        job: id.clone(),
+        attempt,
+        gpu: slot,
+    })?;
     tracing::info!(job = %id, kind = %job.spec.kind, attempt, gpu = slot, "job started");
 
     let prepared = if shared.spool.cancel_requested(&id) {
-        Err(JobFailure::new(FailureKind::Cancelled, "cancelled before it started"))
+        Err(JobFailure::new(
+            FailureKind::Cancelled,
+            "cancelled before it started",
+        ))
     } else {
         prepare(shared, &job)
     };
     let outcome = match prepared {
         Err(failure) => refused(&job, attempt, failure),
-        Ok((dirs, plugin)) => {
+        Ok((dirs, plugin, limits)) => {
             let control = Arc::new(JobControl::default());
             let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
             let mut run = JobRun::new(&job.spec, &dirs).with_gpu(gpu);
-            run.limits = JobLimits::default().with(&shared.config.job_limits).with(&job.spec.limits);
+            run.limits = limits;
             run.attempt = attempt;
             run.checkpoint = CheckpointStore::File(job.checkpoint());
             run.control = Arc::clone(&control);
             run.progress = progress_tx;
             let since = Instant::now();
             shared.running.send_modify(|jobs| {
-                jobs.insert(id.clone(), RunningJob { kind: job.spec.kind.clone(), gpu: slot, since, progress: Progress::default() });
+                jobs.insert(
+                    id.clone(),
+                    RunningJob {
+                        kind: job.spec.kind.clone(),
+                        gpu: slot,
+                        since,
+                        progress: Progress::default(),
+                    },
+                );
             });
             let forward = tokio::spawn({
-                let (status, label) = (shared.activity.clone(), format!("job {id} ({})", job.spec.kind));
+                let (status, label) = (
+                    shared.activity.clone(),
+                    format!("job {id} ({})", job.spec.kind),
+                );
                 let (running, id) = (shared.running.clone(), id.clone());
-                status.send_replace(Some(Activity { label: label.clone(), progress: Progress::default(), since }));
+                status.send_replace(Some(Activity {
+                    label: label.clone(),
+                    progress: Progress::default(),
+                    since,
+                }));
                 async move {
                     while progress_rx.changed().await.is_ok() {
                         let progress = progress_rx.borrow_and_update().clone();
@@ -481,14 +592,23 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
                                 job.progress = progress.clone();
                             }
                         });
-                        status.send_replace(Some(Activity { label: label.clone(), progress, since }));
+                        status.send_replace(Some(Activity {
+                            label: label.clone(),
+                            progress,
+                            since,
+                        }));
                     }
                 }
             });
             // On a worker stop or a cancel request for this job: ask the
             // plugin to stop (it may checkpoint), then force it.
             let stopper = tokio::spawn({
-                let (control, mut stop, spool, id) = (Arc::clone(&control), stop.clone(), shared.spool.clone(), id.clone());
+                let (control, mut stop, spool, id) = (
+                    Arc::clone(&control),
+                    stop.clone(),
+                    shared.spool.clone(),
+                    id.clone(),
+                );
                 async move {
                     while !*stop.borrow() && !spool.cancel_requested(&id) {
                         tokio::select! {
@@ -512,20 +632,43 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
         }
     };
 
-    let cancelled = outcome.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Cancelled);
+    let cancelled = outcome
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.kind == FailureKind::Cancelled);
     if *stop.borrow() && cancelled && !shared.spool.cancel_requested(&id) {
-        shared.log(Event::Interrupted { job: id.clone(), attempt, reason: "worker stopping".into() })?;
+        shared.log(Event::Interrupted {
+            job: id.clone(),
+            attempt,
+            reason: "worker stopping".into(),
+        })?;
         tracing::info!(job = %id, "job interrupted; it resumes from its checkpoint on the next start");
         return Ok(Ran::Interrupted);
     }
-    let proof = shared.key.sign(crate::proof::manifest(&shared.config.worker_id, &job.spec, &outcome));
+    if outcome.outputs.is_empty() {
+        // Nothing in it is an output (a refused tree, say): none of it stays.
+        let emptied = crate::jobs::tree::remove_all(&job.output())
+            .and_then(|()| std::fs::create_dir_all(job.output()));
+        if let Err(error) = emptied {
+            tracing::warn!(job = %id, %error, "output folder not removed");
+        }
+    }
+    let proof = shared.key.sign(crate::proof::manifest(
+        &shared.config.worker_id,
+        &job.spec,
+        &outcome,
+    ));
     shared.spool.finish(&job, &outcome, Some(&proof))?;
     shared.spool.clear_cancel(&id);
     let end = FinishedJob {
         job: id.clone(),
         kind: job.spec.kind.clone(),
         status: outcome.status.to_string(),
-        failure: outcome.failure.as_ref().and_then(|f| serde_json::to_value(f.kind).ok()).and_then(|v| v.as_str().map(str::to_string)),
+        failure: outcome
+            .failure
+            .as_ref()
+            .and_then(|f| serde_json::to_value(f.kind).ok())
+            .and_then(|v| v.as_str().map(str::to_string)),
         reason: outcome.failure.as_ref().map(|f| f.message.clone()),
         duration_s: Some(outcome.duration_s),
         at_ms: journal::now_ms(),
@@ -533,41 +676,72 @@ async fn run_one(shared: &Shared, slot: usize, gpu: Arc<GpuProvider>, job: Claim
     shared.log_finished(end, attempt)?;
     shared.finished.send_modify(|n| *n += 1);
     match &outcome.failure {
-        None => tracing::info!(job = %id, secs = outcome.duration_s, outputs = outcome.outputs.len(), "job succeeded"),
+        None => {
+            tracing::info!(job = %id, secs = outcome.duration_s, outputs = outcome.outputs.len(), "job succeeded")
+        }
         Some(f) => tracing::warn!(job = %id, reason = %f.message, "job failed"),
     }
-    Ok(Ran::Finished { failed: !outcome.succeeded() })
+    Ok(Ran::Finished {
+        failed: !outcome.succeeded(),
+    })
 }
 
 /// Checks the job is accepted, its files match their digests, stages its
 /// inputs into a fresh folder and loads its plugin.
-fn prepare(shared: &Shared, job: &Claimed) -> Result<(JobDirs, crate::runtime::LoadedPlugin), JobFailure> {
+fn prepare(
+    shared: &Shared,
+    job: &Claimed,
+) -> Result<(JobDirs, crate::runtime::LoadedPlugin, JobLimits), JobFailure> {
     let spec = &job.spec;
     if let Some(kinds) = &shared.config.job_kinds
         && !kinds.contains(&spec.kind)
     {
-        return Err(JobFailure::new(FailureKind::Unsupported, format!("this worker does not accept `{}` jobs", spec.kind)));
+        return Err(JobFailure::new(
+            FailureKind::Unsupported,
+            format!("this worker does not accept `{}` jobs", spec.kind),
+        ));
     }
-    let plugin = spec.plugin.as_ref().ok_or_else(|| JobFailure::new(FailureKind::InvalidParams, "the job spec names no `plugin`"))?;
+    let ceiling = JobLimits::default().with(&shared.config.job_limits);
+    let limits = JobLimits::within(&ceiling, &spec.limits).map_err(|reason| {
+        // Another worker may allow more: give it back.
+        let mut failure = JobFailure::new(FailureKind::Unsupported, reason);
+        failure.retryable = true;
+        failure
+    })?;
+    let plugin = spec.plugin.as_ref().ok_or_else(|| {
+        JobFailure::new(FailureKind::InvalidParams, "the job spec names no `plugin`")
+    })?;
     let sandbox = |e: &dyn std::fmt::Display| JobFailure::new(FailureKind::Sandbox, e.to_string());
     for dir in [job.input(), job.output()] {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| sandbox(&e))?;
-        }
+        // A crashed attempt's output may be any shape a plugin made.
+        crate::jobs::tree::remove_all(&dir).map_err(|e| sandbox(&e))?;
         std::fs::create_dir_all(&dir).map_err(|e| sandbox(&e))?;
     }
-    stage_inputs(spec, &job.input()).map_err(|e| JobFailure::new(FailureKind::InvalidInput, e.to_string()))?;
+    stage_inputs(spec, &job.input())
+        .map_err(|e| JobFailure::new(FailureKind::InvalidInput, e.to_string()))?;
     let dirs = JobDirs::prepare(&job.input(), &job.output()).map_err(|e| sandbox(&e))?;
-    let bytes = std::fs::read(&plugin.path)
-        .map_err(|e| JobFailure::new(FailureKind::InvalidInput, format!("cannot read plugin {}: {e}", plugin.path.display())))?;
-    let loaded = shared.runtime.load(&bytes).map_err(|e| JobFailure::new(FailureKind::Instantiate, e.to_string()))?;
+    let bytes = std::fs::read(&plugin.path).map_err(|e| {
+        JobFailure::new(
+            FailureKind::InvalidInput,
+            format!("cannot read plugin {}: {e}", plugin.path.display()),
+        )
+    })?;
+    let loaded = shared
+        .runtime
+        .load(&bytes)
+        .map_err(|e| JobFailure::new(FailureKind::Instantiate, e.to_string()))?;
     if loaded.digest != plugin.sha256 {
         return Err(JobFailure::new(
             FailureKind::InvalidInput,
-            format!("sha256 mismatch for plugin {}: expected {}, got {}", plugin.path.display(), plugin.sha256, loaded.digest),
+            format!(
+                "sha256 mismatch for plugin {}: expected {}, got {}",
+                plugin.path.display(),
+                plugin.sha256,
+                loaded.digest
+            ),
         ));
     }
-    Ok((dirs, loaded))
+    Ok((dirs, loaded, limits))
 }
 
 /// The `result.json` a crash left behind, if it can be read.
@@ -581,7 +755,12 @@ fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
     JobOutcome {
         job_id: job.spec.id.clone(),
         kind: job.spec.kind.clone(),
-        plugin: job.spec.plugin.as_ref().map(|p| p.sha256).unwrap_or_else(|| crate::digest::Sha256Digest::of(b"")),
+        plugin: job
+            .spec
+            .plugin
+            .as_ref()
+            .map(|p| p.sha256)
+            .unwrap_or_else(|| crate::digest::Sha256Digest::of(b"")),
         attempt,
         status: "failed",
         success: None,
@@ -593,7 +772,6 @@ fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
         adapter: None,
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use wasmtime::component::{HasData, Linker};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{HasData, Linker, WasmList};
 
 use crate::runtime::bindings::pictor::plugin::checkpoint::{self, CheckpointError, Host};
 use crate::runtime::store::StoreState;
@@ -28,7 +29,11 @@ pub struct CheckpointState {
 impl CheckpointState {
     /// State over `store`, refusing blobs larger than `limit` bytes.
     pub fn new(store: CheckpointStore, limit: u64) -> Self {
-        CheckpointState { store, limit, saves: 0 }
+        CheckpointState {
+            store,
+            limit,
+            saves: 0,
+        }
     }
 
     /// How many checkpoints the job saved.
@@ -37,7 +42,10 @@ impl CheckpointState {
     }
 
     fn write_file(path: &PathBuf, data: &[u8]) -> std::io::Result<()> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.write_all(data)?;
@@ -86,9 +94,51 @@ impl HasData for HasCheckpoint {
     type Data<'a> = &'a mut CheckpointState;
 }
 
-/// Links `pictor:plugin/checkpoint` into `linker`.
+/// The interface's name as components import it.
+pub const INTERFACE: &str = "pictor:plugin/checkpoint@0.2.0";
+
+/// Links `pictor:plugin/checkpoint` into `linker`; `save` checks the size
+/// before the blob leaves guest memory and writes it from there (no copy).
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    checkpoint::add_to_linker::<StoreState, HasCheckpoint>(linker, |state| &mut state.checkpoint)
+    checkpoint::add_to_linker::<StoreState, HasCheckpoint>(linker, |state| &mut state.checkpoint)?;
+    linker.allow_shadowing(true);
+    let linked = linker
+        .instance(INTERFACE)
+        .and_then(|mut checkpoint| checkpoint.func_wrap("save", save_borrowed));
+    linker.allow_shadowing(false);
+    linked
+}
+
+/// `checkpoint.save` straight from guest memory.
+fn save_borrowed(
+    mut store: StoreContextMut<'_, StoreState>,
+    (data,): (WasmList<u8>,),
+) -> wasmtime::Result<(Result<(), CheckpointError>,)> {
+    let state = &store.data().checkpoint;
+    if data.len() as u64 > state.limit {
+        return Ok((Err(CheckpointError::TooLarge(state.limit)),));
+    }
+    let file = match &state.store {
+        CheckpointStore::File(path) => Some(path.clone()),
+        CheckpointStore::Memory(_) => None,
+    };
+    let saved = match file {
+        Some(path) => {
+            let written = CheckpointState::write_file(&path, data.as_le_slice(&store));
+            written.map(|()| None).map_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "checkpoint not saved");
+                CheckpointError::Storage(e.to_string())
+            })
+        }
+        None => Ok(Some(data.as_le_slice(&store).to_vec())),
+    };
+    let state = &mut store.data_mut().checkpoint;
+    Ok((saved.map(|kept| {
+        if let Some(blob) = kept {
+            state.store = CheckpointStore::Memory(Some(blob));
+        }
+        state.saves += 1;
+    }),))
 }
 
 #[cfg(test)]
@@ -103,7 +153,10 @@ mod tests {
         assert_eq!(state.load()?, None);
         assert!(state.save(b"step=1".to_vec())?.is_ok());
         assert!(state.save(b"step=2".to_vec())?.is_ok());
-        assert!(matches!(state.save(vec![0; 9])?, Err(CheckpointError::TooLarge(8))));
+        assert!(matches!(
+            state.save(vec![0; 9])?,
+            Err(CheckpointError::TooLarge(8))
+        ));
         let mut next_attempt = CheckpointState::new(CheckpointStore::File(path), 8);
         assert_eq!(next_attempt.load()?, Some(b"step=2".to_vec()));
         assert_eq!(state.saves(), 2);

@@ -5,6 +5,7 @@
 //! WIT interface of ours).
 
 pub mod checkpoint;
+pub mod filesystem;
 pub mod gpu;
 pub mod mining;
 pub mod network;

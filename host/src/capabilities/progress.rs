@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use wasmtime::component::{HasData, Linker};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{HasData, Linker, WasmStr};
 
 use crate::runtime::bindings::pictor::plugin::progress::{self, Host};
 use crate::runtime::control::JobControl;
 use crate::runtime::store::StoreState;
-
-/// Longest progress message kept, in characters.
-const MAX_MESSAGE_CHARS: usize = 200;
+use crate::runtime::text;
 
 /// A job's latest progress report.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,15 +34,22 @@ impl ProgressState {
     }
 }
 
-impl Host for ProgressState {
-    fn report(&mut self, fraction: f32, message: String) -> wasmtime::Result<()> {
+impl ProgressState {
+    /// Publishes a report whose message is already clean and clipped.
+    fn publish(&mut self, fraction: f32, message: String) {
         if fraction.is_nan() {
-            return Ok(());
+            return;
         }
-        let message: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
         let fraction = fraction.clamp(0.0, 1.0);
         tracing::debug!(fraction, %message, "progress");
         self.updates.send_replace(Progress { fraction, message });
+    }
+}
+
+impl Host for ProgressState {
+    /// Not called by guests ([`report_borrowed`] is linked in its place).
+    fn report(&mut self, fraction: f32, message: String) -> wasmtime::Result<()> {
+        self.publish(fraction, text::one_line(&message, text::MAX_PROGRESS_BYTES));
         Ok(())
     }
 
@@ -58,9 +64,30 @@ impl HasData for HasProgress {
     type Data<'a> = &'a mut ProgressState;
 }
 
-/// Links `pictor:plugin/progress` into `linker`.
+/// The interface's name as components import it.
+pub const INTERFACE: &str = "pictor:plugin/progress@0.2.0";
+
+/// Links `pictor:plugin/progress` into `linker`; `report` reads the
+/// message where it lies in guest memory and keeps only its clipped,
+/// escaped start (a 100 MB message is never copied).
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    progress::add_to_linker::<StoreState, HasProgress>(linker, |state| &mut state.progress)
+    progress::add_to_linker::<StoreState, HasProgress>(linker, |state| &mut state.progress)?;
+    linker.allow_shadowing(true);
+    let linked = linker
+        .instance(INTERFACE)
+        .and_then(|mut progress| progress.func_wrap("report", report_borrowed));
+    linker.allow_shadowing(false);
+    linked
+}
+
+/// `progress.report` without copying the message out of guest memory.
+fn report_borrowed(
+    mut store: StoreContextMut<'_, StoreState>,
+    (fraction, message): (f32, WasmStr),
+) -> wasmtime::Result<()> {
+    let message = text::one_line(&message.to_str(&store)?, text::MAX_PROGRESS_BYTES);
+    store.data_mut().progress.publish(fraction, message);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -74,7 +101,12 @@ mod tests {
         let mut state = ProgressState::new(control.clone(), tx);
         state.report(1.5, "x".repeat(1000))?;
         assert_eq!(rx.borrow().fraction, 1.0);
-        assert_eq!(rx.borrow().message.len(), MAX_MESSAGE_CHARS);
+        assert!(
+            rx.borrow()
+                .message
+                .starts_with(&"x".repeat(text::MAX_PROGRESS_BYTES - 40))
+        );
+        assert!(rx.borrow().message.len() <= text::MAX_PROGRESS_BYTES + 40);
         state.report(f32::NAN, "ignored".into())?;
         assert_eq!(rx.borrow().fraction, 1.0);
         assert!(!state.cancelled()?);

@@ -22,6 +22,8 @@ pub struct LimitOverrides {
     pub output_mib: Option<u64>,
     /// Number of files and folders in `/output`.
     pub output_files: Option<u64>,
+    /// Files the plugin may hold open at once.
+    pub open_files: Option<u32>,
     /// Checkpoint size in MiB.
     pub checkpoint_mib: Option<u64>,
     /// GPU memory (all live buffers) in MiB.
@@ -47,6 +49,9 @@ pub struct JobLimits {
     pub output_bytes: u64,
     /// Files and folders the plugin may create in `/output`.
     pub output_files: u64,
+    /// OS file descriptors the plugin may hold open at once (files and
+    /// folders it opened, and the streams made from them).
+    pub open_files: u32,
     /// Largest checkpoint.
     pub checkpoint_bytes: u64,
     /// Bytes of stdout and of stderr logged per job (the rest is dropped).
@@ -63,6 +68,7 @@ impl Default for JobLimits {
             memory_bytes: 2048 * MIB,
             output_bytes: 2048 * MIB,
             output_files: 10_000,
+            open_files: 256,
             checkpoint_bytes: 256 * MIB,
             log_bytes: MIB,
             gpu: GpuQuota::default(),
@@ -84,6 +90,9 @@ impl JobLimits {
         }
         if let Some(n) = overrides.output_files {
             self.output_files = n;
+        }
+        if let Some(n) = overrides.open_files {
+            self.open_files = n;
         }
         if let Some(m) = overrides.checkpoint_mib {
             self.checkpoint_bytes = m * MIB;
@@ -107,30 +116,114 @@ impl JobLimits {
     }
 }
 
+impl JobLimits {
+    /// The limits of a job asking for `asked` on a worker whose owner's
+    /// limits are `ceiling`: every value the job asks for must be within
+    /// the owner's (a creator cannot give itself more time, memory or GPU
+    /// than the owner allows); values it leaves out are the owner's.
+    pub fn within(ceiling: &JobLimits, asked: &LimitOverrides) -> Result<JobLimits, String> {
+        let over = |name: &str, asked: String, allowed: String| {
+            Err(format!(
+                "the job asks for limits.{name} = {asked}, but this worker allows at most {allowed} \
+                 (its owner's limits.job.{name}); send it to a worker that allows more"
+            ))
+        };
+        if let Some(s) = asked.timeout_s
+            && Duration::from_secs_f64(s.max(0.0)) > ceiling.timeout
+        {
+            return over(
+                "timeout_s",
+                s.to_string(),
+                ceiling.timeout.as_secs_f64().to_string(),
+            );
+        }
+        let g = &ceiling.gpu;
+        let checks = [
+            ("memory_mib", asked.memory_mib, ceiling.memory_bytes / MIB),
+            ("output_mib", asked.output_mib, ceiling.output_bytes / MIB),
+            ("output_files", asked.output_files, ceiling.output_files),
+            (
+                "open_files",
+                asked.open_files.map(u64::from),
+                u64::from(ceiling.open_files),
+            ),
+            (
+                "checkpoint_mib",
+                asked.checkpoint_mib,
+                ceiling.checkpoint_bytes / MIB,
+            ),
+            ("gpu_memory_mib", asked.gpu_memory_mib, g.memory_bytes / MIB),
+            (
+                "gpu_buffers",
+                asked.gpu_buffers.map(u64::from),
+                u64::from(g.buffers),
+            ),
+            (
+                "gpu_commands_per_submit",
+                asked.gpu_commands_per_submit.map(u64::from),
+                u64::from(g.commands_per_submit),
+            ),
+            (
+                "gpu_workgroups_per_dispatch",
+                asked.gpu_workgroups_per_dispatch,
+                g.workgroups_per_dispatch,
+            ),
+            (
+                "gpu_submission_ms",
+                asked.gpu_submission_ms,
+                u64::try_from(g.submission.as_millis()).unwrap_or(u64::MAX),
+            ),
+        ];
+        for (name, value, allowed) in checks {
+            if let Some(v) = value
+                && v > allowed
+            {
+                return over(name, v.to_string(), allowed.to_string());
+            }
+        }
+        Ok(ceiling.clone().with(asked))
+    }
+}
+
 impl LimitOverrides {
     /// Checks each given value is in range; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(s) = self.timeout_s
             && !(s.is_finite() && s > 0.0 && s <= 7.0 * 86400.0)
         {
-            return Err(format!("limits.timeout_s must be between 0 and 604800 seconds, got {s}"));
+            return Err(format!(
+                "limits.timeout_s must be between 0 and 604800 seconds, got {s}"
+            ));
         }
         let ranges = [
             ("memory_mib", self.memory_mib, 1, 64 * 1024),
             ("output_mib", self.output_mib, 1, 1024 * 1024),
             ("output_files", self.output_files, 1, 10_000_000),
+            ("open_files", self.open_files.map(u64::from), 1, 65_536),
             ("checkpoint_mib", self.checkpoint_mib, 1, 64 * 1024),
             ("gpu_memory_mib", self.gpu_memory_mib, 1, 1024 * 1024),
             ("gpu_buffers", self.gpu_buffers.map(u64::from), 1, 65_536),
-            ("gpu_commands_per_submit", self.gpu_commands_per_submit.map(u64::from), 1, 1 << 20),
-            ("gpu_workgroups_per_dispatch", self.gpu_workgroups_per_dispatch, 1, 1 << 48),
+            (
+                "gpu_commands_per_submit",
+                self.gpu_commands_per_submit.map(u64::from),
+                1,
+                1 << 20,
+            ),
+            (
+                "gpu_workgroups_per_dispatch",
+                self.gpu_workgroups_per_dispatch,
+                1,
+                1 << 48,
+            ),
             ("gpu_submission_ms", self.gpu_submission_ms, 1, 600_000),
         ];
         for (name, value, min, max) in ranges {
             if let Some(v) = value
                 && !(min..=max).contains(&v)
             {
-                return Err(format!("limits.{name} must be between {min} and {max}, got {v}"));
+                return Err(format!(
+                    "limits.{name} must be between {min} and {max}, got {v}"
+                ));
             }
         }
         Ok(())
@@ -143,16 +236,83 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_out_of_range_values_name_the_field() {
-        let o = LimitOverrides { timeout_s: Some(2.5), memory_mib: Some(64), ..Default::default() };
+        let o = LimitOverrides {
+            timeout_s: Some(2.5),
+            memory_mib: Some(64),
+            ..Default::default()
+        };
         assert_eq!(o.validate(), Ok(()));
         let l = JobLimits::default().with(&o);
         assert_eq!(l.timeout, Duration::from_millis(2500));
         assert_eq!(l.memory_bytes, 64 * MIB);
         assert_eq!(l.output_files, JobLimits::default().output_files);
 
-        let bad = LimitOverrides { memory_mib: Some(0), ..Default::default() };
+        let bad = LimitOverrides {
+            memory_mib: Some(0),
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("limits.memory_mib"));
-        let bad = LimitOverrides { timeout_s: Some(f64::NAN), ..Default::default() };
+        let bad = LimitOverrides {
+            timeout_s: Some(f64::NAN),
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("limits.timeout_s"));
+    }
+
+    #[test]
+    fn the_owners_limits_are_ceilings_a_job_cannot_raise() {
+        let owner = JobLimits::default().with(&LimitOverrides {
+            memory_mib: Some(512),
+            timeout_s: Some(600.0),
+            ..Default::default()
+        });
+        // Asking for less, or nothing, is fine.
+        let asked = LimitOverrides {
+            memory_mib: Some(256),
+            ..Default::default()
+        };
+        let limits = JobLimits::within(&owner, &asked).unwrap();
+        assert_eq!(
+            (limits.memory_bytes, limits.timeout),
+            (256 * MIB, Duration::from_secs(600))
+        );
+        assert_eq!(
+            JobLimits::within(&owner, &LimitOverrides::default()).unwrap(),
+            owner
+        );
+        // Asking for more is refused, naming the field and both figures.
+        for (asked, field) in [
+            (
+                LimitOverrides {
+                    memory_mib: Some(64 * 1024),
+                    ..Default::default()
+                },
+                "limits.memory_mib = 65536, but this worker allows at most 512",
+            ),
+            (
+                LimitOverrides {
+                    timeout_s: Some(7.0 * 86400.0),
+                    ..Default::default()
+                },
+                "limits.timeout_s = 604800",
+            ),
+            (
+                LimitOverrides {
+                    gpu_submission_ms: Some(600_000),
+                    ..Default::default()
+                },
+                "limits.gpu_submission_ms = 600000, but this worker allows at most 10000",
+            ),
+            (
+                LimitOverrides {
+                    open_files: Some(100_000),
+                    ..Default::default()
+                },
+                "limits.open_files",
+            ),
+        ] {
+            let err = JobLimits::within(&owner, &asked).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
     }
 }

@@ -6,3 +6,4 @@ pub mod outcome;
 pub mod runner;
 pub mod sandbox;
 pub mod spec;
+pub mod tree;

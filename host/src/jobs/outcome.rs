@@ -34,6 +34,9 @@ pub enum FailureKind {
     MemoryLimit,
     /// The plugin wrote more than its output quota.
     OutputQuota,
+    /// The plugin held more open files, listings, host resources or
+    /// connections than its limits.
+    ResourceLimit,
     /// The plugin trapped (panic, stack overflow, unreachable, …).
     Trap,
     /// The plugin left something other than regular files in `/output`.
@@ -65,8 +68,20 @@ pub struct JobFailure {
 impl JobFailure {
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        let retryable = matches!(kind, FailureKind::Cancelled | FailureKind::Preempted | FailureKind::Io | FailureKind::Sandbox | FailureKind::GpuLost);
-        JobFailure { kind, message: message.into(), retryable, detail: None }
+        let retryable = matches!(
+            kind,
+            FailureKind::Cancelled
+                | FailureKind::Preempted
+                | FailureKind::Io
+                | FailureKind::Sandbox
+                | FailureKind::GpuLost
+        );
+        JobFailure {
+            kind,
+            message: message.into(),
+            retryable,
+            detail: None,
+        }
     }
 
     /// Adds detail lines.
@@ -78,7 +93,9 @@ impl JobFailure {
     /// The failure for an error the plugin returned.
     pub fn from_plugin(error: JobError) -> Self {
         let (kind, message) = match error {
-            JobError::InvalidParams(m) => (FailureKind::InvalidParams, format!("invalid params: {m}")),
+            JobError::InvalidParams(m) => {
+                (FailureKind::InvalidParams, format!("invalid params: {m}"))
+            }
             JobError::InvalidInput(m) => (FailureKind::InvalidInput, format!("invalid input: {m}")),
             JobError::Unsupported(m) => (FailureKind::Unsupported, format!("unsupported: {m}")),
             JobError::Io(m) => (FailureKind::Io, format!("i/o error: {m}")),
@@ -95,6 +112,7 @@ impl JobFailure {
             Interruption::Cancelled => FailureKind::Cancelled,
             Interruption::Preempted => FailureKind::Preempted,
             Interruption::OutputQuota { .. } => FailureKind::OutputQuota,
+            Interruption::ResourceLimit { .. } => FailureKind::ResourceLimit,
             Interruption::MemoryLimit { .. } => FailureKind::MemoryLimit,
         };
         Self::new(kind, reason.to_string())
@@ -159,7 +177,10 @@ pub struct ProgressReport {
 
 impl From<Progress> for ProgressReport {
     fn from(p: Progress) -> Self {
-        ProgressReport { fraction: p.fraction, message: p.message }
+        ProgressReport {
+            fraction: p.fraction,
+            message: p.message,
+        }
     }
 }
 

@@ -2,14 +2,15 @@
 //! [`JobOutcome`]: the plugin's answer, a trap, a timeout, a quota breach.
 //!
 //! The plugin is stopped, whichever comes first, when: its wall-clock limit
-//! passes, its memory would grow past its limit, `/output` grows past its
-//! quota (checked every [`OUTPUT_CHECK_INTERVAL`]), or someone calls
-//! [`JobControl::stop`]. Running wasm is interrupted at the next epoch tick;
+//! passes, its memory would grow past its limit, a write would take its
+//! files past their quota or it holds too many files open (both counted by
+//! [`capabilities::filesystem`](crate::capabilities::filesystem) before the
+//! call goes through), or someone calls [`JobControl::stop`]. Running wasm is interrupted at the next epoch tick;
 //! a plugin blocked in a host call (a WASI sleep, say) is dropped at once.
 //! The store, and every resource the job created, is freed on return.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -17,22 +18,26 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::capabilities::checkpoint::{CheckpointState, CheckpointStore};
+use crate::capabilities::filesystem::{FsLimits, OutputLedger};
 use crate::capabilities::gpu::{GpuFault, GpuProvider, GpuSession};
 use crate::capabilities::mining::{MinerReport, MiningState};
 use crate::capabilities::network::NetworkGrant;
 use crate::capabilities::progress::{Progress, ProgressState};
 use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
-use crate::jobs::sandbox::{self, JobDirs};
+use crate::jobs::sandbox::JobDirs;
 use crate::jobs::spec::JobSpec;
+use crate::jobs::tree::{self, TreeError, TreeLimits};
 use crate::runtime::LoadedPlugin;
 use crate::runtime::bindings::{JobInfo, JobSummary};
 use crate::runtime::control::{Interruption, JobControl};
 use crate::runtime::stdio::{CapturedOutput, StreamName};
 use crate::runtime::store::{JobLimiter, StoreState};
+use crate::runtime::text;
 
-/// How often `/output` is measured while the job runs.
-pub const OUTPUT_CHECK_INTERVAL: Duration = Duration::from_millis(25);
+/// Host resources (WASI descriptors and streams, pollables, GPU objects)
+/// a job may hold at once besides its GPU quota's buffers and objects.
+pub const MAX_HOST_RESOURCES: usize = 4096;
 
 /// Everything a run needs besides the plugin.
 pub struct JobRun<'a> {
@@ -91,23 +96,51 @@ pub async fn run_job(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
 }
 
 async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
-    let JobRun { spec, dirs, limits, attempt, checkpoint, control, progress, gpu, network, mining } = run;
+    let JobRun {
+        spec,
+        dirs,
+        limits,
+        attempt,
+        checkpoint,
+        control,
+        progress,
+        gpu,
+        network,
+        mining,
+    } = run;
     tracing::info!(plugin = %plugin.digest, attempt, "job started");
     let stdout = CapturedOutput::new(StreamName::Stdout, &spec.id, limits.log_bytes);
     let stderr = CapturedOutput::new(StreamName::Stderr, &spec.id, limits.log_bytes);
     let progress_rx = progress.subscribe();
 
+    let unhealthy = gpu
+        .as_ref()
+        .filter(|_| plugin.uses_gpu)
+        .and_then(|p| match p.health() {
+            crate::capabilities::gpu::GpuHealth::Unhealthy { reason } => Some(reason),
+            _ => None,
+        });
+    if let Some(reason) = unhealthy {
+        // Another worker can run it: a retryable failure gives it back.
+        let failure = JobFailure::new(
+            FailureKind::GpuLost,
+            format!("this worker's GPU is unhealthy: {reason}"),
+        );
+        return refused_outcome(plugin, spec, attempt, failure);
+    }
     let gpu = gpu_session(plugin, gpu, &limits).await;
     let started = Instant::now();
-    let (result, checkpoints_saved, adapter) =
-        match new_store(plugin, spec, dirs, &limits, checkpoint, &control, progress, gpu, &stdout, &stderr, &network, mining) {
-            Ok(mut store) => {
-                let result = call_plugin(plugin, &mut store, spec, attempt, &limits, &control, dirs).await;
-                let data = store.data();
-                (result, data.checkpoint.saves(), data.gpu.adapter_name())
-            }
-            Err(failure) => (Err(failure), 0, None),
-        };
+    let (result, checkpoints_saved, adapter) = match new_store(
+        plugin, spec, dirs, &limits, checkpoint, &control, progress, gpu, &stdout, &stderr,
+        &network, mining,
+    ) {
+        Ok(mut store) => {
+            let result = call_plugin(plugin, &mut store, spec, attempt, &limits, &control).await;
+            let data = store.data();
+            (result, data.checkpoint.saves(), data.gpu.adapter_name())
+        }
+        Err(failure) => (Err(failure), 0, None),
+    };
     let duration = started.elapsed();
     stdout.finish();
     stderr.finish();
@@ -120,16 +153,22 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
     // Outputs are checked whatever happened: a bad entry fails an otherwise
     // successful job, and partial outputs of a failed job are still listed.
     let collected = {
-        let (dir, limits) = (dirs.output.clone(), limits.clone());
-        tokio::task::spawn_blocking(move || sandbox::collect_outputs(&dir, &limits)).await
+        let dir = dirs.output.clone();
+        let quota = TreeLimits {
+            entries: limits.output_files,
+            bytes: limits.output_bytes,
+        };
+        tokio::task::spawn_blocking(move || tree::collect(&dir, quota)).await
     };
     let (outputs, result) = match collected {
         Ok(Ok(outputs)) => (outputs, result),
         Ok(Err(error)) => {
             let kind = match error {
-                sandbox::SandboxError::Quota(_) => FailureKind::OutputQuota,
-                sandbox::SandboxError::NotRegular(_) => FailureKind::BadOutput,
-                _ => FailureKind::Sandbox,
+                TreeError::Quota(_) => FailureKind::OutputQuota,
+                TreeError::NotRegular(_)
+                | TreeError::BadName { .. }
+                | TreeError::TooDeep { .. } => FailureKind::BadOutput,
+                TreeError::Io { .. } => FailureKind::Sandbox,
             };
             let result = match result {
                 Ok(_) => Err(JobFailure::new(kind, error.to_string())),
@@ -140,23 +179,31 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
             };
             (Vec::new(), result)
         }
-        Err(join) => (Vec::new(), Err(JobFailure::new(FailureKind::Sandbox, format!("output scan failed: {join}")))),
+        Err(join) => (
+            Vec::new(),
+            Err(JobFailure::new(
+                FailureKind::Sandbox,
+                format!("output scan failed: {join}"),
+            )),
+        ),
     };
 
     let (success, failure) = match result {
-        Ok(summary) => (
-            Some(JobSuccess {
-                message: summary.message,
-                metrics: summary.metrics.into_iter().map(|m| (m.name, m.value)).collect(),
-            }),
-            None,
-        ),
-        Err(failure) => (None, Some(failure)),
+        Ok(summary) => (Some(success_of(summary)), None),
+        Err(failure) => (None, Some(clean_failure(failure))),
     };
     match &failure {
-        None => tracing::info!(secs = duration.as_secs_f64(), outputs = outputs.len(), "job succeeded"),
-        Some(f) if f.kind == FailureKind::Preempted => tracing::info!(secs = duration.as_secs_f64(), "job preempted"),
-        Some(f) => tracing::warn!(secs = duration.as_secs_f64(), kind = ?f.kind, reason = %f.message, "job failed"),
+        None => tracing::info!(
+            secs = duration.as_secs_f64(),
+            outputs = outputs.len(),
+            "job succeeded"
+        ),
+        Some(f) if f.kind == FailureKind::Preempted => {
+            tracing::info!(secs = duration.as_secs_f64(), "job preempted")
+        }
+        Some(f) => {
+            tracing::warn!(secs = duration.as_secs_f64(), kind = ?f.kind, reason = %f.message, "job failed")
+        }
     }
     let last_progress = progress_rx.borrow().clone();
     JobOutcome {
@@ -164,7 +211,11 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
         kind: spec.kind.clone(),
         plugin: plugin.digest,
         attempt,
-        status: if failure.is_none() { "succeeded" } else { "failed" },
+        status: if failure.is_none() {
+            "succeeded"
+        } else {
+            "failed"
+        },
         success,
         failure,
         duration_s: duration.as_secs_f64(),
@@ -175,9 +226,75 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
     }
 }
 
+/// The outcome of a run that never started.
+fn refused_outcome(
+    plugin: &LoadedPlugin,
+    spec: &JobSpec,
+    attempt: u32,
+    failure: JobFailure,
+) -> JobOutcome {
+    tracing::warn!(reason = %failure.message, "job not started");
+    JobOutcome {
+        job_id: spec.id.clone(),
+        kind: spec.kind.clone(),
+        plugin: plugin.digest,
+        attempt,
+        status: "failed",
+        success: None,
+        failure: Some(failure),
+        duration_s: 0.0,
+        outputs: Vec::new(),
+        progress: Default::default(),
+        checkpoints_saved: 0,
+        adapter: None,
+    }
+}
+
+/// The plugin's summary as the host keeps it: message clipped and escaped,
+/// at most [`text::MAX_METRICS`] metrics with clean, short names.
+fn success_of(summary: JobSummary) -> JobSuccess {
+    let given = summary.metrics.len();
+    if given > text::MAX_METRICS {
+        tracing::warn!(
+            given,
+            kept = text::MAX_METRICS,
+            "plugin reported too many metrics; the rest are dropped"
+        );
+    }
+    JobSuccess {
+        message: text::one_line(&summary.message, text::MAX_MESSAGE_BYTES),
+        metrics: summary
+            .metrics
+            .into_iter()
+            .take(text::MAX_METRICS)
+            .map(|m| {
+                (
+                    text::one_line(&m.name, text::MAX_METRIC_NAME_BYTES),
+                    m.value,
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A failure as the host keeps it: one clean, clipped line and detail.
+fn clean_failure(mut failure: JobFailure) -> JobFailure {
+    if !text::is_clean_line(&failure.message, text::MAX_MESSAGE_BYTES) {
+        failure.message = text::one_line(&failure.message, text::MAX_MESSAGE_BYTES);
+    }
+    failure.detail = failure
+        .detail
+        .map(|d| text::lines(&d, 4 * text::MAX_MESSAGE_BYTES));
+    failure
+}
+
 /// The job's GPU session: a device from `provider` if the plugin uses the
 /// GPU, else (or if there is none) a session that answers `unavailable`.
-async fn gpu_session(plugin: &LoadedPlugin, provider: Option<Arc<GpuProvider>>, limits: &JobLimits) -> GpuSession {
+async fn gpu_session(
+    plugin: &LoadedPlugin,
+    provider: Option<Arc<GpuProvider>>,
+    limits: &JobLimits,
+) -> GpuSession {
     if !plugin.uses_gpu {
         return GpuSession::unavailable("the plugin does not import pictor:plugin/gpu");
     }
@@ -209,15 +326,34 @@ fn new_store(
     mining: Option<watch::Sender<MinerReport>>,
 ) -> Result<Store<StoreState>, JobFailure> {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(stdout.clone()).stderr(stderr.clone()).insecure_random_seed(u128::from(spec.seed));
+    wasi.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .insecure_random_seed(u128::from(spec.seed));
     network.apply(&mut wasi);
-    let sandbox_err = |e: wasmtime::Error| JobFailure::new(FailureKind::Sandbox, format!("cannot preopen job folder: {e:#}"));
-    wasi.preopened_dir(&dirs.input, "/input", FsPerms::ReadOnly).map_err(sandbox_err)?;
-    wasi.preopened_dir(&dirs.output, "/output", FsPerms::ReadWrite).map_err(sandbox_err)?;
+    let sandbox_err = |e: wasmtime::Error| {
+        JobFailure::new(
+            FailureKind::Sandbox,
+            format!("cannot preopen job folder: {e:#}"),
+        )
+    };
+    wasi.preopened_dir(&dirs.input, "/input", FsPerms::ReadOnly)
+        .map_err(sandbox_err)?;
+    wasi.preopened_dir(&dirs.output, "/output", FsPerms::ReadWrite)
+        .map_err(sandbox_err)?;
 
+    let mut table = wasmtime::component::ResourceTable::new();
+    let gpu_resources =
+        limits.gpu.buffers as usize + crate::capabilities::gpu::session::MAX_OBJECTS as usize;
+    table.set_max_capacity(MAX_HOST_RESOURCES + gpu_resources);
+    let fs_limits = FsLimits {
+        output_bytes: limits.output_bytes,
+        output_entries: limits.output_files,
+        open_files: limits.open_files,
+    };
     let state = StoreState {
         wasi: wasi.build(),
-        table: Default::default(),
+        table,
+        output: OutputLedger::new(fs_limits, Arc::clone(control)),
         limiter: JobLimiter::new(limits.memory_bytes, Arc::clone(control)),
         progress: ProgressState::new(Arc::clone(control), progress),
         checkpoint: CheckpointState::new(checkpoint, limits.checkpoint_bytes),
@@ -253,7 +389,6 @@ async fn call_plugin(
     attempt: u32,
     limits: &JobLimits,
     control: &Arc<JobControl>,
-    dirs: &JobDirs,
 ) -> Result<JobSummary, JobFailure> {
     let info = JobInfo {
         id: spec.id.clone(),
@@ -263,11 +398,16 @@ async fn call_plugin(
         seed: spec.seed,
     };
     let deadline = tokio::time::Instant::now() + limits.timeout;
-    let monitor = tokio::spawn(watch_output(dirs.output.clone(), limits.clone(), Arc::clone(control)));
 
     let call = async {
-        let job = plugin.pre.instantiate_async(&mut *store).await.map_err(|e| (true, e))?;
-        job.call_run(&mut *store, &info).await.map_err(|e| (false, e))
+        let job = plugin
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| (true, e))?;
+        job.call_run(&mut *store, &info)
+            .await
+            .map_err(|e| (false, e))
     };
     let result = tokio::select! {
         result = call => result,
@@ -277,8 +417,12 @@ async fn call_plugin(
             Err((false, wasmtime::Error::new(Interruption::TimedOut(limits.timeout))))
         }
     };
-    monitor.abort();
 
+    // A plugin that returns after the host stopped it (a write refused for
+    // the quota, say) ended because of the stop, whatever it returned.
+    if let (Ok(_), Some(reason)) = (&result, control.stop_reason()) {
+        return Err(JobFailure::from_interruption(reason));
+    }
     match result {
         Ok(Ok(summary)) => Ok(summary),
         Ok(Err(error)) => Err(JobFailure::from_plugin(error)),
@@ -288,12 +432,24 @@ async fn call_plugin(
 
 /// Turns a wasmtime error into the job's failure.
 fn classify(instantiating: bool, error: &wasmtime::Error, control: &JobControl) -> JobFailure {
-    if let Some(reason) = control.stop_reason().or_else(|| error.downcast_ref::<Interruption>()) {
+    if let Some(reason) = control
+        .stop_reason()
+        .or_else(|| error.downcast_ref::<Interruption>())
+    {
         return JobFailure::from_interruption(reason);
+    }
+    if let Some(wasmtime::component::ResourceTableError::Full) =
+        error.downcast_ref::<wasmtime::component::ResourceTableError>()
+    {
+        let what = "the plugin holds too many host resources (files, streams, GPU objects) at once"
+            .to_string();
+        return JobFailure::from_interruption(&Interruption::ResourceLimit { what });
     }
     if let Some(fault) = error.downcast_ref::<GpuFault>() {
         let kind = match fault {
-            GpuFault::SubmissionTimeout { .. } => FailureKind::GpuTimeout,
+            GpuFault::SubmissionTimeout { .. } | GpuFault::CompileTimeout { .. } => {
+                FailureKind::GpuTimeout
+            }
             GpuFault::DeviceLost(_) => FailureKind::GpuLost,
         };
         return JobFailure::new(kind, fault.to_string());
@@ -301,15 +457,21 @@ fn classify(instantiating: bool, error: &wasmtime::Error, control: &JobControl) 
     let wasm_backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
     let backtrace = wasm_backtrace.map(|bt| bt.to_string());
     let message = if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        format!("plugin called exit({}) instead of returning from run", exit.0)
+        format!(
+            "plugin called exit({}) instead of returning from run",
+            exit.0
+        )
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         match wasm_backtrace.and_then(runaway_recursion) {
             Some(hint) => format!("plugin trapped: {trap} ({hint})"),
             None => format!("plugin trapped: {trap}"),
         }
     } else if instantiating {
-        return JobFailure::new(FailureKind::Instantiate, format!("plugin could not start: {error:#}"))
-            .with_detail(backtrace);
+        return JobFailure::new(
+            FailureKind::Instantiate,
+            format!("plugin could not start: {error:#}"),
+        )
+        .with_detail(backtrace);
     } else {
         format!("plugin trapped: {error:#}")
     };
@@ -338,7 +500,12 @@ fn failure_with_stderr(mut failure: JobFailure, stderr: &CapturedOutput) -> JobF
     if failure.kind == FailureKind::Trap
         && let Some(at) = tail.rfind("panicked at ")
     {
-        let panic: Vec<&str> = tail[at..].lines().map(str::trim).filter(|l| !l.is_empty()).take(2).collect();
+        let panic: Vec<&str> = tail[at..]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .take(2)
+            .collect();
         if !panic.is_empty() {
             failure.message = format!("plugin {}", panic.join(" "));
         }
@@ -348,23 +515,4 @@ fn failure_with_stderr(mut failure: JobFailure, stderr: &CapturedOutput) -> JobF
         None => format!("plugin stderr (end):\n{tail}"),
     };
     failure.with_detail(Some(detail))
-}
-
-/// Measures `/output` every [`OUTPUT_CHECK_INTERVAL`]; stops the job when it
-/// goes over its quota.
-async fn watch_output(dir: std::path::PathBuf, limits: JobLimits, control: Arc<JobControl>) {
-    let mut tick = tokio::time::interval(OUTPUT_CHECK_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let (d, l) = (dir.clone(), limits.clone());
-        let Ok(Ok(usage)) = tokio::task::spawn_blocking(move || sandbox::usage(&d, &l)).await else {
-            continue;
-        };
-        if let Some(what) = usage.over(&limits) {
-            tracing::warn!(%what, "stopping job: output quota exceeded");
-            control.stop(Interruption::OutputQuota { what });
-            return;
-        }
-    }
 }

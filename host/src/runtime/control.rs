@@ -25,8 +25,18 @@ pub enum Interruption {
         /// What went over: bytes or files, with the figures.
         what: String,
     },
+    /// The plugin held more of a host resource than its limit: open files,
+    /// directory listings, host resources (descriptors, streams, GPU
+    /// objects) or network connections.
+    #[error("resource limit exceeded: {what}")]
+    ResourceLimit {
+        /// Which resource, with the figures.
+        what: String,
+    },
     /// The plugin asked for more linear memory than its limit.
-    #[error("memory limit exceeded: the plugin asked for {desired} bytes, the limit is {limit} bytes")]
+    #[error(
+        "memory limit exceeded: the plugin asked for {desired} bytes, the limit is {limit} bytes"
+    )]
     MemoryLimit {
         /// Bytes the plugin's memory would have grown to.
         desired: u64,

@@ -14,8 +14,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
+use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
@@ -84,8 +83,7 @@ pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     random::random::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
     random::insecure::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
     random::insecure_seed::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
-    filesystem::types::add_to_linker::<S, WasiFilesystem>(&mut l, S::filesystem)?;
-    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(&mut l, S::filesystem)?;
+    capabilities::filesystem::add_to_linker(&mut l, S::guarded_fs)?;
     cli::exit::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     cli::environment::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     cli::stdin::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod linker;
 pub mod stdio;
 pub mod store;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -156,14 +157,22 @@ impl Runtime {
     /// Builds the engine, starts its epoch ticker, opens the cache.
     pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine = engine::build_engine().map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        let linker = linker::job_linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        let miner_linker = linker::miner_linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let linker =
+            linker::job_linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let miner_linker =
+            linker::miner_linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(ComponentCache::open(dir, &engine)?),
             None => None,
         };
         let ticker = EpochTicker::start(&engine)?;
-        Ok(Runtime { engine, linker, miner_linker, cache, _ticker: ticker })
+        Ok(Runtime {
+            engine,
+            linker,
+            miner_linker,
+            cache,
+            _ticker: ticker,
+        })
     }
 
     /// The engine.
@@ -178,21 +187,31 @@ impl Runtime {
 
     /// Compiles `bytes` (or loads them from the cache) without linking.
     /// CPU-heavy on a cache miss: call it off the async executor.
-    pub fn compile(&self, bytes: &[u8]) -> Result<(Sha256Digest, Component, CodeSource), PluginError> {
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(Sha256Digest, Component, CodeSource), PluginError> {
         let digest = Sha256Digest::of(bytes);
         let started = Instant::now();
-        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest)) {
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest))
+        {
             tracing::debug!(plugin = %digest, "compiled component loaded from cache");
             return Ok((digest, component, CodeSource::Cached(started.elapsed())));
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PluginError::Invalid { digest, reason: format!("{e:#}") })?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid {
+            digest,
+            reason: format!("{e:#}"),
+        })?;
         let compiled = started.elapsed();
         tracing::debug!(plugin = %digest, ms = compiled.as_millis() as u64, "component compiled");
         if let Some(cache) = &self.cache {
-            let stored = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
-                cache.store(&digest, &bytes).map_err(|e| e.to_string())
-            });
+            let stored = component
+                .serialize()
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| cache.store(&digest, &bytes).map_err(|e| e.to_string()));
             if let Err(error) = stored {
                 tracing::warn!(plugin = %digest, %error, "compiled component not cached");
             }
@@ -218,17 +237,33 @@ impl Runtime {
             .component_type()
             .imports(&self.engine)
             .any(|(name, _)| name.starts_with("pictor:plugin/gpu@"));
-        Ok(LoadedPlugin { digest, component, pre, source, uses_gpu, world })
+        Ok(LoadedPlugin {
+            digest,
+            component,
+            pre,
+            source,
+            uses_gpu,
+            world,
+        })
     }
 
     /// Links `component` against the job world.
-    pub fn link(&self, digest: &Sha256Digest, component: &Component) -> Result<JobPre<StoreState>, PluginError> {
+    pub fn link(
+        &self,
+        digest: &Sha256Digest,
+        component: &Component,
+    ) -> Result<JobPre<StoreState>, PluginError> {
         self.link_as(World::Job, digest, component)
     }
 
     /// Links `component` against `world`. Both worlds export the same
     /// `run`, so both give a [`JobPre`].
-    pub fn link_as(&self, world: World, digest: &Sha256Digest, component: &Component) -> Result<JobPre<StoreState>, PluginError> {
+    pub fn link_as(
+        &self,
+        world: World,
+        digest: &Sha256Digest,
+        component: &Component,
+    ) -> Result<JobPre<StoreState>, PluginError> {
         let denied: Vec<String> = component
             .component_type()
             .imports(&self.engine)
@@ -240,10 +275,18 @@ impl Runtime {
             return Err(PluginError::Incompatible {
                 digest: *digest,
                 world,
-                reason: format!("it imports {} which the host does not grant to {}s", denied.join(", "), world.role()),
+                reason: format!(
+                    "it imports {} which the host does not grant to {}s",
+                    denied.join(", "),
+                    world.role()
+                ),
             });
         }
-        let incompatible = |e: wasmtime::Error| PluginError::Incompatible { digest: *digest, world, reason: format!("{e:#}") };
+        let incompatible = |e: wasmtime::Error| PluginError::Incompatible {
+            digest: *digest,
+            world,
+            reason: format!("{e:#}"),
+        };
         let linker = match world {
             World::Job => &self.linker,
             World::Miner => &self.miner_linker,

@@ -65,7 +65,9 @@ impl CapturedOutput {
 
     /// The last few KiB written, lossily decoded, trimmed.
     pub fn tail(&self) -> String {
-        String::from_utf8_lossy(&self.lock().tail).trim().to_string()
+        String::from_utf8_lossy(&self.lock().tail)
+            .trim()
+            .to_string()
     }
 
     /// Logs a trailing partial line, and a note if output was dropped.
@@ -117,7 +119,10 @@ impl Capture {
 
     fn log_line(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
+        let text = crate::runtime::text::one_line(
+            text.trim_end_matches('\r'),
+            crate::runtime::text::MAX_LOG_LINE_BYTES,
+        );
         match self.name {
             StreamName::Stdout => tracing::info!(target: "plugin", job = %self.job_id, "{text}"),
             StreamName::Stderr => tracing::warn!(target: "plugin", job = %self.job_id, "{text}"),
@@ -135,10 +140,55 @@ impl StdoutStream for CapturedOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    /// A stream that captures each write at once. wasmtime-wasi's default
+    /// (`AsyncWriteStream`) queues writes for a background task, and before
+    /// 48.0.9 queued empty writes without bound (GHSA-5m8g-xhq4-4h93).
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(CaptureStream(self.clone()))
+    }
+}
+
+/// How much a guest may write to stdout or stderr in one call.
+const STREAM_PERMIT: usize = 64 << 10;
+
+/// The WASI output stream of a capture: never blocks, never queues.
+struct CaptureStream(CapturedOutput);
+
+#[wasmtime_wasi_io::async_trait]
+impl wasmtime_wasi::p2::Pollable for CaptureStream {
+    async fn ready(&mut self) {}
+}
+
+impl wasmtime_wasi::p2::OutputStream for CaptureStream {
+    fn write(
+        &mut self,
+        bytes: wasmtime_wasi_io::bytes::Bytes,
+    ) -> wasmtime_wasi::p2::StreamResult<()> {
+        if bytes.len() > STREAM_PERMIT {
+            return Err(wasmtime_wasi::p2::StreamError::trap(
+                "write is larger than check-write permitted",
+            ));
+        }
+        self.0.lock().write(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(STREAM_PERMIT)
+    }
 }
 
 impl AsyncWrite for CapturedOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.lock().write(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::checkpoint::CheckpointState;
+use crate::capabilities::filesystem::{GuardedFs, OutputLedger};
 use crate::capabilities::gpu::GpuSession;
 use crate::capabilities::mining::MiningState;
 use crate::capabilities::progress::ProgressState;
@@ -18,6 +19,8 @@ use crate::runtime::control::{Interruption, JobControl};
 pub struct StoreState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    /// What the job's files take: every write is charged here first.
+    pub(crate) output: Arc<OutputLedger>,
     pub(crate) limiter: JobLimiter,
     pub(crate) progress: ProgressState,
     pub(crate) checkpoint: CheckpointState,
@@ -28,7 +31,21 @@ pub struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl StoreState {
+    /// The filesystem view the job's `wasi:filesystem` calls go through.
+    pub(crate) fn guarded_fs(&mut self) -> GuardedFs<'_> {
+        let ledger = Arc::clone(&self.output);
+        GuardedFs {
+            inner: wasmtime_wasi::filesystem::WasiFilesystemView::filesystem(self),
+            ledger,
+        }
     }
 }
 
@@ -56,18 +73,32 @@ const MAX_MEMORIES: usize = 16;
 impl JobLimiter {
     /// A limiter allowing `memory_bytes` of linear memory in all.
     pub fn new(memory_bytes: u64, control: Arc<JobControl>) -> Self {
-        JobLimiter { memory_bytes, memory_used: 0, control }
+        JobLimiter {
+            memory_bytes,
+            memory_used: 0,
+            control,
+        }
     }
 }
 
 impl ResourceLimiter for JobLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // The limit is on all of the job's memories together.
-        let total = self.memory_used.saturating_add(desired.saturating_sub(current) as u64);
+        let total = self
+            .memory_used
+            .saturating_add(desired.saturating_sub(current) as u64);
         if total > self.memory_bytes {
             // Trap instead of failing the grow: a guest allocator would abort
             // with a less useful message, and the job is over either way.
-            let reason = Interruption::MemoryLimit { desired: total, limit: self.memory_bytes };
+            let reason = Interruption::MemoryLimit {
+                desired: total,
+                limit: self.memory_bytes,
+            };
             self.control.stop(reason.clone());
             return Err(wasmtime::Error::new(reason));
         }
@@ -75,7 +106,12 @@ impl ResourceLimiter for JobLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 

@@ -21,6 +21,14 @@
 //! | `output-symlink` | plants `/output/leak` → `target` for the host to follow |
 //! | `output-bomb` | writes 1 MiB chunks to `/output` until it is stopped |
 //! | `stdout-flood` | prints 8 MiB to stdout, then succeeds |
+//! | `unlinked-write` | unlinks its open `/output` file, then writes 1 MiB chunks to it forever |
+//! | `fd-hoard` | opens `/input/<target>` again and again without closing it (raw `wasi:filesystem` calls: the preview-1 adapter would refuse first) |
+//! | `stream-hoard` | opens `/input/<target>`, makes a read stream, drops the descriptor, again and again |
+//! | `deep-output` | nests `depth` folders in `/output` (default 2500, past `PATH_MAX`), then writes 1 MiB chunks at the bottom until stopped, or returns with `stop_after_folders` |
+//! | `long-error` | fails with a `size`-byte message (default 100 MB) |
+//! | `long-summary` | succeeds with a `size`-byte message and 100,000 metrics |
+//! | `long-progress` | reports progress with a `size`-byte message, 20 times, then succeeds |
+//! | `terminal-escapes` | puts OSC 52 (clipboard), CSI 2J (clear) and BEL in its progress, stdout, stderr and error |
 
 // Planting a symlink needs `std::os::wasi::fs::symlink_path`, still unstable;
 // the guest build runs with RUSTC_BOOTSTRAP=1, so this test plugin may use it.
@@ -37,6 +45,20 @@ struct Params {
     attack: String,
     #[serde(default)]
     target: String,
+    #[serde(default = "default_depth")]
+    depth: usize,
+    #[serde(default)]
+    stop_after_folders: bool,
+    #[serde(default = "default_size")]
+    size: usize,
+}
+
+fn default_depth() -> usize {
+    2500
+}
+
+fn default_size() -> usize {
+    100_000_000
 }
 
 /// The `adversary` plugin.
@@ -67,10 +89,13 @@ impl Plugin for Adversary {
             "panic" => panic!("adversary panicked on purpose (job {})", job.id()),
             "write-dotdot" => attempt(std::fs::write(format!("/output/../{target}"), b"escaped")),
             "write-absolute" => attempt(std::fs::write(target, b"escaped")),
-            "write-through-symlink" => {
-                attempt(std::fs::write(format!("/input/{target}/pwned.txt"), b"escaped"))
+            "write-through-symlink" => attempt(std::fs::write(
+                format!("/input/{target}/pwned.txt"),
+                b"escaped",
+            )),
+            "read-through-symlink" => {
+                attempt(std::fs::read(format!("/input/{target}")).map(|_| ()))
             }
-            "read-through-symlink" => attempt(std::fs::read(format!("/input/{target}")).map(|_| ())),
             "read-passwd" => attempt(
                 std::fs::read("/etc/passwd")
                     .or_else(|_| std::fs::read("/input/../../../../etc/passwd"))
@@ -82,7 +107,8 @@ impl Plugin for Adversary {
                 let mut file = std::fs::File::create("/output/bomb.bin")
                     .map_err(|e| JobError::Io(e.to_string()))?;
                 loop {
-                    file.write_all(&chunk).map_err(|e| JobError::Io(e.to_string()))?;
+                    file.write_all(&chunk)
+                        .map_err(|e| JobError::Io(e.to_string()))?;
                 }
             }
             "stdout-flood" => {
@@ -93,8 +119,139 @@ impl Plugin for Adversary {
                 }
                 Ok(Summary::new("flooded stdout"))
             }
+            "unlinked-write" => {
+                let mut file = std::fs::File::create("/output/ghost.bin").map_err(io)?;
+                std::fs::remove_file("/output/ghost.bin").map_err(io)?;
+                write_forever(&mut file)
+            }
+            "fd-hoard" => hoard(target, false),
+            "stream-hoard" => hoard(target, true),
+            "deep-output" => deep_output(p.depth, p.stop_after_folders),
+            "long-error" => Err(JobError::Failed("E".repeat(p.size))),
+            "long-summary" => {
+                let mut summary = Summary::new("S".repeat(p.size));
+                for i in 0..100_000 {
+                    summary = summary.metric(format!("metric-{i}-{}", "m".repeat(100)), i as f64);
+                }
+                Ok(summary)
+            }
+            "long-progress" => {
+                let message = "P".repeat(p.size);
+                for i in 0..20 {
+                    job.progress(i as f32 / 20.0, &message);
+                }
+                Ok(Summary::new("reported long progress"))
+            }
+            "terminal-escapes" => {
+                let nasty = "\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J\u{1b}[31mred\u{7}";
+                job.progress(0.5, format!("progress {nasty}"));
+                println!("stdout {nasty}");
+                eprintln!("stderr {nasty}");
+                Err(JobError::Failed(format!("error {nasty}")))
+            }
             other => Err(JobError::InvalidParams(format!("unknown attack `{other}`"))),
         }
+    }
+}
+
+fn io(e: std::io::Error) -> JobError {
+    JobError::Io(e.to_string())
+}
+
+/// Opens `/input/<name>` without end, keeping every descriptor (or only a
+/// read stream made from it).
+#[cfg(target_arch = "wasm32")]
+fn hoard(name: &str, streams: bool) -> Result<Summary, JobError> {
+    use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+    let (input, _) = wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .find(|(_, path)| path == "/input")
+        .ok_or_else(|| JobError::Io("no /input preopen".into()))?;
+    let mut held_files = Vec::new();
+    let mut held_streams = Vec::new();
+    for n in 0u64.. {
+        let file = input
+            .open_at(
+                PathFlags::empty(),
+                name,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .map_err(|e| JobError::Io(format!("open #{n} refused: {e:?}")))?;
+        if streams {
+            held_streams.push(
+                file.read_via_stream(0)
+                    .map_err(|e| JobError::Io(format!("stream #{n}: {e:?}")))?,
+            );
+        } else {
+            held_files.push(file);
+        }
+    }
+    unreachable!("u64 opens")
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn hoard(name: &str, _streams: bool) -> Result<Summary, JobError> {
+    let mut held = Vec::new();
+    loop {
+        held.push(std::fs::File::open(format!("/input/{name}")).map_err(io)?);
+    }
+}
+
+/// Nests `depth` folders in `/output`, each created relative to the one
+/// above (no path is ever longer than one name), then writes at the bottom.
+#[cfg(target_arch = "wasm32")]
+fn deep_output(depth: usize, stop_after_folders: bool) -> Result<Summary, JobError> {
+    use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+    let fail = |what: &str, e: wasip2::filesystem::types::ErrorCode| {
+        JobError::Io(format!("{what}: {e:?}"))
+    };
+    let (mut dir, _) = wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .find(|(_, path)| path == "/output")
+        .ok_or_else(|| JobError::Io("no /output preopen".into()))?;
+    for level in 0..depth {
+        dir.create_directory_at("d")
+            .map_err(|e| fail(&format!("folder {level}"), e))?;
+        dir = dir
+            .open_at(
+                PathFlags::empty(),
+                "d",
+                OpenFlags::DIRECTORY,
+                DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+            )
+            .map_err(|e| fail(&format!("open folder {level}"), e))?;
+    }
+    if stop_after_folders {
+        return Ok(Summary::new(format!("nested {depth} folders")));
+    }
+    let file = dir
+        .open_at(
+            PathFlags::empty(),
+            "bottom.bin",
+            OpenFlags::CREATE,
+            DescriptorFlags::WRITE,
+        )
+        .map_err(|e| fail("bottom file", e))?;
+    let chunk = vec![0x5A; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        offset += file.write(&chunk, offset).map_err(|e| fail("write", e))?;
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn deep_output(depth: usize, _stop_after_folders: bool) -> Result<Summary, JobError> {
+    Err(JobError::Unsupported(format!(
+        "deep-output ({depth} folders) needs wasi:filesystem"
+    )))
+}
+
+/// Writes 1 MiB chunks to `file` until the host stops the job.
+fn write_forever(file: &mut std::fs::File) -> Result<Summary, JobError> {
+    let chunk = vec![0x5A; 1 << 20];
+    loop {
+        file.write_all(&chunk).map_err(io)?;
     }
 }
 
