@@ -93,7 +93,9 @@ impl From<wit::GpuError> for GpuError {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn no_gpu<T>() -> Result<T, GpuError> {
-    Err(GpuError::Unavailable("GPU calls only work inside a Pictor host".into()))
+    Err(GpuError::Unavailable(
+        "GPU calls only work inside a Pictor host".into(),
+    ))
 }
 
 /// The bytes of a slice of [`Pod`] values (e.g. to write a result file).
@@ -142,7 +144,11 @@ pub fn adapter() -> Result<AdapterInfo, GpuError> {
             wit::DeviceType::Cpu => "cpu",
             wit::DeviceType::Other => "other",
         };
-        Ok(AdapterInfo { name: info.name, backend: info.backend, device_type: device_type.into() })
+        Ok(AdapterInfo {
+            name: info.name,
+            backend: info.backend,
+            device_type: device_type.into(),
+        })
     }
     #[cfg(not(target_arch = "wasm32"))]
     no_gpu()
@@ -185,8 +191,8 @@ impl Usage {
     }
 }
 
-/// Bytes per `buffer.write` call (a multiple of 4, under the host's
-/// 128 MiB per-call limit).
+/// Bytes per `buffer.write` and `buffer.read` call (a multiple of 4, under
+/// the host's 128 MiB per-call limit).
 #[cfg(target_arch = "wasm32")]
 const WRITE_CHUNK: usize = 64 << 20;
 
@@ -211,7 +217,11 @@ impl<T: Pod> Buffer<T> {
         #[cfg(target_arch = "wasm32")]
         {
             let raw = wit::create_buffer(bytes, usage.wit())?;
-            Ok(Buffer { raw, len, _type: PhantomData })
+            Ok(Buffer {
+                raw,
+                len,
+                _type: PhantomData,
+            })
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -315,7 +325,20 @@ impl<T: Pod> Buffer<T> {
         #[cfg(target_arch = "wasm32")]
         {
             let bytes = (self.len * size_of::<T>()) as u64;
-            let mut raw = self.raw.read(0, bytes.next_multiple_of(4))?;
+            let padded = bytes.next_multiple_of(4);
+            let chunk = WRITE_CHUNK as u64;
+            let mut raw = if padded <= chunk {
+                self.raw.read(0, padded)?
+            } else {
+                // One host call returns at most 128 MiB: read in chunks.
+                let mut all = Vec::with_capacity(padded as usize);
+                let mut offset = 0;
+                while offset < padded {
+                    all.extend_from_slice(&self.raw.read(offset, chunk.min(padded - offset))?);
+                    offset += chunk;
+                }
+                all
+            };
             raw.truncate(bytes as usize);
             Ok(raw)
         }
@@ -385,12 +408,21 @@ impl Kernel {
     /// let k = pictor_sdk::gpu::Kernel::with_constants(src, "main", &[("n", 4.0)])?;
     /// # Ok::<(), pictor_sdk::gpu::GpuError>(())
     /// ```
-    pub fn with_constants(source: &str, entry: &str, constants: &[(&str, f64)]) -> Result<Self, GpuError> {
+    pub fn with_constants(
+        source: &str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Self, GpuError> {
         #[cfg(target_arch = "wasm32")]
         {
             let module = wit::create_shader_module(source)?;
-            let constants: Vec<wit::Constant> =
-                constants.iter().map(|(name, value)| wit::Constant { name: name.to_string(), value: *value }).collect();
+            let constants: Vec<wit::Constant> = constants
+                .iter()
+                .map(|(name, value)| wit::Constant {
+                    name: name.to_string(),
+                    value: *value,
+                })
+                .collect();
             let pipeline = wit::create_compute_pipeline(&module, entry, &constants)?;
             Ok(Kernel { pipeline })
         }
@@ -416,9 +448,16 @@ impl Kernel {
             let entries: Vec<wit::BufferBinding<'_>> = buffers
                 .iter()
                 .enumerate()
-                .map(|(i, b)| wit::BufferBinding { binding: i as u32, buffer: b.raw, offset: 0, size: None })
+                .map(|(i, b)| wit::BufferBinding {
+                    binding: i as u32,
+                    buffer: b.raw,
+                    offset: 0,
+                    size: None,
+                })
                 .collect();
-            Ok(BindGroup { raw: wit::create_bind_group(&self.pipeline, group, &entries)? })
+            Ok(BindGroup {
+                raw: wit::create_bind_group(&self.pipeline, group, &entries)?,
+            })
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -438,7 +477,11 @@ impl Kernel {
     /// # Ok::<(), GpuError>(())
     /// ```
     pub fn dispatch<'a>(&'a self, groups: &[&'a BindGroup], workgroups: [u32; 3]) -> Command<'a> {
-        Command::Dispatch { kernel: self, groups: groups.to_vec(), workgroups }
+        Command::Dispatch {
+            kernel: self,
+            groups: groups.to_vec(),
+            workgroups,
+        }
     }
 }
 
@@ -493,7 +536,11 @@ pub fn submit(commands: &[Command<'_>]) -> Result<Duration, GpuError> {
         let wit_commands: Vec<wit::Command<'_>> = commands
             .iter()
             .map(|c| match c {
-                Command::Dispatch { kernel, groups, workgroups: [x, y, z] } => wit::Command::Dispatch(wit::Dispatch {
+                Command::Dispatch {
+                    kernel,
+                    groups,
+                    workgroups: [x, y, z],
+                } => wit::Command::Dispatch(wit::Dispatch {
                     pipeline: &kernel.pipeline,
                     bind_groups: groups.iter().map(|g| &g.raw).collect(),
                     x: *x,
@@ -519,7 +566,10 @@ mod tests {
     #[test]
     fn natively_every_call_is_unavailable() {
         assert!(matches!(adapter(), Err(GpuError::Unavailable(_))));
-        assert!(matches!(Buffer::<f32>::zeroed(4, Usage::STORAGE), Err(GpuError::Unavailable(_))));
+        assert!(matches!(
+            Buffer::<f32>::zeroed(4, Usage::STORAGE),
+            Err(GpuError::Unavailable(_))
+        ));
         let err: crate::JobError = GpuError::QuotaExceeded("x".into()).into();
         assert_eq!(err.to_string(), "failed: GPU quota exceeded: x");
     }

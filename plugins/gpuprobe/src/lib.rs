@@ -15,6 +15,9 @@
 //! | `long-kernel` | 4096 invocations looping `iterations` times each (default: seconds of work on this adapter) | `finished in …` unless the quota ends the job |
 //! | `leak` | creates buffers, kernels and bind groups and forgets them | `leaked` |
 //! | `transfer` | writes `mib` MiB to a buffer and reads them back, timed | metrics `write_ms`, `read_ms` |
+//! | `endless-loop` | a kernel whose loop never ends (hours on llvmpipe, which cuts loops off; the host must end the job and keep the GPU slot usable) | never |
+//! | `write-no-submit` | writes `mib` MiB to a buffer again and again without ever submitting | never |
+//! | `deep-shader` | compiles WGSL with a 200,000-term expression | the refusal |
 
 use pictor_sdk::gpu::{self, Buffer, GpuError, Kernel, Usage};
 use pictor_sdk::{Job, JobError, Plugin, Summary};
@@ -57,6 +60,20 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x < 64u) { v[id.x] = x; }
 }";
 
+// The loop ends only if the buffer holds a value nobody writes; atomics
+// keep any compiler from hoisting the check or dropping the loop. On a GPU
+// it never ends; llvmpipe cuts every loop off after 65,535 iterations, so
+// the check dispatches 4096 × 4096 workgroups of 64: hours of work there.
+const ENDLESS: &str = "struct State { flag: atomic<u32>, spins: atomic<u32> }
+@group(0) @binding(0) var<storage, read_write> s: State;
+@compute @workgroup_size(64)
+fn main() {
+    loop {
+        atomicAdd(&s.spins, 1u);
+        if (atomicLoad(&s.flag) == 0xdeadbeefu) { break; }
+    }
+}";
+
 /// Turns a refusal the check expects into the job's success message.
 fn refused(result: Result<(), GpuError>, what: &str) -> Result<Summary, JobError> {
     match result {
@@ -84,14 +101,18 @@ impl Plugin for GpuProbe {
             "quota-memory" => {
                 let mut held = Vec::new();
                 refused(
-                    (0..100_000).try_for_each(|_| Buffer::<u8>::zeroed(1 << 20, Usage::STORAGE).map(|b| held.push(b))),
+                    (0..100_000).try_for_each(|_| {
+                        Buffer::<u8>::zeroed(1 << 20, Usage::STORAGE).map(|b| held.push(b))
+                    }),
                     "allocating without end",
                 )
             }
             "quota-buffers" => {
                 let mut held = Vec::new();
                 refused(
-                    (0..100_000).try_for_each(|_| Buffer::<u32>::zeroed(1, Usage::STORAGE).map(|b| held.push(b))),
+                    (0..100_000).try_for_each(|_| {
+                        Buffer::<u32>::zeroed(1, Usage::STORAGE).map(|b| held.push(b))
+                    }),
                     "allocating without end",
                 )
             }
@@ -100,17 +121,26 @@ impl Plugin for GpuProbe {
                 let kernel = Kernel::new(TOUCH, "main")?;
                 let group = kernel.bind(0, &[v.binding()])?;
                 let quota = 1 + 2 * 1024;
-                let commands: Vec<_> = (0..quota).map(|_| kernel.dispatch(&[&group], [1, 1, 1])).collect();
+                let commands: Vec<_> = (0..quota)
+                    .map(|_| kernel.dispatch(&[&group], [1, 1, 1]))
+                    .collect();
                 refused(gpu::submit(&commands).map(|_| ()), "an over-long batch")
             }
             "quota-workgroups" => {
                 let v = Buffer::<u32>::zeroed(1, Usage::STORAGE)?;
                 let kernel = Kernel::new(TOUCH, "main")?;
                 let group = kernel.bind(0, &[v.binding()])?;
-                refused(gpu::submit(&[kernel.dispatch(&[&group], [65535, 65535, 1])]).map(|_| ()), "a huge dispatch")
+                refused(
+                    gpu::submit(&[kernel.dispatch(&[&group], [65535, 65535, 1])]).map(|_| ()),
+                    "a huge dispatch",
+                )
             }
             "invalid-wgsl" => refused(
-                Kernel::new("@compute @workgroup_size(1)\nfn main() {\n    let x: u32 = 1.5;\n}", "main").map(|_| ()),
+                Kernel::new(
+                    "@compute @workgroup_size(1)\nfn main() {\n    let x: u32 = 1.5;\n}",
+                    "main",
+                )
+                .map(|_| ()),
                 "invalid WGSL",
             ),
             "out-of-bounds" => {
@@ -120,7 +150,9 @@ impl Plugin for GpuProbe {
                 let group = kernel.bind(0, &[small.binding()])?;
                 gpu::submit(&[kernel.dispatch(&[&group], [64, 1, 1])])?;
                 if neighbour.read()?.iter().any(|&v| v != 7) {
-                    return Err(JobError::Failed("out-of-bounds writes reached the neighbouring buffer".into()));
+                    return Err(JobError::Failed(
+                        "out-of-bounds writes reached the neighbouring buffer".into(),
+                    ));
                 }
                 Ok(Summary::new("neighbour intact"))
             }
@@ -157,9 +189,41 @@ impl Plugin for GpuProbe {
                 let back = buffer.read_bytes()?;
                 let read_ms = started.elapsed().as_secs_f64() * 1e3;
                 if back != gpu::as_bytes(&data) {
-                    return Err(JobError::Failed("data read back differs from data written".into()));
+                    return Err(JobError::Failed(
+                        "data read back differs from data written".into(),
+                    ));
                 }
-                Ok(Summary::new(format!("moved {} MiB each way", p.mib)).metric("write_ms", write_ms).metric("read_ms", read_ms))
+                Ok(Summary::new(format!("moved {} MiB each way", p.mib))
+                    .metric("write_ms", write_ms)
+                    .metric("read_ms", read_ms))
+            }
+            "endless-loop" => {
+                let v = Buffer::<u32>::zeroed(4, Usage::STORAGE)?;
+                let kernel = Kernel::new(ENDLESS, "main")?;
+                let group = kernel.bind(0, &[v.binding()])?;
+                job.progress(0.5, "submitting a kernel that never ends");
+                let took = gpu::submit(&[kernel.dispatch(&[&group], [4096, 4096, 1])])?;
+                let state = v.read()?;
+                Err(JobError::Failed(format!(
+                    "the endless kernel ended after {took:?} ({} spins)",
+                    state[1]
+                )))
+            }
+            "write-no-submit" => {
+                let data = vec![0x5Au8; (p.mib as usize) << 20];
+                let buffer = Buffer::<u8>::zeroed(data.len(), Usage::STORAGE)?;
+                loop {
+                    buffer.write(0, &data)?;
+                }
+            }
+            "deep-shader" => {
+                let chain = vec!["1"; 200_000].join("+");
+                let source =
+                    format!("@compute @workgroup_size(1)\nfn main() {{\n    let x = {chain};\n}}");
+                refused(
+                    Kernel::new(&source, "main").map(|_| ()),
+                    "a 200,000-term expression",
+                )
             }
             other => Err(JobError::InvalidParams(format!("unknown check `{other}`"))),
         }

@@ -1,10 +1,22 @@
 //! The worker's GPU devices: choosing an adapter, opening one device per
 //! physical GPU, noticing loss, and reopening it for the next job.
+//!
+//! A GPU cannot be interrupted mid-kernel, and a kernel may never end (an
+//! endless loop in a plugin's shader). The job that submitted it ends with
+//! `gpu-timeout`; the device is marked overrun. The next job waits at most
+//! [`DRAIN_TIMEOUT`] for the GPU to finish; if it has not, the device is
+//! *abandoned* — never dropped, since dropping a device waits for its work
+//! and would hang whichever thread did it — and a fresh device is opened in
+//! its place, so the slot keeps working (on lavapipe the stuck kernel keeps
+//! its CPU threads busy; on a GPU it time-slices with the new context).
+//! After [`MAX_ABANDONED`] abandoned devices the slot is unhealthy: its GPU
+//! jobs get `unavailable` (a retryable failure that another worker can
+//! take), the status page and heartbeats say so, and a restart clears it.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// Which adapter jobs run on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,16 +70,25 @@ fn rank(device_type: wgpu::DeviceType) -> u8 {
 }
 
 /// Picks the adapter `choice` names among `adapters`.
-pub fn choose(adapters: Vec<wgpu::Adapter>, choice: &AdapterChoice) -> Result<wgpu::Adapter, String> {
+pub fn choose(
+    adapters: Vec<wgpu::Adapter>,
+    choice: &AdapterChoice,
+) -> Result<wgpu::Adapter, String> {
     let count = adapters.len();
-    let none_found = || "no GPU adapter found (on a machine without a GPU, install mesa-vulkan-drivers for lavapipe)".to_string();
+    let none_found = || {
+        "no GPU adapter found (on a machine without a GPU, install mesa-vulkan-drivers for lavapipe)".to_string()
+    };
     match choice {
         AdapterChoice::None => Err("GPU disabled for this worker (gpu: none)".to_string()),
-        AdapterChoice::Auto => adapters.into_iter().min_by_key(|a| rank(a.get_info().device_type)).ok_or_else(none_found),
-        AdapterChoice::Index(i) => adapters
+        AdapterChoice::Auto => adapters
             .into_iter()
-            .nth(*i)
-            .ok_or_else(|| format!("GPU adapter index {i} does not exist ({count} found; see `pictor-host gpu list`)")),
+            .min_by_key(|a| rank(a.get_info().device_type))
+            .ok_or_else(none_found),
+        AdapterChoice::Index(i) => adapters.into_iter().nth(*i).ok_or_else(|| {
+            format!(
+                "GPU adapter index {i} does not exist ({count} found; see `pictor-host gpu list`)"
+            )
+        }),
         AdapterChoice::Name(text) => {
             let wanted = text.to_lowercase();
             adapters
@@ -92,6 +113,8 @@ pub struct GpuDevice {
     live_buffers: AtomicU64,
     live_bytes: AtomicU64,
     overrun: AtomicBool,
+    /// Bytes written with `buffer.write` since the last submission.
+    pub(crate) staged: AtomicU64,
     /// Kept for as long as the device, and dropped after it (fields drop in
     /// order): some drivers (NVIDIA's) crash at exit if the instance goes
     /// first.
@@ -100,7 +123,17 @@ pub struct GpuDevice {
 
 /// How long the provider waits for work left behind by a job that overran
 /// its GPU time before giving up on the device and opening a new one.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Devices a slot may abandon (kernels that never ended) before it is
+/// marked unhealthy.
+pub const MAX_ABANDONED: u32 = 2;
+
+/// Bytes of `buffer.write` data a device may hold in wgpu's staging memory
+/// before the host flushes them to the GPU (writes are staged until the
+/// next submission; without a flush, writes without a submit grow host
+/// memory without bound).
+pub const STAGING_FLUSH_BYTES: u64 = 64 << 20;
 
 impl GpuDevice {
     /// Opens a device on `adapter` (from `instance`) with the adapter's full limits.
@@ -121,7 +154,8 @@ impl GpuDevice {
             let name = info.name.clone();
             move |reason, message| {
                 tracing::error!(adapter = %name, ?reason, %message, "GPU device lost");
-                *lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(format!("{reason:?}: {message}"));
+                *lost.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(format!("{reason:?}: {message}"));
             }
         });
         // Every call the host makes is wrapped in an error scope; anything
@@ -139,13 +173,17 @@ impl GpuDevice {
             live_buffers: AtomicU64::new(0),
             live_bytes: AtomicU64::new(0),
             overrun: AtomicBool::new(false),
+            staged: AtomicU64::new(0),
             _instance: instance.clone(),
         })
     }
 
     /// Why the device was lost, if it was.
     pub fn lost_reason(&self) -> Option<String> {
-        self.lost.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records that a job left work running past its quota: the GPU cannot
@@ -154,10 +192,22 @@ impl GpuDevice {
         self.overrun.store(true, Ordering::SeqCst);
     }
 
+    /// Whether a job left work on it that ran past its quota and has not
+    /// been seen to finish.
+    pub fn overran(&self) -> bool {
+        self.overrun.load(Ordering::SeqCst)
+    }
+
     /// Waits (up to `timeout`) for all submitted work to finish. False if it
     /// did not finish in time.
     pub fn drain(&self, timeout: Duration) -> bool {
-        let done = self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(timeout) }).is_ok();
+        let done = self
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(timeout),
+            })
+            .is_ok();
         if done {
             self.overrun.store(false, Ordering::SeqCst);
         }
@@ -185,39 +235,108 @@ impl GpuDevice {
     }
 }
 
+/// How a slot's GPU is doing, for the status page and heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuHealth {
+    /// Every kernel so far finished (or no device was opened yet).
+    Healthy,
+    /// Kernels that never finished made it abandon this many devices; it
+    /// runs on a fresh one.
+    Recovered {
+        /// Devices abandoned so far.
+        abandoned: u32,
+    },
+    /// Too many devices abandoned: GPU jobs are refused until a restart.
+    Unhealthy {
+        /// Why, for the owner.
+        reason: String,
+    },
+}
+
+impl GpuHealth {
+    /// `healthy`, `recovered` or `unhealthy`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GpuHealth::Healthy => "healthy",
+            GpuHealth::Recovered { .. } => "recovered",
+            GpuHealth::Unhealthy { .. } => "unhealthy",
+        }
+    }
+}
+
 /// Hands jobs the device of the configured adapter, opening it on first
-/// use and reopening it after it was lost.
+/// use, reopening it after it was lost, and replacing it when a kernel
+/// never ends.
 pub struct GpuProvider {
     choice: AdapterChoice,
     current: Mutex<Option<Arc<GpuDevice>>>,
+    abandoned: AtomicU32,
 }
 
 impl GpuProvider {
     /// A provider for `choice`; nothing is opened until a job needs it.
     pub fn new(choice: AdapterChoice) -> Self {
-        GpuProvider { choice, current: Mutex::new(None) }
+        GpuProvider {
+            choice,
+            current: Mutex::new(None),
+            abandoned: AtomicU32::new(0),
+        }
+    }
+
+    /// How this slot's GPU is doing.
+    pub fn health(&self) -> GpuHealth {
+        match self.abandoned.load(Ordering::SeqCst) {
+            0 => GpuHealth::Healthy,
+            n if n < MAX_ABANDONED => GpuHealth::Recovered { abandoned: n },
+            n => GpuHealth::Unhealthy {
+                reason: format!(
+                    "{n} GPU kernels never finished; GPU jobs are refused until the worker restarts"
+                ),
+            },
+        }
     }
 
     /// Waits (up to `timeout`) for the work submitted on the open device,
-    /// if one is open. True when the GPU is idle.
+    /// if one is open. True when the GPU is idle. A device that a job left
+    /// overrunning is not waited for (the next job deals with it).
     pub fn drain_current(&self, timeout: Duration) -> bool {
-        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        current.is_none_or(|device| device.drain(timeout))
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        current.is_none_or(|device| !device.overran() && device.drain(timeout))
     }
 
     /// The device for the next job. Blocking (opening a device takes tens
-    /// to hundreds of milliseconds): call it off the async executor.
+    /// to hundreds of milliseconds; a device left overrunning is waited for
+    /// up to [`DRAIN_TIMEOUT`]): call it off the async executor.
     pub fn device(&self) -> Result<Arc<GpuDevice>, String> {
+        if let GpuHealth::Unhealthy { reason } = self.health() {
+            return Err(format!("this worker's GPU is unhealthy: {reason}"));
+        }
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(device) = current.as_ref() {
             match device.lost_reason() {
-                None if !device.overrun.load(Ordering::SeqCst) => return Ok(Arc::clone(device)),
+                None if !device.overran() => return Ok(Arc::clone(device)),
                 None => {
                     tracing::info!("waiting for GPU work left by an overrunning job");
                     if device.drain(DRAIN_TIMEOUT) {
                         return Ok(Arc::clone(device));
                     }
-                    tracing::warn!(secs = DRAIN_TIMEOUT.as_secs(), "GPU still busy; opening a new device");
+                    let abandoned = self.abandoned.fetch_add(1, Ordering::SeqCst) + 1;
+                    tracing::error!(
+                        secs = DRAIN_TIMEOUT.as_secs(),
+                        abandoned,
+                        "a GPU kernel never finished; abandoning the device and opening a new one"
+                    );
+                    if let Some(stuck) = current.take() {
+                        abandon(stuck);
+                    }
+                    if let GpuHealth::Unhealthy { reason } = self.health() {
+                        tracing::error!(%reason, "GPU slot marked unhealthy");
+                        return Err(format!("this worker's GPU is unhealthy: {reason}"));
+                    }
                 }
                 Some(reason) => tracing::warn!(%reason, "reopening the lost GPU device"),
             }
@@ -230,23 +349,62 @@ impl GpuProvider {
     }
 }
 
+/// Never drops `device`: its queue runs a kernel that does not end, and
+/// dropping a device waits for its work (forever, on the dropping thread).
+fn abandon(device: Arc<GpuDevice>) {
+    std::mem::forget(device);
+}
+
+impl Drop for GpuProvider {
+    fn drop(&mut self) {
+        let current = self
+            .current
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(device) = current
+            && device.overran()
+            && !device.drain(Duration::from_millis(500))
+        {
+            tracing::warn!("leaving a GPU device with a kernel that never finished");
+            abandon(device);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn adapter_choice_parses() {
-        assert_eq!("auto".parse::<AdapterChoice>().ok(), Some(AdapterChoice::Auto));
-        assert_eq!("none".parse::<AdapterChoice>().ok(), Some(AdapterChoice::None));
-        assert_eq!("1".parse::<AdapterChoice>().ok(), Some(AdapterChoice::Index(1)));
-        assert_eq!("H100".parse::<AdapterChoice>().ok(), Some(AdapterChoice::Name("H100".into())));
+        assert_eq!(
+            "auto".parse::<AdapterChoice>().ok(),
+            Some(AdapterChoice::Auto)
+        );
+        assert_eq!(
+            "none".parse::<AdapterChoice>().ok(),
+            Some(AdapterChoice::None)
+        );
+        assert_eq!(
+            "1".parse::<AdapterChoice>().ok(),
+            Some(AdapterChoice::Index(1))
+        );
+        assert_eq!(
+            "H100".parse::<AdapterChoice>().ok(),
+            Some(AdapterChoice::Name("H100".into()))
+        );
     }
 
     #[test]
     fn missing_adapters_are_clear_errors() {
-        let err = choose(Vec::new(), &AdapterChoice::Auto).err().unwrap_or_default();
+        let err = choose(Vec::new(), &AdapterChoice::Auto)
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("mesa-vulkan-drivers"), "{err}");
-        let err = choose(Vec::new(), &AdapterChoice::Index(3)).err().unwrap_or_default();
+        let err = choose(Vec::new(), &AdapterChoice::Index(3))
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("index 3 does not exist"), "{err}");
     }
 }

@@ -10,26 +10,37 @@ use std::time::{Duration, Instant};
 
 use tracing::instrument;
 use wasmtime::StoreContextMut;
-use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext};
+use wasmtime::component::__internal::{
+    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext,
+};
 use wasmtime::component::{ComponentType, Lower, Resource, WasmList};
 
 use super::GpuView;
-use crate::runtime::store::StoreState;
-use super::device::GpuDevice;
+use super::device::{GpuDevice, STAGING_FLUSH_BYTES};
 use super::session::{
     BufferAlloc, GpuBindGroup, GpuBuffer, GpuFault, GpuPipeline, GpuShaderModule, MAX_OBJECTS,
 };
 use super::shader::validate_wgsl;
 use crate::runtime::bindings::pictor::plugin::gpu::{
-    AdapterInfo, BufferBinding, BufferUsage, Command, Constant, DeviceType, GpuError, Host, HostBindGroup,
-    HostBuffer, HostComputePipeline, HostShaderModule, Limits, Quota, Submission,
+    AdapterInfo, BufferBinding, BufferUsage, Command, Constant, DeviceType, GpuError, Host,
+    HostBindGroup, HostBuffer, HostComputePipeline, HostShaderModule, Limits, Quota, Submission,
 };
+use crate::runtime::store::StoreState;
 
 /// Result of a host function: the outer error is a trap (ends the job).
 type GpuResult<T> = wasmtime::Result<Result<T, GpuError>>;
 
 /// Copy offsets and sizes must be multiples of this (WebGPU's rule).
 const ALIGN: u64 = wgpu::COPY_BUFFER_ALIGNMENT;
+
+/// Most bytes one `buffer.write` or `buffer.read` moves (the WIT's
+/// per-call limit; writes are also held to it by the store's hostcall fuel).
+pub const MAX_TRANSFER_BYTES: u64 = 128 << 20;
+
+/// Longest a shader module or pipeline may take to compile. Compilation
+/// runs on a thread of its own; past this the job ends with `gpu-timeout`
+/// and the thread is left to finish (a driver cannot be interrupted).
+pub const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn invalid(message: impl Into<String>) -> GpuError {
     GpuError::InvalidArgument(message.into())
@@ -51,17 +62,57 @@ fn scoped<R>(device: &wgpu::Device, f: impl FnOnce() -> R) -> (R, Option<GpuErro
 }
 
 /// Runs blocking GPU work off the async executor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> wasmtime::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| wasmtime::Error::msg(format!("GPU worker thread failed: {e}")))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> wasmtime::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| wasmtime::Error::msg(format!("GPU worker thread failed: {e}")))
+}
+
+/// Runs `f` (a compilation) on a thread of its own and waits at most
+/// [`COMPILE_TIMEOUT`]; past that the job ends and the thread is left behind.
+async fn compiling<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> wasmtime::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pictor-gpu-compile".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| wasmtime::Error::msg(format!("cannot start a GPU compile thread: {e}")))?;
+    match tokio::time::timeout(COMPILE_TIMEOUT, rx).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(_)) => Err(wasmtime::Error::msg(format!(
+            "{what} compilation failed on its thread"
+        ))),
+        Err(_) => Err(wasmtime::Error::new(GpuFault::CompileTimeout {
+            what,
+            secs: COMPILE_TIMEOUT.as_secs(),
+        })),
+    }
 }
 
 /// Waits for `submission` within `timeout`; a timeout or a poll failure ends the job.
-fn wait(device: &GpuDevice, submission: wgpu::SubmissionIndex, timeout: Duration) -> Result<(), GpuFault> {
-    match device.device.poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: Some(timeout) }) {
+fn wait(
+    device: &GpuDevice,
+    submission: wgpu::SubmissionIndex,
+    timeout: Duration,
+) -> Result<(), GpuFault> {
+    // Every submission takes the writes staged before it along.
+    device.staged.store(0, std::sync::atomic::Ordering::SeqCst);
+    match device.device.poll(wgpu::PollType::Wait {
+        submission_index: Some(submission),
+        timeout: Some(timeout),
+    }) {
         Ok(_) => Ok(()),
         Err(wgpu::PollError::Timeout) => {
             device.mark_overrun();
-            Err(GpuFault::SubmissionTimeout { ms: timeout.as_millis() })
+            Err(GpuFault::SubmissionTimeout {
+                ms: timeout.as_millis(),
+            })
         }
         Err(other) => Err(GpuFault::DeviceLost(other.to_string())),
     }
@@ -69,11 +120,15 @@ fn wait(device: &GpuDevice, submission: wgpu::SubmissionIndex, timeout: Duration
 
 fn check_range(what: &str, offset: u64, size: u64, buffer_size: u64) -> Result<(), GpuError> {
     if !offset.is_multiple_of(ALIGN) || !size.is_multiple_of(ALIGN) {
-        return Err(invalid(format!("{what}: offset {offset} and size {size} must be multiples of {ALIGN}")));
+        return Err(invalid(format!(
+            "{what}: offset {offset} and size {size} must be multiples of {ALIGN}"
+        )));
     }
     match offset.checked_add(size) {
         Some(end) if end <= buffer_size => Ok(()),
-        _ => Err(invalid(format!("{what}: bytes {offset}..{offset}+{size} are outside the {buffer_size}-byte buffer"))),
+        _ => Err(invalid(format!(
+            "{what}: bytes {offset}..{offset}+{size} are outside the {buffer_size}-byte buffer"
+        ))),
     }
 }
 
@@ -113,11 +168,12 @@ impl GpuView<'_> {
     /// and stores it in the table; a failure uncounts it.
     async fn create_object<T: Send + 'static, R: Send + 'static>(
         &mut self,
+        what: &'static str,
         wrap: impl FnOnce(T) -> R,
         make: impl FnOnce() -> Result<T, GpuError> + Send + 'static,
     ) -> GpuResult<Resource<R>> {
         try_gpu!(self.count_object());
-        match blocking(make).await? {
+        match compiling(what, make).await? {
             Ok(object) => Ok(Ok(self.table.push(wrap(object))?)),
             Err(e) => {
                 self.session.objects -= 1;
@@ -134,7 +190,7 @@ impl GpuView<'_> {
         what: &str,
         offset: u64,
         len: u64,
-    ) -> wasmtime::Result<Result<(Arc<GpuDevice>, Arc<BufferAlloc>), GpuError>> {
+    ) -> GpuResult<(Arc<GpuDevice>, Arc<BufferAlloc>)> {
         let device = try_gpu!(self.device()?);
         let alloc = self.alloc(buffer)?;
         try_gpu!(check_range(what, offset, len, alloc.size));
@@ -162,7 +218,9 @@ impl Host for GpuView<'_> {
                 wgpu::DeviceType::Other => DeviceType::Other,
             },
             backend: format!("{:?}", info.backend).to_lowercase(),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }))
     }
 
@@ -199,18 +257,30 @@ impl Host for GpuView<'_> {
     }
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
-    async fn create_buffer(&mut self, size: u64, usage: BufferUsage) -> GpuResult<Resource<GpuBuffer>> {
+    async fn create_buffer(
+        &mut self,
+        size: u64,
+        usage: BufferUsage,
+    ) -> GpuResult<Resource<GpuBuffer>> {
         let device = try_gpu!(self.device()?);
         if size == 0 || !size.is_multiple_of(ALIGN) {
-            return Ok(Err(invalid(format!("buffer size {size} must be a positive multiple of {ALIGN}"))));
+            return Ok(Err(invalid(format!(
+                "buffer size {size} must be a positive multiple of {ALIGN}"
+            ))));
         }
         if size > device.limits.max_buffer_size {
-            return Ok(Err(invalid(format!("buffer size {size} is over the device's max-buffer-size {}", device.limits.max_buffer_size))));
+            return Ok(Err(invalid(format!(
+                "buffer size {size} is over the device's max-buffer-size {}",
+                device.limits.max_buffer_size
+            ))));
         }
         let quota = &self.session.quota;
         let (used, buffers) = (self.session.bytes_in_use(), self.session.buffers_in_use());
         if buffers >= quota.buffers {
-            return Ok(Err(GpuError::QuotaExceeded(format!("the job already holds {buffers} buffers, its quota is {}", quota.buffers))));
+            return Ok(Err(GpuError::QuotaExceeded(format!(
+                "the job already holds {buffers} buffers, its quota is {}",
+                quota.buffers
+            ))));
         }
         if used.saturating_add(size) > quota.memory_bytes {
             return Ok(Err(GpuError::QuotaExceeded(format!(
@@ -239,21 +309,26 @@ impl Host for GpuView<'_> {
             return Ok(Err(error));
         }
         let alloc = BufferAlloc::new(buffer, size, Arc::clone(&self.session.usage), device);
-        Ok(Ok(self.table.push(GpuBuffer { alloc: Arc::new(alloc) })?))
+        Ok(Ok(self.table.push(GpuBuffer {
+            alloc: Arc::new(alloc),
+        })?))
     }
 
     #[instrument(level = "debug", skip_all, fields(bytes = code.len()), err(level = "debug"))]
     async fn create_shader_module(&mut self, code: String) -> GpuResult<Resource<GpuShaderModule>> {
         let device = try_gpu!(self.device()?);
         self.create_object(
+            "shader module",
             |module| GpuShaderModule { module },
             move || {
                 validate_wgsl(&code).map_err(GpuError::InvalidShader)?;
                 let (module, error) = scoped(&device.device, || {
-                    device.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("job shader"),
-                        source: wgpu::ShaderSource::Wgsl(code.into()),
-                    })
+                    device
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some("job shader"),
+                            source: wgpu::ShaderSource::Wgsl(code.into()),
+                        })
                 });
                 match error {
                     Some(GpuError::InvalidArgument(m)) => Err(GpuError::InvalidShader(m)),
@@ -275,18 +350,27 @@ impl Host for GpuView<'_> {
         let device = try_gpu!(self.device()?);
         let module = self.table.get(&module)?.module.clone();
         self.create_object(
+            "pipeline",
             |pipeline| GpuPipeline { pipeline },
             move || {
-                let constants: Vec<(&str, f64)> = constants.iter().map(|c| (c.name.as_str(), c.value)).collect();
+                let constants: Vec<(&str, f64)> = constants
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.value))
+                    .collect();
                 let (pipeline, error) = scoped(&device.device, || {
-                    device.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some("job pipeline"),
-                        layout: None,
-                        module: &module,
-                        entry_point: Some(&entry_point),
-                        compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
-                        cache: None,
-                    })
+                    device
+                        .device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some("job pipeline"),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some(&entry_point),
+                            compilation_options: wgpu::PipelineCompilationOptions {
+                                constants: &constants,
+                                ..Default::default()
+                            },
+                            cache: None,
+                        })
                 });
                 error.map_or(Ok(pipeline), Err)
             },
@@ -303,14 +387,24 @@ impl Host for GpuView<'_> {
     ) -> GpuResult<Resource<GpuBindGroup>> {
         let device = try_gpu!(self.device()?);
         if group >= device.limits.max_bind_groups {
-            return Ok(Err(invalid(format!("bind group {group} is over the device's max-bind-groups {}", device.limits.max_bind_groups))));
+            return Ok(Err(invalid(format!(
+                "bind group {group} is over the device's max-bind-groups {}",
+                device.limits.max_bind_groups
+            ))));
         }
         let pipeline = self.table.get(&pipeline)?.pipeline.clone();
         let mut buffers = Vec::with_capacity(entries.len());
         for entry in &entries {
             let alloc = self.alloc(&entry.buffer)?;
-            let size = entry.size.unwrap_or(alloc.size.saturating_sub(entry.offset));
-            if entry.offset.checked_add(size).is_none_or(|end| end > alloc.size) || size == 0 {
+            let size = entry
+                .size
+                .unwrap_or(alloc.size.saturating_sub(entry.offset));
+            if entry
+                .offset
+                .checked_add(size)
+                .is_none_or(|end| end > alloc.size)
+                || size == 0
+            {
                 return Ok(Err(invalid(format!(
                     "binding {}: bytes {}..+{size} are outside the {}-byte buffer",
                     entry.binding, entry.offset, alloc.size
@@ -343,7 +437,10 @@ impl Host for GpuView<'_> {
             return Ok(Err(error));
         }
         let keep = buffers.into_iter().map(|(_, _, _, alloc)| alloc).collect();
-        Ok(Ok(self.table.push(GpuBindGroup { group: group_result, _buffers: keep })?))
+        Ok(Ok(self.table.push(GpuBindGroup {
+            group: group_result,
+            _buffers: keep,
+        })?))
     }
 
     #[instrument(level = "debug", skip_all, fields(commands = commands.len()), err(level = "debug"))]
@@ -405,29 +502,76 @@ impl Host for GpuView<'_> {
 
 /// A command with its resources resolved (and kept alive while it runs).
 enum Recorded {
-    Dispatch { pipeline: wgpu::ComputePipeline, groups: Vec<wgpu::BindGroup>, x: u32, y: u32, z: u32 },
-    Copy { src: Arc<BufferAlloc>, src_offset: u64, dst: Arc<BufferAlloc>, dst_offset: u64, size: u64 },
-    Clear { buffer: Arc<BufferAlloc>, offset: u64, size: u64 },
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        groups: Vec<wgpu::BindGroup>,
+        x: u32,
+        y: u32,
+        z: u32,
+    },
+    Copy {
+        src: Arc<BufferAlloc>,
+        src_offset: u64,
+        dst: Arc<BufferAlloc>,
+        dst_offset: u64,
+        size: u64,
+    },
+    Clear {
+        buffer: Arc<BufferAlloc>,
+        offset: u64,
+        size: u64,
+    },
 }
 
 /// Encodes, submits and waits for one batch (on a blocking thread).
-fn run_submission(device: &GpuDevice, commands: Vec<Recorded>, timeout: Duration) -> Result<Result<Submission, GpuError>, GpuFault> {
+fn run_submission(
+    device: &GpuDevice,
+    commands: Vec<Recorded>,
+    timeout: Duration,
+) -> Result<Result<Submission, GpuError>, GpuFault> {
     let ((index, started), error) = scoped(&device.device, || {
-        let mut encoder = device.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("job batch") });
+        let mut encoder = device
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("job batch"),
+            });
         for command in &commands {
             match command {
-                Recorded::Dispatch { pipeline, groups, x, y, z } => {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                Recorded::Dispatch {
+                    pipeline,
+                    groups,
+                    x,
+                    y,
+                    z,
+                } => {
+                    let mut pass =
+                        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                     pass.set_pipeline(pipeline);
                     for (i, group) in groups.iter().enumerate() {
                         pass.set_bind_group(i as u32, group, &[]);
                     }
                     pass.dispatch_workgroups(*x, *y, *z);
                 }
-                Recorded::Copy { src, src_offset, dst, dst_offset, size } => {
-                    encoder.copy_buffer_to_buffer(&src.buffer, *src_offset, &dst.buffer, *dst_offset, *size);
+                Recorded::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    size,
+                } => {
+                    encoder.copy_buffer_to_buffer(
+                        &src.buffer,
+                        *src_offset,
+                        &dst.buffer,
+                        *dst_offset,
+                        *size,
+                    );
                 }
-                Recorded::Clear { buffer, offset, size } => {
+                Recorded::Clear {
+                    buffer,
+                    offset,
+                    size,
+                } => {
                     encoder.clear_buffer(&buffer.buffer, *offset, Some(*size));
                 }
             }
@@ -450,29 +594,76 @@ fn run_submission(device: &GpuDevice, commands: Vec<Recorded>, timeout: Duration
 /// receives the data as an owned `Vec` (a first copy out of guest memory)
 /// before `write_buffer` copies it again. Runs on the calling thread: it is a
 /// memcpy into memory wgpu already mapped, nothing waits on the GPU.
+///
+/// Staged bytes are counted per device: past [`STAGING_FLUSH_BYTES`] the
+/// host submits them (and waits, on a blocking thread) before staging more,
+/// so writes without a `submit` cannot grow host memory without bound.
 pub(crate) fn write_direct(
     mut store: StoreContextMut<'_, StoreState>,
     (buffer, offset, data): (Resource<GpuBuffer>, u64, WasmList<u8>),
-) -> wasmtime::Result<(Result<(), GpuError>,)> {
-    let state = store.data_mut();
-    let view = GpuView { session: &mut state.gpu, table: &mut state.table };
-    let (device, alloc) = match view.access(&buffer, "write", offset, data.len() as u64)? {
-        Ok(target) => target,
-        Err(e) => return Ok((Err(e),)),
-    };
-    Ok((write_bytes(&device, &alloc, offset, data.as_le_slice(&store)),))
+) -> Box<dyn std::future::Future<Output = wasmtime::Result<(Result<(), GpuError>,)>> + Send + '_> {
+    Box::new(async move {
+        let state = store.data_mut();
+        let view = GpuView {
+            session: &mut state.gpu,
+            table: &mut state.table,
+        };
+        let timeout = view.session.quota.submission;
+        let len = data.len() as u64;
+        if len > MAX_TRANSFER_BYTES {
+            return Ok((Err(invalid(format!(
+                "write: {len} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; write in chunks"
+            ))),));
+        }
+        let (device, alloc) = match view.access(&buffer, "write", offset, len)? {
+            Ok(target) => target,
+            Err(e) => return Ok((Err(e),)),
+        };
+        if device
+            .staged
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .saturating_add(len)
+            > STAGING_FLUSH_BYTES
+        {
+            let flushing = Arc::clone(&device);
+            blocking(move || {
+                let index = flushing.queue.submit(std::iter::empty());
+                wait(&flushing, index, timeout)
+            })
+            .await?
+            .map_err(wasmtime::Error::new)?;
+        }
+        device
+            .staged
+            .fetch_add(len, std::sync::atomic::Ordering::SeqCst);
+        Ok((write_bytes(
+            &device,
+            &alloc,
+            offset,
+            data.as_le_slice(&store),
+        ),))
+    })
 }
 
 /// Copies `bytes` into wgpu's staging memory for `alloc` at `offset` (the
 /// one copy of a write; uploaded before the next submission).
-fn write_bytes(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, bytes: &[u8]) -> Result<(), GpuError> {
-    let Some(size) = NonZeroU64::new(bytes.len() as u64) else { return Ok(()) };
-    let (written, error) = scoped(&device.device, || match device.queue.write_buffer_with(&alloc.buffer, offset, size) {
-        Some(mut staging) => {
-            staging.copy_from_slice(bytes);
-            true
+fn write_bytes(
+    device: &GpuDevice,
+    alloc: &BufferAlloc,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<(), GpuError> {
+    let Some(size) = NonZeroU64::new(bytes.len() as u64) else {
+        return Ok(());
+    };
+    let (written, error) = scoped(&device.device, || {
+        match device.queue.write_buffer_with(&alloc.buffer, offset, size) {
+            Some(mut staging) => {
+                staging.copy_from_slice(bytes);
+                true
+            }
+            None => false,
         }
-        None => false,
     });
     match (error, written) {
         (Some(e), _) => Err(e),
@@ -490,11 +681,23 @@ fn write_bytes(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, bytes: &[u8
 pub(crate) fn read_direct(
     mut store: StoreContextMut<'_, StoreState>,
     (buffer, offset, size): (Resource<GpuBuffer>, u64, u64),
-) -> Box<dyn std::future::Future<Output = wasmtime::Result<(Result<MappedBytes, GpuError>,)>> + Send + '_> {
+) -> Box<
+    dyn std::future::Future<Output = wasmtime::Result<(Result<MappedBytes, GpuError>,)>>
+        + Send
+        + '_,
+> {
     Box::new(async move {
         let state = store.data_mut();
-        let view = GpuView { session: &mut state.gpu, table: &mut state.table };
+        let view = GpuView {
+            session: &mut state.gpu,
+            table: &mut state.table,
+        };
         let timeout = view.session.quota.submission;
+        if size > MAX_TRANSFER_BYTES {
+            return Ok((Err(invalid(format!(
+                "read: {size} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; read in chunks"
+            ))),));
+        }
         let (device, alloc) = match view.access(&buffer, "read", offset, size)? {
             Ok(target) => target,
             Err(e) => return Ok((Err(e),)),
@@ -553,7 +756,12 @@ unsafe impl Lower for MappedBytes {
         self.bytes().linear_lower_to_flat(cx, ty, dst)
     }
 
-    fn linear_lower_to_memory<T>(&self, cx: &mut LowerContext<'_, T>, ty: InterfaceType, offset: usize) -> wasmtime::Result<()> {
+    fn linear_lower_to_memory<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        offset: usize,
+    ) -> wasmtime::Result<()> {
         self.bytes().linear_lower_to_memory(cx, ty, offset)
     }
 }
@@ -565,14 +773,29 @@ impl HostBuffer for GpuView<'_> {
 
     /// Not called by guests ([`write_direct`] is linked in its place); the
     /// same checks and copy, for host-side callers and tests.
-    async fn write(&mut self, buffer: Resource<GpuBuffer>, offset: u64, data: Vec<u8>) -> GpuResult<()> {
+    async fn write(
+        &mut self,
+        buffer: Resource<GpuBuffer>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> GpuResult<()> {
         let (device, alloc) = try_gpu!(self.access(&buffer, "write", offset, data.len() as u64)?);
         Ok(write_bytes(&device, &alloc, offset, &data))
     }
 
     /// Not called by guests ([`read_direct`] is linked in its place); the
     /// same checks and staging read, returning an owned copy.
-    async fn read(&mut self, buffer: Resource<GpuBuffer>, offset: u64, size: u64) -> GpuResult<Vec<u8>> {
+    async fn read(
+        &mut self,
+        buffer: Resource<GpuBuffer>,
+        offset: u64,
+        size: u64,
+    ) -> GpuResult<Vec<u8>> {
+        if size > MAX_TRANSFER_BYTES {
+            return Ok(Err(invalid(format!(
+                "read: {size} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; read in chunks"
+            ))));
+        }
         let (device, alloc) = try_gpu!(self.access(&buffer, "read", offset, size)?);
         if size == 0 {
             return Ok(Ok(Vec::new()));
@@ -591,7 +814,13 @@ impl HostBuffer for GpuView<'_> {
 }
 
 /// Copies part of a buffer into a staging buffer and maps it for reading.
-fn map_for_read(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64, timeout: Duration) -> Result<Result<MappedBytes, GpuError>, GpuFault> {
+fn map_for_read(
+    device: &GpuDevice,
+    alloc: &BufferAlloc,
+    offset: u64,
+    size: u64,
+    timeout: Duration,
+) -> Result<Result<MappedBytes, GpuError>, GpuFault> {
     let ((staging, index), error) = scoped(&device.device, || {
         let staging = device.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read staging"),
@@ -599,7 +828,11 @@ fn map_for_read(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = device.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        let mut encoder = device
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
         encoder.copy_buffer_to_buffer(&alloc.buffer, offset, &staging, 0, size);
         (staging, device.queue.submit([encoder.finish()]))
     });
@@ -608,12 +841,17 @@ fn map_for_read(device: &GpuDevice, alloc: &BufferAlloc, offset: u64, size: u64,
         return Ok(Err(error));
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-        let _ = tx.send(result);
-    });
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |result| {
+            let _ = tx.send(result);
+        });
     wait(device, index, timeout)?;
     let mapped = match rx.try_recv() {
-        Ok(Ok(())) => staging.slice(..).get_mapped_range().map_err(|e| invalid(format!("read: {e}"))),
+        Ok(Ok(())) => staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| invalid(format!("read: {e}"))),
         Ok(Err(e)) => Err(invalid(format!("read: {e}"))),
         Err(_) => Err(invalid("read: the GPU did not map the staging buffer")),
     };
@@ -662,24 +900,53 @@ mod tests {
         let device = provider.device().map_err(wasmtime::Error::msg)?;
         let mut session = GpuSession::new(Ok(Arc::clone(&device)), GpuQuota::default());
         let mut table = ResourceTable::new();
-        let mut view = GpuView { session: &mut session, table: &mut table };
+        let mut view = GpuView {
+            session: &mut session,
+            table: &mut table,
+        };
 
-        let buffer = view.create_buffer(64, BufferUsage::STORAGE).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
+        let buffer = view
+            .create_buffer(64, BufferUsage::STORAGE)
+            .await?
+            .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
         assert_eq!((device.live_buffers(), device.live_bytes()), (1, 64));
         let data: Vec<u8> = (0..64).collect();
-        assert!(view.write(Resource::new_borrow(buffer.rep()), 0, data.clone()).await?.is_ok());
+        assert!(
+            view.write(Resource::new_borrow(buffer.rep()), 0, data.clone())
+                .await?
+                .is_ok()
+        );
         let back = view.read(Resource::new_borrow(buffer.rep()), 0, 64).await?;
         assert_eq!(back.ok(), Some(data));
-        let misaligned = view.write(Resource::new_borrow(buffer.rep()), 2, vec![0; 4]).await?;
-        assert!(matches!(misaligned, Err(GpuError::InvalidArgument(ref m)) if m.contains("multiples of 4")), "{misaligned:?}");
+        let misaligned = view
+            .write(Resource::new_borrow(buffer.rep()), 2, vec![0; 4])
+            .await?;
+        assert!(
+            matches!(misaligned, Err(GpuError::InvalidArgument(ref m)) if m.contains("multiples of 4")),
+            "{misaligned:?}"
+        );
 
         device.device.destroy();
         let _ = device.device.poll(wgpu::PollType::Poll);
-        let error = view.info().await.err().ok_or_else(|| wasmtime::Error::msg("info on a lost device must trap"))?;
-        assert!(matches!(error.downcast_ref::<GpuFault>(), Some(GpuFault::DeviceLost(_))), "{error:?}");
+        let error = view
+            .info()
+            .await
+            .err()
+            .ok_or_else(|| wasmtime::Error::msg("info on a lost device must trap"))?;
+        assert!(
+            matches!(
+                error.downcast_ref::<GpuFault>(),
+                Some(GpuFault::DeviceLost(_))
+            ),
+            "{error:?}"
+        );
 
         drop(table);
-        assert_eq!((device.live_buffers(), device.live_bytes()), (0, 0), "the store's table owns every buffer");
+        assert_eq!(
+            (device.live_buffers(), device.live_bytes()),
+            (0, 0),
+            "the store's table owns every buffer"
+        );
         Ok(())
     }
 }

@@ -15,8 +15,10 @@ pub mod shader;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-pub use device::{AdapterChoice, GpuDevice, GpuProvider};
-pub use session::{GpuBindGroup, GpuBuffer, GpuFault, GpuPipeline, GpuQuota, GpuSession, GpuShaderModule};
+pub use device::{AdapterChoice, GpuDevice, GpuHealth, GpuProvider};
+pub use session::{
+    GpuBindGroup, GpuBuffer, GpuFault, GpuPipeline, GpuQuota, GpuSession, GpuShaderModule,
+};
 
 use crate::runtime::bindings::pictor::plugin::gpu;
 use crate::runtime::store::StoreState;
@@ -43,10 +45,13 @@ pub const INTERFACE: &str = "pictor:plugin/gpu@0.2.0";
 /// guest memory and wgpu's staging memory (one copy each way) instead of
 /// through an owned `Vec` (two).
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    gpu::add_to_linker::<StoreState, HasGpu>(linker, |state| GpuView { session: &mut state.gpu, table: &mut state.table })?;
+    gpu::add_to_linker::<StoreState, HasGpu>(linker, |state| GpuView {
+        session: &mut state.gpu,
+        table: &mut state.table,
+    })?;
     linker.allow_shadowing(true);
     let linked = linker.instance(INTERFACE).and_then(|mut gpu| {
-        gpu.func_wrap("[method]buffer.write", host::write_direct)?;
+        gpu.func_wrap_async("[method]buffer.write", host::write_direct)?;
         gpu.func_wrap_async("[method]buffer.read", host::read_direct)
     });
     linker.allow_shadowing(false);

@@ -43,7 +43,9 @@ pub const MAX_OBJECTS: u32 = 4096;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GpuFault {
     /// A submission ran past the job's `submission-ms` quota.
-    #[error("GPU submission ran past the job's {ms} ms quota (split the work into shorter submissions)")]
+    #[error(
+        "GPU submission ran past the job's {ms} ms quota (split the work into shorter submissions)"
+    )]
     SubmissionTimeout {
         /// The quota in milliseconds.
         ms: u128,
@@ -51,6 +53,14 @@ pub enum GpuFault {
     /// The device was lost (driver reset, GPU removed, …).
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
+    /// The driver took too long to compile a shader or pipeline.
+    #[error("GPU {what} compilation ran past {secs} s (simplify the shader)")]
+    CompileTimeout {
+        /// `shader module` or `pipeline`.
+        what: &'static str,
+        /// The limit in seconds.
+        secs: u64,
+    },
 }
 
 /// Per-job state of the gpu capability.
@@ -71,7 +81,12 @@ pub struct SessionUsage {
 impl GpuSession {
     /// A session on `device` (or with the reason there is none).
     pub fn new(device: Result<Arc<GpuDevice>, String>, quota: GpuQuota) -> Self {
-        GpuSession { device, quota, usage: Arc::default(), objects: 0 }
+        GpuSession {
+            device,
+            quota,
+            usage: Arc::default(),
+            objects: 0,
+        }
     }
 
     /// A session without a GPU, for jobs that do not import the interface.
@@ -105,11 +120,21 @@ pub(crate) struct BufferAlloc {
 }
 
 impl BufferAlloc {
-    pub(crate) fn new(buffer: wgpu::Buffer, size: u64, usage: Arc<SessionUsage>, device: Arc<GpuDevice>) -> Self {
+    pub(crate) fn new(
+        buffer: wgpu::Buffer,
+        size: u64,
+        usage: Arc<SessionUsage>,
+        device: Arc<GpuDevice>,
+    ) -> Self {
         usage.bytes.fetch_add(size, Ordering::SeqCst);
         usage.buffers.fetch_add(1, Ordering::SeqCst);
         device.track_alloc(size);
-        BufferAlloc { buffer, size, usage, device }
+        BufferAlloc {
+            buffer,
+            size,
+            usage,
+            device,
+        }
     }
 }
 
