@@ -197,4 +197,26 @@ mod tests {
         assert!(matches!(proof.verify_outputs(dir.path()), Err(ProofError::Output { .. })));
         Ok(())
     }
+
+    /// A proof travels as JSON text: the worker signs the manifest's bytes,
+    /// the coordinator parses the text and serializes the manifest again to
+    /// check them. Every f64 must come back bit for bit (serde_json's
+    /// `float_roundtrip`): a duration like 1.5827933060000001 s once came
+    /// back as 1.582793306 and a good proof was refused as forged.
+    #[test]
+    fn a_proof_still_verifies_after_a_trip_through_json_text() -> Result<(), Box<dyn std::error::Error>> {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut bits: u64 = 0x3ff9_5000_0000_0000;
+        for _ in 0..2000 {
+            bits = bits.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let duration_s = f64::from_bits(0x3ff0_0000_0000_0000 | (bits >> 12));
+            let proof = sign(&key, ResultManifest { duration_s, ..manifest() });
+            let parsed: SignedProof = serde_json::from_str(&serde_json::to_string(&proof)?)?;
+            parsed.verify(None).map_err(|e| format!("duration {duration_s}: {e}"))?;
+        }
+        let parsed: SignedProof =
+            serde_json::from_str(&serde_json::to_string(&sign(&key, ResultManifest { duration_s: 1.5827933060000001, ..manifest() }))?)?;
+        assert_eq!(parsed.manifest.duration_s.to_bits(), 1.5827933060000001f64.to_bits());
+        Ok(())
+    }
 }
