@@ -62,6 +62,7 @@ pub struct ExecCommand {
 
 impl ExecCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
+        pictor_host::runtime::engine::raise_open_file_limit();
         let mut spec = JobSpec::from_file(&self.job)?;
         if let Some(t) = self.timeout {
             spec.limits.timeout_s = Some(t);

@@ -49,6 +49,7 @@ pub struct RunCommand {
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let config = WorkerConfig::load(&self.config)?;
+        pictor_host::runtime::engine::raise_open_file_limit();
         let status_listen = match &self.status_listen {
             Some(text) => Some(worker_config::status_listen("--status-listen", text).map_err(anyhow::Error::msg)?),
             None => config.status_listen,
