@@ -153,6 +153,10 @@ pub struct RawLimits {
     /// Size of the download cache in MiB (default 20480).
     #[serde(default)]
     pub cache_mib: Option<u64>,
+    /// Disk the spool may use in MiB (default 20480): past it the worker
+    /// claims no new job until results are reported or removed.
+    #[serde(default)]
+    pub spool_mib: Option<u64>,
     /// Default limits of every job (a job's own limits override them).
     #[serde(default)]
     pub job: LimitOverrides,
@@ -232,6 +236,8 @@ pub struct WorkerConfig {
     pub jobs_per_gpu: u32,
     /// Download cache size in bytes.
     pub cache_bytes: u64,
+    /// Disk the spool may use, in bytes.
+    pub spool_bytes: u64,
     /// Default job limits.
     pub job_limits: LimitOverrides,
     /// Price per job, by kind.
@@ -299,6 +305,10 @@ impl WorkerConfig {
         if !(64..=16 * 1024 * 1024).contains(&cache_mib) {
             return Err(format!("`limits.cache_mib` must be between 64 and 16777216, got {cache_mib}"));
         }
+        let spool_mib = raw.limits.spool_mib.unwrap_or(20 * 1024);
+        if !(64..=16 * 1024 * 1024).contains(&spool_mib) {
+            return Err(format!("`limits.spool_mib` must be between 64 and 16777216, got {spool_mib}"));
+        }
         raw.limits.job.validate().map_err(|e| format!("`limits.job`: {}", e.replacen("limits.", "", 1)))?;
         for (kind, price) in &raw.prices {
             check_kind("prices", kind)?;
@@ -334,6 +344,7 @@ impl WorkerConfig {
             job_kinds: raw.limits.job_kinds,
             jobs_per_gpu,
             cache_bytes: cache_mib << 20,
+            spool_bytes: spool_mib << 20,
             job_limits: raw.limits.job,
             prices: raw.prices,
             gpus,

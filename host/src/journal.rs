@@ -1,7 +1,9 @@
 //! The worker's journal: an append-only file of JSON lines, one per state
 //! change, each written and fsync'd before the change is acted on, so that
 //! after a crash (even `kill -9`) the worker knows what was claimed, started
-//! and finished. A torn last line (a crash mid-write) is dropped on open.
+//! and finished. A torn last line (a crash mid-write) is dropped on open; an
+//! unreadable line elsewhere is skipped with a warning, never the records
+//! after it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, Write};
@@ -149,29 +151,31 @@ impl Journal {
     pub fn open(path: &Path) -> std::io::Result<(Self, Vec<Record>)> {
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
         let mut records = Vec::new();
-        let mut good_len = 0u64;
+        let mut whole_len = 0u64;
         let mut reader = BufReader::new(&file);
-        let mut line = String::new();
+        let mut line = Vec::new();
+        let mut number = 0u64;
         loop {
             line.clear();
-            let n = reader.read_line(&mut line)?;
+            let n = reader.read_until(b'\n', &mut line)?;
             if n == 0 {
                 break;
             }
-            match serde_json::from_str::<Record>(line.trim_end()) {
-                Ok(record) if line.ends_with('\n') => {
-                    records.push(record);
-                    good_len += n as u64;
-                }
-                _ => {
-                    tracing::warn!(path = %path.display(), "dropping a torn or unreadable journal line (crash while writing)");
-                    break;
-                }
+            number += 1;
+            if line.last() != Some(&b'\n') {
+                // Only the last line can lack its newline: a crash mid-write.
+                tracing::warn!(path = %path.display(), line = number, "dropping a torn last journal line (crash while writing)");
+                break;
+            }
+            whole_len += n as u64;
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(record) => records.push(record),
+                Err(error) => tracing::warn!(path = %path.display(), line = number, %error, "skipping an unreadable journal line"),
             }
         }
         drop(reader);
-        if good_len < file.metadata()?.len() {
-            file.set_len(good_len)?;
+        if whole_len < file.metadata()?.len() {
+            file.set_len(whole_len)?;
             file.sync_all()?;
         }
         file.seek(std::io::SeekFrom::End(0))?;
@@ -288,6 +292,33 @@ pub fn finished_jobs(records: &[Record], limit: usize) -> Vec<FinishedJob> {
     finished.into()
 }
 
+/// For each job, how many of its attempts started and never ended: no
+/// `finished` or `interrupted` came after the `started` (the worker was
+/// killed, crashed or hung while it ran).
+pub fn crashed_attempts(records: &[Record]) -> std::collections::HashMap<String, u32> {
+    let mut open = std::collections::HashMap::<&str, bool>::new();
+    let mut crashes = std::collections::HashMap::new();
+    for record in records {
+        match &record.event {
+            Event::Started { job, .. } => {
+                if open.insert(job, true) == Some(true) {
+                    *crashes.entry(job.clone()).or_insert(0) += 1;
+                }
+            }
+            Event::Finished { job, .. } | Event::Interrupted { job, .. } => {
+                open.insert(job, false);
+            }
+            _ => {}
+        }
+    }
+    for (job, running) in open {
+        if running {
+            *crashes.entry(job.to_string()).or_insert(0) += 1;
+        }
+    }
+    crashes
+}
+
 /// The last attempt number recorded for each job.
 pub fn last_attempts(records: &[Record]) -> std::collections::HashMap<String, u32> {
     records
@@ -321,6 +352,40 @@ mod tests {
         let (_, records) = Journal::open(&path)?;
         assert_eq!(records.len(), 3, "the torn line was cut off before appending");
         assert_eq!(last_attempts(&records).get("a"), Some(&1));
+        Ok(())
+    }
+
+    #[test]
+    fn attempts_that_never_ended_are_counted_as_crashes() {
+        let record = |event| Record { at_ms: 0, event };
+        let started = |job: &str, attempt| record(Event::Started { job: job.into(), attempt, gpu: 0 });
+        let records = vec![
+            started("a", 0),
+            started("a", 1),
+            record(Event::Interrupted { job: "a".into(), attempt: 1, reason: "stopping".into() }),
+            started("a", 2),
+            started("b", 0),
+            record(Event::Finished { job: "b".into(), attempt: 0, status: "succeeded".into(), reason: None, kind: None, failure: None, duration_s: None }),
+        ];
+        let crashes = crashed_attempts(&records);
+        assert_eq!(crashes.get("a"), Some(&2), "attempt 0 and the last attempt never ended");
+        assert_eq!(crashes.get("b"), None);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_loses_only_itself() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("journal.jsonl");
+        let (mut journal, _) = Journal::open(&path)?;
+        journal.append(Event::Started { job: "a".into(), attempt: 0, gpu: 0 })?;
+        drop(journal);
+        std::fs::OpenOptions::new().append(true).open(&path)?.write_all(b"{not json at all\n\xff\xfe\n")?;
+        let (mut journal, _) = Journal::open(&path)?;
+        journal.append(Event::Interrupted { job: "a".into(), attempt: 0, reason: "stopping".into() })?;
+        drop(journal);
+        let (_, records) = Journal::open(&path)?;
+        assert_eq!(records.len(), 2, "the records on both sides of the bad lines are kept");
+        assert!(matches!(records[1].event, Event::Interrupted { .. }));
         Ok(())
     }
 

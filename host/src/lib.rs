@@ -26,6 +26,7 @@
 
 pub mod capabilities;
 pub mod config;
+pub mod faults;
 pub use pictor_protocol::digest;
 pub mod jobs;
 pub mod journal;

@@ -211,12 +211,20 @@ impl Spool {
         };
         let dir = self.root.join("running").join(&spec.id);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        sync_dir(&self.root.join("running"));
+        crate::faults::crash_point("claim-after-mkdir");
         std::fs::rename(incoming, dir.join("spec.json")).map_err(io_err(incoming))?;
+        sync_dir(&dir);
         sync_dir(&self.root.join("incoming"));
+        crate::faults::crash_point("claim-after-rename");
         Ok(Some(Claimed { spec, dir }))
     }
 
-    /// Jobs left in `running/` (by a crash or a stop), to resume.
+    /// Jobs left in `running/` (by a crash or a stop), to resume. A folder
+    /// a crash left without its spec (killed between creating it and moving
+    /// the spec in: the spec is still queued) is removed; one whose spec
+    /// cannot be read is moved to `done/broken-<name>/` with the error: it
+    /// never blocks start-up.
     pub fn running(&self) -> Result<Vec<Claimed>, SpoolError> {
         let running = self.root.join("running");
         let mut jobs = Vec::new();
@@ -226,8 +234,22 @@ impl Spool {
             .collect();
         dirs.sort();
         for dir in dirs {
-            let spec = JobSpec::from_file(&dir.join("spec.json"))?;
-            jobs.push(Claimed { spec, dir });
+            let spec_file = dir.join("spec.json");
+            if !spec_file.exists() {
+                tracing::warn!(folder = %dir.display(), "removing a job folder a crash left without its spec (the spec is still queued)");
+                crate::jobs::tree::remove_all(&dir).map_err(io_err(&dir))?;
+                continue;
+            }
+            match JobSpec::from_file(&spec_file) {
+                Ok(spec) => jobs.push(Claimed { spec, dir }),
+                Err(e) => {
+                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let broken = self.root.join("done").join(format!("broken-{name}"));
+                    tracing::warn!(folder = %dir.display(), error = %e, "unreadable job spec moved to {}", broken.display());
+                    std::fs::rename(&dir, &broken).map_err(io_err(&dir))?;
+                    std::fs::write(broken.join("error.txt"), e.to_string()).map_err(io_err(&broken))?;
+                }
+            }
         }
         Ok(jobs)
     }
@@ -239,17 +261,32 @@ impl Spool {
             write_atomic(&job.dir, &job.dir.join("proof.json"), &pretty_json(proof, &job.dir)?)?;
         }
         write_atomic(&job.dir, &job.dir.join("result.json"), &pretty_json(outcome, &job.dir)?)?;
+        crate::faults::crash_point("finish-after-result");
         self.publish(job)
     }
 
-    /// Moves a job whose `result.json` is written to `done/<id>/`.
+    /// Moves a job whose `result.json` is written to `done/<id>/`. Its
+    /// staged inputs and its checkpoint go: the job has its result.
     pub fn publish(&self, job: &Claimed) -> Result<PathBuf, SpoolError> {
         let done = self.done_dir(&job.spec.id);
-        let _ = std::fs::remove_dir_all(job.input());
+        let _ = crate::jobs::tree::remove_all(&job.input());
+        let _ = std::fs::remove_file(job.checkpoint());
         std::fs::rename(&job.dir, &done).map_err(io_err(&done))?;
         sync_dir(&self.root.join("done"));
         sync_dir(&self.root.join("running"));
+        crate::faults::crash_point("publish-after-rename");
         Ok(done)
+    }
+
+    /// Bytes the spool's jobs and journal take on disk now (the download
+    /// cache in `cache/` has its own limit and is not counted).
+    pub fn disk_usage(&self) -> u64 {
+        let journal = std::fs::metadata(self.journal_path()).map_or(0, |m| m.len());
+        ["incoming", "tmp", "running", "done", "cancel", "mining"]
+            .iter()
+            .map(|sub| crate::jobs::tree::disk_usage(&self.root.join(sub)))
+            .sum::<u64>()
+            + journal
     }
 }
 
@@ -273,7 +310,7 @@ pub(crate) fn write_atomic(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> Resul
 }
 
 /// Makes a rename in `dir` durable (best effort where unsupported).
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(handle) = std::fs::File::open(dir) {
         let _ = handle.sync_all();
     }
@@ -282,6 +319,19 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_without_its_spec_never_blocks_start_up() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let spool = Spool::open(&dir.path().join("spool"))?;
+        std::fs::create_dir_all(spool.root().join("running/half-claimed"))?;
+        std::fs::create_dir_all(spool.root().join("running/garbled"))?;
+        std::fs::write(spool.root().join("running/garbled/spec.json"), "{not a spec")?;
+        assert!(spool.running()?.is_empty());
+        assert!(!spool.root().join("running/half-claimed").exists());
+        assert!(spool.root().join("done/broken-garbled/error.txt").exists());
+        Ok(())
+    }
 
     #[test]
     fn submit_claim_and_duplicate_ids() -> Result<(), Box<dyn std::error::Error>> {

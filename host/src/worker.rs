@@ -46,6 +46,11 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// failure in a row; it doubles with each further failure.
 pub const MINER_RETRY: Duration = Duration::from_secs(15);
 
+/// Attempts of one job that may end with the worker itself dying (a
+/// crash, a hang the owner killed) before the job is failed instead of
+/// started again: a job that takes the worker down must not do it forever.
+pub const MAX_LOCAL_CRASHES: u32 = 3;
+
 /// Longest wait before restarting a failed miner.
 pub const MINER_RETRY_MAX: Duration = Duration::from_secs(15 * 60);
 
@@ -136,6 +141,8 @@ struct Shared {
     journal: SharedJournal,
     /// Last attempt number per job, from the journal and this run.
     attempts: Mutex<HashMap<String, u32>>,
+    /// Attempts per job that never ended, from the journal.
+    crashes: HashMap<String, u32>,
     activity: watch::Sender<Option<Activity>>,
     /// Every running job, by id.
     running: watch::Sender<BTreeMap<String, RunningJob>>,
@@ -204,6 +211,28 @@ pub struct Worker {
     no_mining: watch::Sender<Option<MiningStats>>,
     /// The last finished jobs in the journal when the worker opened it.
     history: Vec<FinishedJob>,
+    /// The spool's disk use, measured every [`SPOOL_MEASURE_INTERVAL`].
+    spool_usage: watch::Sender<SpoolUsage>,
+    measured: Option<Instant>,
+}
+
+/// How often the worker measures the spool's disk use.
+pub const SPOOL_MEASURE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The spool's disk use against its limit (`limits.spool_mib`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolUsage {
+    /// Bytes the spool takes now (without the download cache).
+    pub bytes: u64,
+    /// The limit in bytes.
+    pub limit: u64,
+}
+
+impl SpoolUsage {
+    /// Whether no new job may be claimed.
+    pub fn full(&self) -> bool {
+        self.bytes >= self.limit
+    }
 }
 
 impl Worker {
@@ -220,6 +249,7 @@ impl Worker {
             source,
         })?;
         let attempts = journal::last_attempts(&history);
+        let crashes = journal::crashed_attempts(&history);
         let finished_history = journal::finished_jobs(&history, HISTORY_LEN);
         let key = WorkerKey::load_or_create(&config.key_file)?;
         tracing::info!(public_key = %key.public_hex(), "worker key");
@@ -230,6 +260,7 @@ impl Worker {
             spool,
             journal: SharedJournal::new(journal),
             attempts: Mutex::new(attempts),
+            crashes,
             activity: watch::channel(None).0,
             running: watch::channel(BTreeMap::new()).0,
             ended: broadcast::channel(256).0,
@@ -255,6 +286,8 @@ impl Worker {
             mining: None,
             no_mining: watch::channel(None).0,
             history: finished_history,
+            spool_usage: watch::channel(SpoolUsage::default()).0,
+            measured: None,
         })
     }
 
@@ -305,6 +338,11 @@ impl Worker {
     /// (without, it looks every [`POLL_INTERVAL`]).
     pub fn waker(&self) -> Arc<Notify> {
         Arc::clone(&self.shared.wake)
+    }
+
+    /// Each GPU slot's device provider (for its health).
+    pub fn gpu_slots(&self) -> Vec<Arc<GpuProvider>> {
+        self.slots.iter().map(|s| Arc::clone(&s.gpu)).collect()
     }
 
     /// The worker's public key, hex (registered with the coordinator).
@@ -402,10 +440,39 @@ impl Worker {
         }
     }
 
-    /// The next job to run: resumed ones first, then queued ones in order.
-    fn next_job(&self, resume: &mut Vec<Claimed>) -> Result<Option<Claimed>, WorkerError> {
+    /// The spool's disk use (measured by the worker loop).
+    pub fn spool_usage(&self) -> watch::Receiver<SpoolUsage> {
+        self.spool_usage.subscribe()
+    }
+
+    /// Measures the spool if it is time; true if a new job may be claimed.
+    fn spool_has_room(&mut self) -> bool {
+        if self.measured.is_none_or(|t| t.elapsed() >= SPOOL_MEASURE_INTERVAL) {
+            let usage = SpoolUsage { bytes: self.shared.spool.disk_usage(), limit: self.shared.config.spool_bytes };
+            let was_full = self.spool_usage.borrow().full();
+            if usage.full() && !was_full {
+                tracing::warn!(
+                    bytes = usage.bytes,
+                    limit = usage.limit,
+                    "the spool is full (limits.spool_mib): no new job is claimed until results are reported or done/ is cleared"
+                );
+            } else if was_full && !usage.full() {
+                tracing::info!(bytes = usage.bytes, "the spool has room again");
+            }
+            self.spool_usage.send_replace(usage);
+            self.measured = Some(Instant::now());
+        }
+        !self.spool_usage.borrow().full()
+    }
+
+    /// The next job to run: resumed ones first, then queued ones in order
+    /// (while the spool has room).
+    fn next_job(&mut self, resume: &mut Vec<Claimed>) -> Result<Option<Claimed>, WorkerError> {
         if let Some(job) = resume.pop() {
             return Ok(Some(job));
+        }
+        if !self.spool_has_room() {
+            return Ok(None);
         }
         while let Some(path) = self.shared.spool.next_incoming()? {
             if let Some(job) = self.shared.spool.claim(&path)? {
@@ -542,7 +609,14 @@ async fn run_one(
     })?;
     tracing::info!(job = %id, kind = %job.spec.kind, attempt, gpu = slot, "job started");
 
-    let prepared = if shared.spool.cancel_requested(&id) {
+    let crashes = shared.crashes.get(&id).copied().unwrap_or(0);
+    let prepared = if crashes >= MAX_LOCAL_CRASHES {
+        tracing::error!(job = %id, crashes, "the job stopped this worker every time it ran; failing it instead of running it again");
+        Err(JobFailure::new(
+            FailureKind::WorkerCrash,
+            format!("{crashes} attempts of this job ended with the worker itself stopping (crash, hang or kill); not run again here"),
+        ))
+    } else if shared.spool.cancel_requested(&id) {
         Err(JobFailure::new(
             FailureKind::Cancelled,
             "cancelled before it started",

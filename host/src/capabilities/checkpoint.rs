@@ -51,6 +51,9 @@ impl CheckpointState {
         tmp.write_all(data)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
+        // The rename is durable only once its folder is synced.
+        std::fs::File::open(dir)?.sync_all()?;
+        crate::faults::crash_point("checkpoint-after-write");
         Ok(())
     }
 }

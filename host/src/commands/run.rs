@@ -322,6 +322,8 @@ impl StatusParts {
             mining,
             mining_stats: worker.mining_stats(),
             history: worker.job_history().to_vec(),
+            slots: worker.gpu_slots(),
+            spool_usage: worker.spool_usage(),
             sampler: Some(sampler),
         }
     }

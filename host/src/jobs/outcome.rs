@@ -49,6 +49,9 @@ pub enum FailureKind {
     GpuTimeout,
     /// The GPU device was lost during the job.
     GpuLost,
+    /// Earlier attempts stopped the worker itself (it was killed, crashed
+    /// or hung while they ran), too often to try again here.
+    WorkerCrash,
 }
 
 /// A failed job's cause, one-line reason and optional detail.

@@ -227,11 +227,13 @@ mod imp {
                             Mode::empty(),
                         )
                         .map_err(io(&relative))?;
-                        let (sha256, size) = Sha256Digest::of_reader(std::fs::File::from(fd))
-                            .map_err(|source| TreeError::Io {
-                                path: relative.clone(),
-                                source,
-                            })?;
+                        let file = std::fs::File::from(fd);
+                        let (sha256, size) = Sha256Digest::of_reader(&file).map_err(|source| TreeError::Io {
+                            path: relative.clone(),
+                            source,
+                        })?;
+                        // On disk before its digest is recorded anywhere.
+                        file.sync_all().map_err(|source| TreeError::Io { path: relative.clone(), source })?;
                         files.push(OutputFile {
                             path: relative,
                             size,
@@ -244,9 +246,32 @@ mod imp {
                     }
                 }
             }
+            rustix::fs::fsync(&*dir).map_err(io(shown))?;
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
+    }
+
+    pub fn disk_usage(root: &Path) -> u64 {
+        let Ok(root_fd) = rustix::fs::openat(CWD, root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+            return 0;
+        };
+        let mut total = 0u64;
+        let mut pending: Vec<(Arc<OwnedFd>, usize)> = vec![(Arc::new(root_fd), 0)];
+        while let Some((dir, depth)) = pending.pop() {
+            let Ok(listed) = names(&dir) else { continue };
+            for (name, _) in listed {
+                let Ok(stat) = rustix::fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
+                total = total.saturating_add(u64::try_from(stat.st_blocks).unwrap_or(0).saturating_mul(512));
+                if FileType::from_raw_mode(stat.st_mode) == FileType::Directory
+                    && depth < USAGE_DEPTH
+                    && let Ok(child) = open_dir(&*dir, &name)
+                {
+                    pending.push((Arc::new(child), depth + 1));
+                }
+            }
+        }
+        total
     }
 
     pub fn remove_all(path: &Path) -> std::io::Result<()> {
@@ -328,6 +353,20 @@ mod imp {
     pub fn remove_all(path: &Path) -> std::io::Result<()> {
         std::fs::remove_dir_all(path)
     }
+
+    pub fn disk_usage(_root: &Path) -> u64 {
+        0
+    }
+}
+
+/// Deepest folder [`disk_usage`] descends into (a spool holds no deeper
+/// tree for long: refused outputs are removed).
+const USAGE_DEPTH: usize = 128;
+
+/// Bytes `root` takes on disk (allocated blocks of every entry, links not
+/// followed), best effort: entries that vanish or cannot be read count 0.
+pub fn disk_usage(root: &Path) -> u64 {
+    imp::disk_usage(root)
 }
 
 /// Lists and hashes every regular file under `root`, sorted by path.

@@ -107,6 +107,10 @@ impl Collector for SnapshotCollector {
         )?;
         family(e, "pictor_uptime_seconds", "Seconds since the worker started.", vec![(vec![], gauge(s.uptime_s))])?;
 
+        let slots = s.slots.iter().map(|slot| (vec![("slot", slot.slot.to_string())], flag(slot.health != "unhealthy"))).collect();
+        family(e, "pictor_gpu_slot_healthy", "1 while a GPU slot takes GPU jobs, 0 once it is unhealthy (kernels that never ended).", slots)?;
+        family(e, "pictor_spool_bytes", "Bytes the spool's jobs and journal take on disk (the download cache not counted).", vec![(vec![], gauge(s.spool.bytes as f64))])?;
+        family(e, "pictor_spool_limit_bytes", "The spool's disk limit (limits.spool_mib), in bytes.", vec![(vec![], gauge(s.spool.limit_bytes as f64))])?;
         family(e, "pictor_jobs_running", "Jobs running now.", vec![(vec![], gauge(s.jobs.len() as f64))])?;
         let totals = s
             .jobs_total

@@ -85,6 +85,11 @@ pub struct StatusSources {
     pub mining_stats: watch::Receiver<Option<MiningStats>>,
     /// Jobs that finished before this start ([`crate::worker::Worker::job_history`]).
     pub history: Vec<FinishedJob>,
+    /// Each GPU slot's device provider ([`crate::worker::Worker::gpu_slots`]),
+    /// for their health.
+    pub slots: Vec<Arc<crate::capabilities::gpu::GpuProvider>>,
+    /// The spool's disk use ([`crate::worker::Worker::spool_usage`]).
+    pub spool_usage: watch::Receiver<crate::worker::SpoolUsage>,
     /// The sampler `nvml` comes from, kept alive (its thread stops when
     /// it drops); `None` where the reading is fixed (tests).
     pub sampler: Option<crate::telemetry::nvml::NvmlSampler>,
@@ -108,6 +113,11 @@ pub struct Snapshot {
     pub nvml: NvmlView,
     /// Each GPU adapter, with NVML telemetry where NVML knows it.
     pub gpus: Vec<GpuView>,
+    /// Each configured GPU slot's health (a kernel that never ended makes a
+    /// slot `recovered`, then `unhealthy`).
+    pub slots: Vec<SlotView>,
+    /// The spool's disk use and limit.
+    pub spool: SpoolView,
     /// Jobs running now.
     pub jobs: Vec<JobView>,
     /// The miner.
@@ -168,6 +178,28 @@ pub struct GpuView {
     pub device_type: String,
     /// NVML's reading of this GPU, if it is an NVIDIA GPU NVML knows.
     pub telemetry: Option<GpuTelemetry>,
+}
+
+/// The spool's disk use.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpoolView {
+    /// Bytes its jobs and journal take (the download cache not counted).
+    pub bytes: u64,
+    /// `limits.spool_mib` in bytes.
+    pub limit_bytes: u64,
+    /// True while no new job is claimed for lack of room.
+    pub full: bool,
+}
+
+/// One GPU slot's health.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotView {
+    /// Slot index (the order of the config's `gpus`).
+    pub slot: usize,
+    /// `healthy`, `recovered` or `unhealthy`.
+    pub health: &'static str,
+    /// What happened, unless healthy.
+    pub detail: Option<String>,
 }
 
 /// NVML's reading of one GPU; fields it could not read are `None`.
@@ -285,6 +317,11 @@ impl StatusHub {
                 NvmlStatus::Unavailable { reason } => NvmlView { available: false, detail: reason.clone() },
             },
             gpus: gpu_views(&s.adapters, &nvml),
+            slots: s.slots.iter().enumerate().map(|(slot, gpu)| slot_view(slot, &gpu.health())).collect(),
+            spool: {
+                let usage = *s.spool_usage.borrow();
+                SpoolView { bytes: usage.bytes, limit_bytes: usage.limit, full: usage.full() && usage.limit > 0 }
+            },
             jobs: job_views(&s.running.borrow()),
             mining: mining_view(&s.mining, s.mining_stats.borrow().as_ref(), s.activity.borrow().as_ref(), revoked),
             recent_jobs: tally_rows,
@@ -318,6 +355,18 @@ fn connection_view(source: &SourceView, connection: Option<&Connection>) -> Conn
             ConnectionView { state, text, coordinator: Some(url.clone()) }
         }
     }
+}
+
+fn slot_view(slot: usize, health: &crate::capabilities::gpu::GpuHealth) -> SlotView {
+    use crate::capabilities::gpu::GpuHealth;
+    let detail = match health {
+        GpuHealth::Healthy => None,
+        GpuHealth::Recovered { abandoned } => {
+            Some(format!("{abandoned} GPU kernel(s) never finished; running on a fresh device"))
+        }
+        GpuHealth::Unhealthy { reason } => Some(reason.clone()),
+    };
+    SlotView { slot, health: health.as_str(), detail }
 }
 
 /// Each adapter with the NVML reading of the same name (each reading used
@@ -458,6 +507,8 @@ pub(crate) mod tests {
             mining: MiningMode::On { idle_delay: Duration::from_secs(30) },
             mining_stats,
             history,
+            slots: Vec::new(),
+            spool_usage: watch::channel(crate::worker::SpoolUsage { bytes: 3 << 20, limit: 20 << 30 }).1,
             sampler: None,
         });
         (hub, running_tx, stats_tx)

@@ -58,6 +58,13 @@ pub fn render(s: &Snapshot) -> Markup {
                     section {
                         h2 { "Connection" }
                         p #connection .state .(s.connection.state) { (s.connection.text) }
+                        @if s.spool.limit_bytes > 0 {
+                            p #spool .full[s.spool.full] {
+                                "Spool: " (format!("{:.1}", s.spool.bytes as f64 / f64::from(1u32 << 30))) " of "
+                                (format!("{:.1}", s.spool.limit_bytes as f64 / f64::from(1u32 << 30))) " GiB"
+                                @if s.spool.full { " — full: no new job is claimed until results are reported or done/ is cleared" }
+                            }
+                        }
                         @if s.results_pending_report > 0 {
                             p #pending { (s.results_pending_report) " result(s) waiting to be reported (kept on disk until the coordinator acknowledges them)" }
                         }
@@ -65,6 +72,12 @@ pub fn render(s: &Snapshot) -> Markup {
                     section {
                         h2 { "GPUs" }
                         (gpus(s))
+                        @for slot in s.slots.iter().filter(|slot| slot.health != "healthy") {
+                            p .gpu-health .(slot.health) data-slot=(slot.slot) {
+                                "GPU slot " (slot.slot) ": " (slot.health)
+                                @if let Some(detail) = &slot.detail { " — " (detail) }
+                            }
+                        }
                     }
                     section {
                         h2 { "Current jobs" }
