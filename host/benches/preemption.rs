@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config_json = serde_json::json!({
         "version": 1, "worker": {"id": "wkr-bench"}, "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
         "mining": {"enabled": true, "pool": pool.url(), "coin": "btc",
-                   "plugin": plugins.join(format!("{miner}.wasm")), "idle_delay_s": 0, "require_nvidia": false}
+                   "plugin": plugins.join(format!("{miner}.wasm")), "idle_delay_s": 0, "require_nvidia": false, "allow_private_pool": true}
     });
     let config = WorkerConfig::validate(parse(&config_json.to_string())?, work.path(), &work.path().join("worker.json"))?;
     let runtime = Runtime::new(&RuntimeConfig { cache_dir: None })?;

@@ -138,6 +138,10 @@ pub struct RawMining {
     /// Mine only where NVML finds an NVIDIA GPU (default true).
     #[serde(default)]
     pub require_nvidia: Option<bool>,
+    /// Let the miner reach a pool on a loopback, private or link-local
+    /// address (default false: a pool in the owner's own network, or tests).
+    #[serde(default)]
+    pub allow_private_pool: Option<bool>,
 }
 
 /// The `limits` object.
@@ -213,6 +217,8 @@ pub struct MiningConfig {
     pub idle_delay: std::time::Duration,
     /// Mine only on NVIDIA GPUs.
     pub require_nvidia: bool,
+    /// The pool may resolve to loopback, private or link-local addresses.
+    pub allow_private_pool: bool,
 }
 
 /// A validated `worker.json`.
@@ -489,6 +495,7 @@ fn mining(raw: &RawMining, wallet: &str, dir: &Path, has_coordinator: bool) -> R
         plugin_sha256,
         idle_delay: std::time::Duration::from_secs_f64(idle),
         require_nvidia: raw.require_nvidia.unwrap_or(true),
+        allow_private_pool: raw.allow_private_pool.unwrap_or(false),
     })
 }
 

@@ -176,6 +176,7 @@ pub struct MiningPlan {
     plugin: Arc<LoadedPlugin>,
     pool_host: String,
     pool_port: u16,
+    allow_private_pool: bool,
     params: MinerParams,
     board: Arc<MiningBoard>,
     /// Idle time before mining starts.
@@ -255,6 +256,7 @@ pub fn plan(config: &WorkerConfig, path: &Path, runtime: &Runtime) -> Eligibilit
         plugin: Arc::new(plugin),
         pool_host: m.pool_host.clone(),
         pool_port: m.pool_port,
+        allow_private_pool: m.allow_private_pool,
         params: MinerParams {
             pool: pool.clone(),
             user: format!("{}.{}", m.wallet, config.worker_id),
@@ -331,7 +333,7 @@ impl MiningPlan {
         let (progress_tx, last) = watch::channel(Progress::default());
         let (report_tx, mut reports) = watch::channel(MinerReport::default());
         let plugin = Arc::clone(&self.plugin);
-        let (host, port) = (self.pool_host.clone(), self.pool_port);
+        let (host, port, allow_private) = (self.pool_host.clone(), self.pool_port, self.allow_private_pool);
         let params = self.params.clone();
         let board = Arc::clone(&self.board);
         let mut forward = progress_tx.subscribe();
@@ -373,6 +375,7 @@ impl MiningPlan {
                 });
                 let outcome = match resolve(&host, port)
                     .await
+                    .and_then(|addresses| crate::capabilities::network::reachable_pool(&host, addresses, allow_private))
                     .and_then(|addresses| Ok((params.spec(&addresses)?, addresses)))
                 {
                     Err(reason) => not_started(&plugin, reason),

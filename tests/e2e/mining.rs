@@ -157,7 +157,7 @@ async fn the_kernel_hashes_known_blocks_and_random_headers_like_sha2() {
 fn plan(pool: &TestPool, runtime: &Runtime, dir: &Path) -> MiningPlan {
     let config = json!({
         "version": 1, "worker": {"id": "wkr-mine-1"}, "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
-        "mining": {"enabled": true, "pool": pool.url(), "coin": "btc", "plugin": plugin("mine"), "idle_delay_s": 0, "require_nvidia": false}
+        "mining": {"enabled": true, "pool": pool.url(), "coin": "btc", "plugin": plugin("mine"), "idle_delay_s": 0, "require_nvidia": false, "allow_private_pool": true}
     });
     let config = WorkerConfig::validate(parse(&config.to_string()).unwrap(), dir, &dir.join("worker.json")).unwrap();
     match mining::eligibility(&config, &nvml::sample(), runtime) {

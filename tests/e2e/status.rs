@@ -322,7 +322,7 @@ fn the_status_page_shows_the_real_miners_hashrate_and_shares() {
     let pool = TestPool::start(PoolOptions { difficulty: 1.0 / 4096.0, ..PoolOptions::default() });
     let farm = Farm::with(json!({"mining": {
         "enabled": true, "pool": pool.url(), "coin": "btc",
-        "plugin": plugin("mine"), "idle_delay_s": 0.2, "require_nvidia": false,
+        "plugin": plugin("mine"), "idle_delay_s": 0.2, "require_nvidia": false, "allow_private_pool": true,
     }}));
     let worker = Worker::start(farm.run());
     let (mining, tally) = pool.wait_for(Duration::from_secs(90), |t| t.accepted >= 2);
@@ -505,6 +505,7 @@ fn a_revoked_worker_stops_with_the_reason() {
     // For this machine: no NVIDIA GPU, and a test need not wait 30 s.
     config["mining"]["require_nvidia"] = json!(false);
     config["mining"]["idle_delay_s"] = json!(0.2);
+    config["mining"]["allow_private_pool"] = json!(true);
     config["status"] = json!({"listen": "127.0.0.1:0"});
     std::fs::write(&issued, config.to_string()).unwrap();
 

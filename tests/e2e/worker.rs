@@ -184,7 +184,7 @@ fn ctrl_c_stops_cleanly_and_the_job_resumes_on_the_next_start() {
 fn mining_starts_when_idle_is_preempted_by_a_job_and_resumes() {
     let farm = Farm::with(json!({"mining": {
         "enabled": true, "pool": "stratum+tcp://127.0.0.1:3333", "coin": "btc",
-        "plugin": plugin("testminer"), "idle_delay_s": 0.2, "require_nvidia": false,
+        "plugin": plugin("testminer"), "idle_delay_s": 0.2, "require_nvidia": false, "allow_private_pool": true,
     }}));
     let worker = farm.run(false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     farm.wait_for("mining to start", || farm.journal().iter().any(|r| r["event"] == "mining-started"));
@@ -224,7 +224,7 @@ fn the_real_miner_earns_shares_while_idle_and_yields_to_jobs() {
     let pool = TestPool::start(PoolOptions { difficulty: 1.0 / 4096.0, ..PoolOptions::default() });
     let farm = Farm::with(json!({"mining": {
         "enabled": true, "pool": pool.url(), "coin": "btc",
-        "plugin": plugin("mine"), "idle_delay_s": 0.2, "require_nvidia": false,
+        "plugin": plugin("mine"), "idle_delay_s": 0.2, "require_nvidia": false, "allow_private_pool": true,
     }}));
     let worker = farm.run(false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let (mining, tally) = pool.wait_for(Duration::from_secs(90), |t| t.accepted >= 2);
@@ -267,7 +267,7 @@ fn the_real_miner_earns_shares_while_idle_and_yields_to_jobs() {
 #[test]
 fn mining_stays_off_without_an_nvidia_gpu_unless_the_test_override_is_set() {
     let farm = Farm::with(json!({"mining": {
-        "enabled": true, "pool": "stratum+tcp://127.0.0.1:3333", "coin": "btc", "plugin": plugin("testminer"), "idle_delay_s": 0,
+        "enabled": true, "pool": "stratum+tcp://127.0.0.1:3333", "coin": "btc", "plugin": plugin("testminer"), "idle_delay_s": 0, "allow_private_pool": true,
     }}));
     let out = farm.run(true).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -4,8 +4,15 @@
 //! plugin cannot leak data through DNS), no UDP, no listening. Every refused
 //! address is counted and logged (the first few, then every 1000th, so a
 //! plugin cannot flood the log).
+//!
+//! A pool that resolves to a loopback, private, link-local (cloud metadata
+//! at 169.254.169.254 among them) or other non-public address is refused
+//! unless the owner sets `mining.allow_private_pool` ([`reachable_pool`]):
+//! a coordinator-issued config must not turn the miner into a scanner of
+//! the owner's network. A miner holds at most [`MAX_CONNECTIONS`] sockets
+//! at once ([`add_to_linker`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -79,9 +86,117 @@ impl NetworkGrant {
     }
 }
 
+/// Sockets one miner may hold at once (a pool connection, a reconnect in
+/// flight, and room to spare).
+pub const MAX_CONNECTIONS: usize = 4;
+
+/// Whether `ip` is an address of the public internet (not loopback,
+/// private, link-local, shared/CGNAT, multicast, unspecified or reserved).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// The pool addresses a miner may be granted: the public ones, or all of
+/// them with `allow_private`. An error names the addresses and the switch.
+pub fn reachable_pool(host: &str, addresses: Vec<SocketAddr>, allow_private: bool) -> Result<Vec<SocketAddr>, String> {
+    if allow_private {
+        return Ok(addresses);
+    }
+    let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) = addresses.into_iter().partition(|a| is_public(a.ip()));
+    if public.is_empty() {
+        let listed: Vec<String> = private.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "mining pool {host} resolves only to non-public addresses ({}); set `mining.allow_private_pool` to true \
+             in worker.json to mine on a pool in your own network",
+            listed.join(", ")
+        ));
+    }
+    if !private.is_empty() {
+        tracing::warn!(pool = host, refused = ?private, "mining pool's non-public addresses left out");
+    }
+    Ok(public)
+}
+
+/// Links the miner's `create-tcp-socket` in place of wasmtime-wasi's: the
+/// same, once the store holds fewer than [`MAX_CONNECTIONS`] sockets (else
+/// `new-socket-limit`, logged).
+pub fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::runtime::store::StoreState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let linked = linker
+        .instance("wasi:sockets/tcp-create-socket@0.2.6")
+        .and_then(|mut instance| instance.func_wrap("create-tcp-socket", create_tcp_socket));
+    linker.allow_shadowing(false);
+    linked
+}
+
+type SocketsErrorCode = wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
+type AddressFamily = wasmtime_wasi::p2::bindings::sockets::network::IpAddressFamily;
+
+fn create_tcp_socket(
+    mut store: wasmtime::StoreContextMut<'_, crate::runtime::store::StoreState>,
+    (family,): (AddressFamily,),
+) -> wasmtime::Result<(Result<wasmtime::component::Resource<wasmtime_wasi::p2::TcpSocket>, SocketsErrorCode>,)> {
+    use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host;
+    use wasmtime_wasi::sockets::WasiSocketsView;
+    let state = store.data_mut();
+    // Sockets the guest dropped left the table: count the live ones.
+    let table = &mut state.table;
+    state.sockets_made.retain(|&rep| table.get_any_mut(rep).is_ok_and(|s| s.downcast_ref::<wasmtime_wasi::p2::TcpSocket>().is_some()));
+    if state.sockets_made.len() >= MAX_CONNECTIONS {
+        tracing::warn!(held = state.sockets_made.len(), "miner refused a new socket: it holds the most it may");
+        return Ok((Err(SocketsErrorCode::NewSocketLimit),));
+    }
+    match state.sockets().create_tcp_socket(family) {
+        Ok(socket) => {
+            state.sockets_made.push(socket.rep());
+            Ok((Ok(socket),))
+        }
+        Err(error) => Ok((Err(error.downcast()?),)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_on_private_networks_are_refused_unless_allowed() {
+        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1"] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["203.0.113.7", "8.8.8.8", "2001:4860:4860::8888"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+        let addrs = |list: &[&str]| list.iter().map(|a| a.parse().unwrap()).collect::<Vec<SocketAddr>>();
+        let err = reachable_pool("pool.example", addrs(&["127.0.0.1:3333"]), false).unwrap_err();
+        assert!(err.contains("127.0.0.1:3333") && err.contains("mining.allow_private_pool"), "{err}");
+        assert_eq!(reachable_pool("p", addrs(&["127.0.0.1:3333"]), true).unwrap(), addrs(&["127.0.0.1:3333"]));
+        assert_eq!(reachable_pool("p", addrs(&["10.0.0.1:1", "203.0.113.7:1"]), false).unwrap(), addrs(&["203.0.113.7:1"]));
+    }
 
     #[test]
     fn only_connections_to_the_pool_are_permitted() {

@@ -359,6 +359,7 @@ fn new_store(
         checkpoint: CheckpointState::new(checkpoint, limits.checkpoint_bytes),
         gpu,
         mining: mining.map(MiningState::new).unwrap_or_default(),
+        sockets_made: Vec::new(),
     };
     let mut store = Store::new(plugin.component.engine(), state);
     store.limiter(|state| &mut state.limiter);

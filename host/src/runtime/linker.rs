@@ -109,6 +109,7 @@ pub fn miner_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     sockets::instance_network::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
     sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
     sockets::tcp::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    capabilities::network::add_to_linker(&mut l)?;
     capabilities::mining::add_to_linker(&mut l)?;
     Ok(l)
 }

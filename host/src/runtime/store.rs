@@ -27,6 +27,9 @@ pub struct StoreState {
     pub(crate) gpu: GpuSession,
     /// Miner figures (`pictor:plugin/mining`; linked for miners only).
     pub(crate) mining: MiningState,
+    /// Table handles of the TCP sockets a miner made (dropped ones are
+    /// pruned when it makes the next).
+    pub(crate) sockets_made: Vec<u32>,
 }
 
 impl WasiView for StoreState {
