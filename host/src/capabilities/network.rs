@@ -37,7 +37,10 @@ impl NetworkGrant {
 
     /// TCP connections to `addresses` only (a miner and its pool).
     pub fn tcp_to(addresses: Vec<SocketAddr>) -> Self {
-        NetworkGrant { tcp_connect: addresses.into(), refused: Arc::default() }
+        NetworkGrant {
+            tcp_connect: addresses.into(),
+            refused: Arc::default(),
+        }
     }
 
     /// The addresses a plugin may connect to.
@@ -55,14 +58,18 @@ impl NetworkGrant {
     pub fn permits(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
         match use_ {
             SocketAddrUse::TcpConnect => self.tcp_connect.contains(&addr),
-            SocketAddrUse::TcpBind => !self.tcp_connect.is_empty() && addr.ip().is_unspecified() && addr.port() == 0,
+            SocketAddrUse::TcpBind => {
+                !self.tcp_connect.is_empty() && addr.ip().is_unspecified() && addr.port() == 0
+            }
             _ => false,
         }
     }
 
     /// Configures a store's WASI context with this grant.
     pub fn apply(&self, wasi: &mut WasiCtxBuilder) {
-        wasi.allow_udp(false).allow_ip_name_lookup(false).allow_tcp(!self.tcp_connect.is_empty());
+        wasi.allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .allow_tcp(!self.tcp_connect.is_empty());
         if self.tcp_connect.is_empty() {
             return;
         }
@@ -122,11 +129,16 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 /// The pool addresses a miner may be granted: the public ones, or all of
 /// them with `allow_private`. An error names the addresses and the switch.
-pub fn reachable_pool(host: &str, addresses: Vec<SocketAddr>, allow_private: bool) -> Result<Vec<SocketAddr>, String> {
+pub fn reachable_pool(
+    host: &str,
+    addresses: Vec<SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, String> {
     if allow_private {
         return Ok(addresses);
     }
-    let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) = addresses.into_iter().partition(|a| is_public(a.ip()));
+    let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addresses.into_iter().partition(|a| is_public(a.ip()));
     if public.is_empty() {
         let listed: Vec<String> = private.iter().map(ToString::to_string).collect();
         return Err(format!(
@@ -144,10 +156,17 @@ pub fn reachable_pool(host: &str, addresses: Vec<SocketAddr>, allow_private: boo
 /// Links the miner's `create-tcp-socket` in place of wasmtime-wasi's: the
 /// same, once the store holds fewer than [`MAX_CONNECTIONS`] sockets (else
 /// `new-socket-limit`, logged).
-pub fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::runtime::store::StoreState>) -> wasmtime::Result<()> {
+///
+/// The name must be the exact version wasmtime-wasi defines (0.2.12 in
+/// 48.x): a guest importing any 0.2.x is linked to the newest definition,
+/// so shadowing an older one would leave wasi's unbounded version in place
+/// (`a_miner_that_hoards_sockets_gets_new_socket_limit_past_four` checks).
+pub fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<crate::runtime::store::StoreState>,
+) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let linked = linker
-        .instance("wasi:sockets/tcp-create-socket@0.2.6")
+        .instance("wasi:sockets/tcp-create-socket@0.2.12")
         .and_then(|mut instance| instance.func_wrap("create-tcp-socket", create_tcp_socket));
     linker.allow_shadowing(false);
     linked
@@ -159,15 +178,24 @@ type AddressFamily = wasmtime_wasi::p2::bindings::sockets::network::IpAddressFam
 fn create_tcp_socket(
     mut store: wasmtime::StoreContextMut<'_, crate::runtime::store::StoreState>,
     (family,): (AddressFamily,),
-) -> wasmtime::Result<(Result<wasmtime::component::Resource<wasmtime_wasi::p2::TcpSocket>, SocketsErrorCode>,)> {
+) -> wasmtime::Result<(
+    Result<wasmtime::component::Resource<wasmtime_wasi::p2::TcpSocket>, SocketsErrorCode>,
+)> {
     use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host;
     use wasmtime_wasi::sockets::WasiSocketsView;
     let state = store.data_mut();
     // Sockets the guest dropped left the table: count the live ones.
     let table = &mut state.table;
-    state.sockets_made.retain(|&rep| table.get_any_mut(rep).is_ok_and(|s| s.downcast_ref::<wasmtime_wasi::p2::TcpSocket>().is_some()));
+    state.sockets_made.retain(|&rep| {
+        table
+            .get_any_mut(rep)
+            .is_ok_and(|s| s.downcast_ref::<wasmtime_wasi::p2::TcpSocket>().is_some())
+    });
     if state.sockets_made.len() >= MAX_CONNECTIONS {
-        tracing::warn!(held = state.sockets_made.len(), "miner refused a new socket: it holds the most it may");
+        tracing::warn!(
+            held = state.sockets_made.len(),
+            "miner refused a new socket: it holds the most it may"
+        );
         return Ok((Err(SocketsErrorCode::NewSocketLimit),));
     }
     match state.sockets().create_tcp_socket(family) {
@@ -185,17 +213,42 @@ mod tests {
 
     #[test]
     fn pools_on_private_networks_are_refused_unless_allowed() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.9",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["203.0.113.7", "8.8.8.8", "2001:4860:4860::8888"] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
-        let addrs = |list: &[&str]| list.iter().map(|a| a.parse().unwrap()).collect::<Vec<SocketAddr>>();
+        let addrs = |list: &[&str]| {
+            list.iter()
+                .map(|a| a.parse().unwrap())
+                .collect::<Vec<SocketAddr>>()
+        };
         let err = reachable_pool("pool.example", addrs(&["127.0.0.1:3333"]), false).unwrap_err();
-        assert!(err.contains("127.0.0.1:3333") && err.contains("mining.allow_private_pool"), "{err}");
-        assert_eq!(reachable_pool("p", addrs(&["127.0.0.1:3333"]), true).unwrap(), addrs(&["127.0.0.1:3333"]));
-        assert_eq!(reachable_pool("p", addrs(&["10.0.0.1:1", "203.0.113.7:1"]), false).unwrap(), addrs(&["203.0.113.7:1"]));
+        assert!(
+            err.contains("127.0.0.1:3333") && err.contains("mining.allow_private_pool"),
+            "{err}"
+        );
+        assert_eq!(
+            reachable_pool("p", addrs(&["127.0.0.1:3333"]), true).unwrap(),
+            addrs(&["127.0.0.1:3333"])
+        );
+        assert_eq!(
+            reachable_pool("p", addrs(&["10.0.0.1:1", "203.0.113.7:1"]), false).unwrap(),
+            addrs(&["203.0.113.7:1"])
+        );
     }
 
     #[test]
@@ -203,13 +256,24 @@ mod tests {
         let pool: SocketAddr = "203.0.113.7:3333".parse().unwrap();
         let grant = NetworkGrant::tcp_to(vec![pool]);
         assert!(grant.permits(pool, SocketAddrUse::TcpConnect));
-        assert!(grant.permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind), "connect's implicit bind");
-        assert!(!grant.permits("203.0.113.7:3334".parse().unwrap(), SocketAddrUse::TcpConnect));
+        assert!(
+            grant.permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind),
+            "connect's implicit bind"
+        );
+        assert!(!grant.permits(
+            "203.0.113.7:3334".parse().unwrap(),
+            SocketAddrUse::TcpConnect
+        ));
         assert!(!grant.permits("127.0.0.1:3333".parse().unwrap(), SocketAddrUse::TcpConnect));
-        assert!(!grant.permits("0.0.0.0:8080".parse().unwrap(), SocketAddrUse::TcpBind), "no chosen port");
+        assert!(
+            !grant.permits("0.0.0.0:8080".parse().unwrap(), SocketAddrUse::TcpBind),
+            "no chosen port"
+        );
         assert!(!grant.permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpListen));
         assert!(!grant.permits(pool, SocketAddrUse::UdpSend));
         assert!(!NetworkGrant::none().permits(pool, SocketAddrUse::TcpConnect));
-        assert!(!NetworkGrant::none().permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
+        assert!(
+            !NetworkGrant::none().permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind)
+        );
     }
 }

@@ -3,6 +3,12 @@
 //! a real coin) in short batches, reports its hashrate through `progress`,
 //! and never returns by itself: the worker stops it when a job arrives.
 //! Params: `{"batch_workgroups": 256}` (workgroups of 64 per dispatch).
+//!
+//! As a hostile miner, `{"hoard_sockets": n}` instead makes up to `n` TCP
+//! sockets without connecting them, holding each, and fails with what the
+//! host allowed: `made 4 sockets, then new-socket-limit; one dropped, one
+//! more made` (the host's per-miner socket cap, and that a dropped socket
+//! frees its place).
 
 use std::time::Instant;
 
@@ -24,6 +30,7 @@ fn atomicMin_emulated(h: u32) { if (h < best[0]) { best[0] = h; } }";
 #[serde(default)]
 struct Params {
     batch_workgroups: Option<u32>,
+    hoard_sockets: Option<u32>,
 }
 
 /// The `testminer` plugin.
@@ -32,6 +39,9 @@ pub struct TestMiner;
 impl Plugin for TestMiner {
     fn run(job: &Job) -> Result<Summary, JobError> {
         let params: Params = serde_json::from_str(job.params_json()).unwrap_or_default();
+        if let Some(n) = params.hoard_sockets {
+            return Err(JobError::Failed(hoard_sockets(n)));
+        }
         let workgroups = params.batch_workgroups.unwrap_or(256).clamp(1, 65535);
         let best = Buffer::from_slice(&[u32::MAX, 0], Usage::STORAGE)?;
         let kernel = Kernel::new(KERNEL, "main")?;
@@ -50,6 +60,39 @@ impl Plugin for TestMiner {
             }
         }
     }
+}
+
+/// Makes up to `n` sockets and says how far it got.
+#[cfg(target_arch = "wasm32")]
+fn hoard_sockets(n: u32) -> String {
+    use wasip2::sockets::network::{ErrorCode, IpAddressFamily};
+    use wasip2::sockets::tcp_create_socket::create_tcp_socket;
+    let name = |e: ErrorCode| match e {
+        ErrorCode::NewSocketLimit => "new-socket-limit".to_string(),
+        ErrorCode::AccessDenied => "access-denied".to_string(),
+        other => format!("{other:?}"),
+    };
+    let mut held = Vec::new();
+    for _ in 0..n {
+        match create_tcp_socket(IpAddressFamily::Ipv4) {
+            Ok(socket) => held.push(socket),
+            Err(e) => {
+                let made = held.len();
+                held.pop();
+                let again = match create_tcp_socket(IpAddressFamily::Ipv4) {
+                    Ok(_) => "one dropped, one more made".to_string(),
+                    Err(e) => format!("one dropped, still {}", name(e)),
+                };
+                return format!("made {made} sockets, then {}; {again}", name(e));
+            }
+        }
+    }
+    format!("made {} sockets", held.len())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn hoard_sockets(_n: u32) -> String {
+    "sockets are a wasm32 attack".into()
 }
 
 pictor_sdk::export_plugin!(TestMiner);
