@@ -149,7 +149,11 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating) the journal at `path` and returns its records.
     pub fn open(path: &Path) -> std::io::Result<(Self, Vec<Record>)> {
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
         let mut records = Vec::new();
         let mut whole_len = 0u64;
         let mut reader = BufReader::new(&file);
@@ -170,7 +174,9 @@ impl Journal {
             whole_len += n as u64;
             match serde_json::from_slice::<Record>(&line) {
                 Ok(record) => records.push(record),
-                Err(error) => tracing::warn!(path = %path.display(), line = number, %error, "skipping an unreadable journal line"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), line = number, %error, "skipping an unreadable journal line")
+                }
             }
         }
         drop(reader);
@@ -179,13 +185,20 @@ impl Journal {
             file.sync_all()?;
         }
         file.seek(std::io::SeekFrom::End(0))?;
-        Ok((Journal { file, path: path.to_path_buf() }, records))
+        Ok((
+            Journal {
+                file,
+                path: path.to_path_buf(),
+            },
+            records,
+        ))
     }
 
     /// Appends `event` and waits until it is on disk.
     pub fn append(&mut self, event: Event) -> std::io::Result<()> {
         let at_ms = now_ms();
-        let mut line = serde_json::to_vec(&Record { at_ms, event }).map_err(std::io::Error::other)?;
+        let mut line =
+            serde_json::to_vec(&Record { at_ms, event }).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.file.sync_data()
@@ -209,8 +222,14 @@ impl SharedJournal {
 
     /// Appends `event` and waits until it is on disk; the error names the file.
     pub fn append(&self, event: Event) -> Result<(), JournalError> {
-        let mut journal = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        journal.append(event).map_err(|source| JournalError { path: journal.path().to_path_buf(), source })
+        let mut journal = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        journal.append(event).map_err(|source| JournalError {
+            path: journal.path().to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -226,7 +245,9 @@ pub struct JournalError {
 
 /// Milliseconds since the Unix epoch, now (the journal's clock).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A job that ended with a stored result, as the owner's status lists it.
@@ -252,7 +273,8 @@ impl FinishedJob {
     /// Whether it succeeded (a result found after a crash, `recovered`,
     /// counts by its failure).
     pub fn succeeded(&self) -> bool {
-        self.status == "succeeded" || (self.status == "recovered" && self.failure.is_none() && self.reason.is_none())
+        self.status == "succeeded"
+            || (self.status == "recovered" && self.failure.is_none() && self.reason.is_none())
     }
 }
 
@@ -271,11 +293,26 @@ pub fn finished_jobs(records: &[Record], limit: usize) -> Vec<FinishedJob> {
             Event::Started { job, .. } => {
                 started.insert(job.clone(), record.at_ms);
             }
-            Event::Finished { job, status, reason, kind, failure, duration_s, .. } => {
-                let duration_s = duration_s.or_else(|| started.get(job).map(|t: &u64| record.at_ms.saturating_sub(*t) as f64 / 1000.0));
+            Event::Finished {
+                job,
+                status,
+                reason,
+                kind,
+                failure,
+                duration_s,
+                ..
+            } => {
+                let duration_s = duration_s.or_else(|| {
+                    started
+                        .get(job)
+                        .map(|t: &u64| record.at_ms.saturating_sub(*t) as f64 / 1000.0)
+                });
                 finished.push_back(FinishedJob {
                     job: job.clone(),
-                    kind: kind.clone().or_else(|| kinds.get(job).cloned()).unwrap_or_default(),
+                    kind: kind
+                        .clone()
+                        .or_else(|| kinds.get(job).cloned())
+                        .unwrap_or_default(),
                     status: status.clone(),
                     failure: failure.clone(),
                     reason: reason.clone(),
@@ -292,17 +329,26 @@ pub fn finished_jobs(records: &[Record], limit: usize) -> Vec<FinishedJob> {
     finished.into()
 }
 
-/// For each job, how many of its attempts started and never ended: no
-/// `finished` or `interrupted` came after the `started` (the worker was
-/// killed, crashed or hung while it ran).
-pub fn crashed_attempts(records: &[Record]) -> std::collections::HashMap<String, u32> {
-    let mut open = std::collections::HashMap::<&str, bool>::new();
-    let mut crashes = std::collections::HashMap::new();
+/// How the jobs' attempts ended, by the journal.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AttemptEnds {
+    /// Per job, the attempts that never ended (the worker died while they
+    /// ran: a crash, a kill, a power cut).
+    pub crashes: std::collections::HashMap<String, u32>,
+    /// The jobs whose last attempt is one of them.
+    pub unfinished: Vec<String>,
+}
+
+/// Counts, per job, the attempts that started and never finished or were
+/// interrupted, and names the jobs still open at the journal's end.
+pub fn attempt_ends(records: &[Record]) -> AttemptEnds {
+    let mut open = std::collections::BTreeMap::<&str, bool>::new();
+    let mut ends = AttemptEnds::default();
     for record in records {
         match &record.event {
             Event::Started { job, .. } => {
                 if open.insert(job, true) == Some(true) {
-                    *crashes.entry(job.clone()).or_insert(0) += 1;
+                    *ends.crashes.entry(job.clone()).or_insert(0) += 1;
                 }
             }
             Event::Finished { job, .. } | Event::Interrupted { job, .. } => {
@@ -313,10 +359,11 @@ pub fn crashed_attempts(records: &[Record]) -> std::collections::HashMap<String,
     }
     for (job, running) in open {
         if running {
-            *crashes.entry(job.to_string()).or_insert(0) += 1;
+            *ends.crashes.entry(job.to_string()).or_insert(0) += 1;
+            ends.unfinished.push(job.to_string());
         }
     }
-    crashes
+    ends
 }
 
 /// The last attempt number recorded for each job.
@@ -324,7 +371,9 @@ pub fn last_attempts(records: &[Record]) -> std::collections::HashMap<String, u3
     records
         .iter()
         .filter_map(|r| match &r.event {
-            Event::Started { job, attempt, .. } | Event::Interrupted { job, attempt, .. } => Some((job.clone(), *attempt)),
+            Event::Started { job, attempt, .. } | Event::Interrupted { job, attempt, .. } => {
+                Some((job.clone(), *attempt))
+            }
             _ => None,
         })
         .collect()
@@ -340,17 +389,36 @@ mod tests {
         let path = dir.path().join("journal.jsonl");
         let (mut journal, records) = Journal::open(&path)?;
         assert!(records.is_empty());
-        journal.append(Event::Started { job: "a".into(), attempt: 0, gpu: 0 })?;
-        journal.append(Event::Interrupted { job: "a".into(), attempt: 0, reason: "stopping".into() })?;
+        journal.append(Event::Started {
+            job: "a".into(),
+            attempt: 0,
+            gpu: 0,
+        })?;
+        journal.append(Event::Interrupted {
+            job: "a".into(),
+            attempt: 0,
+            reason: "stopping".into(),
+        })?;
         drop(journal);
-        std::fs::OpenOptions::new().append(true).open(&path)?.write_all(b"{\"at_ms\": 1, \"event\": \"sta")?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)?
+            .write_all(b"{\"at_ms\": 1, \"event\": \"sta")?;
 
         let (mut journal, records) = Journal::open(&path)?;
         assert_eq!(records.len(), 2);
         assert_eq!(last_attempts(&records).get("a"), Some(&0));
-        journal.append(Event::Started { job: "a".into(), attempt: 1, gpu: 0 })?;
+        journal.append(Event::Started {
+            job: "a".into(),
+            attempt: 1,
+            gpu: 0,
+        })?;
         let (_, records) = Journal::open(&path)?;
-        assert_eq!(records.len(), 3, "the torn line was cut off before appending");
+        assert_eq!(
+            records.len(),
+            3,
+            "the torn line was cut off before appending"
+        );
         assert_eq!(last_attempts(&records).get("a"), Some(&1));
         Ok(())
     }
@@ -358,18 +426,41 @@ mod tests {
     #[test]
     fn attempts_that_never_ended_are_counted_as_crashes() {
         let record = |event| Record { at_ms: 0, event };
-        let started = |job: &str, attempt| record(Event::Started { job: job.into(), attempt, gpu: 0 });
+        let started = |job: &str, attempt| {
+            record(Event::Started {
+                job: job.into(),
+                attempt,
+                gpu: 0,
+            })
+        };
         let records = vec![
             started("a", 0),
             started("a", 1),
-            record(Event::Interrupted { job: "a".into(), attempt: 1, reason: "stopping".into() }),
+            record(Event::Interrupted {
+                job: "a".into(),
+                attempt: 1,
+                reason: "stopping".into(),
+            }),
             started("a", 2),
             started("b", 0),
-            record(Event::Finished { job: "b".into(), attempt: 0, status: "succeeded".into(), reason: None, kind: None, failure: None, duration_s: None }),
+            record(Event::Finished {
+                job: "b".into(),
+                attempt: 0,
+                status: "succeeded".into(),
+                reason: None,
+                kind: None,
+                failure: None,
+                duration_s: None,
+            }),
         ];
-        let crashes = crashed_attempts(&records);
-        assert_eq!(crashes.get("a"), Some(&2), "attempt 0 and the last attempt never ended");
-        assert_eq!(crashes.get("b"), None);
+        let ends = attempt_ends(&records);
+        assert_eq!(
+            ends.crashes.get("a"),
+            Some(&2),
+            "attempt 0 and the last attempt never ended"
+        );
+        assert_eq!(ends.crashes.get("b"), None);
+        assert_eq!(ends.unfinished, ["a"]);
     }
 
     #[test]
@@ -377,14 +468,29 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("journal.jsonl");
         let (mut journal, _) = Journal::open(&path)?;
-        journal.append(Event::Started { job: "a".into(), attempt: 0, gpu: 0 })?;
+        journal.append(Event::Started {
+            job: "a".into(),
+            attempt: 0,
+            gpu: 0,
+        })?;
         drop(journal);
-        std::fs::OpenOptions::new().append(true).open(&path)?.write_all(b"{not json at all\n\xff\xfe\n")?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)?
+            .write_all(b"{not json at all\n\xff\xfe\n")?;
         let (mut journal, _) = Journal::open(&path)?;
-        journal.append(Event::Interrupted { job: "a".into(), attempt: 0, reason: "stopping".into() })?;
+        journal.append(Event::Interrupted {
+            job: "a".into(),
+            attempt: 0,
+            reason: "stopping".into(),
+        })?;
         drop(journal);
         let (_, records) = Journal::open(&path)?;
-        assert_eq!(records.len(), 2, "the records on both sides of the bad lines are kept");
+        assert_eq!(
+            records.len(),
+            2,
+            "the records on both sides of the bad lines are kept"
+        );
         assert!(matches!(records[1].event, Event::Interrupted { .. }));
         Ok(())
     }
@@ -402,19 +508,54 @@ mod tests {
             duration_s,
         };
         let records = vec![
-            record(1_000, Event::Claimed { job: "old".into(), kind: "render".into() }),
-            record(2_000, Event::Started { job: "old".into(), attempt: 0, gpu: 0 }),
+            record(
+                1_000,
+                Event::Claimed {
+                    job: "old".into(),
+                    kind: "render".into(),
+                },
+            ),
+            record(
+                2_000,
+                Event::Started {
+                    job: "old".into(),
+                    attempt: 0,
+                    gpu: 0,
+                },
+            ),
             // A journal line from before `kind` and `duration_s` were written.
             record(4_500, finished("old", None, "succeeded", None)),
-            record(5_000, Event::Claimed { job: "new".into(), kind: "hello".into() }),
+            record(
+                5_000,
+                Event::Claimed {
+                    job: "new".into(),
+                    kind: "hello".into(),
+                },
+            ),
             record(6_000, finished("new", Some("hello"), "failed", Some(0.25))),
-            record(7_000, finished("third", Some("probe"), "succeeded", Some(1.0))),
+            record(
+                7_000,
+                finished("third", Some("probe"), "succeeded", Some(1.0)),
+            ),
         ];
         let all = finished_jobs(&records, 50);
         assert_eq!(all.len(), 3);
-        assert_eq!((all[0].kind.as_str(), all[0].duration_s, all[0].succeeded()), ("render", Some(2.5), true));
-        assert_eq!((all[1].kind.as_str(), all[1].failure.as_deref(), all[1].at_ms), ("hello", Some("timed-out"), 6_000));
+        assert_eq!(
+            (all[0].kind.as_str(), all[0].duration_s, all[0].succeeded()),
+            ("render", Some(2.5), true)
+        );
+        assert_eq!(
+            (
+                all[1].kind.as_str(),
+                all[1].failure.as_deref(),
+                all[1].at_ms
+            ),
+            ("hello", Some("timed-out"), 6_000)
+        );
         let last_two = finished_jobs(&records, 2);
-        assert_eq!(last_two.iter().map(|j| j.job.as_str()).collect::<Vec<_>>(), ["new", "third"]);
+        assert_eq!(
+            last_two.iter().map(|j| j.job.as_str()).collect::<Vec<_>>(),
+            ["new", "third"]
+        );
     }
 }

@@ -229,9 +229,10 @@ pub struct SpoolUsage {
 }
 
 impl SpoolUsage {
-    /// Whether no new job may be claimed.
+    /// Whether no new job may be claimed (never before the first
+    /// measurement, whose limit is still 0).
     pub fn full(&self) -> bool {
-        self.bytes >= self.limit
+        self.limit > 0 && self.bytes >= self.limit
     }
 }
 
@@ -249,11 +250,14 @@ impl Worker {
             source,
         })?;
         let attempts = journal::last_attempts(&history);
-        let crashes = journal::crashed_attempts(&history);
+        let journal::AttemptEnds {
+            crashes,
+            unfinished,
+        } = journal::attempt_ends(&history);
         let finished_history = journal::finished_jobs(&history, HISTORY_LEN);
         let key = WorkerKey::load_or_create(&config.key_file)?;
         tracing::info!(public_key = %key.public_hex(), "worker key");
-        let shared = Shared {
+        let mut shared = Shared {
             key,
             config,
             runtime,
@@ -270,6 +274,24 @@ impl Worker {
         shared.log(Event::WorkerStarted {
             worker: shared.config.worker_id.clone(),
         })?;
+        // Killed after a job was published to done/ but before `finished`
+        // was journaled: the result is there, so the attempt ended.
+        for id in unfinished {
+            let result = shared.spool.done_dir(&id).join("result.json");
+            if shared.spool.root().join("running").join(&id).exists() || !result.exists() {
+                continue;
+            }
+            let kind = crate::jobs::spec::JobSpec::from_file(
+                &shared.spool.done_dir(&id).join("spec.json"),
+            )
+            .map(|s| s.kind)
+            .unwrap_or_default();
+            let attempt = shared.last_attempt(&id);
+            shared.log_finished(recovered_end(&id, kind, &result), attempt)?;
+            if let Some(n) = shared.crashes.get_mut(&id) {
+                *n = n.saturating_sub(1);
+            }
+        }
         let slots = gpus
             .into_iter()
             .map(|gpu| Slot {
@@ -447,8 +469,14 @@ impl Worker {
 
     /// Measures the spool if it is time; true if a new job may be claimed.
     fn spool_has_room(&mut self) -> bool {
-        if self.measured.is_none_or(|t| t.elapsed() >= SPOOL_MEASURE_INTERVAL) {
-            let usage = SpoolUsage { bytes: self.shared.spool.disk_usage(), limit: self.shared.config.spool_bytes };
+        if self
+            .measured
+            .is_none_or(|t| t.elapsed() >= SPOOL_MEASURE_INTERVAL)
+        {
+            let usage = SpoolUsage {
+                bytes: self.shared.spool.disk_usage(),
+                limit: self.shared.config.spool_bytes,
+            };
             let was_full = self.spool_usage.borrow().full();
             if usage.full() && !was_full {
                 tracing::warn!(
@@ -583,20 +611,11 @@ async fn run_one(
     if job.dir.join("result.json").exists() {
         shared.spool.publish(&job)?;
         let attempt = shared.last_attempt(&id);
-        let recovered = recovered_result(&shared.spool.done_dir(&id).join("result.json"));
-        let end = FinishedJob {
-            job: id,
-            kind: job.spec.kind.clone(),
-            status: "recovered".into(),
-            failure: recovered
-                .as_ref()
-                .and_then(|r| r["failure"]["kind"].as_str().map(str::to_string)),
-            reason: recovered
-                .as_ref()
-                .and_then(|r| r["failure"]["message"].as_str().map(str::to_string)),
-            duration_s: recovered.as_ref().and_then(|r| r["duration_s"].as_f64()),
-            at_ms: journal::now_ms(),
-        };
+        let end = recovered_end(
+            &id,
+            job.spec.kind.clone(),
+            &shared.spool.done_dir(&id).join("result.json"),
+        );
         shared.log_finished(end, attempt)?;
         shared.finished.send_modify(|n| *n += 1);
         return Ok(Ran::Finished { failed: false });
@@ -614,7 +633,9 @@ async fn run_one(
         tracing::error!(job = %id, crashes, "the job stopped this worker every time it ran; failing it instead of running it again");
         Err(JobFailure::new(
             FailureKind::WorkerCrash,
-            format!("{crashes} attempts of this job ended with the worker itself stopping (crash, hang or kill); not run again here"),
+            format!(
+                "{crashes} attempts of this job ended with the worker itself stopping (crash, hang or kill); not run again here"
+            ),
         ))
     } else if shared.spool.cancel_requested(&id) {
         Err(JobFailure::new(
@@ -818,10 +839,26 @@ fn prepare(
     Ok((dirs, loaded, limits))
 }
 
-/// The `result.json` a crash left behind, if it can be read.
-fn recovered_result(path: &std::path::Path) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// The end of a job whose `result.json` (at `result`) a crash left
+/// behind: what the file says, as far as it can be read.
+fn recovered_end(id: &str, kind: String, result: &std::path::Path) -> FinishedJob {
+    let recovered: Option<serde_json::Value> = std::fs::read(result)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let text = |key: &str| {
+        recovered
+            .as_ref()
+            .and_then(|r| r["failure"][key].as_str().map(str::to_string))
+    };
+    FinishedJob {
+        job: id.to_string(),
+        kind,
+        status: "recovered".into(),
+        failure: text("kind"),
+        reason: text("message"),
+        duration_s: recovered.as_ref().and_then(|r| r["duration_s"].as_f64()),
+        at_ms: journal::now_ms(),
+    }
 }
 
 /// The outcome of a job refused before it ran.

@@ -19,3 +19,4 @@ mod sandbox;
 mod status;
 mod support;
 mod worker;
+mod worker_containment;

@@ -11,17 +11,17 @@ use serde_json::{Value, json};
 use crate::pool::{PoolOptions, TestPool};
 use crate::support::{host, plugin, sha256_hex};
 
-struct Farm {
-    dir: tempfile::TempDir,
+pub(crate) struct Farm {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Farm {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(json!({}))
     }
 
     /// A farm whose worker.json has `extra` merged in.
-    fn with(extra: Value) -> Self {
+    pub(crate) fn with(extra: Value) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = json!({
             "version": 1,
@@ -37,18 +37,18 @@ impl Farm {
         Farm { dir }
     }
 
-    fn spool(&self) -> PathBuf {
+    pub(crate) fn spool(&self) -> PathBuf {
         self.dir.path().join("spool")
     }
 
-    fn submit(&self, plugin_name: &str, spec: Value) {
+    pub(crate) fn submit(&self, plugin_name: &str, spec: Value) {
         let path = self.dir.path().join(format!("{}.json", spec["id"].as_str().unwrap()));
         std::fs::write(&path, spec.to_string()).unwrap();
         let out = host().args(["submit", "--spool"]).arg(self.spool()).arg("--plugin").arg(plugin(plugin_name)).arg(&path).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
-    fn run(&self, until_idle: bool) -> Command {
+    pub(crate) fn run(&self, until_idle: bool) -> Command {
         let mut cmd = host();
         cmd.args(["run", "--config"]).arg(self.dir.path().join("worker.json"));
         if until_idle {
@@ -57,7 +57,7 @@ impl Farm {
         cmd
     }
 
-    fn journal(&self) -> Vec<Value> {
+    pub(crate) fn journal(&self) -> Vec<Value> {
         std::fs::read_to_string(self.spool().join("journal.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -65,15 +65,15 @@ impl Farm {
             .collect()
     }
 
-    fn events(&self, job: &str, event: &str) -> Vec<Value> {
+    pub(crate) fn events(&self, job: &str, event: &str) -> Vec<Value> {
         self.journal().into_iter().filter(|r| r["job"] == job && r["event"] == event).collect()
     }
 
-    fn result(&self, job: &str) -> Value {
+    pub(crate) fn result(&self, job: &str) -> Value {
         serde_json::from_slice(&std::fs::read(self.spool().join("done").join(job).join("result.json")).unwrap()).unwrap()
     }
 
-    fn wait_for(&self, what: &str, mut ready: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, mut ready: impl FnMut() -> bool) {
         let started = Instant::now();
         while !ready() {
             assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
@@ -82,7 +82,7 @@ impl Farm {
     }
 }
 
-fn steps_job(id: &str, steps: u32) -> Value {
+pub(crate) fn steps_job(id: &str, steps: u32) -> Value {
     json!({"version": 1, "id": id, "kind": "probe", "params": {"check": "steps", "steps": steps, "step_ms": 100}})
 }
 

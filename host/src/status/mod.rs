@@ -320,7 +320,7 @@ impl StatusHub {
             slots: s.slots.iter().enumerate().map(|(slot, gpu)| slot_view(slot, &gpu.health())).collect(),
             spool: {
                 let usage = *s.spool_usage.borrow();
-                SpoolView { bytes: usage.bytes, limit_bytes: usage.limit, full: usage.full() && usage.limit > 0 }
+                SpoolView { bytes: usage.bytes, limit_bytes: usage.limit, full: usage.full() }
             },
             jobs: job_views(&s.running.borrow()),
             mining: mining_view(&s.mining, s.mining_stats.borrow().as_ref(), s.activity.borrow().as_ref(), revoked),
