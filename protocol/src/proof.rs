@@ -46,7 +46,11 @@ pub enum ProofError {
 /// Signs `manifest` with `key`.
 pub fn sign(key: &SigningKey, manifest: ResultManifest) -> SignedProof {
     let signature = key.sign(&manifest.canonical_bytes());
-    SignedProof { manifest, public_key: hex::encode(key.verifying_key().as_bytes()), signature: hex::encode(signature.to_bytes()) }
+    SignedProof {
+        manifest,
+        public_key: hex::encode(key.verifying_key().as_bytes()),
+        signature: hex::encode(signature.to_bytes()),
+    }
 }
 
 /// One input the job was given.
@@ -129,27 +133,41 @@ impl SignedProof {
         if let Some(expected) = expected_key
             && !expected.eq_ignore_ascii_case(&self.public_key)
         {
-            return Err(ProofError::WrongKey { expected: expected.to_string(), actual: self.public_key.clone() });
+            return Err(ProofError::WrongKey {
+                expected: expected.to_string(),
+                actual: self.public_key.clone(),
+            });
         }
         let mut key = [0u8; 32];
         hex::decode_to_slice(&self.public_key, &mut key)
             .map_err(|_| ProofError::Malformed("`public_key` is not 64 hex digits".into()))?;
-        let key = VerifyingKey::from_bytes(&key).map_err(|e| ProofError::Malformed(format!("`public_key`: {e}")))?;
+        let key = VerifyingKey::from_bytes(&key)
+            .map_err(|e| ProofError::Malformed(format!("`public_key`: {e}")))?;
         let mut signature = [0u8; 64];
         hex::decode_to_slice(&self.signature, &mut signature)
             .map_err(|_| ProofError::Malformed("`signature` is not 128 hex digits".into()))?;
-        key.verify(&self.manifest.canonical_bytes(), &Signature::from_bytes(&signature))
-            .map_err(|_| ProofError::BadSignature(self.public_key.clone()))
+        key.verify(
+            &self.manifest.canonical_bytes(),
+            &Signature::from_bytes(&signature),
+        )
+        .map_err(|_| ProofError::BadSignature(self.public_key.clone()))
     }
 
     /// Checks that the files in `dir` are exactly the manifest's outputs.
     pub fn verify_outputs(&self, dir: &Path) -> Result<(), ProofError> {
         for output in &self.manifest.outputs {
-            let problem = |problem: String| ProofError::Output { path: output.path.clone(), problem };
+            let problem = |problem: String| ProofError::Output {
+                path: output.path.clone(),
+                problem,
+            };
             let path = dir.join(&output.path);
-            let actual = Sha256Digest::of_file(&path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+            let actual = Sha256Digest::of_file(&path)
+                .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
             if actual != output.sha256 {
-                return Err(problem(format!("sha256 mismatch: expected {}, got {actual}", output.sha256)));
+                return Err(problem(format!(
+                    "sha256 mismatch: expected {}, got {actual}",
+                    output.sha256
+                )));
             }
         }
         Ok(())
@@ -171,7 +189,11 @@ mod tests {
             inputs: vec![],
             params_sha256: Sha256Digest::of(b"{}"),
             seed: 1,
-            outputs: vec![OutputDigest { path: "a".into(), size: 3, sha256: Sha256Digest::of(b"abc") }],
+            outputs: vec![OutputDigest {
+                path: "a".into(),
+                size: 3,
+                sha256: Sha256Digest::of(b"abc"),
+            }],
             finished_at_ms: 1,
             duration_s: 0.5,
             adapter: None,
@@ -186,15 +208,24 @@ mod tests {
         proof.verify(Some(&public))?;
         let mut tampered = proof.clone();
         tampered.manifest.outputs[0].sha256 = Sha256Digest::of(b"other");
-        assert!(matches!(tampered.verify(None), Err(ProofError::BadSignature(_))));
+        assert!(matches!(
+            tampered.verify(None),
+            Err(ProofError::BadSignature(_))
+        ));
         let other = hex::encode(SigningKey::from_bytes(&[8; 32]).verifying_key().as_bytes());
-        assert!(matches!(proof.verify(Some(&other)), Err(ProofError::WrongKey { .. })));
+        assert!(matches!(
+            proof.verify(Some(&other)),
+            Err(ProofError::WrongKey { .. })
+        ));
 
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("a"), "abc")?;
         proof.verify_outputs(dir.path())?;
         std::fs::write(dir.path().join("a"), "abd")?;
-        assert!(matches!(proof.verify_outputs(dir.path()), Err(ProofError::Output { .. })));
+        assert!(matches!(
+            proof.verify_outputs(dir.path()),
+            Err(ProofError::Output { .. })
+        ));
         Ok(())
     }
 
@@ -204,19 +235,38 @@ mod tests {
     /// `float_roundtrip`): a duration like 1.5827933060000001 s once came
     /// back as 1.582793306 and a good proof was refused as forged.
     #[test]
-    fn a_proof_still_verifies_after_a_trip_through_json_text() -> Result<(), Box<dyn std::error::Error>> {
+    fn a_proof_still_verifies_after_a_trip_through_json_text()
+    -> Result<(), Box<dyn std::error::Error>> {
         let key = SigningKey::from_bytes(&[7; 32]);
         let mut bits: u64 = 0x3ff9_5000_0000_0000;
         for _ in 0..2000 {
-            bits = bits.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            bits = bits
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             let duration_s = f64::from_bits(0x3ff0_0000_0000_0000 | (bits >> 12));
-            let proof = sign(&key, ResultManifest { duration_s, ..manifest() });
+            let proof = sign(
+                &key,
+                ResultManifest {
+                    duration_s,
+                    ..manifest()
+                },
+            );
             let parsed: SignedProof = serde_json::from_str(&serde_json::to_string(&proof)?)?;
-            parsed.verify(None).map_err(|e| format!("duration {duration_s}: {e}"))?;
+            parsed
+                .verify(None)
+                .map_err(|e| format!("duration {duration_s}: {e}"))?;
         }
-        let parsed: SignedProof =
-            serde_json::from_str(&serde_json::to_string(&sign(&key, ResultManifest { duration_s: 1.5827933060000001, ..manifest() }))?)?;
-        assert_eq!(parsed.manifest.duration_s.to_bits(), 1.5827933060000001f64.to_bits());
+        let parsed: SignedProof = serde_json::from_str(&serde_json::to_string(&sign(
+            &key,
+            ResultManifest {
+                duration_s: 1.5827933060000001,
+                ..manifest()
+            },
+        ))?)?;
+        assert_eq!(
+            parsed.manifest.duration_s.to_bits(),
+            1.5827933060000001f64.to_bits()
+        );
         Ok(())
     }
 }
