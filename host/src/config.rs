@@ -161,7 +161,8 @@ pub struct RawLimits {
     /// claims no new job until results are reported or removed.
     #[serde(default)]
     pub spool_mib: Option<u64>,
-    /// Default limits of every job (a job's own limits override them).
+    /// Default limits of every job, and ceilings: a job may ask for less,
+    /// and one asking for more is given back as `unsupported`.
     #[serde(default)]
     pub job: LimitOverrides,
 }

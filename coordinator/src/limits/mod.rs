@@ -3,8 +3,8 @@
 //! how many long polls a worker may hold, how many unreferenced bytes a
 //! caller may upload, how long a lease may be hoarded. Each has a default
 //! here, a `serve` flag where an operator would want another value, and a
-//! clear refusal (`docs/security-coordinator.md` lists them with their
-//! tests).
+//! clear refusal (`docs/security.md`, "Coordinator side", lists them with
+//! their tests).
 //!
 //! - [`polls`] — the per-worker cap on long polls in flight;
 //! - [`quota`] — who owns an upload, and the bytes in flight per owner;

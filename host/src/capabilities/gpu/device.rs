@@ -10,8 +10,8 @@
 //! its place, so the slot keeps working (on lavapipe the stuck kernel keeps
 //! its CPU threads busy; on a GPU it time-slices with the new context).
 //! After [`MAX_ABANDONED`] abandoned devices the slot is unhealthy: its GPU
-//! jobs get `unavailable` (a retryable failure that another worker can
-//! take), the status page and heartbeats say so, and a restart clears it.
+//! jobs fail as `gpu-lost` (retryable: another worker can take them), the
+//! status page and heartbeats say so, and a restart clears it.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
