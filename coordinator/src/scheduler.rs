@@ -34,7 +34,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pictor_protocol::api::{
-    self, BlobRef, CompleteReply, CompleteRequest, FailRequest, Heartbeat, HeartbeatReply, JobList,
+    self, BlobRef, CompleteReply, CompleteRequest, FailRequest, GpuSlotHealth, Heartbeat,
+    HeartbeatReply, JobList,
     JobState, JobStatus, Lease, LeaseState, LeaseStatus, MiningFigures, NOT_RUN_FAILURE_KINDS,
     ProgressUpdate, RegisterRequest, SubmitJob,
 };
@@ -499,6 +500,11 @@ pub fn heartbeat(
     if hb.leases.len() > 4096 {
         return Err(ApiError::invalid("`leases` lists more than 4096 leases"));
     }
+    if hb.gpus.len() > MAX_GPU_SLOTS {
+        return Err(ApiError::invalid(format!(
+            "`gpus` lists more than {MAX_GPU_SLOTS} GPU slots"
+        )));
+    }
     tx.put_beat(&beat_record(worker_id, hb, now_ms))?;
     let mut replies = Vec::with_capacity(hb.leases.len());
     for (i, item) in hb.leases.iter().enumerate() {
@@ -523,12 +529,18 @@ pub fn heartbeat(
     Ok(HeartbeatReply { leases: replies })
 }
 
+/// GPU slots one heartbeat may list (a worker has one per GPU).
+pub const MAX_GPU_SLOTS: usize = 64;
+
 /// What the operator's views keep of a heartbeat: the activity (an
-/// unknown word from a newer host is kept, clipped) and the miner's figures
-/// (clipped texts; a hashrate that is not a finite number ≥ 0 reads 0).
+/// unknown word from a newer host is kept, clipped), the miner's figures
+/// (clipped texts; a hashrate that is not a finite number ≥ 0 reads 0) and
+/// the GPU slots that are not healthy (clipped texts).
 fn beat_record(worker_id: &str, hb: &Heartbeat, now_ms: u64) -> BeatRecord {
-    let short =
-        |text: &str| -> String { text.chars().filter(|c| !c.is_control()).take(64).collect() };
+    let clipped = |text: &str, chars: usize| -> String {
+        text.chars().filter(|c| !c.is_control()).take(chars).collect()
+    };
+    let short = |text: &str| clipped(text, 64);
     BeatRecord {
         worker_id: worker_id.to_string(),
         at_ms: now_ms,
@@ -544,6 +556,15 @@ fn beat_record(worker_id: &str, hb: &Heartbeat, now_ms: u64) -> BeatRecord {
             accepted: m.accepted,
             rejected: m.rejected,
         }),
+        gpu_health: hb
+            .gpus
+            .iter()
+            .map(|g| GpuSlotHealth {
+                slot: g.slot,
+                state: short(&g.state),
+                detail: clipped(&g.detail, 300),
+            })
+            .collect(),
     }
 }
 

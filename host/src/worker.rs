@@ -302,7 +302,7 @@ impl Worker {
                 miner_failures: 0,
             })
             .collect();
-        Ok(Worker {
+        let mut worker = Worker {
             shared: Arc::new(shared),
             slots,
             mining: None,
@@ -310,7 +310,10 @@ impl Worker {
             history: finished_history,
             spool_usage: watch::channel(SpoolUsage::default()).0,
             measured: None,
-        })
+        };
+        // Measured before anything leases or claims a job.
+        worker.spool_has_room();
+        Ok(worker)
     }
 
     /// Mines with `plan` on each GPU that has been idle for its delay.
@@ -650,6 +653,7 @@ async fn run_one(
         Ok((dirs, plugin, limits)) => {
             let control = Arc::new(JobControl::default());
             let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
+            let provider = Arc::clone(&gpu);
             let mut run = JobRun::new(&job.spec, &dirs).with_gpu(gpu);
             run.limits = limits;
             run.attempt = attempt;
@@ -717,6 +721,12 @@ async fn run_one(
                 }
             });
             let outcome = run_job(&plugin, run).await;
+            if provider.overran() {
+                // A kernel outlived its GPU time: settle the slot now, so its
+                // health (status page, heartbeat, leasing) is current before
+                // the next GPU job asks for the device.
+                tokio::task::spawn_blocking(move || provider.settle());
+            }
             forward.abort();
             stopper.abort();
             shared.running.send_modify(|jobs| {

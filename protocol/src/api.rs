@@ -304,6 +304,24 @@ pub struct Heartbeat {
     /// from hosts that predate this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mining: Option<MiningFigures>,
+    /// The GPU slots that are not healthy (absent: all are, or a host that
+    /// predates this field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuSlotHealth>,
+}
+
+/// A GPU slot whose kernels did not all finish: `recovered` (a stuck device
+/// was replaced and the slot still runs GPU jobs) or `unhealthy` (it gives
+/// GPU jobs back until the worker restarts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuSlotHealth {
+    /// The slot, as on the worker's status page (0-based).
+    pub slot: u32,
+    /// `recovered` or `unhealthy`.
+    pub state: String,
+    /// What happened, in words.
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// What a worker's miner does, summed over its GPUs.
@@ -691,6 +709,9 @@ pub struct WorkerSummary {
     /// Its miner's figures, from its last heartbeat while mining.
     #[serde(default)]
     pub mining: Option<MiningFigures>,
+    /// Its GPU slots that are not healthy, from its last heartbeat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_health: Vec<GpuSlotHealth>,
     /// The mining settings it was issued with.
     #[serde(default)]
     pub mining_settings: Option<MiningSettings>,

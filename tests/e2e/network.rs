@@ -126,6 +126,11 @@ impl Coordinator {
 
     /// Submits a job running the sample plugin `plugin_name`.
     pub(crate) fn submit(&self, id: &str, plugin_name: &str, kind: &str, params: Value, inputs: &[(&str, &[u8])]) {
+        self.submit_limited(id, plugin_name, kind, params, inputs, json!({"timeout_s": 60}));
+    }
+
+    /// [`submit`](Self::submit) with the job's own `limits`.
+    pub(crate) fn submit_limited(&self, id: &str, plugin_name: &str, kind: &str, params: Value, inputs: &[(&str, &[u8])], limits: Value) {
         let plugin_bytes = std::fs::read(plugin(plugin_name)).unwrap();
         let plugin = BlobRef { sha256: self.put_blob(&plugin_bytes), size: plugin_bytes.len() as u64 };
         let inputs = inputs
@@ -139,7 +144,7 @@ impl Coordinator {
             inputs,
             params,
             seed: 7,
-            limits: json!({"timeout_s": 60}),
+            limits,
             price: Some(0.01),
             replicas: 1,
             max_attempts: 5,
@@ -147,6 +152,12 @@ impl Coordinator {
         let response = block(|| self.request(reqwest::Method::POST, &api::paths::jobs(), &self.token("creator")).json(&job).send()).unwrap();
         let status = response.status();
         assert!(status.is_success(), "submit {id}: {status} {}", block(|| response.text()).unwrap());
+    }
+
+    /// What the coordinator shows of a worker (creator's view).
+    fn worker_summary(&self, id: &str) -> api::WorkerSummary {
+        let response = block(|| self.request(reqwest::Method::GET, &api::paths::worker(id), &self.token("creator")).send()).unwrap();
+        block(|| response.json()).unwrap()
     }
 
     pub(crate) fn job(&self, id: &str) -> JobStatus {
@@ -193,15 +204,21 @@ struct Worker {
 
 impl Worker {
     fn start(root: &Path, id: &str, coordinator: &Coordinator) -> Self {
+        Self::start_taking(root, id, coordinator, &["hello", "probe"])
+    }
+
+    /// A worker that accepts the job kinds `kinds`.
+    fn start_taking(root: &Path, id: &str, coordinator: &Coordinator, kinds: &[&str]) -> Self {
         let dir = root.join(id);
         std::fs::create_dir_all(&dir).unwrap();
+        let prices: serde_json::Map<String, Value> = kinds.iter().map(|k| (k.to_string(), json!(0.01))).collect();
         let config = json!({
             "version": 1,
             "worker": {"id": id, "name": format!("test {id}")},
             "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
             "coordinator": {"url": coordinator.url(""), "token": coordinator.token("worker"), "spool": "data"},
-            "limits": {"job_kinds": ["hello", "probe"], "jobs_per_gpu": 1, "cache_mib": 256},
-            "prices": {"hello": 0.01, "probe": 0.01}
+            "limits": {"job_kinds": kinds, "jobs_per_gpu": 1, "cache_mib": 256},
+            "prices": prices
         });
         std::fs::write(dir.join("worker.json"), config.to_string()).unwrap();
         let mut worker = Worker { dir, child: None };
@@ -529,4 +546,81 @@ fn a_worker_with_a_wrong_token_says_so_and_keeps_its_work() {
     worker.spawn();
     worker.wait_for_log("the refusal", "the worker token in worker.json is not valid here");
     worker.stop();
+}
+
+#[test]
+fn a_worker_whose_gpu_turns_unhealthy_says_so_and_gives_its_gpu_jobs_back() {
+    let root = farm_root("unhealthy-gpu");
+    // Heartbeats every 2 s.
+    let coordinator = Coordinator::start(&root, &["--lease-ttl-s", "6"]);
+    let endless = json!({"gpu_submission_ms": 1000, "timeout_s": 60});
+    for id in ["endless-1", "endless-2"] {
+        coordinator.submit_limited(id, "gpuprobe", "gpuprobe", json!({"check": "endless-loop"}), &[], endless.clone());
+    }
+    let mut sick = Worker::start_taking(&root, "wkr-sick", &coordinator, &["gpuprobe"]);
+    let jobs = coordinator.wait_final(&["endless-1", "endless-2"], &[&sick]);
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Failed, "{job:?}");
+        assert!(format!("{:?}", job.error).contains("gpu-timeout"), "{job:?}");
+    }
+    // Two devices abandoned: the slot is unhealthy, and the heartbeat says so.
+    let started = Instant::now();
+    let health = loop {
+        let summary = coordinator.worker_summary("wkr-sick");
+        if let Some(slot) = summary.gpu_health.iter().find(|g| g.state == "unhealthy") {
+            break slot.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no unhealthy slot in the heartbeat: {summary:?}\n{}", sick.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health.slot, 0);
+    assert!(health.detail.contains("never finished"), "{health:?}");
+    sick.wait_for_log("the leaser to stop", "taking fewer leases");
+
+    // A GPU job now stays with the coordinator for a healthy worker.
+    coordinator.submit("after", "gpuprobe", "gpuprobe", json!({"check": "transfer", "mib": 1}), &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(coordinator.job("after").state, JobState::Queued, "{}", sick.log());
+    // Its stuck kernels spin on the CPU with lavapipe: stop it before the next.
+    sick.kill();
+    let healthy = Worker::start_taking(&root, "wkr-healthy", &coordinator, &["gpuprobe"]);
+    let jobs = coordinator.wait_final(&["after"], &[&healthy]);
+    assert_eq!(jobs[0].state, JobState::Succeeded, "{:?}", jobs[0]);
+    assert_eq!(jobs[0].workers, ["wkr-healthy"]);
+}
+
+#[test]
+fn a_worker_with_a_full_spool_takes_no_lease_until_it_has_room() {
+    let root = farm_root("full-spool");
+    let coordinator = Coordinator::start(&root, &["--lease-ttl-s", "10"]);
+    coordinator.submit("waiting", "probe", "probe", steps_params(1, 10), &[]);
+    // Results nobody collected: 80 MiB of real bytes in done/, past the 64 MiB limit.
+    let dir = root.join("wkr-full");
+    let filler = dir.join("data/done/old-results");
+    std::fs::create_dir_all(&filler).unwrap();
+    let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    for i in 0..80 {
+        std::fs::write(filler.join(format!("{i}.bin")), &block).unwrap();
+    }
+    let config = json!({
+        "version": 1,
+        "worker": {"id": "wkr-full"},
+        "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+        "coordinator": {"url": coordinator.url(""), "token": coordinator.token("worker"), "spool": "data"},
+        "limits": {"job_kinds": ["probe"], "spool_mib": 64},
+        "prices": {"probe": 0.01}
+    });
+    std::fs::write(dir.join("worker.json"), config.to_string()).unwrap();
+    let mut worker = Worker { dir: dir.clone(), child: None };
+    worker.spawn();
+    worker.wait_for_log("the leaser to hold back", "taking fewer leases");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(coordinator.job("waiting").state, JobState::Queued, "{}", worker.log());
+    assert!(worker.log().contains("the spool is full (limits.spool_mib)"), "{}", worker.log());
+
+    // Room again (the owner cleared done/): at its next measurement the
+    // worker leases the job and runs it, without a restart.
+    std::fs::remove_dir_all(&filler).unwrap();
+    let jobs = coordinator.wait_final(&["waiting"], &[&worker]);
+    assert_eq!(jobs[0].state, JobState::Succeeded, "{:?}", jobs[0]);
 }

@@ -202,3 +202,55 @@ fn a_full_spool_claims_nothing_until_there_is_room_again() {
     assert!(farm.run(true).output().unwrap().status.success());
     assert_eq!(farm.result("waiting")["status"], "succeeded");
 }
+
+#[test]
+fn a_kernel_that_never_ends_does_not_wedge_the_worker_or_the_jobs_behind_it() {
+    let farm = Farm::with(json!({"limits": {"job_kinds": ["gpuprobe", "probe"]}}));
+    let endless = |id: &str| {
+        json!({"version": 1, "id": id, "kind": "gpuprobe", "params": {"check": "endless-loop"},
+               "limits": {"gpu_submission_ms": 1000, "timeout_s": 60}})
+    };
+    let transfer = |id: &str| {
+        json!({"version": 1, "id": id, "kind": "gpuprobe", "params": {"check": "transfer", "mib": 1}})
+    };
+    // Jobs are claimed in submission order, one at a time on one GPU slot.
+    farm.submit("gpuprobe", endless("endless-1"));
+    farm.submit("gpuprobe", transfer("gpu-recovered"));
+    farm.submit("gpuprobe", endless("endless-2"));
+    farm.submit("gpuprobe", transfer("gpu-unhealthy"));
+    farm.submit("probe", steps_job("cpu-after", 2));
+    let started = std::time::Instant::now();
+    let out = farm.run(true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(150),
+        "five jobs took {took:?}"
+    );
+    for job in ["endless-1", "endless-2"] {
+        let failure = &farm.result(job)["failure"];
+        assert_eq!(failure["kind"], "gpu-timeout", "{job}: {failure}");
+        assert_eq!(failure["retryable"], false, "{job}: {failure}");
+    }
+    // After one abandoned device the slot opens a fresh one and works.
+    assert_eq!(
+        farm.result("gpu-recovered")["status"],
+        "succeeded",
+        "{}",
+        farm.result("gpu-recovered")
+    );
+    // After the second it is unhealthy: GPU jobs are given back
+    // (retryable), jobs without the GPU still run.
+    let failure = &farm.result("gpu-unhealthy")["failure"];
+    assert_eq!(failure["kind"], "gpu-lost", "{failure}");
+    assert_eq!(failure["retryable"], true, "{failure}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .contains("GPU is unhealthy"),
+        "{failure}"
+    );
+    assert_eq!(farm.result("cpu-after")["status"], "succeeded");
+}

@@ -282,6 +282,13 @@ pub fn worker(w: &WorkerSummary, now_ms: u64) -> Markup {
                     tr { th { "Activity" } td.activity { (activity(w)) } }
                     tr { th { "Host" } td { (w.host_version.as_deref().unwrap_or("—")) } }
                     tr { th { "GPUs" } td.gpus { (gpus(&w.gpus)) } }
+                    @if !w.gpu_health.is_empty() {
+                        tr { th { "GPU health" } td.gpu-health {
+                            @for g in &w.gpu_health {
+                                div { "slot " (g.slot) ": " (g.state) " " span.muted { (g.detail) } }
+                            }
+                        } }
+                    }
                     tr { th { "Prices" } td.prices { (prices(&w.prices)) } }
                     tr { th { "Jobs done" } td.jobs-done { (w.jobs_completed) } }
                     tr { th { "Earnings" } td.earnings { (amount(w.earnings)) } }

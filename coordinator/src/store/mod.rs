@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use pictor_protocol::Sha256Digest;
 use pictor_protocol::api::{
-    BlobRef, GpuDescription, InputBlob, JobState, MiningFigures, MiningSettings,
+    BlobRef, GpuDescription, GpuSlotHealth, InputBlob, JobState, MiningFigures, MiningSettings,
 };
 use pictor_protocol::proof::{OutputDigest, SignedProof};
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,8 @@ pub struct BeatRecord {
     pub activity: String,
     /// The miner's figures, while mining.
     pub mining: Option<MiningFigures>,
+    /// The GPU slots it called not healthy.
+    pub gpu_health: Vec<GpuSlotHealth>,
 }
 
 /// One output of a completed lease, as listed in its accepted proof.

@@ -24,10 +24,15 @@ use super::{
 };
 
 /// The schema version this build creates and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each migration takes the schema from the version before to its version.
-pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3), (4, MIGRATION_4)];
+
+/// Version 4: the GPU slots a worker's last heartbeat called not healthy.
+const MIGRATION_4: &str = "
+ALTER TABLE worker_beats ADD COLUMN gpu_health TEXT;
+";
 
 /// Version 3: each lease's deadline, and a record of each blob (who
 /// uploaded it, whether anything names it) for upload quotas and garbage
@@ -904,13 +909,14 @@ impl Tx for SqliteTx<'_> {
     fn put_beat(&mut self, beat: &BeatRecord) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "INSERT INTO worker_beats (worker_id, at_ms, activity, mining) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (worker_id) DO UPDATE SET at_ms = ?2, activity = ?3, mining = ?4",
+                "INSERT INTO worker_beats (worker_id, at_ms, activity, mining, gpu_health) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (worker_id) DO UPDATE SET at_ms = ?2, activity = ?3, mining = ?4, gpu_health = ?5",
                 params![
                     beat.worker_id,
                     to_i64(beat.at_ms),
                     beat.activity,
-                    beat.mining.as_ref().map(json).transpose()?
+                    beat.mining.as_ref().map(json).transpose()?,
+                    (!beat.gpu_health.is_empty()).then(|| json(&beat.gpu_health)).transpose()?
                 ],
             )
             .map_err(backend)?;
@@ -918,16 +924,16 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn beat(&mut self, worker_id: &str) -> Result<Option<BeatRecord>, StoreError> {
-        let raw: Option<(i64, String, Option<String>)> = self
+        let raw: Option<(i64, String, Option<String>, Option<String>)> = self
             .tx
             .query_row(
-                "SELECT at_ms, activity, mining FROM worker_beats WHERE worker_id = ?1",
+                "SELECT at_ms, activity, mining, gpu_health FROM worker_beats WHERE worker_id = ?1",
                 [worker_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(backend)?;
-        raw.map(|(at_ms, activity, mining)| {
+        raw.map(|(at_ms, activity, mining, gpu_health)| {
             Ok(BeatRecord {
                 worker_id: worker_id.to_string(),
                 at_ms: to_u64(at_ms),
@@ -936,6 +942,11 @@ impl Tx for SqliteTx<'_> {
                     .as_deref()
                     .map(|m| from_json("worker_beats", "mining", m))
                     .transpose()?,
+                gpu_health: gpu_health
+                    .as_deref()
+                    .map(|g| from_json("worker_beats", "gpu_health", g))
+                    .transpose()?
+                    .unwrap_or_default(),
             })
         })
         .transpose()

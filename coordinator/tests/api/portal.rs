@@ -217,7 +217,8 @@ async fn the_dashboard_shows_workers_jobs_and_previews_of_image_outputs() -> Tes
     farm.as_token(
         &token,
         &api::paths::heartbeat(&id),
-        &json!({"activity": "mining", "leases": [], "mining": mining}),
+        &json!({"activity": "mining", "leases": [], "mining": mining,
+                "gpus": [{"slot": 1, "state": "unhealthy", "detail": "2 GPU kernels never finished <b>"}]}),
     )
     .await;
 
@@ -286,6 +287,11 @@ async fn the_dashboard_shows_workers_jobs_and_previews_of_image_outputs() -> Tes
     // One worker's page.
     let detail = portal.page(&format!("/portal/workers/{id}")).await;
     assert!(detail.contains("stratum+tcp://pool.example:3333"));
+    assert!(
+        detail.contains("slot 1: unhealthy")
+            && detail.contains("2 GPU kernels never finished &lt;b&gt;"),
+        "{detail}"
+    );
     assert_eq!(
         portal.get("/portal/workers/wkr-nobody").await.status(),
         StatusCode::NOT_FOUND

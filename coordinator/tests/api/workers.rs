@@ -110,3 +110,51 @@ async fn unregistered_workers_cannot_lease_or_heartbeat() -> TestResult {
     expect_error(response, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn heartbeats_say_which_gpu_slots_are_not_healthy_clipped_and_bounded() -> TestResult {
+    let farm = Farm::start().await;
+    farm.register("wkr-1", &key(1), &["hello"]).await;
+    let beat = |gpus: serde_json::Value| {
+        serde_json::json!({"activity": "idle", "leases": [], "gpus": gpus})
+    };
+    // A hostile host: a detail of 100,000 characters with terminal controls.
+    let detail = format!("\u{1b}[2J{}", "x".repeat(100_000));
+    let response = farm
+        .as_worker(
+            &api::paths::heartbeat("wkr-1"),
+            &beat(serde_json::json!([{"slot": 0, "state": "unhealthy", "detail": detail}])),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let summary = farm.worker_summary("wkr-1").await;
+    assert_eq!(summary.gpu_health.len(), 1);
+    let slot = &summary.gpu_health[0];
+    assert_eq!((slot.slot, slot.state.as_str()), (0, "unhealthy"));
+    assert_eq!(slot.detail.chars().count(), 300, "clipped");
+    assert!(!slot.detail.contains('\u{1b}'), "controls dropped");
+
+    // More slots than a machine has GPUs: refused, naming the field.
+    let many: Vec<_> = (0..65)
+        .map(|i| serde_json::json!({"slot": i, "state": "recovered"}))
+        .collect();
+    let body = expect_error(
+        farm.as_worker(&api::paths::heartbeat("wkr-1"), &beat(many.into()))
+            .await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+    )
+    .await;
+    assert!(body.message.contains("`gpus`"), "{}", body.message);
+
+    // A heartbeat without the field (all healthy, or an older host) clears it.
+    let response = farm
+        .as_worker(
+            &api::paths::heartbeat("wkr-1"),
+            &serde_json::json!({"activity": "idle", "leases": []}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(farm.worker_summary("wkr-1").await.gpu_health.is_empty());
+    Ok(())
+}

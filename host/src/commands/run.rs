@@ -177,6 +177,8 @@ impl RunCommand {
                         activity: activity.clone(),
                         finished: worker.finished_jobs(),
                         wake_worker: worker.waker(),
+                        gpu_slots: worker.gpu_slots(),
+                        spool_usage: worker.spool_usage(),
                     })?)
                 }
                 _ => None,

@@ -113,8 +113,11 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
     let stderr = CapturedOutput::new(StreamName::Stderr, &spec.id, limits.log_bytes);
     let progress_rx = progress.subscribe();
 
-    let unhealthy = gpu
-        .as_ref()
+    // Opening the device may itself find the slot unhealthy (the job
+    // before left a kernel that never ends): checked after it.
+    let provider = gpu.clone();
+    let gpu = gpu_session(plugin, gpu, &limits).await;
+    let unhealthy = provider
         .filter(|_| plugin.uses_gpu)
         .and_then(|p| match p.health() {
             crate::capabilities::gpu::GpuHealth::Unhealthy { reason } => Some(reason),
@@ -128,7 +131,6 @@ async fn run_job_inner(plugin: &LoadedPlugin, run: JobRun<'_>) -> JobOutcome {
         );
         return refused_outcome(plugin, spec, attempt, failure);
     }
-    let gpu = gpu_session(plugin, gpu, &limits).await;
     let started = Instant::now();
     let (result, checkpoints_saved, adapter) = match new_store(
         plugin, spec, dirs, &limits, checkpoint, &control, progress, gpu, &stdout, &stderr,

@@ -69,7 +69,7 @@ impl NetworkSource {
         };
         // Any GPU mining (with several GPUs, one may mine while another runs a job).
         let mining = self.mining.borrow().as_ref().and_then(mining_figures);
-        let heartbeat = Heartbeat { activity: activity.to_string(), leases, mining };
+        let heartbeat = Heartbeat { activity: activity.to_string(), leases, mining, gpus: self.gpu_health() };
         let reply = match self.client.heartbeat(&self.registration.worker_id, &heartbeat).await {
             Ok(reply) => reply,
             Err(e) => {

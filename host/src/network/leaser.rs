@@ -88,6 +88,11 @@ impl NetworkSource {
             .count())
     }
 
+    /// Nothing leased is left to fetch, run or report.
+    fn nothing_in_hand(&self) -> Result<bool, NetworkError> {
+        Ok(self.entries()?.is_empty() && self.spool.next_incoming()?.is_none() && self.spool.running()?.is_empty())
+    }
+
     /// The lease loop; see the module doc.
     pub(super) async fn lease_loop(self: Arc<Self>, until_idle: bool, mut stop: watch::Receiver<bool>, idle: watch::Sender<bool>) -> Result<(), NetworkError> {
         if !self.register(&mut stop).await {
@@ -107,13 +112,28 @@ impl NetworkSource {
         }
         let mut backoff = Backoff::coordinator();
         let mut finished = self.finished.clone();
+        let mut short_of_slots = None;
         while !*stop.borrow() {
             while let Some(done) = fetches.try_join_next() {
                 if let Ok(Err(e)) = done {
                     return Err(e);
                 }
             }
-            if self.held()? >= self.slots {
+            let (capacity, why) = self.capacity();
+            if why != short_of_slots {
+                match why {
+                    Some(why) => tracing::warn!(capacity, slots = self.slots, reason = why, "taking fewer leases"),
+                    None => tracing::info!(slots = self.slots, "taking leases for every slot again"),
+                }
+                short_of_slots = why;
+            }
+            let held = self.held()?;
+            if capacity == 0 && held == 0 && until_idle && fetches.is_empty() && self.nothing_in_hand()? {
+                tracing::info!(reason = why.unwrap_or_default(), "this worker can take no lease and everything is reported: idle");
+                idle.send_replace(true);
+                break;
+            }
+            if held >= capacity {
                 tokio::select! {
                     _ = finished.changed() => {}
                     () = tokio::time::sleep(FULL_RECHECK) => {}
@@ -138,7 +158,7 @@ impl NetworkSource {
                 Ok(None) => {
                     backoff.reset();
                     self.set_connection(Connection::Connected);
-                    if until_idle && fetches.is_empty() && self.entries()?.is_empty() && self.spool.next_incoming()?.is_none() && self.spool.running()?.is_empty() {
+                    if until_idle && fetches.is_empty() && self.nothing_in_hand()? {
                         tracing::info!("the coordinator has no job for this worker and everything is reported: idle");
                         idle.send_replace(true);
                         break;

@@ -35,7 +35,8 @@ use crate::mining::MiningStats;
 use crate::net::cache::PinGuard;
 use crate::net::fetch::{FetchProgress, Fetcher};
 use crate::spool::Spool;
-use crate::worker::{Activity, RunningJob};
+use crate::capabilities::gpu::{GpuHealth, GpuProvider};
+use crate::worker::{Activity, RunningJob, SpoolUsage};
 use client::CoordinatorClient;
 use ledger::{Ledger, LeaseStep, LedgerEntry};
 
@@ -103,6 +104,10 @@ pub struct NetworkSource {
     finished: watch::Receiver<u64>,
     /// Tells the worker a job was queued.
     wake_worker: Arc<tokio::sync::Notify>,
+    /// Each GPU slot's device provider, for its health.
+    gpu_slots: Vec<Arc<GpuProvider>>,
+    /// The spool's disk use, from the worker.
+    spool_usage: watch::Receiver<SpoolUsage>,
     /// Cache pins held for each lease whose job is not finished.
     pins: Mutex<HashMap<String, Vec<PinGuard>>>,
     /// Set after registration: the coordinator's timing rules.
@@ -150,6 +155,10 @@ pub struct SourceParts {
     pub finished: watch::Receiver<u64>,
     /// The worker's waker ([`crate::worker::Worker::waker`]).
     pub wake_worker: Arc<tokio::sync::Notify>,
+    /// The worker's GPU slots ([`crate::worker::Worker::gpu_slots`]).
+    pub gpu_slots: Vec<Arc<GpuProvider>>,
+    /// The spool's disk use ([`crate::worker::Worker::spool_usage`]).
+    pub spool_usage: watch::Receiver<SpoolUsage>,
 }
 
 impl NetworkSource {
@@ -175,6 +184,8 @@ impl NetworkSource {
             activity: parts.activity,
             finished: parts.finished,
             wake_worker: parts.wake_worker,
+            gpu_slots: parts.gpu_slots,
+            spool_usage: parts.spool_usage,
             pins: Mutex::new(HashMap::new()),
             timing: watch::channel(None).0,
         }))
@@ -270,6 +281,38 @@ impl NetworkSource {
         });
     }
 
+    /// Leases the worker takes now, and why fewer than its slots: none
+    /// while the spool is full, and none for the slots of an unhealthy GPU
+    /// (its GPU jobs would only be given back, each costing the job an
+    /// attempt).
+    fn capacity(&self) -> (usize, Option<&'static str>) {
+        if self.spool_usage.borrow().full() {
+            return (0, Some("the spool is full (limits.spool_mib)"));
+        }
+        let health: Vec<GpuHealth> = self.gpu_slots.iter().map(|g| g.health()).collect();
+        match lease_capacity(self.slots, &health) {
+            n if n < self.slots => (n, Some("a GPU slot is unhealthy (restart the worker once the GPU is known to be fine)")),
+            n => (n, None),
+        }
+    }
+
+    /// The GPU slots that are not healthy, for the heartbeat.
+    fn gpu_health(&self) -> Vec<pictor_protocol::api::GpuSlotHealth> {
+        self.gpu_slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, gpu)| {
+                let health = gpu.health();
+                let detail = match &health {
+                    GpuHealth::Healthy => return None,
+                    GpuHealth::Recovered { abandoned } => format!("{abandoned} GPU kernel(s) never finished; a fresh device replaced the stuck one"),
+                    GpuHealth::Unhealthy { reason } => reason.clone(),
+                };
+                Some(pictor_protocol::api::GpuSlotHealth { slot: u32::try_from(slot).unwrap_or(u32::MAX), state: health.as_str().to_string(), detail })
+            })
+            .collect()
+    }
+
     /// Whether the lease's job has finished in the spool (result stored).
     fn is_done(&self, lease_id: &str) -> bool {
         self.spool.done_dir(lease_id).join("result.json").exists()
@@ -310,5 +353,29 @@ impl NetworkSource {
 
     fn log(&self, event: Event) -> Result<(), NetworkError> {
         Ok(self.journal.append(event)?)
+    }
+}
+
+/// The share of `slots` that healthy GPU slots make up (all of them when the
+/// worker has no GPU slot).
+fn lease_capacity(slots: usize, gpus: &[GpuHealth]) -> usize {
+    if gpus.is_empty() {
+        return slots;
+    }
+    let healthy = gpus.iter().filter(|h| !matches!(h, GpuHealth::Unhealthy { .. })).count();
+    slots * healthy / gpus.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhealthy_gpu_slots_take_no_leases() {
+        let unhealthy = || GpuHealth::Unhealthy { reason: "2 GPU kernels never finished".into() };
+        assert_eq!(lease_capacity(4, &[]), 4, "no GPU: every slot takes leases");
+        assert_eq!(lease_capacity(2, &[GpuHealth::Healthy, GpuHealth::Recovered { abandoned: 1 }]), 2, "a recovered slot still works");
+        assert_eq!(lease_capacity(4, &[GpuHealth::Healthy, unhealthy()]), 2, "two jobs per GPU, one GPU out");
+        assert_eq!(lease_capacity(1, &[unhealthy()]), 0);
     }
 }

@@ -312,32 +312,17 @@ impl GpuProvider {
     /// to hundreds of milliseconds; a device left overrunning is waited for
     /// up to [`DRAIN_TIMEOUT`]): call it off the async executor.
     pub fn device(&self) -> Result<Arc<GpuDevice>, String> {
-        if let GpuHealth::Unhealthy { reason } = self.health() {
-            return Err(format!("this worker's GPU is unhealthy: {reason}"));
-        }
+        let unhealthy = |health: GpuHealth| match health {
+            GpuHealth::Unhealthy { reason } => Err(format!("this worker's GPU is unhealthy: {reason}")),
+            _ => Ok(()),
+        };
+        unhealthy(self.health())?;
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        self.settle_locked(&mut current);
+        unhealthy(self.health())?;
         if let Some(device) = current.as_ref() {
             match device.lost_reason() {
-                None if !device.overran() => return Ok(Arc::clone(device)),
-                None => {
-                    tracing::info!("waiting for GPU work left by an overrunning job");
-                    if device.drain(DRAIN_TIMEOUT) {
-                        return Ok(Arc::clone(device));
-                    }
-                    let abandoned = self.abandoned.fetch_add(1, Ordering::SeqCst) + 1;
-                    tracing::error!(
-                        secs = DRAIN_TIMEOUT.as_secs(),
-                        abandoned,
-                        "a GPU kernel never finished; abandoning the device and opening a new one"
-                    );
-                    if let Some(stuck) = current.take() {
-                        abandon(stuck);
-                    }
-                    if let GpuHealth::Unhealthy { reason } = self.health() {
-                        tracing::error!(%reason, "GPU slot marked unhealthy");
-                        return Err(format!("this worker's GPU is unhealthy: {reason}"));
-                    }
-                }
+                None => return Ok(Arc::clone(device)),
                 Some(reason) => tracing::warn!(%reason, "reopening the lost GPU device"),
             }
         }
@@ -346,6 +331,53 @@ impl GpuProvider {
         let device = Arc::new(GpuDevice::open(&instance, &adapter)?);
         *current = Some(Arc::clone(&device));
         Ok(device)
+    }
+}
+
+impl GpuProvider {
+    /// Whether the open device has work a job left running past its GPU
+    /// time.
+    pub fn overran(&self) -> bool {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|d| d.overran())
+    }
+
+    /// Waits up to [`DRAIN_TIMEOUT`] for work a job left running past its
+    /// GPU time, and abandons the device if it does not finish (the slot
+    /// turns `recovered`, then `unhealthy`). Blocking: call it off the
+    /// executor. The worker calls it when such a job ends, so the slot's
+    /// health is current at once; [`device`](Self::device) does it too.
+    pub fn settle(&self) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        self.settle_locked(&mut current);
+    }
+
+    fn settle_locked(&self, current: &mut Option<Arc<GpuDevice>>) {
+        let Some(device) = current.as_ref() else {
+            return;
+        };
+        if device.lost_reason().is_some() || !device.overran() {
+            return;
+        }
+        tracing::info!("waiting for GPU work left by an overrunning job");
+        if device.drain(DRAIN_TIMEOUT) {
+            return;
+        }
+        let abandoned = self.abandoned.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::error!(
+            secs = DRAIN_TIMEOUT.as_secs(),
+            abandoned,
+            "a GPU kernel never finished; abandoning the device (a new one is opened for the next GPU job)"
+        );
+        if let Some(stuck) = current.take() {
+            abandon(stuck);
+        }
+        if let GpuHealth::Unhealthy { reason } = self.health() {
+            tracing::error!(%reason, "GPU slot marked unhealthy");
+        }
     }
 }
 
