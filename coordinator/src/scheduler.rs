@@ -482,8 +482,10 @@ fn check_fraction(fraction: f32, field: &str) -> Result<f32, ApiError> {
     Ok(fraction.clamp(0.0, 1.0))
 }
 
+/// A worker's message as stored and shown (the operator's CLI prints it):
+/// at most 1000 bytes on one line, terminal controls escaped.
 fn clip(message: &str) -> String {
-    message.chars().take(1000).collect()
+    pictor_protocol::text::one_line(message, 1000)
 }
 
 /// A heartbeat: extends every listed lease of this worker.
@@ -938,10 +940,11 @@ pub fn fail(
         _ => {}
     }
     let job = gone_unless_open(tx, &lease)?;
-    if req.kind.is_empty() || req.kind.len() > 64 {
-        return Err(ApiError::invalid(
-            "`kind` must be 1-64 characters (e.g. `plugin-error`)",
-        ));
+    if !api::valid_kind(&req.kind) {
+        return Err(ApiError::invalid(format!(
+            "`kind` {:?} must be 1-64 characters from a-z 0-9 - (e.g. `timed-out`)",
+            pictor_protocol::text::one_line(&req.kind, 80)
+        )));
     }
     let worker = tx.worker(&lease.worker_id)?.ok_or_else(|| {
         ApiError::internal(format!(

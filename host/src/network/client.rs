@@ -14,6 +14,17 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Largest reply body read from the coordinator: a lease (a job's inputs
+/// and params) is a few KiB; anything past this is refused unread.
+pub const MAX_REPLY_BYTES: usize = 8 << 20;
+
+/// Largest error body read from the coordinator; a longer one is shown as
+/// its first bytes.
+pub const MAX_ERROR_BYTES: usize = 64 << 10;
+
+/// Longest coordinator error message kept (one line, controls escaped).
+const MAX_ERROR_MESSAGE_BYTES: usize = 1000;
+
 /// A coordinator call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -147,19 +158,22 @@ impl CoordinatorClient {
         if let Some(version) = response.headers().get(VERSION_HEADER) {
             let version = version.to_str().unwrap_or("?");
             if version != PROTOCOL_VERSION.to_string() {
-                return Err(ClientError::Version { url: url.to_string(), version: version.to_string() });
+                return Err(ClientError::Version { url: url.to_string(), version: pictor_protocol::text::one_line(version, 32) });
             }
         }
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
+        let (bytes, whole) = read_at_most(url, response, MAX_ERROR_BYTES).await.unwrap_or_default();
+        let parsed = whole.then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok()).flatten();
+        let mut body = parsed.unwrap_or_else(|| ErrorBody {
             error: if status.is_server_error() { ErrorCode::Internal } else { ErrorCode::Unknown },
-            message: format!("{}: {}", status, text.chars().take(200).collect::<String>()),
+            message: format!("{}: {}", status, pictor_protocol::text::one_line(&String::from_utf8_lossy(&bytes), 200)),
             missing: Vec::new(),
         });
+        // The coordinator's words reach the owner's terminal and logs.
+        body.message = pictor_protocol::text::one_line(&body.message, MAX_ERROR_MESSAGE_BYTES);
         if body.error == ErrorCode::UnsupportedVersion {
             return Err(ClientError::Version { url: url.to_string(), version: body.message });
         }
@@ -241,11 +255,34 @@ impl CoordinatorClient {
 }
 
 async fn parse<R: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<R, ClientError> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| ClientError::Unreachable { url: url.to_string(), message: transport_message(&e) })?;
+    let too_large = || ClientError::Malformed {
+        url: url.to_string(),
+        message: format!("the reply is larger than {MAX_REPLY_BYTES} bytes; refused unread"),
+    };
+    if response.content_length().is_some_and(|n| n > MAX_REPLY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let (bytes, whole) = read_at_most(url, response, MAX_REPLY_BYTES).await?;
+    if !whole {
+        return Err(too_large());
+    }
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed { url: url.to_string(), message: e.to_string() })
+}
+
+/// The reply body, read up to `limit` bytes; false when there was more
+/// (what was read is returned, the rest never is).
+async fn read_at_most(url: &str, mut response: reqwest::Response, limit: usize) -> Result<(Vec<u8>, bool), ClientError> {
+    let unreachable = |e: reqwest::Error| ClientError::Unreachable { url: url.to_string(), message: transport_message(&e) };
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
 }
 
 /// The transport error with its causes, on one line.
@@ -290,6 +327,56 @@ mod tests {
 
     fn client(base: url::Url) -> CoordinatorClient {
         CoordinatorClient::new(crate::net::http_client("test").unwrap(), base, "t".repeat(16))
+    }
+
+    /// A hostile coordinator: `/info` answers 64 MiB with no length
+    /// announced, `/workers/register` an error whose message carries
+    /// terminal escapes.
+    async fn hostile_server() -> url::Url {
+        use axum::http::StatusCode as Status;
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/info",
+                axum::routing::get(|| async {
+                    let chunks = futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20])));
+                    ([(VERSION_HEADER, "1")], axum::body::Body::from_stream(chunks))
+                }),
+            )
+            .route(
+                "/api/v1/workers/register",
+                axum::routing::post(|| async {
+                    let message = format!("\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J{}", "x".repeat(50_000));
+                    let body = ErrorBody { error: ErrorCode::Forbidden, message, missing: Vec::new() };
+                    (Status::FORBIDDEN, [(VERSION_HEADER, "1")], axum::Json(body))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url::Url::parse(&format!("http://{addr}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hostile_coordinators_replies_are_bounded_and_its_words_escaped() {
+        let client = client(hostile_server().await);
+        let err = client.info().await.unwrap_err();
+        assert!(matches!(err, ClientError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("larger than 8388608 bytes"), "{err}");
+
+        let request = RegisterRequest {
+            worker_id: "w".into(),
+            name: String::new(),
+            public_key: "00".repeat(32),
+            host_version: "0".into(),
+            gpus: Vec::new(),
+            kinds: Vec::new(),
+            prices: Default::default(),
+            slots: 1,
+        };
+        let err = client.register(&request).await.unwrap_err();
+        let text = err.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:.120}");
+        assert!(text.contains("\\u{1b}[2J") && text.len() < 1400, "{} bytes: {text:.120}", text.len());
     }
 
     #[tokio::test]
