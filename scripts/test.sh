@@ -9,4 +9,7 @@ cd "$root"
 bash scripts/install-deps.sh
 # Mesa (lavapipe) warns on every device open without a runtime dir.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+# Property tests of hostile worker.json, job specs and leases: a fixed
+# number of cases each (well under a second in all).
+export PROPTEST_CASES="${PROPTEST_CASES:-4096}"
 cargo test --release --locked --workspace

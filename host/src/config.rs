@@ -19,6 +19,10 @@ use serde::Deserialize;
 use crate::capabilities::gpu::AdapterChoice;
 use crate::jobs::limits::LimitOverrides;
 
+/// Longest error message about a bad file, in bytes: a hostile value
+/// echoed back is clipped there, its control characters escaped.
+const ERROR_BYTES: usize = 2048;
+
 /// The config format version this host reads.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -272,6 +276,10 @@ impl WorkerConfig {
 
     /// Checks every value of `raw`; relative paths are resolved against `dir`.
     pub fn validate(raw: RawConfig, dir: &Path, file: &Path) -> Result<Self, String> {
+        Self::validate_unclipped(raw, dir, file).map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+    }
+
+    fn validate_unclipped(raw: RawConfig, dir: &Path, file: &Path) -> Result<Self, String> {
         if raw.version != CONFIG_VERSION {
             return Err(format!(
                 "`version` is {}, this host reads version {CONFIG_VERSION}; get a current config from the portal",
@@ -364,6 +372,10 @@ impl WorkerConfig {
 /// Parses JSON into [`RawConfig`]; errors name the key (with a "did you
 /// mean" for misspelt ones) and give line and column.
 pub fn parse(text: &str) -> Result<RawConfig, String> {
+    parse_unclipped(text).map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+}
+
+fn parse_unclipped(text: &str) -> Result<RawConfig, String> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -618,5 +630,43 @@ mod tests {
             let err = check(&text).expect_err(to);
             assert!(err.contains(expected), "{to}: {err}");
         }
+    }
+
+    /// Fields of `GOOD` (and ones it lacks) a hostile config may change.
+    const CONFIG_FIELDS: &[&str] = &[
+        "version", "worker", "worker/id", "worker/name", "wallet", "coordinator", "coordinator/spool", "coordinator/url",
+        "coordinator/token", "mining", "mining/enabled", "mining/pool", "mining/coin", "mining/wallet", "mining/plugin",
+        "mining/plugin_sha256", "mining/idle_delay_s", "mining/require_nvidia", "mining/allow_private_pool", "limits",
+        "limits/job_kinds", "limits/job_kinds/0", "limits/jobs_per_gpu", "limits/cache_mib", "limits/spool_mib", "limits/job",
+        "limits/job/timeout_s", "limits/job/memory_mib", "limits/job/output_mib", "limits/job/open_files",
+        "limits/job/gpu_memory_mib", "prices", "prices/render", "gpu", "gpu/0", "status", "status/listen", "unknown_key",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(crate::hostile::config())]
+
+        #[test]
+        fn a_hostile_worker_json_is_refused_readably_never_a_panic((path, value) in crate::hostile::mutation(CONFIG_FIELDS)) {
+            let good: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+            let text = crate::hostile::with_field(&good, path, value).to_string();
+            if let Err(error) = check(&text) {
+                crate::hostile::assert_readable(&error);
+            }
+        }
+
+        #[test]
+        fn any_bytes_as_worker_json_are_refused_readably(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            if let Err(error) = check(&String::from_utf8_lossy(&bytes)) {
+                crate::hostile::assert_readable(&error);
+            }
+        }
+    }
+
+    #[test]
+    fn a_worker_json_nested_100000_deep_is_refused_not_a_stack_overflow() {
+        let error = check(&crate::hostile::deeply_nested(100_000)).err().unwrap_or_default();
+        crate::hostile::assert_readable(&error);
+        let text = GOOD.replace(r#""gpu": "auto""#, &format!(r#""gpu": {}"#, crate::hostile::deeply_nested(100_000)));
+        crate::hostile::assert_readable(&check(&text).err().unwrap_or_default());
     }
 }

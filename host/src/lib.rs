@@ -26,6 +26,8 @@
 
 pub mod capabilities;
 pub mod config;
+#[cfg(test)]
+mod hostile;
 pub mod faults;
 pub use pictor_protocol::digest;
 pub mod jobs;

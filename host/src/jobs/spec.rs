@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Sha256Digest;
 use crate::jobs::limits::LimitOverrides;
 
+/// Longest error message about a bad file, in bytes: a hostile value
+/// echoed back is clipped there, its control characters escaped.
+const ERROR_BYTES: usize = 2048;
+
 /// The job spec version this host reads.
 pub const SPEC_VERSION: u32 = 1;
 
@@ -161,6 +165,10 @@ impl JobSpec {
 
     /// Parses and validates a spec from JSON text.
     pub fn from_json(text: &str) -> Result<Self, String> {
+        Self::from_json_unclipped(text).map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+    }
+
+    fn from_json_unclipped(text: &str) -> Result<Self, String> {
         // Check the version before the shape, so a newer spec gets a clear
         // "unsupported version" instead of an unknown-field error.
         let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -185,6 +193,10 @@ impl JobSpec {
 
     /// Checks every field's value.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_unclipped().map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+    }
+
+    fn validate_unclipped(&self) -> Result<(), String> {
         let id_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if self.id.is_empty() || self.id.len() > 128 || !self.id.chars().all(id_ok) || self.id.starts_with('.') {
             return Err(format!(
@@ -270,5 +282,33 @@ mod tests {
             let err = JobSpec::from_json(json).expect_err(json);
             assert!(err.contains(expected), "{json}: {err}");
         }
+    }
+
+    /// Fields of the render sample (and ones it lacks) a hostile spec may change.
+    const SPEC_FIELDS: &[&str] = &[
+        "version", "id", "kind", "params", "params/width", "seed", "inputs", "inputs/0", "inputs/0/name", "inputs/0/path",
+        "inputs/0/sha256", "inputs/1/name", "limits", "limits/timeout_s", "limits/memory_mib", "limits/output_mib",
+        "limits/output_files", "limits/open_files", "limits/gpu_memory_mib", "limits/gpu_submission_ms", "limits/log_bytes",
+        "plugin", "plugin/path", "plugin/sha256", "price", "unknown_key",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(crate::hostile::config())]
+
+        #[test]
+        fn a_hostile_job_spec_is_refused_readably_never_a_panic((path, value) in crate::hostile::mutation(SPEC_FIELDS)) {
+            let sample: serde_json::Value = serde_json::from_str(include_str!("../../../fixtures/jobs/render.json")).unwrap();
+            let text = crate::hostile::with_field(&sample, path, value).to_string();
+            match JobSpec::from_json(&text) {
+                Ok(spec) => proptest::prop_assert!(spec.validate().is_ok()),
+                Err(error) => crate::hostile::assert_readable(&error),
+            }
+        }
+    }
+
+    #[test]
+    fn a_spec_nested_100000_deep_is_refused_not_a_stack_overflow() {
+        let text = format!(r#"{{"version": 1, "id": "deep", "kind": "hello", "params": {}}}"#, crate::hostile::deeply_nested(100_000));
+        crate::hostile::assert_readable(&JobSpec::from_json(&text).err().unwrap_or_default());
     }
 }

@@ -269,6 +269,10 @@ impl NetworkSource {
 /// The job spec of `lease`, with its plugin and inputs at `plugin` and
 /// `inputs` (cache paths); an error says what in the lease is invalid.
 fn spec_of(lease: &Lease, plugin: &std::path::Path, inputs: &[std::path::PathBuf]) -> Result<JobSpec, String> {
+    spec_of_unclipped(lease, plugin, inputs).map_err(|e| crate::runtime::text::lines(&e, 2048))
+}
+
+fn spec_of_unclipped(lease: &Lease, plugin: &std::path::Path, inputs: &[std::path::PathBuf]) -> Result<JobSpec, String> {
     let limits: LimitOverrides = match &lease.limits {
         serde_json::Value::Null => LimitOverrides::default(),
         value => serde_json::from_value(value.clone()).map_err(|e| format!("`limits`: {e}"))?,
@@ -302,3 +306,51 @@ pub(super) fn not_run(step: LeaseStep, reason: &str) -> FailRequest {
     let (kind, retryable) = if step == LeaseStep::Invalid { ("invalid-lease", false) } else { ("download", true) };
     FailRequest { kind: kind.into(), message: reason.to_string(), retryable, proof: None }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fields of a lease a hostile coordinator may change.
+    const LEASE_FIELDS: &[&str] = &[
+        "lease_id", "job_id", "kind", "attempt", "expires_in_s", "plugin", "plugin/sha256", "plugin/size", "inputs",
+        "inputs/0", "inputs/0/name", "inputs/0/sha256", "inputs/0/size", "params", "seed", "limits", "limits/timeout_s",
+        "limits/memory_mib", "limits/output_mib", "limits/open_files", "price", "unknown_key",
+    ];
+
+    fn good_lease() -> serde_json::Value {
+        let digest = crate::digest::Sha256Digest::of(b"x").to_string();
+        serde_json::json!({
+            "lease_id": "job-1.0", "job_id": "job-1", "kind": "render", "attempt": 1, "expires_in_s": 60,
+            "plugin": {"sha256": digest, "size": 1},
+            "inputs": [{"name": "scene.gltf", "sha256": digest, "size": 1}],
+            "params": {"spp": 64}, "seed": 7, "limits": {"timeout_s": 60}, "price": 0.5
+        })
+    }
+
+    #[test]
+    fn the_good_lease_makes_a_spec() {
+        let lease: Lease = serde_json::from_value(good_lease()).unwrap();
+        let spec = spec_of(&lease, std::path::Path::new("/cache/plugin"), &["/cache/input".into()]).unwrap();
+        assert_eq!((spec.id.as_str(), spec.inputs.len()), ("job-1.0", 1));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::hostile::config())]
+
+        #[test]
+        fn a_hostile_lease_is_refused_readably_never_a_panic((path, value) in crate::hostile::mutation(LEASE_FIELDS)) {
+            let text = crate::hostile::with_field(&good_lease(), path, value).to_string();
+            // What the client does with a reply, then what the leaser does with a lease.
+            let Ok(lease) = serde_json::from_str::<Lease>(&text) else {
+                return Ok(());
+            };
+            let inputs: Vec<std::path::PathBuf> = lease.inputs.iter().map(|_| "/cache/input".into()).collect();
+            match spec_of(&lease, std::path::Path::new("/cache/plugin"), &inputs) {
+                Ok(spec) => proptest::prop_assert!(spec.validate().is_ok()),
+                Err(error) => crate::hostile::assert_readable(&error),
+            }
+        }
+    }
+}
+
