@@ -28,6 +28,9 @@
 //! | `long-error` | fails with a `size`-byte message (default 100 MB) |
 //! | `long-summary` | succeeds with a `size`-byte message and 100,000 metrics |
 //! | `long-progress` | reports progress with a `size`-byte message, 20 times, then succeeds |
+//! | `listing-hoard` | opens a listing of `/input` again and again without reading it to the end |
+//! | `file-flood` | creates empty files in `/output` until it is stopped |
+//! | `sparse-file` | sets the size of a new `/output` file to 1 TiB without writing |
 //! | `terminal-escapes` | puts OSC 52 (clipboard), CSI 2J (clear) and BEL in its progress, stdout, stderr and error |
 
 // Planting a symlink needs `std::os::wasi::fs::symlink_path`, still unstable;
@@ -127,6 +130,18 @@ impl Plugin for Adversary {
             "fd-hoard" => hoard(target, false),
             "stream-hoard" => hoard(target, true),
             "deep-output" => deep_output(p.depth, p.stop_after_folders),
+            "listing-hoard" => listing_hoard(),
+            "file-flood" => {
+                for n in 0u64.. {
+                    std::fs::File::create(format!("/output/f{n}")).map_err(io)?;
+                }
+                unreachable!("u64 files")
+            }
+            "sparse-file" => {
+                let file = std::fs::File::create("/output/sparse.bin").map_err(io)?;
+                file.set_len(1 << 40).map_err(io)?;
+                Ok(Summary::new("ESCAPED: a 1 TiB sparse file"))
+            }
             "long-error" => Err(JobError::Failed("E".repeat(p.size))),
             "long-summary" => {
                 let mut summary = Summary::new("S".repeat(p.size));
@@ -195,6 +210,32 @@ fn hoard(name: &str, _streams: bool) -> Result<Summary, JobError> {
     let mut held = Vec::new();
     loop {
         held.push(std::fs::File::open(format!("/input/{name}")).map_err(io)?);
+    }
+}
+
+/// Opens listings of `/input` without end, keeping every one.
+#[cfg(target_arch = "wasm32")]
+fn listing_hoard() -> Result<Summary, JobError> {
+    let (input, _) = wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .find(|(_, path)| path == "/input")
+        .ok_or_else(|| JobError::Io("no /input preopen".into()))?;
+    let mut held = Vec::new();
+    for n in 0u64.. {
+        held.push(
+            input
+                .read_directory()
+                .map_err(|e| JobError::Io(format!("listing #{n} refused: {e:?}")))?,
+        );
+    }
+    unreachable!("u64 listings")
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn listing_hoard() -> Result<Summary, JobError> {
+    let mut held = Vec::new();
+    loop {
+        held.push(std::fs::read_dir("/input").map_err(io)?);
     }
 }
 

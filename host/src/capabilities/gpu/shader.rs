@@ -172,6 +172,14 @@ mod tests {
     }
 
     #[test]
+    fn a_source_over_a_mebibyte_is_refused_before_it_is_parsed() {
+        let comment = format!("// {}\n", "x".repeat(1 << 20));
+        let error = validate_wgsl(&kernel(&comment)).err().unwrap_or_default();
+        assert!(error.contains("the limit is 1048576"), "{error}");
+        assert!(validate_wgsl(&kernel("")).is_ok());
+    }
+
+    #[test]
     fn long_operator_chains_are_refused_before_naga_recurses_on_them() {
         // 200,000 terms aborted the worker; on a 2 MiB stack a few thousand did.
         for body in [
