@@ -28,6 +28,12 @@ if ! command -v cargo >/dev/null 2>&1 || [ "$(command -v cargo)" = /usr/bin/carg
   exit 1
 fi
 
+# scripts/test.sh checks formatting first.
+if ! cargo fmt --version >/dev/null 2>&1; then
+  echo "==> adding rustfmt to rustup's toolchain"
+  rustup component add rustfmt
+fi
+
 # Everything the guest build relies on must now be there.
 for f in /usr/bin/cargo /usr/bin/rustc /usr/bin/wasm-ld-22 /usr/lib/wasm32-wasi/crt1-reactor.o \
          /usr/lib/rustlib/src/rust/library/Cargo.lock /usr/bin/chromium /usr/bin/chromedriver; do

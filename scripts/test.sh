@@ -7,6 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 bash scripts/install-deps.sh
+# Formatting first: seconds, and it fails before a long build.
+cargo fmt --all -- --check
 # Mesa (lavapipe) warns on every device open without a runtime dir.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # Property tests of hostile worker.json, job specs and leases: a fixed

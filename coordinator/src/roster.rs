@@ -113,7 +113,10 @@ fn summarize(
         last_heartbeat_ms: beat.as_ref().map(|b| b.at_ms),
         last_seen_ms,
         activity: beat.as_ref().map(|b| b.activity.clone()),
-        gpu_health: beat.as_ref().map(|b| b.gpu_health.clone()).unwrap_or_default(),
+        gpu_health: beat
+            .as_ref()
+            .map(|b| b.gpu_health.clone())
+            .unwrap_or_default(),
         mining: beat.and_then(|b| b.mining),
         mining_settings: issued.as_ref().and_then(|i| i.mining.clone()),
         host_version: worker.as_ref().map(|w| w.host_version.clone()),

@@ -35,9 +35,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pictor_protocol::api::{
     self, BlobRef, CompleteReply, CompleteRequest, FailRequest, GpuSlotHealth, Heartbeat,
-    HeartbeatReply, JobList,
-    JobState, JobStatus, Lease, LeaseState, LeaseStatus, MiningFigures, NOT_RUN_FAILURE_KINDS,
-    ProgressUpdate, RegisterRequest, SubmitJob,
+    HeartbeatReply, JobList, JobState, JobStatus, Lease, LeaseState, LeaseStatus, MiningFigures,
+    NOT_RUN_FAILURE_KINDS, ProgressUpdate, RegisterRequest, SubmitJob,
 };
 use pictor_protocol::proof::{OutputDigest, PROOF_VERSION, SignedProof};
 
@@ -540,7 +539,10 @@ pub const MAX_GPU_SLOTS: usize = 64;
 /// the GPU slots that are not healthy (clipped texts).
 fn beat_record(worker_id: &str, hb: &Heartbeat, now_ms: u64) -> BeatRecord {
     let clipped = |text: &str, chars: usize| -> String {
-        text.chars().filter(|c| !c.is_control()).take(chars).collect()
+        text.chars()
+            .filter(|c| !c.is_control())
+            .take(chars)
+            .collect()
     };
     let short = |text: &str| clipped(text, 64);
     BeatRecord {

@@ -43,7 +43,9 @@ fn main() -> Result<(), BoxError> {
     }
     let work = tempfile::tempdir()?;
     let coordinator = Coordinator::start(&work.path().join("coordinator"), &[])?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let (unverified, verified, hashing) = tokio.block_on(async {
         let mut bytes = vec![0u8; (mib << 20) as usize];
         getrandom::fill(&mut bytes)?;
@@ -52,9 +54,14 @@ fn main() -> Result<(), BoxError> {
         let hashing = t.elapsed();
         let blob = coordinator.creator()?.put_blob(bytes).await?;
         let base = Url::parse(&coordinator.url)?;
-        let source = BlobSource::coordinator(&base, coordinator.token("worker")?, &blob.sha256)?.named("bench blob");
+        let source = BlobSource::coordinator(&base, coordinator.token("worker")?, &blob.sha256)?
+            .named("bench blob");
         let cache = Arc::new(BlobCache::open(work.path().join("cache"), 2 * blob.size)?);
-        let fetcher = Fetcher::new(pictor_host::net::http_client("pictor-bench")?, cache, FetchOptions::default());
+        let fetcher = Fetcher::new(
+            pictor_host::net::http_client("pictor-bench")?,
+            cache,
+            FetchOptions::default(),
+        );
         let plain = work.path().join("plain.bin");
         let (mut unverified, mut verified) = (Vec::new(), Vec::new());
         println!("run  unverified MiB/s  cores busy  verified MiB/s  cores busy");
@@ -68,25 +75,61 @@ fn main() -> Result<(), BoxError> {
                 unverified.push(download_unverified(&fetcher, &source, &plain, blob.size).await?);
             }
             let (a, b) = (&unverified[run - 1], &verified[run - 1]);
-            println!("{run:>3}  {:>16.1}  {:>10}  {:>14.1}  {:>10}", mib as f64 / a.secs, cores(a.cores), mib as f64 / b.secs, cores(b.cores));
+            println!(
+                "{run:>3}  {:>16.1}  {:>10}  {:>14.1}  {:>10}",
+                mib as f64 / a.secs,
+                cores(a.cores),
+                mib as f64 / b.secs,
+                cores(b.cores)
+            );
         }
         Ok::<_, BoxError>((unverified, verified, hashing))
     })?;
     coordinator.stop()?;
 
-    let (u, v) = (mib as f64 / median(unverified.iter().map(|s| s.secs)), mib as f64 / median(verified.iter().map(|s| s.secs)));
+    let (u, v) = (
+        mib as f64 / median(unverified.iter().map(|s| s.secs)),
+        mib as f64 / median(verified.iter().map(|s| s.secs)),
+    );
     let (ratio, h) = (v / u, mib as f64 / hashing.as_secs_f64());
-    let median_cores = |samples: &[Sample]| cores(samples.iter().map(|s| s.cores).collect::<Option<Vec<f64>>>().map(median));
-    println!("download of one {mib} MiB blob from a coordinator on loopback, median of {runs} cold runs each");
-    println!("  unverified (baseline)   {u:>8.1} MiB/s   cores busy {}", median_cores(&unverified));
-    println!("  verified (fetch)        {v:>8.1} MiB/s   cores busy {}", median_cores(&verified));
-    println!("  verified/unverified = {ratio:.3}x (goal ≥ 0.9: {})", if ratio >= 0.9 { "met" } else { "NOT met" });
-    println!("  for context: sha256 alone {h:.1} MiB/s; hashing with no overlap at all would give {:.1} MiB/s", 1.0 / (1.0 / u + 1.0 / h));
+    let median_cores = |samples: &[Sample]| {
+        cores(
+            samples
+                .iter()
+                .map(|s| s.cores)
+                .collect::<Option<Vec<f64>>>()
+                .map(median),
+        )
+    };
+    println!(
+        "download of one {mib} MiB blob from a coordinator on loopback, median of {runs} cold runs each"
+    );
+    println!(
+        "  unverified (baseline)   {u:>8.1} MiB/s   cores busy {}",
+        median_cores(&unverified)
+    );
+    println!(
+        "  verified (fetch)        {v:>8.1} MiB/s   cores busy {}",
+        median_cores(&verified)
+    );
+    println!(
+        "  verified/unverified = {ratio:.3}x (goal ≥ 0.9: {})",
+        if ratio >= 0.9 { "met" } else { "NOT met" }
+    );
+    println!(
+        "  for context: sha256 alone {h:.1} MiB/s; hashing with no overlap at all would give {:.1} MiB/s",
+        1.0 / (1.0 / u + 1.0 / h)
+    );
     Ok(())
 }
 
 /// The baseline: the blob streamed to `dest`, which is deleted afterwards.
-async fn download_unverified(fetcher: &Fetcher, source: &BlobSource, dest: &Path, size: u64) -> Result<Sample, BoxError> {
+async fn download_unverified(
+    fetcher: &Fetcher,
+    source: &BlobSource,
+    dest: &Path,
+    size: u64,
+) -> Result<Sample, BoxError> {
     let (t, cpu) = (Instant::now(), machine_busy_s());
     let written = fetcher.download_unverified(source, dest).await?;
     let sample = Sample::since(t, cpu);
@@ -98,9 +141,20 @@ async fn download_unverified(fetcher: &Fetcher, source: &BlobSource, dest: &Path
 }
 
 /// A verified fetch into the (empty) cache; the blob is removed from it afterwards.
-async fn download_verified(fetcher: &Fetcher, source: &BlobSource, blob: &BlobRef) -> Result<Sample, BoxError> {
+async fn download_verified(
+    fetcher: &Fetcher,
+    source: &BlobSource,
+    blob: &BlobRef,
+) -> Result<Sample, BoxError> {
     let (t, cpu) = (Instant::now(), machine_busy_s());
-    let pinned = fetcher.fetch(source, blob.sha256, Some(blob.size), &ProgressSink::discard()).await?;
+    let pinned = fetcher
+        .fetch(
+            source,
+            blob.sha256,
+            Some(blob.size),
+            &ProgressSink::discard(),
+        )
+        .await?;
     let sample = Sample::since(t, cpu);
     drop(pinned);
     if !fetcher.cache().remove(&blob.sha256)? {
@@ -118,7 +172,12 @@ struct Sample {
 impl Sample {
     fn since(start: Instant, busy_at_start: Option<f64>) -> Self {
         let secs = start.elapsed().as_secs_f64();
-        Sample { secs, cores: busy_at_start.zip(machine_busy_s()).map(|(a, b)| (b - a) / secs) }
+        Sample {
+            secs,
+            cores: busy_at_start
+                .zip(machine_busy_s())
+                .map(|(a, b)| (b - a) / secs),
+        }
     }
 }
 
@@ -126,8 +185,20 @@ impl Sample {
 /// softirq in `/proc/stat`, in USER_HZ = 100 ticks), on Linux.
 fn machine_busy_s() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).map(|t| t.parse().ok()).collect::<Option<_>>()?;
-    Some([0, 1, 2, 5, 6].iter().map(|&i| ticks.get(i).copied().unwrap_or(0.0)).sum::<f64>() / 100.0)
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(
+        [0, 1, 2, 5, 6]
+            .iter()
+            .map(|&i| ticks.get(i).copied().unwrap_or(0.0))
+            .sum::<f64>()
+            / 100.0,
+    )
 }
 
 fn cores(busy: Option<f64>) -> String {

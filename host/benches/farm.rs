@@ -51,13 +51,20 @@ fn main() -> Result<(), BoxError> {
     if jobs == 0 || workers == 0 {
         return Err("--jobs and --workers must be at least 1".into());
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repo root")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no repo root")?;
     let hello = pictor_plugins(root)?.join("hello.wasm");
-    let work = tempfile::Builder::new().prefix("pictor-farm-").disable_cleanup(keep).tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("pictor-farm-")
+        .disable_cleanup(keep)
+        .tempdir()?;
     if keep {
         eprintln!("working folder (kept): {}", work.path().display());
     }
-    let inputs: Vec<Vec<u8>> = (0..jobs).map(|i| format!("tiny job number {i}\n").into_bytes()).collect();
+    let inputs: Vec<Vec<u8>> = (0..jobs)
+        .map(|i| format!("tiny job number {i}\n").into_bytes())
+        .collect();
 
     let local = run_local(work.path(), &hello, &inputs)?;
     let network = run_network(work.path(), &hello, &inputs, workers)?;
@@ -65,8 +72,15 @@ fn main() -> Result<(), BoxError> {
     let local_rate = jobs as f64 / local.span_s();
     let network_rate = jobs as f64 / network.span_s();
     println!("{jobs} tiny jobs (hello, one input of ~20 bytes each)");
-    println!("  local spool, 1 worker:       {:>7.3} s   {local_rate:>7.1} jobs/s", local.span_s());
-    println!("  coordinator, {workers} worker(s):    {:>7.3} s   {network_rate:>7.1} jobs/s   jobs per worker {:?}", network.span_s(), network.per_worker);
+    println!(
+        "  local spool, 1 worker:       {:>7.3} s   {local_rate:>7.1} jobs/s",
+        local.span_s()
+    );
+    println!(
+        "  coordinator, {workers} worker(s):    {:>7.3} s   {network_rate:>7.1} jobs/s   jobs per worker {:?}",
+        network.span_s(),
+        network.per_worker
+    );
     println!();
     println!("  per job (ms)                      p50      p99      max");
     row("  local claimed → finished", &local.per_job);
@@ -75,10 +89,17 @@ fn main() -> Result<(), BoxError> {
     row("    leased → started", &network.to_start);
     row("    started → finished (plugin)", &network.run);
     row("    finished → reported", &network.to_report);
-    let run_share = network.run.iter().sum::<u64>() as f64 / network.per_job.iter().sum::<u64>().max(1) as f64;
-    println!("  plugin run share of leased → reported: {:.1} %", 100.0 * run_share);
+    let run_share =
+        network.run.iter().sum::<u64>() as f64 / network.per_job.iter().sum::<u64>().max(1) as f64;
+    println!(
+        "  plugin run share of leased → reported: {:.1} %",
+        100.0 * run_share
+    );
     println!();
-    println!("  scaling: network jobs/s ÷ (local jobs/s × {workers}) = {:.3}", network_rate / (local_rate * workers as f64));
+    println!(
+        "  scaling: network jobs/s ÷ (local jobs/s × {workers}) = {:.3}",
+        network_rate / (local_rate * workers as f64)
+    );
     println!(
         "  per-job overhead: network p50 leased → reported ÷ local p50 claimed → finished = {:.1}x",
         pct(&network.per_job, 0.5) as f64 / pct(&local.per_job, 0.5).max(1) as f64
@@ -109,7 +130,12 @@ impl Timings {
 }
 
 fn row(label: &str, sorted: &[u64]) {
-    println!("{label:<32} {:>8} {:>8} {:>8}", pct(sorted, 0.5), pct(sorted, 0.99), sorted.last().copied().unwrap_or(0));
+    println!(
+        "{label:<32} {:>8} {:>8} {:>8}",
+        pct(sorted, 0.5),
+        pct(sorted, 0.99),
+        sorted.last().copied().unwrap_or(0)
+    );
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -126,7 +152,11 @@ fn job_id(i: usize) -> String {
 
 /// The records of a journal; a torn last line (a worker mid-write) is skipped.
 fn journal(path: &Path) -> Vec<Record> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// The baseline: every job queued in one local spool, then one
@@ -160,7 +190,11 @@ fn run_local(work: &Path, hello: &Path, inputs: &[Vec<u8>]) -> Result<Timings, B
         .arg("--json")
         .output()?;
     if !warm_up.status.success() {
-        return Err(format!("warm-up exec failed:\n{}", String::from_utf8_lossy(&warm_up.stderr)).into());
+        return Err(format!(
+            "warm-up exec failed:\n{}",
+            String::from_utf8_lossy(&warm_up.stderr)
+        )
+        .into());
     }
     for spec in &specs {
         spool.submit(spec, Some(hello))?;
@@ -178,7 +212,11 @@ fn run_local(work: &Path, hello: &Path, inputs: &[Vec<u8>]) -> Result<Timings, B
         .stderr(File::create(&log_path)?)
         .status()?;
     if !status.success() {
-        return Err(format!("the local worker exited with {status}:\n{}", log_tail(&log_path, 30)).into());
+        return Err(format!(
+            "the local worker exited with {status}:\n{}",
+            log_tail(&log_path, 30)
+        )
+        .into());
     }
 
     let records = journal(&dir.join("spool/journal.jsonl"));
@@ -198,7 +236,13 @@ fn run_local(work: &Path, hello: &Path, inputs: &[Vec<u8>]) -> Result<Timings, B
         }
     }
     if finished.len() != inputs.len() {
-        return Err(format!("{} of {} local jobs succeeded:\n{}", finished.len(), inputs.len(), log_tail(&log_path, 30)).into());
+        return Err(format!(
+            "{} of {} local jobs succeeded:\n{}",
+            finished.len(),
+            inputs.len(),
+            log_tail(&log_path, 30)
+        )
+        .into());
     }
     let mut t = Timings {
         first_ms: claimed.values().copied().min().unwrap_or(0),
@@ -230,7 +274,11 @@ struct Worker {
 impl Worker {
     fn start(work: &Path, dir: PathBuf, coordinator: &Coordinator) -> Result<Self, BoxError> {
         std::fs::create_dir_all(&dir)?;
-        let id = dir.file_name().ok_or("worker folder has no name")?.to_string_lossy().into_owned();
+        let id = dir
+            .file_name()
+            .ok_or("worker folder has no name")?
+            .to_string_lossy()
+            .into_owned();
         let config = json!({
             "version": 1, "worker": {"id": id, "name": format!("bench {id}")}, "wallet": WALLET,
             "coordinator": {"url": coordinator.url, "token": coordinator.token("worker")?, "spool": "data"},
@@ -259,7 +307,9 @@ impl Worker {
     fn check_alive(&mut self) -> Result<(), BoxError> {
         match self.child.try_wait()? {
             None => Ok(()),
-            Some(status) => Err(format!("a worker exited with {status}:\n{}", self.log_tail()).into()),
+            Some(status) => {
+                Err(format!("a worker exited with {status}:\n{}", self.log_tail()).into())
+            }
         }
     }
 
@@ -267,7 +317,11 @@ impl Worker {
     fn stop(mut self) -> Result<(), BoxError> {
         match terminate(&mut self.child, Duration::from_secs(30)) {
             Some(status) if status.success() => Ok(()),
-            status => Err(format!("a worker did not stop cleanly ({status:?}):\n{}", self.log_tail()).into()),
+            status => Err(format!(
+                "a worker did not stop cleanly ({status:?}):\n{}",
+                self.log_tail()
+            )
+            .into()),
         }
     }
 }
@@ -280,12 +334,19 @@ impl Drop for Worker {
 
 /// Submits every job (plugin uploaded once, one input blob per job), then
 /// starts the workers and waits until every job is final and reported.
-fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) -> Result<Timings, BoxError> {
+fn run_network(
+    work: &Path,
+    hello: &Path,
+    inputs: &[Vec<u8>],
+    workers: usize,
+) -> Result<Timings, BoxError> {
     let dir = work.join("network");
     std::fs::create_dir_all(&dir)?;
     let coordinator = Coordinator::start(&dir.join("coordinator"), &[])?;
     let creator = coordinator.creator()?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let t = Instant::now();
     tokio.block_on(async {
         let plugin = creator.put_blob(std::fs::read(hello)?).await?;
@@ -297,7 +358,11 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
                     id: Some(job_id(i)),
                     kind: "hello".into(),
                     plugin,
-                    inputs: vec![InputBlob { name: "in.txt".into(), sha256: blob.sha256, size: blob.size }],
+                    inputs: vec![InputBlob {
+                        name: "in.txt".into(),
+                        sha256: blob.sha256,
+                        size: blob.size,
+                    }],
                     params: json!({"suffix": SUFFIX}),
                     seed: 1,
                     limits: json!({"timeout_s": 60}),
@@ -305,10 +370,19 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
                     replicas: 1,
                     max_attempts: 3,
                 };
-                let response = creator.request(reqwest::Method::POST, &api::paths::jobs()).json(&job).send().await?;
+                let response = creator
+                    .request(reqwest::Method::POST, &api::paths::jobs())
+                    .json(&job)
+                    .send()
+                    .await?;
                 let status = response.status();
                 if !status.is_success() {
-                    return Err(format!("submitting {}: HTTP {status}: {}", job_id(i), response.text().await?).into());
+                    return Err(format!(
+                        "submitting {}: HTTP {status}: {}",
+                        job_id(i),
+                        response.text().await?
+                    )
+                    .into());
                 }
                 Ok::<(), BoxError>(())
             }
@@ -319,23 +393,42 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
         }
         Ok::<(), BoxError>(())
     })?;
-    eprintln!("submitted {} jobs in {:.1} s; starting {workers} worker(s)", inputs.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "submitted {} jobs in {:.1} s; starting {workers} worker(s)",
+        inputs.len(),
+        t.elapsed().as_secs_f64()
+    );
 
-    let mut farm = (0..workers).map(|n| Worker::start(work, dir.join(format!("wkr-{n}")), &coordinator)).collect::<Result<Vec<_>, _>>()?;
-    let limit = Duration::from_secs(120) + Duration::from_secs(inputs.len() as u64 * 2 / workers as u64);
+    let mut farm = (0..workers)
+        .map(|n| Worker::start(work, dir.join(format!("wkr-{n}")), &coordinator))
+        .collect::<Result<Vec<_>, _>>()?;
+    let limit =
+        Duration::from_secs(120) + Duration::from_secs(inputs.len() as u64 * 2 / workers as u64);
     let (t, mut last_note) = (Instant::now(), Instant::now());
     let list = |query: &str| {
-        let request = creator.request(reqwest::Method::GET, &format!("{}?{query}", api::paths::jobs()));
-        tokio.block_on(async { Ok::<JobList, BoxError>(request.send().await?.error_for_status()?.json().await?) })
+        let request = creator.request(
+            reqwest::Method::GET,
+            &format!("{}?{query}", api::paths::jobs()),
+        );
+        tokio.block_on(async {
+            Ok::<JobList, BoxError>(request.send().await?.error_for_status()?.json().await?)
+        })
     };
-    let reported = |farm: &[Worker]| farm.iter().flat_map(Worker::journal).filter(|r| matches!(r.event, Event::Reported { .. })).count();
+    let reported = |farm: &[Worker]| {
+        farm.iter()
+            .flat_map(Worker::journal)
+            .filter(|r| matches!(r.event, Event::Reported { .. }))
+            .count()
+    };
     // Every job final and its report journalled (the journal line follows
     // the coordinator's reply).
     let jobs = loop {
         for worker in &mut farm {
             worker.check_alive()?;
         }
-        if list("state=queued&limit=1")?.jobs.is_empty() && list("state=running&limit=1")?.jobs.is_empty() {
+        if list("state=queued&limit=1")?.jobs.is_empty()
+            && list("state=running&limit=1")?.jobs.is_empty()
+        {
             let all = list("limit=100000")?.jobs;
             if all.iter().all(|j| j.state.is_final()) && reported(&farm) >= all.len() {
                 break all;
@@ -343,10 +436,20 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
         }
         if t.elapsed() > limit {
             let logs: Vec<String> = farm.iter().map(Worker::log_tail).collect();
-            return Err(format!("jobs not done after {limit:?}\n{}\n{}", coordinator.log_tail(30), logs.join("\n")).into());
+            return Err(format!(
+                "jobs not done after {limit:?}\n{}\n{}",
+                coordinator.log_tail(30),
+                logs.join("\n")
+            )
+            .into());
         }
         if last_note.elapsed() > Duration::from_secs(10) {
-            eprintln!("  {} of {} jobs reported after {:.0} s", reported(&farm), inputs.len(), t.elapsed().as_secs_f64());
+            eprintln!(
+                "  {} of {} jobs reported after {:.0} s",
+                reported(&farm),
+                inputs.len(),
+                t.elapsed().as_secs_f64()
+            );
             last_note = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -359,29 +462,60 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
 
     // Every job succeeded exactly once, with the expected output.
     if jobs.len() != inputs.len() {
-        return Err(format!("the coordinator lists {} jobs, {} were submitted", jobs.len(), inputs.len()).into());
+        return Err(format!(
+            "the coordinator lists {} jobs, {} were submitted",
+            jobs.len(),
+            inputs.len()
+        )
+        .into());
     }
     let mut retried = 0;
     for job in &jobs {
-        let i: usize = job.job_id.strip_prefix("tiny-").and_then(|n| n.parse().ok()).ok_or_else(|| format!("unknown job {}", job.job_id))?;
+        let i: usize = job
+            .job_id
+            .strip_prefix("tiny-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unknown job {}", job.job_id))?;
         let expected = Sha256Digest::of(&[&inputs[i][..], SUFFIX.as_bytes()].concat());
-        let output_ok = job.outputs.iter().any(|o| o.path == "in.txt.hello" && o.sha256 == expected);
+        let output_ok = job
+            .outputs
+            .iter()
+            .any(|o| o.path == "in.txt.hello" && o.sha256 == expected);
         if job.state != JobState::Succeeded || job.proofs.len() != 1 || !output_ok {
-            return Err(format!("{}: {:?}, {} proof(s), expected output: {output_ok}, error {:?}", job.job_id, job.state, job.proofs.len(), job.error).into());
+            return Err(format!(
+                "{}: {:?}, {} proof(s), expected output: {output_ok}, error {:?}",
+                job.job_id,
+                job.state,
+                job.proofs.len(),
+                job.error
+            )
+            .into());
         }
         retried += usize::from(job.attempts > 1);
     }
     let mut reports: HashMap<&str, usize> = HashMap::new();
     for r in journals.iter().flatten() {
-        if let Event::Reported { job, report, duplicate: false } = &r.event
+        if let Event::Reported {
+            job,
+            report,
+            duplicate: false,
+        } = &r.event
             && report == "completed"
         {
             let job_id = job.rsplit_once('.').map_or(job.as_str(), |(id, _)| id);
             *reports.entry(job_id).or_default() += 1;
         }
     }
-    if let Some(job) = jobs.iter().find(|j| reports.get(j.job_id.as_str()) != Some(&1)) {
-        return Err(format!("{} was reported {} times", job.job_id, reports.get(job.job_id.as_str()).unwrap_or(&0)).into());
+    if let Some(job) = jobs
+        .iter()
+        .find(|j| reports.get(j.job_id.as_str()) != Some(&1))
+    {
+        return Err(format!(
+            "{} was reported {} times",
+            job.job_id,
+            reports.get(job.job_id.as_str()).unwrap_or(&0)
+        )
+        .into());
     }
     if retried > 0 {
         eprintln!("note: {retried} job(s) took more than one attempt");
@@ -403,7 +537,11 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
                 Event::Leased { job, .. } => (job, "leased"),
                 Event::Started { job, .. } => (job, "started"),
                 Event::Finished { job, .. } => (job, "finished"),
-                Event::Reported { job, duplicate: false, .. } => (job, "reported"),
+                Event::Reported {
+                    job,
+                    duplicate: false,
+                    ..
+                } => (job, "reported"),
                 _ => continue,
             };
             at.entry((job.as_str(), event)).or_insert(r.at_ms);
@@ -413,7 +551,11 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
             if event != "reported" {
                 continue;
             }
-            let get = |e| at.get(&(job, e)).copied().ok_or_else(|| format!("lease {job} was reported without a {e} record"));
+            let get = |e| {
+                at.get(&(job, e))
+                    .copied()
+                    .ok_or_else(|| format!("lease {job} was reported without a {e} record"))
+            };
             let (leased, started, finished) = (get("leased")?, get("started")?, get("finished")?);
             t.first_ms = t.first_ms.min(leased);
             t.last_ms = t.last_ms.max(reported);
@@ -425,7 +567,12 @@ fn run_network(work: &Path, hello: &Path, inputs: &[Vec<u8>], workers: usize) ->
         }
         t.per_worker.push(done);
     }
-    for samples in [&mut t.per_job, &mut t.to_start, &mut t.run, &mut t.to_report] {
+    for samples in [
+        &mut t.per_job,
+        &mut t.to_start,
+        &mut t.run,
+        &mut t.to_report,
+    ] {
         samples.sort_unstable();
     }
     Ok(t)

@@ -72,7 +72,10 @@ fn cpu(threads: usize, seconds: f64) -> f64 {
                         for _ in 0..4096 {
                             block[12..16].copy_from_slice(&nonce.to_le_bytes());
                             let mut state = midstate;
-                            sha2::compress256(&mut state, std::slice::from_ref(GenericArray::from_slice(&block)));
+                            sha2::compress256(
+                                &mut state,
+                                std::slice::from_ref(GenericArray::from_slice(&block)),
+                            );
                             let mut first = [0u8; 32];
                             for (i, w) in state.iter().enumerate() {
                                 first[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
@@ -101,7 +104,13 @@ fn native(device: &GpuDevice, seconds: f64) -> Result<f64, Error> {
     let d = &device.device;
     let header = header();
     let count: u32 = 1 << 22;
-    let (words, workgroups) = sha256d::work(&sha256d::midstate(&header), &header, &Target::from_be_bytes([0; 32]), 0, count);
+    let (words, workgroups) = sha256d::work(
+        &sha256d::midstate(&header),
+        &header,
+        &Target::from_be_bytes([0; 32]),
+        0,
+        count,
+    );
     let buffer = |size: u64| {
         d.create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -127,8 +136,14 @@ fn native(device: &GpuDevice, seconds: f64) -> Result<f64, Error> {
         label: None,
         layout: &pipeline.get_bind_group_layout(0),
         entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: work.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: found.as_entire_binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: work.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: found.as_entire_binding(),
+            },
         ],
     });
     let mut first = 0u32;
@@ -136,7 +151,9 @@ fn native(device: &GpuDevice, seconds: f64) -> Result<f64, Error> {
         let mut w = words;
         w[11] = first;
         first = first.wrapping_add(count);
-        device.queue.write_buffer(&work, 0, bytemuck::cast_slice(&w));
+        device
+            .queue
+            .write_buffer(&work, 0, bytemuck::cast_slice(&w));
         let mut encoder = d.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -145,7 +162,10 @@ fn native(device: &GpuDevice, seconds: f64) -> Result<f64, Error> {
             pass.dispatch_workgroups(workgroups, 1, 1);
         }
         let index = device.queue.submit([encoder.finish()]);
-        d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(Duration::from_secs(600)) })?;
+        d.poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: Some(Duration::from_secs(600)),
+        })?;
         Ok(())
     };
     run()?; // warm-up: pipeline compilation
@@ -164,7 +184,9 @@ fn rate(hps: f64) -> String {
 
 fn main() -> Result<(), Error> {
     let seconds = args()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repo root")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no repo root")?;
     let plugins = pictor_plugins(root)?;
     let runtime = Runtime::new(&RuntimeConfig { cache_dir: None })?;
     let plugin = runtime.load_miner(&std::fs::read(plugins.join("mine.wasm"))?)?;
@@ -177,11 +199,21 @@ fn main() -> Result<(), Error> {
     std::fs::create_dir(work.path().join("in"))?;
     let dirs = JobDirs::prepare(&work.path().join("in"), &work.path().join("out"))?;
     let params = serde_json::json!({"mode": "bench", "seconds": seconds});
-    let spec = JobSpec::from_json(&serde_json::json!({"version": 1, "id": "bench", "kind": "mine", "params": params}).to_string())?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let outcome = tokio.block_on(run_job(&plugin, JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu))));
+    let spec = JobSpec::from_json(
+        &serde_json::json!({"version": 1, "id": "bench", "kind": "mine", "params": params})
+            .to_string(),
+    )?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = tokio.block_on(run_job(
+        &plugin,
+        JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu)),
+    ));
     tokio.shutdown_timeout(Duration::from_secs(10));
-    let success = outcome.success.ok_or_else(|| format!("plugin bench failed: {:?}", outcome.failure))?;
+    let success = outcome
+        .success
+        .ok_or_else(|| format!("plugin bench failed: {:?}", outcome.failure))?;
     let metric = |name: &str| success.metrics.get(name).copied().unwrap_or(0.0);
     let (plugin_wall, plugin_gpu) = (metric("hashes-per-second"), metric("gpu-hashes-per-second"));
 
@@ -189,13 +221,34 @@ fn main() -> Result<(), Error> {
     let cpu_one = cpu(1, seconds);
     let cpu_all = cpu(cores, seconds);
 
-    println!("adapter: {} ({:?}, {:?})", device.info.name, device.info.device_type, device.info.backend);
+    println!(
+        "adapter: {} ({:?}, {:?})",
+        device.info.name, device.info.device_type, device.info.backend
+    );
     println!("SHA-256d, {seconds} s each, midstate on the CPU for both sides");
-    println!("  GPU, through the plugin (~10 ms batches)  {:>14}   GPU time only {}", rate(plugin_wall), rate(plugin_gpu));
-    println!("  GPU, native wgpu (2^22-nonce dispatches)   {:>14}", rate(native));
-    println!("  CPU, sha2, 1 thread                        {:>14}", rate(cpu_one));
-    println!("  CPU, sha2, {cores} threads{}                       {:>14}", if cores < 10 { " " } else { "" }, rate(cpu_all));
-    println!("ratios: plugin / CPU 1 thread {:.2}x · plugin / CPU {cores} threads {:.2}x · plugin / native {:.2}x",
-        plugin_wall / cpu_one, plugin_wall / cpu_all, plugin_wall / native);
+    println!(
+        "  GPU, through the plugin (~10 ms batches)  {:>14}   GPU time only {}",
+        rate(plugin_wall),
+        rate(plugin_gpu)
+    );
+    println!(
+        "  GPU, native wgpu (2^22-nonce dispatches)   {:>14}",
+        rate(native)
+    );
+    println!(
+        "  CPU, sha2, 1 thread                        {:>14}",
+        rate(cpu_one)
+    );
+    println!(
+        "  CPU, sha2, {cores} threads{}                       {:>14}",
+        if cores < 10 { " " } else { "" },
+        rate(cpu_all)
+    );
+    println!(
+        "ratios: plugin / CPU 1 thread {:.2}x · plugin / CPU {cores} threads {:.2}x · plugin / native {:.2}x",
+        plugin_wall / cpu_one,
+        plugin_wall / cpu_all,
+        plugin_wall / native
+    );
     Ok(())
 }

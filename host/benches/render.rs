@@ -30,7 +30,12 @@ struct Args {
 }
 
 fn args() -> Result<Args, Error> {
-    let mut args = Args { scene: "cornell".into(), size: 128, spp: 64, runs: 3 };
+    let mut args = Args {
+        scene: "cornell".into(),
+        size: 128,
+        spp: 64,
+        runs: 3,
+    };
     parse_flags(|flag, value| {
         match flag {
             "--scene" => args.scene = value,
@@ -46,10 +51,17 @@ fn args() -> Result<Args, Error> {
 
 fn main() -> Result<(), Error> {
     let args = args()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repo root")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no repo root")?;
     let scenes = root.join("fixtures/scenes");
-    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(scenes.join(format!("{}.ref.json", args.scene)))?)?;
-    let file = reference["scene"].as_str().ok_or("no scene in ref.json")?.to_string();
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        scenes.join(format!("{}.ref.json", args.scene)),
+    )?)?;
+    let file = reference["scene"]
+        .as_str()
+        .ok_or("no scene in ref.json")?
+        .to_string();
     let mut params = reference["params"].clone();
     params["width"] = args.size.into();
     params["height"] = args.size.into();
@@ -60,7 +72,9 @@ fn main() -> Result<(), Error> {
     let plugin = runtime.load(&std::fs::read(plugins.join("render.wasm"))?)?;
     let gpu = Arc::new(GpuProvider::new(AdapterChoice::Auto));
     let device = gpu.device()?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let work = tempfile::tempdir()?;
     let input = work.path().join("in");
     std::fs::create_dir(&input)?;
@@ -76,12 +90,25 @@ fn main() -> Result<(), Error> {
             "limits": {"timeout_s": 3600}});
         let spec = JobSpec::from_json(&spec.to_string())?;
         let dirs = JobDirs::prepare(&input, &work.path().join(format!("out{job_number}")))?;
-        let outcome = tokio.block_on(run_job(&plugin, JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu))));
-        let metric = |name: &str| outcome.success.as_ref().and_then(|s| s.metrics.get(name).copied()).unwrap_or(f64::NAN);
+        let outcome = tokio.block_on(run_job(
+            &plugin,
+            JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu)),
+        ));
+        let metric = |name: &str| {
+            outcome
+                .success
+                .as_ref()
+                .and_then(|s| s.metrics.get(name).copied())
+                .unwrap_or(f64::NAN)
+        };
         if let Some(f) = &outcome.failure {
             return Err(format!("bench job failed: {}", f.message).into());
         }
-        Ok((metric("samples_per_s"), metric("gpu_ms"), metric("max_pass_ms")))
+        Ok((
+            metric("samples_per_s"),
+            metric("gpu_ms"),
+            metric("max_pass_ms"),
+        ))
     };
 
     let samples = f64::from(args.size) * f64::from(args.size) * f64::from(args.spp);
@@ -110,16 +137,29 @@ fn main() -> Result<(), Error> {
         cpu_rates.push(samples / started.elapsed().as_secs_f64());
         std::hint::black_box(pixels);
     }
-    let (gpu_rate, kernel_rate, cpu_rate) = (median(gpu_rates), median(kernel_rates), median(cpu_rates));
+    let (gpu_rate, kernel_rate, cpu_rate) =
+        (median(gpu_rates), median(kernel_rates), median(cpu_rates));
 
-    println!("adapter: {} ({:?}, {:?})", device.info.name, device.info.backend, device.info.device_type);
+    println!(
+        "adapter: {} ({:?}, {:?})",
+        device.info.name, device.info.backend, device.info.device_type
+    );
     println!(
         "scene {} ({} triangles), {}x{} at {} spp, {} bounces, median of {} runs",
         args.scene, prepared.triangles, args.size, args.size, args.spp, p.max_bounces, args.runs
     );
-    println!("  GPU plugin, whole render    {:>9.3} Msamples/s", gpu_rate / 1e6);
-    println!("  GPU plugin, passes only     {:>9.3} Msamples/s   (longest pass {max_pass:.1} ms)", kernel_rate / 1e6);
-    println!("  CPU reference, {threads} threads   {:>9.3} Msamples/s", cpu_rate / 1e6);
+    println!(
+        "  GPU plugin, whole render    {:>9.3} Msamples/s",
+        gpu_rate / 1e6
+    );
+    println!(
+        "  GPU plugin, passes only     {:>9.3} Msamples/s   (longest pass {max_pass:.1} ms)",
+        kernel_rate / 1e6
+    );
+    println!(
+        "  CPU reference, {threads} threads   {:>9.3} Msamples/s",
+        cpu_rate / 1e6
+    );
     println!("  GPU/CPU = {:.2}x", gpu_rate / cpu_rate);
     Ok(())
 }

@@ -20,18 +20,25 @@ use pictor_host::jobs::spec::JobSpec;
 use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no repo root")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no repo root")?;
     let plugins = pictor_plugins(root)?;
     let bytes = std::fs::read(plugins.join("hello.wasm"))?;
     let spec = JobSpec::from_json(r#"{"version": 1, "id": "bench", "kind": "hello"}"#)?;
     let work = tempfile::tempdir()?;
     std::fs::create_dir(work.path().join("in"))?;
     std::fs::write(work.path().join("in/a.txt"), "hello")?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let mut job_number = 0u32;
     let mut run = |plugin: &LoadedPlugin| -> Result<(), Box<dyn std::error::Error>> {
         job_number += 1;
-        let dirs = JobDirs::prepare(&work.path().join("in"), &work.path().join(format!("out{job_number}")))?;
+        let dirs = JobDirs::prepare(
+            &work.path().join("in"),
+            &work.path().join(format!("out{job_number}")),
+        )?;
         let outcome = tokio.block_on(run_job(plugin, JobRun::new(&spec, &dirs)));
         if !outcome.succeeded() {
             return Err(format!("bench job failed: {:?}", outcome.failure).into());
@@ -42,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let uncached = Runtime::new(&RuntimeConfig { cache_dir: None })?;
     let cache_dir = work.path().join("cache");
-    let cached = Runtime::new(&RuntimeConfig { cache_dir: Some(cache_dir) })?;
+    let cached = Runtime::new(&RuntimeConfig {
+        cache_dir: Some(cache_dir),
+    })?;
     cached.load(&bytes)?; // fill the cache
 
     const COLD: usize = 10;
@@ -69,12 +78,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         instantiate.push(t.elapsed());
     }
 
-    let (c, w, i) = (median(&mut cold), median(&mut warm), median(&mut instantiate));
-    println!("start-up of a trivial job (hello, 1 input file), median of {COLD}/{WARM}/{WARM} runs");
+    let (c, w, i) = (
+        median(&mut cold),
+        median(&mut warm),
+        median(&mut instantiate),
+    );
+    println!(
+        "start-up of a trivial job (hello, 1 input file), median of {COLD}/{WARM}/{WARM} runs"
+    );
     println!("  plugin: {} bytes", bytes.len());
     println!("  cold (compile + run)        {:>9.3} ms", ms(c));
-    println!("  warm (cache load + run)     {:>9.3} ms   cold/warm = {:.1}x", ms(w), ratio(c, w));
-    println!("  instantiate-only (+ run)    {:>9.3} ms   warm/instantiate = {:.2}x", ms(i), ratio(w, i));
+    println!(
+        "  warm (cache load + run)     {:>9.3} ms   cold/warm = {:.1}x",
+        ms(w),
+        ratio(c, w)
+    );
+    println!(
+        "  instantiate-only (+ run)    {:>9.3} ms   warm/instantiate = {:.2}x",
+        ms(i),
+        ratio(w, i)
+    );
     Ok(())
 }
 

@@ -22,18 +22,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--port" => port = value()?.parse()?,
             "--difficulty" => difficulty = value()?.parse()?,
             "--job-every" => job_every = value()?.parse()?,
-            other => return Err(format!("unknown argument {other} (use --port, --difficulty, --job-every)").into()),
+            other => {
+                return Err(format!(
+                    "unknown argument {other} (use --port, --difficulty, --job-every)"
+                )
+                .into());
+            }
         }
     }
     if !(difficulty.is_finite() && difficulty > 0.0) || job_every == 0 {
         return Err("--difficulty must be > 0 and --job-every ≥ 1 second".into());
     }
-    let pool = TestPool::start_at(&format!("127.0.0.1:{port}"), PoolOptions { difficulty, ..PoolOptions::default() })?;
-    println!("test pool on {} (share difficulty {difficulty}, a new job every {job_every} s); Ctrl-C to stop", pool.url());
+    let pool = TestPool::start_at(
+        &format!("127.0.0.1:{port}"),
+        PoolOptions {
+            difficulty,
+            ..PoolOptions::default()
+        },
+    )?;
+    println!(
+        "test pool on {} (share difficulty {difficulty}, a new job every {job_every} s); Ctrl-C to stop",
+        pool.url()
+    );
     loop {
         std::thread::sleep(Duration::from_secs(job_every));
         pool.new_job(false);
         let t = pool.tally();
-        println!("{} miner(s) connected · {} shares accepted, {} rejected", t.open, t.accepted, t.rejected);
+        println!(
+            "{} miner(s) connected · {} shares accepted, {} rejected",
+            t.open, t.accepted, t.rejected
+        );
     }
 }

@@ -266,17 +266,26 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err = |message: String| ConfigError { file: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the config file: {e}")))?;
+        let err = |message: String| ConfigError {
+            file: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(format!("cannot read the config file: {e}")))?;
         let raw = parse(&text).map_err(err)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         Self::validate(raw, &dir, path).map_err(err)
     }
 
     /// Checks every value of `raw`; relative paths are resolved against `dir`.
     pub fn validate(raw: RawConfig, dir: &Path, file: &Path) -> Result<Self, String> {
-        Self::validate_unclipped(raw, dir, file).map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+        Self::validate_unclipped(raw, dir, file)
+            .map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
     }
 
     fn validate_unclipped(raw: RawConfig, dir: &Path, file: &Path) -> Result<Self, String> {
@@ -286,21 +295,34 @@ impl WorkerConfig {
                 raw.version
             ));
         }
-        let id_ok = |s: &str| (3..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let id_ok = |s: &str| {
+            (3..=64).contains(&s.len())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
         if !id_ok(&raw.worker.id) {
             return Err(format!(
                 "`worker.id` {:?} must be 3-64 characters from A-Z a-z 0-9 - _; copy it from the portal",
                 raw.worker.id
             ));
         }
-        let name = raw.worker.name.clone().unwrap_or_else(|| raw.worker.id.clone());
+        let name = raw
+            .worker
+            .name
+            .clone()
+            .unwrap_or_else(|| raw.worker.id.clone());
         if name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err("`worker.name` must be at most 100 printable characters".into());
         }
         check_wallet("wallet", &raw.wallet)?;
         let source = source(&raw.coordinator, dir)?;
         let mining = match &raw.mining {
-            Some(m) => Some(mining(m, &raw.wallet, dir, matches!(source, JobSource::Coordinator { .. }))?),
+            Some(m) => Some(mining(
+                m,
+                &raw.wallet,
+                dir,
+                matches!(source, JobSource::Coordinator { .. }),
+            )?),
             None => None,
         };
         let status_listen = match &raw.status {
@@ -314,17 +336,26 @@ impl WorkerConfig {
         }
         let jobs_per_gpu = raw.limits.jobs_per_gpu.unwrap_or(1);
         if !(1..=64).contains(&jobs_per_gpu) {
-            return Err(format!("`limits.jobs_per_gpu` must be between 1 and 64, got {jobs_per_gpu}"));
+            return Err(format!(
+                "`limits.jobs_per_gpu` must be between 1 and 64, got {jobs_per_gpu}"
+            ));
         }
         let cache_mib = raw.limits.cache_mib.unwrap_or(20 * 1024);
         if !(64..=16 * 1024 * 1024).contains(&cache_mib) {
-            return Err(format!("`limits.cache_mib` must be between 64 and 16777216, got {cache_mib}"));
+            return Err(format!(
+                "`limits.cache_mib` must be between 64 and 16777216, got {cache_mib}"
+            ));
         }
         let spool_mib = raw.limits.spool_mib.unwrap_or(20 * 1024);
         if !(64..=16 * 1024 * 1024).contains(&spool_mib) {
-            return Err(format!("`limits.spool_mib` must be between 64 and 16777216, got {spool_mib}"));
+            return Err(format!(
+                "`limits.spool_mib` must be between 64 and 16777216, got {spool_mib}"
+            ));
         }
-        raw.limits.job.validate().map_err(|e| format!("`limits.job`: {}", e.replacen("limits.", "", 1)))?;
+        raw.limits
+            .job
+            .validate()
+            .map_err(|e| format!("`limits.job`: {}", e.replacen("limits.", "", 1)))?;
         for (kind, price) in &raw.prices {
             check_kind("prices", kind)?;
             if !(price.is_finite() && *price >= 0.0) {
@@ -336,14 +367,21 @@ impl WorkerConfig {
             Some(GpuSetting::One(one)) => vec![one.parse().unwrap_or_default()],
             Some(GpuSetting::Many(list)) => {
                 if list.is_empty() || list.len() > 64 {
-                    return Err("`gpu` lists 1-64 adapters (indexes or names from `pictor-host gpu list`)".into());
+                    return Err(
+                        "`gpu` lists 1-64 adapters (indexes or names from `pictor-host gpu list`)"
+                            .into(),
+                    );
                 }
                 let unique: std::collections::BTreeSet<&String> = list.iter().collect();
                 if unique.len() != list.len() {
                     return Err("`gpu` lists the same adapter twice".into());
                 }
-                let choices: Vec<AdapterChoice> = list.iter().map(|g| g.parse().unwrap_or_default()).collect();
-                if choices.iter().any(|c| matches!(c, AdapterChoice::Auto | AdapterChoice::None)) {
+                let choices: Vec<AdapterChoice> =
+                    list.iter().map(|g| g.parse().unwrap_or_default()).collect();
+                if choices
+                    .iter()
+                    .any(|c| matches!(c, AdapterChoice::Auto | AdapterChoice::None))
+                {
                     return Err("a `gpu` list names adapters by index or name; use \"auto\" or \"none\" alone".into());
                 }
                 choices
@@ -381,14 +419,22 @@ fn parse_unclipped(text: &str) -> Result<RawConfig, String> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = with_suggestion(&inner.to_string());
-        if path == "." { message } else { format!("`{path}`: {message}") }
+        if path == "." {
+            message
+        } else {
+            format!("`{path}`: {message}")
+        }
     })
 }
 
 /// Adds "did you mean `x`?" to serde's unknown-field message.
 fn with_suggestion(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_string() };
-    let Some((unknown, rest)) = rest.split_once('`') else { return message.to_string() };
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((unknown, rest)) = rest.split_once('`') else {
+        return message.to_string();
+    };
     let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
     let best = expected
         .iter()
@@ -407,25 +453,43 @@ fn with_suggestion(message: &str) -> String {
 }
 
 fn check_wallet(key: &str, wallet: &str) -> Result<(), String> {
-    let ok = (8..=128).contains(&wallet.len()) && wallet.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'));
+    let ok = (8..=128).contains(&wallet.len())
+        && wallet
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(format!("`{key}` {wallet:?} is not a wallet address (8-128 letters, digits, : . _ -); copy it from your wallet app"))
+        Err(format!(
+            "`{key}` {wallet:?} is not a wallet address (8-128 letters, digits, : . _ -); copy it from your wallet app"
+        ))
     }
 }
 
 fn check_kind(key: &str, kind: &str) -> Result<(), String> {
-    let ok = !kind.is_empty() && kind.len() <= 64 && kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok { Ok(()) } else { Err(format!("`{key}`: job kind {kind:?} must be 1-64 characters from a-z 0-9 -")) }
+    let ok = !kind.is_empty()
+        && kind.len() <= 64
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{key}`: job kind {kind:?} must be 1-64 characters from a-z 0-9 -"
+        ))
+    }
 }
 
 fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
     match (&raw.spool, &raw.url) {
         (spool, Some(text)) => {
-            let url = url::Url::parse(text).map_err(|e| format!("`coordinator.url` {text:?} is not a URL: {e}"))?;
+            let url = url::Url::parse(text)
+                .map_err(|e| format!("`coordinator.url` {text:?} is not a URL: {e}"))?;
             if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return Err(format!("`coordinator.url` {text:?} must be an http:// or https:// URL with a host"));
+                return Err(format!(
+                    "`coordinator.url` {text:?} must be an http:// or https:// URL with a host"
+                ));
             }
             let token = raw.token.clone().unwrap_or_default();
             if token.len() < 16 {
@@ -435,7 +499,11 @@ fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
             if spool.is_empty() {
                 return Err("`coordinator.spool` is empty; give a working folder (default `worker-data` beside the config)".into());
             }
-            Ok(JobSource::Coordinator { url, token, spool: absolute(dir, spool) })
+            Ok(JobSource::Coordinator {
+                url,
+                token,
+                spool: absolute(dir, spool),
+            })
         }
         (spool, None) => {
             if raw.token.is_some() {
@@ -456,10 +524,15 @@ fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {
 pub fn status_listen(key: &str, text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     let address: SocketAddr = match text.strip_prefix("localhost:") {
-        Some(port) => port.parse::<u16>().map(|port| SocketAddr::from(([127, 0, 0, 1], port))).map_err(|e| e.to_string()),
+        Some(port) => port
+            .parse::<u16>()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|e| e.to_string()),
         None => text.parse::<SocketAddr>().map_err(|e| e.to_string()),
     }
-    .map_err(|e| format!("`{key}` {text:?} is not an address and port like 127.0.0.1:9187 ({e})"))?;
+    .map_err(|e| {
+        format!("`{key}` {text:?} is not an address and port like 127.0.0.1:9187 ({e})")
+    })?;
     if !address.ip().is_loopback() {
         return Err(format!(
             "`{key}` {text:?} is not a loopback address: the status page is for the owner's machine only, so it listens on 127.0.0.1 (or ::1); \
@@ -469,18 +542,30 @@ pub fn status_listen(key: &str, text: &str) -> Result<SocketAddr, String> {
     Ok(address)
 }
 
-fn mining(raw: &RawMining, wallet: &str, dir: &Path, has_coordinator: bool) -> Result<MiningConfig, String> {
+fn mining(
+    raw: &RawMining,
+    wallet: &str,
+    dir: &Path,
+    has_coordinator: bool,
+) -> Result<MiningConfig, String> {
     let pool = PoolAddress::parse(&raw.pool).map_err(|e| format!("`mining.pool` {e}"))?;
     let coin = raw.coin.to_lowercase();
     let algorithm = mining::algorithm_of(&coin).map_err(|_| {
         // The coin as the owner wrote it.
-        format!("`mining.coin` {}", MiningSettingError::UnsupportedCoin { coin: raw.coin.clone() })
+        format!(
+            "`mining.coin` {}",
+            MiningSettingError::UnsupportedCoin {
+                coin: raw.coin.clone()
+            }
+        )
     })?;
     let payout = raw.wallet.clone().unwrap_or_else(|| wallet.to_string());
     mining::check_payout_address(&coin, &payout).map_err(|e| format!("`mining.wallet` {e}"))?;
     let idle = raw.idle_delay_s.unwrap_or(30.0);
     if !(idle.is_finite() && (0.0..=86_400.0).contains(&idle)) {
-        return Err(format!("`mining.idle_delay_s` must be between 0 and 86400 seconds, got {idle}"));
+        return Err(format!(
+            "`mining.idle_delay_s` must be between 0 and 86400 seconds, got {idle}"
+        ));
     }
     let plugin = raw.plugin.as_deref().map(|p| absolute(dir, p));
     let plugin_sha256 = match &raw.plugin_sha256 {
@@ -514,7 +599,11 @@ fn mining(raw: &RawMining, wallet: &str, dir: &Path, has_coordinator: bool) -> R
 
 fn absolute(dir: &Path, path: &str) -> PathBuf {
     let path = Path::new(path);
-    if path.is_absolute() { path.to_path_buf() } else { dir.join(path) }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    }
 }
 
 #[cfg(test)]
@@ -533,22 +622,38 @@ mod tests {
     }"#;
 
     fn check(text: &str) -> Result<WorkerConfig, String> {
-        WorkerConfig::validate(parse(text)?, Path::new("/etc/pictor"), Path::new("/etc/pictor/worker.json"))
+        WorkerConfig::validate(
+            parse(text)?,
+            Path::new("/etc/pictor"),
+            Path::new("/etc/pictor/worker.json"),
+        )
     }
 
     #[test]
     fn good_config_resolves_paths_and_defaults() -> Result<(), String> {
         let c = check(GOOD)?;
-        assert_eq!(c.source, JobSource::Spool(PathBuf::from("/etc/pictor/spool")));
+        assert_eq!(
+            c.source,
+            JobSource::Spool(PathBuf::from("/etc/pictor/spool"))
+        );
         let m = c.mining.ok_or("mining")?;
-        assert_eq!((m.pool_host.as_str(), m.pool_port, m.algorithm), ("pool.example", 3333, "sha256d"));
+        assert_eq!(
+            (m.pool_host.as_str(), m.pool_port, m.algorithm),
+            ("pool.example", 3333, "sha256d")
+        );
         assert_eq!(m.wallet, "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4");
-        assert_eq!(m.plugin, Some(PathBuf::from("/etc/pictor/plugins/mine.wasm")));
+        assert_eq!(
+            m.plugin,
+            Some(PathBuf::from("/etc/pictor/plugins/mine.wasm"))
+        );
         assert_eq!(m.idle_delay, std::time::Duration::from_secs(30));
         assert_eq!(c.jobs_per_gpu, 1);
         assert_eq!(c.gpus, vec![AdapterChoice::Auto]);
         let two = check(&GOOD.replace(r#""gpu": "auto""#, r#""gpu": ["0", "H100"]"#))?;
-        assert_eq!(two.gpus, vec![AdapterChoice::Index(0), AdapterChoice::Name("H100".into())]);
+        assert_eq!(
+            two.gpus,
+            vec![AdapterChoice::Index(0), AdapterChoice::Name("H100".into())]
+        );
         Ok(())
     }
 
@@ -557,9 +662,16 @@ mod tests {
         let token = r#""url": "https://c.example", "token": "0123456789abcdef0123""#;
         let c = check(&GOOD.replace(r#""spool": "spool""#, token))?;
         let url = url::Url::parse("https://c.example").map_err(|e| e.to_string())?;
-        let expected = JobSource::Coordinator { url: url.clone(), token: "0123456789abcdef0123".into(), spool: "/etc/pictor/worker-data".into() };
+        let expected = JobSource::Coordinator {
+            url: url.clone(),
+            token: "0123456789abcdef0123".into(),
+            spool: "/etc/pictor/worker-data".into(),
+        };
         assert_eq!(c.source, expected);
-        let c = check(&GOOD.replace(r#""spool": "spool""#, &format!(r#""spool": "/var/lib/pictor", {token}"#)))?;
+        let c = check(&GOOD.replace(
+            r#""spool": "spool""#,
+            &format!(r#""spool": "/var/lib/pictor", {token}"#),
+        ))?;
         assert_eq!(c.source.spool(), Path::new("/var/lib/pictor"));
         Ok(())
     }
@@ -567,15 +679,41 @@ mod tests {
     #[test]
     fn the_status_page_listens_on_loopback_only() -> Result<(), String> {
         assert_eq!(check(GOOD)?.status_listen, None, "off unless asked for");
-        let on = |listen: &str| check(&GOOD.replace(r#""gpu": "auto""#, &format!(r#""gpu": "auto", "status": {{"listen": "{listen}"}}"#)));
-        assert_eq!(on("127.0.0.1:9187")?.status_listen, Some("127.0.0.1:9187".parse().map_err(|_| "addr")?));
-        assert_eq!(on("127.0.0.2:0")?.status_listen, Some("127.0.0.2:0".parse().map_err(|_| "addr")?));
-        assert_eq!(on("[::1]:9187")?.status_listen, Some("[::1]:9187".parse().map_err(|_| "addr")?));
-        assert_eq!(on("localhost:9187")?.status_listen, Some("127.0.0.1:9187".parse().map_err(|_| "addr")?));
+        let on = |listen: &str| {
+            check(&GOOD.replace(
+                r#""gpu": "auto""#,
+                &format!(r#""gpu": "auto", "status": {{"listen": "{listen}"}}"#),
+            ))
+        };
+        assert_eq!(
+            on("127.0.0.1:9187")?.status_listen,
+            Some("127.0.0.1:9187".parse().map_err(|_| "addr")?)
+        );
+        assert_eq!(
+            on("127.0.0.2:0")?.status_listen,
+            Some("127.0.0.2:0".parse().map_err(|_| "addr")?)
+        );
+        assert_eq!(
+            on("[::1]:9187")?.status_listen,
+            Some("[::1]:9187".parse().map_err(|_| "addr")?)
+        );
+        assert_eq!(
+            on("localhost:9187")?.status_listen,
+            Some("127.0.0.1:9187".parse().map_err(|_| "addr")?)
+        );
         for refused in ["[::]:9187", "10.0.0.1:9187", "[::ffff:10.0.0.1]:1"] {
-            assert!(on(refused).unwrap_err().contains("is not a loopback address"), "{refused}");
+            assert!(
+                on(refused)
+                    .unwrap_err()
+                    .contains("is not a loopback address"),
+                "{refused}"
+            );
         }
-        assert!(status_listen("--status-listen", "0.0.0.0:1").unwrap_err().starts_with("`--status-listen` \"0.0.0.0:1\" is not a loopback"));
+        assert!(
+            status_listen("--status-listen", "0.0.0.0:1")
+                .unwrap_err()
+                .starts_with("`--status-listen` \"0.0.0.0:1\" is not a loopback")
+        );
         Ok(())
     }
 
@@ -583,15 +721,31 @@ mod tests {
     fn the_miner_may_come_from_the_coordinator_by_digest() -> Result<(), String> {
         let digest = "ab".repeat(32);
         let coordinator = r#""url": "https://c.example", "token": "0123456789abcdef0123""#;
-        let by_digest = GOOD.replace(r#""plugin": "plugins/mine.wasm""#, &format!(r#""plugin_sha256": "{digest}""#));
+        let by_digest = GOOD.replace(
+            r#""plugin": "plugins/mine.wasm""#,
+            &format!(r#""plugin_sha256": "{digest}""#),
+        );
         let c = check(&by_digest.replace(r#""spool": "spool""#, coordinator))?;
         let m = c.mining.ok_or("mining")?;
-        assert_eq!((m.plugin, m.plugin_sha256.map(|d| d.to_string())), (None, Some(digest.clone())));
+        assert_eq!(
+            (m.plugin, m.plugin_sha256.map(|d| d.to_string())),
+            (None, Some(digest.clone()))
+        );
         // Without a coordinator there is nowhere to download it from.
-        assert!(check(&by_digest).unwrap_err().contains("there is no `coordinator.url`"));
+        assert!(
+            check(&by_digest)
+                .unwrap_err()
+                .contains("there is no `coordinator.url`")
+        );
         // Both given: the path wins (the digest is kept, unused).
-        let both = GOOD.replace(r#""plugin": "plugins/mine.wasm""#, &format!(r#""plugin": "plugins/mine.wasm", "plugin_sha256": "{digest}""#));
-        assert_eq!(check(&both)?.mining.ok_or("mining")?.plugin, Some(PathBuf::from("/etc/pictor/plugins/mine.wasm")));
+        let both = GOOD.replace(
+            r#""plugin": "plugins/mine.wasm""#,
+            &format!(r#""plugin": "plugins/mine.wasm", "plugin_sha256": "{digest}""#),
+        );
+        assert_eq!(
+            check(&both)?.mining.ok_or("mining")?.plugin,
+            Some(PathBuf::from("/etc/pictor/plugins/mine.wasm"))
+        );
         Ok(())
     }
 
@@ -599,30 +753,118 @@ mod tests {
     fn each_bad_field_names_its_key_and_the_fix() {
         let cases: &[(&str, &str, &str)] = &[
             (r#""version": 1,"#, r#""version": 2,"#, "`version` is 2"),
-            (r#""mining": {"#, r#""minig": {"#, "unknown field `minig`, expected one of"),
+            (
+                r#""mining": {"#,
+                r#""minig": {"#,
+                "unknown field `minig`, expected one of",
+            ),
             (r#""mining": {"#, r#""minig": {"#, "did you mean `mining`?"),
             (r#""id": "wkr-7f3a9c""#, r#""id": "a b""#, "`worker.id`"),
-            (r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4""#, r#""wallet": "x""#, "`wallet` \"x\" is not a wallet address"),
-            (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "http://pool.example:3333""#, "must start with stratum+tcp://"),
-            (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "stratum+tcp://pool.example""#, "has no port"),
-            (r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4""#, r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5""#, "`mining.wallet` \"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5\" is not a btc address: not a valid segwit address"),
-            (r#""pool": "stratum+tcp://pool.example:3333""#, r#""pool": "stratum+tcp://pool.example:3333/path""#, "no path, user or spaces"),
-            (r#""coin": "btc""#, r#""coin": "xmr""#, "`mining.coin` \"xmr\" is not supported; this host mines btc, bch"),
-            (r#""jobs_per_gpu": 1"#, r#""jobs_per_gpu": 0"#, "`limits.jobs_per_gpu`"),
-            (r#""timeout_s": 600"#, r#""timeout_s": -1"#, "`limits.job`: timeout_s"),
-            (r#""render": 0.02"#, r#""render": -1"#, "`prices.render` must be a number"),
-            (r#""spool": "spool""#, r#""url": "ftp://x""#, "`coordinator.url` \"ftp://x\" must be an http"),
-            (r#""spool": "spool""#, r#""url": "https://c.example""#, "`coordinator.token` is missing"),
-            (r#""job_kinds": ["render", "upscale"]"#, r#""job_kinds": ["Render"]"#, "`limits.job_kinds`"),
-            (r#""jobs_per_gpu": 1"#, r#""jobs_per_gpu": "one""#, "`limits.jobs_per_gpu`: invalid type"),
-            (r#""gpu": "auto""#, r#""gpu": ["0", "0"]"#, "`gpu` lists the same adapter twice"),
-            (r#""gpu": "auto""#, r#""gpu": ["auto", "1"]"#, "use \"auto\" or \"none\" alone"),
-            (r#""plugin": "plugins/mine.wasm""#, r#""plugin_sha256": "abc""#, "`mining.plugin_sha256` \"abc\" is not a sha256"),
-            (r#""plugin": "plugins/mine.wasm", "#, "", "give `mining.plugin` (the mining component, e.g. plugins/mine.wasm) or `mining.plugin_sha256`"),
-            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listen": "0.0.0.0:9187"}"#, "`status.listen` \"0.0.0.0:9187\" is not a loopback address: the status page is for the owner's machine only"),
-            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listen": "192.168.1.5:80"}"#, "use an SSH tunnel"),
-            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listen": "127.0.0.1"}"#, "`status.listen` \"127.0.0.1\" is not an address and port"),
-            (r#""gpu": "auto""#, r#""gpu": "auto", "status": {"listn": "127.0.0.1:1"}"#, "did you mean `listen`?"),
+            (
+                r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4""#,
+                r#""wallet": "x""#,
+                "`wallet` \"x\" is not a wallet address",
+            ),
+            (
+                r#""pool": "stratum+tcp://pool.example:3333""#,
+                r#""pool": "http://pool.example:3333""#,
+                "must start with stratum+tcp://",
+            ),
+            (
+                r#""pool": "stratum+tcp://pool.example:3333""#,
+                r#""pool": "stratum+tcp://pool.example""#,
+                "has no port",
+            ),
+            (
+                r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4""#,
+                r#""wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5""#,
+                "`mining.wallet` \"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5\" is not a btc address: not a valid segwit address",
+            ),
+            (
+                r#""pool": "stratum+tcp://pool.example:3333""#,
+                r#""pool": "stratum+tcp://pool.example:3333/path""#,
+                "no path, user or spaces",
+            ),
+            (
+                r#""coin": "btc""#,
+                r#""coin": "xmr""#,
+                "`mining.coin` \"xmr\" is not supported; this host mines btc, bch",
+            ),
+            (
+                r#""jobs_per_gpu": 1"#,
+                r#""jobs_per_gpu": 0"#,
+                "`limits.jobs_per_gpu`",
+            ),
+            (
+                r#""timeout_s": 600"#,
+                r#""timeout_s": -1"#,
+                "`limits.job`: timeout_s",
+            ),
+            (
+                r#""render": 0.02"#,
+                r#""render": -1"#,
+                "`prices.render` must be a number",
+            ),
+            (
+                r#""spool": "spool""#,
+                r#""url": "ftp://x""#,
+                "`coordinator.url` \"ftp://x\" must be an http",
+            ),
+            (
+                r#""spool": "spool""#,
+                r#""url": "https://c.example""#,
+                "`coordinator.token` is missing",
+            ),
+            (
+                r#""job_kinds": ["render", "upscale"]"#,
+                r#""job_kinds": ["Render"]"#,
+                "`limits.job_kinds`",
+            ),
+            (
+                r#""jobs_per_gpu": 1"#,
+                r#""jobs_per_gpu": "one""#,
+                "`limits.jobs_per_gpu`: invalid type",
+            ),
+            (
+                r#""gpu": "auto""#,
+                r#""gpu": ["0", "0"]"#,
+                "`gpu` lists the same adapter twice",
+            ),
+            (
+                r#""gpu": "auto""#,
+                r#""gpu": ["auto", "1"]"#,
+                "use \"auto\" or \"none\" alone",
+            ),
+            (
+                r#""plugin": "plugins/mine.wasm""#,
+                r#""plugin_sha256": "abc""#,
+                "`mining.plugin_sha256` \"abc\" is not a sha256",
+            ),
+            (
+                r#""plugin": "plugins/mine.wasm", "#,
+                "",
+                "give `mining.plugin` (the mining component, e.g. plugins/mine.wasm) or `mining.plugin_sha256`",
+            ),
+            (
+                r#""gpu": "auto""#,
+                r#""gpu": "auto", "status": {"listen": "0.0.0.0:9187"}"#,
+                "`status.listen` \"0.0.0.0:9187\" is not a loopback address: the status page is for the owner's machine only",
+            ),
+            (
+                r#""gpu": "auto""#,
+                r#""gpu": "auto", "status": {"listen": "192.168.1.5:80"}"#,
+                "use an SSH tunnel",
+            ),
+            (
+                r#""gpu": "auto""#,
+                r#""gpu": "auto", "status": {"listen": "127.0.0.1"}"#,
+                "`status.listen` \"127.0.0.1\" is not an address and port",
+            ),
+            (
+                r#""gpu": "auto""#,
+                r#""gpu": "auto", "status": {"listn": "127.0.0.1:1"}"#,
+                "did you mean `listen`?",
+            ),
         ];
         for (from, to, expected) in cases {
             let text = GOOD.replacen(from, to, 1);
@@ -634,12 +876,44 @@ mod tests {
 
     /// Fields of `GOOD` (and ones it lacks) a hostile config may change.
     const CONFIG_FIELDS: &[&str] = &[
-        "version", "worker", "worker/id", "worker/name", "wallet", "coordinator", "coordinator/spool", "coordinator/url",
-        "coordinator/token", "mining", "mining/enabled", "mining/pool", "mining/coin", "mining/wallet", "mining/plugin",
-        "mining/plugin_sha256", "mining/idle_delay_s", "mining/require_nvidia", "mining/allow_private_pool", "limits",
-        "limits/job_kinds", "limits/job_kinds/0", "limits/jobs_per_gpu", "limits/cache_mib", "limits/spool_mib", "limits/job",
-        "limits/job/timeout_s", "limits/job/memory_mib", "limits/job/output_mib", "limits/job/open_files",
-        "limits/job/gpu_memory_mib", "prices", "prices/render", "gpu", "gpu/0", "status", "status/listen", "unknown_key",
+        "version",
+        "worker",
+        "worker/id",
+        "worker/name",
+        "wallet",
+        "coordinator",
+        "coordinator/spool",
+        "coordinator/url",
+        "coordinator/token",
+        "mining",
+        "mining/enabled",
+        "mining/pool",
+        "mining/coin",
+        "mining/wallet",
+        "mining/plugin",
+        "mining/plugin_sha256",
+        "mining/idle_delay_s",
+        "mining/require_nvidia",
+        "mining/allow_private_pool",
+        "limits",
+        "limits/job_kinds",
+        "limits/job_kinds/0",
+        "limits/jobs_per_gpu",
+        "limits/cache_mib",
+        "limits/spool_mib",
+        "limits/job",
+        "limits/job/timeout_s",
+        "limits/job/memory_mib",
+        "limits/job/output_mib",
+        "limits/job/open_files",
+        "limits/job/gpu_memory_mib",
+        "prices",
+        "prices/render",
+        "gpu",
+        "gpu/0",
+        "status",
+        "status/listen",
+        "unknown_key",
     ];
 
     proptest::proptest! {
@@ -664,9 +938,14 @@ mod tests {
 
     #[test]
     fn a_worker_json_nested_100000_deep_is_refused_not_a_stack_overflow() {
-        let error = check(&crate::hostile::deeply_nested(100_000)).err().unwrap_or_default();
+        let error = check(&crate::hostile::deeply_nested(100_000))
+            .err()
+            .unwrap_or_default();
         crate::hostile::assert_readable(&error);
-        let text = GOOD.replace(r#""gpu": "auto""#, &format!(r#""gpu": {}"#, crate::hostile::deeply_nested(100_000)));
+        let text = GOOD.replace(
+            r#""gpu": "auto""#,
+            &format!(r#""gpu": {}"#, crate::hostile::deeply_nested(100_000)),
+        );
         crate::hostile::assert_readable(&check(&text).err().unwrap_or_default());
     }
 }

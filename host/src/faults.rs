@@ -18,7 +18,8 @@ pub fn crash_point(point: &str) {
     let chosen = CHOSEN.get_or_init(|| std::env::var(FAULT_VAR).ok());
     if chosen.as_deref() == Some(point) {
         tracing::warn!(point, "test fault: killing the process");
-        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         // SIGKILL cannot be caught; should delivery lag, never go on.
         std::process::abort();
     }

@@ -16,15 +16,30 @@ pub const MAX_ERROR_BYTES: usize = 4096;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 pub fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 /// Asserts `error` is readable: bounded, and no control character but `\n`.
 pub fn assert_readable(error: &str) {
     assert!(!error.is_empty(), "an empty error");
-    assert!(error.len() <= MAX_ERROR_BYTES, "a {}-byte error: {}…", error.len(), error.chars().take(200).collect::<String>());
-    assert!(!error.chars().any(|c| c.is_control() && c != '\n'), "raw control characters in the error: {error:?}");
+    assert!(
+        error.len() <= MAX_ERROR_BYTES,
+        "a {}-byte error: {}…",
+        error.len(),
+        error.chars().take(200).collect::<String>()
+    );
+    assert!(
+        !error.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters in the error: {error:?}"
+    );
 }
 
 /// A short string of any characters, controls and bidi overrides included.
@@ -45,7 +60,9 @@ pub fn hostile_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("JSON numbers are finite", |f| f.is_finite())
+            .prop_map(Value::from),
         Just(Value::from(u64::MAX)),
         Just(Value::from(-1)),
         Just(Value::from(0)),
@@ -56,7 +73,8 @@ pub fn hostile_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{0,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z_]{0,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -92,7 +110,9 @@ pub fn with_field(base: &Value, path: &str, value: Option<Value>) -> Value {
 
 /// `part` as an index into `value`, if `value` is an array that long.
 fn array_index(value: &Value, part: &str) -> Option<usize> {
-    part.parse().ok().filter(|&i| value.as_array().is_some_and(|a| i < a.len()))
+    part.parse()
+        .ok()
+        .filter(|&i| value.as_array().is_some_and(|a| i < a.len()))
 }
 
 /// `value` as an object, replacing it with an empty one if it is not.
@@ -104,8 +124,13 @@ fn object(value: &mut Value) -> &mut serde_json::Map<String, Value> {
 }
 
 /// A hostile change to one of `paths`: a new value, or the field removed.
-pub fn mutation(paths: &'static [&'static str]) -> impl Strategy<Value = (&'static str, Option<Value>)> {
-    (prop::sample::select(paths), prop::option::weighted(0.9, hostile_value()))
+pub fn mutation(
+    paths: &'static [&'static str],
+) -> impl Strategy<Value = (&'static str, Option<Value>)> {
+    (
+        prop::sample::select(paths),
+        prop::option::weighted(0.9, hostile_value()),
+    )
 }
 
 /// JSON text nested `depth` arrays deep.
@@ -118,7 +143,18 @@ fn with_field_sets_removes_and_creates() {
     let base = serde_json::json!({"a": {"b": 1}, "list": [{"x": 1}, {"x": 2}]});
     assert_eq!(with_field(&base, "a/b", Some(Value::from(2)))["a"]["b"], 2);
     assert!(with_field(&base, "a/b", None)["a"].get("b").is_none());
-    assert_eq!(with_field(&base, "list/1/x", Some(Value::from("y")))["list"][1]["x"], "y");
-    assert_eq!(with_field(&base, "new/deep", Some(Value::from(3)))["new"]["deep"], 3);
-    assert_eq!(with_field(&base, "list/0", None)["list"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        with_field(&base, "list/1/x", Some(Value::from("y")))["list"][1]["x"],
+        "y"
+    );
+    assert_eq!(
+        with_field(&base, "new/deep", Some(Value::from(3)))["new"]["deep"],
+        3
+    );
+    assert_eq!(
+        with_field(&base, "list/0", None)["list"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 }

@@ -26,9 +26,9 @@
 
 pub mod capabilities;
 pub mod config;
+pub mod faults;
 #[cfg(test)]
 mod hostile;
-pub mod faults;
 pub use pictor_protocol::digest;
 pub mod jobs;
 pub mod journal;

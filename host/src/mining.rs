@@ -333,7 +333,11 @@ impl MiningPlan {
         let (progress_tx, last) = watch::channel(Progress::default());
         let (report_tx, mut reports) = watch::channel(MinerReport::default());
         let plugin = Arc::clone(&self.plugin);
-        let (host, port, allow_private) = (self.pool_host.clone(), self.pool_port, self.allow_private_pool);
+        let (host, port, allow_private) = (
+            self.pool_host.clone(),
+            self.pool_port,
+            self.allow_private_pool,
+        );
         let params = self.params.clone();
         let board = Arc::clone(&self.board);
         let mut forward = progress_tx.subscribe();
@@ -375,7 +379,13 @@ impl MiningPlan {
                 });
                 let outcome = match resolve(&host, port)
                     .await
-                    .and_then(|addresses| crate::capabilities::network::reachable_pool(&host, addresses, allow_private))
+                    .and_then(|addresses| {
+                        crate::capabilities::network::reachable_pool(
+                            &host,
+                            addresses,
+                            allow_private,
+                        )
+                    })
                     .and_then(|addresses| Ok((params.spec(&addresses)?, addresses)))
                 {
                     Err(reason) => not_started(&plugin, reason),

@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-pub use pictor_protocol::proof::{InputDigest, OutputDigest, PROOF_VERSION, ProofError, ResultManifest, SignedProof};
+pub use pictor_protocol::proof::{
+    InputDigest, OutputDigest, PROOF_VERSION, ProofError, ResultManifest, SignedProof,
+};
 
 use crate::digest::Sha256Digest;
 use crate::jobs::outcome::JobOutcome;
@@ -43,31 +45,47 @@ pub struct WorkerKey {
 impl WorkerKey {
     /// Loads the key at `path`, creating it (mode 0600) if there is none.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io { path: path.to_path_buf(), source };
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let hex_part = text.trim().strip_prefix(KEY_PREFIX).ok_or_else(|| KeyError::Format(path.to_path_buf()))?;
+                let hex_part = text
+                    .trim()
+                    .strip_prefix(KEY_PREFIX)
+                    .ok_or_else(|| KeyError::Format(path.to_path_buf()))?;
                 let mut seed = [0u8; 32];
-                hex::decode_to_slice(hex_part, &mut seed).map_err(|_| KeyError::Format(path.to_path_buf()))?;
-                Ok(WorkerKey { key: SigningKey::from_bytes(&seed) })
+                hex::decode_to_slice(hex_part, &mut seed)
+                    .map_err(|_| KeyError::Format(path.to_path_buf()))?;
+                Ok(WorkerKey {
+                    key: SigningKey::from_bytes(&seed),
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut seed = [0u8; 32];
                 getrandom::fill(&mut seed).map_err(|e| io(std::io::Error::other(e)))?;
-                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 std::fs::create_dir_all(dir).map_err(io)?;
                 let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::PermissionsExt;
-                    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+                    tmp.as_file()
+                        .set_permissions(std::fs::Permissions::from_mode(0o600))
+                        .map_err(io)?;
                 }
                 writeln!(tmp, "{KEY_PREFIX}{}", hex::encode(seed)).map_err(io)?;
                 tmp.as_file().sync_all().map_err(io)?;
                 // Never replace a key another process created meanwhile.
                 tmp.persist_noclobber(path).map_err(|e| io(e.error))?;
                 tracing::info!(path = %path.display(), "created the worker key");
-                Ok(WorkerKey { key: SigningKey::from_bytes(&seed) })
+                Ok(WorkerKey {
+                    key: SigningKey::from_bytes(&seed),
+                })
             }
             Err(e) => Err(io(e)),
         }
@@ -86,8 +104,9 @@ impl WorkerKey {
 
 /// The manifest of `outcome` for `spec`, run by `worker_id`.
 pub fn manifest(worker_id: &str, spec: &JobSpec, outcome: &JobOutcome) -> ResultManifest {
-    let finished_at_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let finished_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     ResultManifest {
         version: PROOF_VERSION,
         job_id: outcome.job_id.clone(),
@@ -95,10 +114,25 @@ pub fn manifest(worker_id: &str, spec: &JobSpec, outcome: &JobOutcome) -> Result
         attempt: outcome.attempt,
         status: outcome.status.to_string(),
         plugin_sha256: outcome.plugin,
-        inputs: spec.inputs.iter().map(|i| InputDigest { name: i.name.clone(), sha256: i.file.sha256 }).collect(),
+        inputs: spec
+            .inputs
+            .iter()
+            .map(|i| InputDigest {
+                name: i.name.clone(),
+                sha256: i.file.sha256,
+            })
+            .collect(),
         params_sha256: Sha256Digest::of(spec.params_json().as_bytes()),
         seed: spec.seed,
-        outputs: outcome.outputs.iter().map(|o| OutputDigest { path: o.path.clone(), size: o.size, sha256: o.sha256 }).collect(),
+        outputs: outcome
+            .outputs
+            .iter()
+            .map(|o| OutputDigest {
+                path: o.path.clone(),
+                size: o.size,
+                sha256: o.sha256,
+            })
+            .collect(),
         finished_at_ms,
         duration_s: outcome.duration_s,
         adapter: outcome.adapter.clone(),
@@ -117,10 +151,18 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o600
+            );
         }
-        assert_eq!(WorkerKey::load_or_create(&path)?.public_hex(), key.public_hex());
-        let spec = JobSpec::from_json(r#"{"version": 1, "id": "j", "kind": "k", "seed": 9, "params": {"a": 1}}"#)?;
+        assert_eq!(
+            WorkerKey::load_or_create(&path)?.public_hex(),
+            key.public_hex()
+        );
+        let spec = JobSpec::from_json(
+            r#"{"version": 1, "id": "j", "kind": "k", "seed": 9, "params": {"a": 1}}"#,
+        )?;
         let outcome = JobOutcome {
             job_id: "j".into(),
             kind: "k".into(),
@@ -138,10 +180,16 @@ mod tests {
         let proof = key.sign(manifest("w1", &spec, &outcome));
         proof.verify(Some(&key.public_hex()))?;
         let m = &proof.manifest;
-        assert_eq!((m.job_id.as_str(), m.worker_id.as_str(), m.attempt, m.seed), ("j", "w1", 2, 9));
+        assert_eq!(
+            (m.job_id.as_str(), m.worker_id.as_str(), m.attempt, m.seed),
+            ("j", "w1", 2, 9)
+        );
         assert_eq!(m.params_sha256, Sha256Digest::of(br#"{"a":1}"#));
         std::fs::write(dir.path().join("bad.key"), "nope")?;
-        assert!(matches!(WorkerKey::load_or_create(&dir.path().join("bad.key")), Err(KeyError::Format(_))));
+        assert!(matches!(
+            WorkerKey::load_or_create(&dir.path().join("bad.key")),
+            Err(KeyError::Format(_))
+        ));
         Ok(())
     }
 }

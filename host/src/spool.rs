@@ -52,7 +52,10 @@ pub enum SpoolError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io { path: path.to_path_buf(), source }
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A spool folder.
@@ -94,7 +97,9 @@ impl Spool {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        Ok(Spool { root: root.to_path_buf() })
+        Ok(Spool {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The spool folder.
@@ -141,7 +146,11 @@ impl Spool {
         let incoming = self.root.join("incoming");
         for entry in std::fs::read_dir(&incoming).map_err(io_err(&incoming))? {
             let name = entry.map_err(io_err(&incoming))?.file_name();
-            if name.to_string_lossy().split_once('-').is_some_and(|(_, rest)| rest == format!("{id}.json")) {
+            if name
+                .to_string_lossy()
+                .split_once('-')
+                .is_some_and(|(_, rest)| rest == format!("{id}.json"))
+            {
                 return Ok(true);
             }
         }
@@ -161,7 +170,11 @@ impl Spool {
             if let Some(named) = &spec.plugin
                 && named.sha256 != sha256
             {
-                return Err(SpoolError::PluginMismatch { path, expected: named.sha256, actual: sha256 });
+                return Err(SpoolError::PluginMismatch {
+                    path,
+                    expected: named.sha256,
+                    actual: sha256,
+                });
             }
             spec.plugin = Some(crate::jobs::spec::FileRef { path, sha256 });
         }
@@ -174,8 +187,13 @@ impl Spool {
         if self.contains(&spec.id)? {
             return Err(SpoolError::Duplicate(spec.id.clone()));
         }
-        let seq = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let target = self.root.join("incoming").join(format!("{seq:024}-{}.json", spec.id));
+        let seq = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let target = self
+            .root
+            .join("incoming")
+            .join(format!("{seq:024}-{}.json", spec.id));
         let tmp_dir = self.root.join("tmp");
         write_atomic(&tmp_dir, &target, &pretty_json(spec, &tmp_dir)?)?;
         Ok(target)
@@ -200,7 +218,10 @@ impl Spool {
         let spec = match JobSpec::from_file(incoming) {
             Ok(spec) => spec,
             Err(e) => {
-                let name = incoming.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = incoming
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let dir = self.root.join("done").join(format!("invalid-{name}"));
                 std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
                 std::fs::write(dir.join("error.txt"), e.to_string()).map_err(io_err(&dir))?;
@@ -243,11 +264,15 @@ impl Spool {
             match JobSpec::from_file(&spec_file) {
                 Ok(spec) => jobs.push(Claimed { spec, dir }),
                 Err(e) => {
-                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     let broken = self.root.join("done").join(format!("broken-{name}"));
                     tracing::warn!(folder = %dir.display(), error = %e, "unreadable job spec moved to {}", broken.display());
                     std::fs::rename(&dir, &broken).map_err(io_err(&dir))?;
-                    std::fs::write(broken.join("error.txt"), e.to_string()).map_err(io_err(&broken))?;
+                    std::fs::write(broken.join("error.txt"), e.to_string())
+                        .map_err(io_err(&broken))?;
                 }
             }
         }
@@ -256,11 +281,24 @@ impl Spool {
 
     /// Stores `outcome` as the job's result (and `proof`, if any, as
     /// `proof.json`) and moves the job to `done/<id>/`.
-    pub fn finish(&self, job: &Claimed, outcome: &JobOutcome, proof: Option<&crate::proof::SignedProof>) -> Result<PathBuf, SpoolError> {
+    pub fn finish(
+        &self,
+        job: &Claimed,
+        outcome: &JobOutcome,
+        proof: Option<&crate::proof::SignedProof>,
+    ) -> Result<PathBuf, SpoolError> {
         if let Some(proof) = proof {
-            write_atomic(&job.dir, &job.dir.join("proof.json"), &pretty_json(proof, &job.dir)?)?;
+            write_atomic(
+                &job.dir,
+                &job.dir.join("proof.json"),
+                &pretty_json(proof, &job.dir)?,
+            )?;
         }
-        write_atomic(&job.dir, &job.dir.join("result.json"), &pretty_json(outcome, &job.dir)?)?;
+        write_atomic(
+            &job.dir,
+            &job.dir.join("result.json"),
+            &pretty_json(outcome, &job.dir)?,
+        )?;
         crate::faults::crash_point("finish-after-result");
         self.publish(job)
     }
@@ -326,7 +364,10 @@ mod tests {
         let spool = Spool::open(&dir.path().join("spool"))?;
         std::fs::create_dir_all(spool.root().join("running/half-claimed"))?;
         std::fs::create_dir_all(spool.root().join("running/garbled"))?;
-        std::fs::write(spool.root().join("running/garbled/spec.json"), "{not a spec")?;
+        std::fs::write(
+            spool.root().join("running/garbled/spec.json"),
+            "{not a spec",
+        )?;
         assert!(spool.running()?.is_empty());
         assert!(!spool.root().join("running/half-claimed").exists());
         assert!(spool.root().join("done/broken-garbled/error.txt").exists());
@@ -340,13 +381,19 @@ mod tests {
         let spec = dir.path().join("job.json");
         std::fs::write(&spec, r#"{"version": 1, "id": "j1", "kind": "hello"}"#)?;
         let queued = spool.submit(&spec, None)?;
-        assert!(matches!(spool.submit(&spec, None), Err(SpoolError::Duplicate(_))));
+        assert!(matches!(
+            spool.submit(&spec, None),
+            Err(SpoolError::Duplicate(_))
+        ));
         assert_eq!(spool.next_incoming()?, Some(queued.clone()));
         let claimed = spool.claim(&queued)?.ok_or("claim")?;
         assert_eq!(claimed.spec.id, "j1");
         assert_eq!(spool.next_incoming()?, None);
         assert_eq!(spool.running()?.len(), 1);
-        assert!(matches!(spool.submit(&spec, None), Err(SpoolError::Duplicate(_))), "running ids are known too");
+        assert!(
+            matches!(spool.submit(&spec, None), Err(SpoolError::Duplicate(_))),
+            "running ids are known too"
+        );
         Ok(())
     }
 }

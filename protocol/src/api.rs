@@ -100,14 +100,18 @@ pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Whether `kind` is a valid job kind: 1–64 characters from `a-z 0-9 -`.
 pub fn valid_kind(kind: &str) -> bool {
     !kind.is_empty()
         && kind.len() <= 64
-        && kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// The digest of a job's params as signed in a proof: sha256 of
@@ -759,16 +763,21 @@ mod tests {
     fn job_state_names_are_the_wire_names() {
         use JobState::*;
         for state in [Queued, Running, Succeeded, Failed, Cancelled, Disputed] {
-            assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(state.as_str()));
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::json!(state.as_str())
+            );
             assert_eq!(state.to_string(), state.as_str());
         }
     }
 
     #[test]
     fn unknown_error_codes_from_newer_servers_still_parse() {
-        let body: ErrorBody = serde_json::from_str(r#"{"error": "payment_required", "message": "m"}"#).unwrap();
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error": "payment_required", "message": "m"}"#).unwrap();
         assert_eq!(body.error, ErrorCode::Unknown);
-        let body: ErrorBody = serde_json::from_str(r#"{"error": "lease_gone", "message": "m"}"#).unwrap();
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error": "lease_gone", "message": "m"}"#).unwrap();
         assert_eq!(body.error, ErrorCode::LeaseGone);
         for (code, name) in [
             (ErrorCode::Forbidden, "forbidden"),
@@ -783,14 +792,19 @@ mod tests {
     #[test]
     fn params_digest_is_of_the_sorted_compact_text() {
         let params: serde_json::Value = serde_json::from_str(r#"{ "b": 1, "a": [1, 2] }"#).unwrap();
-        assert_eq!(params_digest(&params), Sha256Digest::of(br#"{"a":[1,2],"b":1}"#));
+        assert_eq!(
+            params_digest(&params),
+            Sha256Digest::of(br#"{"a":[1,2],"b":1}"#)
+        );
     }
 
     #[test]
     fn submit_defaults() {
         let plugin = Sha256Digest::of(b"p");
-        let job: SubmitJob =
-            serde_json::from_str(&format!(r#"{{"kind": "hello", "plugin": {{"sha256": "{plugin}", "size": 1}}}}"#)).unwrap();
+        let job: SubmitJob = serde_json::from_str(&format!(
+            r#"{{"kind": "hello", "plugin": {{"sha256": "{plugin}", "size": 1}}}}"#
+        ))
+        .unwrap();
         assert_eq!((job.replicas, job.max_attempts, job.seed), (1, 3, 0));
     }
 }

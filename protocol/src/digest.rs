@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn known_answer_and_round_trip() {
         let d = Sha256Digest::of(b"abc");
-        assert_eq!(d.to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(d.to_string().parse::<Sha256Digest>().ok(), Some(d));
         assert_eq!(format!("sha256:{d}").parse::<Sha256Digest>().ok(), Some(d));
         assert!("abc".parse::<Sha256Digest>().is_err());

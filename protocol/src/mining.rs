@@ -38,7 +38,11 @@ pub enum MiningSettingError {
 }
 
 fn supported_list() -> String {
-    SUPPORTED_COINS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    SUPPORTED_COINS
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The hash algorithm of `coin` (lower case), or why it is not supported.
@@ -92,7 +96,9 @@ impl PoolAddress {
         if host.is_empty() {
             return Err(bad("has no host"));
         }
-        let valid_host = host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+        let valid_host = host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
         if !valid_host || host.len() > 253 {
             return Err(bad("has a malformed host name"));
         }
@@ -154,7 +160,9 @@ fn check_segwit(address: &str) -> Result<(), String> {
         bech32::segwit::decode(address).map_err(|e| format!("not a valid segwit address ({e})"))?;
     match hrp.as_str().to_ascii_lowercase().as_str() {
         "bc" | "tb" | "bcrt" => Ok(()),
-        other => Err(format!("its prefix {other:?} is not Bitcoin's (bc, tb or bcrt)")),
+        other => Err(format!(
+            "its prefix {other:?} is not Bitcoin's (bc, tb or bcrt)"
+        )),
     }
 }
 
@@ -166,10 +174,13 @@ fn check_base58(address: &str, versions: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("not a valid base58check address ({e})"))?;
     match bytes.split_first() {
         Some((version, hash)) if hash.len() == 20 && versions.contains(version) => Ok(()),
-        Some((version, hash)) if hash.len() == 20 => {
-            Err(format!("its version byte {version:#04x} is not a pay-to-key or pay-to-script one"))
-        }
-        _ => Err(format!("it holds {} bytes, not a 21-byte address", bytes.len())),
+        Some((version, hash)) if hash.len() == 20 => Err(format!(
+            "its version byte {version:#04x} is not a pay-to-key or pay-to-script one"
+        )),
+        _ => Err(format!(
+            "it holds {} bytes, not a 21-byte address",
+            bytes.len()
+        )),
     }
 }
 
@@ -199,13 +210,19 @@ fn cashaddr_polymod(values: impl Iterator<Item = u8>) -> u64 {
 const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 
 fn check_cashaddr(address: &str) -> Result<(), String> {
-    if address.chars().any(|c| c.is_ascii_uppercase()) && address.chars().any(|c| c.is_ascii_lowercase()) {
+    if address.chars().any(|c| c.is_ascii_uppercase())
+        && address.chars().any(|c| c.is_ascii_lowercase())
+    {
         return Err("it mixes upper and lower case".into());
     }
     let lower = address.to_ascii_lowercase();
     let (prefix, payload) = match lower.split_once(':') {
         Some((prefix @ ("bitcoincash" | "bchtest" | "bchreg"), payload)) => (prefix, payload),
-        Some((prefix, _)) => return Err(format!("its prefix {prefix:?} is not bitcoincash, bchtest or bchreg")),
+        Some((prefix, _)) => {
+            return Err(format!(
+                "its prefix {prefix:?} is not bitcoincash, bchtest or bchreg"
+            ));
+        }
         None => ("bitcoincash", lower.as_str()),
     };
     let groups: Vec<u8> = payload
@@ -215,16 +232,25 @@ fn check_cashaddr(address: &str) -> Result<(), String> {
         .ok_or("it has a character outside CashAddr's alphabet")?;
     // 34 data groups (version byte + 20-byte hash) + 8 checksum groups.
     if groups.len() != 42 {
-        return Err(format!("it has {} characters after the prefix, not 42", groups.len()));
+        return Err(format!(
+            "it has {} characters after the prefix, not 42",
+            groups.len()
+        ));
     }
-    let checked = prefix.bytes().map(|b| b & 0x1f).chain([0]).chain(groups.iter().copied());
+    let checked = prefix
+        .bytes()
+        .map(|b| b & 0x1f)
+        .chain([0])
+        .chain(groups.iter().copied());
     if cashaddr_polymod(checked) != 0 {
         return Err("its checksum does not match (a typo?)".into());
     }
     // The version byte's type bits: 0 = pay-to-key, 1 = pay-to-script; size bits 0 = 160-bit hash.
     let version = (groups[0] << 3) | (groups[1] >> 2);
     if version & 0x80 != 0 || version & 0x07 != 0 || (version >> 3) > 1 {
-        return Err(format!("its version byte {version:#04x} is not a 20-byte pay-to-key or pay-to-script one"));
+        return Err(format!(
+            "its version byte {version:#04x} is not a 20-byte pay-to-key or pay-to-script one"
+        ));
     }
     Ok(())
 }
@@ -263,31 +289,67 @@ mod tests {
     fn typos_and_other_coins_are_refused_with_the_reason() {
         let cases = [
             ("btc", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb", "base58check"),
-            ("btc", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5", "segwit"),
-            ("btc", "ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9", "base58check"),
+            (
+                "btc",
+                "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5",
+                "segwit",
+            ),
+            (
+                "btc",
+                "ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9",
+                "base58check",
+            ),
             ("btc", "bc1qsamplewalletaddress000000", "segwit"),
-            ("bch", "bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6c", "checksum"),
-            ("bch", "bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6", "not 42"),
-            ("bch", "litecoin:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a", "prefix"),
-            ("bch", "bitcoincash:QPM2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a", "mixes"),
+            (
+                "bch",
+                "bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6c",
+                "checksum",
+            ),
+            (
+                "bch",
+                "bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6",
+                "not 42",
+            ),
+            (
+                "bch",
+                "litecoin:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a",
+                "prefix",
+            ),
+            (
+                "bch",
+                "bitcoincash:QPM2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a",
+                "mixes",
+            ),
         ];
         for (coin, address, why) in cases {
             let err = check_payout_address(coin, address).unwrap_err().to_string();
-            assert!(err.contains(why) && err.contains(address), "{address}: {err}");
+            assert!(
+                err.contains(why) && err.contains(address),
+                "{address}: {err}"
+            );
         }
         let err = check_payout_address("doge", "D8vFz4p1L37jdg47HXKtSHA5uYLYxbGgPD").unwrap_err();
-        assert_eq!(err.to_string(), "\"doge\" is not supported; this host mines btc, bch");
+        assert_eq!(
+            err.to_string(),
+            "\"doge\" is not supported; this host mines btc, bch"
+        );
     }
 
     #[test]
     fn pool_urls_parse_or_say_what_is_wrong() {
         assert_eq!(
             PoolAddress::parse("stratum+tcp://pool.example.org:3333"),
-            Ok(PoolAddress { host: "pool.example.org".into(), port: 3333 })
+            Ok(PoolAddress {
+                host: "pool.example.org".into(),
+                port: 3333
+            })
         );
         assert_eq!(
             PoolAddress::parse("stratum+tcp://[::1]:3333/"),
-            Ok(PoolAddress { host: "::1".into(), port: 3333 })
+            Ok(PoolAddress {
+                host: "::1".into(),
+                port: 3333
+            })
         );
         for (url, why) in [
             ("http://pool.example:3333", "must start with stratum+tcp://"),

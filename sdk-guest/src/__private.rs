@@ -36,7 +36,11 @@ pub fn run<P: Plugin>(info: WitJobInfo) -> Result<WitJobSummary, WitJobError> {
     match P::run(&job) {
         Ok(summary) => Ok(WitJobSummary {
             message: summary.message,
-            metrics: summary.metrics.into_iter().map(|(name, value)| Metric { name, value }).collect(),
+            metrics: summary
+                .metrics
+                .into_iter()
+                .map(|(name, value)| Metric { name, value })
+                .collect(),
         }),
         Err(error) => Err(match error {
             JobError::InvalidParams(m) => WitJobError::InvalidParams(m),
@@ -56,6 +60,8 @@ pub(crate) fn save_checkpoint(data: &[u8]) -> Result<(), JobError> {
             "checkpoint of {} bytes is over the job's {limit}-byte quota",
             data.len()
         )),
-        checkpoint::CheckpointError::Storage(m) => JobError::Failed(format!("checkpoint not saved: {m}")),
+        checkpoint::CheckpointError::Storage(m) => {
+            JobError::Failed(format!("checkpoint not saved: {m}"))
+        }
     })
 }

@@ -35,7 +35,9 @@ impl Job {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn input_path(&self, name: &str) -> Result<PathBuf, JobError> {
-        Ok(self.input_dir().join(checked_relative(name).map_err(JobError::InvalidInput)?))
+        Ok(self
+            .input_dir()
+            .join(checked_relative(name).map_err(JobError::InvalidInput)?))
     }
 
     /// Reads input `name` whole. A missing file is
@@ -52,7 +54,9 @@ impl Job {
     pub fn read_input(&self, name: &str) -> Result<Vec<u8>, JobError> {
         let path = self.input_path(name)?;
         fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => JobError::InvalidInput(format!("input `{name}` not found")),
+            std::io::ErrorKind::NotFound => {
+                JobError::InvalidInput(format!("input `{name}` not found"))
+            }
             _ => JobError::Io(format!("cannot read input `{name}`: {e}")),
         })
     }
@@ -69,8 +73,9 @@ impl Job {
         let relative = checked_relative(name).map_err(JobError::Io)?;
         let path = self.output_dir().join(relative);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| JobError::Io(format!("cannot create folder for output `{name}`: {e}")))?;
+            fs::create_dir_all(parent).map_err(|e| {
+                JobError::Io(format!("cannot create folder for output `{name}`: {e}"))
+            })?;
         }
         Ok(path)
     }
@@ -85,7 +90,8 @@ impl Job {
     /// ```
     pub fn write_output(&self, name: &str, data: &[u8]) -> Result<(), JobError> {
         let path = self.output_path(name)?;
-        fs::write(&path, data).map_err(|e| JobError::Io(format!("cannot write output `{name}`: {e}")))
+        fs::write(&path, data)
+            .map_err(|e| JobError::Io(format!("cannot write output `{name}`: {e}")))
     }
 }
 
@@ -108,12 +114,19 @@ fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), 
     let entries = fs::read_dir(dir)
         .map_err(|e| JobError::Io(format!("cannot list `{}`: {e}", dir.display())))?;
     for entry in entries {
-        let entry = entry.map_err(|e| JobError::Io(format!("cannot list `{}`: {e}", dir.display())))?;
+        let entry =
+            entry.map_err(|e| JobError::Io(format!("cannot list `{}`: {e}", dir.display())))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let relative = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let relative = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         // Follows symlinks that stay inside the folder; the sandbox refuses
         // the others, and such entries are skipped rather than failing the job.
-        let Ok(meta) = fs::metadata(entry.path()) else { continue };
+        let Ok(meta) = fs::metadata(entry.path()) else {
+            continue;
+        };
         if meta.is_dir() {
             collect_files(&entry.path(), &relative, out)?;
         } else if meta.is_file() {

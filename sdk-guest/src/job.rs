@@ -73,7 +73,10 @@ impl Summary {
     /// assert_eq!(pictor_sdk::Summary::new("done").message, "done");
     /// ```
     pub fn new(message: impl Into<String>) -> Self {
-        Summary { message: message.into(), metrics: Vec::new() }
+        Summary {
+            message: message.into(),
+            metrics: Vec::new(),
+        }
     }
 
     /// Adds a metric and returns the summary (builder style).
@@ -168,7 +171,11 @@ impl Job {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, JobError> {
-        let text = if self.info.params.trim().is_empty() { "{}" } else { &self.info.params };
+        let text = if self.info.params.trim().is_empty() {
+            "{}"
+        } else {
+            &self.info.params
+        };
         serde_json::from_str(text).map_err(|e| JobError::InvalidParams(e.to_string()))
     }
 
@@ -231,7 +238,11 @@ impl Job {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn check_cancelled(&self) -> Result<(), JobError> {
-        if self.cancelled() { Err(JobError::Cancelled) } else { Ok(()) }
+        if self.cancelled() {
+            Err(JobError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// Saves a checkpoint (replacing the last one). Once this returns `Ok`,

@@ -108,7 +108,7 @@ macro_rules! export_plugin {
                     $crate::__private::run::<$plugin>(info)
                 }
             }
-            $crate::__export_job_impl!(PictorExport with_types_in $crate::__private::bindings);
+    $crate::__export_job_impl!(PictorExport with_types_in $crate::__private::bindings);
         };
     };
 }

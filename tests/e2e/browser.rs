@@ -35,7 +35,11 @@ impl Browser {
     fn start(root: &Path) -> Self {
         let chromedriver = which("chromedriver");
         let chromium = which("chromium");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let log = std::fs::File::create(root.join("chromedriver.log")).unwrap();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -58,22 +62,34 @@ impl Browser {
                 }
             }
         });
-        let Value::Object(capabilities) = capabilities else { unreachable!() };
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let client = loop {
-            let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            let mut builder =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
             builder.capabilities(capabilities.clone());
             match block(|| builder.connect(&url)) {
                 Ok(client) => break client,
                 // chromedriver is still starting.
-                Err(_) if started.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 Err(e) => panic!("no WebDriver session from chromedriver on {url}: {e}"),
             }
         };
-        let shots = std::env::var_os("PICTOR_SCREENSHOTS_DIR").map(PathBuf::from).unwrap_or_else(|| scratch().join("screenshots"));
+        let shots = std::env::var_os("PICTOR_SCREENSHOTS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| scratch().join("screenshots"));
         std::fs::create_dir_all(&shots).unwrap();
-        Browser { driver, client: Some(client), downloads, shots }
+        Browser {
+            driver,
+            client: Some(client),
+            downloads,
+            shots,
+        }
     }
 
     fn client(&self) -> &Client {
@@ -95,18 +111,21 @@ impl Browser {
     }
 
     fn type_into(&self, css: &str, text: &str) {
-        let element = block(|| self.client().find(Locator::Css(css))).unwrap_or_else(|e| panic!("no {css} on {}: {e}", self.url()));
+        let element = block(|| self.client().find(Locator::Css(css)))
+            .unwrap_or_else(|e| panic!("no {css} on {}: {e}", self.url()));
         block(|| element.clear()).unwrap();
         block(|| element.send_keys(text)).unwrap();
     }
 
     fn select(&self, css: &str, value: &str) {
-        let element = block(|| self.client().find(Locator::Css(css))).unwrap_or_else(|e| panic!("no {css} on {}: {e}", self.url()));
+        let element = block(|| self.client().find(Locator::Css(css)))
+            .unwrap_or_else(|e| panic!("no {css} on {}: {e}", self.url()));
         block(|| element.select_by_value(value)).unwrap();
     }
 
     fn click(&self, css: &str) {
-        let element = block(|| self.client().find(Locator::Css(css))).unwrap_or_else(|e| panic!("no {css} on {}: {e}", self.url()));
+        let element = block(|| self.client().find(Locator::Css(css)))
+            .unwrap_or_else(|e| panic!("no {css} on {}: {e}", self.url()));
         block(|| element.click()).unwrap();
     }
 
@@ -189,7 +208,11 @@ impl HostRun {
             if let Some(url) = out.lines().find_map(|l| l.strip_prefix("Status page: ")) {
                 return url.trim().to_string();
             }
-            assert!(started.elapsed() < WAIT, "no status page line:\n{}", self.output());
+            assert!(
+                started.elapsed() < WAIT,
+                "no status page line:\n{}",
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -201,7 +224,11 @@ impl HostRun {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(started.elapsed() < WAIT, "pictor-host did not stop:\n{}", self.output());
+            assert!(
+                started.elapsed() < WAIT,
+                "pictor-host did not stop:\n{}",
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -236,19 +263,34 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
 
     // Issue a worker with mining settings and a price for renders.
     browser.click("a#new-worker");
-    browser.wait_until("the new worker form", |b| b.text("form#new-worker").is_some());
+    browser.wait_until("the new worker form", |b| {
+        b.text("form#new-worker").is_some()
+    });
     browser.type_into("form#new-worker input[name=name]", "Studio box");
-    browser.type_into("form#new-worker input[name=wallet]", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4");
-    browser.type_into("form#new-worker input[name=pool]", "stratum+tcp://pool.example.org:3333");
+    browser.type_into(
+        "form#new-worker input[name=wallet]",
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+    );
+    browser.type_into(
+        "form#new-worker input[name=pool]",
+        "stratum+tcp://pool.example.org:3333",
+    );
     browser.select("form#new-worker select[name=coin]", "btc");
     // A typo in the payout address is refused, naming the field, values kept.
-    browser.type_into("form#new-worker input[name=mining_wallet]", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5");
+    browser.type_into(
+        "form#new-worker input[name=mining_wallet]",
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5",
+    );
     browser.type_into("form#new-worker input[name=price_render]", "0.25");
     browser.click("button#create");
     browser.wait_until("the form's error", |b| b.text("p.error").is_some());
     let error = browser.text("p.error").unwrap();
-    assert!(error.contains("mining") && error.contains("not a btc address"), "{error}");
-    let kept = browser.eval("return document.querySelector('form#new-worker input[name=name]').value");
+    assert!(
+        error.contains("mining") && error.contains("not a btc address"),
+        "{error}"
+    );
+    let kept =
+        browser.eval("return document.querySelector('form#new-worker input[name=name]').value");
     assert_eq!(kept, json!("Studio box"));
     browser.screenshot("02-portal-new-worker-error");
     browser.type_into("form#new-worker input[name=mining_wallet]", "");
@@ -256,14 +298,23 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
     browser.wait_until("the issued worker", |b| b.text("#worker-id").is_some());
     browser.screenshot("03-portal-worker-issued");
     let worker_id = browser.text("#worker-id").unwrap().trim().to_string();
-    let shown: Value = serde_json::from_str(&browser.text("pre#worker-json").unwrap()).expect("the page shows worker.json");
+    let shown: Value = serde_json::from_str(&browser.text("pre#worker-json").unwrap())
+        .expect("the page shows worker.json");
 
     // Download it as the owner would: the browser saves worker.json.
     browser.click("a#download");
     let downloaded = browser.downloads.join("worker.json");
     let started = Instant::now();
-    while !downloaded.is_file() || std::fs::read(&downloaded).map(|b| serde_json::from_slice::<Value>(&b).is_err()).unwrap_or(true) {
-        assert!(started.elapsed() < Duration::from_secs(30), "worker.json was not downloaded into {}", browser.downloads.display());
+    while !downloaded.is_file()
+        || std::fs::read(&downloaded)
+            .map(|b| serde_json::from_slice::<Value>(&b).is_err())
+            .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "worker.json was not downloaded into {}",
+            browser.downloads.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let config: Value = serde_json::from_slice(&std::fs::read(&downloaded).unwrap()).unwrap();
@@ -278,23 +329,43 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
     std::fs::create_dir_all(&owner).unwrap();
     let imported = owner.join("worker.json");
     std::fs::copy(&downloaded, &imported).unwrap();
-    let check = host().args(["config", "check"]).arg(&imported).output().unwrap();
-    assert!(check.status.success(), "config check: {}", String::from_utf8_lossy(&check.stderr));
+    let check = host()
+        .args(["config", "check"])
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "config check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let mut run = HostRun::start(&imported);
 
     let row = format!("table#workers tr[data-worker-id='{worker_id}']");
     browser.goto(&portal);
-    browser.wait_until("the worker to turn online", |b| b.text(&cell(&row, "status")).as_deref() == Some("online"));
+    browser.wait_until("the worker to turn online", |b| {
+        b.text(&cell(&row, "status")).as_deref() == Some("online")
+    });
     browser.screenshot("04-portal-worker-online");
     let started = Instant::now();
-    while !run.output().contains(&format!("Worker {worker_id} · Connected to {}", coordinator.url(""))) {
-        assert!(started.elapsed() < WAIT, "the host does not say it is connected:\n{}", run.output());
+    while !run.output().contains(&format!(
+        "Worker {worker_id} · Connected to {}",
+        coordinator.url("")
+    )) {
+        assert!(
+            started.elapsed() < WAIT,
+            "the host does not say it is connected:\n{}",
+            run.output()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     // A render job; its image shows in the jobs table once it is done.
     let scenes = repo_root().join("fixtures/scenes");
-    let (gltf, bin) = (std::fs::read(scenes.join("cornell.gltf")).unwrap(), std::fs::read(scenes.join("cornell.bin")).unwrap());
+    let (gltf, bin) = (
+        std::fs::read(scenes.join("cornell.gltf")).unwrap(),
+        std::fs::read(scenes.join("cornell.bin")).unwrap(),
+    );
     coordinator.submit(
         "portal-render",
         "render",
@@ -303,38 +374,78 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
         &[("cornell.gltf", &gltf), ("cornell.bin", &bin)],
     );
     let job_row = "table#jobs tr[data-job-id='portal-render']";
-    browser.wait_until("the job to complete", |b| b.text(&cell(job_row, "state")).as_deref() == Some("succeeded"));
+    browser.wait_until("the job to complete", |b| {
+        b.text(&cell(job_row, "state")).as_deref() == Some("succeeded")
+    });
     let job = coordinator.job("portal-render");
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     let preview_width = browser.eval(&format!(
         "const i = document.querySelector(\"{job_row} img.preview\"); return i && i.complete ? i.naturalWidth : 0"
     ));
-    assert_eq!(preview_width, json!(96), "the preview shows the rendered image");
-    assert_eq!(browser.text(&cell(job_row, "worker")).as_deref().map(str::trim), Some(worker_id.as_str()));
-    browser.wait_until("the earnings", |b| b.text(&cell(&row, "jobs-done")).as_deref().map(str::trim) == Some("1"));
+    assert_eq!(
+        preview_width,
+        json!(96),
+        "the preview shows the rendered image"
+    );
+    assert_eq!(
+        browser
+            .text(&cell(job_row, "worker"))
+            .as_deref()
+            .map(str::trim),
+        Some(worker_id.as_str())
+    );
+    browser.wait_until("the earnings", |b| {
+        b.text(&cell(&row, "jobs-done")).as_deref().map(str::trim) == Some("1")
+    });
     let earnings = browser.text(&cell(&row, "earnings")).unwrap();
-    assert!(earnings.contains("0.25"), "earnings = 1 job × 0.25: {earnings}");
+    assert!(
+        earnings.contains("0.25"),
+        "earnings = 1 job × 0.25: {earnings}"
+    );
     browser.screenshot("05-portal-job-done");
 
     // The worker's own page in the portal, from its name on the dashboard.
     browser.click(&format!("{row} td.name a"));
     browser.wait_until("the worker's page", |b| b.text("table#worker").is_some());
-    assert_eq!(browser.text("table#worker td.jobs-done").as_deref().map(str::trim), Some("1"));
+    assert_eq!(
+        browser
+            .text("table#worker td.jobs-done")
+            .as_deref()
+            .map(str::trim),
+        Some("1")
+    );
     let settings = browser.text("table#worker").unwrap();
-    assert!(settings.contains("btc") && settings.contains("pool.example.org:3333"), "{settings}");
+    assert!(
+        settings.contains("btc") && settings.contains("pool.example.org:3333"),
+        "{settings}"
+    );
     browser.screenshot("05b-portal-worker-page");
 
     // The host's own page, as its owner sees it.
     let status_url = run.status_url();
     browser.goto(&status_url);
-    browser.wait_until("the host's recent job", |b| b.text("table#recent-jobs tr[data-job-id]").is_some());
-    assert_eq!(browser.text("#worker-id").as_deref().map(str::trim), Some(worker_id.as_str()));
+    browser.wait_until("the host's recent job", |b| {
+        b.text("table#recent-jobs tr[data-job-id]").is_some()
+    });
+    assert_eq!(
+        browser.text("#worker-id").as_deref().map(str::trim),
+        Some(worker_id.as_str())
+    );
     let connection = browser.text("#connection").unwrap();
     assert!(connection.starts_with("Connected"), "{connection}");
-    assert!(browser.text("table#gpus tr.gpu").is_some(), "the page lists the GPU");
+    assert!(
+        browser.text("table#gpus tr.gpu").is_some(),
+        "the page lists the GPU"
+    );
     let recent = browser.text("table#recent-jobs").unwrap();
-    assert!(recent.contains("render") && recent.contains("succeeded"), "{recent}");
-    assert!(browser.text("#mining").is_some_and(|m| m.contains("off")), "no NVIDIA GPU here: mining is off with its reason");
+    assert!(
+        recent.contains("render") && recent.contains("succeeded"),
+        "{recent}"
+    );
+    assert!(
+        browser.text("#mining").is_some_and(|m| m.contains("off")),
+        "no NVIDIA GPU here: mining is off with its reason"
+    );
     browser.screenshot("06-host-status");
 
     // Revoking the worker disconnects its host with the reason.
@@ -343,7 +454,10 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
     let code = run.wait_exit();
     let output = run.output();
     assert_ne!(code, Some(0), "{output}");
-    assert!(output.contains("revoked"), "the host says why it stopped:\n{output}");
+    assert!(
+        output.contains("revoked"),
+        "the host says why it stopped:\n{output}"
+    );
     browser.goto(&portal);
     browser.wait_until("the worker to show as revoked", |b| {
         b.text(&row).is_some_and(|text| text.contains("revoked"))

@@ -8,7 +8,11 @@ use pictor_host::runtime::{Runtime, RuntimeConfig};
 
 use crate::support::plugin;
 
-async fn run(runtime: &Runtime, plugin_name: &str, params: serde_json::Value) -> pictor_host::jobs::outcome::JobOutcome {
+async fn run(
+    runtime: &Runtime,
+    plugin_name: &str,
+    params: serde_json::Value,
+) -> pictor_host::jobs::outcome::JobOutcome {
     let bytes = std::fs::read(plugin(plugin_name)).unwrap();
     let loaded = runtime.load(&bytes).unwrap();
     let spec = JobSpec::from_json(
@@ -21,19 +25,31 @@ async fn run(runtime: &Runtime, plugin_name: &str, params: serde_json::Value) ->
     std::fs::create_dir(root.path().join("in")).unwrap();
     std::fs::write(root.path().join("in/x.txt"), "x").unwrap();
     let dirs = JobDirs::prepare(&root.path().join("in"), &root.path().join("out")).unwrap();
-    run_job(&loaded, JobRun::new(&spec, &dirs))
-    .await
+    run_job(&loaded, JobRun::new(&spec, &dirs)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_survives_every_attack_and_runs_the_next_job() {
     let runtime = Runtime::new(&RuntimeConfig { cache_dir: None }).unwrap();
     let attacks = [
-        "infinite-loop", "sleep-forever", "memory-bomb", "deep-recursion", "panic",
-        "write-dotdot", "write-absolute", "read-passwd", "output-symlink", "output-bomb",
+        "infinite-loop",
+        "sleep-forever",
+        "memory-bomb",
+        "deep-recursion",
+        "panic",
+        "write-dotdot",
+        "write-absolute",
+        "read-passwd",
+        "output-symlink",
+        "output-bomb",
     ];
     for attack in attacks {
-        let outcome = run(&runtime, "adversary", serde_json::json!({"attack": attack, "target": "/tmp/x"})).await;
+        let outcome = run(
+            &runtime,
+            "adversary",
+            serde_json::json!({"attack": attack, "target": "/tmp/x"}),
+        )
+        .await;
         assert!(!outcome.succeeded(), "{attack} succeeded: {outcome:?}");
         let failure = outcome.failure.as_ref().unwrap();
         assert!(!failure.message.is_empty(), "{attack}: empty reason");

@@ -13,7 +13,12 @@ use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig};
 
 use crate::support::plugin;
 
-async fn run(plugin: &LoadedPlugin, gpu: &Arc<GpuProvider>, params: serde_json::Value, limits: serde_json::Value) -> JobOutcome {
+async fn run(
+    plugin: &LoadedPlugin,
+    gpu: &Arc<GpuProvider>,
+    params: serde_json::Value,
+    limits: serde_json::Value,
+) -> JobOutcome {
     let spec = JobSpec::from_json(
         &serde_json::json!({"version": 1, "id": "gpu-job", "kind": "gpuprobe", "params": params, "limits": limits}).to_string(),
     )
@@ -21,14 +26,19 @@ async fn run(plugin: &LoadedPlugin, gpu: &Arc<GpuProvider>, params: serde_json::
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("in")).unwrap();
     let dirs = JobDirs::prepare(&root.path().join("in"), &root.path().join("out")).unwrap();
-    run_job(plugin, JobRun::new(&spec, &dirs).with_gpu(Arc::clone(gpu)))
-    .await
+    run_job(plugin, JobRun::new(&spec, &dirs).with_gpu(Arc::clone(gpu))).await
 }
 
 fn setup() -> (Runtime, LoadedPlugin, Arc<GpuProvider>) {
     let runtime = Runtime::new(&RuntimeConfig { cache_dir: None }).unwrap();
-    let plugin = runtime.load(&std::fs::read(plugin("gpuprobe")).unwrap()).unwrap();
-    (runtime, plugin, Arc::new(GpuProvider::new(AdapterChoice::Auto)))
+    let plugin = runtime
+        .load(&std::fs::read(plugin("gpuprobe")).unwrap())
+        .unwrap();
+    (
+        runtime,
+        plugin,
+        Arc::new(GpuProvider::new(AdapterChoice::Auto)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,9 +46,19 @@ async fn a_hundred_leaky_jobs_leave_no_buffer_behind() {
     let (_runtime, plugin, gpu) = setup();
     let device = gpu.device().unwrap();
     for i in 0..100 {
-        let outcome = run(&plugin, &gpu, serde_json::json!({"check": "leak"}), serde_json::json!({})).await;
+        let outcome = run(
+            &plugin,
+            &gpu,
+            serde_json::json!({"check": "leak"}),
+            serde_json::json!({}),
+        )
+        .await;
         assert!(outcome.succeeded(), "job {i}: {:?}", outcome.failure);
-        assert_eq!((device.live_buffers(), device.live_bytes()), (0, 0), "after job {i}");
+        assert_eq!(
+            (device.live_buffers(), device.live_bytes()),
+            (0, 0),
+            "after job {i}"
+        );
     }
 }
 
@@ -52,8 +72,17 @@ async fn the_job_after_a_gpu_timeout_runs_fine() {
         serde_json::json!({"gpu_submission_ms": 100}),
     )
     .await;
-    assert_eq!(timed_out.failure.map(|f| f.message).unwrap_or_default(), "GPU submission ran past the job's 100 ms quota (split the work into shorter submissions)");
-    let next = run(&plugin, &gpu, serde_json::json!({"check": "out-of-bounds"}), serde_json::json!({})).await;
+    assert_eq!(
+        timed_out.failure.map(|f| f.message).unwrap_or_default(),
+        "GPU submission ran past the job's 100 ms quota (split the work into shorter submissions)"
+    );
+    let next = run(
+        &plugin,
+        &gpu,
+        serde_json::json!({"check": "out-of-bounds"}),
+        serde_json::json!({}),
+    )
+    .await;
     assert!(next.succeeded(), "{:?}", next.failure);
     assert_eq!(gpu.device().unwrap().live_buffers(), 0);
 }
@@ -64,8 +93,20 @@ async fn a_lost_device_is_reopened_for_the_next_job() {
     let first = gpu.device().unwrap();
     first.device.destroy();
     let _ = first.device.poll(wgpu::PollType::Poll);
-    assert!(first.lost_reason().is_some(), "destroy() must mark the device lost");
-    let outcome = run(&plugin, &gpu, serde_json::json!({"check": "info"}), serde_json::json!({})).await;
+    assert!(
+        first.lost_reason().is_some(),
+        "destroy() must mark the device lost"
+    );
+    let outcome = run(
+        &plugin,
+        &gpu,
+        serde_json::json!({"check": "info"}),
+        serde_json::json!({}),
+    )
+    .await;
     assert!(outcome.succeeded(), "{:?}", outcome.failure);
-    assert!(!Arc::ptr_eq(&first, &gpu.device().unwrap()), "a new device must have been opened");
+    assert!(
+        !Arc::ptr_eq(&first, &gpu.device().unwrap()),
+        "a new device must have been opened"
+    );
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use pictor_protocol::api::{
-    self, BlobRef, CompleteRequest, InputBlob, JobState, JobStatus, Lease, PROTOCOL_VERSION, RegisterRequest, SubmitJob,
-    VERSION_HEADER,
+    self, BlobRef, CompleteRequest, InputBlob, JobState, JobStatus, Lease, PROTOCOL_VERSION,
+    RegisterRequest, SubmitJob, VERSION_HEADER,
 };
 use pictor_protocol::digest::Sha256Digest;
 use pictor_protocol::proof::{self, InputDigest, OutputDigest, ResultManifest, SignedProof};
@@ -26,7 +26,13 @@ use crate::support::{coordinator_bin, host, plugin, scratch};
 /// that pooled connections stay usable.
 pub(crate) fn block<F: std::future::Future>(make: impl FnOnce() -> F) -> F::Output {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap());
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
     runtime.block_on(async { make().await })
 }
 
@@ -41,7 +47,11 @@ pub(crate) struct Coordinator {
 
 impl Coordinator {
     pub(crate) fn start(root: &Path, args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut coordinator = Coordinator {
             data: root.join("coordinator"),
             port,
@@ -54,7 +64,11 @@ impl Coordinator {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data.with_extension("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .unwrap();
         let child = Command::new(coordinator_bin())
             .arg("serve")
             .arg("--data")
@@ -70,7 +84,11 @@ impl Coordinator {
         self.child = Some(child);
         let started = Instant::now();
         while block(|| self.http.get(self.url(&api::paths::info())).send()).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "coordinator did not start: {}", self.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "coordinator did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -97,26 +115,57 @@ impl Coordinator {
     }
 
     pub(crate) fn token(&self, which: &str) -> String {
-        std::fs::read_to_string(self.data.join(format!("{which}.token"))).unwrap().trim().to_string()
+        std::fs::read_to_string(self.data.join(format!("{which}.token")))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     fn request(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(token).header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
     }
 
     /// Uploads `bytes` as a blob (creator token).
     fn put_blob(&self, bytes: &[u8]) -> Sha256Digest {
         let sha = Sha256Digest::of(bytes);
-        let response = block(|| self.request(reqwest::Method::PUT, &api::paths::blob(&sha), &self.token("creator")).body(bytes.to_vec()).send()).unwrap();
-        assert!(response.status().is_success(), "upload: {}", response.status());
+        let response = block(|| {
+            self.request(
+                reqwest::Method::PUT,
+                &api::paths::blob(&sha),
+                &self.token("creator"),
+            )
+            .body(bytes.to_vec())
+            .send()
+        })
+        .unwrap();
+        assert!(
+            response.status().is_success(),
+            "upload: {}",
+            response.status()
+        );
         sha
     }
 
     /// Downloads a blob (again if a fault cut the first download).
     fn get_blob(&self, sha: &Sha256Digest) -> Vec<u8> {
         for _ in 0..3 {
-            let response = block(|| self.request(reqwest::Method::GET, &api::paths::blob(sha), &self.token("creator")).send()).unwrap();
-            assert!(response.status().is_success(), "download {sha}: {}", response.status());
+            let response = block(|| {
+                self.request(
+                    reqwest::Method::GET,
+                    &api::paths::blob(sha),
+                    &self.token("creator"),
+                )
+                .send()
+            })
+            .unwrap();
+            assert!(
+                response.status().is_success(),
+                "download {sha}: {}",
+                response.status()
+            );
             if let Ok(bytes) = block(|| response.bytes()) {
                 return bytes.to_vec();
             }
@@ -125,17 +174,46 @@ impl Coordinator {
     }
 
     /// Submits a job running the sample plugin `plugin_name`.
-    pub(crate) fn submit(&self, id: &str, plugin_name: &str, kind: &str, params: Value, inputs: &[(&str, &[u8])]) {
-        self.submit_limited(id, plugin_name, kind, params, inputs, json!({"timeout_s": 60}));
+    pub(crate) fn submit(
+        &self,
+        id: &str,
+        plugin_name: &str,
+        kind: &str,
+        params: Value,
+        inputs: &[(&str, &[u8])],
+    ) {
+        self.submit_limited(
+            id,
+            plugin_name,
+            kind,
+            params,
+            inputs,
+            json!({"timeout_s": 60}),
+        );
     }
 
     /// [`submit`](Self::submit) with the job's own `limits`.
-    pub(crate) fn submit_limited(&self, id: &str, plugin_name: &str, kind: &str, params: Value, inputs: &[(&str, &[u8])], limits: Value) {
+    pub(crate) fn submit_limited(
+        &self,
+        id: &str,
+        plugin_name: &str,
+        kind: &str,
+        params: Value,
+        inputs: &[(&str, &[u8])],
+        limits: Value,
+    ) {
         let plugin_bytes = std::fs::read(plugin(plugin_name)).unwrap();
-        let plugin = BlobRef { sha256: self.put_blob(&plugin_bytes), size: plugin_bytes.len() as u64 };
+        let plugin = BlobRef {
+            sha256: self.put_blob(&plugin_bytes),
+            size: plugin_bytes.len() as u64,
+        };
         let inputs = inputs
             .iter()
-            .map(|(name, bytes)| InputBlob { name: name.to_string(), sha256: self.put_blob(bytes), size: bytes.len() as u64 })
+            .map(|(name, bytes)| InputBlob {
+                name: name.to_string(),
+                sha256: self.put_blob(bytes),
+                size: bytes.len() as u64,
+            })
             .collect();
         let job = SubmitJob {
             id: Some(id.into()),
@@ -149,19 +227,48 @@ impl Coordinator {
             replicas: 1,
             max_attempts: 5,
         };
-        let response = block(|| self.request(reqwest::Method::POST, &api::paths::jobs(), &self.token("creator")).json(&job).send()).unwrap();
+        let response = block(|| {
+            self.request(
+                reqwest::Method::POST,
+                &api::paths::jobs(),
+                &self.token("creator"),
+            )
+            .json(&job)
+            .send()
+        })
+        .unwrap();
         let status = response.status();
-        assert!(status.is_success(), "submit {id}: {status} {}", block(|| response.text()).unwrap());
+        assert!(
+            status.is_success(),
+            "submit {id}: {status} {}",
+            block(|| response.text()).unwrap()
+        );
     }
 
     /// What the coordinator shows of a worker (creator's view).
     fn worker_summary(&self, id: &str) -> api::WorkerSummary {
-        let response = block(|| self.request(reqwest::Method::GET, &api::paths::worker(id), &self.token("creator")).send()).unwrap();
+        let response = block(|| {
+            self.request(
+                reqwest::Method::GET,
+                &api::paths::worker(id),
+                &self.token("creator"),
+            )
+            .send()
+        })
+        .unwrap();
         block(|| response.json()).unwrap()
     }
 
     pub(crate) fn job(&self, id: &str) -> JobStatus {
-        let response = block(|| self.request(reqwest::Method::GET, &api::paths::job(id), &self.token("creator")).send()).unwrap();
+        let response = block(|| {
+            self.request(
+                reqwest::Method::GET,
+                &api::paths::job(id),
+                &self.token("creator"),
+            )
+            .send()
+        })
+        .unwrap();
         block(|| response.json()).unwrap()
     }
 
@@ -172,7 +279,15 @@ impl Coordinator {
             let jobs: Option<Vec<JobStatus>> = ids
                 .iter()
                 .map(|id| {
-                    let response = block(|| self.request(reqwest::Method::GET, &api::paths::job(id), &self.token("creator")).send()).ok()?;
+                    let response = block(|| {
+                        self.request(
+                            reqwest::Method::GET,
+                            &api::paths::job(id),
+                            &self.token("creator"),
+                        )
+                        .send()
+                    })
+                    .ok()?;
                     block(|| response.json::<JobStatus>()).ok()
                 })
                 .collect();
@@ -183,7 +298,11 @@ impl Coordinator {
             }
             if started.elapsed() > Duration::from_secs(120) {
                 let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
-                panic!("jobs not final after 120 s\ncoordinator:\n{}\nworkers:\n{}", self.log(), logs.join("\n---\n"));
+                panic!(
+                    "jobs not final after 120 s\ncoordinator:\n{}\nworkers:\n{}",
+                    self.log(),
+                    logs.join("\n---\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -211,7 +330,8 @@ impl Worker {
     fn start_taking(root: &Path, id: &str, coordinator: &Coordinator, kinds: &[&str]) -> Self {
         let dir = root.join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        let prices: serde_json::Map<String, Value> = kinds.iter().map(|k| (k.to_string(), json!(0.01))).collect();
+        let prices: serde_json::Map<String, Value> =
+            kinds.iter().map(|k| (k.to_string(), json!(0.01))).collect();
         let config = json!({
             "version": 1,
             "worker": {"id": id, "name": format!("test {id}")},
@@ -227,7 +347,11 @@ impl Worker {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("worker.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("worker.log"))
+            .unwrap();
         let child = host()
             .args(["run", "--config"])
             .arg(self.dir.join("worker.json"))
@@ -248,14 +372,21 @@ impl Worker {
     /// SIGTERM, then wait for a clean exit.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
             let status = child.wait().unwrap();
             assert!(status.success(), "worker exit {status}:\n{}", self.log());
         }
     }
 
     fn log(&self) -> String {
-        format!("[{}]\n{}", self.dir.display(), std::fs::read_to_string(self.dir.join("worker.log")).unwrap_or_default())
+        format!(
+            "[{}]\n{}",
+            self.dir.display(),
+            std::fs::read_to_string(self.dir.join("worker.log")).unwrap_or_default()
+        )
     }
 
     fn journal(&self) -> Vec<Value> {
@@ -269,14 +400,21 @@ impl Worker {
     /// The public key the worker signs with (from its key file).
     fn public_key(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("worker.key")).unwrap();
-        let seed: [u8; 32] = hex::decode(text.trim().trim_start_matches("pictor-worker-key-v1:")).unwrap().try_into().unwrap();
+        let seed: [u8; 32] = hex::decode(text.trim().trim_start_matches("pictor-worker-key-v1:"))
+            .unwrap()
+            .try_into()
+            .unwrap();
         hex::encode(SigningKey::from_bytes(&seed).verifying_key().as_bytes())
     }
 
     fn wait_for_log(&self, what: &str, text: &str) {
         let started = Instant::now();
         while !self.log().contains(text) {
-            assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}\n{}", self.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -284,7 +422,11 @@ impl Worker {
     fn wait_for(&self, what: &str, mut ready: impl FnMut(&[Value]) -> bool) {
         let started = Instant::now();
         while !ready(&self.journal()) {
-            assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}\n{}", self.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -312,17 +454,43 @@ fn steps_params(steps: u32, step_ms: u64) -> Value {
 /// of the worker it names, whose outputs download from the coordinator
 /// with the digests it claims (and, for `expected`, the content computed
 /// here); across all workers' journals exactly one first report per job.
-fn assert_done_exactly_once(coordinator: &Coordinator, jobs: &[JobStatus], workers: &[&Worker], expected: &[(&str, &str, Vec<u8>)]) {
+fn assert_done_exactly_once(
+    coordinator: &Coordinator,
+    jobs: &[JobStatus],
+    workers: &[&Worker],
+    expected: &[(&str, &str, Vec<u8>)],
+) {
     for job in jobs {
-        assert_eq!(job.state, JobState::Succeeded, "{}: {:?}", job.job_id, job.error);
+        assert_eq!(
+            job.state,
+            JobState::Succeeded,
+            "{}: {:?}",
+            job.job_id,
+            job.error
+        );
         assert_eq!(job.proofs.len(), 1, "{}: one accepted result", job.job_id);
         let proof = &job.proofs[0];
-        let signer = workers.iter().find(|w| w.public_key() == proof.public_key).expect("signed by one of the workers");
+        let signer = workers
+            .iter()
+            .find(|w| w.public_key() == proof.public_key)
+            .expect("signed by one of the workers");
         proof.verify(Some(&signer.public_key())).unwrap();
-        assert!(proof.manifest.job_id.starts_with(&format!("{}.", job.job_id)), "the proof is for a lease of the job");
+        assert!(
+            proof
+                .manifest
+                .job_id
+                .starts_with(&format!("{}.", job.job_id)),
+            "the proof is for a lease of the job"
+        );
         for output in &proof.manifest.outputs {
             let bytes = coordinator.get_blob(&output.sha256);
-            assert_eq!(Sha256Digest::of(&bytes), output.sha256, "{} {}", job.job_id, output.path);
+            assert_eq!(
+                Sha256Digest::of(&bytes),
+                output.sha256,
+                "{} {}",
+                job.job_id,
+                output.path
+            );
             assert_eq!(bytes.len() as u64, output.size);
         }
         // The coordinator may commit a result a moment before the worker
@@ -336,7 +504,9 @@ fn assert_done_exactly_once(coordinator: &Coordinator, jobs: &[JobStatus], worke
                     r["event"] == "reported"
                         && r["report"] == "completed"
                         && r["duplicate"] == false
-                        && r["job"].as_str().is_some_and(|l| l.starts_with(&format!("{}.", job.job_id)))
+                        && r["job"]
+                            .as_str()
+                            .is_some_and(|l| l.starts_with(&format!("{}.", job.job_id)))
                 })
                 .count()
         };
@@ -348,8 +518,16 @@ fn assert_done_exactly_once(coordinator: &Coordinator, jobs: &[JobStatus], worke
     }
     for (job_id, path, content) in expected {
         let job = jobs.iter().find(|j| j.job_id == *job_id).unwrap();
-        let output = job.outputs.iter().find(|o| o.path == *path).unwrap_or_else(|| panic!("{job_id} has {path}"));
-        assert_eq!(output.sha256, Sha256Digest::of(content), "{job_id} {path} content");
+        let output = job
+            .outputs
+            .iter()
+            .find(|o| o.path == *path)
+            .unwrap_or_else(|| panic!("{job_id} has {path}"));
+        assert_eq!(
+            output.sha256,
+            Sha256Digest::of(content),
+            "{job_id} {path} content"
+        );
     }
 }
 
@@ -364,13 +542,22 @@ pub(crate) fn farm_root(name: &str) -> PathBuf {
 fn two_workers_share_the_jobs_and_each_result_arrives_once() {
     let root = farm_root("share");
     let coordinator = Coordinator::start(&root, &["--lease-ttl-s", "10"]);
-    let (a, b) = (Worker::start(&root, "wkr-a", &coordinator), Worker::start(&root, "wkr-b", &coordinator));
+    let (a, b) = (
+        Worker::start(&root, "wkr-a", &coordinator),
+        Worker::start(&root, "wkr-b", &coordinator),
+    );
     let mut expected = Vec::new();
     let mut ids = Vec::new();
     for i in 0..6 {
         let id = format!("hello-{i}");
         let input = format!("input number {i}\n").repeat(100 + i);
-        coordinator.submit(&id, "hello", "hello", hello_params(), &[("in.txt", input.as_bytes())]);
+        coordinator.submit(
+            &id,
+            "hello",
+            "hello",
+            hello_params(),
+            &[("in.txt", input.as_bytes())],
+        );
         expected.push((id.clone(), hello_output(input.as_bytes())));
         ids.push(id);
     }
@@ -381,16 +568,33 @@ fn two_workers_share_the_jobs_and_each_result_arrives_once() {
     }
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let jobs = coordinator.wait_final(&id_refs, &[&a, &b]);
-    let expected: Vec<(&str, &str, Vec<u8>)> = expected.iter().map(|(id, c)| (id.as_str(), "in.txt.hello", c.clone())).collect();
+    let expected: Vec<(&str, &str, Vec<u8>)> = expected
+        .iter()
+        .map(|(id, c)| (id.as_str(), "in.txt.hello", c.clone()))
+        .collect();
     assert_done_exactly_once(&coordinator, &jobs, &[&a, &b], &expected);
-    let by = |w: &Worker| jobs.iter().filter(|j| j.workers == [w.dir.file_name().unwrap().to_string_lossy().to_string()]).count();
-    assert!(by(&a) > 0 && by(&b) > 0, "both workers got jobs: a {} b {}", by(&a), by(&b));
+    let by = |w: &Worker| {
+        jobs.iter()
+            .filter(|j| j.workers == [w.dir.file_name().unwrap().to_string_lossy().to_string()])
+            .count()
+    };
+    assert!(
+        by(&a) > 0 && by(&b) > 0,
+        "both workers got jobs: a {} b {}",
+        by(&a),
+        by(&b)
+    );
     // Reported outputs are freed locally; the records stay.
     for worker in [&a, &b] {
         for record in worker.journal().iter().filter(|r| r["event"] == "reported") {
-            let done = worker.dir.join("data/done").join(record["job"].as_str().unwrap());
+            let done = worker
+                .dir
+                .join("data/done")
+                .join(record["job"].as_str().unwrap());
             assert!(done.join("proof.json").is_file(), "{}", done.display());
-            worker.wait_for("reported outputs removed", |_| !done.join("output").exists());
+            worker.wait_for("reported outputs removed", |_| {
+                !done.join("output").exists()
+            });
         }
     }
 }
@@ -399,21 +603,34 @@ fn two_workers_share_the_jobs_and_each_result_arrives_once() {
 fn a_coordinator_restarted_mid_run_loses_nothing() {
     let root = farm_root("restart");
     let mut coordinator = Coordinator::start(&root, &["--lease-ttl-s", "6"]);
-    let (a, b) = (Worker::start(&root, "wkr-a", &coordinator), Worker::start(&root, "wkr-b", &coordinator));
+    let (a, b) = (
+        Worker::start(&root, "wkr-a", &coordinator),
+        Worker::start(&root, "wkr-b", &coordinator),
+    );
     let ids = ["slow-0", "slow-1", "slow-2", "slow-3"];
     for id in ids {
         coordinator.submit(id, "probe", "probe", steps_params(10, 150), &[]);
     }
     for worker in [&a, &b] {
-        worker.wait_for("a job started", |j| j.iter().any(|r| r["event"] == "started"));
+        worker.wait_for("a job started", |j| {
+            j.iter().any(|r| r["event"] == "started")
+        });
     }
     coordinator.kill();
     // Jobs finish while the coordinator is down: their results wait.
     for worker in [&a, &b] {
-        worker.wait_for("a job finished offline", |j| j.iter().any(|r| r["event"] == "finished"));
+        worker.wait_for("a job finished offline", |j| {
+            j.iter().any(|r| r["event"] == "finished")
+        });
         worker.wait_for_log("the outage noticed", "coordinator offline");
     }
-    assert!(a.journal().iter().chain(&b.journal()).all(|r| r["event"] != "reported"), "nothing reported while down");
+    assert!(
+        a.journal()
+            .iter()
+            .chain(&b.journal())
+            .all(|r| r["event"] != "reported"),
+        "nothing reported while down"
+    );
     coordinator.restart();
     let jobs = coordinator.wait_final(&ids, &[&a, &b]);
     assert_done_exactly_once(&coordinator, &jobs, &[&a, &b], &[]);
@@ -424,11 +641,28 @@ fn a_download_cut_midway_resumes_with_range() {
     let root = farm_root("cut");
     let coordinator = Coordinator::start(&root, &["--fault-cut-blob-after-bytes", "300000"]);
     let worker = Worker::start(&root, "wkr-a", &coordinator);
-    let input: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    coordinator.submit("big-input", "hello", "hello", hello_params(), &[("big.bin", &input)]);
+    let input: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    coordinator.submit(
+        "big-input",
+        "hello",
+        "hello",
+        hello_params(),
+        &[("big.bin", &input)],
+    );
     let jobs = coordinator.wait_final(&["big-input"], &[&worker]);
-    assert_done_exactly_once(&coordinator, &jobs, &[&worker], &[("big-input", "big.bin.hello", hello_output(&input))]);
-    assert!(worker.log().contains("resumed download"), "the cut download was resumed, not restarted:\n{}", worker.log());
+    assert_done_exactly_once(
+        &coordinator,
+        &jobs,
+        &[&worker],
+        &[("big-input", "big.bin.hello", hello_output(&input))],
+    );
+    assert!(
+        worker.log().contains("resumed download"),
+        "the cut download was resumed, not restarted:\n{}",
+        worker.log()
+    );
 }
 
 #[test]
@@ -438,11 +672,25 @@ fn a_corrupted_blob_is_refused_and_fetched_again() {
     let sha = Sha256Digest::of(&input).to_string();
     let coordinator = Coordinator::start(&root, &["--fault-corrupt-blob-once", &sha]);
     let worker = Worker::start(&root, "wkr-a", &coordinator);
-    coordinator.submit("corrupt-once", "hello", "hello", hello_params(), &[("data.txt", &input)]);
+    coordinator.submit(
+        "corrupt-once",
+        "hello",
+        "hello",
+        hello_params(),
+        &[("data.txt", &input)],
+    );
     let jobs = coordinator.wait_final(&["corrupt-once"], &[&worker]);
-    assert_done_exactly_once(&coordinator, &jobs, &[&worker], &[("corrupt-once", "data.txt.hello", hello_output(&input))]);
+    assert_done_exactly_once(
+        &coordinator,
+        &jobs,
+        &[&worker],
+        &[("corrupt-once", "data.txt.hello", hello_output(&input))],
+    );
     let log = worker.log();
-    assert!(log.contains("mismatch") && log.contains(&sha), "the corrupted download was detected, naming the blob:\n{log}");
+    assert!(
+        log.contains("mismatch") && log.contains(&sha),
+        "the corrupted download was detected, naming the blob:\n{log}"
+    );
 }
 
 #[test]
@@ -451,16 +699,25 @@ fn a_worker_killed_mid_job_loses_its_lease_and_another_completes_the_job_once() 
     let coordinator = Coordinator::start(&root, &["--lease-ttl-s", "3"]);
     let mut a = Worker::start(&root, "wkr-a", &coordinator);
     coordinator.submit("long", "probe", "probe", steps_params(20, 150), &[]);
-    a.wait_for("the job started on a", |j| j.iter().any(|r| r["event"] == "started"));
+    a.wait_for("the job started on a", |j| {
+        j.iter().any(|r| r["event"] == "started")
+    });
     a.kill();
     let b = Worker::start(&root, "wkr-b", &coordinator);
     let jobs = coordinator.wait_final(&["long"], &[&a, &b]);
-    assert_eq!(jobs[0].workers, ["wkr-b"], "b completed it after a's lease expired");
+    assert_eq!(
+        jobs[0].workers,
+        ["wkr-b"],
+        "b completed it after a's lease expired"
+    );
     assert!(jobs[0].attempts >= 2, "two leases: {}", jobs[0].attempts);
     // a comes back with the job in its spool: the coordinator says the
     // lease is gone, so a drops it instead of reporting a second result.
     a.spawn();
-    a.wait_for("a drops its stale lease", |j| j.iter().any(|r| r["event"] == "dropped" && r["job"] == "long.0"));
+    a.wait_for("a drops its stale lease", |j| {
+        j.iter()
+            .any(|r| r["event"] == "dropped" && r["job"] == "long.0")
+    });
     let jobs = coordinator.wait_final(&["long"], &[&a, &b]);
     assert_done_exactly_once(&coordinator, &jobs, &[&a, &b], &[]);
     a.stop();
@@ -472,7 +729,10 @@ fn a_result_with_a_wrong_signature_is_rejected() {
     let coordinator = Coordinator::start(&root, &[]);
     let worker_token = coordinator.token("worker");
     // A hand-made worker: it registers key A, then signs with key B.
-    let (key, other) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+    let (key, other) = (
+        SigningKey::from_bytes(&[1; 32]),
+        SigningKey::from_bytes(&[2; 32]),
+    );
     let register = RegisterRequest {
         worker_id: "wkr-fake".into(),
         name: "fake".into(),
@@ -484,13 +744,32 @@ fn a_result_with_a_wrong_signature_is_rejected() {
         slots: 1,
     };
     let post = |path: &str, body: &Value| {
-        let response = block(|| coordinator.request(reqwest::Method::POST, path, &worker_token).json(body).send()).unwrap();
+        let response = block(|| {
+            coordinator
+                .request(reqwest::Method::POST, path, &worker_token)
+                .json(body)
+                .send()
+        })
+        .unwrap();
         let status = response.status().as_u16();
         (status, block(|| response.text()).unwrap())
     };
-    assert_eq!(post(&api::paths::register(), &serde_json::to_value(&register).unwrap()).0, 200);
+    assert_eq!(
+        post(
+            &api::paths::register(),
+            &serde_json::to_value(&register).unwrap()
+        )
+        .0,
+        200
+    );
     let input = b"hello".to_vec();
-    coordinator.submit("signed", "hello", "hello", hello_params(), &[("a.txt", &input)]);
+    coordinator.submit(
+        "signed",
+        "hello",
+        "hello",
+        hello_params(),
+        &[("a.txt", &input)],
+    );
     let (status, body) = post(&api::paths::lease("wkr-fake"), &json!({"wait_s": 5}));
     assert_eq!(status, 200, "{body}");
     let lease: Lease = serde_json::from_str(&body).unwrap();
@@ -503,15 +782,31 @@ fn a_result_with_a_wrong_signature_is_rejected() {
         attempt: 0,
         status: "succeeded".into(),
         plugin_sha256: lease.plugin.sha256,
-        inputs: lease.inputs.iter().map(|i| InputDigest { name: i.name.clone(), sha256: i.sha256 }).collect(),
+        inputs: lease
+            .inputs
+            .iter()
+            .map(|i| InputDigest {
+                name: i.name.clone(),
+                sha256: i.sha256,
+            })
+            .collect(),
         params_sha256: api::params_digest(&lease.params),
         seed: lease.seed,
-        outputs: vec![OutputDigest { path: "a.txt.hello".into(), size: output.len() as u64, sha256: output_sha }],
+        outputs: vec![OutputDigest {
+            path: "a.txt.hello".into(),
+            size: output.len() as u64,
+            sha256: output_sha,
+        }],
         finished_at_ms: 1,
         duration_s: 0.1,
         adapter: None,
     };
-    let complete = |proof: SignedProof| post(&api::paths::complete(&lease.lease_id), &serde_json::to_value(CompleteRequest { proof }).unwrap());
+    let complete = |proof: SignedProof| {
+        post(
+            &api::paths::complete(&lease.lease_id),
+            &serde_json::to_value(CompleteRequest { proof }).unwrap(),
+        )
+    };
 
     let (status, body) = complete(proof::sign(&other, manifest.clone()));
     assert_eq!(status, 400, "signed by another key: {body}");
@@ -520,13 +815,20 @@ fn a_result_with_a_wrong_signature_is_rejected() {
     forged.manifest.outputs[0].sha256 = Sha256Digest::of(b"something else");
     let (status, body) = complete(forged);
     assert_eq!(status, 400, "manifest changed after signing: {body}");
-    assert_ne!(coordinator.job("signed").state, JobState::Succeeded, "nothing was accepted");
+    assert_ne!(
+        coordinator.job("signed").state,
+        JobState::Succeeded,
+        "nothing was accepted"
+    );
 
     let (status, body) = complete(proof::sign(&key, manifest.clone()));
     assert_eq!(status, 200, "the honest proof is accepted: {body}");
     let (status, body) = complete(proof::sign(&key, manifest));
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"duplicate\":true"), "a repeat is a duplicate: {body}");
+    assert!(
+        body.contains("\"duplicate\":true"),
+        "a repeat is a duplicate: {body}"
+    );
     let job = coordinator.job("signed");
     assert_eq!((job.state, job.proofs.len()), (JobState::Succeeded, 1));
     assert_eq!(job.outputs[0].sha256, Sha256Digest::of(&output));
@@ -544,7 +846,10 @@ fn a_worker_with_a_wrong_token_says_so_and_keeps_its_work() {
     config["coordinator"]["token"] = json!("0123456789abcdef0123456789abcdef");
     std::fs::write(&config_path, config.to_string()).unwrap();
     worker.spawn();
-    worker.wait_for_log("the refusal", "the worker token in worker.json is not valid here");
+    worker.wait_for_log(
+        "the refusal",
+        "the worker token in worker.json is not valid here",
+    );
     worker.stop();
 }
 
@@ -555,13 +860,23 @@ fn a_worker_whose_gpu_turns_unhealthy_says_so_and_gives_its_gpu_jobs_back() {
     let coordinator = Coordinator::start(&root, &["--lease-ttl-s", "6"]);
     let endless = json!({"gpu_submission_ms": 1000, "timeout_s": 60});
     for id in ["endless-1", "endless-2"] {
-        coordinator.submit_limited(id, "gpuprobe", "gpuprobe", json!({"check": "endless-loop"}), &[], endless.clone());
+        coordinator.submit_limited(
+            id,
+            "gpuprobe",
+            "gpuprobe",
+            json!({"check": "endless-loop"}),
+            &[],
+            endless.clone(),
+        );
     }
     let mut sick = Worker::start_taking(&root, "wkr-sick", &coordinator, &["gpuprobe"]);
     let jobs = coordinator.wait_final(&["endless-1", "endless-2"], &[&sick]);
     for job in &jobs {
         assert_eq!(job.state, JobState::Failed, "{job:?}");
-        assert!(format!("{:?}", job.error).contains("gpu-timeout"), "{job:?}");
+        assert!(
+            format!("{:?}", job.error).contains("gpu-timeout"),
+            "{job:?}"
+        );
     }
     // Two devices abandoned: the slot is unhealthy, and the heartbeat says so.
     let started = Instant::now();
@@ -570,7 +885,11 @@ fn a_worker_whose_gpu_turns_unhealthy_says_so_and_gives_its_gpu_jobs_back() {
         if let Some(slot) = summary.gpu_health.iter().find(|g| g.state == "unhealthy") {
             break slot.clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no unhealthy slot in the heartbeat: {summary:?}\n{}", sick.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no unhealthy slot in the heartbeat: {summary:?}\n{}",
+            sick.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(health.slot, 0);
@@ -578,9 +897,20 @@ fn a_worker_whose_gpu_turns_unhealthy_says_so_and_gives_its_gpu_jobs_back() {
     sick.wait_for_log("the leaser to stop", "taking fewer leases");
 
     // A GPU job now stays with the coordinator for a healthy worker.
-    coordinator.submit("after", "gpuprobe", "gpuprobe", json!({"check": "transfer", "mib": 1}), &[]);
+    coordinator.submit(
+        "after",
+        "gpuprobe",
+        "gpuprobe",
+        json!({"check": "transfer", "mib": 1}),
+        &[],
+    );
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(coordinator.job("after").state, JobState::Queued, "{}", sick.log());
+    assert_eq!(
+        coordinator.job("after").state,
+        JobState::Queued,
+        "{}",
+        sick.log()
+    );
     // Its stuck kernels spin on the CPU with lavapipe: stop it before the next.
     sick.kill();
     let healthy = Worker::start_taking(&root, "wkr-healthy", &coordinator, &["gpuprobe"]);
@@ -598,7 +928,9 @@ fn a_worker_with_a_full_spool_takes_no_lease_until_it_has_room() {
     let dir = root.join("wkr-full");
     let filler = dir.join("data/done/old-results");
     std::fs::create_dir_all(&filler).unwrap();
-    let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     for i in 0..80 {
         std::fs::write(filler.join(format!("{i}.bin")), &block).unwrap();
     }
@@ -611,12 +943,26 @@ fn a_worker_with_a_full_spool_takes_no_lease_until_it_has_room() {
         "prices": {"probe": 0.01}
     });
     std::fs::write(dir.join("worker.json"), config.to_string()).unwrap();
-    let mut worker = Worker { dir: dir.clone(), child: None };
+    let mut worker = Worker {
+        dir: dir.clone(),
+        child: None,
+    };
     worker.spawn();
     worker.wait_for_log("the leaser to hold back", "taking fewer leases");
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(coordinator.job("waiting").state, JobState::Queued, "{}", worker.log());
-    assert!(worker.log().contains("the spool is full (limits.spool_mib)"), "{}", worker.log());
+    assert_eq!(
+        coordinator.job("waiting").state,
+        JobState::Queued,
+        "{}",
+        worker.log()
+    );
+    assert!(
+        worker
+            .log()
+            .contains("the spool is full (limits.spool_mib)"),
+        "{}",
+        worker.log()
+    );
 
     // Room again (the owner cleared done/): at its next measurement the
     // worker leases the job and runs it, without a restart.

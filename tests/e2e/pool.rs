@@ -47,7 +47,13 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { difficulty: 1.0 / 65536.0, check_difficulty: None, extranonce2_size: 4, refuse_user: None, branches: 3 }
+        PoolOptions {
+            difficulty: 1.0 / 65536.0,
+            check_difficulty: None,
+            extranonce2_size: 4,
+            refuse_user: None,
+            branches: 3,
+        }
     }
 }
 
@@ -138,23 +144,32 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The difficulty a hash achieves: diff1 / (hash as a little-endian number).
 pub fn achieved_difficulty(hash: &[u8; 32]) -> f64 {
-    let value = hash.iter().rev().fold(0.0, |acc, &b| acc * 256.0 + f64::from(b));
+    let value = hash
+        .iter()
+        .rev()
+        .fold(0.0, |acc, &b| acc * 256.0 + f64::from(b));
     diff1() / value
 }
 
 impl PoolJob {
     /// A fresh job: pseudo-random but realistic fields from `seq`.
     fn new(seq: u64, difficulty: f64, branches: usize) -> Self {
-        let seed = |tag: &str, i: u64| sha256d(format!("pictor test pool {tag} {seq} {i}").as_bytes());
+        let seed =
+            |tag: &str, i: u64| sha256d(format!("pictor test pool {tag} {seq} {i}").as_bytes());
         let height = 800_000 + seq as u32;
         // Coinbase: version, one input spending nothing, a script starting
         // with the height, then the extranonces (8 bytes), a tag, one output.
-        let mut coinb1 = hex_bytes("01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff");
+        let mut coinb1 = hex_bytes(
+            "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff",
+        );
         let tag = b"/pictor test pool/";
         coinb1.push((4 + 8 + tag.len()) as u8);
         coinb1.push(3);
@@ -163,7 +178,9 @@ impl PoolJob {
         coinb2.extend_from_slice(&hex_bytes("ffffffff0100f2052a010000001976a914"));
         coinb2.extend_from_slice(&seed("payout", 0)[..20]);
         coinb2.extend_from_slice(&hex_bytes("88ac00000000"));
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as u32;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()) as u32;
         PoolJob {
             prevhash: {
                 let mut h = seed("prev", 0);
@@ -234,30 +251,58 @@ impl State {
     }
 
     fn send_work(&mut self, conn: usize, clean: bool) {
-        let Some(job) = self.jobs.get(&self.current).cloned() else { return };
+        let Some(job) = self.jobs.get(&self.current).cloned() else {
+            return;
+        };
         let current = self.current.clone();
-        self.send(conn, &json!({"id": null, "method": "mining.set_difficulty", "params": [job.difficulty]}));
+        self.send(
+            conn,
+            &json!({"id": null, "method": "mining.set_difficulty", "params": [job.difficulty]}),
+        );
         self.send(conn, &job.notify(&current, clean));
     }
 
     /// Judges a `mining.submit`.
     fn submit(&mut self, conn: usize, params: &Value) -> Result<f64, (i64, String)> {
-        let c = self.connections.iter().find(|c| c.id == conn).ok_or((20, "no connection".to_string()))?;
-        let p = params.as_array().filter(|p| p.len() >= 5).ok_or((20, "mining.submit needs 5 params".to_string()))?;
+        let c = self
+            .connections
+            .iter()
+            .find(|c| c.id == conn)
+            .ok_or((20, "no connection".to_string()))?;
+        let p = params
+            .as_array()
+            .filter(|p| p.len() >= 5)
+            .ok_or((20, "mining.submit needs 5 params".to_string()))?;
         let text = |i: usize| p[i].as_str().unwrap_or_default().to_string();
         let (user, job_id, en2, ntime, nonce) = (text(0), text(1), text(2), text(3), text(4));
         if c.user.as_deref() != Some(user.as_str()) {
             return Err((24, "Unauthorized worker".into()));
         }
-        let job = self.jobs.get(&job_id).cloned().ok_or((21, "Job not found".to_string()))?;
-        let en2_bytes = unhex(&en2).filter(|b| b.len() == self.options.extranonce2_size).ok_or((20, "Invalid extranonce2 size".to_string()))?;
-        let ntime_value = unhex(&ntime).filter(|b| b.len() == 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let job = self
+            .jobs
+            .get(&job_id)
+            .cloned()
+            .ok_or((21, "Job not found".to_string()))?;
+        let en2_bytes = unhex(&en2)
+            .filter(|b| b.len() == self.options.extranonce2_size)
+            .ok_or((20, "Invalid extranonce2 size".to_string()))?;
+        let ntime_value = unhex(&ntime)
+            .filter(|b| b.len() == 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         if ntime_value != Some(job.ntime) {
             return Err((20, "ntime out of range".into()));
         }
-        let nonce_value = unhex(&nonce).filter(|b| b.len() == 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let nonce_value = unhex(&nonce)
+            .filter(|b| b.len() == 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         let nonce_value = nonce_value.ok_or((20, "Invalid nonce".to_string()))?;
-        let key = (job_id.clone(), c.extranonce1, en2.to_lowercase(), ntime.to_lowercase(), nonce.to_lowercase());
+        let key = (
+            job_id.clone(),
+            c.extranonce1,
+            en2.to_lowercase(),
+            ntime.to_lowercase(),
+            nonce.to_lowercase(),
+        );
         if !self.seen.insert(key) {
             return Err((22, "Duplicate share".into()));
         }
@@ -266,7 +311,10 @@ impl State {
         let achieved = achieved_difficulty(&hash);
         let required = self.options.check_difficulty.unwrap_or(job.difficulty);
         if achieved < required {
-            return Err((23, format!("Low difficulty share ({achieved:.3e} < {required:.3e})")));
+            return Err((
+                23,
+                format!("Low difficulty share ({achieved:.3e} < {required:.3e})"),
+            ));
         }
         Ok(achieved)
     }
@@ -293,7 +341,10 @@ impl TestPool {
             authorizations: 0,
         };
         state.new_job();
-        let shared = Arc::new(Shared { state: Mutex::new(state), changed: Condvar::new() });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        });
         let accept = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("test-pool".into())
@@ -304,7 +355,9 @@ impl TestPool {
                         return; // the pool was dropped
                     }
                     let shared = Arc::clone(&accept);
-                    let _ = std::thread::Builder::new().name(format!("test-pool-{id}")).spawn(move || serve(&shared, id, stream));
+                    let _ = std::thread::Builder::new()
+                        .name(format!("test-pool-{id}"))
+                        .spawn(move || serve(&shared, id, stream));
                 }
             })?;
         Ok(TestPool { addr, shared })
@@ -348,7 +401,12 @@ impl TestPool {
             if left.is_zero() {
                 return (false, t);
             }
-            state = self.shared.changed.wait_timeout(state, left.min(Duration::from_millis(100))).map(|(s, _)| s).unwrap_or_else(|e| e.into_inner().0);
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left.min(Duration::from_millis(100)))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 
@@ -359,7 +417,12 @@ impl TestPool {
             state.jobs.clear();
         }
         state.new_job();
-        let ids: Vec<usize> = state.connections.iter().filter(|c| c.open && c.subscribed).map(|c| c.id).collect();
+        let ids: Vec<usize> = state
+            .connections
+            .iter()
+            .filter(|c| c.open && c.subscribed)
+            .map(|c| c.id)
+            .collect();
         for id in ids {
             state.send_work(id, clean);
         }
@@ -383,9 +446,17 @@ impl TestPool {
     /// Sends `client.reconnect` (no host: the same pool) with `wait` seconds.
     pub fn ask_reconnect(&self, wait: u64) {
         let mut state = self.state();
-        let ids: Vec<usize> = state.connections.iter().filter(|c| c.open).map(|c| c.id).collect();
+        let ids: Vec<usize> = state
+            .connections
+            .iter()
+            .filter(|c| c.open)
+            .map(|c| c.id)
+            .collect();
         for id in ids {
-            state.send(id, &json!({"id": null, "method": "client.reconnect", "params": ["", 0, wait]}));
+            state.send(
+                id,
+                &json!({"id": null, "method": "client.reconnect", "params": ["", 0, wait]}),
+            );
         }
     }
 }
@@ -410,18 +481,29 @@ fn tally(state: &State) -> Tally {
 
 /// Serves one miner until it disconnects.
 fn serve(shared: &Shared, id: usize, stream: TcpStream) {
-    let Ok(writer) = stream.try_clone() else { return };
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
     let _ = stream.set_nodelay(true);
     {
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         let extranonce1 = (0x5000_0000u32 + id as u32).to_be_bytes();
-        state.connections.push(Connection { id, writer, extranonce1, user: None, open: true, subscribed: false });
+        state.connections.push(Connection {
+            id,
+            writer,
+            extranonce1,
+            user: None,
+            open: true,
+            subscribed: false,
+        });
         shared.changed.notify_all();
     }
     let reader = BufReader::new(stream);
     for line in reader.lines() {
         let Ok(line) = line else { break };
-        let Ok(message) = serde_json::from_str::<Value>(&line) else { break };
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            break;
+        };
         let msg_id = message["id"].clone();
         let method = message["method"].as_str().unwrap_or_default().to_string();
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -431,14 +513,19 @@ fn serve(shared: &Shared, id: usize, stream: TcpStream) {
         match method.as_str() {
             "mining.subscribe" => {
                 let size = state.options.extranonce2_size;
-                let Some(c) = state.connections.iter_mut().find(|c| c.id == id) else { break };
+                let Some(c) = state.connections.iter_mut().find(|c| c.id == id) else {
+                    break;
+                };
                 c.subscribed = true;
                 let en1 = hex(&c.extranonce1);
                 state.send(id, &json!({"id": msg_id, "result": [[["mining.set_difficulty", "d1"], ["mining.notify", "n1"]], en1, size], "error": null}));
                 state.send_work(id, true);
             }
             "mining.authorize" => {
-                let user = message["params"][0].as_str().unwrap_or_default().to_string();
+                let user = message["params"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 if state.options.refuse_user.as_deref() == Some(user.as_str()) {
                     state.send(id, &json!({"id": msg_id, "result": null, "error": [24, "Unauthorized worker", null]}));
                 } else {
@@ -451,22 +538,43 @@ fn serve(shared: &Shared, id: usize, stream: TcpStream) {
             }
             "mining.submit" => {
                 let judged = state.submit(id, &message["params"]);
-                let user = message["params"][0].as_str().unwrap_or_default().to_string();
-                let job_id = message["params"][1].as_str().unwrap_or_default().to_string();
+                let user = message["params"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let job_id = message["params"][1]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 let (answer, record) = match judged {
                     Ok(achieved) => (
                         json!({"id": msg_id, "result": true, "error": null}),
-                        ShareRecord { user, job_id, accepted: true, reason: None, achieved },
+                        ShareRecord {
+                            user,
+                            job_id,
+                            accepted: true,
+                            reason: None,
+                            achieved,
+                        },
                     ),
                     Err((code, reason)) => (
                         json!({"id": msg_id, "result": null, "error": [code, reason, null]}),
-                        ShareRecord { user, job_id, accepted: false, reason: Some(reason), achieved: 0.0 },
+                        ShareRecord {
+                            user,
+                            job_id,
+                            accepted: false,
+                            reason: Some(reason),
+                            achieved: 0.0,
+                        },
                     ),
                 };
                 state.shares.push(record);
                 state.send(id, &answer);
             }
-            _ => state.send(id, &json!({"id": msg_id, "result": null, "error": [20, "Unsupported method", null]})),
+            _ => state.send(
+                id,
+                &json!({"id": msg_id, "result": null, "error": [20, "Unsupported method", null]}),
+            ),
         }
         shared.changed.notify_all();
     }
@@ -494,9 +602,18 @@ impl RawClient {
     /// Connects, subscribes and authorizes as `user`.
     pub fn connect(addr: SocketAddr, user: &str) -> Self {
         let stream = TcpStream::connect(addr).expect("connect to the test pool");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         let writer = stream.try_clone().expect("clone");
-        let mut c = RawClient { reader: BufReader::new(stream), writer, next_id: 1, extranonce1: Vec::new(), notify: Value::Null, difficulty: 1.0 };
+        let mut c = RawClient {
+            reader: BufReader::new(stream),
+            writer,
+            next_id: 1,
+            extranonce1: Vec::new(),
+            notify: Value::Null,
+            difficulty: 1.0,
+        };
         let subscribed = c.call("mining.subscribe", json!(["raw-test"]));
         c.extranonce1 = unhex(subscribed["result"][1].as_str().expect("extranonce1")).expect("hex");
         let authorized = c.call("mining.authorize", json!([user, "x"]));
@@ -506,11 +623,15 @@ impl RawClient {
 
     fn read(&mut self) -> Value {
         let mut line = String::new();
-        self.reader.read_line(&mut line).expect("read from the test pool");
+        self.reader
+            .read_line(&mut line)
+            .expect("read from the test pool");
         let message: Value = serde_json::from_str(&line).expect("JSON from the test pool");
         match message["method"].as_str() {
             Some("mining.notify") => self.notify = message["params"].clone(),
-            Some("mining.set_difficulty") => self.difficulty = message["params"][0].as_f64().unwrap_or(1.0),
+            Some("mining.set_difficulty") => {
+                self.difficulty = message["params"][0].as_f64().unwrap_or(1.0)
+            }
             _ => {}
         }
         message
@@ -520,7 +641,12 @@ impl RawClient {
     pub fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
-        writeln!(self.writer, "{}", json!({"id": id, "method": method, "params": params})).expect("write to the test pool");
+        writeln!(
+            self.writer,
+            "{}",
+            json!({"id": id, "method": method, "params": params})
+        )
+        .expect("write to the test pool");
         loop {
             let message = self.read();
             if message["id"] == id {
@@ -542,7 +668,17 @@ impl RawClient {
             prevhash: prev.try_into().expect("32 bytes"),
             coinb1: unhex(&text(2)).expect("coinb1"),
             coinb2: unhex(&text(3)).expect("coinb2"),
-            branches: p[4].as_array().expect("branches").iter().map(|b| unhex(b.as_str().expect("branch")).expect("hex").try_into().expect("32")).collect(),
+            branches: p[4]
+                .as_array()
+                .expect("branches")
+                .iter()
+                .map(|b| {
+                    unhex(b.as_str().expect("branch"))
+                        .expect("hex")
+                        .try_into()
+                        .expect("32")
+                })
+                .collect(),
             version: u32::from_str_radix(&text(5), 16).expect("version"),
             nbits: u32::from_str_radix(&text(6), 16).expect("nbits"),
             ntime: u32::from_str_radix(&text(7), 16).expect("ntime"),
@@ -554,15 +690,28 @@ impl RawClient {
     /// `nonce` achieves.
     pub fn achieved(&self, extranonce2: &[u8], nonce: u32) -> f64 {
         let job = self.job();
-        achieved_difficulty(&sha256d(&job.header(&self.extranonce1, extranonce2, job.ntime, nonce)))
+        achieved_difficulty(&sha256d(&job.header(
+            &self.extranonce1,
+            extranonce2,
+            job.ntime,
+            nonce,
+        )))
     }
 
     /// The first nonce for `extranonce2` whose hash meets (`meets`) or
     /// misses the pool's difficulty, found on the CPU.
     pub fn nonce(&self, extranonce2: &[u8], meets: bool) -> u32 {
         let job = self.job();
-        let achieved = |n| achieved_difficulty(&sha256d(&job.header(&self.extranonce1, extranonce2, job.ntime, n)));
-        (0..u32::MAX).find(|&n| (achieved(n) >= self.difficulty) == meets).expect("a nonce")
+        let achieved = |n| {
+            achieved_difficulty(&sha256d(&job.header(
+                &self.extranonce1,
+                extranonce2,
+                job.ntime,
+                n,
+            )))
+        };
+        (0..u32::MAX)
+            .find(|&n| (achieved(n) >= self.difficulty) == meets)
+            .expect("a nonce")
     }
 }
-

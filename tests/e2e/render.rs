@@ -59,7 +59,10 @@ fn scenes() -> PathBuf {
 fn reference(name: &str) -> (String, Value) {
     let text = std::fs::read_to_string(scenes().join(format!("{name}.ref.json"))).unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
-    (v["scene"].as_str().unwrap().to_string(), v["params"].clone())
+    (
+        v["scene"].as_str().unwrap().to_string(),
+        v["params"].clone(),
+    )
 }
 
 /// Job folders with the files of scene `file` (and its `.bin`) as inputs.
@@ -79,7 +82,11 @@ fn render(f: &JobFolders, id: &str, params: Value) -> Run {
 }
 
 fn succeeded(run: &Run) -> &Run {
-    assert_eq!(run.code, 0, "render failed:\n{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 0,
+        "render failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
     run
 }
 
@@ -108,7 +115,10 @@ fn gpu_matches_the_cpu_reference_tracer_sample_for_sample() {
         let cpu = cpu_reference(&file, &params);
         let rmse = render::image::rmse_display(&gpu, &cpu);
         println!("{name}: GPU vs CPU, same samples: tone-mapped RMSE {rmse:.5}");
-        assert!(rmse < SAME_SAMPLES_RMSE, "{name}: RMSE {rmse} ≥ {SAME_SAMPLES_RMSE}");
+        assert!(
+            rmse < SAME_SAMPLES_RMSE,
+            "{name}: RMSE {rmse} ≥ {SAME_SAMPLES_RMSE}"
+        );
     }
 }
 
@@ -120,16 +130,31 @@ fn gpu_matches_the_committed_reference_images() {
         params["seed"] = json!(2);
         let f = folders_with(&file);
         succeeded(&render(&f, &format!("ref-{name}"), params));
-        let (w, h, gpu) = render::image::decode_png_display(&std::fs::read(f.output.join("image.png")).unwrap()).unwrap();
-        let (rw, rh, reference) =
-            render::image::decode_png_display(&std::fs::read(scenes().join(format!("{name}.ref.png"))).unwrap()).unwrap();
+        let (w, h, gpu) =
+            render::image::decode_png_display(&std::fs::read(f.output.join("image.png")).unwrap())
+                .unwrap();
+        let (rw, rh, reference) = render::image::decode_png_display(
+            &std::fs::read(scenes().join(format!("{name}.ref.png"))).unwrap(),
+        )
+        .unwrap();
         assert_eq!((w, h), (rw, rh));
         let rmse = render::image::rmse(&gpu, &reference);
-        let block_rmse = render::image::rmse(&blocks(&gpu, w as usize, 4), &blocks(&reference, w as usize, 4));
-        println!("{name}: GPU 256 spp vs 1024-spp reference: RMSE {rmse:.5}, of 4×4 block means {block_rmse:.5}");
-        assert!(rmse < REFERENCE_RMSE, "{name}: RMSE {rmse} ≥ {REFERENCE_RMSE}");
+        let block_rmse = render::image::rmse(
+            &blocks(&gpu, w as usize, 4),
+            &blocks(&reference, w as usize, 4),
+        );
+        println!(
+            "{name}: GPU 256 spp vs 1024-spp reference: RMSE {rmse:.5}, of 4×4 block means {block_rmse:.5}"
+        );
+        assert!(
+            rmse < REFERENCE_RMSE,
+            "{name}: RMSE {rmse} ≥ {REFERENCE_RMSE}"
+        );
         let tolerance = block_tolerance(name);
-        assert!(block_rmse < tolerance, "{name}: block RMSE {block_rmse} ≥ {tolerance}");
+        assert!(
+            block_rmse < tolerance,
+            "{name}: block RMSE {block_rmse} ≥ {tolerance}"
+        );
     }
 }
 
@@ -140,7 +165,10 @@ fn same_scene_params_and_seed_give_the_same_bytes_twice() {
     succeeded(&render(&a, "twice-a", params.clone()));
     succeeded(&render(&b, "twice-b", params.clone()));
     for file in ["image.png", "image.pfm"] {
-        let (x, y) = (std::fs::read(a.output.join(file)).unwrap(), std::fs::read(b.output.join(file)).unwrap());
+        let (x, y) = (
+            std::fs::read(a.output.join(file)).unwrap(),
+            std::fs::read(b.output.join(file)).unwrap(),
+        );
         assert!(x == y, "{file} differs between two runs");
     }
     // Another seed gives another image.
@@ -148,7 +176,10 @@ fn same_scene_params_and_seed_give_the_same_bytes_twice() {
     let mut other = params;
     other["seed"] = json!(99);
     succeeded(&render(&c, "twice-c", other));
-    assert_ne!(std::fs::read(a.output.join("image.pfm")).unwrap(), std::fs::read(c.output.join("image.pfm")).unwrap());
+    assert_ne!(
+        std::fs::read(a.output.join("image.pfm")).unwrap(),
+        std::fs::read(c.output.join("image.pfm")).unwrap()
+    );
 }
 
 #[test]
@@ -160,7 +191,15 @@ fn tiles_rendered_separately_stitch_into_the_whole_frame() {
     let (_, _, whole) = read_pfm(&whole_f.output.join("image.pfm"));
     // Uneven tiles, not multiples of the kernel's 8×8 workgroups.
     let mut stitched = vec![[f32::NAN; 3]; (w * h) as usize];
-    for (i, (x, y, tw, th)) in [(0, 0, 20, 17), (20, 0, 28, 17), (0, 17, 20, 23), (20, 17, 28, 23)].into_iter().enumerate() {
+    for (i, (x, y, tw, th)) in [
+        (0, 0, 20, 17),
+        (20, 0, 28, 17),
+        (0, 17, 20, 23),
+        (20, 17, 28, 23),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut params = base.clone();
         params["tile"] = json!({"x": x, "y": y, "width": tw, "height": th});
         let f = folders_with("glossy.gltf");
@@ -173,7 +212,10 @@ fn tiles_rendered_separately_stitch_into_the_whole_frame() {
             }
         }
     }
-    let same = whole.iter().zip(&stitched).all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits));
+    let same = whole
+        .iter()
+        .zip(&stitched)
+        .all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits));
     assert!(same, "stitched tiles differ from the whole frame");
 }
 
@@ -183,10 +225,17 @@ fn report_and_metrics_describe_the_passes() {
     let run = render(&f, "report", json!({"width": 64, "height": 48, "spp": 8}));
     let outcome = succeeded(&run).outcome();
     let metrics = &outcome["success"]["metrics"];
-    assert!(metrics["msamples_per_s"].as_f64().unwrap() > 0.0, "{outcome}");
-    let report: Value = serde_json::from_slice(&std::fs::read(f.output.join("report.json")).unwrap()).unwrap();
+    assert!(
+        metrics["msamples_per_s"].as_f64().unwrap() > 0.0,
+        "{outcome}"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(f.output.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["samples"], 64 * 48 * 8);
-    assert_eq!(report["passes"].as_u64().unwrap() as usize, report["pass_ms"].as_array().unwrap().len());
+    assert_eq!(
+        report["passes"].as_u64().unwrap() as usize,
+        report["pass_ms"].as_array().unwrap().len()
+    );
     assert!(report["passes"].as_u64().unwrap() >= 2, "{report}");
     assert_eq!(outcome["progress"]["fraction"], 1.0);
     assert!(f.output.join("image.png").is_file());
@@ -212,7 +261,11 @@ fn failure(inputs: &[(&str, Vec<u8>)], params: Value) -> String {
         std::fs::write(f.input.join(name), bytes).unwrap();
     }
     let run = render(&f, "bad", params);
-    assert_eq!(run.code, 1, "expected a job error:\n{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "expected a job error:\n{}\n{}",
+        run.stdout, run.stderr
+    );
     assert_ne!(run.failure_kind(), "trap", "{}", run.stdout);
     run.failure_message()
 }
@@ -226,34 +279,81 @@ fn bad_input_gives_a_job_error_naming_the_problem() {
     let m = failure(&[("scene.gltf", b"{ not json".to_vec())], small.clone());
     assert!(m.contains("`scene.gltf`: not a valid glTF 2.0 file"), "{m}");
 
-    let m = failure(&[("cornell.gltf", gltf.clone().into_bytes())], small.clone());
-    assert!(m.contains("buffer 0") && m.contains("cornell.bin") && m.contains("not found"), "{m}");
+    let m = failure(
+        &[("cornell.gltf", gltf.clone().into_bytes())],
+        small.clone(),
+    );
+    assert!(
+        m.contains("buffer 0") && m.contains("cornell.bin") && m.contains("not found"),
+        "{m}"
+    );
 
-    let m = failure(&[("cornell.gltf", gltf.clone().into_bytes()), ("cornell.bin", bin[..100].to_vec())], small.clone());
-    assert!(m.contains("buffer 0 has 100 bytes, the glTF says 1680"), "{m}");
+    let m = failure(
+        &[
+            ("cornell.gltf", gltf.clone().into_bytes()),
+            ("cornell.bin", bin[..100].to_vec()),
+        ],
+        small.clone(),
+    );
+    assert!(
+        m.contains("buffer 0 has 100 bytes, the glTF says 1680"),
+        "{m}"
+    );
 
     let mut points: Value = serde_json::from_str(&gltf).unwrap();
     points["meshes"][0]["primitives"][0]["mode"] = json!(0);
-    let m = failure(&[("cornell.gltf", points.to_string().into_bytes()), ("cornell.bin", bin.clone())], small.clone());
-    assert!(m.starts_with("unsupported: `cornell.gltf`: mesh 0 primitive 0 draws Points"), "{m}");
+    let m = failure(
+        &[
+            ("cornell.gltf", points.to_string().into_bytes()),
+            ("cornell.bin", bin.clone()),
+        ],
+        small.clone(),
+    );
+    assert!(
+        m.starts_with("unsupported: `cornell.gltf`: mesh 0 primitive 0 draws Points"),
+        "{m}"
+    );
 
     let mut draco: Value = serde_json::from_str(&gltf).unwrap();
     draco["extensionsRequired"] = json!(["KHR_draco_mesh_compression"]);
-    let m = failure(&[("cornell.gltf", draco.to_string().into_bytes()), ("cornell.bin", bin.clone())], small.clone());
+    let m = failure(
+        &[
+            ("cornell.gltf", draco.to_string().into_bytes()),
+            ("cornell.bin", bin.clone()),
+        ],
+        small.clone(),
+    );
     assert!(m.contains("extensionsRequired"), "{m}");
 
     let mut escape: Value = serde_json::from_str(&gltf).unwrap();
     escape["buffers"][0]["uri"] = json!("../../etc/passwd");
-    let m = failure(&[("cornell.gltf", escape.to_string().into_bytes())], small.clone());
+    let m = failure(
+        &[("cornell.gltf", escape.to_string().into_bytes())],
+        small.clone(),
+    );
     assert!(m.contains("without `..`"), "{m}");
 
-    let scene = || vec![("cornell.gltf", gltf.clone().into_bytes()), ("cornell.bin", bin.clone())];
+    let scene = || {
+        vec![
+            ("cornell.gltf", gltf.clone().into_bytes()),
+            ("cornell.bin", bin.clone()),
+        ]
+    };
     let m = failure(&scene(), json!({"width": 100000, "height": 8}));
     assert_eq!(m, "invalid params: `width` must be in 1..=8192, got 100000");
     let m = failure(&scene(), json!({"width": 8192, "height": 8192}));
-    assert!(m.starts_with("invalid params: `width` × `height` is 67108864 pixels"), "{m}");
-    let m = failure(&scene(), json!({"width": 64, "height": 64, "tile": {"x": 60, "y": 0, "width": 8, "height": 8}}));
-    assert!(m.contains("`tile` 8×8 at (60, 0) is not a non-empty rectangle inside the 64×64 frame"), "{m}");
+    assert!(
+        m.starts_with("invalid params: `width` × `height` is 67108864 pixels"),
+        "{m}"
+    );
+    let m = failure(
+        &scene(),
+        json!({"width": 64, "height": 64, "tile": {"x": 60, "y": 0, "width": 8, "height": 8}}),
+    );
+    assert!(
+        m.contains("`tile` 8×8 at (60, 0) is not a non-empty rectangle inside the 64×64 frame"),
+        "{m}"
+    );
     let m = failure(&scene(), json!({"sp": 4}));
     assert!(m.contains("unknown field `sp`"), "{m}");
     let m = failure(&[], small.clone());
@@ -265,10 +365,17 @@ fn frame_ranges_render_the_animation_and_split_across_jobs() {
     // The Cornell box with its short block moving +1 in x over one second
     // (keys in a second buffer file).
     let f = folders_with("cornell.gltf");
-    let mut doc: Value = serde_json::from_slice(&std::fs::read(f.input.join("cornell.gltf")).unwrap()).unwrap();
-    let keys: Vec<u8> = [0.0f32, 1.0, 0.35, 0.0, 0.3, 1.35, 0.0, 0.3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(f.input.join("cornell.gltf")).unwrap()).unwrap();
+    let keys: Vec<u8> = [0.0f32, 1.0, 0.35, 0.0, 0.3, 1.35, 0.0, 0.3]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(f.input.join("anim.bin"), &keys).unwrap();
-    doc["buffers"].as_array_mut().unwrap().push(json!({"byteLength": 32, "uri": "anim.bin"}));
+    doc["buffers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"byteLength": 32, "uri": "anim.bin"}));
     let views = doc["bufferViews"].as_array_mut().unwrap();
     views.push(json!({"buffer": 1, "byteOffset": 0, "byteLength": 8}));
     views.push(json!({"buffer": 1, "byteOffset": 8, "byteLength": 24}));
@@ -285,7 +392,10 @@ fn frame_ranges_render_the_animation_and_split_across_jobs() {
     succeeded(&render(&f, "frames-all", params(0, 2)));
     let read = |dir: &Path, n: u32| std::fs::read(dir.join(format!("frame_{n:04}.png"))).unwrap();
     let all: Vec<Vec<u8>> = (0..3).map(|n| read(&f.output, n)).collect();
-    assert!(all[0] != all[1] && all[1] != all[2], "the frames do not differ");
+    assert!(
+        all[0] != all[1] && all[1] != all[2],
+        "the frames do not differ"
+    );
     // The middle frame alone, as another worker would render it.
     let g = JobFolders::new();
     for file in ["cornell.gltf", "cornell.bin", "anim.bin"] {
@@ -293,6 +403,9 @@ fn frame_ranges_render_the_animation_and_split_across_jobs() {
     }
     let run = render(&g, "frames-one", params(1, 1));
     succeeded(&run);
-    assert!(read(&g.output, 1) == all[1], "frame 1 differs when rendered alone");
+    assert!(
+        read(&g.output, 1) == all[1],
+        "frame 1 differs when rendered alone"
+    );
     assert!(!g.output.join("frame_0000.png").exists());
 }

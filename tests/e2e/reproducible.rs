@@ -43,7 +43,11 @@ fn plugins_built_from_another_checkout_folder_have_the_same_sha256() {
     for entry in std::fs::read_dir(reference).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap();
-        assert_eq!(sha256_hex(&path), sha256_hex(&out.join(name)), "{name:?} differs between checkouts");
+        assert_eq!(
+            sha256_hex(&path),
+            sha256_hex(&out.join(name)),
+            "{name:?} differs between checkouts"
+        );
         compared += 1;
     }
     assert!(compared >= 3, "only {compared} plugins compared");

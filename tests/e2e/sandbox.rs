@@ -404,13 +404,23 @@ fn listings_files_and_sparse_sizes_are_held_to_their_bounds() {
     );
 
     let f = JobFolders::new();
-    let run = attack(&f, "file-flood", "", json!({"output_files": 100, "timeout_s": 20}));
+    let run = attack(
+        &f,
+        "file-flood",
+        "",
+        json!({"output_files": 100, "timeout_s": 20}),
+    );
     assert_eq!(run.failure_kind(), "output-quota", "{}", run.stdout);
     let created = std::fs::read_dir(&f.output).unwrap().count();
     assert!(created <= 100, "{created} files made it to /output");
 
     // set-size is charged at full length: a sparse 1 TiB file is over 16 MiB.
     let f = JobFolders::new();
-    let run = attack(&f, "sparse-file", "", json!({"output_mib": 16, "timeout_s": 20}));
+    let run = attack(
+        &f,
+        "sparse-file",
+        "",
+        json!({"output_mib": 16, "timeout_s": 20}),
+    );
     assert_eq!(run.failure_kind(), "output-quota", "{}", run.stdout);
 }

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 /// The repository root.
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
 }
 
 /// Scratch space inside target/ for this test binary.
@@ -33,7 +35,10 @@ pub fn plugins_dir() -> &'static Path {
             .arg(&out)
             .status()
             .expect("run scripts/build-plugins.sh");
-        assert!(status.success(), "building the plugins failed (see output above)");
+        assert!(
+            status.success(),
+            "building the plugins failed (see output above)"
+        );
         out
     })
 }
@@ -41,7 +46,11 @@ pub fn plugins_dir() -> &'static Path {
 /// The path of a freshly built plugin.
 pub fn plugin(name: &str) -> PathBuf {
     let path = plugins_dir().join(format!("{name}.wasm"));
-    assert!(path.is_file(), "plugin {name} was not built: {}", path.display());
+    assert!(
+        path.is_file(),
+        "plugin {name} was not built: {}",
+        path.display()
+    );
     path
 }
 
@@ -58,7 +67,11 @@ impl JobFolders {
         let input = root.path().join("input");
         std::fs::create_dir(&input).expect("create input");
         let output = root.path().join("output");
-        JobFolders { root, input, output }
+        JobFolders {
+            root,
+            input,
+            output,
+        }
     }
 
     /// Writes a job spec into the root and returns its path.
@@ -79,18 +92,28 @@ pub struct Run {
 impl Run {
     /// The `--json` outcome printed on stdout.
     pub fn outcome(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// The failure kind of the outcome (`timed-out`, `trap`, …).
     pub fn failure_kind(&self) -> String {
-        self.outcome()["failure"]["kind"].as_str().unwrap_or("<none>").to_string()
+        self.outcome()["failure"]["kind"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_string()
     }
 
     /// The one-line failure message of the outcome.
     pub fn failure_message(&self) -> String {
-        self.outcome()["failure"]["message"].as_str().unwrap_or("<none>").to_string()
+        self.outcome()["failure"]["message"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_string()
     }
 }
 
@@ -118,19 +141,35 @@ pub fn coordinator_bin() -> &'static Path {
         let profile_dir = host_bin.parent().expect("binary folder");
         let target_dir = profile_dir.parent().expect("target folder");
         let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build.args(["build", "--quiet", "-p", "pictor-coordinator", "--bin", "pictor-coordinator"]).env("CARGO_TARGET_DIR", target_dir);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "pictor-coordinator",
+                "--bin",
+                "pictor-coordinator",
+            ])
+            .env("CARGO_TARGET_DIR", target_dir);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }
-        let status = build.current_dir(repo_root()).status().expect("run cargo build -p pictor-coordinator");
-        assert!(status.success(), "building pictor-coordinator failed (see output above)");
+        let status = build
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build -p pictor-coordinator");
+        assert!(
+            status.success(),
+            "building pictor-coordinator failed (see output above)"
+        );
         profile_dir.join("pictor-coordinator")
     })
 }
 
 /// A `pictor-host` command with a cache folder private to this test binary.
 pub fn host() -> Command {
-    let binary = std::env::var_os("PICTOR_HOST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_pictor-host").into());
+    let binary = std::env::var_os("PICTOR_HOST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_pictor-host").into());
     let mut cmd = Command::new(binary);
     cmd.env("PICTOR_LOG", "info")
         .env("XDG_CACHE_HOME", scratch().join("xdg-cache"))
@@ -157,11 +196,17 @@ pub fn exec_command(plugin_name: &str, job: &Path, folders: &JobFolders) -> Comm
 /// Runs `pictor-host exec --json` for a spec with `plugin` in `folders`.
 pub fn exec(plugin_name: &str, spec: &Value, folders: &JobFolders, extra: &[&str]) -> Run {
     let job = folders.job(spec);
-    exec_command(plugin_name, &job, folders).args(extra).output().expect("run pictor-host").into()
+    exec_command(plugin_name, &job, folders)
+        .args(extra)
+        .output()
+        .expect("run pictor-host")
+        .into()
 }
 
 /// sha256 of a file, as hex.
 pub fn sha256_hex(path: &Path) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read file")))
+    hex::encode(sha2::Sha256::digest(
+        std::fs::read(path).expect("read file"),
+    ))
 }

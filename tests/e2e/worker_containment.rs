@@ -210,9 +210,7 @@ fn a_kernel_that_never_ends_does_not_wedge_the_worker_or_the_jobs_behind_it() {
         json!({"version": 1, "id": id, "kind": "gpuprobe", "params": {"check": "endless-loop"},
                "limits": {"gpu_submission_ms": 1000, "timeout_s": 60}})
     };
-    let transfer = |id: &str| {
-        json!({"version": 1, "id": id, "kind": "gpuprobe", "params": {"check": "transfer", "mib": 1}})
-    };
+    let transfer = |id: &str| json!({"version": 1, "id": id, "kind": "gpuprobe", "params": {"check": "transfer", "mib": 1}});
     // Jobs are claimed in submission order, one at a time on one GPU slot.
     farm.submit("gpuprobe", endless("endless-1"));
     farm.submit("gpuprobe", transfer("gpu-recovered"));

@@ -345,7 +345,8 @@ async fn one_replicas_permanent_failure_does_not_end_the_other_replicas() -> Tes
 }
 
 #[tokio::test]
-async fn a_workers_texts_are_kept_on_one_line_clipped_with_terminal_controls_escaped() -> TestResult {
+async fn a_workers_texts_are_kept_on_one_line_clipped_with_terminal_controls_escaped() -> TestResult
+{
     let farm = Farm::start().await;
     farm.register("wkr-1", &key(1), &[]).await;
     farm.submit("job-a", "hello", json!({})).await;
@@ -362,19 +363,27 @@ async fn a_workers_texts_are_kept_on_one_line_clipped_with_terminal_controls_esc
     assert_eq!(response.status(), StatusCode::OK);
     let summary = farm.worker_summary("wkr-1").await;
     let message = &summary.leases[0].message;
-    assert!(message.starts_with("\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{1b}[2J"), "{message:.80}");
+    assert!(
+        message.starts_with("\\u{1b}]52;c;cHduZWQ=\\u{7}\\u{1b}[2J"),
+        "{message:.80}"
+    );
     assert!(message.len() < 1100, "{} bytes", message.len());
 
     // A failure kind is a word; one with controls is refused, naming the field.
     let mut body = fail_body(&key(1), "wkr-1", &lease, false);
     body["kind"] = json!("trap\u{1b}[2J");
     let error = expect_error(
-        farm.as_worker(&api::paths::fail(&lease.lease_id), &body).await,
+        farm.as_worker(&api::paths::fail(&lease.lease_id), &body)
+            .await,
         StatusCode::BAD_REQUEST,
         ErrorCode::InvalidRequest,
     )
     .await;
-    assert!(error.message.contains("`kind`") && !error.message.contains('\u{1b}'), "{}", error.message);
+    assert!(
+        error.message.contains("`kind`") && !error.message.contains('\u{1b}'),
+        "{}",
+        error.message
+    );
 
     body["kind"] = json!("trap");
     body["message"] = json!(nasty);
@@ -386,6 +395,10 @@ async fn a_workers_texts_are_kept_on_one_line_clipped_with_terminal_controls_esc
     assert_eq!(job.state, JobState::Failed);
     let error = job.error.unwrap_or_default();
     assert!(!error.chars().any(char::is_control), "{error:.120}");
-    assert!(error.contains("\\u{1b}[2J") && error.len() < 1300, "{} bytes: {error:.120}", error.len());
+    assert!(
+        error.contains("\\u{1b}[2J") && error.len() < 1300,
+        "{} bytes: {error:.120}",
+        error.len()
+    );
     Ok(())
 }

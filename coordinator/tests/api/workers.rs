@@ -115,9 +115,7 @@ async fn unregistered_workers_cannot_lease_or_heartbeat() -> TestResult {
 async fn heartbeats_say_which_gpu_slots_are_not_healthy_clipped_and_bounded() -> TestResult {
     let farm = Farm::start().await;
     farm.register("wkr-1", &key(1), &["hello"]).await;
-    let beat = |gpus: serde_json::Value| {
-        serde_json::json!({"activity": "idle", "leases": [], "gpus": gpus})
-    };
+    let beat = |gpus: serde_json::Value| serde_json::json!({"activity": "idle", "leases": [], "gpus": gpus});
     // A hostile host: a detail of 100,000 characters with terminal controls.
     let detail = format!("\u{1b}[2J{}", "x".repeat(100_000));
     let response = farm

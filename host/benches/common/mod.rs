@@ -18,7 +18,9 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 
 /// Walks `--flag value` arguments, handing each to `set(flag, value)`;
 /// cargo's own `--bench` is skipped. `set` returns false for an unknown flag.
-pub fn parse_flags(mut set: impl FnMut(&str, String) -> Result<bool, Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
+pub fn parse_flags(
+    mut set: impl FnMut(&str, String) -> Result<bool, Box<dyn std::error::Error>>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--bench" {
@@ -38,7 +40,11 @@ pub fn pictor_plugins(root: &Path) -> Result<std::path::PathBuf, Box<dyn std::er
     if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
         return Ok(dir.into());
     }
-    if !Command::new("bash").arg(root.join("scripts/build-plugins.sh")).status()?.success() {
+    if !Command::new("bash")
+        .arg(root.join("scripts/build-plugins.sh"))
+        .status()?
+        .success()
+    {
         return Err("building the plugins failed".into());
     }
     Ok(root.join("target/plugins"))
@@ -54,14 +60,31 @@ pub fn coordinator_bin() -> Result<PathBuf, BoxError> {
     if let Some(bin) = std::env::var_os("PICTOR_COORDINATOR_BIN") {
         return Ok(bin.into());
     }
-    let profile_dir = Path::new(env!("CARGO_BIN_EXE_pictor-host")).parent().ok_or("pictor-host has no folder")?;
-    let target_dir = profile_dir.parent().ok_or("the profile folder has no parent")?;
+    let profile_dir = Path::new(env!("CARGO_BIN_EXE_pictor-host"))
+        .parent()
+        .ok_or("pictor-host has no folder")?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("the profile folder has no parent")?;
     let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    build.args(["build", "--quiet", "-p", "pictor-coordinator", "--bin", "pictor-coordinator"]).env("CARGO_TARGET_DIR", target_dir);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "pictor-coordinator",
+            "--bin",
+            "pictor-coordinator",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir);
     if profile_dir.ends_with("release") {
         build.arg("--release");
     }
-    if !build.current_dir(env!("CARGO_MANIFEST_DIR")).status()?.success() {
+    if !build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()?
+        .success()
+    {
         return Err("building pictor-coordinator failed (see output above)".into());
     }
     Ok(profile_dir.join("pictor-coordinator"))
@@ -70,7 +93,9 @@ pub fn coordinator_bin() -> Result<PathBuf, BoxError> {
 /// A `pictor-host` command whose compiled-plugin cache is under `work`.
 pub fn host_command(work: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pictor-host"));
-    cmd.env("PICTOR_LOG", "info").env("XDG_CACHE_HOME", work.join("xdg-cache")).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd.env("PICTOR_LOG", "info")
+        .env("XDG_CACHE_HOME", work.join("xdg-cache"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
     cmd
 }
 
@@ -80,7 +105,9 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     if let Ok(Some(status)) = child.try_wait() {
         return Some(status);
     }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let asked = Instant::now();
     while asked.elapsed() < grace {
         if let Ok(Some(status)) = child.try_wait() {
@@ -97,7 +124,11 @@ pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
-    format!("[{}]\n{}", path.display(), all[all.len().saturating_sub(lines)..].join("\n"))
+    format!(
+        "[{}]\n{}",
+        path.display(),
+        all[all.len().saturating_sub(lines)..].join("\n")
+    )
 }
 
 /// A `pictor-coordinator serve` on a free loopback port, stopped (SIGTERM)
@@ -134,22 +165,36 @@ impl Coordinator {
                 }
             }
         });
-        let mut coordinator = Coordinator { child, url: String::new(), data: data.to_path_buf() };
-        coordinator.url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| format!("the coordinator did not start:\n{}", log_tail(&data.with_extension("log"), 20)))?;
+        let mut coordinator = Coordinator {
+            child,
+            url: String::new(),
+            data: data.to_path_buf(),
+        };
+        coordinator.url = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+            format!(
+                "the coordinator did not start:\n{}",
+                log_tail(&data.with_extension("log"), 20)
+            )
+        })?;
         Ok(coordinator)
     }
 
     /// The creator's or the workers' token (`which`: `creator` or `worker`).
     pub fn token(&self, which: &str) -> Result<String, BoxError> {
         let path = self.data.join(format!("{which}.token"));
-        Ok(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?.trim().to_string())
+        Ok(std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .trim()
+            .to_string())
     }
 
     /// The creator's client for its API.
     pub fn creator(&self) -> Result<Api, BoxError> {
-        Ok(Api { http: pictor_host::net::http_client("pictor-bench")?, base: self.url.clone(), token: self.token("creator")? })
+        Ok(Api {
+            http: pictor_host::net::http_client("pictor-bench")?,
+            base: self.url.clone(),
+            token: self.token("creator")?,
+        })
     }
 
     /// The last lines of its log.
@@ -161,7 +206,11 @@ impl Coordinator {
     pub fn stop(mut self) -> Result<(), BoxError> {
         match terminate(&mut self.child, Duration::from_secs(10)) {
             Some(status) if status.success() => Ok(()),
-            status => Err(format!("the coordinator did not stop cleanly ({status:?}):\n{}", self.log_tail(20)).into()),
+            status => Err(format!(
+                "the coordinator did not stop cleanly ({status:?}):\n{}",
+                self.log_tail(20)
+            )
+            .into()),
         }
     }
 }
@@ -182,16 +231,31 @@ pub struct Api {
 impl Api {
     /// A request to `path` (e.g. from [`pictor_protocol::api::paths`]) with the token and version header.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token).header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
     }
 
     /// Uploads `bytes` as a blob.
     pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<BlobRef, BoxError> {
-        let blob = BlobRef { sha256: Sha256Digest::of(&bytes), size: bytes.len() as u64 };
-        let response = self.request(reqwest::Method::PUT, &api::paths::blob(&blob.sha256)).body(bytes).send().await?;
+        let blob = BlobRef {
+            sha256: Sha256Digest::of(&bytes),
+            size: bytes.len() as u64,
+        };
+        let response = self
+            .request(reqwest::Method::PUT, &api::paths::blob(&blob.sha256))
+            .body(bytes)
+            .send()
+            .await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("uploading blob {}: HTTP {status}: {}", blob.sha256, response.text().await?).into());
+            return Err(format!(
+                "uploading blob {}: HTTP {status}: {}",
+                blob.sha256,
+                response.text().await?
+            )
+            .into());
         }
         Ok(blob)
     }

@@ -36,12 +36,18 @@ pub struct MiningState {
 impl MiningState {
     /// State that publishes each report on `updates`.
     pub fn new(updates: watch::Sender<MinerReport>) -> Self {
-        MiningState { updates: Some(updates) }
+        MiningState {
+            updates: Some(updates),
+        }
     }
 }
 
 fn figure(value: f64) -> f64 {
-    if value.is_finite() && value >= 0.0 { value } else { 0.0 }
+    if value.is_finite() && value >= 0.0 {
+        value
+    } else {
+        0.0
+    }
 }
 
 impl Host for MiningState {
@@ -81,12 +87,33 @@ mod tests {
     fn reports_are_published_with_bad_figures_zeroed() -> wasmtime::Result<()> {
         let (tx, rx) = watch::channel(MinerReport::default());
         let mut state = MiningState::new(tx);
-        let stats = MiningStats { hashrate: f64::NAN, hashes: 7, accepted: 2, rejected: 1, connected: true, difficulty: -1.0 };
+        let stats = MiningStats {
+            hashrate: f64::NAN,
+            hashes: 7,
+            accepted: 2,
+            rejected: 1,
+            connected: true,
+            difficulty: -1.0,
+        };
         state.report(stats)?;
-        let expected = MinerReport { hashrate_hps: 0.0, hashes: 7, accepted: 2, rejected: 1, connected: true, difficulty: 0.0 };
+        let expected = MinerReport {
+            hashrate_hps: 0.0,
+            hashes: 7,
+            accepted: 2,
+            rejected: 1,
+            connected: true,
+            difficulty: 0.0,
+        };
         assert_eq!(*rx.borrow(), expected);
         // Without a listener, reports are dropped quietly.
-        MiningState::default().report(MiningStats { hashrate: 1.0, hashes: 1, accepted: 0, rejected: 0, connected: false, difficulty: 1.0 })?;
+        MiningState::default().report(MiningStats {
+            hashrate: 1.0,
+            hashes: 1,
+            accepted: 0,
+            rejected: 0,
+            connected: false,
+            difficulty: 1.0,
+        })?;
         Ok(())
     }
 }

@@ -27,7 +27,10 @@ impl ConfigCommand {
         match &config.source {
             JobSource::Spool(dir) => println!("  jobs from    local spool {}", dir.display()),
             JobSource::Coordinator { url, spool, .. } => {
-                println!("  jobs from    coordinator {url} (working folder {})", spool.display());
+                println!(
+                    "  jobs from    coordinator {url} (working folder {})",
+                    spool.display()
+                );
                 println!("  cache        {} MiB", config.cache_bytes >> 20);
             }
         }
@@ -40,7 +43,11 @@ impl ConfigCommand {
                 m.pool_host,
                 m.pool_port,
                 m.wallet,
-                if m.require_nvidia { "" } else { " [require_nvidia: false]" }
+                if m.require_nvidia {
+                    ""
+                } else {
+                    " [require_nvidia: false]"
+                }
             ),
             _ => println!("  mining       off"),
         }

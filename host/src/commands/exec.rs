@@ -70,12 +70,17 @@ impl ExecCommand {
         if let Some(m) = self.memory {
             spec.limits.memory_mib = Some(m);
         }
-        spec.limits.validate().map_err(|e| anyhow::anyhow!("invalid option: {e}"))?;
+        spec.limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid option: {e}"))?;
         let limits = JobLimits::default().with(&spec.limits);
         let plugin_path = match (&self.plugin, &spec.plugin) {
             (Some(path), _) => path.clone(),
             (None, Some(plugin)) => plugin.path.clone(),
-            (None, None) => anyhow::bail!("no plugin: give --plugin or a `plugin` in {}", self.job.display()),
+            (None, None) => anyhow::bail!(
+                "no plugin: give --plugin or a `plugin` in {}",
+                self.job.display()
+            ),
         };
         let bytes = read_plugin(&plugin_path)?;
         if let Some(expected) = spec.plugin.as_ref().map(|p| p.sha256) {
@@ -90,7 +95,10 @@ impl ExecCommand {
         let staged_input;
         let input = match &self.input {
             Some(dir) => {
-                anyhow::ensure!(spec.inputs.is_empty(), "the job spec lists `inputs`; do not also give --input");
+                anyhow::ensure!(
+                    spec.inputs.is_empty(),
+                    "the job spec lists `inputs`; do not also give --input"
+                );
                 dir.clone()
             }
             None => {
@@ -99,26 +107,37 @@ impl ExecCommand {
                 staged_input.path().to_path_buf()
             }
         };
-        let output = self.output.clone().unwrap_or_else(|| Path::new("pictor-output").join(&spec.id));
+        let output = self
+            .output
+            .clone()
+            .unwrap_or_else(|| Path::new("pictor-output").join(&spec.id));
         let dirs = JobDirs::prepare(&input, &output)?;
 
         let runtime = self.cache.runtime()?;
         let plugin = runtime.load(&bytes)?;
         let code = match plugin.source {
             CodeSource::Compiled(t) => format!("compiled in {} ms", t.as_millis()),
-            CodeSource::Cached(t) => format!("loaded from cache in {:.1} ms", t.as_secs_f64() * 1e3),
+            CodeSource::Cached(t) => {
+                format!("loaded from cache in {:.1} ms", t.as_secs_f64() * 1e3)
+            }
         };
         if !self.json {
-            eprintln!("job {} ({}) · plugin {} · {code}", spec.id, spec.kind, plugin.digest);
+            eprintln!(
+                "job {} ({}) · plugin {} · {code}",
+                spec.id, spec.kind, plugin.digest
+            );
         }
 
         let gpu = Arc::new(GpuProvider::new(self.gpu.clone()));
-        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         let outcome = tokio.block_on(async {
             let control = Arc::new(JobControl::default());
             let (progress_tx, progress_rx) = watch::channel(Progress::default());
             let watcher = tokio::spawn(cancel_on_signal(Arc::clone(&control)));
-            let bar = (!self.json && std::io::stderr().is_terminal()).then(|| tokio::spawn(show_progress(progress_rx)));
+            let bar = (!self.json && std::io::stderr().is_terminal())
+                .then(|| tokio::spawn(show_progress(progress_rx)));
             let mut run = JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu));
             run.limits = limits;
             run.control = control;
@@ -144,20 +163,30 @@ impl ExecCommand {
         } else {
             print_outcome(&outcome, &dirs.output);
         }
-        Ok(if outcome.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_JOB_FAILED) })
+        Ok(if outcome.succeeded() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_JOB_FAILED)
+        })
     }
 }
 
 fn print_outcome(outcome: &JobOutcome, output_dir: &Path) {
     match (&outcome.success, &outcome.failure) {
         (Some(success), _) => {
-            println!("succeeded in {:.3} s: {}", outcome.duration_s, success.message);
+            println!(
+                "succeeded in {:.3} s: {}",
+                outcome.duration_s, success.message
+            );
             for (name, value) in &success.metrics {
                 println!("  {name} = {value}");
             }
         }
         (None, Some(failure)) => {
-            eprintln!("error: job {} failed after {:.3} s: {}", outcome.job_id, outcome.duration_s, failure.message);
+            eprintln!(
+                "error: job {} failed after {:.3} s: {}",
+                outcome.job_id, outcome.duration_s, failure.message
+            );
             if let Some(detail) = &failure.detail {
                 eprintln!("{detail}");
             }
@@ -175,7 +204,10 @@ fn print_outcome(outcome: &JobOutcome, output_dir: &Path) {
 /// On Ctrl-C or SIGTERM: ask the plugin to stop, and kill it after the grace period.
 async fn cancel_on_signal(control: Arc<JobControl>) {
     wait_for_signal().await;
-    eprintln!("\ncancelling: the plugin has {} s to stop", CANCEL_GRACE.as_secs());
+    eprintln!(
+        "\ncancelling: the plugin has {} s to stop",
+        CANCEL_GRACE.as_secs()
+    );
     control.request_cancel();
     tokio::select! {
         () = tokio::time::sleep(CANCEL_GRACE) => control.stop(Interruption::Cancelled),
@@ -188,8 +220,13 @@ async fn show_progress(mut rx: watch::Receiver<Progress>) {
     while rx.changed().await.is_ok() {
         let p = rx.borrow_and_update().clone();
         let filled = (p.fraction * 30.0).round() as usize;
-        eprint!("\r\x1b[2K[{}{}] {:>3.0}% {}", "#".repeat(filled), "-".repeat(30 - filled), p.fraction * 100.0, p.message);
+        eprint!(
+            "\r\x1b[2K[{}{}] {:>3.0}% {}",
+            "#".repeat(filled),
+            "-".repeat(30 - filled),
+            p.fraction * 100.0,
+            p.message
+        );
         let _ = std::io::stderr().flush();
     }
 }
-

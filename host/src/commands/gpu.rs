@@ -43,16 +43,26 @@ impl GpuCommand {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "adapters": list, "nvml": nvml }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "adapters": list, "nvml": nvml })
+                )?
+            );
             return Ok(ExitCode::SUCCESS);
         }
         if adapters.is_empty() {
-            println!("no GPU adapter found (on a machine without a GPU, install mesa-vulkan-drivers for lavapipe)");
+            println!(
+                "no GPU adapter found (on a machine without a GPU, install mesa-vulkan-drivers for lavapipe)"
+            );
         }
         for (index, adapter) in adapters.iter().enumerate() {
             let (info, l) = (adapter.get_info(), adapter.limits());
             println!("[{index}] {}", info.name);
-            println!("    backend {:?} · type {:?} · vendor {:#06x} · device {:#06x}", info.backend, info.device_type, info.vendor, info.device);
+            println!(
+                "    backend {:?} · type {:?} · vendor {:#06x} · device {:#06x}",
+                info.backend, info.device_type, info.vendor, info.device
+            );
             println!("    driver  {} {}", info.driver, info.driver_info);
             println!(
                 "    limits  max buffer {} MiB · storage binding {} MiB · {} invocations/workgroup · {} workgroups/dim · {} KiB workgroup memory",

@@ -92,7 +92,9 @@ impl CacheArgs {
         let cache_dir = if self.no_cache {
             None
         } else {
-            self.cache_dir.clone().or_else(RuntimeConfig::default_cache_dir)
+            self.cache_dir
+                .clone()
+                .or_else(RuntimeConfig::default_cache_dir)
         };
         Ok(Runtime::new(&RuntimeConfig { cache_dir })?)
     }

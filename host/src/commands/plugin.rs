@@ -26,7 +26,11 @@ pub enum PluginCommand {
 
 impl PluginCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
-        let PluginCommand::Inspect { plugin, json, cache } = self;
+        let PluginCommand::Inspect {
+            plugin,
+            json,
+            cache,
+        } = self;
         let bytes = read_plugin(&plugin)?;
         let runtime = cache.runtime()?;
         let report = inspect::inspect(&runtime, &bytes)?;
@@ -38,12 +42,18 @@ impl PluginCommand {
             println!("size     {} bytes", report.size);
             match (&report.world, &report.problem) {
                 (Some(world), _) => println!("world    {world} (runs on this host)"),
-                (None, Some(problem)) => println!("world    none: this host cannot run it: {problem}"),
+                (None, Some(problem)) => {
+                    println!("world    none: this host cannot run it: {problem}")
+                }
                 (None, None) => println!("world    unknown"),
             }
             println!("imports  ({})", report.imports.len());
             for item in &report.imports {
-                let note = if item.granted == Some(false) { "   <- NOT GRANTED by this host" } else { "" };
+                let note = if item.granted == Some(false) {
+                    "   <- NOT GRANTED by this host"
+                } else {
+                    ""
+                };
                 println!("  {} {}{note}", item.kind, item.name);
             }
             println!("exports  ({})", report.exports.len());
@@ -51,6 +61,10 @@ impl PluginCommand {
                 println!("  {} {}", item.kind, item.name);
             }
         }
-        Ok(if report.world.is_some() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_USAGE) })
+        Ok(if report.world.is_some() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_USAGE)
+        })
     }
 }

@@ -15,18 +15,18 @@ use std::time::Duration;
 use clap::Args;
 use pictor_host::capabilities::gpu::{GpuProvider, device};
 use pictor_host::config::{self as worker_config, JobSource, WorkerConfig};
+use pictor_host::mining::{self, Eligibility, MinerSource, MiningStats, format_hashrate};
 use pictor_host::net::cache::BlobCache;
 use pictor_host::net::fetch::{FetchOptions, Fetcher};
 use pictor_host::network::client::CoordinatorClient;
 use pictor_host::network::miner::miner_from_coordinator;
 use pictor_host::network::{Connection, NetStatus, NetworkSource, SourceParts};
-use pictor_protocol::api::{GpuDescription, RegisterRequest};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
-use pictor_host::mining::{self, Eligibility, MinerSource, MiningStats, format_hashrate};
 use pictor_host::status::{self, Adapter, MiningMode, SourceView, StatusHub, StatusSources};
 use pictor_host::telemetry::nvml::{self, NvmlSampler};
 use pictor_host::worker::{Activity, Worker};
+use pictor_protocol::api::{GpuDescription, RegisterRequest};
 use tokio::sync::watch;
 
 use super::wait_for_signal;
@@ -51,18 +51,32 @@ impl RunCommand {
         let config = WorkerConfig::load(&self.config)?;
         pictor_host::runtime::engine::raise_open_file_limit();
         let status_listen = match &self.status_listen {
-            Some(text) => Some(worker_config::status_listen("--status-listen", text).map_err(anyhow::Error::msg)?),
+            Some(text) => Some(
+                worker_config::status_listen("--status-listen", text)
+                    .map_err(anyhow::Error::msg)?,
+            ),
             None => config.status_listen,
         };
         // Bound first: a taken port is an error before anything starts.
         let status_listener = status_listen.map(status::server::bind).transpose()?;
-        eprintln!("Worker {} ({}) · Connecting…", config.worker_id, config.name);
+        eprintln!(
+            "Worker {} ({}) · Connecting…",
+            config.worker_id, config.name
+        );
         let spool_dir = config.source.spool().to_path_buf();
         let spool = Spool::open(&spool_dir)?;
         match &config.source {
-            JobSource::Spool(_) => eprintln!("Worker {} · Connected (local spool {})", config.worker_id, spool_dir.display()),
+            JobSource::Spool(_) => eprintln!(
+                "Worker {} · Connected (local spool {})",
+                config.worker_id,
+                spool_dir.display()
+            ),
             JobSource::Coordinator { url, .. } => {
-                eprintln!("Worker {} · coordinator {url} (working folder {})", config.worker_id, spool_dir.display())
+                eprintln!(
+                    "Worker {} · coordinator {url} (working folder {})",
+                    config.worker_id,
+                    spool_dir.display()
+                )
             }
         }
 
@@ -72,19 +86,35 @@ impl RunCommand {
         }
         for (i, adapter) in adapters.iter().enumerate() {
             let info = adapter.get_info();
-            eprintln!("GPU [{i}] {} ({:?}, {:?})", info.name, info.backend, info.device_type);
+            eprintln!(
+                "GPU [{i}] {} ({:?}, {:?})",
+                info.name, info.backend, info.device_type
+            );
         }
         let nvml = nvml::sample();
-        let runtime = Arc::new(Runtime::new(&RuntimeConfig { cache_dir: RuntimeConfig::default_cache_dir() })?);
-        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let runtime = Arc::new(Runtime::new(&RuntimeConfig {
+            cache_dir: RuntimeConfig::default_cache_dir(),
+        })?);
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         // The coordinator client and the download cache, made once: the
         // miner may come from the coordinator too.
         let network = match &config.source {
             JobSource::Coordinator { url, token, .. } => {
-                let http = pictor_host::net::http_client(concat!("pictor-host/", env!("CARGO_PKG_VERSION")))?;
-                let cache = Arc::new(BlobCache::open(spool_dir.join("cache"), config.cache_bytes)?);
+                let http = pictor_host::net::http_client(concat!(
+                    "pictor-host/",
+                    env!("CARGO_PKG_VERSION")
+                ))?;
+                let cache = Arc::new(BlobCache::open(
+                    spool_dir.join("cache"),
+                    config.cache_bytes,
+                )?);
                 let fetcher = Arc::new(Fetcher::new(http.clone(), cache, FetchOptions::default()));
-                Some((CoordinatorClient::new(http, url.clone(), token.clone()), fetcher))
+                Some((
+                    CoordinatorClient::new(http, url.clone(), token.clone()),
+                    fetcher,
+                ))
             }
             JobSource::Spool(_) => None,
         };
@@ -96,7 +126,9 @@ impl RunCommand {
             Ok(MinerSource::Coordinator(digest)) => match &network {
                 None => Eligibility::Off("`mining.plugin_sha256` needs `coordinator.url`".into()),
                 Some((client, fetcher)) => {
-                    eprintln!("Mining: downloading the mining plugin {digest} from the coordinator…");
+                    eprintln!(
+                        "Mining: downloading the mining plugin {digest} from the coordinator…"
+                    );
                     match tokio.block_on(miner_from_coordinator(client, fetcher, digest)) {
                         Ok(blob) => {
                             let plan = mining::plan(&config, blob.path(), &runtime);
@@ -126,15 +158,29 @@ impl RunCommand {
                     m.map_or(0, |m| m.pool_port)
                 );
                 if m.is_some_and(|m| !m.require_nvidia) {
-                    eprintln!("WARNING: mining.require_nvidia is false: mining on a non-NVIDIA adapter (for testing only)");
+                    eprintln!(
+                        "WARNING: mining.require_nvidia is false: mining on a non-NVIDIA adapter (for testing only)"
+                    );
                 }
-                MiningMode::On { idle_delay: plan.idle_delay }
+                MiningMode::On {
+                    idle_delay: plan.idle_delay,
+                }
             }
         };
-        let gpus: Vec<Arc<GpuProvider>> = config.gpus.iter().map(|g| Arc::new(GpuProvider::new(g.clone()))).collect();
-        eprintln!("Scheduling: {} GPU slot group(s) × {} job(s) per GPU", gpus.len(), config.jobs_per_gpu);
+        let gpus: Vec<Arc<GpuProvider>> = config
+            .gpus
+            .iter()
+            .map(|g| Arc::new(GpuProvider::new(g.clone())))
+            .collect();
+        eprintln!(
+            "Scheduling: {} GPU slot group(s) × {} job(s) per GPU",
+            gpus.len(),
+            config.jobs_per_gpu
+        );
         let slots = gpus.len() as u32 * config.jobs_per_gpu;
-        let registration = network.as_ref().map(|_| registration(&config, &adapters, &nvml, slots));
+        let registration = network
+            .as_ref()
+            .map(|_| registration(&config, &adapters, &nvml, slots));
         let worker_id = config.worker_id.clone();
         let coordinator_url = match &config.source {
             JobSource::Coordinator { url, .. } => Some(url.to_string()),
@@ -150,7 +196,11 @@ impl RunCommand {
                 .iter()
                 .map(|a| {
                     let info = a.get_info();
-                    Adapter { name: info.name, backend: format!("{:?}", info.backend), device_type: format!("{:?}", info.device_type) }
+                    Adapter {
+                        name: info.name,
+                        backend: format!("{:?}", info.backend),
+                        device_type: format!("{:?}", info.device_type),
+                    }
                 })
                 .collect(),
         });
@@ -189,7 +239,12 @@ impl RunCommand {
             let server = match (status_listener, status_parts) {
                 (Some(listener), Some(parts)) => {
                     let url = status::server::url(listener.local_addr()?);
-                    let hub = StatusHub::new(parts.sources(&worker, mining_mode, net_status.clone(), activity.clone()));
+                    let hub = StatusHub::new(parts.sources(
+                        &worker,
+                        mining_mode,
+                        net_status.clone(),
+                        activity.clone(),
+                    ));
                     let follow = tokio::spawn(Arc::clone(&hub).follow(worker.ended_jobs()));
                     let serve = tokio::spawn(status::server::serve(listener, hub, server_stop_rx));
                     println!("Status page: {url}");
@@ -212,19 +267,35 @@ impl RunCommand {
             // worker like a signal does.
             let revocation = net_status.clone().map(|mut net| {
                 let stop_tx = stop_tx.clone();
-                let (worker_id, url) = (worker_id.clone(), coordinator_url.clone().unwrap_or_default());
+                let (worker_id, url) = (
+                    worker_id.clone(),
+                    coordinator_url.clone().unwrap_or_default(),
+                );
                 tokio::spawn(async move {
-                    let first = net.wait_for(|s| matches!(s.connection, Connection::Connected | Connection::Revoked(_))).await.map(|s| s.connection.clone());
+                    let first = net
+                        .wait_for(|s| {
+                            matches!(s.connection, Connection::Connected | Connection::Revoked(_))
+                        })
+                        .await
+                        .map(|s| s.connection.clone());
                     if let Ok(Connection::Connected) = first {
                         eprintln!("Worker {worker_id} · Connected to {url}");
                     }
-                    if let Ok(status) = net.wait_for(|s| matches!(s.connection, Connection::Revoked(_))).await {
-                        eprintln!("\n{}: stopping (no new jobs, the miner stops, results are kept)", status.connection.describe());
+                    if let Ok(status) = net
+                        .wait_for(|s| matches!(s.connection, Connection::Revoked(_)))
+                        .await
+                    {
+                        eprintln!(
+                            "\n{}: stopping (no new jobs, the miner stops, results are kept)",
+                            status.connection.describe()
+                        );
                         let _ = stop_tx.send(true);
                     }
                 })
             });
-            let bar = std::io::stderr().is_terminal().then(|| tokio::spawn(show_status(activity, mining_stats, net_status.clone())));
+            let bar = std::io::stderr()
+                .is_terminal()
+                .then(|| tokio::spawn(show_status(activity, mining_stats, net_status.clone())));
             let (summary, unreported) = match source {
                 None => (worker.run(self.until_idle, stop_rx).await, Ok(0)),
                 Some(source) => {
@@ -273,7 +344,9 @@ impl RunCommand {
             summary.finished, summary.failed, summary.interrupted
         );
         if unreported > 0 {
-            eprintln!("{unreported} result(s) not yet reported to the coordinator: they are kept and reported on the next start");
+            eprintln!(
+                "{unreported} result(s) not yet reported to the coordinator: they are kept and reported on the next start"
+            );
         }
         if let Some(message) = revoked {
             let error = format!(
@@ -333,9 +406,18 @@ impl StatusParts {
 
 /// How this worker introduces itself to the coordinator (the public key
 /// is filled in once the worker key is loaded).
-fn registration(config: &WorkerConfig, adapters: &[wgpu::Adapter], nvml: &nvml::NvmlStatus, slots: u32) -> RegisterRequest {
+fn registration(
+    config: &WorkerConfig,
+    adapters: &[wgpu::Adapter],
+    nvml: &nvml::NvmlStatus,
+    slots: u32,
+) -> RegisterRequest {
     let nvml_memory = |name: &str| match nvml {
-        nvml::NvmlStatus::Available { gpus, .. } => gpus.iter().find(|g| g.name == name).and_then(|g| g.memory_total).map(|b| b >> 20),
+        nvml::NvmlStatus::Available { gpus, .. } => gpus
+            .iter()
+            .find(|g| g.name == name)
+            .and_then(|g| g.memory_total)
+            .map(|b| b >> 20),
         nvml::NvmlStatus::Unavailable { .. } => None,
     };
     RegisterRequest {
@@ -347,7 +429,11 @@ fn registration(config: &WorkerConfig, adapters: &[wgpu::Adapter], nvml: &nvml::
             .iter()
             .map(|a| {
                 let info = a.get_info();
-                GpuDescription { memory_mib: nvml_memory(&info.name), name: info.name, backend: format!("{:?}", info.backend) }
+                GpuDescription {
+                    memory_mib: nvml_memory(&info.name),
+                    name: info.name,
+                    backend: format!("{:?}", info.backend),
+                }
             })
             .collect(),
         kinds: config.job_kinds.clone().unwrap_or_default(),
@@ -389,11 +475,28 @@ async fn show_status(
                 let f = a.progress.fraction;
                 let filled = (f * 20.0).round() as usize;
                 let elapsed = a.since.elapsed().as_secs_f64();
-                let eta = if f > 0.01 && f < 1.0 { format!(" · ETA {:.0} s", elapsed * f64::from(1.0 - f) / f64::from(f)) } else { String::new() };
-                format!("{} [{}{}] {:>3.0}%{eta} · {}", a.label, "#".repeat(filled), "-".repeat(20 - filled), f * 100.0, a.progress.message)
+                let eta = if f > 0.01 && f < 1.0 {
+                    format!(
+                        " · ETA {:.0} s",
+                        elapsed * f64::from(1.0 - f) / f64::from(f)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} [{}{}] {:>3.0}%{eta} · {}",
+                    a.label,
+                    "#".repeat(filled),
+                    "-".repeat(20 - filled),
+                    f * 100.0,
+                    a.progress.message
+                )
             }
         };
-        let net = net.as_ref().map(|n| network_status(&n.borrow())).unwrap_or_default();
+        let net = net
+            .as_ref()
+            .map(|n| network_status(&n.borrow()))
+            .unwrap_or_default();
         eprint!("\r\x1b[2K{line}{net}");
         let _ = std::io::stderr().flush();
     }
@@ -403,12 +506,18 @@ async fn show_status(
 fn network_status(status: &NetStatus) -> String {
     let mut line = match &status.connection {
         // The reason is in the log; the line stays short.
-        Connection::Offline(_) => " · coordinator: Offline (retrying; results are kept)".to_string(),
+        Connection::Offline(_) => {
+            " · coordinator: Offline (retrying; results are kept)".to_string()
+        }
         other => format!(" · coordinator: {}", other.describe()),
     };
     if let Some(d) = &status.download {
         let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
-        let f = if d.bytes_total > 0 { d.bytes_done as f64 / d.bytes_total as f64 } else { 0.0 };
+        let f = if d.bytes_total > 0 {
+            d.bytes_done as f64 / d.bytes_total as f64
+        } else {
+            0.0
+        };
         let filled = (f * 10.0).round() as usize;
         line.push_str(&format!(
             " · ↓ [{}{}] {:.1}/{:.1} MiB",

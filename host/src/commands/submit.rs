@@ -42,8 +42,16 @@ pub struct CancelCommand {
 impl CancelCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let spool = Spool::open(&self.spool)?;
-        anyhow::ensure!(spool.cancel(&self.job)?, "no job `{}` is queued or running in {}", self.job, self.spool.display());
-        println!("cancel requested for {} (the plugin is asked to stop, and stopped 10 s later)", self.job);
+        anyhow::ensure!(
+            spool.cancel(&self.job)?,
+            "no job `{}` is queued or running in {}",
+            self.job,
+            self.spool.display()
+        );
+        println!(
+            "cancel requested for {} (the plugin is asked to stop, and stopped 10 s later)",
+            self.job
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

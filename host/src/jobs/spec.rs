@@ -99,10 +99,18 @@ pub enum RefError {
 impl FileRef {
     /// Checks the file's digest (streaming, never whole in memory).
     pub fn verify(&self, what: &str) -> Result<(), RefError> {
-        let actual = Sha256Digest::of_file(&self.path)
-            .map_err(|source| RefError::Read { what: what.to_string(), path: self.path.clone(), source })?;
+        let actual = Sha256Digest::of_file(&self.path).map_err(|source| RefError::Read {
+            what: what.to_string(),
+            path: self.path.clone(),
+            source,
+        })?;
         if actual != self.sha256 {
-            return Err(RefError::Mismatch { what: what.to_string(), path: self.path.clone(), expected: self.sha256, actual });
+            return Err(RefError::Mismatch {
+                what: what.to_string(),
+                path: self.path.clone(),
+                expected: self.sha256,
+                actual,
+            });
         }
         Ok(())
     }
@@ -137,13 +145,23 @@ impl JobSpec {
     /// Reads and validates the spec in `path`; relative plugin and input
     /// paths become absolute, against the spec's folder.
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
-        let mut spec =
-            Self::from_json(&text).map_err(|message| SpecError::Invalid { path: path.to_path_buf(), message })?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut spec = Self::from_json(&text).map_err(|message| SpecError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        let files = spec.plugin.iter_mut().chain(spec.inputs.iter_mut().map(|i| &mut i.file));
+        let files = spec
+            .plugin
+            .iter_mut()
+            .chain(spec.inputs.iter_mut().map(|i| &mut i.file));
         for file in files {
             if file.path.is_relative() {
                 file.path = dir.join(&file.path);
@@ -173,7 +191,11 @@ impl JobSpec {
         // "unsupported version" instead of an unknown-field error.
         let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         match raw.get("version").map(|v| v.as_u64()) {
-            None => return Err(format!("missing field `version` (this host reads version {SPEC_VERSION})")),
+            None => {
+                return Err(format!(
+                    "missing field `version` (this host reads version {SPEC_VERSION})"
+                ));
+            }
             Some(Some(v)) if v == SPEC_VERSION as u64 => {}
             Some(_) => {
                 return Err(format!(
@@ -182,23 +204,29 @@ impl JobSpec {
                 ));
             }
         }
-        let spec: JobSpec = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
-            .map_err(|e| match e.path().to_string().as_str() {
-                "." => e.inner().to_string(),
-                path => format!("`{path}`: {}", e.inner()),
-            })?;
+        let spec: JobSpec =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+                .map_err(|e| match e.path().to_string().as_str() {
+                    "." => e.inner().to_string(),
+                    path => format!("`{path}`: {}", e.inner()),
+                })?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Checks every field's value.
     pub fn validate(&self) -> Result<(), String> {
-        self.validate_unclipped().map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+        self.validate_unclipped()
+            .map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
     }
 
     fn validate_unclipped(&self) -> Result<(), String> {
         let id_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if self.id.is_empty() || self.id.len() > 128 || !self.id.chars().all(id_ok) || self.id.starts_with('.') {
+        if self.id.is_empty()
+            || self.id.len() > 128
+            || !self.id.chars().all(id_ok)
+            || self.id.starts_with('.')
+        {
             return Err(format!(
                 "`id` must be 1-128 characters from A-Z a-z 0-9 . _ - (not starting with .), got {:?}",
                 self.id
@@ -206,14 +234,22 @@ impl JobSpec {
         }
         let kind_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
         if self.kind.is_empty() || self.kind.len() > 64 || !self.kind.chars().all(kind_ok) {
-            return Err(format!("`kind` must be 1-64 characters from a-z 0-9 -, got {:?}", self.kind));
+            return Err(format!(
+                "`kind` must be 1-64 characters from a-z 0-9 -, got {:?}",
+                self.kind
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let path = Path::new(&input.name);
-            let plain = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            let plain = path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
             if input.name.is_empty() || !plain {
-                return Err(format!("`inputs[{i}].name` {:?} must be a relative path without `..`", input.name));
+                return Err(format!(
+                    "`inputs[{i}].name` {:?} must be a relative path without `..`",
+                    input.name
+                ));
             }
             if !names.insert(&input.name) {
                 return Err(format!("`inputs[{i}].name` {:?} appears twice", input.name));
@@ -247,20 +283,34 @@ mod tests {
     }
 
     #[test]
-    fn referenced_files_are_checked_against_their_sha256() -> Result<(), Box<dyn std::error::Error>> {
+    fn referenced_files_are_checked_against_their_sha256() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("scene.txt"), "abc")?;
         let spec_path = dir.path().join("job.json");
         let good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        let json = |digest: &str| format!(r#"{{"version": 1, "id": "a", "kind": "k", "inputs": [{{"name": "s.txt", "path": "scene.txt", "sha256": "{digest}"}}]}}"#);
+        let json = |digest: &str| {
+            format!(
+                r#"{{"version": 1, "id": "a", "kind": "k", "inputs": [{{"name": "s.txt", "path": "scene.txt", "sha256": "{digest}"}}]}}"#
+            )
+        };
         std::fs::write(&spec_path, json(good))?;
         let spec = JobSpec::from_file(&spec_path)?;
         assert!(spec.inputs[0].file.path.is_absolute());
         spec.verify_files()?;
         std::fs::write(&spec_path, json(&"0".repeat(64)))?;
-        let err = JobSpec::from_file(&spec_path)?.verify_files().unwrap_err().to_string();
-        assert!(err.starts_with("sha256 mismatch for input \"s.txt\""), "{err}");
-        assert!(err.contains(&format!("expected {}, got {good}", "0".repeat(64))), "{err}");
+        let err = JobSpec::from_file(&spec_path)?
+            .verify_files()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("sha256 mismatch for input \"s.txt\""),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("expected {}, got {good}", "0".repeat(64))),
+            "{err}"
+        );
         Ok(())
     }
 
@@ -268,15 +318,39 @@ mod tests {
     fn each_bad_field_is_named() {
         let cases = [
             (r#"{"id": "a", "kind": "k"}"#, "missing field `version`"),
-            (r#"{"version": 2, "id": "a", "kind": "k"}"#, "unsupported `version` 2"),
-            (r#"{"version": 1, "id": "../x", "kind": "k"}"#, "`id` must be"),
-            (r#"{"version": 1, "id": "a", "kind": "Render"}"#, "`kind` must be"),
-            (r#"{"version": 1, "id": "a", "kind": "k", "seeed": 1}"#, "unknown field `seeed`"),
-            (r#"{"version": 1, "id": "a", "kind": "k", "limits": {"memory_mib": 0}}"#, "limits.memory_mib"),
-            (r#"{"version": 1, "id": "a", "kind": "k", "seed": -1}"#, "seed"),
+            (
+                r#"{"version": 2, "id": "a", "kind": "k"}"#,
+                "unsupported `version` 2",
+            ),
+            (
+                r#"{"version": 1, "id": "../x", "kind": "k"}"#,
+                "`id` must be",
+            ),
+            (
+                r#"{"version": 1, "id": "a", "kind": "Render"}"#,
+                "`kind` must be",
+            ),
+            (
+                r#"{"version": 1, "id": "a", "kind": "k", "seeed": 1}"#,
+                "unknown field `seeed`",
+            ),
+            (
+                r#"{"version": 1, "id": "a", "kind": "k", "limits": {"memory_mib": 0}}"#,
+                "limits.memory_mib",
+            ),
+            (
+                r#"{"version": 1, "id": "a", "kind": "k", "seed": -1}"#,
+                "seed",
+            ),
             (r#"{"version": 1, "id": "a""#, "EOF"),
-            (r#"{"version": 1, "id": "a", "kind": "k", "plugin": {"path": "p.wasm", "sha256": "xyz"}}"#, "`plugin.sha256`"),
-            (r#"{"version": 1, "id": "a", "kind": "k", "inputs": [{"name": "../x", "path": "x", "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}]}"#, "`inputs[0].name`"),
+            (
+                r#"{"version": 1, "id": "a", "kind": "k", "plugin": {"path": "p.wasm", "sha256": "xyz"}}"#,
+                "`plugin.sha256`",
+            ),
+            (
+                r#"{"version": 1, "id": "a", "kind": "k", "inputs": [{"name": "../x", "path": "x", "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}]}"#,
+                "`inputs[0].name`",
+            ),
         ];
         for (json, expected) in cases {
             let err = JobSpec::from_json(json).expect_err(json);
@@ -286,10 +360,32 @@ mod tests {
 
     /// Fields of the render sample (and ones it lacks) a hostile spec may change.
     const SPEC_FIELDS: &[&str] = &[
-        "version", "id", "kind", "params", "params/width", "seed", "inputs", "inputs/0", "inputs/0/name", "inputs/0/path",
-        "inputs/0/sha256", "inputs/1/name", "limits", "limits/timeout_s", "limits/memory_mib", "limits/output_mib",
-        "limits/output_files", "limits/open_files", "limits/gpu_memory_mib", "limits/gpu_submission_ms", "limits/log_bytes",
-        "plugin", "plugin/path", "plugin/sha256", "price", "unknown_key",
+        "version",
+        "id",
+        "kind",
+        "params",
+        "params/width",
+        "seed",
+        "inputs",
+        "inputs/0",
+        "inputs/0/name",
+        "inputs/0/path",
+        "inputs/0/sha256",
+        "inputs/1/name",
+        "limits",
+        "limits/timeout_s",
+        "limits/memory_mib",
+        "limits/output_mib",
+        "limits/output_files",
+        "limits/open_files",
+        "limits/gpu_memory_mib",
+        "limits/gpu_submission_ms",
+        "limits/log_bytes",
+        "plugin",
+        "plugin/path",
+        "plugin/sha256",
+        "price",
+        "unknown_key",
     ];
 
     proptest::proptest! {
@@ -308,7 +404,10 @@ mod tests {
 
     #[test]
     fn a_spec_nested_100000_deep_is_refused_not_a_stack_overflow() {
-        let text = format!(r#"{{"version": 1, "id": "deep", "kind": "hello", "params": {}}}"#, crate::hostile::deeply_nested(100_000));
+        let text = format!(
+            r#"{{"version": 1, "id": "deep", "kind": "hello", "params": {}}}"#,
+            crate::hostile::deeply_nested(100_000)
+        );
         crate::hostile::assert_readable(&JobSpec::from_json(&text).err().unwrap_or_default());
     }
 }

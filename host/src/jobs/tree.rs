@@ -228,12 +228,16 @@ mod imp {
                         )
                         .map_err(io(&relative))?;
                         let file = std::fs::File::from(fd);
-                        let (sha256, size) = Sha256Digest::of_reader(&file).map_err(|source| TreeError::Io {
+                        let (sha256, size) =
+                            Sha256Digest::of_reader(&file).map_err(|source| TreeError::Io {
+                                path: relative.clone(),
+                                source,
+                            })?;
+                        // On disk before its digest is recorded anywhere.
+                        file.sync_all().map_err(|source| TreeError::Io {
                             path: relative.clone(),
                             source,
                         })?;
-                        // On disk before its digest is recorded anywhere.
-                        file.sync_all().map_err(|source| TreeError::Io { path: relative.clone(), source })?;
                         files.push(OutputFile {
                             path: relative,
                             size,
@@ -253,7 +257,12 @@ mod imp {
     }
 
     pub fn disk_usage(root: &Path) -> u64 {
-        let Ok(root_fd) = rustix::fs::openat(CWD, root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+        let Ok(root_fd) = rustix::fs::openat(
+            CWD,
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
             return 0;
         };
         let mut total = 0u64;
@@ -261,8 +270,14 @@ mod imp {
         while let Some((dir, depth)) = pending.pop() {
             let Ok(listed) = names(&dir) else { continue };
             for (name, _) in listed {
-                let Ok(stat) = rustix::fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
-                total = total.saturating_add(u64::try_from(stat.st_blocks).unwrap_or(0).saturating_mul(512));
+                let Ok(stat) = rustix::fs::statat(&*dir, &name, AtFlags::SYMLINK_NOFOLLOW) else {
+                    continue;
+                };
+                total = total.saturating_add(
+                    u64::try_from(stat.st_blocks)
+                        .unwrap_or(0)
+                        .saturating_mul(512),
+                );
                 if FileType::from_raw_mode(stat.st_mode) == FileType::Directory
                     && depth < USAGE_DEPTH
                     && let Ok(child) = open_dir(&*dir, &name)

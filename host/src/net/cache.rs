@@ -99,7 +99,11 @@ struct Mib(u64);
 impl fmt::Display for Mib {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mib = self.0 as f64 / (1u64 << 20) as f64;
-        if self.0.is_multiple_of(1 << 20) { write!(f, "{mib:.0}") } else { write!(f, "{mib:.1}") }
+        if self.0.is_multiple_of(1 << 20) {
+            write!(f, "{mib:.0}")
+        } else {
+            write!(f, "{mib:.1}")
+        }
     }
 }
 
@@ -132,7 +136,10 @@ pub struct BlobCache {
 
 impl fmt::Debug for BlobCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlobCache").field("root", &self.root).field("limit", &self.limit).finish_non_exhaustive()
+        f.debug_struct("BlobCache")
+            .field("root", &self.root)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
     }
 }
 
@@ -182,7 +189,14 @@ impl Index {
     fn insert(&mut self, blob: Sha256Digest, kind: Kind, size: u64, verified: bool) {
         self.forget(blob, kind);
         let tick = self.tick();
-        self.map(kind).insert(blob, Entry { size, tick, verified });
+        self.map(kind).insert(
+            blob,
+            Entry {
+                size,
+                tick,
+                verified,
+            },
+        );
         self.order.insert(tick, (blob, kind));
         self.used += size;
     }
@@ -206,7 +220,11 @@ impl Index {
     }
 
     fn pinned_bytes(&self) -> u64 {
-        self.pins.keys().filter_map(|d| self.blobs.get(d)).map(|e| e.size).sum()
+        self.pins
+            .keys()
+            .filter_map(|d| self.blobs.get(d))
+            .map(|e| e.size)
+            .sum()
     }
 }
 
@@ -216,13 +234,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheError + use<> {
     let path = path.to_path_buf();
-    move |source| CacheError::Io { action, path, source }
+    move |source| CacheError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// Sets a file's mtime to now: its place in the last-use order across
 /// restarts.
 fn set_mtime_now(path: &Path) -> io::Result<()> {
-    fs::OpenOptions::new().write(true).open(path)?.set_modified(SystemTime::now())
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_modified(SystemTime::now())
 }
 
 const PART_SUFFIX: &str = ".part";
@@ -267,8 +292,13 @@ impl BlobCache {
                 }
                 let stray = match digest {
                     None => Some("stray file"),
-                    Some(d) if kind == Kind::Blob && meta.len() == 0 && d != empty => Some("empty blob"),
-                    Some(d) if kind == Kind::Partial && (blobs_dir.join(d.to_string()).is_file() || meta.len() == 0) => {
+                    Some(d) if kind == Kind::Blob && meta.len() == 0 && d != empty => {
+                        Some("empty blob")
+                    }
+                    Some(d)
+                        if kind == Kind::Partial
+                            && (blobs_dir.join(d.to_string()).is_file() || meta.len() == 0) =>
+                    {
                         Some("partial download of a complete or empty blob")
                     }
                     Some(_) => None,
@@ -291,12 +321,21 @@ impl BlobCache {
         for (_, d, kind, size) in found {
             index.insert(d, kind, size, false);
         }
-        let cache = BlobCache { root, limit: limit_bytes, index: Mutex::new(index), flights: Mutex::new(HashMap::new()) };
+        let cache = BlobCache {
+            root,
+            limit: limit_bytes,
+            index: Mutex::new(index),
+            flights: Mutex::new(HashMap::new()),
+        };
         {
             let mut index = lock(&cache.index);
             let over = index.used.saturating_sub(cache.limit);
             if over > 0 {
-                tracing::info!(over_bytes = over, limit = cache.limit, "blob cache over its limit; evicting");
+                tracing::info!(
+                    over_bytes = over,
+                    limit = cache.limit,
+                    "blob cache over its limit; evicting"
+                );
                 // Nothing is pinned yet, so this frees enough.
                 cache.evict(&mut index, over)?;
             }
@@ -322,7 +361,9 @@ impl BlobCache {
 
     /// Where a download in progress is written.
     pub(crate) fn partial_path(&self, blob: &Sha256Digest) -> PathBuf {
-        self.root.join("partial").join(format!("{blob}{PART_SUFFIX}"))
+        self.root
+            .join("partial")
+            .join(format!("{blob}{PART_SUFFIX}"))
     }
 
     /// What the cache holds now.
@@ -348,7 +389,10 @@ impl BlobCache {
     /// arrives). Pins are counted: each guard holds one.
     pub fn pin(self: &Arc<Self>, blob: Sha256Digest) -> PinGuard {
         *lock(&self.index).pins.entry(blob).or_insert(0) += 1;
-        PinGuard { cache: Arc::clone(self), blob }
+        PinGuard {
+            cache: Arc::clone(self),
+            blob,
+        }
     }
 
     fn unpin(&self, blob: &Sha256Digest) {
@@ -365,8 +409,15 @@ impl BlobCache {
     /// open is re-hashed here on its first use (blocking; one that does
     /// not match, or cannot be read, is deleted and `None` returned).
     pub fn get(self: &Arc<Self>, blob: &Sha256Digest) -> Option<PinnedBlob> {
-        let Lookup { blob: pinned, verified } = self.lookup(blob)?;
-        if verified || self.finish_verify(&pinned, Sha256Digest::of_file(&pinned.path)) { Some(pinned) } else { None }
+        let Lookup {
+            blob: pinned,
+            verified,
+        } = self.lookup(blob)?;
+        if verified || self.finish_verify(&pinned, Sha256Digest::of_file(&pinned.path)) {
+            Some(pinned)
+        } else {
+            None
+        }
     }
 
     /// Looks up, pins and touches a blob; says whether it still needs
@@ -377,9 +428,19 @@ impl BlobCache {
             let mut index = lock(&self.index);
             let entry = index.touch(*blob)?;
             *index.pins.entry(*blob).or_insert(0) += 1;
-            (entry, PinGuard { cache: Arc::clone(self), blob: *blob })
+            (
+                entry,
+                PinGuard {
+                    cache: Arc::clone(self),
+                    blob: *blob,
+                },
+            )
         };
-        let pinned = PinnedBlob { pin, path: self.blob_path(blob), size: entry.size };
+        let pinned = PinnedBlob {
+            pin,
+            path: self.blob_path(blob),
+            size: entry.size,
+        };
         match set_mtime_now(&pinned.path) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -390,13 +451,20 @@ impl BlobCache {
                 tracing::debug!(path = %pinned.path.display(), %error, "cannot record the last use of a cached blob");
             }
         }
-        Some(Lookup { blob: pinned, verified: entry.verified })
+        Some(Lookup {
+            blob: pinned,
+            verified: entry.verified,
+        })
     }
 
     /// Records the result of hashing a looked-up blob: marks it verified,
     /// or deletes it (even though pinned: its content is wrong or
     /// unreadable). Returns whether it matched.
-    pub(crate) fn finish_verify(&self, pinned: &PinnedBlob, actual: io::Result<Sha256Digest>) -> bool {
+    pub(crate) fn finish_verify(
+        &self,
+        pinned: &PinnedBlob,
+        actual: io::Result<Sha256Digest>,
+    ) -> bool {
         let blob = pinned.digest();
         match actual {
             Ok(actual) if actual == blob => {
@@ -406,7 +474,10 @@ impl BlobCache {
                 true
             }
             Ok(actual) => {
-                self.discard(pinned, &format!("it does not match its digest (its sha256 is {actual})"));
+                self.discard(
+                    pinned,
+                    &format!("it does not match its digest (its sha256 is {actual})"),
+                );
                 false
             }
             Err(error) => {
@@ -461,11 +532,17 @@ impl BlobCache {
     /// size of a partial download already there, if larger), evicting
     /// as needed. The partial file stops being evictable until the
     /// reservation ends.
-    pub(crate) fn reserve(self: &Arc<Self>, blob: Sha256Digest, size_hint: u64) -> Result<Reservation, CacheError> {
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        blob: Sha256Digest,
+        size_hint: u64,
+    ) -> Result<Reservation, CacheError> {
         let mut index = lock(&self.index);
         let partial = index.forget(blob, Kind::Partial);
         let bytes = size_hint.max(partial.map_or(0, |e| e.size));
-        let made = self.check_size(blob, bytes).and_then(|()| self.make_room(&mut index, blob, bytes));
+        let made = self
+            .check_size(blob, bytes)
+            .and_then(|()| self.make_room(&mut index, blob, bytes));
         if let Err(error) = made {
             if let Some(entry) = partial {
                 index.partials.insert(blob, entry);
@@ -475,22 +552,46 @@ impl BlobCache {
             return Err(error);
         }
         index.reserved += bytes;
-        Ok(Reservation { cache: Arc::clone(self), blob, bytes, done: false })
+        Ok(Reservation {
+            cache: Arc::clone(self),
+            blob,
+            bytes,
+            done: false,
+        })
     }
 
     fn check_size(&self, blob: Sha256Digest, size: u64) -> Result<(), CacheError> {
-        if size > self.limit { Err(CacheError::TooLarge { blob, size, limit: self.limit }) } else { Ok(()) }
+        if size > self.limit {
+            Err(CacheError::TooLarge {
+                blob,
+                size,
+                limit: self.limit,
+            })
+        } else {
+            Ok(())
+        }
     }
 
     /// Evicts until `needed` more bytes fit, or fails without evicting.
-    fn make_room(&self, index: &mut Index, blob: Sha256Digest, needed: u64) -> Result<(), CacheError> {
+    fn make_room(
+        &self,
+        index: &mut Index,
+        blob: Sha256Digest,
+        needed: u64,
+    ) -> Result<(), CacheError> {
         let over = (index.used + index.reserved + needed).saturating_sub(self.limit);
         if over == 0 {
             return Ok(());
         }
         let pinned = index.pinned_bytes();
         if pinned + index.reserved + needed > self.limit {
-            return Err(CacheError::Full { blob, needed, pinned, downloading: index.reserved, limit: self.limit });
+            return Err(CacheError::Full {
+                blob,
+                needed,
+                pinned,
+                downloading: index.reserved,
+                limit: self.limit,
+            });
         }
         self.evict(index, over)
     }
@@ -525,7 +626,13 @@ impl BlobCache {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(CacheError::Io { action: "evict", path, source }),
+                Err(source) => {
+                    return Err(CacheError::Io {
+                        action: "evict",
+                        path,
+                        source,
+                    });
+                }
             }
             index.forget(d, kind);
             tracing::debug!(blob = %d, ?kind, "evicted from the blob cache");
@@ -579,7 +686,10 @@ impl Reservation {
         self.done = true;
         index.insert(self.blob, Kind::Blob, size, true);
         *index.pins.entry(self.blob).or_insert(0) += 1;
-        let pin = PinGuard { cache: Arc::clone(&cache), blob: self.blob };
+        let pin = PinGuard {
+            cache: Arc::clone(&cache),
+            blob: self.blob,
+        };
         tracing::debug!(blob = %self.blob, size, "cached blob");
         Ok(PinnedBlob { pin, path, size })
     }
@@ -720,10 +830,19 @@ pub(crate) mod tests {
         drop(insert(&cache, &blob(2)).unwrap());
         drop(insert(&cache, &blob(3)).unwrap());
         drop(insert(&cache, &blob(4)).unwrap());
-        assert!(cache.contains(&d(1)) && cache.contains(&d(2)), "pinned 1 and 2 stay");
-        assert!(!cache.contains(&d(3)) && cache.contains(&d(4)), "3 was the oldest unpinned");
+        assert!(
+            cache.contains(&d(1)) && cache.contains(&d(2)),
+            "pinned 1 and 2 stay"
+        );
+        assert!(
+            !cache.contains(&d(3)) && cache.contains(&d(4)),
+            "3 was the oldest unpinned"
+        );
         assert_eq!(cache.usage().pinned_bytes, 200);
-        assert!(matches!(cache.remove(&d(1)), Err(CacheError::Pinned { .. })));
+        assert!(matches!(
+            cache.remove(&d(1)),
+            Err(CacheError::Pinned { .. })
+        ));
         // A clone is a second pin: dropping one keeps the blob pinned.
         let clone = pinned.clone();
         drop(pinned);
@@ -741,13 +860,33 @@ pub(crate) mod tests {
         let cache = open(dir.path(), 300);
         let pins: Vec<_> = (1..=3).map(|n| insert(&cache, &blob(n)).unwrap()).collect();
         let err = insert(&cache, &blob(4)).err().unwrap();
-        assert!(matches!(err, CacheError::Full { pinned: 300, needed: 100, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                CacheError::Full {
+                    pinned: 300,
+                    needed: 100,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let text = err.to_string();
-        assert!(text.starts_with("cache full: 0.0 MiB pinned by running jobs, limit 0.0 MiB;"), "{text}");
-        assert!(text.contains("raise `limits.cache_mib` in worker.json"), "{text}");
+        assert!(
+            text.starts_with("cache full: 0.0 MiB pinned by running jobs, limit 0.0 MiB;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("raise `limits.cache_mib` in worker.json"),
+            "{text}"
+        );
         assert!(text.contains(&d(4).to_string()), "{text}");
         assert_eq!(cache.usage().blobs, 3, "nothing evicted");
-        assert_eq!(cache.usage().reserved_bytes, 0, "failed reservation released");
+        assert_eq!(
+            cache.usage().reserved_bytes,
+            0,
+            "failed reservation released"
+        );
         drop(pins);
         insert(&cache, &blob(4)).unwrap();
     }
@@ -761,13 +900,25 @@ pub(crate) mod tests {
         let err = cache.reserve(big, (3 << 20) + 1).err().unwrap();
         assert!(matches!(err, CacheError::TooLarge { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(text.contains(&big.to_string()) && text.contains("(3 MiB)"), "{text}");
-        assert!(cache.contains(&d(1)), "nothing evicted for a blob that can never fit");
+        assert!(
+            text.contains(&big.to_string()) && text.contains("(3 MiB)"),
+            "{text}"
+        );
+        assert!(
+            cache.contains(&d(1)),
+            "nothing evicted for a blob that can never fit"
+        );
         // Growing a reservation past the limit is refused the same way.
         let mut r = cache.reserve(big, 10).unwrap();
-        assert!(matches!(r.ensure((3 << 20) + 1), Err(CacheError::TooLarge { .. })));
+        assert!(matches!(
+            r.ensure((3 << 20) + 1),
+            Err(CacheError::TooLarge { .. })
+        ));
         r.ensure(3 << 20).unwrap();
-        assert!(!cache.contains(&d(1)), "room made for the grown reservation");
+        assert!(
+            !cache.contains(&d(1)),
+            "room made for the grown reservation"
+        );
     }
 
     #[test]
@@ -785,12 +936,18 @@ pub(crate) mod tests {
         let bogus_empty = Sha256Digest::of(b"not empty");
         std::fs::write(dir.path().join(format!("blobs/{bogus_empty}")), b"").unwrap();
         let cache = open(dir.path(), 300);
-        assert!(!dir.path().join("blobs/tmp.123").exists() && !dir.path().join("partial/other").exists());
+        assert!(
+            !dir.path().join("blobs/tmp.123").exists()
+                && !dir.path().join("partial/other").exists()
+        );
         assert!(!cache.contains(&bogus_empty));
         let usage = cache.usage();
         assert_eq!((usage.blobs, usage.blob_bytes), (3, 300));
         drop(insert(&cache, &blob(4)).unwrap());
-        assert!(!cache.contains(&d(2)), "2 was least recently used before the restart");
+        assert!(
+            !cache.contains(&d(2)),
+            "2 was least recently used before the restart"
+        );
         assert!(cache.contains(&d(1)) && cache.contains(&d(3)));
     }
 
@@ -804,10 +961,16 @@ pub(crate) mod tests {
         }
         std::fs::write(dir.path().join(format!("blobs/{}", d(1))), vec![9u8; 100]).unwrap();
         let cache = open(dir.path(), 1000);
-        assert!(cache.contains(&d(1)), "sizes match, so it is listed until first use");
+        assert!(
+            cache.contains(&d(1)),
+            "sizes match, so it is listed until first use"
+        );
         assert!(cache.get(&d(1)).is_none());
         assert!(!cache.contains(&d(1)) && !cache.blob_path(&d(1)).exists());
-        assert_eq!(std::fs::read(cache.get(&d(2)).unwrap().path()).unwrap(), blob(2));
+        assert_eq!(
+            std::fs::read(cache.get(&d(2)).unwrap().path()).unwrap(),
+            blob(2)
+        );
     }
 
     #[test]
@@ -818,22 +981,35 @@ pub(crate) mod tests {
             let r = cache.reserve(d(1), 100).unwrap();
             std::fs::write(cache.partial_path(&d(1)), &blob(1)[..60]).unwrap();
             drop(r);
-            assert_eq!(cache.usage().partial_bytes, 60, "an abandoned download is kept and counted");
+            assert_eq!(
+                cache.usage().partial_bytes,
+                60,
+                "an abandoned download is kept and counted"
+            );
         }
         let cache = open(dir.path(), 300);
         assert_eq!(cache.usage().partial_bytes, 60, "and survives a restart");
         let r = cache.reserve(d(1), 100).unwrap();
-        assert_eq!((cache.usage().partial_bytes, cache.usage().reserved_bytes), (0, 100));
+        assert_eq!(
+            (cache.usage().partial_bytes, cache.usage().reserved_bytes),
+            (0, 100)
+        );
         drop(insert(&cache, &blob(2)).unwrap());
         drop(insert(&cache, &blob(3)).unwrap());
-        assert!(cache.partial_path(&d(1)).exists(), "in progress: not evicted");
+        assert!(
+            cache.partial_path(&d(1)).exists(),
+            "in progress: not evicted"
+        );
         drop(r);
         // The abandoned download is now the most recent file; use 2 and 3
         // so it becomes the least recently used.
         drop(cache.get(&d(2)).unwrap());
         drop(cache.get(&d(3)).unwrap());
         drop(insert(&cache, &blob(4)).unwrap());
-        assert!(!cache.partial_path(&d(1)).exists(), "abandoned again: evicted in LRU order");
+        assert!(
+            !cache.partial_path(&d(1)).exists(),
+            "abandoned again: evicted in LRU order"
+        );
         assert!(cache.contains(&d(2)) && cache.contains(&d(3)) && cache.contains(&d(4)));
         assert_eq!(cache.usage().partial_bytes, 0);
     }

@@ -53,15 +53,27 @@ pub struct BlobSource {
 impl BlobSource {
     /// A plain URL, fetched without credentials.
     pub fn new(url: Url) -> Self {
-        BlobSource { url, token: None, name: None }
+        BlobSource {
+            url,
+            token: None,
+            name: None,
+        }
     }
 
     /// `blob` on the coordinator at `base` (e.g. `https://coord.example/`),
     /// fetched with the worker's `token`.
-    pub fn coordinator(base: &Url, token: impl Into<String>, blob: &Sha256Digest) -> Result<Self, url::ParseError> {
+    pub fn coordinator(
+        base: &Url,
+        token: impl Into<String>,
+        blob: &Sha256Digest,
+    ) -> Result<Self, url::ParseError> {
         let path = pictor_protocol::api::paths::blob(blob);
         let url = Url::parse(&format!("{}{path}", base.as_str().trim_end_matches('/')))?;
-        Ok(BlobSource { url, token: Some(token.into()), name: None })
+        Ok(BlobSource {
+            url,
+            token: Some(token.into()),
+            name: None,
+        })
     }
 
     /// Sends `Authorization: Bearer <token>` (and the protocol version header).
@@ -112,7 +124,9 @@ pub enum FetchError {
         url: String,
     },
     /// The server refused the credential (HTTP 401).
-    #[error("the coordinator refused the worker token ({message}) for {blob} at {url}; check the worker's token in worker.json")]
+    #[error(
+        "the coordinator refused the worker token ({message}) for {blob} at {url}; check the worker's token in worker.json"
+    )]
     Unauthorized {
         /// The blob.
         blob: String,
@@ -293,7 +307,10 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 impl ProgressSink {
     /// Publishes into `tx`.
     pub fn new(tx: watch::Sender<FetchProgress>) -> Self {
-        ProgressSink { tx: Some(tx), state: Mutex::default() }
+        ProgressSink {
+            tx: Some(tx),
+            state: Mutex::default(),
+        }
     }
 
     /// A sink and the receiver that watches it.
@@ -304,19 +321,27 @@ impl ProgressSink {
 
     /// A sink that only counts (see [`ProgressSink::snapshot`]).
     pub fn discard() -> Self {
-        ProgressSink { tx: None, state: Mutex::default() }
+        ProgressSink {
+            tx: None,
+            state: Mutex::default(),
+        }
     }
 
     /// The progress now, published or not.
     pub fn snapshot(&self) -> FetchProgress {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).now
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .now
     }
 
     fn update(&self, change: impl FnOnce(&mut FetchProgress)) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         change(&mut state.now);
         let all_done = state.now.blobs_total > 0 && state.now.blobs_done == state.now.blobs_total;
-        let due = state.last_sent.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL);
+        let due = state
+            .last_sent
+            .is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL);
         if let Some(tx) = &self.tx
             && (due || all_done)
         {
@@ -349,13 +374,18 @@ struct BlobProgress<'a> {
 
 impl<'a> BlobProgress<'a> {
     fn new(sink: &'a ProgressSink, counted_total: u64) -> Self {
-        BlobProgress { sink, total: counted_total, done: 0 }
+        BlobProgress {
+            sink,
+            total: counted_total,
+            done: 0,
+        }
     }
 
     fn set_total(&mut self, total: u64) {
         if total != self.total {
             let old = std::mem::replace(&mut self.total, total);
-            self.sink.update(|p| p.bytes_total = (p.bytes_total + total).saturating_sub(old));
+            self.sink
+                .update(|p| p.bytes_total = (p.bytes_total + total).saturating_sub(old));
         }
     }
 
@@ -366,7 +396,8 @@ impl<'a> BlobProgress<'a> {
 
     fn reset(&mut self) {
         let done = std::mem::take(&mut self.done);
-        self.sink.update(|p| p.bytes_done = p.bytes_done.saturating_sub(done));
+        self.sink
+            .update(|p| p.bytes_done = p.bytes_done.saturating_sub(done));
     }
 
     fn finish(mut self, size: u64) {
@@ -411,7 +442,10 @@ enum Done {
 /// How an attempt failed.
 enum Failure {
     /// Try again after a backoff (`Retry-After`, if the server said).
-    Retry { error: FetchError, retry_after: Option<Duration> },
+    Retry {
+        error: FetchError,
+        retry_after: Option<Duration>,
+    },
     /// Give up.
     Fatal(FetchError),
 }
@@ -423,9 +457,18 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FetchError + use<> {
+    fn io(
+        &self,
+        action: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(io::Error) -> FetchError + use<> {
         let (blob, path) = (self.blob.clone(), path.to_path_buf());
-        move |source| FetchError::Io { blob, action, path, source }
+        move |source| FetchError::Io {
+            blob,
+            action,
+            path,
+            source,
+        }
     }
 
     fn cache(&self) -> impl FnOnce(CacheError) -> FetchError + use<> {
@@ -440,11 +483,20 @@ impl Ctx {
             detail = format!("{detail}: {c}");
             cause = c.source();
         }
-        FetchError::Transport { blob: self.blob.clone(), url: self.url.clone(), attempts: 1, detail }
+        FetchError::Transport {
+            blob: self.blob.clone(),
+            url: self.url.clone(),
+            attempts: 1,
+            detail,
+        }
     }
 
     fn protocol(&self, message: String) -> FetchError {
-        FetchError::Protocol { blob: self.blob.clone(), url: self.url.clone(), message }
+        FetchError::Protocol {
+            blob: self.blob.clone(),
+            url: self.url.clone(),
+            message,
+        }
     }
 }
 
@@ -466,7 +518,10 @@ struct Part {
 
 impl Part {
     fn empty() -> Self {
-        Part { len: 0, hasher: Sha256::new() }
+        Part {
+            len: 0,
+            hasher: Sha256::new(),
+        }
     }
 
     /// Hashes an existing partial file (blocking; streaming).
@@ -494,15 +549,24 @@ impl Part {
 }
 
 /// Runs blocking work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(io::Error::other)?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)?
 }
 
 impl Fetcher {
     /// A fetcher that downloads with `client` (see [`crate::net::http_client`])
     /// into `cache`.
     pub fn new(client: reqwest::Client, cache: Arc<BlobCache>, options: FetchOptions) -> Self {
-        Fetcher { client, cache, options, counters: Counters::default() }
+        Fetcher {
+            client,
+            cache,
+            options,
+            counters: Counters::default(),
+        }
     }
 
     /// The cache it fills.
@@ -551,8 +615,13 @@ impl Fetcher {
         let mut slots: Vec<Option<PinnedBlob>> = vec![None; items.len()];
         // Futures made up front (not in a stream's closure) so the whole
         // future stays `Send`.
-        let futures: Vec<_> = items.iter().enumerate().map(|(i, item)| self.fetch_nth(i, item, progress)).collect();
-        let mut downloads = futures_util::stream::iter(futures).buffer_unordered(self.options.parallel.max(1));
+        let futures: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.fetch_nth(i, item, progress))
+            .collect();
+        let mut downloads =
+            futures_util::stream::iter(futures).buffer_unordered(self.options.parallel.max(1));
         while let Some((i, result)) = downloads.next().await {
             slots[i] = Some(result?);
         }
@@ -565,7 +634,11 @@ impl Fetcher {
         item: &FetchItem,
         progress: &ProgressSink,
     ) -> (usize, Result<PinnedBlob, FetchError>) {
-        (i, self.fetch_one(&item.source, item.blob, item.size, progress).await)
+        (
+            i,
+            self.fetch_one(&item.source, item.blob, item.size, progress)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "fetch", skip_all, fields(blob = %blob))]
@@ -577,7 +650,10 @@ impl Fetcher {
         progress: &ProgressSink,
     ) -> Result<PinnedBlob, FetchError> {
         let mut tracker = BlobProgress::new(progress, size.unwrap_or(0));
-        let ctx = Ctx { blob: source.label(&blob), url: source.url.to_string() };
+        let ctx = Ctx {
+            blob: source.label(&blob),
+            url: source.url.to_string(),
+        };
         let pinned = match self.cached(&ctx, blob, size, false).await? {
             Some(pinned) => pinned,
             None => {
@@ -586,7 +662,10 @@ impl Fetcher {
                 let flight = Arc::new(self.cache.download_lock(&blob).lock_owned().await);
                 match self.cached(&ctx, blob, size, true).await? {
                     Some(pinned) => pinned,
-                    None => self.download(source, &ctx, blob, size, &flight, &mut tracker).await?,
+                    None => {
+                        self.download(source, &ctx, blob, size, &flight, &mut tracker)
+                            .await?
+                    }
                 }
             }
         };
@@ -603,7 +682,11 @@ impl Fetcher {
         size: Option<u64>,
         may_verify: bool,
     ) -> Result<Option<PinnedBlob>, FetchError> {
-        let Some(Lookup { blob: pinned, verified }) = self.cache.lookup(&blob) else {
+        let Some(Lookup {
+            blob: pinned,
+            verified,
+        }) = self.cache.lookup(&blob)
+        else {
             return Ok(None);
         };
         if !verified {
@@ -620,7 +703,12 @@ impl Fetcher {
             && expected != pinned.size()
         {
             let url = ctx.url.clone();
-            return Err(FetchError::SizeMismatch { blob: ctx.blob.clone(), expected, actual: pinned.size(), url });
+            return Err(FetchError::SizeMismatch {
+                blob: ctx.blob.clone(),
+                expected,
+                actual: pinned.size(),
+                url,
+            });
         }
         bump(&self.counters.cache_hits, 1);
         tracing::debug!("cache hit");
@@ -638,10 +726,15 @@ impl Fetcher {
         flight: &Flight,
         tracker: &mut BlobProgress<'_>,
     ) -> Result<PinnedBlob, FetchError> {
-        let mut reservation = self.cache.reserve(blob, size.unwrap_or(0)).map_err(ctx.cache())?;
+        let mut reservation = self
+            .cache
+            .reserve(blob, size.unwrap_or(0))
+            .map_err(ctx.cache())?;
         let part_path = self.cache.partial_path(&blob);
         let load_path = part_path.clone();
-        let mut part = blocking(move || Part::load(&load_path)).await.map_err(ctx.io("hash", &part_path))?;
+        let mut part = blocking(move || Part::load(&load_path))
+            .await
+            .map_err(ctx.io("hash", &part_path))?;
         if size.is_some_and(|s| part.len > s) {
             part = Part::empty();
         }
@@ -650,26 +743,50 @@ impl Fetcher {
         let (mut failures, mut mismatches) = (0u32, 0u32);
         loop {
             let before = part.len;
-            let target = Target { path: &part_path, flight, reservation: &mut reservation };
-            let outcome = self.attempt(source, ctx, size, target, &mut part, tracker).await;
+            let target = Target {
+                path: &part_path,
+                flight,
+                reservation: &mut reservation,
+            };
+            let outcome = self
+                .attempt(source, ctx, size, target, &mut part, tracker)
+                .await;
             let mismatch = match outcome {
                 Ok(Done::Complete) => match (size, part.digest()) {
                     (Some(expected), _) if expected != part.len => {
                         let (blob, url) = (ctx.blob.clone(), ctx.url.clone());
-                        FetchError::SizeMismatch { blob, expected, actual: part.len, url }
+                        FetchError::SizeMismatch {
+                            blob,
+                            expected,
+                            actual: part.len,
+                            url,
+                        }
                     }
                     (_, actual) if actual != blob => {
                         let (name, url) = (ctx.blob.clone(), ctx.url.clone());
-                        FetchError::DigestMismatch { blob: name, expected: blob, actual, url }
+                        FetchError::DigestMismatch {
+                            blob: name,
+                            expected: blob,
+                            actual,
+                            url,
+                        }
                     }
                     _ => return reservation.commit().map_err(ctx.cache()),
                 },
                 Ok(Done::WrongSize(actual)) => {
                     let (blob, url) = (ctx.blob.clone(), ctx.url.clone());
-                    FetchError::SizeMismatch { blob, expected: size.unwrap_or(0), actual, url }
+                    FetchError::SizeMismatch {
+                        blob,
+                        expected: size.unwrap_or(0),
+                        actual,
+                        url,
+                    }
                 }
                 Err(Failure::Fatal(error)) => return Err(error),
-                Err(Failure::Retry { mut error, retry_after }) => {
+                Err(Failure::Retry {
+                    mut error,
+                    retry_after,
+                }) => {
                     if part.len > before {
                         failures = 0;
                     }
@@ -715,16 +832,25 @@ impl Fetcher {
         part: &mut Part,
         tracker: &mut BlobProgress<'_>,
     ) -> Result<Done, Failure> {
-        let Target { path: part_path, flight, reservation } = target;
+        let Target {
+            path: part_path,
+            flight,
+            reservation,
+        } = target;
         let offset = part.len;
         let mut request = self.client.get(source.url.clone());
         if let Some(token) = &source.token {
-            request = request.bearer_auth(token).header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
+            request = request
+                .bearer_auth(token)
+                .header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
         }
         if offset > 0 {
             request = request.header(RANGE, format!("bytes={offset}-"));
         }
-        let response = request.send().await.map_err(|e| transport_failure(ctx, &e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_failure(ctx, &e))?;
         check_version(ctx, &response).map_err(Failure::Fatal)?;
         let status = response.status();
         let total = match status {
@@ -737,7 +863,10 @@ impl Fetcher {
                 response.content_length()
             }
             StatusCode::PARTIAL_CONTENT => {
-                let range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok());
+                let range = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok());
                 match range.and_then(parse_content_range) {
                     Some((start, total)) if start == offset => {
                         if offset > 0 {
@@ -749,8 +878,12 @@ impl Fetcher {
                     _ => {
                         *part = Part::empty();
                         tracker.reset();
-                        let message = format!("asked for bytes from {offset}, got Content-Range {range:?}");
-                        return Err(Failure::Retry { error: ctx.protocol(message), retry_after: None });
+                        let message =
+                            format!("asked for bytes from {offset}, got Content-Range {range:?}");
+                        return Err(Failure::Retry {
+                            error: ctx.protocol(message),
+                            retry_after: None,
+                        });
                     }
                 }
             }
@@ -762,11 +895,18 @@ impl Fetcher {
                 return Ok(Done::WrongSize(total));
             }
             tracker.set_total(total);
-            reservation.ensure(total).map_err(|e| Failure::Fatal(ctx.cache()(e)))?;
+            reservation
+                .ensure(total)
+                .map_err(|e| Failure::Fatal(ctx.cache()(e)))?;
         }
 
         let hasher = Some(std::mem::take(&mut part.hasher));
-        let mut writer = PartWriter::start(part_path.to_path_buf(), part.len, hasher, Some(Arc::clone(flight)));
+        let mut writer = PartWriter::start(
+            part_path.to_path_buf(),
+            part.len,
+            hasher,
+            Some(Arc::clone(flight)),
+        );
         let mut body = response.bytes_stream();
         let limit = self.cache.limit();
         let outcome = loop {
@@ -796,7 +936,10 @@ impl Fetcher {
                 None => break Ok(Done::Complete),
             }
         };
-        let (len, hasher) = writer.finish().await.map_err(|e| Failure::Fatal(ctx.io("write", part_path)(e)))?;
+        let (len, hasher) = writer
+            .finish()
+            .await
+            .map_err(|e| Failure::Fatal(ctx.io("write", part_path)(e)))?;
         part.len = len;
         part.hasher = hasher.unwrap_or_default();
         outcome
@@ -805,22 +948,36 @@ impl Fetcher {
     /// The delay before retry number `failures` (from 1): exponential,
     /// capped, with jitter; at least what the server asked for (capped).
     fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.options.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        let exp = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
         let capped = exp.min(self.options.backoff_max);
         let unit = getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64;
         let delay = capped / 2 + capped.mul_f64(0.5 * unit);
-        retry_after.map_or(delay, |asked| asked.min(self.options.backoff_max).max(delay))
+        retry_after.map_or(delay, |asked| {
+            asked.min(self.options.backoff_max).max(delay)
+        })
     }
 
     /// For benchmarks only: downloads `source` into `dest` the same way as
     /// a fetch (streaming, same file writer) but without hashing, cache,
     /// resume or retries; returns the bytes written. The baseline that
     /// verified [`Fetcher::fetch`] is measured against.
-    pub async fn download_unverified(&self, source: &BlobSource, dest: &Path) -> Result<u64, FetchError> {
-        let ctx = Ctx { blob: source.name.clone().unwrap_or_else(|| "blob".to_string()), url: source.url.to_string() };
+    pub async fn download_unverified(
+        &self,
+        source: &BlobSource,
+        dest: &Path,
+    ) -> Result<u64, FetchError> {
+        let ctx = Ctx {
+            blob: source.name.clone().unwrap_or_else(|| "blob".to_string()),
+            url: source.url.to_string(),
+        };
         let mut request = self.client.get(source.url.clone());
         if let Some(token) = &source.token {
-            request = request.bearer_auth(token).header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
+            request = request
+                .bearer_auth(token)
+                .header(VERSION_HEADER, PROTOCOL_VERSION.to_string());
         }
         let response = request.send().await.map_err(|e| ctx.transport(&e))?;
         if response.status() != StatusCode::OK {
@@ -854,7 +1011,10 @@ fn transport_failure(ctx: &Ctx, error: &reqwest::Error) -> Failure {
     if error.is_builder() || error.is_redirect() {
         Failure::Fatal(fetch_error)
     } else {
-        Failure::Retry { error: fetch_error, retry_after: None }
+        Failure::Retry {
+            error: fetch_error,
+            retry_after: None,
+        }
     }
 }
 
@@ -862,8 +1022,13 @@ fn transport_failure(ctx: &Ctx, error: &reqwest::Error) -> Failure {
 /// header, e.g. from object storage, is fine).
 fn check_version(ctx: &Ctx, response: &reqwest::Response) -> Result<(), FetchError> {
     match response.headers().get(VERSION_HEADER) {
-        Some(v) if v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok()) != Some(PROTOCOL_VERSION) => {
-            Err(ctx.protocol(format!("the server speaks protocol version {v:?}, this worker speaks {PROTOCOL_VERSION}")))
+        Some(v)
+            if v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok())
+                != Some(PROTOCOL_VERSION) =>
+        {
+            Err(ctx.protocol(format!(
+                "the server speaks protocol version {v:?}, this worker speaks {PROTOCOL_VERSION}"
+            )))
         }
         _ => Ok(()),
     }
@@ -883,10 +1048,21 @@ async fn status_failure(ctx: &Ctx, response: reqwest::Response) -> Failure {
     match status {
         StatusCode::NOT_FOUND => Failure::Fatal(FetchError::NotFound { blob, url }),
         StatusCode::UNAUTHORIZED => Failure::Fatal(FetchError::Unauthorized { blob, url, message }),
-        s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-            Failure::Retry { error: FetchError::Status { blob, url, status: s.as_u16(), message }, retry_after }
-        }
-        s => Failure::Fatal(FetchError::Status { blob, url, status: s.as_u16(), message }),
+        s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => Failure::Retry {
+            error: FetchError::Status {
+                blob,
+                url,
+                status: s.as_u16(),
+                message,
+            },
+            retry_after,
+        },
+        s => Failure::Fatal(FetchError::Status {
+            blob,
+            url,
+            status: s.as_u16(),
+            message,
+        }),
     }
 }
 
@@ -907,7 +1083,10 @@ async fn error_message(mut response: reqwest::Response) -> String {
     let text = String::from_utf8_lossy(&body);
     let text = text.trim();
     if text.is_empty() {
-        status.canonical_reason().unwrap_or("no message").to_string()
+        status
+            .canonical_reason()
+            .unwrap_or("no message")
+            .to_string()
     } else {
         text.chars().take(200).collect()
     }
@@ -950,7 +1129,11 @@ impl<B: AsRef<[u8]> + Send + Sync + 'static> PartWriter<B> {
         let (to_file, mut file_rx) = mpsc::channel::<Arc<Vec<B>>>(QUEUE_BATCHES);
         let file_task = tokio::task::spawn_blocking(move || {
             let _flight = flight;
-            let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
             let mut len = offset;
@@ -974,7 +1157,14 @@ impl<B: AsRef<[u8]> + Send + Sync + 'static> PartWriter<B> {
                 (Some(tx), Some(task))
             }
         };
-        PartWriter { batch: Vec::new(), batch_bytes: 0, to_file, to_hasher, file_task, hash_task }
+        PartWriter {
+            batch: Vec::new(),
+            batch_bytes: 0,
+            to_file,
+            to_hasher,
+            file_task,
+            hash_task,
+        }
     }
 
     /// Queues a chunk; false if the writer thread has stopped (an I/O
@@ -1004,7 +1194,13 @@ impl<B: AsRef<[u8]> + Send + Sync + 'static> PartWriter<B> {
         if !self.batch.is_empty() {
             self.send().await;
         }
-        let PartWriter { to_file, to_hasher, file_task, hash_task, .. } = self;
+        let PartWriter {
+            to_file,
+            to_hasher,
+            file_task,
+            hash_task,
+            ..
+        } = self;
         drop((to_file, to_hasher));
         let len = file_task.await.map_err(io::Error::other)??;
         let hasher = match hash_task {
@@ -1018,7 +1214,10 @@ impl<B: AsRef<[u8]> + Send + Sync + 'static> PartWriter<B> {
 /// Writes a batch of chunks with vectored writes (no copy); returns its
 /// length.
 fn write_batch<B: AsRef<[u8]>>(file: &mut std::fs::File, batch: &[B]) -> io::Result<u64> {
-    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|chunk| IoSlice::new(chunk.as_ref())).collect();
+    let mut slices: Vec<IoSlice<'_>> = batch
+        .iter()
+        .map(|chunk| IoSlice::new(chunk.as_ref()))
+        .collect();
     let total = slices.iter().map(|s| s.len() as u64).sum();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
@@ -1037,11 +1236,17 @@ mod tests {
     use crate::net::testserver::{Fault, TestServer};
 
     fn quick() -> FetchOptions {
-        FetchOptions { backoff_base: Duration::from_millis(1), backoff_max: Duration::from_millis(5), ..Default::default() }
+        FetchOptions {
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+            ..Default::default()
+        }
     }
 
     fn data(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+            .collect()
     }
 
     struct Setup {
@@ -1054,12 +1259,20 @@ mod tests {
         let server = TestServer::start(Some("worker-token")).await;
         let dir = tempfile::tempdir().unwrap();
         let fetcher = fetcher_in(dir.path(), limit, options);
-        Setup { server, fetcher, dir }
+        Setup {
+            server,
+            fetcher,
+            dir,
+        }
     }
 
     fn fetcher_in(root: &Path, limit: u64, options: FetchOptions) -> Fetcher {
         let cache = Arc::new(BlobCache::open(root, limit).unwrap());
-        Fetcher::new(crate::net::http_client("pictor-host-test").unwrap(), cache, options)
+        Fetcher::new(
+            crate::net::http_client("pictor-host-test").unwrap(),
+            cache,
+            options,
+        )
     }
 
     const MIB: u64 = 1 << 20;
@@ -1070,21 +1283,42 @@ mod tests {
         let bytes = data(3 << 20, 1);
         let d = s.server.add(bytes.clone());
         let (sink, rx) = ProgressSink::channel();
-        let blob = s.fetcher.fetch(&s.server.source(&d), d, Some(bytes.len() as u64), &sink).await.unwrap();
+        let blob = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, Some(bytes.len() as u64), &sink)
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         assert_eq!((blob.digest(), blob.size()), (d, bytes.len() as u64));
         assert!(blob.path().starts_with(s.dir.path()));
-        let full = FetchProgress { bytes_done: 3 << 20, bytes_total: 3 << 20, blobs_done: 1, blobs_total: 1 };
+        let full = FetchProgress {
+            bytes_done: 3 << 20,
+            bytes_total: 3 << 20,
+            blobs_done: 1,
+            blobs_total: 1,
+        };
         assert_eq!(*rx.borrow(), full, "the last update is always published");
         let served = s.server.served(&d);
         assert_eq!(served.len(), 1);
         assert_eq!(served[0].range, None);
         // Second fetch: from the cache, no request; size unknown is fine.
-        let again = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let again = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(again.path(), blob.path());
         assert_eq!(s.server.served(&d).len(), 1);
         let stats = s.fetcher.stats();
-        assert_eq!((stats.bytes_downloaded, stats.cache_hits, stats.retries, stats.resumes), (3 << 20, 1, 0, 0));
+        assert_eq!(
+            (
+                stats.bytes_downloaded,
+                stats.cache_hits,
+                stats.retries,
+                stats.resumes
+            ),
+            (3 << 20, 1, 0, 0)
+        );
         assert!(!s.fetcher.cache().partial_path(&d).exists());
     }
 
@@ -1094,15 +1328,26 @@ mod tests {
         let bytes = data(2 << 20, 2);
         let d = s.server.add(bytes.clone());
         s.server.fault(&d, Fault::CutAfter(700_000));
-        let blob = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let blob = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         let served = s.server.served(&d);
         assert_eq!(served.len(), 2);
         assert_eq!(served[1].range.as_deref(), Some("bytes=700000-"));
         assert_eq!(served[1].status, 206);
         let stats = s.fetcher.stats();
-        assert_eq!((stats.resumes, stats.retries, stats.digest_mismatches), (1, 1, 0));
-        assert_eq!(stats.bytes_downloaded, bytes.len() as u64, "no byte downloaded twice");
+        assert_eq!(
+            (stats.resumes, stats.retries, stats.digest_mismatches),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            stats.bytes_downloaded,
+            bytes.len() as u64,
+            "no byte downloaded twice"
+        );
     }
 
     #[tokio::test]
@@ -1112,15 +1357,33 @@ mod tests {
         let d = s.server.add(bytes.clone());
         s.server.fault(&d, Fault::Stall(1_000_000));
         let (source, sink) = (s.server.source(&d), ProgressSink::discard());
-        let first = tokio::time::timeout(Duration::from_millis(500), s.fetcher.fetch(&source, d, None, &sink)).await;
+        let first = tokio::time::timeout(
+            Duration::from_millis(500),
+            s.fetcher.fetch(&source, d, None, &sink),
+        )
+        .await;
         assert!(first.is_err(), "the stalled fetch is cancelled");
         let blob = s.fetcher.fetch(&source, d, None, &sink).await.unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         let served = s.server.served(&d);
         let range = served[1].range.as_deref().unwrap();
-        let offset: u64 = range.strip_prefix("bytes=").unwrap().trim_end_matches('-').parse().unwrap();
-        assert!(offset > 0 && offset <= 1_000_000, "resumed from what the cancelled fetch wrote: {range}");
-        assert_eq!((s.fetcher.stats().resumes, s.fetcher.stats().digest_mismatches), (1, 0));
+        let offset: u64 = range
+            .strip_prefix("bytes=")
+            .unwrap()
+            .trim_end_matches('-')
+            .parse()
+            .unwrap();
+        assert!(
+            offset > 0 && offset <= 1_000_000,
+            "resumed from what the cancelled fetch wrote: {range}"
+        );
+        assert_eq!(
+            (
+                s.fetcher.stats().resumes,
+                s.fetcher.stats().digest_mismatches
+            ),
+            (1, 0)
+        );
     }
 
     #[tokio::test]
@@ -1133,21 +1396,56 @@ mod tests {
         {
             // A run that dies after 400 000 bytes (one attempt allowed).
             server.fault(&d, Fault::CutAfter(400_000));
-            let fetcher = fetcher_in(dir.path(), 64 * MIB, FetchOptions { max_attempts: 1, ..quick() });
-            let err = fetcher.fetch(&source, d, None, &ProgressSink::discard()).await.err().unwrap();
-            assert!(matches!(err, FetchError::Transport { attempts: 1, .. }), "{err}");
-            assert!(err.to_string().contains(&d.to_string()) && err.to_string().contains(source.url().as_str()));
+            let fetcher = fetcher_in(
+                dir.path(),
+                64 * MIB,
+                FetchOptions {
+                    max_attempts: 1,
+                    ..quick()
+                },
+            );
+            let err = fetcher
+                .fetch(&source, d, None, &ProgressSink::discard())
+                .await
+                .err()
+                .unwrap();
+            assert!(
+                matches!(err, FetchError::Transport { attempts: 1, .. }),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&d.to_string())
+                    && err.to_string().contains(source.url().as_str())
+            );
         }
-        assert_eq!(std::fs::metadata(dir.path().join(format!("partial/{d}.part"))).unwrap().len(), 400_000);
+        assert_eq!(
+            std::fs::metadata(dir.path().join(format!("partial/{d}.part")))
+                .unwrap()
+                .len(),
+            400_000
+        );
         let fetcher = fetcher_in(dir.path(), 64 * MIB, quick());
         assert_eq!(fetcher.cache().usage().partial_bytes, 400_000);
         let (sink, _rx) = ProgressSink::channel();
-        let blob = fetcher.fetch(&source, d, Some(1 << 20), &sink).await.unwrap();
+        let blob = fetcher
+            .fetch(&source, d, Some(1 << 20), &sink)
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
-        assert_eq!(server.served(&d).last().unwrap().range.as_deref(), Some("bytes=400000-"));
+        assert_eq!(
+            server.served(&d).last().unwrap().range.as_deref(),
+            Some("bytes=400000-")
+        );
         let stats = fetcher.stats();
-        assert_eq!((stats.resumes, stats.bytes_downloaded), (1, (1 << 20) - 400_000));
-        assert_eq!(sink.snapshot().bytes_done, 1 << 20, "resumed bytes count as done once");
+        assert_eq!(
+            (stats.resumes, stats.bytes_downloaded),
+            (1, (1 << 20) - 400_000)
+        );
+        assert_eq!(
+            sink.snapshot().bytes_done,
+            1 << 20,
+            "resumed bytes count as done once"
+        );
         assert_eq!(fetcher.cache().usage().partial_bytes, 0);
     }
 
@@ -1158,12 +1456,22 @@ mod tests {
         let d = s.server.add(bytes.clone());
         std::fs::write(s.fetcher.cache().partial_path(&d), &bytes[..300_000]).unwrap();
         s.server.fault(&d, Fault::IgnoreRange);
-        let blob = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let blob = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         let served = s.server.served(&d);
         assert_eq!((served.len(), served[0].status), (1, 200));
         assert_eq!(served[0].range.as_deref(), Some("bytes=300000-"));
-        assert_eq!((s.fetcher.stats().resumes, s.fetcher.stats().bytes_downloaded), (0, 1 << 20));
+        assert_eq!(
+            (
+                s.fetcher.stats().resumes,
+                s.fetcher.stats().bytes_downloaded
+            ),
+            (0, 1 << 20)
+        );
     }
 
     #[tokio::test]
@@ -1172,7 +1480,11 @@ mod tests {
         let bytes = data(100_000, 5);
         let d = s.server.add(bytes.clone());
         std::fs::write(s.fetcher.cache().partial_path(&d), &bytes).unwrap();
-        let blob = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let blob = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         assert_eq!(s.server.served(&d)[0].status, 416);
         assert_eq!(s.fetcher.stats().bytes_downloaded, 0);
@@ -1184,7 +1496,11 @@ mod tests {
         let bytes = data(500_000, 6);
         let d = s.server.add(bytes.clone());
         std::fs::write(s.fetcher.cache().partial_path(&d), vec![0u8; 100_000]).unwrap();
-        let blob = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let blob = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         let ranges: Vec<_> = s.server.served(&d).into_iter().map(|r| r.range).collect();
         assert_eq!(ranges, [Some("bytes=100000-".to_string()), None]);
@@ -1197,7 +1513,11 @@ mod tests {
         let bytes = data(1 << 20, 7);
         let d = s.server.add(bytes.clone());
         s.server.fault(&d, Fault::Corrupt);
-        let blob = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let blob = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         assert_eq!(s.server.served(&d).len(), 2);
         assert_eq!(s.fetcher.stats().digest_mismatches, 1);
@@ -1210,33 +1530,90 @@ mod tests {
         let d = s.server.add(bytes.clone());
         s.server.always(&d, Fault::Corrupt);
         let source = s.server.source(&d).named("input \"scene.glb\"");
-        let err = s.fetcher.fetch(&source, d, None, &ProgressSink::discard()).await.err().unwrap();
-        let FetchError::DigestMismatch { expected, actual, .. } = &err else { panic!("{err:?}") };
+        let err = s
+            .fetcher
+            .fetch(&source, d, None, &ProgressSink::discard())
+            .await
+            .err()
+            .unwrap();
+        let FetchError::DigestMismatch {
+            expected, actual, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
         assert_eq!(*expected, d);
         let mut corrupt = bytes.clone();
         corrupt[bytes.len() / 2] ^= 0xff;
         assert_eq!(*actual, Sha256Digest::of(&corrupt));
         let text = err.to_string();
-        for needle in [&d.to_string(), &actual.to_string(), source.url().as_str(), "input \"scene.glb\"", "sha256 mismatch"] {
+        for needle in [
+            &d.to_string(),
+            &actual.to_string(),
+            source.url().as_str(),
+            "input \"scene.glb\"",
+            "sha256 mismatch",
+        ] {
             assert!(text.contains(needle), "{text} lacks {needle}");
         }
-        assert_eq!(s.server.served(&d).len(), 3, "first try and two retries from scratch");
+        assert_eq!(
+            s.server.served(&d).len(),
+            3,
+            "first try and two retries from scratch"
+        );
         assert_eq!(s.fetcher.stats().digest_mismatches, 3);
         assert!(!s.fetcher.cache().contains(&d));
-        assert!(!s.fetcher.cache().partial_path(&d).exists(), "no corrupt partial kept");
+        assert!(
+            !s.fetcher.cache().partial_path(&d).exists(),
+            "no corrupt partial kept"
+        );
         let usage = s.fetcher.cache().usage();
-        assert_eq!((usage.blob_bytes, usage.partial_bytes, usage.reserved_bytes), (0, 0, 0));
+        assert_eq!(
+            (usage.blob_bytes, usage.partial_bytes, usage.reserved_bytes),
+            (0, 0, 0)
+        );
     }
 
     #[tokio::test]
     async fn wrong_size_aborts_early() {
-        let s = setup(64 * MIB, FetchOptions { mismatch_retries: 0, ..quick() }).await;
+        let s = setup(
+            64 * MIB,
+            FetchOptions {
+                mismatch_retries: 0,
+                ..quick()
+            },
+        )
+        .await;
         let bytes = data(300_000, 9);
         let d = s.server.add(bytes.clone());
-        let err = s.fetcher.fetch(&s.server.source(&d), d, Some(1000), &ProgressSink::discard()).await.err().unwrap();
-        assert!(matches!(err, FetchError::SizeMismatch { expected: 1000, actual: 300_000, .. }), "{err:?}");
+        let err = s
+            .fetcher
+            .fetch(
+                &s.server.source(&d),
+                d,
+                Some(1000),
+                &ProgressSink::discard(),
+            )
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                err,
+                FetchError::SizeMismatch {
+                    expected: 1000,
+                    actual: 300_000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(&d.to_string()), "{err}");
-        assert_eq!(s.fetcher.stats().bytes_downloaded, 0, "refused from Content-Length, before the body");
+        assert_eq!(
+            s.fetcher.stats().bytes_downloaded,
+            0,
+            "refused from Content-Length, before the body"
+        );
     }
 
     #[tokio::test]
@@ -1244,52 +1621,110 @@ mod tests {
         let s = setup(64 * MIB, quick()).await;
         let missing = Sha256Digest::of(b"missing");
         let source = s.server.source(&missing);
-        let err = s.fetcher.fetch(&source, missing, None, &ProgressSink::discard()).await.err().unwrap();
+        let err = s
+            .fetcher
+            .fetch(&source, missing, None, &ProgressSink::discard())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, FetchError::NotFound { .. }), "{err:?}");
-        assert_eq!(err.to_string(), format!("blob {missing} not found at {}", source.url()));
+        assert_eq!(
+            err.to_string(),
+            format!("blob {missing} not found at {}", source.url())
+        );
         assert_eq!(s.server.served(&missing).len(), 1, "no retry");
 
         let d = s.server.add(data(1000, 10));
         let wrong = BlobSource::new(s.server.url(&d)).with_token("stolen");
-        let err = s.fetcher.fetch(&wrong, d, None, &ProgressSink::discard()).await.err().unwrap();
+        let err = s
+            .fetcher
+            .fetch(&wrong, d, None, &ProgressSink::discard())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, FetchError::Unauthorized { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(text.starts_with("the coordinator refused the worker token (wrong worker token)"), "{text}");
-        assert!(text.contains(&d.to_string()) && text.contains(wrong.url().as_str()), "{text}");
+        assert!(
+            text.starts_with("the coordinator refused the worker token (wrong worker token)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&d.to_string()) && text.contains(wrong.url().as_str()),
+            "{text}"
+        );
         assert_eq!(s.server.served(&d).len(), 1, "no retry");
         assert_eq!(s.fetcher.stats().retries, 0);
     }
 
     #[tokio::test]
     async fn server_errors_are_retried_and_other_4xx_are_not() {
-        let s = setup(64 * MIB, FetchOptions { max_attempts: 3, ..quick() }).await;
+        let s = setup(
+            64 * MIB,
+            FetchOptions {
+                max_attempts: 3,
+                ..quick()
+            },
+        )
+        .await;
         let bytes = data(10_000, 11);
         let d = s.server.add(bytes.clone());
         s.server.fault(&d, Fault::Status(503));
         s.server.fault(&d, Fault::Status(429));
-        let blob = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let blob = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         assert_eq!(s.server.served(&d).len(), 3);
         assert_eq!(s.fetcher.stats().retries, 2);
 
         let e = s.server.add(data(10_000, 12));
         s.server.always(&e, Fault::Status(500));
-        let err = s.fetcher.fetch(&s.server.source(&e), e, None, &ProgressSink::discard()).await.err().unwrap();
-        assert!(matches!(err, FetchError::Status { status: 500, .. }), "{err:?}");
-        assert!(err.to_string().contains("injected fault"), "the ErrorBody message: {err}");
+        let err = s
+            .fetcher
+            .fetch(&s.server.source(&e), e, None, &ProgressSink::discard())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, FetchError::Status { status: 500, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("injected fault"),
+            "the ErrorBody message: {err}"
+        );
         assert_eq!(s.server.served(&e).len(), 3, "max_attempts");
 
         let f = s.server.add(data(10_000, 13));
         s.server.always(&f, Fault::Status(403));
-        let err = s.fetcher.fetch(&s.server.source(&f), f, None, &ProgressSink::discard()).await.err().unwrap();
-        assert!(matches!(err, FetchError::Status { status: 403, .. }), "{err:?}");
+        let err = s
+            .fetcher
+            .fetch(&s.server.source(&f), f, None, &ProgressSink::discard())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, FetchError::Status { status: 403, .. }),
+            "{err:?}"
+        );
         assert_eq!(s.server.served(&f).len(), 1);
     }
 
     #[tokio::test]
     async fn fetch_all_downloads_in_parallel_and_returns_in_order() {
-        let s = setup(64 * MIB, FetchOptions { parallel: 3, ..quick() }).await;
-        let blobs: Vec<Vec<u8>> = (0..7).map(|i| data(100_000 + i * 50_000, 20 + i as u8)).collect();
+        let s = setup(
+            64 * MIB,
+            FetchOptions {
+                parallel: 3,
+                ..quick()
+            },
+        )
+        .await;
+        let blobs: Vec<Vec<u8>> = (0..7)
+            .map(|i| data(100_000 + i * 50_000, 20 + i as u8))
+            .collect();
         let items: Vec<FetchItem> = blobs
             .iter()
             .enumerate()
@@ -1297,7 +1732,11 @@ mod tests {
                 let d = s.server.add(bytes.clone());
                 s.server.fault(&d, Fault::Delay(Duration::from_millis(20)));
                 // Half with sizes known up front, half learnt from the reply.
-                FetchItem { source: s.server.source(&d), blob: d, size: (i % 2 == 0).then_some(bytes.len() as u64) }
+                FetchItem {
+                    source: s.server.source(&d),
+                    blob: d,
+                    size: (i % 2 == 0).then_some(bytes.len() as u64),
+                }
             })
             .collect();
         let total: u64 = blobs.iter().map(|b| b.len() as u64).sum();
@@ -1310,10 +1749,22 @@ mod tests {
             assert_eq!(s.server.served(&item.blob).len(), 1);
         }
         let max = s.server.max_in_flight();
-        assert!((1..=3).contains(&max), "at most `parallel` requests at once, got {max}");
-        let full = FetchProgress { bytes_done: total, bytes_total: total, blobs_done: 7, blobs_total: 7 };
+        assert!(
+            (1..=3).contains(&max),
+            "at most `parallel` requests at once, got {max}"
+        );
+        let full = FetchProgress {
+            bytes_done: total,
+            bytes_total: total,
+            blobs_done: 7,
+            blobs_total: 7,
+        };
         assert_eq!(*rx.borrow(), full);
-        assert_eq!(s.fetcher.cache().usage().pinned_bytes, total, "all pinned while held");
+        assert_eq!(
+            s.fetcher.cache().usage().pinned_bytes,
+            total,
+            "all pinned while held"
+        );
         drop(fetched);
         assert_eq!(s.fetcher.cache().usage().pinned_bytes, 0);
     }
@@ -1323,8 +1774,17 @@ mod tests {
         let s = setup(64 * MIB, quick()).await;
         let good = s.server.add(data(1000, 30));
         let missing = Sha256Digest::of(b"nope");
-        let items = [good, missing].map(|d| FetchItem { source: s.server.source(&d), blob: d, size: None });
-        let err = s.fetcher.fetch_all(items, &ProgressSink::discard()).await.err().unwrap();
+        let items = [good, missing].map(|d| FetchItem {
+            source: s.server.source(&d),
+            blob: d,
+            size: None,
+        });
+        let err = s
+            .fetcher
+            .fetch_all(items, &ProgressSink::discard())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, FetchError::NotFound { .. }), "{err:?}");
     }
 
@@ -1337,7 +1797,10 @@ mod tests {
         s.server.fault(&d, Fault::Delay(Duration::from_millis(50)));
         let source = s.server.source(&d);
         let sink = ProgressSink::discard();
-        let (a, b) = tokio::join!(s.fetcher.fetch(&source, d, None, &sink), s.fetcher.fetch(&source, d, None, &sink));
+        let (a, b) = tokio::join!(
+            s.fetcher.fetch(&source, d, None, &sink),
+            s.fetcher.fetch(&source, d, None, &sink)
+        );
         assert_eq!(a.unwrap().path(), b.unwrap().path());
         assert_eq!(s.server.served(&d).len(), 1, "one download");
         let stats = s.fetcher.stats();
@@ -1348,15 +1811,52 @@ mod tests {
     async fn cache_limits_surface_before_any_request() {
         let s = setup(MIB, quick()).await;
         let d = s.server.add(data(1000, 50));
-        let err = s.fetcher.fetch(&s.server.source(&d), d, Some(2 * MIB), &ProgressSink::discard()).await.err().unwrap();
-        assert!(matches!(err, FetchError::Cache { source: CacheError::TooLarge { .. }, .. }), "{err:?}");
-        assert!(err.to_string().contains("larger than the whole download cache (1 MiB)"), "{err}");
+        let err = s
+            .fetcher
+            .fetch(
+                &s.server.source(&d),
+                d,
+                Some(2 * MIB),
+                &ProgressSink::discard(),
+            )
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                err,
+                FetchError::Cache {
+                    source: CacheError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("larger than the whole download cache (1 MiB)"),
+            "{err}"
+        );
         assert!(s.server.served(&d).is_empty());
 
         // The size is learnt from the reply: refused there, before the body.
         let big = s.server.add(data(1_100_000, 51));
-        let err = s.fetcher.fetch(&s.server.source(&big), big, None, &ProgressSink::discard()).await.err().unwrap();
-        assert!(matches!(err, FetchError::Cache { source: CacheError::TooLarge { .. }, .. }), "{err:?}");
+        let err = s
+            .fetcher
+            .fetch(&s.server.source(&big), big, None, &ProgressSink::discard())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                err,
+                FetchError::Cache {
+                    source: CacheError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(s.fetcher.stats().bytes_downloaded, 0);
     }
 
@@ -1365,15 +1865,29 @@ mod tests {
         let s = setup(64 * MIB, quick()).await;
         let bytes = data(100_000, 60);
         let d = s.server.add(bytes.clone());
-        let path = s.fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap().path().to_path_buf();
+        let path = s
+            .fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap()
+            .path()
+            .to_path_buf();
         std::fs::write(&path, vec![1u8; bytes.len()]).unwrap();
         // A restart: blobs found on open are re-hashed on first use.
         let fetcher = fetcher_in(s.dir.path(), 64 * MIB, quick());
-        let blob = fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap();
+        let blob = fetcher
+            .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
         assert_eq!(s.server.served(&d).len(), 2);
         // Verified now: the next hit does not hash or download.
-        drop(fetcher.fetch(&s.server.source(&d), d, None, &ProgressSink::discard()).await.unwrap());
+        drop(
+            fetcher
+                .fetch(&s.server.source(&d), d, None, &ProgressSink::discard())
+                .await
+                .unwrap(),
+        );
         assert_eq!(fetcher.stats().cache_hits, 1);
     }
 
@@ -1383,8 +1897,15 @@ mod tests {
         let bytes = data(1 << 20, 70);
         let d = s.server.add(bytes.clone());
         let dest = s.dir.path().join("plain");
-        let n = s.fetcher.download_unverified(&s.server.source(&d), &dest).await.unwrap();
-        assert_eq!((n, std::fs::read(&dest).unwrap()), (bytes.len() as u64, bytes));
+        let n = s
+            .fetcher
+            .download_unverified(&s.server.source(&d), &dest)
+            .await
+            .unwrap();
+        assert_eq!(
+            (n, std::fs::read(&dest).unwrap()),
+            (bytes.len() as u64, bytes)
+        );
     }
 
     /// The worker spawns fetches on the multi-threaded runtime.
@@ -1393,7 +1914,10 @@ mod tests {
         fn assert_send<T: Send>(_: T) {}
         let dir = tempfile::tempdir().unwrap();
         let fetcher = fetcher_in(dir.path(), MIB, quick());
-        let (source, sink) = (BlobSource::new(Url::parse("http://127.0.0.1:1/").unwrap()), ProgressSink::discard());
+        let (source, sink) = (
+            BlobSource::new(Url::parse("http://127.0.0.1:1/").unwrap()),
+            ProgressSink::discard(),
+        );
         let d = Sha256Digest::of(b"");
         assert_send(fetcher.fetch(&source, d, None, &sink));
         assert_send(fetcher.fetch_all(Vec::new(), &sink));
@@ -1402,7 +1926,10 @@ mod tests {
 
     #[test]
     fn content_range_parses() {
-        assert_eq!(parse_content_range("bytes 100-999/1000"), Some((100, Some(1000))));
+        assert_eq!(
+            parse_content_range("bytes 100-999/1000"),
+            Some((100, Some(1000)))
+        );
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("bytes */1000"), None);
         assert_eq!(parse_content_range("items 1-2/3"), None);
@@ -1414,11 +1941,18 @@ mod tests {
         let f = fetcher_in(dir.path(), 1, FetchOptions::default());
         for failures in 1..=10 {
             let d = f.backoff(failures, None);
-            let nominal = (Duration::from_millis(200) * 2u32.pow(failures - 1)).min(Duration::from_secs(10));
-            assert!(d >= nominal / 2 && d <= nominal, "{failures}: {d:?} vs {nominal:?}");
+            let nominal =
+                (Duration::from_millis(200) * 2u32.pow(failures - 1)).min(Duration::from_secs(10));
+            assert!(
+                d >= nominal / 2 && d <= nominal,
+                "{failures}: {d:?} vs {nominal:?}"
+            );
         }
         assert!(f.backoff(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
-        assert_eq!(f.backoff(1, Some(Duration::from_secs(3600))), Duration::from_secs(10));
+        assert_eq!(
+            f.backoff(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
@@ -1426,7 +1960,10 @@ mod tests {
         let base = Url::parse("https://coord.example/").unwrap();
         let d = Sha256Digest::of(b"x");
         let source = BlobSource::coordinator(&base, "secret-token", &d).unwrap();
-        assert_eq!(source.url().as_str(), format!("https://coord.example/api/v1/blobs/{d}"));
+        assert_eq!(
+            source.url().as_str(),
+            format!("https://coord.example/api/v1/blobs/{d}")
+        );
         assert!(!format!("{source:?}").contains("secret-token"));
     }
 }

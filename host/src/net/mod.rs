@@ -21,7 +21,10 @@ pub mod fetch;
 pub(crate) mod testserver;
 
 pub use cache::{BlobCache, CacheError, CacheUsage, PinGuard, PinnedBlob};
-pub use fetch::{BlobSource, FetchError, FetchItem, FetchOptions, FetchProgress, FetchStats, Fetcher, ProgressSink};
+pub use fetch::{
+    BlobSource, FetchError, FetchItem, FetchOptions, FetchProgress, FetchStats, Fetcher,
+    ProgressSink,
+};
 
 /// How long to wait for a connection to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

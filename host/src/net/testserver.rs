@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use futures_util::StreamExt as _;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::StreamExt as _;
 use pictor_protocol::api::{API_PREFIX, ErrorBody, ErrorCode, VERSION_HEADER};
 use reqwest::Url;
 
@@ -76,7 +76,10 @@ impl Drop for TestServer {
 impl TestServer {
     /// Starts on `127.0.0.1:0`; with a `token`, requests must carry it.
     pub(crate) async fn start(token: Option<&str>) -> TestServer {
-        let state = Arc::new(ServerState { token: token.map(str::to_string), ..Default::default() });
+        let state = Arc::new(ServerState {
+            token: token.map(str::to_string),
+            ..Default::default()
+        });
         let app = Router::new()
             .route(&format!("{API_PREFIX}/blobs/{{sha}}"), get(serve_blob))
             .with_state(Arc::clone(&state));
@@ -91,13 +94,23 @@ impl TestServer {
     /// Serves `bytes`; returns their digest.
     pub(crate) fn add(&self, bytes: Vec<u8>) -> Sha256Digest {
         let d = Sha256Digest::of(&bytes);
-        self.state.blobs.lock().unwrap().insert(d, Bytes::from(bytes));
+        self.state
+            .blobs
+            .lock()
+            .unwrap()
+            .insert(d, Bytes::from(bytes));
         d
     }
 
     /// Applies `fault` to the next request for `blob` not yet given one.
     pub(crate) fn fault(&self, blob: &Sha256Digest, fault: Fault) {
-        self.state.next.lock().unwrap().entry(*blob).or_default().push_back(fault);
+        self.state
+            .next
+            .lock()
+            .unwrap()
+            .entry(*blob)
+            .or_default()
+            .push_back(fault);
     }
 
     /// Applies `fault` to every request for `blob` (after the queued ones).
@@ -107,7 +120,13 @@ impl TestServer {
 
     /// The requests answered for `blob`, in order.
     pub(crate) fn served(&self, blob: &Sha256Digest) -> Vec<Served> {
-        self.state.served.lock().unwrap().get(blob).cloned().unwrap_or_default()
+        self.state
+            .served
+            .lock()
+            .unwrap()
+            .get(blob)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The most requests it was answering at once.
@@ -117,7 +136,10 @@ impl TestServer {
 
     /// The blob's URL.
     pub(crate) fn url(&self, blob: &Sha256Digest) -> Url {
-        BlobSource::coordinator(&self.base, "", blob).unwrap().url().clone()
+        BlobSource::coordinator(&self.base, "", blob)
+            .unwrap()
+            .url()
+            .clone()
     }
 
     /// The blob as the worker fetches it from its coordinator: with the
@@ -148,17 +170,41 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn serve_blob(State(state): State<Arc<ServerState>>, Path(sha): Path<String>, headers: HeaderMap) -> Response {
+async fn serve_blob(
+    State(state): State<Arc<ServerState>>,
+    Path(sha): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let _in_flight = InFlight::enter(&state);
     let Ok(blob) = sha.parse::<Sha256Digest>() else {
-        return error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, "not a digest");
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            "not a digest",
+        );
     };
-    let range = headers.get(header::RANGE).map(|v| v.to_str().unwrap().to_string());
-    let queued = state.next.lock().unwrap().get_mut(&blob).and_then(VecDeque::pop_front);
+    let range = headers
+        .get(header::RANGE)
+        .map(|v| v.to_str().unwrap().to_string());
+    let queued = state
+        .next
+        .lock()
+        .unwrap()
+        .get_mut(&blob)
+        .and_then(VecDeque::pop_front);
     let fault = queued.or_else(|| state.always.lock().unwrap().get(&blob).cloned());
     let response = respond(&state, blob, &headers, range.as_deref(), fault).await;
-    let served = Served { range, status: response.status().as_u16() };
-    state.served.lock().unwrap().entry(blob).or_default().push(served);
+    let served = Served {
+        range,
+        status: response.status().as_u16(),
+    };
+    state
+        .served
+        .lock()
+        .unwrap()
+        .entry(blob)
+        .or_default()
+        .push(served);
     response
 }
 
@@ -171,25 +217,46 @@ async fn respond(
 ) -> Response {
     if let Some(token) = &state.token {
         let expected = format!("Bearer {token}");
-        if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-            return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "wrong worker token");
+        if headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            != Some(expected.as_str())
+        {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "wrong worker token",
+            );
         }
     }
     match &fault {
         Some(Fault::Delay(delay)) => tokio::time::sleep(*delay).await,
         Some(Fault::Status(code)) => {
-            return error(StatusCode::from_u16(*code).unwrap(), ErrorCode::Internal, "injected fault");
+            return error(
+                StatusCode::from_u16(*code).unwrap(),
+                ErrorCode::Internal,
+                "injected fault",
+            );
         }
         _ => {}
     }
     let Some(data) = state.blobs.lock().unwrap().get(&blob).cloned() else {
-        return error(StatusCode::NOT_FOUND, ErrorCode::NotFound, &format!("no blob {blob}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            &format!("no blob {blob}"),
+        );
     };
     let len = data.len();
     let start = match (range, &fault) {
         (_, Some(Fault::IgnoreRange)) | (None, _) => None,
         (Some(range), _) => {
-            let start: usize = range.strip_prefix("bytes=").unwrap().trim_end_matches('-').parse().unwrap();
+            let start: usize = range
+                .strip_prefix("bytes=")
+                .unwrap()
+                .trim_end_matches('-')
+                .parse()
+                .unwrap();
             Some(start)
         }
     };
@@ -202,9 +269,10 @@ async fn respond(
                 .body(Body::empty())
                 .unwrap();
         }
-        response = response
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", len - 1));
+        response = response.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{len}", len - 1),
+        );
     }
     let mut body = data.slice(start.unwrap_or(0)..);
     if matches!(fault, Some(Fault::Corrupt)) {
@@ -228,15 +296,25 @@ async fn respond(
             response.body(Body::from_stream(parts)).unwrap()
         }
         Some(Fault::Stall(n)) => {
-            let first = futures_util::stream::iter([Ok::<_, std::io::Error>(body.slice(..n.min(body.len())))]);
-            response.body(Body::from_stream(first.chain(futures_util::stream::pending()))).unwrap()
+            let first = futures_util::stream::iter([Ok::<_, std::io::Error>(
+                body.slice(..n.min(body.len())),
+            )]);
+            response
+                .body(Body::from_stream(
+                    first.chain(futures_util::stream::pending()),
+                ))
+                .unwrap()
         }
         _ => response.body(Body::from(body)).unwrap(),
     }
 }
 
 fn error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = ErrorBody { error: code, message: message.to_string(), missing: Vec::new() };
+    let body = ErrorBody {
+        error: code,
+        message: message.to_string(),
+        missing: Vec::new(),
+    };
     Response::builder()
         .status(status)
         .header(VERSION_HEADER, "1")

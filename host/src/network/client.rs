@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use pictor_protocol::api::{
-    self, CompleteReply, CompleteRequest, ErrorBody, ErrorCode, FailRequest, Heartbeat, HeartbeatReply, Info, Lease,
-    LeaseRequest, PROTOCOL_VERSION, RegisterReply, RegisterRequest, VERSION_HEADER,
+    self, CompleteReply, CompleteRequest, ErrorBody, ErrorCode, FailRequest, Heartbeat,
+    HeartbeatReply, Info, Lease, LeaseRequest, PROTOCOL_VERSION, RegisterReply, RegisterRequest,
+    VERSION_HEADER,
 };
 use pictor_protocol::digest::Sha256Digest;
 use reqwest::StatusCode;
@@ -75,7 +76,10 @@ pub enum ClientError {
 }
 
 fn error_code_name(code: ErrorCode) -> String {
-    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "unknown".into())
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl ClientError {
@@ -85,7 +89,9 @@ impl ClientError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Unreachable { .. } => true,
-            ClientError::Api { status, body, .. } => *status >= 500 || *status == 429 || body.error == ErrorCode::Internal,
+            ClientError::Api { status, body, .. } => {
+                *status >= 500 || *status == 429 || body.error == ErrorCode::Internal
+            }
             ClientError::Malformed { .. } => true,
             ClientError::Version { .. } | ClientError::File { .. } => false,
         }
@@ -110,7 +116,9 @@ pub struct CoordinatorClient {
 
 impl std::fmt::Debug for CoordinatorClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoordinatorClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("CoordinatorClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,55 +149,99 @@ impl CoordinatorClient {
     }
 
     /// Where the fetcher downloads a blob from, with this worker's token.
-    pub fn blob_source(&self, sha256: &Sha256Digest, name: &str) -> Result<crate::net::fetch::BlobSource, url::ParseError> {
-        Ok(crate::net::fetch::BlobSource::coordinator(&self.base, self.token.clone(), sha256)?.named(name))
+    pub fn blob_source(
+        &self,
+        sha256: &Sha256Digest,
+        name: &str,
+    ) -> Result<crate::net::fetch::BlobSource, url::ParseError> {
+        Ok(
+            crate::net::fetch::BlobSource::coordinator(&self.base, self.token.clone(), sha256)?
+                .named(name),
+        )
     }
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, url).bearer_auth(&self.token).header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+        self.http
+            .request(method, url)
+            .bearer_auth(&self.token)
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
     }
 
     /// Sends `request`, checks the reply's version and maps error replies.
-    async fn send(&self, url: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable { url: url.to_string(), message: transport_message(&e) })?;
+    async fn send(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            message: transport_message(&e),
+        })?;
         if let Some(version) = response.headers().get(VERSION_HEADER) {
             let version = version.to_str().unwrap_or("?");
             if version != PROTOCOL_VERSION.to_string() {
-                return Err(ClientError::Version { url: url.to_string(), version: pictor_protocol::text::one_line(version, 32) });
+                return Err(ClientError::Version {
+                    url: url.to_string(),
+                    version: pictor_protocol::text::one_line(version, 32),
+                });
             }
         }
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let (bytes, whole) = read_at_most(url, response, MAX_ERROR_BYTES).await.unwrap_or_default();
-        let parsed = whole.then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok()).flatten();
+        let (bytes, whole) = read_at_most(url, response, MAX_ERROR_BYTES)
+            .await
+            .unwrap_or_default();
+        let parsed = whole
+            .then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok())
+            .flatten();
         let mut body = parsed.unwrap_or_else(|| ErrorBody {
-            error: if status.is_server_error() { ErrorCode::Internal } else { ErrorCode::Unknown },
-            message: format!("{}: {}", status, pictor_protocol::text::one_line(&String::from_utf8_lossy(&bytes), 200)),
+            error: if status.is_server_error() {
+                ErrorCode::Internal
+            } else {
+                ErrorCode::Unknown
+            },
+            message: format!(
+                "{}: {}",
+                status,
+                pictor_protocol::text::one_line(&String::from_utf8_lossy(&bytes), 200)
+            ),
             missing: Vec::new(),
         });
         // The coordinator's words reach the owner's terminal and logs.
         body.message = pictor_protocol::text::one_line(&body.message, MAX_ERROR_MESSAGE_BYTES);
         if body.error == ErrorCode::UnsupportedVersion {
-            return Err(ClientError::Version { url: url.to_string(), version: body.message });
+            return Err(ClientError::Version {
+                url: url.to_string(),
+                version: body.message,
+            });
         }
-        Err(ClientError::Api { url: url.to_string(), status: status.as_u16(), body })
+        Err(ClientError::Api {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body,
+        })
     }
 
-    async fn call<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, ClientError> {
+    async fn call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ClientError> {
         let url = self.url(path);
-        let response = self.send(&url, self.request(reqwest::Method::POST, &url).json(body)).await?;
+        let response = self
+            .send(&url, self.request(reqwest::Method::POST, &url).json(body))
+            .await?;
         parse(&url, response).await
     }
 
     /// `GET /info` (no credential needed, but sent anyway).
     pub async fn info(&self) -> Result<Info, ClientError> {
         let url = self.url(&api::paths::info());
-        let response = self.send(&url, self.request(reqwest::Method::GET, &url)).await?;
+        let response = self
+            .send(&url, self.request(reqwest::Method::GET, &url))
+            .await?;
         parse(&url, response).await
     }
 
@@ -199,8 +251,13 @@ impl CoordinatorClient {
     }
 
     /// Sends a heartbeat listing the leases in hand.
-    pub async fn heartbeat(&self, worker_id: &str, heartbeat: &Heartbeat) -> Result<HeartbeatReply, ClientError> {
-        self.call(&api::paths::heartbeat(worker_id), heartbeat).await
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        heartbeat: &Heartbeat,
+    ) -> Result<HeartbeatReply, ClientError> {
+        self.call(&api::paths::heartbeat(worker_id), heartbeat)
+            .await
     }
 
     /// Long-polls for a job for up to `wait_s` seconds; `None` if none came.
@@ -219,19 +276,30 @@ impl CoordinatorClient {
     }
 
     /// Reports a successful lease.
-    pub async fn complete(&self, lease_id: &str, request: &CompleteRequest) -> Result<CompleteReply, ClientError> {
+    pub async fn complete(
+        &self,
+        lease_id: &str,
+        request: &CompleteRequest,
+    ) -> Result<CompleteReply, ClientError> {
         self.call(&api::paths::complete(lease_id), request).await
     }
 
     /// Reports a failed lease.
-    pub async fn fail(&self, lease_id: &str, request: &FailRequest) -> Result<CompleteReply, ClientError> {
+    pub async fn fail(
+        &self,
+        lease_id: &str,
+        request: &FailRequest,
+    ) -> Result<CompleteReply, ClientError> {
         self.call(&api::paths::fail(lease_id), request).await
     }
 
     /// Whether the coordinator has a blob.
     pub async fn has_blob(&self, sha256: &Sha256Digest) -> Result<bool, ClientError> {
         let url = self.blob_url(sha256);
-        match self.send(&url, self.request(reqwest::Method::HEAD, &url)).await {
+        match self
+            .send(&url, self.request(reqwest::Method::HEAD, &url))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(ClientError::Api { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
@@ -241,10 +309,16 @@ impl CoordinatorClient {
     /// Uploads the file at `path` as blob `sha256`, streaming it.
     pub async fn upload_blob(&self, sha256: &Sha256Digest, path: &Path) -> Result<(), ClientError> {
         let url = self.blob_url(sha256);
-        let file_err = |source| ClientError::File { path: path.display().to_string(), source };
+        let file_err = |source| ClientError::File {
+            path: path.display().to_string(),
+            source,
+        };
         let file = tokio::fs::File::open(path).await.map_err(file_err)?;
         let size = file.metadata().await.map_err(file_err)?.len();
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 << 10,
+        ));
         let request = self
             .request(reqwest::Method::PUT, &url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -254,25 +328,41 @@ impl CoordinatorClient {
     }
 }
 
-async fn parse<R: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<R, ClientError> {
+async fn parse<R: DeserializeOwned>(
+    url: &str,
+    response: reqwest::Response,
+) -> Result<R, ClientError> {
     let too_large = || ClientError::Malformed {
         url: url.to_string(),
         message: format!("the reply is larger than {MAX_REPLY_BYTES} bytes; refused unread"),
     };
-    if response.content_length().is_some_and(|n| n > MAX_REPLY_BYTES as u64) {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+    {
         return Err(too_large());
     }
     let (bytes, whole) = read_at_most(url, response, MAX_REPLY_BYTES).await?;
     if !whole {
         return Err(too_large());
     }
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed { url: url.to_string(), message: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed {
+        url: url.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The reply body, read up to `limit` bytes; false when there was more
 /// (what was read is returned, the rest never is).
-async fn read_at_most(url: &str, mut response: reqwest::Response, limit: usize) -> Result<(Vec<u8>, bool), ClientError> {
-    let unreachable = |e: reqwest::Error| ClientError::Unreachable { url: url.to_string(), message: transport_message(&e) };
+async fn read_at_most(
+    url: &str,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), ClientError> {
+    let unreachable = |e: reqwest::Error| ClientError::Unreachable {
+        url: url.to_string(),
+        message: transport_message(&e),
+    };
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
         let room = limit - body.len();
@@ -309,14 +399,29 @@ mod tests {
             .route(
                 "/api/v1/info",
                 axum::routing::get(move || async move {
-                    ([(VERSION_HEADER, version)], axum::Json(Info { service: "stub".into(), version: "0".into(), protocol_versions: vec![2] }))
+                    (
+                        [(VERSION_HEADER, version)],
+                        axum::Json(Info {
+                            service: "stub".into(),
+                            version: "0".into(),
+                            protocol_versions: vec![2],
+                        }),
+                    )
                 }),
             )
             .route(
                 "/api/v1/workers/register",
                 axum::routing::post(move || async move {
-                    let body = ErrorBody { error: ErrorCode::Unauthorized, message: "unknown token".into(), missing: Vec::new() };
-                    (Status::from_u16(status).unwrap(), [(VERSION_HEADER, "1")], axum::Json(body))
+                    let body = ErrorBody {
+                        error: ErrorCode::Unauthorized,
+                        message: "unknown token".into(),
+                        missing: Vec::new(),
+                    };
+                    (
+                        Status::from_u16(status).unwrap(),
+                        [(VERSION_HEADER, "1")],
+                        axum::Json(body),
+                    )
                 }),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -326,7 +431,11 @@ mod tests {
     }
 
     fn client(base: url::Url) -> CoordinatorClient {
-        CoordinatorClient::new(crate::net::http_client("test").unwrap(), base, "t".repeat(16))
+        CoordinatorClient::new(
+            crate::net::http_client("test").unwrap(),
+            base,
+            "t".repeat(16),
+        )
     }
 
     /// A hostile coordinator: `/info` answers 64 MiB with no length
@@ -338,15 +447,25 @@ mod tests {
             .route(
                 "/api/v1/info",
                 axum::routing::get(|| async {
-                    let chunks = futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20])));
-                    ([(VERSION_HEADER, "1")], axum::body::Body::from_stream(chunks))
+                    let chunks = futures_util::stream::iter(
+                        (0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20])),
+                    );
+                    (
+                        [(VERSION_HEADER, "1")],
+                        axum::body::Body::from_stream(chunks),
+                    )
                 }),
             )
             .route(
                 "/api/v1/workers/register",
                 axum::routing::post(|| async {
-                    let message = format!("\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J{}", "x".repeat(50_000));
-                    let body = ErrorBody { error: ErrorCode::Forbidden, message, missing: Vec::new() };
+                    let message =
+                        format!("\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J{}", "x".repeat(50_000));
+                    let body = ErrorBody {
+                        error: ErrorCode::Forbidden,
+                        message,
+                        missing: Vec::new(),
+                    };
                     (Status::FORBIDDEN, [(VERSION_HEADER, "1")], axum::Json(body))
                 }),
             );
@@ -361,7 +480,10 @@ mod tests {
         let client = client(hostile_server().await);
         let err = client.info().await.unwrap_err();
         assert!(matches!(err, ClientError::Malformed { .. }), "{err}");
-        assert!(err.to_string().contains("larger than 8388608 bytes"), "{err}");
+        assert!(
+            err.to_string().contains("larger than 8388608 bytes"),
+            "{err}"
+        );
 
         let request = RegisterRequest {
             worker_id: "w".into(),
@@ -376,7 +498,11 @@ mod tests {
         let err = client.register(&request).await.unwrap_err();
         let text = err.to_string();
         assert!(!text.chars().any(char::is_control), "{text:.120}");
-        assert!(text.contains("\\u{1b}[2J") && text.len() < 1400, "{} bytes: {text:.120}", text.len());
+        assert!(
+            text.contains("\\u{1b}[2J") && text.len() < 1400,
+            "{} bytes: {text:.120}",
+            text.len()
+        );
     }
 
     #[tokio::test]
@@ -384,7 +510,11 @@ mod tests {
         let client = client(server("2", 401).await);
         let err = client.info().await.unwrap_err();
         assert!(matches!(err, ClientError::Version { .. }), "{err}");
-        assert!(err.to_string().contains("speaks protocol version 2, this host speaks version 1"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("speaks protocol version 2, this host speaks version 1"),
+            "{err}"
+        );
         assert!(!err.is_retryable());
     }
 
@@ -403,19 +533,35 @@ mod tests {
         };
         let err = client.register(&request).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::Unauthorized));
-        assert!(err.to_string().contains("HTTP 401, unauthorized): unknown token"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("HTTP 401, unauthorized): unknown token"),
+            "{err}"
+        );
         assert!(!err.is_retryable());
         let client = self::client(server("1", 503).await);
-        assert!(client.register(&request).await.unwrap_err().is_retryable(), "5xx is retried");
+        assert!(
+            client.register(&request).await.unwrap_err().is_retryable(),
+            "5xx is retried"
+        );
         // Too many long polls (429) and an upload quota used up (507): later.
         for status in [429, 507] {
             let client = self::client(server("1", status).await);
-            assert!(client.register(&request).await.unwrap_err().is_retryable(), "{status} is retried");
+            assert!(
+                client.register(&request).await.unwrap_err().is_retryable(),
+                "{status} is retried"
+            );
         }
         let client = self::client(server("1", 403).await);
-        assert!(!client.register(&request).await.unwrap_err().is_retryable(), "403 is the owner's to fix");
+        assert!(
+            !client.register(&request).await.unwrap_err().is_retryable(),
+            "403 is the owner's to fix"
+        );
         let unreachable = self::client(url::Url::parse("http://127.0.0.1:9").unwrap());
         let err = unreachable.info().await.unwrap_err();
-        assert!(matches!(err, ClientError::Unreachable { .. }) && err.is_retryable(), "{err}");
+        assert!(
+            matches!(err, ClientError::Unreachable { .. }) && err.is_retryable(),
+            "{err}"
+        );
     }
 }

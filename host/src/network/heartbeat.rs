@@ -19,7 +19,10 @@ impl NetworkSource {
         let mut timing = self.timing.subscribe();
         let mut backoff = Backoff::coordinator();
         loop {
-            let interval = timing.borrow_and_update().as_ref().map(|t| Duration::from_secs(u64::from(t.heartbeat_interval_s.max(1))));
+            let interval = timing
+                .borrow_and_update()
+                .as_ref()
+                .map(|t| Duration::from_secs(u64::from(t.heartbeat_interval_s.max(1))));
             let Some(interval) = interval else {
                 // Not registered yet.
                 tokio::select! {
@@ -48,7 +51,10 @@ impl NetworkSource {
     async fn beat(&self) -> Result<(), NetworkError> {
         let entries = self.entries()?;
         let running = self.running.borrow().clone();
-        let held: Vec<_> = entries.into_iter().filter(|e| matches!(e.step, LeaseStep::Fetching | LeaseStep::Queued)).collect();
+        let held: Vec<_> = entries
+            .into_iter()
+            .filter(|e| matches!(e.step, LeaseStep::Fetching | LeaseStep::Queued))
+            .collect();
         let leases = held
             .iter()
             .map(|e| {
@@ -59,7 +65,11 @@ impl NetworkSource {
                     None if e.step == LeaseStep::Fetching => (0.0, "downloading".to_string()),
                     None => (0.0, "queued".to_string()),
                 };
-                LeaseProgress { lease_id: id.clone(), fraction, message }
+                LeaseProgress {
+                    lease_id: id.clone(),
+                    fraction,
+                    message,
+                }
             })
             .collect();
         let activity = match self.activity.borrow().as_ref() {
@@ -69,8 +79,17 @@ impl NetworkSource {
         };
         // Any GPU mining (with several GPUs, one may mine while another runs a job).
         let mining = self.mining.borrow().as_ref().and_then(mining_figures);
-        let heartbeat = Heartbeat { activity: activity.to_string(), leases, mining, gpus: self.gpu_health() };
-        let reply = match self.client.heartbeat(&self.registration.worker_id, &heartbeat).await {
+        let heartbeat = Heartbeat {
+            activity: activity.to_string(),
+            leases,
+            mining,
+            gpus: self.gpu_health(),
+        };
+        let reply = match self
+            .client
+            .heartbeat(&self.registration.worker_id, &heartbeat)
+            .await
+        {
             Ok(reply) => reply,
             Err(e) => {
                 self.note_error(&e);
@@ -86,7 +105,9 @@ impl NetworkSource {
             let reason = match status.state {
                 LeaseState::Active => continue,
                 LeaseState::Cancelled => "the creator cancelled the job",
-                LeaseState::Gone => "the coordinator ended the lease (expired and reassigned, or done elsewhere)",
+                LeaseState::Gone => {
+                    "the coordinator ended the lease (expired and reassigned, or done elsewhere)"
+                }
             };
             if let Some(entry) = held.iter().find(|e| e.lease.lease_id == status.lease_id) {
                 self.drop_lease(entry.clone(), reason.to_string())?;
@@ -101,7 +122,11 @@ fn mining_figures(stats: &crate::mining::MiningStats) -> Option<MiningFigures> {
     (stats.miners > 0).then(|| MiningFigures {
         coin: stats.coin.clone(),
         pool: stats.pool.clone(),
-        hashrate: if stats.hashrate_hps.is_finite() { stats.hashrate_hps.max(0.0) } else { 0.0 },
+        hashrate: if stats.hashrate_hps.is_finite() {
+            stats.hashrate_hps.max(0.0)
+        } else {
+            0.0
+        },
         accepted: stats.accepted,
         rejected: stats.rejected,
     })
@@ -114,14 +139,26 @@ mod tests {
 
     #[test]
     fn heartbeats_carry_the_miners_figures_only_while_one_runs() {
-        let mut stats = MiningStats { pool: "pool.example:3333".into(), coin: "btc".into(), accepted: 7, rejected: 1, ..MiningStats::default() };
+        let mut stats = MiningStats {
+            pool: "pool.example:3333".into(),
+            coin: "btc".into(),
+            accepted: 7,
+            rejected: 1,
+            ..MiningStats::default()
+        };
         assert_eq!(mining_figures(&stats), None, "no miner runs");
         stats.miners = 1;
         stats.hashrate_hps = 6.41e6;
         let figures = mining_figures(&stats).unwrap();
         assert_eq!(
             figures,
-            MiningFigures { coin: "btc".into(), pool: "pool.example:3333".into(), hashrate: 6.41e6, accepted: 7, rejected: 1 }
+            MiningFigures {
+                coin: "btc".into(),
+                pool: "pool.example:3333".into(),
+                hashrate: 6.41e6,
+                accepted: 7,
+                rejected: 1
+            }
         );
         stats.hashrate_hps = f64::NAN;
         assert_eq!(mining_figures(&stats).unwrap().hashrate, 0.0);

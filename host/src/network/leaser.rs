@@ -90,11 +90,18 @@ impl NetworkSource {
 
     /// Nothing leased is left to fetch, run or report.
     fn nothing_in_hand(&self) -> Result<bool, NetworkError> {
-        Ok(self.entries()?.is_empty() && self.spool.next_incoming()?.is_none() && self.spool.running()?.is_empty())
+        Ok(self.entries()?.is_empty()
+            && self.spool.next_incoming()?.is_none()
+            && self.spool.running()?.is_empty())
     }
 
     /// The lease loop; see the module doc.
-    pub(super) async fn lease_loop(self: Arc<Self>, until_idle: bool, mut stop: watch::Receiver<bool>, idle: watch::Sender<bool>) -> Result<(), NetworkError> {
+    pub(super) async fn lease_loop(
+        self: Arc<Self>,
+        until_idle: bool,
+        mut stop: watch::Receiver<bool>,
+        idle: watch::Sender<bool>,
+    ) -> Result<(), NetworkError> {
         if !self.register(&mut stop).await {
             return Ok(());
         }
@@ -104,7 +111,10 @@ impl NetworkSource {
         for entry in self.entries()? {
             if entry.step == LeaseStep::Fetching {
                 if self.spool.contains(&entry.lease.lease_id)? {
-                    self.put(&LedgerEntry { step: LeaseStep::Queued, ..entry })?;
+                    self.put(&LedgerEntry {
+                        step: LeaseStep::Queued,
+                        ..entry
+                    })?;
                 } else {
                     fetches.spawn(Arc::clone(&self).fetch_and_queue(entry.lease));
                 }
@@ -122,14 +132,29 @@ impl NetworkSource {
             let (capacity, why) = self.capacity();
             if why != short_of_slots {
                 match why {
-                    Some(why) => tracing::warn!(capacity, slots = self.slots, reason = why, "taking fewer leases"),
-                    None => tracing::info!(slots = self.slots, "taking leases for every slot again"),
+                    Some(why) => tracing::warn!(
+                        capacity,
+                        slots = self.slots,
+                        reason = why,
+                        "taking fewer leases"
+                    ),
+                    None => {
+                        tracing::info!(slots = self.slots, "taking leases for every slot again")
+                    }
                 }
                 short_of_slots = why;
             }
             let held = self.held()?;
-            if capacity == 0 && held == 0 && until_idle && fetches.is_empty() && self.nothing_in_hand()? {
-                tracing::info!(reason = why.unwrap_or_default(), "this worker can take no lease and everything is reported: idle");
+            if capacity == 0
+                && held == 0
+                && until_idle
+                && fetches.is_empty()
+                && self.nothing_in_hand()?
+            {
+                tracing::info!(
+                    reason = why.unwrap_or_default(),
+                    "this worker can take no lease and everything is reported: idle"
+                );
                 idle.send_replace(true);
                 break;
             }
@@ -142,7 +167,11 @@ impl NetworkSource {
                 continue;
             }
             let max_wait = self.timing.borrow().as_ref().map_or(30, |t| t.max_wait_s);
-            let wait_s = if until_idle { IDLE_PROBE_WAIT_S } else { max_wait };
+            let wait_s = if until_idle {
+                IDLE_PROBE_WAIT_S
+            } else {
+                max_wait
+            };
             let leased = tokio::select! {
                 leased = self.client.lease(&self.registration.worker_id, wait_s) => leased,
                 _ = stop.changed() => break,
@@ -159,12 +188,17 @@ impl NetworkSource {
                     backoff.reset();
                     self.set_connection(Connection::Connected);
                     if until_idle && fetches.is_empty() && self.nothing_in_hand()? {
-                        tracing::info!("the coordinator has no job for this worker and everything is reported: idle");
+                        tracing::info!(
+                            "the coordinator has no job for this worker and everything is reported: idle"
+                        );
                         idle.send_replace(true);
                         break;
                     }
                 }
-                Err(e) if e.code() == Some(ErrorCode::NotFound) || e.code() == Some(ErrorCode::Unauthorized) => {
+                Err(e)
+                    if e.code() == Some(ErrorCode::NotFound)
+                        || e.code() == Some(ErrorCode::Unauthorized) =>
+                {
                     // The coordinator forgot us (a new database) or the
                     // token changed: register again.
                     self.note_error(&e);
@@ -195,13 +229,25 @@ impl NetworkSource {
             return Ok(None);
         }
         tracing::info!(lease = %lease.lease_id, kind = %lease.kind, inputs = lease.inputs.len(), "job leased");
-        self.log(Event::Leased { job: lease.lease_id.clone(), job_id: lease.job_id.clone(), kind: lease.kind.clone() })?;
+        self.log(Event::Leased {
+            job: lease.lease_id.clone(),
+            job_id: lease.job_id.clone(),
+            kind: lease.kind.clone(),
+        })?;
         if let Err(problem) = spec_of(&lease, std::path::Path::new("/"), &[]) {
-            let entry = LedgerEntry { lease, step: LeaseStep::Invalid, reason: Some(format!("invalid lease: {problem}")) };
+            let entry = LedgerEntry {
+                lease,
+                step: LeaseStep::Invalid,
+                reason: Some(format!("invalid lease: {problem}")),
+            };
             self.put(&entry)?;
             return Ok(None);
         }
-        let entry = LedgerEntry { lease, step: LeaseStep::Fetching, reason: None };
+        let entry = LedgerEntry {
+            lease,
+            step: LeaseStep::Fetching,
+            reason: None,
+        };
         self.put(&entry)?;
         Ok(Some(entry))
     }
@@ -210,18 +256,33 @@ impl NetworkSource {
     async fn fetch_and_queue(self: Arc<Self>, lease: Lease) -> Result<(), NetworkError> {
         let id = lease.lease_id.clone();
         let mut items = Vec::with_capacity(lease.inputs.len() + 1);
-        let named = std::iter::once(("plugin".to_string(), &lease.plugin.sha256, lease.plugin.size))
-            .chain(lease.inputs.iter().map(|i| (format!("input {:?}", i.name), &i.sha256, i.size)));
+        let named = std::iter::once((
+            "plugin".to_string(),
+            &lease.plugin.sha256,
+            lease.plugin.size,
+        ))
+        .chain(
+            lease
+                .inputs
+                .iter()
+                .map(|i| (format!("input {:?}", i.name), &i.sha256, i.size)),
+        );
         for (name, sha256, size) in named {
             match self.client.blob_source(sha256, &name) {
-                Ok(source) => items.push(FetchItem { source, blob: *sha256, size: Some(size) }),
+                Ok(source) => items.push(FetchItem {
+                    source,
+                    blob: *sha256,
+                    size: Some(size),
+                }),
                 Err(e) => tracing::error!(lease = %id, error = %e, "blob URL"),
             }
         }
         let progress = self.download_progress();
         let fetched = self.fetcher.fetch_all(items, &progress).await;
         self.status.send_modify(|s| s.download = None);
-        let Some(entry) = self.ledger.get(&id).map_err(|e| self.ledger_error(e))? else { return Ok(()) };
+        let Some(entry) = self.ledger.get(&id).map_err(|e| self.ledger_error(e))? else {
+            return Ok(());
+        };
         if entry.step != LeaseStep::Fetching {
             return Ok(()); // dropped while downloading
         }
@@ -229,14 +290,22 @@ impl NetworkSource {
             Ok(blobs) => blobs,
             Err(e) => {
                 tracing::warn!(lease = %id, error = %e, "download failed; the lease is reported as failed");
-                return self.put(&LedgerEntry { step: LeaseStep::FetchFailed, reason: Some(format!("download failed: {e}")), ..entry });
+                return self.put(&LedgerEntry {
+                    step: LeaseStep::FetchFailed,
+                    reason: Some(format!("download failed: {e}")),
+                    ..entry
+                });
             }
         };
         let paths: Vec<std::path::PathBuf> = blobs.iter().map(|b| b.path().to_path_buf()).collect();
         let spec = match spec_of(&lease, &paths[0], &paths[1..]) {
             Ok(spec) => spec,
             Err(problem) => {
-                return self.put(&LedgerEntry { step: LeaseStep::Invalid, reason: Some(format!("invalid lease: {problem}")), ..entry });
+                return self.put(&LedgerEntry {
+                    step: LeaseStep::Invalid,
+                    reason: Some(format!("invalid lease: {problem}")),
+                    ..entry
+                });
             }
         };
         self.pins
@@ -247,7 +316,10 @@ impl NetworkSource {
             self.spool.enqueue(&spec)?;
             self.wake_worker.notify_one();
         }
-        self.put(&LedgerEntry { step: LeaseStep::Queued, ..entry })?;
+        self.put(&LedgerEntry {
+            step: LeaseStep::Queued,
+            ..entry
+        })?;
         tracing::info!(lease = %id, "job queued");
         Ok(())
     }
@@ -268,11 +340,19 @@ impl NetworkSource {
 
 /// The job spec of `lease`, with its plugin and inputs at `plugin` and
 /// `inputs` (cache paths); an error says what in the lease is invalid.
-fn spec_of(lease: &Lease, plugin: &std::path::Path, inputs: &[std::path::PathBuf]) -> Result<JobSpec, String> {
+fn spec_of(
+    lease: &Lease,
+    plugin: &std::path::Path,
+    inputs: &[std::path::PathBuf],
+) -> Result<JobSpec, String> {
     spec_of_unclipped(lease, plugin, inputs).map_err(|e| crate::runtime::text::lines(&e, 2048))
 }
 
-fn spec_of_unclipped(lease: &Lease, plugin: &std::path::Path, inputs: &[std::path::PathBuf]) -> Result<JobSpec, String> {
+fn spec_of_unclipped(
+    lease: &Lease,
+    plugin: &std::path::Path,
+    inputs: &[std::path::PathBuf],
+) -> Result<JobSpec, String> {
     let limits: LimitOverrides = match &lease.limits {
         serde_json::Value::Null => LimitOverrides::default(),
         value => serde_json::from_value(value.clone()).map_err(|e| format!("`limits`: {e}"))?,
@@ -284,14 +364,20 @@ fn spec_of_unclipped(lease: &Lease, plugin: &std::path::Path, inputs: &[std::pat
         params: lease.params.clone(),
         seed: lease.seed,
         limits,
-        plugin: Some(FileRef { path: plugin.to_path_buf(), sha256: lease.plugin.sha256 }),
+        plugin: Some(FileRef {
+            path: plugin.to_path_buf(),
+            sha256: lease.plugin.sha256,
+        }),
         inputs: lease
             .inputs
             .iter()
             .enumerate()
             .map(|(i, input)| InputRef {
                 name: input.name.clone(),
-                file: FileRef { path: inputs.get(i).cloned().unwrap_or_default(), sha256: input.sha256 },
+                file: FileRef {
+                    path: inputs.get(i).cloned().unwrap_or_default(),
+                    sha256: input.sha256,
+                },
             })
             .collect(),
         price: lease.price,
@@ -303,8 +389,17 @@ fn spec_of_unclipped(lease: &Lease, plugin: &std::path::Path, inputs: &[std::pat
 /// The report for a lease that never ran: `download` failures may work
 /// elsewhere, an `invalid-lease` never does.
 pub(super) fn not_run(step: LeaseStep, reason: &str) -> FailRequest {
-    let (kind, retryable) = if step == LeaseStep::Invalid { ("invalid-lease", false) } else { ("download", true) };
-    FailRequest { kind: kind.into(), message: reason.to_string(), retryable, proof: None }
+    let (kind, retryable) = if step == LeaseStep::Invalid {
+        ("invalid-lease", false)
+    } else {
+        ("download", true)
+    };
+    FailRequest {
+        kind: kind.into(),
+        message: reason.to_string(),
+        retryable,
+        proof: None,
+    }
 }
 
 #[cfg(test)]
@@ -313,9 +408,28 @@ mod tests {
 
     /// Fields of a lease a hostile coordinator may change.
     const LEASE_FIELDS: &[&str] = &[
-        "lease_id", "job_id", "kind", "attempt", "expires_in_s", "plugin", "plugin/sha256", "plugin/size", "inputs",
-        "inputs/0", "inputs/0/name", "inputs/0/sha256", "inputs/0/size", "params", "seed", "limits", "limits/timeout_s",
-        "limits/memory_mib", "limits/output_mib", "limits/open_files", "price", "unknown_key",
+        "lease_id",
+        "job_id",
+        "kind",
+        "attempt",
+        "expires_in_s",
+        "plugin",
+        "plugin/sha256",
+        "plugin/size",
+        "inputs",
+        "inputs/0",
+        "inputs/0/name",
+        "inputs/0/sha256",
+        "inputs/0/size",
+        "params",
+        "seed",
+        "limits",
+        "limits/timeout_s",
+        "limits/memory_mib",
+        "limits/output_mib",
+        "limits/open_files",
+        "price",
+        "unknown_key",
     ];
 
     fn good_lease() -> serde_json::Value {
@@ -331,7 +445,12 @@ mod tests {
     #[test]
     fn the_good_lease_makes_a_spec() {
         let lease: Lease = serde_json::from_value(good_lease()).unwrap();
-        let spec = spec_of(&lease, std::path::Path::new("/cache/plugin"), &["/cache/input".into()]).unwrap();
+        let spec = spec_of(
+            &lease,
+            std::path::Path::new("/cache/plugin"),
+            &["/cache/input".into()],
+        )
+        .unwrap();
         assert_eq!((spec.id.as_str(), spec.inputs.len()), ("job-1.0", 1));
     }
 
@@ -353,4 +472,3 @@ mod tests {
         }
     }
 }
-

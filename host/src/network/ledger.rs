@@ -67,13 +67,16 @@ impl Ledger {
     /// Writes `entry` (durably, whole or not at all).
     pub fn put(&self, entry: &LedgerEntry) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
-        write_atomic(&self.tmp, &self.path(&entry.lease.lease_id), &bytes).map_err(std::io::Error::other)
+        write_atomic(&self.tmp, &self.path(&entry.lease.lease_id), &bytes)
+            .map_err(std::io::Error::other)
     }
 
     /// The entry of `lease_id`, if any.
     pub fn get(&self, lease_id: &str) -> std::io::Result<Option<LedgerEntry>> {
         match std::fs::read(self.path(lease_id)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(std::io::Error::other),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -100,7 +103,9 @@ impl Ledger {
             };
             match serde_json::from_slice(&bytes) {
                 Ok(entry) => entries.push(entry),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "malformed lease ledger entry skipped"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "malformed lease ledger entry skipped")
+                }
             }
         }
         Ok(entries)
@@ -131,14 +136,21 @@ mod tests {
             kind: "hello".into(),
             attempt: 0,
             expires_in_s: 60,
-            plugin: BlobRef { sha256: Sha256Digest::of(b"p"), size: 1 },
+            plugin: BlobRef {
+                sha256: Sha256Digest::of(b"p"),
+                size: 1,
+            },
             inputs: Vec::new(),
             params: serde_json::json!({"a": 1}),
             seed: 3,
             limits: serde_json::json!({}),
             price: None,
         };
-        let mut entry = LedgerEntry { lease, step: LeaseStep::Fetching, reason: None };
+        let mut entry = LedgerEntry {
+            lease,
+            step: LeaseStep::Fetching,
+            reason: None,
+        };
         ledger.put(&entry)?;
         entry.step = LeaseStep::Queued;
         ledger.put(&entry)?;

@@ -16,23 +16,46 @@ pub const MINER_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The miner `digest` from `client`'s coordinator, within
 /// [`MINER_DOWNLOAD_TIMEOUT`]; `Err` is the reason mining is off, for the owner.
-pub async fn miner_from_coordinator(client: &CoordinatorClient, fetcher: &Fetcher, digest: Sha256Digest) -> Result<PinnedBlob, String> {
-    let source = client.blob_source(&digest, "mining plugin").map_err(|e| format!("mining plugin URL: {e}"))?;
+pub async fn miner_from_coordinator(
+    client: &CoordinatorClient,
+    fetcher: &Fetcher,
+    digest: Sha256Digest,
+) -> Result<PinnedBlob, String> {
+    let source = client
+        .blob_source(&digest, "mining plugin")
+        .map_err(|e| format!("mining plugin URL: {e}"))?;
     fetch_miner(fetcher, source, digest, MINER_DOWNLOAD_TIMEOUT).await
 }
 
 /// The miner `digest` from `source` (the cache first), verified and
 /// pinned; `Err` is the reason mining is off, for the owner.
-pub async fn fetch_miner(fetcher: &Fetcher, source: BlobSource, digest: Sha256Digest, timeout: Duration) -> Result<PinnedBlob, String> {
+pub async fn fetch_miner(
+    fetcher: &Fetcher,
+    source: BlobSource,
+    digest: Sha256Digest,
+    timeout: Duration,
+) -> Result<PinnedBlob, String> {
     let source = source.named("mining plugin");
-    let failed = |why: String| format!("cannot download the mining plugin {digest} from the coordinator: {why}; it is tried again at the next start");
-    match tokio::time::timeout(timeout, fetcher.fetch(&source, digest, None, &ProgressSink::discard())).await {
+    let failed = |why: String| {
+        format!(
+            "cannot download the mining plugin {digest} from the coordinator: {why}; it is tried again at the next start"
+        )
+    };
+    match tokio::time::timeout(
+        timeout,
+        fetcher.fetch(&source, digest, None, &ProgressSink::discard()),
+    )
+    .await
+    {
         Ok(Ok(blob)) => {
             tracing::info!(plugin = %digest, path = %blob.path().display(), "mining plugin ready");
             Ok(blob)
         }
         Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!("no complete download within {:.1} s", timeout.as_secs_f64()))),
+        Err(_) => Err(failed(format!(
+            "no complete download within {:.1} s",
+            timeout.as_secs_f64()
+        ))),
     }
 }
 
@@ -47,7 +70,12 @@ mod tests {
 
     fn fetcher(dir: &std::path::Path) -> Fetcher {
         let cache = Arc::new(BlobCache::open(dir.join("cache"), 64 << 20).unwrap());
-        let options = FetchOptions { max_attempts: 2, backoff_base: Duration::from_millis(10), mismatch_retries: 0, ..FetchOptions::default() };
+        let options = FetchOptions {
+            max_attempts: 2,
+            backoff_base: Duration::from_millis(10),
+            mismatch_retries: 0,
+            ..FetchOptions::default()
+        };
         Fetcher::new(crate::net::http_client("test").unwrap(), cache, options)
     }
 
@@ -57,24 +85,58 @@ mod tests {
         let server = TestServer::start(Some("worker-token-0123456789")).await;
         let digest = server.add(b"\0asm a miner".to_vec());
         let fetcher = fetcher(dir.path());
-        let blob = fetch_miner(&fetcher, server.source(&digest), digest, MINER_DOWNLOAD_TIMEOUT).await.unwrap();
+        let blob = fetch_miner(
+            &fetcher,
+            server.source(&digest),
+            digest,
+            MINER_DOWNLOAD_TIMEOUT,
+        )
+        .await
+        .unwrap();
         assert_eq!(std::fs::read(blob.path()).unwrap(), b"\0asm a miner");
         assert!(fetcher.cache().contains(&digest));
 
         let missing = Sha256Digest::of(b"not on the server");
-        let err = fetch_miner(&fetcher, server.source(&missing), missing, MINER_DOWNLOAD_TIMEOUT).await.unwrap_err();
+        let err = fetch_miner(
+            &fetcher,
+            server.source(&missing),
+            missing,
+            MINER_DOWNLOAD_TIMEOUT,
+        )
+        .await
+        .unwrap_err();
         assert!(err.starts_with(&format!("cannot download the mining plugin {missing} from the coordinator: mining plugin (blob {missing}) not found")), "{err}");
-        assert!(err.ends_with("it is tried again at the next start"), "{err}");
+        assert!(
+            err.ends_with("it is tried again at the next start"),
+            "{err}"
+        );
 
         let corrupt = server.add(b"\0asm another miner".to_vec());
         server.always(&corrupt, Fault::Corrupt);
-        let err = fetch_miner(&fetcher, server.source(&corrupt), corrupt, MINER_DOWNLOAD_TIMEOUT).await.unwrap_err();
+        let err = fetch_miner(
+            &fetcher,
+            server.source(&corrupt),
+            corrupt,
+            MINER_DOWNLOAD_TIMEOUT,
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("sha256 mismatch"), "{err}");
-        assert!(!fetcher.cache().contains(&corrupt), "nothing unverified is kept");
+        assert!(
+            !fetcher.cache().contains(&corrupt),
+            "nothing unverified is kept"
+        );
 
         let slow = server.add(b"\0asm a slow miner".to_vec());
         server.always(&slow, Fault::Delay(Duration::from_secs(5)));
-        let err = fetch_miner(&fetcher, server.source(&slow), slow, Duration::from_millis(200)).await.unwrap_err();
+        let err = fetch_miner(
+            &fetcher,
+            server.source(&slow),
+            slow,
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("no complete download within 0.2 s"), "{err}");
     }
 }

@@ -19,8 +19,8 @@
 pub mod backoff;
 pub mod client;
 mod heartbeat;
-pub mod ledger;
 mod leaser;
+pub mod ledger;
 pub mod miner;
 mod reporter;
 
@@ -30,15 +30,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use pictor_protocol::api::RegisterRequest;
 use tokio::sync::watch;
 
+use crate::capabilities::gpu::{GpuHealth, GpuProvider};
 use crate::journal::{Event, SharedJournal};
 use crate::mining::MiningStats;
 use crate::net::cache::PinGuard;
 use crate::net::fetch::{FetchProgress, Fetcher};
 use crate::spool::Spool;
-use crate::capabilities::gpu::{GpuHealth, GpuProvider};
 use crate::worker::{Activity, RunningJob, SpoolUsage};
 use client::CoordinatorClient;
-use ledger::{Ledger, LeaseStep, LedgerEntry};
+use ledger::{LeaseStep, Ledger, LedgerEntry};
 
 /// The connection to the coordinator, for the status line.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,7 +169,11 @@ impl NetworkSource {
             source,
         })?;
         let slots = parts.registration.slots.max(1) as usize;
-        let status = NetStatus { connection: Connection::Connecting, download: None, unreported: 0 };
+        let status = NetStatus {
+            connection: Connection::Connecting,
+            download: None,
+            unreported: 0,
+        };
         Ok(Arc::new(NetworkSource {
             client: parts.client,
             fetcher: parts.fetcher,
@@ -204,7 +208,12 @@ impl NetworkSource {
     /// A revoked credential ([`Connection::Revoked`]) stops the loops as
     /// `stop` does; the caller stops the worker when it sees it in
     /// [`status`](Self::status).
-    pub async fn run(self: Arc<Self>, until_idle: bool, stop: watch::Receiver<bool>, idle: watch::Sender<bool>) -> Result<usize, NetworkError> {
+    pub async fn run(
+        self: Arc<Self>,
+        until_idle: bool,
+        stop: watch::Receiver<bool>,
+        idle: watch::Sender<bool>,
+    ) -> Result<usize, NetworkError> {
         self.repin()?;
         // The loops stop on `stop`, or at once when the credential is revoked.
         let (stop_tx, inner_stop) = watch::channel(*stop.borrow());
@@ -212,7 +221,12 @@ impl NetworkSource {
             let (mut outer, mut status) = (stop, self.status.subscribe());
             async move {
                 loop {
-                    if *outer.borrow_and_update() || matches!(status.borrow_and_update().connection, Connection::Revoked(_)) {
+                    if *outer.borrow_and_update()
+                        || matches!(
+                            status.borrow_and_update().connection,
+                            Connection::Revoked(_)
+                        )
+                    {
                         stop_tx.send_replace(true);
                         return;
                     }
@@ -243,7 +257,10 @@ impl NetworkSource {
     }
 
     fn ledger_error(&self, source: std::io::Error) -> NetworkError {
-        NetworkError::Ledger { path: self.spool.root().display().to_string(), source }
+        NetworkError::Ledger {
+            path: self.spool.root().display().to_string(),
+            source,
+        }
     }
 
     fn entries(&self) -> Result<Vec<LedgerEntry>, NetworkError> {
@@ -291,7 +308,12 @@ impl NetworkSource {
         }
         let health: Vec<GpuHealth> = self.gpu_slots.iter().map(|g| g.health()).collect();
         match lease_capacity(self.slots, &health) {
-            n if n < self.slots => (n, Some("a GPU slot is unhealthy (restart the worker once the GPU is known to be fine)")),
+            n if n < self.slots => (
+                n,
+                Some(
+                    "a GPU slot is unhealthy (restart the worker once the GPU is known to be fine)",
+                ),
+            ),
             n => (n, None),
         }
     }
@@ -327,16 +349,23 @@ impl NetworkSource {
     fn repin(&self) -> Result<(), NetworkError> {
         for entry in self.entries()? {
             if entry.step == LeaseStep::Queued && self.is_pending(&entry.lease.lease_id) {
-                let digests = std::iter::once(entry.lease.plugin.sha256).chain(entry.lease.inputs.iter().map(|i| i.sha256));
+                let digests = std::iter::once(entry.lease.plugin.sha256)
+                    .chain(entry.lease.inputs.iter().map(|i| i.sha256));
                 let guards = digests.map(|d| self.fetcher.cache().pin(d)).collect();
-                self.pins.lock().unwrap_or_else(PoisonError::into_inner).insert(entry.lease.lease_id.clone(), guards);
+                self.pins
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(entry.lease.lease_id.clone(), guards);
             }
         }
         Ok(())
     }
 
     fn unpin(&self, lease_id: &str) {
-        self.pins.lock().unwrap_or_else(PoisonError::into_inner).remove(lease_id);
+        self.pins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(lease_id);
     }
 
     /// Drops a lease: its job is cancelled locally and nothing is reported.
@@ -362,7 +391,10 @@ fn lease_capacity(slots: usize, gpus: &[GpuHealth]) -> usize {
     if gpus.is_empty() {
         return slots;
     }
-    let healthy = gpus.iter().filter(|h| !matches!(h, GpuHealth::Unhealthy { .. })).count();
+    let healthy = gpus
+        .iter()
+        .filter(|h| !matches!(h, GpuHealth::Unhealthy { .. }))
+        .count();
     slots * healthy / gpus.len()
 }
 
@@ -372,10 +404,23 @@ mod tests {
 
     #[test]
     fn unhealthy_gpu_slots_take_no_leases() {
-        let unhealthy = || GpuHealth::Unhealthy { reason: "2 GPU kernels never finished".into() };
+        let unhealthy = || GpuHealth::Unhealthy {
+            reason: "2 GPU kernels never finished".into(),
+        };
         assert_eq!(lease_capacity(4, &[]), 4, "no GPU: every slot takes leases");
-        assert_eq!(lease_capacity(2, &[GpuHealth::Healthy, GpuHealth::Recovered { abandoned: 1 }]), 2, "a recovered slot still works");
-        assert_eq!(lease_capacity(4, &[GpuHealth::Healthy, unhealthy()]), 2, "two jobs per GPU, one GPU out");
+        assert_eq!(
+            lease_capacity(
+                2,
+                &[GpuHealth::Healthy, GpuHealth::Recovered { abandoned: 1 }]
+            ),
+            2,
+            "a recovered slot still works"
+        );
+        assert_eq!(
+            lease_capacity(4, &[GpuHealth::Healthy, unhealthy()]),
+            2,
+            "two jobs per GPU, one GPU out"
+        );
         assert_eq!(lease_capacity(1, &[unhealthy()]), 0);
     }
 }

@@ -37,7 +37,10 @@ enum Reported {
 impl NetworkSource {
     /// The report loop; returns the number of results left unreported
     /// when `stop` fires (after a short final flush).
-    pub(super) async fn report_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<usize, NetworkError> {
+    pub(super) async fn report_loop(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<usize, NetworkError> {
         let mut backoff = Backoff::coordinator();
         let mut flush_until = None;
         let mut finished = self.finished.clone();
@@ -46,7 +49,14 @@ impl NetworkSource {
             if stopping && self.revoked() {
                 // No report can pass any more: keep every result for the
                 // next credential.
-                let kept = self.entries()?.iter().filter(|e| e.step != LeaseStep::Fetching && (e.step != LeaseStep::Queued || self.is_done(&e.lease.lease_id))).count();
+                let kept = self
+                    .entries()?
+                    .iter()
+                    .filter(|e| {
+                        e.step != LeaseStep::Fetching
+                            && (e.step != LeaseStep::Queued || self.is_done(&e.lease.lease_id))
+                    })
+                    .count();
                 self.status.send_modify(|s| s.unreported = kept);
                 return Ok(kept);
             }
@@ -68,12 +78,23 @@ impl NetworkSource {
                     Err(ReportError::Local(e)) => return Err(e),
                 }
             }
-            let waiting = self.entries()?.iter().filter(|e| e.step != LeaseStep::Fetching && (e.step != LeaseStep::Queued || self.is_done(&e.lease.lease_id))).count();
+            let waiting = self
+                .entries()?
+                .iter()
+                .filter(|e| {
+                    e.step != LeaseStep::Fetching
+                        && (e.step != LeaseStep::Queued || self.is_done(&e.lease.lease_id))
+                })
+                .count();
             self.status.send_modify(|s| s.unreported = waiting);
-            if stopping && (waiting == 0 || flush_until.is_some_and(|t| tokio::time::Instant::now() >= t)) {
+            if stopping
+                && (waiting == 0 || flush_until.is_some_and(|t| tokio::time::Instant::now() >= t))
+            {
                 return Ok(waiting.max(unreported));
             }
-            let delay = if failed { backoff.next_delay() } else {
+            let delay = if failed {
+                backoff.next_delay()
+            } else {
                 backoff.reset();
                 SCAN_INTERVAL
             };
@@ -95,7 +116,10 @@ impl NetworkSource {
                     return Ok(Reported::NotYet); // its cancel is under way
                 }
                 self.unpin(&id);
-                self.log(Event::Dropped { job: id.clone(), reason: entry.reason.unwrap_or_default() })?;
+                self.log(Event::Dropped {
+                    job: id.clone(),
+                    reason: entry.reason.unwrap_or_default(),
+                })?;
                 self.ledger.remove(&id).map_err(|e| self.ledger_error(e))?;
                 Ok(Reported::Settled)
             }
@@ -110,7 +134,8 @@ impl NetworkSource {
                 }
                 self.unpin(&id);
                 let done = self.spool.done_dir(&id);
-                let proof: SignedProof = read_json(&done.join("proof.json")).map_err(|e| self.ledger_error(e))?;
+                let proof: SignedProof =
+                    read_json(&done.join("proof.json")).map_err(|e| self.ledger_error(e))?;
                 if proof.manifest.status == "succeeded" {
                     if let Err(e) = self.upload_outputs(&proof, &done.join("output")).await {
                         return match e {
@@ -126,12 +151,14 @@ impl NetworkSource {
                         // Outputs vanished at the coordinator between the
                         // check and the complete: upload all, once more.
                         tracing::warn!(lease = %id, missing = body.missing.len(), "coordinator lacks outputs; uploading again");
-                        self.upload_outputs(&request.proof, &done.join("output")).await?;
+                        self.upload_outputs(&request.proof, &done.join("output"))
+                            .await?;
                         reply = self.client.complete(&id, &request).await;
                     }
                     self.settle(&id, "completed", reply)
                 } else {
-                    let result: serde_json::Value = read_json(&done.join("result.json")).map_err(|e| self.ledger_error(e))?;
+                    let result: serde_json::Value =
+                        read_json(&done.join("result.json")).map_err(|e| self.ledger_error(e))?;
                     let failure = &result["failure"];
                     let request = FailRequest {
                         kind: failure["kind"].as_str().unwrap_or("unknown").to_string(),
@@ -147,10 +174,16 @@ impl NetworkSource {
     }
 
     /// Uploads each output of `proof` the coordinator does not have.
-    async fn upload_outputs(&self, proof: &SignedProof, dir: &std::path::Path) -> Result<(), ReportError> {
+    async fn upload_outputs(
+        &self,
+        proof: &SignedProof,
+        dir: &std::path::Path,
+    ) -> Result<(), ReportError> {
         for output in &proof.manifest.outputs {
             if !self.client.has_blob(&output.sha256).await? {
-                self.client.upload_blob(&output.sha256, &dir.join(&output.path)).await?;
+                self.client
+                    .upload_blob(&output.sha256, &dir.join(&output.path))
+                    .await?;
                 tracing::debug!(output = %output.path, bytes = output.size, "output uploaded");
             }
         }
@@ -160,12 +193,21 @@ impl NetworkSource {
     /// Settles a report by the coordinator's answer: accepted (maybe as a
     /// duplicate) → journaled and forgotten; refused for good → dropped
     /// with the reason; transient → retried later.
-    fn settle(&self, id: &str, report: &str, reply: Result<CompleteReply, ClientError>) -> Result<Reported, ReportError> {
+    fn settle(
+        &self,
+        id: &str,
+        report: &str,
+        reply: Result<CompleteReply, ClientError>,
+    ) -> Result<Reported, ReportError> {
         match reply {
             Ok(reply) => {
                 tracing::info!(lease = %id, job = %reply.job_id, %report, duplicate = reply.duplicate, state = ?reply.job_state, "result reported");
                 self.set_connection(Connection::Connected);
-                self.log(Event::Reported { job: id.to_string(), report: report.to_string(), duplicate: reply.duplicate })?;
+                self.log(Event::Reported {
+                    job: id.to_string(),
+                    report: report.to_string(),
+                    duplicate: reply.duplicate,
+                })?;
                 // The coordinator holds the outputs now; keep the small
                 // records (spec, result, proof) and free the disk.
                 let outputs = self.spool.done_dir(id).join("output");
@@ -182,7 +224,10 @@ impl NetworkSource {
             Err(e)
                 if e.is_retryable()
                     || matches!(e, ClientError::Version { .. })
-                    || matches!(e.code(), Some(ErrorCode::Unauthorized | ErrorCode::Revoked | ErrorCode::Forbidden)) =>
+                    || matches!(
+                        e.code(),
+                        Some(ErrorCode::Unauthorized | ErrorCode::Revoked | ErrorCode::Forbidden)
+                    ) =>
             {
                 return Err(ReportError::Network(e));
             }
@@ -192,7 +237,10 @@ impl NetworkSource {
                     _ => format!("report refused for good: {e}"),
                 };
                 tracing::error!(lease = %id, %reason, "result not accepted");
-                self.log(Event::Dropped { job: id.to_string(), reason })?;
+                self.log(Event::Dropped {
+                    job: id.to_string(),
+                    reason,
+                })?;
             }
         }
         self.ledger.remove(id).map_err(|e| self.ledger_error(e))?;
@@ -219,5 +267,6 @@ impl From<crate::journal::JournalError> for ReportError {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> std::io::Result<T> {
     let bytes = std::fs::read(path)?;
-    serde_json::from_slice(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
 }

@@ -65,7 +65,11 @@ impl ComponentCache {
         check_not_shared(dir)?;
         let key_path = dir.join(KEY_FILE);
         let key = read_or_create_key(&key_path).map_err(io_err(&key_path))?;
-        Ok(ComponentCache { dir: dir.to_path_buf(), key, engine_hash: engine_hash(engine) })
+        Ok(ComponentCache {
+            dir: dir.to_path_buf(),
+            key,
+            engine_hash: engine_hash(engine),
+        })
     }
 
     /// The folder this cache lives in.
@@ -74,7 +78,8 @@ impl ComponentCache {
     }
 
     fn entry_path(&self, digest: &Sha256Digest) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.engine_hash))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", self.engine_hash))
     }
 
     fn mac(&self, digest: &Sha256Digest, payload: &[u8]) -> [u8; 32] {
@@ -134,7 +139,9 @@ impl ComponentCache {
         check.update(digest.as_bytes());
         check.update(self.engine_hash.as_bytes());
         check.update(payload);
-        check.verify_slice(mac).map_err(|_| "cache entry failed its integrity check")?;
+        check
+            .verify_slice(mac)
+            .map_err(|_| "cache entry failed its integrity check")?;
         Ok(payload)
     }
 
@@ -142,11 +149,16 @@ impl ComponentCache {
     /// atomically: readers see the old entry, no entry, or the whole new one.
     pub fn store(&self, digest: &Sha256Digest, serialized: &[u8]) -> Result<(), CacheError> {
         let path = self.entry_path(digest);
-        let io_err = |source| CacheError::Io { path: path.clone(), source };
+        let io_err = |source| CacheError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io_err)?;
         tmp.write_all(MAGIC).map_err(io_err)?;
-        tmp.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io_err)?;
-        tmp.write_all(&self.mac(digest, serialized)).map_err(io_err)?;
+        tmp.write_all(&FORMAT_VERSION.to_le_bytes())
+            .map_err(io_err)?;
+        tmp.write_all(&self.mac(digest, serialized))
+            .map_err(io_err)?;
         tmp.write_all(serialized).map_err(io_err)?;
         tmp.as_file().sync_all().map_err(io_err)?;
         tmp.persist(&path).map_err(|e| io_err(e.error))?;
@@ -182,8 +194,10 @@ fn check_not_shared(dir: &Path) -> Result<(), CacheError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(dir)
-            .map_err(|source| CacheError::Io { path: dir.to_path_buf(), source })?;
+        let meta = std::fs::metadata(dir).map_err(|source| CacheError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         if meta.permissions().mode() & 0o022 != 0 {
             return Err(CacheError::Insecure(dir.to_path_buf()));
         }
@@ -205,7 +219,8 @@ fn read_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     tmp.write_all(&key)?;
     tmp.as_file().sync_all()?;
@@ -219,7 +234,9 @@ mod tests {
 
     fn tiny_component(engine: &Engine) -> wasmtime::Result<(Sha256Digest, Component)> {
         let wat = b"(component (core module (func (export \"f\"))))";
-        let bytes = wat::parse_bytes(wat).map_err(wasmtime::Error::new)?.into_owned();
+        let bytes = wat::parse_bytes(wat)
+            .map_err(wasmtime::Error::new)?
+            .into_owned();
         Ok((Sha256Digest::of(&bytes), Component::new(engine, &bytes)?))
     }
 
@@ -229,10 +246,16 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let cache = ComponentCache::open(dir.path(), &engine)?;
         let (digest, component) = tiny_component(&engine)?;
-        assert!(cache.load(&engine, &digest).is_none(), "empty cache must miss");
+        assert!(
+            cache.load(&engine, &digest).is_none(),
+            "empty cache must miss"
+        );
 
         cache.store(&digest, &component.serialize()?)?;
-        assert!(cache.load(&engine, &digest).is_some(), "stored entry must hit");
+        assert!(
+            cache.load(&engine, &digest).is_some(),
+            "stored entry must hit"
+        );
 
         // Flip one byte of the compiled code: the MAC check must reject it.
         let path = cache.entry_path(&digest);
@@ -240,7 +263,10 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes)?;
-        assert!(cache.load(&engine, &digest).is_none(), "tampered entry must miss");
+        assert!(
+            cache.load(&engine, &digest).is_none(),
+            "tampered entry must miss"
+        );
         assert!(!path.exists(), "tampered entry must be deleted");
 
         // An entry made by another cache (another key) is foreign.
@@ -248,7 +274,10 @@ mod tests {
         let other = ComponentCache::open(other_dir.path(), &engine)?;
         other.store(&digest, &component.serialize()?)?;
         std::fs::copy(other.entry_path(&digest), &path)?;
-        assert!(cache.load(&engine, &digest).is_none(), "foreign entry must miss");
+        assert!(
+            cache.load(&engine, &digest).is_none(),
+            "foreign entry must miss"
+        );
 
         // Garbage and truncation.
         std::fs::write(&path, b"PICTORCC")?;
@@ -263,7 +292,9 @@ mod tests {
         let engine = super::super::engine::build_engine()?;
         let dir = tempfile::tempdir()?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))?;
-        let err = ComponentCache::open(dir.path(), &engine).err().ok_or("open must fail")?;
+        let err = ComponentCache::open(dir.path(), &engine)
+            .err()
+            .ok_or("open must fail")?;
         assert!(err.to_string().contains("chmod go-w"), "{err}");
         Ok(())
     }

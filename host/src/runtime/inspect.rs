@@ -59,20 +59,44 @@ pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<PluginReport, PluginEr
     let engine = runtime.engine();
     let ty = component.component_type();
     // A job if it links as one, else a miner if it links as one.
-    let linked = runtime.link_as(World::Job, &digest, &component).map(|_| World::Job);
-    let linked = linked.or_else(|job_problem| runtime.link_as(World::Miner, &digest, &component).map(|_| World::Miner).map_err(|_| job_problem));
+    let linked = runtime
+        .link_as(World::Job, &digest, &component)
+        .map(|_| World::Job);
+    let linked = linked.or_else(|job_problem| {
+        runtime
+            .link_as(World::Miner, &digest, &component)
+            .map(|_| World::Miner)
+            .map_err(|_| job_problem)
+    });
     let granted_by = *linked.as_ref().unwrap_or(&World::Job);
     let imports = ty
         .imports(engine)
-        .map(|(name, item)| Item { name: name.to_string(), kind: kind(&item.ty), granted: Some(granted_by.grants(name)) })
+        .map(|(name, item)| Item {
+            name: name.to_string(),
+            kind: kind(&item.ty),
+            granted: Some(granted_by.grants(name)),
+        })
         .collect();
     let exports = ty
         .exports(engine)
-        .map(|(name, item)| Item { name: name.to_string(), kind: kind(&item.ty), granted: None })
+        .map(|(name, item)| Item {
+            name: name.to_string(),
+            kind: kind(&item.ty),
+            granted: None,
+        })
         .collect();
     let (world, problem) = match linked {
         Ok(world) => (Some(world.wit_name().to_string()), None),
-        Err(PluginError::Incompatible { reason, .. } | PluginError::Invalid { reason, .. }) => (None, Some(reason)),
+        Err(PluginError::Incompatible { reason, .. } | PluginError::Invalid { reason, .. }) => {
+            (None, Some(reason))
+        }
     };
-    Ok(PluginReport { sha256: digest, size: bytes.len() as u64, world, problem, imports, exports })
+    Ok(PluginReport {
+        sha256: digest,
+        size: bytes.len() as u64,
+        world,
+        problem,
+        imports,
+        exports,
+    })
 }

@@ -304,14 +304,29 @@ mod tests {
     fn components_using_threads_or_gc_proposals_are_refused_at_load() {
         let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
         for (proposal, wat) in [
-            ("shared memory", "(component (core module (memory 1 1 shared)))"),
-            ("atomics", "(component (core module (memory 1) (func (drop (i32.atomic.load (i32.const 0))))))"),
-            ("gc types", "(component (core module (type (struct (field i32)))))"),
+            (
+                "shared memory",
+                "(component (core module (memory 1 1 shared)))",
+            ),
+            (
+                "atomics",
+                "(component (core module (memory 1) (func (drop (i32.atomic.load (i32.const 0))))))",
+            ),
+            (
+                "gc types",
+                "(component (core module (type (struct (field i32)))))",
+            ),
             ("exceptions", "(component (core module (tag)))"),
         ] {
             let bytes = wat::parse_str(wat).unwrap();
-            let error = runtime.load(&bytes).err().unwrap_or_else(|| panic!("{proposal}: loaded"));
-            assert!(matches!(error, PluginError::Invalid { .. }), "{proposal}: {error}");
+            let error = runtime
+                .load(&bytes)
+                .err()
+                .unwrap_or_else(|| panic!("{proposal}: loaded"));
+            assert!(
+                matches!(error, PluginError::Invalid { .. }),
+                "{proposal}: {error}"
+            );
         }
     }
 }

@@ -274,12 +274,19 @@ impl StatusHub {
     /// A hub over `sources`; its tally starts from their history.
     pub fn new(sources: StatusSources) -> Arc<Self> {
         let tally = JobTally::new(&sources.history, &sources.prices);
-        Arc::new(StatusHub { sources, tally: Mutex::new(tally), started: Instant::now() })
+        Arc::new(StatusHub {
+            sources,
+            tally: Mutex::new(tally),
+            started: Instant::now(),
+        })
     }
 
     /// Counts one finished job (since start, and in the recent list).
     pub fn record(&self, job: &FinishedJob) {
-        self.tally.lock().unwrap_or_else(PoisonError::into_inner).record(job, &self.sources.prices);
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(job, &self.sources.prices);
     }
 
     /// Feeds the tally from the worker's job ends until the worker is gone.
@@ -288,7 +295,10 @@ impl StatusHub {
             match ended.recv().await {
                 Ok(job) => self.record(&job),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "status page missed job ends (counts are low by that many)");
+                    tracing::warn!(
+                        missed,
+                        "status page missed job ends (counts are low by that many)"
+                    );
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -310,20 +320,44 @@ impl StatusHub {
             (tally.recent(), tally.totals(), tally.earnings())
         };
         Snapshot {
-            worker: WorkerView { id: s.worker_id.clone(), name: s.name.clone(), version: env!("CARGO_PKG_VERSION").to_string() },
+            worker: WorkerView {
+                id: s.worker_id.clone(),
+                name: s.name.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
             connection,
             nvml: match &nvml {
-                NvmlStatus::Available { driver, .. } => NvmlView { available: true, detail: format!("driver {driver}") },
-                NvmlStatus::Unavailable { reason } => NvmlView { available: false, detail: reason.clone() },
+                NvmlStatus::Available { driver, .. } => NvmlView {
+                    available: true,
+                    detail: format!("driver {driver}"),
+                },
+                NvmlStatus::Unavailable { reason } => NvmlView {
+                    available: false,
+                    detail: reason.clone(),
+                },
             },
             gpus: gpu_views(&s.adapters, &nvml),
-            slots: s.slots.iter().enumerate().map(|(slot, gpu)| slot_view(slot, &gpu.health())).collect(),
+            slots: s
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(slot, gpu)| slot_view(slot, &gpu.health()))
+                .collect(),
             spool: {
                 let usage = *s.spool_usage.borrow();
-                SpoolView { bytes: usage.bytes, limit_bytes: usage.limit, full: usage.full() }
+                SpoolView {
+                    bytes: usage.bytes,
+                    limit_bytes: usage.limit,
+                    full: usage.full(),
+                }
             },
             jobs: job_views(&s.running.borrow()),
-            mining: mining_view(&s.mining, s.mining_stats.borrow().as_ref(), s.activity.borrow().as_ref(), revoked),
+            mining: mining_view(
+                &s.mining,
+                s.mining_stats.borrow().as_ref(),
+                s.activity.borrow().as_ref(),
+                revoked,
+            ),
             recent_jobs: tally_rows,
             jobs_total: totals,
             earnings,
@@ -337,9 +371,11 @@ impl StatusHub {
 /// coordinator's connection in [`Connection::describe`]'s words.
 fn connection_view(source: &SourceView, connection: Option<&Connection>) -> ConnectionView {
     match (source, connection) {
-        (SourceView::Spool(dir), _) | (SourceView::Coordinator(dir, _), None) => {
-            ConnectionView { state: "connected", text: format!("Connected (local spool {dir})"), coordinator: None }
-        }
+        (SourceView::Spool(dir), _) | (SourceView::Coordinator(dir, _), None) => ConnectionView {
+            state: "connected",
+            text: format!("Connected (local spool {dir})"),
+            coordinator: None,
+        },
         (SourceView::Coordinator(url, _), Some(connection)) => {
             let state = match connection {
                 Connection::Connecting => "connecting",
@@ -352,7 +388,11 @@ fn connection_view(source: &SourceView, connection: Option<&Connection>) -> Conn
                 Connection::Connected => format!("Connected to {url}"),
                 other => other.describe(),
             };
-            ConnectionView { state, text, coordinator: Some(url.clone()) }
+            ConnectionView {
+                state,
+                text,
+                coordinator: Some(url.clone()),
+            }
         }
     }
 }
@@ -361,12 +401,16 @@ fn slot_view(slot: usize, health: &crate::capabilities::gpu::GpuHealth) -> SlotV
     use crate::capabilities::gpu::GpuHealth;
     let detail = match health {
         GpuHealth::Healthy => None,
-        GpuHealth::Recovered { abandoned } => {
-            Some(format!("{abandoned} GPU kernel(s) never finished; running on a fresh device"))
-        }
+        GpuHealth::Recovered { abandoned } => Some(format!(
+            "{abandoned} GPU kernel(s) never finished; running on a fresh device"
+        )),
         GpuHealth::Unhealthy { reason } => Some(reason.clone()),
     };
-    SlotView { slot, health: health.as_str(), detail }
+    SlotView {
+        slot,
+        health: health.as_str(),
+        detail,
+    }
 }
 
 /// Each adapter with the NVML reading of the same name (each reading used
@@ -380,7 +424,10 @@ fn gpu_views(adapters: &[Adapter], nvml: &NvmlStatus) -> Vec<GpuView> {
         .iter()
         .enumerate()
         .map(|(index, a)| {
-            let sample = samples.iter().position(|g| g.name == a.name).map(|i| samples.remove(i));
+            let sample = samples
+                .iter()
+                .position(|g| g.name == a.name)
+                .map(|i| samples.remove(i));
             GpuView {
                 index,
                 name: a.name.clone(),
@@ -402,7 +449,11 @@ fn job_views(running: &BTreeMap<String, RunningJob>) -> Vec<JobView> {
     running
         .iter()
         .map(|(id, job)| {
-            let fraction = if job.progress.fraction.is_finite() { job.progress.fraction.clamp(0.0, 1.0) } else { 0.0 };
+            let fraction = if job.progress.fraction.is_finite() {
+                job.progress.fraction.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             let elapsed_s = job.since.elapsed().as_secs_f64();
             let f = f64::from(fraction);
             JobView {
@@ -419,7 +470,12 @@ fn job_views(running: &BTreeMap<String, RunningJob>) -> Vec<JobView> {
 }
 
 /// The miner's state in the status line's words.
-fn mining_view(mode: &MiningMode, stats: Option<&MiningStats>, activity: Option<&Activity>, revoked: bool) -> MiningView {
+fn mining_view(
+    mode: &MiningMode,
+    stats: Option<&MiningStats>,
+    activity: Option<&Activity>,
+    revoked: bool,
+) -> MiningView {
     let stats = stats.cloned().unwrap_or_default();
     let mut view = MiningView {
         state: "off",
@@ -428,13 +484,19 @@ fn mining_view(mode: &MiningMode, stats: Option<&MiningStats>, activity: Option<
         connected: stats.connected,
         coin: stats.coin.clone(),
         pool: stats.pool.clone(),
-        hashrate_hps: if stats.hashrate_hps.is_finite() { stats.hashrate_hps.max(0.0) } else { 0.0 },
+        hashrate_hps: if stats.hashrate_hps.is_finite() {
+            stats.hashrate_hps.max(0.0)
+        } else {
+            0.0
+        },
         accepted: stats.accepted,
         rejected: stats.rejected,
     };
     match mode {
         MiningMode::Off(reason) => view.text = format!("off ({reason})"),
-        MiningMode::On { .. } if revoked && stats.miners == 0 => view.text = "off (the coordinator revoked this worker's credential)".into(),
+        MiningMode::On { .. } if revoked && stats.miners == 0 => {
+            view.text = "off (the coordinator revoked this worker's credential)".into()
+        }
         MiningMode::On { idle_delay } if stats.miners == 0 => {
             view.state = "waiting";
             view.text = format!("waiting (starts after {} s idle)", idle_delay.as_secs_f64());
@@ -452,8 +514,15 @@ fn mining_view(mode: &MiningMode, stats: Option<&MiningStats>, activity: Option<
                 )
             } else {
                 // Not connected: the miner's own words (connecting, retrying in …).
-                let words = activity.filter(|a| a.label == "mining").map(|a| a.progress.message.clone()).unwrap_or_default();
-                let words = if words.is_empty() { format!("connecting to pool {}", stats.pool) } else { words };
+                let words = activity
+                    .filter(|a| a.label == "mining")
+                    .map(|a| a.progress.message.clone())
+                    .unwrap_or_default();
+                let words = if words.is_empty() {
+                    format!("connecting to pool {}", stats.pool)
+                } else {
+                    words
+                };
                 format!("mining {} · {words}", stats.coin)
             };
         }
@@ -468,7 +537,11 @@ pub fn format_amount(value: f64) -> String {
     }
     let text = format!("{value:.8}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" { "0".into() } else { text.to_string() }
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -477,7 +550,11 @@ pub(crate) mod tests {
     use crate::capabilities::progress::Progress;
 
     /// A test hub and the senders of its running jobs and mining figures.
-    pub(crate) type TestHub = (Arc<StatusHub>, watch::Sender<BTreeMap<String, RunningJob>>, watch::Sender<Option<MiningStats>>);
+    pub(crate) type TestHub = (
+        Arc<StatusHub>,
+        watch::Sender<BTreeMap<String, RunningJob>>,
+        watch::Sender<Option<MiningStats>>,
+    );
 
     /// A hub with two adapters, a spool source, and mining on.
     pub(crate) fn hub(nvml: NvmlStatus) -> TestHub {
@@ -498,17 +575,31 @@ pub(crate) mod tests {
             source: SourceView::Spool("/var/lib/pictor/spool".into()),
             prices: BTreeMap::from([("render".into(), 0.02), ("hello".into(), 0.5)]),
             adapters: vec![
-                Adapter { name: "NVIDIA H100 PCIe".into(), backend: "Vulkan".into(), device_type: "DiscreteGpu".into() },
-                Adapter { name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(), backend: "Vulkan".into(), device_type: "Cpu".into() },
+                Adapter {
+                    name: "NVIDIA H100 PCIe".into(),
+                    backend: "Vulkan".into(),
+                    device_type: "DiscreteGpu".into(),
+                },
+                Adapter {
+                    name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+                    backend: "Vulkan".into(),
+                    device_type: "Cpu".into(),
+                },
             ],
             nvml: watch::channel(nvml).1,
             running,
             activity: watch::channel(None).1,
-            mining: MiningMode::On { idle_delay: Duration::from_secs(30) },
+            mining: MiningMode::On {
+                idle_delay: Duration::from_secs(30),
+            },
             mining_stats,
             history,
             slots: Vec::new(),
-            spool_usage: watch::channel(crate::worker::SpoolUsage { bytes: 3 << 20, limit: 20 << 30 }).1,
+            spool_usage: watch::channel(crate::worker::SpoolUsage {
+                bytes: 3 << 20,
+                limit: 20 << 30,
+            })
+            .1,
             sampler: None,
         });
         (hub, running_tx, stats_tx)
@@ -534,7 +625,12 @@ pub(crate) mod tests {
         FinishedJob {
             job: job.into(),
             kind: kind.into(),
-            status: if failure.is_some() { "failed" } else { "succeeded" }.into(),
+            status: if failure.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            }
+            .into(),
             failure: failure.map(Into::into),
             reason: failure.map(|f| format!("it {f}")),
             duration_s: Some(1.25),
@@ -546,33 +642,85 @@ pub(crate) mod tests {
     fn the_snapshot_joins_gpus_with_nvml_jobs_mining_and_history() {
         let (hub, running, stats) = hub(h100());
         let s = hub.snapshot();
-        assert_eq!((s.worker.id.as_str(), s.connection.state), ("wkr-7f3a9c", "connected"));
-        assert_eq!(s.connection.text, "Connected (local spool /var/lib/pictor/spool)");
+        assert_eq!(
+            (s.worker.id.as_str(), s.connection.state),
+            ("wkr-7f3a9c", "connected")
+        );
+        assert_eq!(
+            s.connection.text,
+            "Connected (local spool /var/lib/pictor/spool)"
+        );
         assert_eq!(s.gpus.len(), 2);
         let t = s.gpus[0].telemetry.as_ref().unwrap();
-        assert_eq!((t.utilization_percent, t.temperature_c, t.memory_total_bytes), (Some(87), Some(61), Some(80 << 30)));
+        assert_eq!(
+            (t.utilization_percent, t.temperature_c, t.memory_total_bytes),
+            (Some(87), Some(61), Some(80 << 30))
+        );
         assert_eq!(s.gpus[1].telemetry, None, "llvmpipe is not an NVIDIA GPU");
         assert_eq!(s.mining.state, "waiting");
         assert_eq!(s.mining.text, "waiting (starts after 30 s idle)");
         assert_eq!(s.recent_jobs.len(), 1, "history from before the restart");
-        assert_eq!((s.earnings, s.jobs_total.len()), (0.0, 0), "counts are since start");
+        assert_eq!(
+            (s.earnings, s.jobs_total.len()),
+            (0.0, 0),
+            "counts are since start"
+        );
 
         running.send_replace(BTreeMap::from([(
             "job-1".to_string(),
-            RunningJob { kind: "render".into(), gpu: 0, since: Instant::now() - Duration::from_secs(10), progress: Progress { fraction: 0.25, message: "tile 3/12".into() } },
+            RunningJob {
+                kind: "render".into(),
+                gpu: 0,
+                since: Instant::now() - Duration::from_secs(10),
+                progress: Progress {
+                    fraction: 0.25,
+                    message: "tile 3/12".into(),
+                },
+            },
         )]));
-        stats.send_replace(Some(MiningStats { hashrate_hps: 6.41e6, accepted: 12, pool: "pool.example:3333".into(), coin: "btc".into(), connected: true, miners: 1, ..MiningStats::default() }));
+        stats.send_replace(Some(MiningStats {
+            hashrate_hps: 6.41e6,
+            accepted: 12,
+            pool: "pool.example:3333".into(),
+            coin: "btc".into(),
+            connected: true,
+            miners: 1,
+            ..MiningStats::default()
+        }));
         hub.record(&finished("a", "render", None));
         hub.record(&finished("b", "render", Some("timed-out")));
         hub.record(&finished("c", "hello", Some("cancelled")));
         let s = hub.snapshot();
         let job = &s.jobs[0];
-        assert_eq!((job.id.as_str(), job.kind.as_str(), job.fraction, job.message.as_str()), ("job-1", "render", 0.25, "tile 3/12"));
+        assert_eq!(
+            (
+                job.id.as_str(),
+                job.kind.as_str(),
+                job.fraction,
+                job.message.as_str()
+            ),
+            ("job-1", "render", 0.25, "tile 3/12")
+        );
         let eta = job.eta_s.unwrap();
         assert!((29.0..31.0).contains(&eta), "{eta}");
-        assert_eq!(s.mining.text, "mining btc · 6.41 MH/s · 12 accepted, 0 rejected · pool pool.example:3333");
-        let outcomes: Vec<(&str, &str, f64)> = s.recent_jobs.iter().map(|r| (r.id.as_str(), r.outcome.as_str(), r.reward)).collect();
-        assert_eq!(outcomes, [("c", "cancelled", 0.0), ("b", "failed: timed-out", 0.0), ("a", "succeeded", 0.02), ("before-restart", "succeeded", 0.02)]);
+        assert_eq!(
+            s.mining.text,
+            "mining btc · 6.41 MH/s · 12 accepted, 0 rejected · pool pool.example:3333"
+        );
+        let outcomes: Vec<(&str, &str, f64)> = s
+            .recent_jobs
+            .iter()
+            .map(|r| (r.id.as_str(), r.outcome.as_str(), r.reward))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("c", "cancelled", 0.0),
+                ("b", "failed: timed-out", 0.0),
+                ("a", "succeeded", 0.02),
+                ("before-restart", "succeeded", 0.02)
+            ]
+        );
         assert_eq!(s.earnings, 0.02);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["worker"]["id"], "wkr-7f3a9c");
@@ -582,16 +730,43 @@ pub(crate) mod tests {
 
     #[test]
     fn a_coordinator_connection_reads_like_the_status_line() {
-        let (tx, rx) = watch::channel(NetStatus { connection: Connection::Connecting, download: None, unreported: 2 });
+        let (tx, rx) = watch::channel(NetStatus {
+            connection: Connection::Connecting,
+            download: None,
+            unreported: 2,
+        });
         let source = SourceView::Coordinator("http://127.0.0.1:8080/".into(), rx);
         let view = |c: &Connection| connection_view(&source, Some(c));
-        assert_eq!(view(&Connection::Connected).text, "Connected to http://127.0.0.1:8080/");
-        assert!(view(&Connection::Offline("refused".into())).text.starts_with("Offline (retrying; results are kept): refused"));
+        assert_eq!(
+            view(&Connection::Connected).text,
+            "Connected to http://127.0.0.1:8080/"
+        );
+        assert!(
+            view(&Connection::Offline("refused".into()))
+                .text
+                .starts_with("Offline (retrying; results are kept): refused")
+        );
         let revoked = view(&Connection::Revoked("revoked by the owner".into()));
-        assert_eq!((revoked.state, revoked.text.as_str()), ("revoked", "Revoked: revoked by the owner"));
+        assert_eq!(
+            (revoked.state, revoked.text.as_str()),
+            ("revoked", "Revoked: revoked by the owner")
+        );
         drop(tx);
-        let off = mining_view(&MiningMode::On { idle_delay: Duration::ZERO }, None, None, true);
-        assert_eq!((off.state, off.text.as_str()), ("off", "off (the coordinator revoked this worker's credential)"));
+        let off = mining_view(
+            &MiningMode::On {
+                idle_delay: Duration::ZERO,
+            },
+            None,
+            None,
+            true,
+        );
+        assert_eq!(
+            (off.state, off.text.as_str()),
+            (
+                "off",
+                "off (the coordinator revoked this worker's credential)"
+            )
+        );
         let off = mining_view(&MiningMode::Off("no NVIDIA GPU".into()), None, None, false);
         assert_eq!(off.text, "off (no NVIDIA GPU)");
     }

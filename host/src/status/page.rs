@@ -222,7 +222,15 @@ mod tests {
         hub.record(&finished("job-bad", "render", Some("timed-out")));
         running.send_replace(BTreeMap::from([(
             "job-now".to_string(),
-            RunningJob { kind: "hello".into(), gpu: 1, since: Instant::now() - Duration::from_secs(4), progress: Progress { fraction: 0.5, message: "half <done>".into() } },
+            RunningJob {
+                kind: "hello".into(),
+                gpu: 1,
+                since: Instant::now() - Duration::from_secs(4),
+                progress: Progress {
+                    fraction: 0.5,
+                    message: "half <done>".into(),
+                },
+            },
         )]));
         let page = render(&hub.snapshot()).into_string();
         for needle in [
@@ -248,9 +256,16 @@ mod tests {
             assert!(page.contains(needle), "{needle} not in:\n{page}");
         }
         assert_eq!(page.matches(r#"<tr class="gpu""#).count(), 2);
-        assert_eq!(page.matches("<tr data-job-id=").count(), 3, "two new jobs and one from before the restart");
+        assert_eq!(
+            page.matches("<tr data-job-id=").count(),
+            3,
+            "two new jobs and one from before the restart"
+        );
         assert!(!page.contains("<script"), "no script");
-        assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "no external asset");
+        assert!(
+            !page.contains("src=\"http") && !page.contains("href=\"http"),
+            "no external asset"
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ use super::{StatusHub, page};
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     /// The address is taken, or not ours.
-    #[error("cannot listen on {address} for the status page: {source}; choose another port with `status.listen` or --status-listen (port 0 takes any free one)")]
+    #[error(
+        "cannot listen on {address} for the status page: {source}; choose another port with `status.listen` or --status-listen (port 0 takes any free one)"
+    )]
     Bind {
         /// The address.
         address: SocketAddr,
@@ -62,7 +64,11 @@ pub fn router(hub: Arc<StatusHub>) -> Router {
 
 /// Serves `hub` on `listener` until `stop` turns true; requests in flight
 /// finish first.
-pub async fn serve(listener: std::net::TcpListener, hub: Arc<StatusHub>, mut stop: watch::Receiver<bool>) -> Result<(), StatusError> {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    hub: Arc<StatusHub>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), StatusError> {
     let listener = tokio::net::TcpListener::from_std(listener).map_err(StatusError::Serve)?;
     axum::serve(listener, router(hub))
         .with_graceful_shutdown(async move {
@@ -73,7 +79,9 @@ pub async fn serve(listener: std::net::TcpListener, hub: Arc<StatusHub>, mut sto
 }
 
 fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -86,13 +94,22 @@ async fn status_json(State(hub): State<Arc<StatusHub>>) -> Response {
 }
 
 async fn metrics_text(State(hub): State<Arc<StatusHub>>, request: Request) -> Response {
-    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     match metrics::render(Arc::new(hub.snapshot()), format) {
-        Ok(text) => no_store(([(header::CONTENT_TYPE, format.content_type())], text).into_response()),
+        Ok(text) => {
+            no_store(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the metrics\n",
+            )
+                .into_response()
         }
     }
 }
@@ -104,16 +121,27 @@ fn is_loopback_host(host: &str) -> bool {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn loopback_host_only(request: Request, next: Next) -> Response {
-    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if is_loopback_host(host) {
         next.run(request).await
     } else {
         tracing::warn!(host, "status page request for another host refused");
-        (StatusCode::MISDIRECTED_REQUEST, "the status page answers only to 127.0.0.1, [::1] or localhost\n").into_response()
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            "the status page answers only to 127.0.0.1, [::1] or localhost\n",
+        )
+            .into_response()
     }
 }
 
@@ -124,10 +152,24 @@ mod tests {
 
     #[test]
     fn only_loopback_host_names_pass() {
-        for ok in ["127.0.0.1:9187", "127.0.0.1", "localhost:1", "LOCALHOST", "[::1]:9187", "[::1]"] {
+        for ok in [
+            "127.0.0.1:9187",
+            "127.0.0.1",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:9187",
+            "[::1]",
+        ] {
             assert!(is_loopback_host(ok), "{ok}");
         }
-        for refused in ["", "evil.example", "evil.example:9187", "10.0.0.1:9187", "[::]:1", "127.0.0.1.evil.example"] {
+        for refused in [
+            "",
+            "evil.example",
+            "evil.example:9187",
+            "10.0.0.1:9187",
+            "[::]:1",
+            "127.0.0.1.evil.example",
+        ] {
             assert!(!is_loopback_host(refused), "{refused}");
         }
         assert_eq!(url("[::1]:9187".parse().unwrap()), "http://[::1]:9187/");
@@ -145,22 +187,57 @@ mod tests {
         let get = |path: &str| http.get(format!("http://{address}{path}")).send();
         let page = get("/").await.unwrap();
         assert_eq!(page.status(), 200);
-        assert!(page.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            page.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
         assert!(page.text().await.unwrap().contains(r#"id="worker-id""#));
         let json: serde_json::Value = get("/status.json").await.unwrap().json().await.unwrap();
         assert_eq!(json["worker"]["id"], "wkr-7f3a9c");
         let metrics = get("/metrics").await.unwrap();
-        assert_eq!(metrics.headers()[header::CONTENT_TYPE], metrics::PROMETHEUS_CONTENT_TYPE);
-        assert!(metrics.text().await.unwrap().contains("pictor_worker_info{"));
-        let open = http.get(format!("http://{address}/metrics")).header(header::ACCEPT, "application/openmetrics-text;version=1.0.0").send().await.unwrap();
-        assert_eq!(open.headers()[header::CONTENT_TYPE], metrics::OPENMETRICS_CONTENT_TYPE);
-        let rebound = http.get(format!("http://{address}/status.json")).header(header::HOST, "evil.example").send().await.unwrap();
+        assert_eq!(
+            metrics.headers()[header::CONTENT_TYPE],
+            metrics::PROMETHEUS_CONTENT_TYPE
+        );
+        assert!(
+            metrics
+                .text()
+                .await
+                .unwrap()
+                .contains("pictor_worker_info{")
+        );
+        let open = http
+            .get(format!("http://{address}/metrics"))
+            .header(header::ACCEPT, "application/openmetrics-text;version=1.0.0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            open.headers()[header::CONTENT_TYPE],
+            metrics::OPENMETRICS_CONTENT_TYPE
+        );
+        let rebound = http
+            .get(format!("http://{address}/status.json"))
+            .header(header::HOST, "evil.example")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST);
         assert_eq!(get("/nope").await.unwrap().status(), 404);
         stop_tx.send_replace(true);
-        tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let err = bind(taken.local_addr().unwrap()).unwrap_err();
-        assert!(err.to_string().contains("choose another port with `status.listen` or --status-listen"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("choose another port with `status.listen` or --status-listen"),
+            "{err}"
+        );
     }
 }

@@ -55,7 +55,15 @@ fn row(job: &FinishedJob, prices: &BTreeMap<String, f64>) -> JobRow {
         ("failed", Some(kind)) => format!("failed: {kind}"),
         (label, _) => label.to_string(),
     };
-    let reward = if job.succeeded() { prices.get(&job.kind).copied().filter(|p| p.is_finite()).unwrap_or(0.0) } else { 0.0 };
+    let reward = if job.succeeded() {
+        prices
+            .get(&job.kind)
+            .copied()
+            .filter(|p| p.is_finite())
+            .unwrap_or(0.0)
+    } else {
+        0.0
+    };
     JobRow {
         id: job.job.clone(),
         kind: job.kind.clone(),
@@ -71,14 +79,20 @@ impl JobTally {
     /// A tally listing `history` (oldest first), with nothing counted yet.
     pub fn new(history: &[FinishedJob], prices: &BTreeMap<String, f64>) -> Self {
         let skip = history.len().saturating_sub(RECENT);
-        JobTally { recent: history[skip..].iter().map(|j| row(j, prices)).collect(), ..JobTally::default() }
+        JobTally {
+            recent: history[skip..].iter().map(|j| row(j, prices)).collect(),
+            ..JobTally::default()
+        }
     }
 
     /// Lists and counts `job`.
     pub fn record(&mut self, job: &FinishedJob, prices: &BTreeMap<String, f64>) {
         let row = row(job, prices);
         self.earnings += row.reward;
-        *self.totals.entry((job.kind.clone(), outcome_label(job))).or_default() += 1;
+        *self
+            .totals
+            .entry((job.kind.clone(), outcome_label(job)))
+            .or_default() += 1;
         self.recent.push_back(row);
         while self.recent.len() > RECENT {
             self.recent.pop_front();
@@ -92,7 +106,14 @@ impl JobTally {
 
     /// Jobs counted since start, by kind and outcome.
     pub fn totals(&self) -> Vec<JobCount> {
-        self.totals.iter().map(|((kind, outcome), count)| JobCount { kind: kind.clone(), outcome: (*outcome).to_string(), count: *count }).collect()
+        self.totals
+            .iter()
+            .map(|((kind, outcome), count)| JobCount {
+                kind: kind.clone(),
+                outcome: (*outcome).to_string(),
+                count: *count,
+            })
+            .collect()
     }
 
     /// The rewards of jobs that succeeded since start.
@@ -109,7 +130,9 @@ mod tests {
     #[test]
     fn the_list_keeps_the_last_fifty_and_counts_since_start() {
         let prices = BTreeMap::from([("hello".to_string(), 0.5)]);
-        let history: Vec<FinishedJob> = (0..60).map(|i| finished(&format!("old-{i}"), "hello", None)).collect();
+        let history: Vec<FinishedJob> = (0..60)
+            .map(|i| finished(&format!("old-{i}"), "hello", None))
+            .collect();
         let mut tally = JobTally::new(&history, &prices);
         assert_eq!(tally.recent().len(), RECENT);
         assert_eq!(tally.recent()[0].id, "old-59");
@@ -121,10 +144,18 @@ mod tests {
         assert_eq!(tally.recent()[0].outcome, "failed: trap");
         assert_eq!(tally.recent()[1].reward, 0.0, "no price for probe jobs");
         assert_eq!(tally.earnings(), 0.5);
-        let totals: Vec<(String, String, u64)> = tally.totals().into_iter().map(|c| (c.kind, c.outcome, c.count)).collect();
+        let totals: Vec<(String, String, u64)> = tally
+            .totals()
+            .into_iter()
+            .map(|c| (c.kind, c.outcome, c.count))
+            .collect();
         assert_eq!(
             totals,
-            [("hello".into(), "failed".into(), 1), ("hello".into(), "succeeded".into(), 1), ("probe".into(), "succeeded".into(), 1)]
+            [
+                ("hello".into(), "failed".into(), 1),
+                ("hello".into(), "succeeded".into(), 1),
+                ("probe".into(), "succeeded".into(), 1)
+            ]
         );
     }
 }

@@ -57,10 +57,16 @@ impl NvmlStatus {
 }
 
 fn read(nvml: &Nvml) -> NvmlStatus {
-    let driver = nvml.sys_driver_version().unwrap_or_else(|e| format!("unknown ({e})"));
+    let driver = nvml
+        .sys_driver_version()
+        .unwrap_or_else(|e| format!("unknown ({e})"));
     let count = match nvml.device_count() {
         Ok(n) => n,
-        Err(e) => return NvmlStatus::Unavailable { reason: format!("cannot count GPUs: {e}") },
+        Err(e) => {
+            return NvmlStatus::Unavailable {
+                reason: format!("cannot count GPUs: {e}"),
+            };
+        }
     };
     let gpus = (0..count)
         .filter_map(|index| {
@@ -68,7 +74,9 @@ fn read(nvml: &Nvml) -> NvmlStatus {
             let memory = device.memory_info().ok();
             Some(GpuSample {
                 index,
-                name: device.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into()),
+                name: device
+                    .name()
+                    .unwrap_or_else(|_| "unknown NVIDIA GPU".into()),
                 uuid: device.uuid().ok(),
                 memory_total: memory.as_ref().map(|m| m.total),
                 memory_used: memory.as_ref().map(|m| m.used),
@@ -85,7 +93,9 @@ fn read(nvml: &Nvml) -> NvmlStatus {
 pub fn sample() -> NvmlStatus {
     match Nvml::init() {
         Ok(nvml) => read(&nvml),
-        Err(e) => NvmlStatus::Unavailable { reason: e.to_string() },
+        Err(e) => NvmlStatus::Unavailable {
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -103,20 +113,24 @@ impl NvmlSampler {
         let nvml = Nvml::init();
         let first = match &nvml {
             Ok(nvml) => read(nvml),
-            Err(e) => NvmlStatus::Unavailable { reason: e.to_string() },
+            Err(e) => NvmlStatus::Unavailable {
+                reason: e.to_string(),
+            },
         };
         let (tx, rx) = watch::channel(first);
         let stop = Arc::new(());
         if let Ok(nvml) = nvml {
             let alive = Arc::downgrade(&stop);
-            let spawned = std::thread::Builder::new().name("pictor-nvml".into()).spawn(move || {
-                while alive.upgrade().is_some() {
-                    std::thread::sleep(period);
-                    if tx.send(read(&nvml)).is_err() {
-                        break;
+            let spawned = std::thread::Builder::new()
+                .name("pictor-nvml".into())
+                .spawn(move || {
+                    while alive.upgrade().is_some() {
+                        std::thread::sleep(period);
+                        if tx.send(read(&nvml)).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
+                });
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "NVML sampling thread not started");
             }

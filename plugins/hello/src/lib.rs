@@ -33,7 +33,10 @@ impl Plugin for Hello {
             data.extend_from_slice(params.suffix.as_bytes());
             job.write_output(&format!("{name}.hello"), &data)?;
             bytes += data.len() as u64;
-            job.progress((done + 1) as f32 / names.len() as f32, format!("copied {name}"));
+            job.progress(
+                (done + 1) as f32 / names.len() as f32,
+                format!("copied {name}"),
+            );
         }
         println!("hello: {} files for job {}", names.len(), job.id());
         Ok(Summary::new(format!("copied {} files", names.len()))
@@ -56,8 +59,14 @@ mod tests {
         std::fs::write(host.input_dir().join("d/a.txt"), "A")?;
         std::fs::write(host.input_dir().join("b.txt"), "B")?;
         let summary = Hello::run(&host.job(r#"{"suffix": "!"}"#))?;
-        assert_eq!(std::fs::read_to_string(host.output_dir().join("d/a.txt.hello"))?, "A!");
-        assert_eq!(std::fs::read_to_string(host.output_dir().join("b.txt.hello"))?, "B!");
+        assert_eq!(
+            std::fs::read_to_string(host.output_dir().join("d/a.txt.hello"))?,
+            "A!"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.output_dir().join("b.txt.hello"))?,
+            "B!"
+        );
         assert_eq!(summary.message, "copied 2 files");
         let reports = host.progress_reports();
         assert_eq!(reports.len(), 2);
@@ -69,7 +78,10 @@ mod tests {
     fn rejects_unknown_params() -> Result<(), Box<dyn std::error::Error>> {
         let host = TestHost::new()?;
         let err = Hello::run(&host.job(r#"{"sufix": "!"}"#)).unwrap_err();
-        assert!(matches!(err, JobError::InvalidParams(ref m) if m.contains("sufix")), "{err}");
+        assert!(
+            matches!(err, JobError::InvalidParams(ref m) if m.contains("sufix")),
+            "{err}"
+        );
         Ok(())
     }
 

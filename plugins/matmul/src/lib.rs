@@ -74,7 +74,10 @@ pub fn cpu_matmul(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
 
 /// Largest absolute difference between two equally long slices.
 pub fn max_abs_error(x: &[f32], y: &[f32]) -> f32 {
-    x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
+    x.iter()
+        .zip(y)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The `matmul` plugin.
@@ -84,10 +87,16 @@ impl Plugin for Matmul {
     fn run(job: &Job) -> Result<Summary, JobError> {
         let p: Params = job.params()?;
         if !(1..=4096).contains(&p.n) {
-            return Err(JobError::InvalidParams(format!("`n` must be in 1..=4096, got {}", p.n)));
+            return Err(JobError::InvalidParams(format!(
+                "`n` must be in 1..=4096, got {}",
+                p.n
+            )));
         }
         if !(1..=64).contains(&p.repeat) {
-            return Err(JobError::InvalidParams(format!("`repeat` must be in 1..=64, got {}", p.repeat)));
+            return Err(JobError::InvalidParams(format!(
+                "`repeat` must be in 1..=64, got {}",
+                p.repeat
+            )));
         }
         let n = p.n as usize;
         let a = random_matrix(n, job.seed());
@@ -102,7 +111,9 @@ impl Plugin for Matmul {
             .map_err(|e| JobError::Failed(e.to_string()))?;
         let group = kernel.bind(0, &[ga.binding(), gb.binding(), gc.binding()])?;
         let tiles = p.n.div_ceil(16);
-        let dispatches: Vec<_> = (0..p.repeat).map(|_| kernel.dispatch(&[&group], [tiles, tiles, 1])).collect();
+        let dispatches: Vec<_> = (0..p.repeat)
+            .map(|_| kernel.dispatch(&[&group], [tiles, tiles, 1]))
+            .collect();
         job.check_cancelled()?;
         job.progress(0.3, "multiplying");
         let took = gpu::submit(&dispatches)?;
@@ -110,7 +121,8 @@ impl Plugin for Matmul {
         job.progress(0.7, "checking");
 
         let gpu_ms = took.as_secs_f64() * 1e3;
-        let gflops = 2.0 * (n as f64).powi(3) * f64::from(p.repeat) / took.as_secs_f64().max(1e-9) / 1e9;
+        let gflops =
+            2.0 * (n as f64).powi(3) * f64::from(p.repeat) / took.as_secs_f64().max(1e-9) / 1e9;
         let max_error = if p.verify && n <= 1024 {
             let expected = cpu_matmul(&a, &b, n);
             let err = max_abs_error(&c, &expected);
@@ -132,9 +144,12 @@ impl Plugin for Matmul {
         });
         job.write_output("report.json", report.to_string().as_bytes())?;
         job.progress(1.0, "done");
-        let mut summary = Summary::new(format!("{n}×{n} product in {gpu_ms:.2} ms on {}", adapter.name))
-            .metric("gpu_ms", gpu_ms)
-            .metric("gflops", gflops);
+        let mut summary = Summary::new(format!(
+            "{n}×{n} product in {gpu_ms:.2} ms on {}",
+            adapter.name
+        ))
+        .metric("gpu_ms", gpu_ms)
+        .metric("gflops", gflops);
         if let Some(e) = max_error {
             summary = summary.metric("max_abs_error", f64::from(e));
         }

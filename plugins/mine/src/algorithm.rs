@@ -45,7 +45,13 @@ pub trait NonceSearch {
     /// at 2^32 is the caller's business: `first + count` must not exceed
     /// 2^32) and returns those whose hash meets `target` (at most
     /// [`MAX_FOUND`]).
-    fn search(&mut self, header: &Header, target: &Target, first: u32, count: u32) -> Result<Found, GpuError>;
+    fn search(
+        &mut self,
+        header: &Header,
+        target: &Target,
+        first: u32,
+        count: u32,
+    ) -> Result<Found, GpuError>;
 }
 
 /// What one search found.
@@ -74,7 +80,13 @@ pub fn by_name(name: &str) -> Option<Box<dyn Algorithm>> {
 pub struct CpuSearch<'a>(pub &'a dyn Algorithm);
 
 impl NonceSearch for CpuSearch<'_> {
-    fn search(&mut self, header: &Header, target: &Target, first: u32, count: u32) -> Result<Found, GpuError> {
+    fn search(
+        &mut self,
+        header: &Header,
+        target: &Target,
+        first: u32,
+        count: u32,
+    ) -> Result<Found, GpuError> {
         let started = std::time::Instant::now();
         let mut header = *header;
         let mut nonces = Vec::new();
@@ -85,7 +97,10 @@ impl NonceSearch for CpuSearch<'_> {
                 nonces.push(nonce);
             }
         }
-        Ok(Found { nonces, elapsed: started.elapsed() })
+        Ok(Found {
+            nonces,
+            elapsed: started.elapsed(),
+        })
     }
 }
 

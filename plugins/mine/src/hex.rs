@@ -3,7 +3,10 @@
 /// Decodes hex text (either case) into bytes.
 pub fn decode(text: &str) -> Result<Vec<u8>, String> {
     if !text.len().is_multiple_of(2) {
-        return Err(format!("hex {:?} has an odd number of digits", shorten(text)));
+        return Err(format!(
+            "hex {:?} has an odd number of digits",
+            shorten(text)
+        ));
     }
     let digit = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -24,7 +27,9 @@ pub fn decode(text: &str) -> Result<Vec<u8>, String> {
 pub fn decode_array<const N: usize>(text: &str) -> Result<[u8; N], String> {
     let bytes = decode(text)?;
     let len = bytes.len();
-    bytes.try_into().map_err(|_| format!("hex {:?} is {len} bytes, expected {N}", shorten(text)))
+    bytes
+        .try_into()
+        .map_err(|_| format!("hex {:?} is {len} bytes, expected {N}", shorten(text)))
 }
 
 /// A 32-bit number written as 8 hex digits, most significant first

@@ -144,7 +144,11 @@ impl Plugin for Mine {
     fn run(job: &Job) -> Result<Summary, JobError> {
         let params: Params = job.params()?;
         let algorithm = algorithm::by_name(&params.algorithm).ok_or_else(|| {
-            JobError::Unsupported(format!("algorithm `{}` is not supported by this miner (it has {})", params.algorithm, ALGORITHMS.join(", ")))
+            JobError::Unsupported(format!(
+                "algorithm `{}` is not supported by this miner (it has {})",
+                params.algorithm,
+                ALGORITHMS.join(", ")
+            ))
         })?;
         match params.mode {
             Mode::Mine => mine(job, &params, algorithm.as_ref()),
@@ -158,17 +162,31 @@ impl Plugin for Mine {
 fn settings(params: &Params) -> Result<Settings, JobError> {
     let invalid = |m: String| JobError::InvalidParams(m);
     if params.addresses.is_empty() || params.addresses.len() > 16 {
-        return Err(invalid("`addresses` must list 1-16 pool addresses (ip:port)".into()));
+        return Err(invalid(
+            "`addresses` must list 1-16 pool addresses (ip:port)".into(),
+        ));
     }
     let addresses = params
         .addresses
         .iter()
-        .map(|a| a.parse::<SocketAddr>().map_err(|e| invalid(format!("`addresses`: {a:?} is not ip:port ({e})"))))
+        .map(|a| {
+            a.parse::<SocketAddr>()
+                .map_err(|e| invalid(format!("`addresses`: {a:?} is not ip:port ({e})")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    if params.user.is_empty() || params.user.len() > 256 || params.user.chars().any(char::is_control) {
-        return Err(invalid("`user` must be 1-256 printable characters (<wallet>.<worker>)".into()));
+    if params.user.is_empty()
+        || params.user.len() > 256
+        || params.user.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "`user` must be 1-256 printable characters (<wallet>.<worker>)".into(),
+        ));
     }
-    let pool = if params.pool.is_empty() { params.addresses[0].clone() } else { params.pool.clone() };
+    let pool = if params.pool.is_empty() {
+        params.addresses[0].clone()
+    } else {
+        params.pool.clone()
+    };
     let mut s = Settings::new(pool, addresses, params.user.clone());
     if let Some(p) = &params.password {
         s.password = p.clone();
@@ -181,7 +199,9 @@ fn settings(params: &Params) -> Result<Settings, JobError> {
     }
     if let Some([first, longest]) = params.backoff_ms {
         if first == 0 || longest < first || longest > 3_600_000 {
-            return Err(invalid("`backoff_ms` is [first, longest] with 0 < first ≤ longest ≤ 3600000".into()));
+            return Err(invalid(
+                "`backoff_ms` is [first, longest] with 0 < first ≤ longest ≤ 3600000".into(),
+            ));
         }
         s.backoff = (Duration::from_millis(first), Duration::from_millis(longest));
     }
@@ -191,15 +211,23 @@ fn settings(params: &Params) -> Result<Settings, JobError> {
 fn mine(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summary, JobError> {
     let settings = settings(params)?;
     let coin = params.coin.as_deref().unwrap_or("?");
-    println!("mining {coin} ({}) on {} as {}", algorithm.name(), settings.pool, settings.user);
+    println!(
+        "mining {coin} ({}) on {} as {}",
+        algorithm.name(),
+        settings.pool,
+        settings.user
+    );
     let mut search = algorithm.gpu_search().map_err(gpu_error)?;
     let mut miner = Miner::new(job, &settings, algorithm, search.as_mut());
     miner.run()?;
     let s = miner.stats().clone();
-    Ok(Summary::new(format!("mined: {} accepted, {} rejected", s.accepted, s.rejected))
-        .metric("accepted", s.accepted as f64)
-        .metric("rejected", s.rejected as f64)
-        .metric("hashes", s.hashes as f64))
+    Ok(Summary::new(format!(
+        "mined: {} accepted, {} rejected",
+        s.accepted, s.rejected
+    ))
+    .metric("accepted", s.accepted as f64)
+    .metric("rejected", s.rejected as f64)
+    .metric("hashes", s.hashes as f64))
 }
 
 fn header(text: &str) -> Result<Header, JobError> {
@@ -210,41 +238,71 @@ fn header(text: &str) -> Result<Header, JobError> {
 /// `{"hash": [[digest hex, …], …], "search": [[nonce, …], …], "adapter": …}`.
 fn self_test(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summary, JobError> {
     if algorithm.name() != "sha256d" {
-        return Err(JobError::Unsupported("the self-test hashes with sha256d only".into()));
+        return Err(JobError::Unsupported(
+            "the self-test hashes with sha256d only".into(),
+        ));
     }
     let too_many = |n: u32| n > MAX_SELF_TEST_NONCES;
-    if params.hash.iter().map(|c| c.count).chain(params.search.iter().map(|c| c.count)).any(too_many) {
-        return Err(JobError::InvalidParams(format!("a self-test case covers at most {MAX_SELF_TEST_NONCES} nonces")));
+    if params
+        .hash
+        .iter()
+        .map(|c| c.count)
+        .chain(params.search.iter().map(|c| c.count))
+        .any(too_many)
+    {
+        return Err(JobError::InvalidParams(format!(
+            "a self-test case covers at most {MAX_SELF_TEST_NONCES} nonces"
+        )));
     }
     let mut gpu = sha256d::GpuSha256d::new().map_err(gpu_error)?;
     let mut hashes = Vec::new();
     for case in &params.hash {
         let end = u64::from(case.first) + u64::from(case.count);
         if end > 1 << 32 {
-            return Err(JobError::InvalidParams("a self-test range passes nonce 2^32".into()));
+            return Err(JobError::InvalidParams(
+                "a self-test range passes nonce 2^32".into(),
+            ));
         }
-        let digests = gpu.digests(&header(&case.header)?, case.first, case.count).map_err(gpu_error)?;
+        let digests = gpu
+            .digests(&header(&case.header)?, case.first, case.count)
+            .map_err(gpu_error)?;
         hashes.push(digests.iter().map(|d| hex::encode(d)).collect::<Vec<_>>());
     }
     let mut found = Vec::new();
     for case in &params.search {
         let h = header(&case.header)?;
         let target = match &case.target {
-            Some(t) => Target::from_be_bytes(hex::decode_array(t).map_err(|e| JobError::InvalidParams(format!("self-test target: {e}")))?),
+            Some(t) => Target::from_be_bytes(
+                hex::decode_array(t)
+                    .map_err(|e| JobError::InvalidParams(format!("self-test target: {e}")))?,
+            ),
             None => Target::from_compact(u32::from_le_bytes([h[72], h[73], h[74], h[75]]))
-                .ok_or_else(|| JobError::InvalidParams("self-test header has an invalid nbits".into()))?,
+                .ok_or_else(|| {
+                    JobError::InvalidParams("self-test header has an invalid nbits".into())
+                })?,
         };
         if u64::from(case.first) + u64::from(case.count) > 1 << 32 {
-            return Err(JobError::InvalidParams("a self-test range passes nonce 2^32".into()));
+            return Err(JobError::InvalidParams(
+                "a self-test range passes nonce 2^32".into(),
+            ));
         }
-        let mut nonces = algorithm::NonceSearch::search(&mut gpu, &h, &target, case.first, case.count).map_err(gpu_error)?.nonces;
+        let mut nonces =
+            algorithm::NonceSearch::search(&mut gpu, &h, &target, case.first, case.count)
+                .map_err(gpu_error)?
+                .nonces;
         nonces.sort_unstable();
         found.push(nonces);
     }
-    let adapter = pictor_sdk::gpu::adapter().map(|a| a.name).unwrap_or_default();
+    let adapter = pictor_sdk::gpu::adapter()
+        .map(|a| a.name)
+        .unwrap_or_default();
     let report = serde_json::json!({"adapter": adapter, "hash": hashes, "search": found});
     job.write_output("self-test.json", report.to_string().as_bytes())?;
-    Ok(Summary::new(format!("self-test: {} hash case(s), {} search case(s)", params.hash.len(), params.search.len())))
+    Ok(Summary::new(format!(
+        "self-test: {} hash case(s), {} search case(s)",
+        params.hash.len(),
+        params.search.len()
+    )))
 }
 
 /// Searches a pseudo-random header (at a target nothing meets) for `seconds` and
@@ -252,7 +310,9 @@ fn self_test(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Su
 fn bench(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summary, JobError> {
     let seconds = params.seconds.unwrap_or(3.0);
     if !(seconds.is_finite() && (0.1..=600.0).contains(&seconds)) {
-        return Err(JobError::InvalidParams(format!("`seconds` must be 0.1-600, got {seconds}")));
+        return Err(JobError::InvalidParams(format!(
+            "`seconds` must be 0.1-600, got {seconds}"
+        )));
     }
     let batch = params.batch_ms.unwrap_or(10.0).clamp(0.1, 1000.0) / 1e3;
     let mut search = algorithm.gpu_search().map_err(gpu_error)?;
@@ -264,27 +324,40 @@ fn bench(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summar
     let (mut nonces, mut hashes, mut gpu_time) = (1u32 << 16, 0u64, Duration::ZERO);
     let mut first = 0u32;
     // One warm-up search (pipeline creation, first dispatch).
-    search.search(&header, &impossible, 0, 4096).map_err(gpu_error)?;
+    search
+        .search(&header, &impossible, 0, 4096)
+        .map_err(gpu_error)?;
     let started = Instant::now();
     while started.elapsed().as_secs_f64() < seconds {
         job.check_cancelled()?;
         // Up to the end of the nonce space (then it wraps to 0).
         let count = nonces.min(u32::MAX - first).max(1);
-        let found = search.search(&header, &impossible, first, count).map_err(gpu_error)?;
+        let found = search
+            .search(&header, &impossible, first, count)
+            .map_err(gpu_error)?;
         hashes += u64::from(count);
         gpu_time += found.elapsed;
         first = first.wrapping_add(count);
-        let ratio = if found.elapsed.is_zero() { 2.0 } else { (batch / found.elapsed.as_secs_f64()).clamp(0.5, 2.0) };
+        let ratio = if found.elapsed.is_zero() {
+            2.0
+        } else {
+            (batch / found.elapsed.as_secs_f64()).clamp(0.5, 2.0)
+        };
         nonces = (f64::from(nonces) * ratio).clamp(4096.0, f64::from(1u32 << 30)) as u32;
     }
     let wall = started.elapsed().as_secs_f64();
     let gpu = gpu_time.as_secs_f64().max(1e-9);
-    Ok(Summary::new(format!("{}: {} (wall clock), {} (GPU time)", algorithm.name(), report::format_rate(hashes as f64 / wall), report::format_rate(hashes as f64 / gpu)))
-        .metric("hashes", hashes as f64)
-        .metric("seconds", wall)
-        .metric("hashes-per-second", hashes as f64 / wall)
-        .metric("gpu-hashes-per-second", hashes as f64 / gpu)
-        .metric("last-batch-nonces", f64::from(nonces)))
+    Ok(Summary::new(format!(
+        "{}: {} (wall clock), {} (GPU time)",
+        algorithm.name(),
+        report::format_rate(hashes as f64 / wall),
+        report::format_rate(hashes as f64 / gpu)
+    ))
+    .metric("hashes", hashes as f64)
+    .metric("seconds", wall)
+    .metric("hashes-per-second", hashes as f64 / wall)
+    .metric("gpu-hashes-per-second", hashes as f64 / gpu)
+    .metric("last-batch-nonces", f64::from(nonces)))
 }
 
 pictor_sdk::export_plugin!(Mine);

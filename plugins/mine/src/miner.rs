@@ -77,18 +77,27 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff from `min` to `max`, jittered from `seed`.
     pub fn new(min: Duration, max: Duration, seed: u64) -> Self {
-        Backoff { min, max, attempt: 0, rng: seed | 1 }
+        Backoff {
+            min,
+            max,
+            attempt: 0,
+            rng: seed | 1,
+        }
     }
 
     /// The next delay.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.min.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
+        let ceiling = self
+            .min
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         // xorshift64*
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
-        let fraction = (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+        let fraction =
+            (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
         ceiling.mul_f64(0.5 + fraction / 2.0)
     }
 
@@ -110,13 +119,21 @@ impl BatchSizer {
     const MAX: u32 = 1 << 30;
 
     fn new(aim: Duration) -> Self {
-        BatchSizer { aim, nonces: 1 << 16 }
+        BatchSizer {
+            aim,
+            nonces: 1 << 16,
+        }
     }
 
     /// Adjusts after a search of `nonces` took `elapsed` (at most ×2 or ÷2 a step).
     fn update(&mut self, nonces: u32, elapsed: Duration) {
-        let ratio = if elapsed.is_zero() { 2.0 } else { (self.aim.as_secs_f64() / elapsed.as_secs_f64()).clamp(0.5, 2.0) };
-        self.nonces = (f64::from(nonces) * ratio).clamp(f64::from(Self::MIN), f64::from(Self::MAX)) as u32;
+        let ratio = if elapsed.is_zero() {
+            2.0
+        } else {
+            (self.aim.as_secs_f64() / elapsed.as_secs_f64()).clamp(0.5, 2.0)
+        };
+        self.nonces =
+            (f64::from(nonces) * ratio).clamp(f64::from(Self::MIN), f64::from(Self::MAX)) as u32;
     }
 }
 
@@ -133,8 +150,16 @@ struct Current {
 impl Current {
     fn new(work: Work, diff1: &Target) -> Option<Self> {
         let target = Target::from_difficulty(diff1, work.difficulty)?;
-        let header = work.job.header_for(&work.extranonce1, &extranonce2(0, work.extranonce2_size));
-        Some(Current { work, target, extranonce2: 0, header, next_nonce: 0 })
+        let header = work
+            .job
+            .header_for(&work.extranonce1, &extranonce2(0, work.extranonce2_size));
+        Some(Current {
+            work,
+            target,
+            extranonce2: 0,
+            header,
+            next_nonce: 0,
+        })
     }
 
     /// The next range of at most `count` nonces: (header, first, count).
@@ -189,7 +214,12 @@ pub struct Miner<'a> {
 
 impl<'a> Miner<'a> {
     /// A miner for `job` with these settings, hashing with `search`.
-    pub fn new(job: &'a Job, settings: &'a Settings, algorithm: &'a dyn Algorithm, search: &'a mut dyn NonceSearch) -> Self {
+    pub fn new(
+        job: &'a Job,
+        settings: &'a Settings,
+        algorithm: &'a dyn Algorithm,
+        search: &'a mut dyn NonceSearch,
+    ) -> Self {
         Miner {
             job,
             settings,
@@ -199,7 +229,11 @@ impl<'a> Miner<'a> {
             meter: Meter::default(),
             reporter: Reporter::new(job),
             sizer: BatchSizer::new(settings.batch),
-            backoff: Backoff::new(settings.backoff.0, settings.backoff.1, job.seed() ^ 0x9e37_79b9_7f4a_7c15),
+            backoff: Backoff::new(
+                settings.backoff.0,
+                settings.backoff.1,
+                job.seed() ^ 0x9e37_79b9_7f4a_7c15,
+            ),
             bad_candidates: 0,
             pool_messages: 0,
             status: format!("connecting to {}", settings.pool),
@@ -215,7 +249,9 @@ impl<'a> Miner<'a> {
     /// cannot fix (the pool refused the worker, no GPU), or a cancel.
     pub fn run(&mut self) -> Result<(), JobError> {
         if self.settings.addresses.is_empty() {
-            return Err(JobError::InvalidParams("no pool address to connect to".into()));
+            return Err(JobError::InvalidParams(
+                "no pool address to connect to".into(),
+            ));
         }
         let mut attempt = 0usize;
         loop {
@@ -227,8 +263,16 @@ impl<'a> Miner<'a> {
             let delay = match Connection::open(addr, self.settings.connect_timeout) {
                 Err(e) => {
                     let delay = self.backoff.next_delay();
-                    println!("pool {} ({addr}): {e}; retrying in {:.1} s", self.settings.pool, delay.as_secs_f64());
-                    self.status = format!("pool {} unreachable ({e}); retrying in {:.0} s", self.settings.pool, delay.as_secs_f64().ceil());
+                    println!(
+                        "pool {} ({addr}): {e}; retrying in {:.1} s",
+                        self.settings.pool,
+                        delay.as_secs_f64()
+                    );
+                    self.status = format!(
+                        "pool {} unreachable ({e}); retrying in {:.0} s",
+                        self.settings.pool,
+                        delay.as_secs_f64().ceil()
+                    );
                     delay
                 }
                 Ok(mut connection) => {
@@ -238,12 +282,24 @@ impl<'a> Miner<'a> {
                     match ended {
                         Ended::Dropped(reason) => {
                             let delay = self.backoff.next_delay();
-                            println!("pool {}: {reason}; reconnecting in {:.1} s", self.settings.pool, delay.as_secs_f64());
-                            self.status = format!("pool {} lost ({reason}); reconnecting in {:.0} s", self.settings.pool, delay.as_secs_f64().ceil());
+                            println!(
+                                "pool {}: {reason}; reconnecting in {:.1} s",
+                                self.settings.pool,
+                                delay.as_secs_f64()
+                            );
+                            self.status = format!(
+                                "pool {} lost ({reason}); reconnecting in {:.0} s",
+                                self.settings.pool,
+                                delay.as_secs_f64().ceil()
+                            );
                             delay
                         }
                         Ended::Reconnect(wait) => {
-                            self.status = format!("pool {} asked to reconnect in {:.0} s", self.settings.pool, wait.as_secs_f64().ceil());
+                            self.status = format!(
+                                "pool {} asked to reconnect in {:.0} s",
+                                self.settings.pool,
+                                wait.as_secs_f64().ceil()
+                            );
                             wait
                         }
                     }
@@ -275,7 +331,11 @@ impl<'a> Miner<'a> {
         loop {
             self.check_cancelled()?;
             let mining = client.authorized() && current.is_some() && broken.is_none();
-            let wait = if mining { Duration::ZERO } else { Duration::from_millis(100) };
+            let wait = if mining {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
             let lines = match connection.read_lines(wait) {
                 Ok(lines) => lines,
                 Err(e) => return Ok(Ended::Dropped(broken.unwrap_or_else(|| e.to_string()))),
@@ -302,10 +362,15 @@ impl<'a> Miner<'a> {
             }
             if !client.authorized() && opened.elapsed() > self.settings.answer_timeout {
                 let secs = self.settings.answer_timeout.as_secs();
-                return Ok(Ended::Dropped(format!("no answer to subscribe/authorize within {secs} s")));
+                return Ok(Ended::Dropped(format!(
+                    "no answer to subscribe/authorize within {secs} s"
+                )));
             }
             if heard.elapsed() > self.settings.silence_timeout {
-                return Ok(Ended::Dropped(format!("the pool sent nothing for {} s", self.settings.silence_timeout.as_secs())));
+                return Ok(Ended::Dropped(format!(
+                    "the pool sent nothing for {} s",
+                    self.settings.silence_timeout.as_secs()
+                )));
             }
             if client.authorized()
                 && let Some(work) = current.as_mut()
@@ -319,25 +384,39 @@ impl<'a> Miner<'a> {
     }
 
     /// Acts on one event; `Some` ends the connection.
-    fn on_event(&mut self, event: Event, current: &mut Option<Current>) -> Result<Option<Ended>, JobError> {
+    fn on_event(
+        &mut self,
+        event: Event,
+        current: &mut Option<Current>,
+    ) -> Result<Option<Ended>, JobError> {
         match event {
             Event::Subscribed => {}
             Event::Authorized => {
-                println!("authorized as {} on pool {}", self.settings.user, self.settings.pool);
+                println!(
+                    "authorized as {} on pool {}",
+                    self.settings.user, self.settings.pool
+                );
                 self.stats.connected = true;
                 self.backoff.reset();
                 self.status = format!("mining on {}", self.settings.pool);
                 self.publish(true);
             }
             Event::Refused(reason) => {
-                return Err(JobError::Failed(format!("pool {} refused worker {:?}: {reason}", self.settings.pool, self.settings.user)));
+                return Err(JobError::Failed(format!(
+                    "pool {} refused worker {:?}: {reason}",
+                    self.settings.pool, self.settings.user
+                )));
             }
             Event::Work(work) => {
                 // The newest job is always the best one to mine.
                 self.stats.difficulty = work.difficulty;
                 match Current::new(work, &self.algorithm.diff1()) {
                     Some(next) => *current = Some(next),
-                    None => return Ok(Some(Ended::Dropped("the pool's difficulty gives no target".into()))),
+                    None => {
+                        return Ok(Some(Ended::Dropped(
+                            "the pool's difficulty gives no target".into(),
+                        )));
+                    }
                 }
             }
             Event::Difficulty(d) => {
@@ -357,7 +436,11 @@ impl<'a> Miner<'a> {
                     self.stats.rejected += 1;
                     if worth_logging(self.stats.rejected) {
                         let n = self.stats.rejected;
-                        println!("share rejected by pool {} ({n} so far): {}", self.settings.pool, reason.unwrap_or_default());
+                        println!(
+                            "share rejected by pool {} ({n} so far): {}",
+                            self.settings.pool,
+                            reason.unwrap_or_default()
+                        );
                     }
                 }
                 self.publish(true);
@@ -369,7 +452,11 @@ impl<'a> Miner<'a> {
                         self.settings.pool,
                         wait.as_secs_f64()
                     ),
-                    None => println!("pool {} asks to reconnect in {:.1} s", self.settings.pool, wait.as_secs_f64()),
+                    None => println!(
+                        "pool {} asks to reconnect in {:.1} s",
+                        self.settings.pool,
+                        wait.as_secs_f64()
+                    ),
                 }
                 return Ok(Some(Ended::Reconnect(wait)));
             }
@@ -387,7 +474,10 @@ impl<'a> Miner<'a> {
     /// (each checked on the CPU first).
     fn search_once(&mut self, work: &mut Current) -> Result<Vec<Share>, JobError> {
         let (header, first, count) = work.next_range(self.sizer.nonces);
-        let found = self.search.search(&header, &work.target, first, count).map_err(gpu_error)?;
+        let found = self
+            .search
+            .search(&header, &work.target, first, count)
+            .map_err(gpu_error)?;
         self.sizer.update(count, found.elapsed);
         self.stats.hashes += u64::from(count);
         self.meter.add(u64::from(count));
@@ -399,7 +489,10 @@ impl<'a> Miner<'a> {
             } else {
                 self.bad_candidates += 1;
                 if worth_logging(self.bad_candidates) {
-                    eprintln!("GPU candidate nonce {nonce:08x} does not meet the target on the CPU ({} so far): not submitted", self.bad_candidates);
+                    eprintln!(
+                        "GPU candidate nonce {nonce:08x} does not meet the target on the CPU ({} so far): not submitted",
+                        self.bad_candidates
+                    );
                 }
             }
         }
@@ -410,7 +503,14 @@ impl<'a> Miner<'a> {
         self.stats.hashrate = self.meter.rate();
         let s = &self.stats;
         let message = if s.connected {
-            format!("{} · {} accepted, {} rejected · diff {} · {}", format_rate(s.hashrate), s.accepted, s.rejected, s.difficulty, self.settings.pool)
+            format!(
+                "{} · {} accepted, {} rejected · diff {} · {}",
+                format_rate(s.hashrate),
+                s.accepted,
+                s.rejected,
+                s.difficulty,
+                self.settings.pool
+            )
         } else {
             self.status.clone()
         };

@@ -58,7 +58,10 @@ fn take_lines(buffer: &mut Vec<u8>) -> Result<Vec<String>, NetError> {
 /// Sleeps `duration` (a host call: the host can stop the miner meanwhile).
 pub fn sleep(duration: Duration) {
     #[cfg(target_arch = "wasm32")]
-    wasip2::clocks::monotonic_clock::subscribe_duration(duration.as_nanos().min(u128::from(u64::MAX)) as u64).block();
+    wasip2::clocks::monotonic_clock::subscribe_duration(
+        duration.as_nanos().min(u128::from(u64::MAX)) as u64,
+    )
+    .block();
     #[cfg(not(target_arch = "wasm32"))]
     std::thread::sleep(duration);
 }
@@ -76,7 +79,9 @@ mod wasi_tcp {
     use wasip2::io::poll::poll;
     use wasip2::io::streams::{InputStream, OutputStream, StreamError};
     use wasip2::sockets::instance_network::instance_network;
-    use wasip2::sockets::network::{ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress};
+    use wasip2::sockets::network::{
+        ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
+    };
     use wasip2::sockets::tcp::TcpSocket;
     use wasip2::sockets::tcp_create_socket::create_tcp_socket;
 
@@ -99,12 +104,23 @@ mod wasi_tcp {
         match addr {
             SocketAddr::V4(a) => {
                 let [a0, a1, a2, a3] = a.ip().octets();
-                (IpAddressFamily::Ipv4, IpSocketAddress::Ipv4(Ipv4SocketAddress { port: a.port(), address: (a0, a1, a2, a3) }))
+                (
+                    IpAddressFamily::Ipv4,
+                    IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                        port: a.port(),
+                        address: (a0, a1, a2, a3),
+                    }),
+                )
             }
             SocketAddr::V6(a) => {
                 let s = a.ip().segments();
                 let address = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
-                let v6 = Ipv6SocketAddress { port: a.port(), flow_info: a.flowinfo(), address, scope_id: a.scope_id() };
+                let v6 = Ipv6SocketAddress {
+                    port: a.port(),
+                    flow_info: a.flowinfo(),
+                    address,
+                    scope_id: a.scope_id(),
+                };
                 (IpAddressFamily::Ipv6, IpSocketAddress::Ipv6(v6))
             }
         }
@@ -112,7 +128,9 @@ mod wasi_tcp {
 
     fn describe(e: ErrorCode) -> String {
         match e {
-            ErrorCode::AccessDenied => "access denied (the host grants only the configured pool)".into(),
+            ErrorCode::AccessDenied => {
+                "access denied (the host grants only the configured pool)".into()
+            }
             ErrorCode::ConnectionRefused => "connection refused".into(),
             ErrorCode::Timeout => "timed out".into(),
             ErrorCode::RemoteUnreachable => "unreachable".into(),
@@ -133,7 +151,9 @@ mod wasi_tcp {
             let network = instance_network();
             let (family, address) = wasi_address(addr);
             let socket = create_tcp_socket(family).map_err(|e| NetError::Connect(describe(e)))?;
-            socket.start_connect(&network, address).map_err(|e| NetError::Connect(describe(e)))?;
+            socket
+                .start_connect(&network, address)
+                .map_err(|e| NetError::Connect(describe(e)))?;
             let (input, output) = {
                 let ready = socket.subscribe();
                 let timer = subscribe_duration(nanos(timeout));
@@ -142,7 +162,10 @@ mod wasi_tcp {
                         Ok(streams) => break streams,
                         Err(ErrorCode::WouldBlock) => {
                             if poll(&[&ready, &timer]) == [1] {
-                                return Err(NetError::Connect(format!("timed out after {} s", timeout.as_secs_f64())));
+                                return Err(NetError::Connect(format!(
+                                    "timed out after {} s",
+                                    timeout.as_secs_f64()
+                                )));
                             }
                         }
                         Err(e) => return Err(NetError::Connect(describe(e))),
@@ -151,7 +174,13 @@ mod wasi_tcp {
             };
             // A pool that vanishes without a FIN is noticed by keep-alives.
             let _ = socket.set_keep_alive_enabled(true);
-            Ok(Connection { input, output, _socket: socket, buffer: Vec::new(), ended: None })
+            Ok(Connection {
+                input,
+                output,
+                _socket: socket,
+                buffer: Vec::new(),
+                ended: None,
+            })
         }
 
         /// Sends `line` and a newline.
@@ -161,7 +190,9 @@ mod wasi_tcp {
             bytes.push(b'\n');
             // blocking-write-and-flush takes at most 4096 bytes a call.
             for chunk in bytes.chunks(4096) {
-                self.output.blocking_write_and_flush(chunk).map_err(stream_error)?;
+                self.output
+                    .blocking_write_and_flush(chunk)
+                    .map_err(stream_error)?;
             }
             Ok(())
         }
@@ -224,16 +255,23 @@ mod std_tcp {
     impl Connection {
         /// Connects to `addr`, giving up after `timeout`.
         pub fn open(addr: SocketAddr, timeout: Duration) -> Result<Self, NetError> {
-            let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| NetError::Connect(e.to_string()))?;
+            let stream = TcpStream::connect_timeout(&addr, timeout)
+                .map_err(|e| NetError::Connect(e.to_string()))?;
             let _ = stream.set_nodelay(true);
-            Ok(Connection { stream, buffer: Vec::new(), ended: None })
+            Ok(Connection {
+                stream,
+                buffer: Vec::new(),
+                ended: None,
+            })
         }
 
         /// Sends `line` and a newline.
         pub fn send_line(&mut self, line: &str) -> Result<(), NetError> {
             let io = |e: std::io::Error| NetError::Io(e.to_string());
             self.stream.set_nonblocking(false).map_err(io)?;
-            self.stream.write_all(format!("{line}\n").as_bytes()).map_err(io)
+            self.stream
+                .write_all(format!("{line}\n").as_bytes())
+                .map_err(io)
         }
 
         /// The complete lines received so far; when there are none, waits
@@ -280,7 +318,11 @@ mod std_tcp {
                     self.buffer.extend_from_slice(&chunk[..n]);
                     return true;
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => self.ended = Some(NetError::Io(e.to_string())),
             }
             false
@@ -295,7 +337,10 @@ mod tests {
     #[test]
     fn lines_are_split_trimmed_and_bounded() {
         let mut buffer = b"{\"a\":1}\r\n\n{\"b\"".to_vec();
-        assert_eq!(take_lines(&mut buffer).unwrap(), vec!["{\"a\":1}".to_string()]);
+        assert_eq!(
+            take_lines(&mut buffer).unwrap(),
+            vec!["{\"a\":1}".to_string()]
+        );
         assert_eq!(buffer, b"{\"b\"");
         let mut long = vec![b'x'; MAX_LINE + 1];
         assert_eq!(take_lines(&mut long), Err(NetError::LineTooLong));

@@ -38,7 +38,10 @@ pub struct Meter {
 
 impl Default for Meter {
     fn default() -> Self {
-        Meter { started: Instant::now(), samples: VecDeque::new() }
+        Meter {
+            started: Instant::now(),
+            samples: VecDeque::new(),
+        }
     }
 }
 
@@ -47,7 +50,11 @@ impl Meter {
     pub fn add(&mut self, hashes: u64) {
         let now = Instant::now();
         self.samples.push_back((now, hashes));
-        while self.samples.front().is_some_and(|(t, _)| now.duration_since(*t) > WINDOW) {
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+        {
             self.samples.pop_front();
         }
     }
@@ -59,7 +66,12 @@ impl Meter {
         if span <= 0.0 {
             return 0.0;
         }
-        let hashes: u64 = self.samples.iter().filter(|(t, _)| now.duration_since(*t) <= WINDOW).map(|(_, n)| n).sum();
+        let hashes: u64 = self
+            .samples
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= WINDOW)
+            .map(|(_, n)| n)
+            .sum();
         hashes as f64 / span
     }
 }
@@ -97,14 +109,16 @@ impl<'a> Reporter<'a> {
         self.last = Some(Instant::now());
         self.job.progress(0.0, message);
         #[cfg(target_arch = "wasm32")]
-        crate::bindings::pictor::plugin::mining::report(crate::bindings::pictor::plugin::mining::MiningStats {
-            hashrate: stats.hashrate,
-            hashes: stats.hashes,
-            accepted: stats.accepted,
-            rejected: stats.rejected,
-            connected: stats.connected,
-            difficulty: stats.difficulty,
-        });
+        crate::bindings::pictor::plugin::mining::report(
+            crate::bindings::pictor::plugin::mining::MiningStats {
+                hashrate: stats.hashrate,
+                hashes: stats.hashes,
+                accepted: stats.accepted,
+                rejected: stats.rejected,
+                connected: stats.connected,
+                difficulty: stats.difficulty,
+            },
+        );
         #[cfg(not(target_arch = "wasm32"))]
         let _ = stats;
     }

@@ -136,7 +136,10 @@ impl Client {
 
     /// Submits waiting for an answer.
     pub fn unanswered_submits(&self) -> usize {
-        self.pending.values().filter(|r| **r == Request::Submit).count()
+        self.pending
+            .values()
+            .filter(|r| **r == Request::Submit)
+            .count()
     }
 
     fn request(&mut self, kind: Request, method: &str, params: Value) -> String {
@@ -171,10 +174,13 @@ impl Client {
 
     /// Handles one line from the pool.
     pub fn handle(&mut self, line: &str) -> Result<Handled, String> {
-        let message: Value = serde_json::from_str(line).map_err(|e| format!("pool sent invalid JSON ({e}): {}", clip(line)))?;
+        let message: Value = serde_json::from_str(line)
+            .map_err(|e| format!("pool sent invalid JSON ({e}): {}", clip(line)))?;
         let id = message.get("id").cloned().unwrap_or(Value::Null);
         match message.get("method").and_then(Value::as_str) {
-            Some(method) => self.on_request(method, message.get("params").unwrap_or(&Value::Null), id),
+            Some(method) => {
+                self.on_request(method, message.get("params").unwrap_or(&Value::Null), id)
+            }
             None => self.on_response(&message, &id),
         }
     }
@@ -191,10 +197,20 @@ impl Client {
                 if let Some(e) = error {
                     return Err(format!("pool refused mining.subscribe: {e}"));
                 }
-                let en1 = result.get(1).and_then(Value::as_str).ok_or("mining.subscribe answer has no extranonce1")?;
-                let en1 = hex::decode(en1).map_err(|e| format!("mining.subscribe extranonce1: {e}"))?;
-                let size = result.get(2).and_then(Value::as_u64).ok_or("mining.subscribe answer has no extranonce2_size")?;
-                let size = usize::try_from(size).ok().filter(|s| (1..=16).contains(s)).ok_or(format!("extranonce2_size {size} is not 1-16 bytes"))?;
+                let en1 = result
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .ok_or("mining.subscribe answer has no extranonce1")?;
+                let en1 =
+                    hex::decode(en1).map_err(|e| format!("mining.subscribe extranonce1: {e}"))?;
+                let size = result
+                    .get(2)
+                    .and_then(Value::as_u64)
+                    .ok_or("mining.subscribe answer has no extranonce2_size")?;
+                let size = usize::try_from(size)
+                    .ok()
+                    .filter(|s| (1..=16).contains(s))
+                    .ok_or(format!("extranonce2_size {size} is not 1-16 bytes"))?;
                 if en1.len() > 64 {
                     return Err(format!("extranonce1 of {} bytes is too long", en1.len()));
                 }
@@ -210,12 +226,20 @@ impl Client {
                     handled.events.push(Event::Authorized);
                 }
                 (_, Some(e)) => handled.events.push(Event::Refused(e)),
-                _ => handled.events.push(Event::Refused("the pool answered false".into())),
+                _ => handled
+                    .events
+                    .push(Event::Refused("the pool answered false".into())),
             },
             Request::Submit => {
                 let accepted = result.as_bool() == Some(true) && error.is_none();
-                let reason = if accepted { None } else { Some(error.unwrap_or_else(|| "the pool answered false".into())) };
-                handled.events.push(Event::ShareAnswered { accepted, reason });
+                let reason = if accepted {
+                    None
+                } else {
+                    Some(error.unwrap_or_else(|| "the pool answered false".into()))
+                };
+                handled
+                    .events
+                    .push(Event::ShareAnswered { accepted, reason });
             }
         }
         Ok(handled)
@@ -233,25 +257,51 @@ impl Client {
                 }
             }
             "mining.set_difficulty" => {
-                let d = params.get(0).and_then(Value::as_f64).filter(|d| d.is_finite() && *d > 0.0);
-                let d = d.ok_or_else(|| format!("mining.set_difficulty {} is not a positive number", clip(&params.to_string())))?;
+                let d = params
+                    .get(0)
+                    .and_then(Value::as_f64)
+                    .filter(|d| d.is_finite() && *d > 0.0);
+                let d = d.ok_or_else(|| {
+                    format!(
+                        "mining.set_difficulty {} is not a positive number",
+                        clip(&params.to_string())
+                    )
+                })?;
                 self.difficulty = d;
                 handled.events.push(Event::Difficulty(d));
             }
             "mining.set_extranonce" => {
-                let en1 = params.get(0).and_then(Value::as_str).ok_or("mining.set_extranonce has no extranonce1")?;
+                let en1 = params
+                    .get(0)
+                    .and_then(Value::as_str)
+                    .ok_or("mining.set_extranonce has no extranonce1")?;
                 let en1 = hex::decode(en1).map_err(|e| format!("mining.set_extranonce: {e}"))?;
-                let size = params.get(1).and_then(Value::as_u64).and_then(|s| usize::try_from(s).ok()).filter(|s| (1..=16).contains(s));
+                let size = params
+                    .get(1)
+                    .and_then(Value::as_u64)
+                    .and_then(|s| usize::try_from(s).ok())
+                    .filter(|s| (1..=16).contains(s));
                 let size = size.ok_or("mining.set_extranonce extranonce2_size is not 1-16")?;
                 // Applies from the next job on.
                 self.extranonce = Some((en1, size));
             }
             "client.reconnect" => {
-                let host = params.get(0).and_then(Value::as_str).filter(|h| !h.is_empty());
-                let port = params.get(1).and_then(|p| p.as_u64().or_else(|| p.as_str().and_then(|s| s.parse().ok())));
-                let wait = params.get(2).and_then(Value::as_f64).filter(|w| w.is_finite() && *w >= 0.0).unwrap_or(0.0);
+                let host = params
+                    .get(0)
+                    .and_then(Value::as_str)
+                    .filter(|h| !h.is_empty());
+                let port = params.get(1).and_then(|p| {
+                    p.as_u64()
+                        .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+                });
+                let wait = params
+                    .get(2)
+                    .and_then(Value::as_f64)
+                    .filter(|w| w.is_finite() && *w >= 0.0)
+                    .unwrap_or(0.0);
                 let wait = Duration::from_secs_f64(wait.min(MAX_RECONNECT_WAIT.as_secs_f64()));
-                let elsewhere = host.map(|h| format!("{h}:{}", port.map_or("?".into(), |p| p.to_string())));
+                let elsewhere =
+                    host.map(|h| format!("{h}:{}", port.map_or("?".into(), |p| p.to_string())));
                 handled.events.push(Event::Reconnect { wait, elsewhere });
             }
             "client.show_message" => {
@@ -271,7 +321,12 @@ impl Client {
 
     fn work(&self, job: JobTemplate) -> Option<Event> {
         let (extranonce1, extranonce2_size) = self.extranonce.clone()?;
-        Some(Event::Work(Work { job, extranonce1, extranonce2_size, difficulty: self.difficulty }))
+        Some(Event::Work(Work {
+            job,
+            extranonce1,
+            extranonce2_size,
+            difficulty: self.difficulty,
+        }))
     }
 }
 
@@ -282,7 +337,10 @@ fn error_text(error: Option<&Value>) -> Option<String> {
         Value::Null => None,
         Value::Array(parts) => {
             let code = parts.first().and_then(Value::as_i64);
-            let text = parts.get(1).and_then(Value::as_str).unwrap_or("unknown error");
+            let text = parts
+                .get(1)
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
             Some(match code {
                 Some(code) => format!("{} (code {code})", clip(text)),
                 None => clip(text).to_string(),
@@ -310,8 +368,13 @@ mod tests {
 
     fn subscribed() -> Client {
         let mut c = Client::new("bc1qwallet.wkr-1", "x");
-        assert_eq!(c.subscribe(), r#"{"id":1,"method":"mining.subscribe","params":["pictor-mine/0.1.0"]}"#);
-        let h = c.handle(r#"{"id":1,"result":[[["mining.notify","ae68"]],"08000002",4],"error":null}"#).unwrap();
+        assert_eq!(
+            c.subscribe(),
+            r#"{"id":1,"method":"mining.subscribe","params":["pictor-mine/0.1.0"]}"#
+        );
+        let h = c
+            .handle(r#"{"id":1,"result":[[["mining.notify","ae68"]],"08000002",4],"error":null}"#)
+            .unwrap();
         assert_eq!(h.events, vec![Event::Subscribed]);
         c
     }
@@ -319,25 +382,73 @@ mod tests {
     #[test]
     fn subscribe_authorize_notify_submit() {
         let mut c = subscribed();
-        assert_eq!(c.authorize(), r#"{"id":2,"method":"mining.authorize","params":["bc1qwallet.wkr-1","x"]}"#);
-        assert_eq!(c.handle(r#"{"id":2,"result":true,"error":null}"#).unwrap().events, vec![Event::Authorized]);
+        assert_eq!(
+            c.authorize(),
+            r#"{"id":2,"method":"mining.authorize","params":["bc1qwallet.wkr-1","x"]}"#
+        );
+        assert_eq!(
+            c.handle(r#"{"id":2,"result":true,"error":null}"#)
+                .unwrap()
+                .events,
+            vec![Event::Authorized]
+        );
         assert!(c.authorized());
-        assert_eq!(c.handle(r#"{"id":null,"method":"mining.set_difficulty","params":[0.5]}"#).unwrap().events, vec![Event::Difficulty(0.5)]);
+        assert_eq!(
+            c.handle(r#"{"id":null,"method":"mining.set_difficulty","params":[0.5]}"#)
+                .unwrap()
+                .events,
+            vec![Event::Difficulty(0.5)]
+        );
         let events = c.handle(NOTIFY).unwrap().events;
-        let [Event::Work(work)] = &events[..] else { panic!("{events:?}") };
-        assert_eq!((work.job.id.as_str(), work.difficulty, work.extranonce2_size), ("bf", 0.5, 4));
+        let [Event::Work(work)] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            (work.job.id.as_str(), work.difficulty, work.extranonce2_size),
+            ("bf", 0.5, 4)
+        );
         assert_eq!(work.extranonce1, vec![8, 0, 0, 2]);
-        assert_eq!((work.job.version, work.job.nbits, work.job.ntime, work.job.clean), (2, 0x1c2a_c4af, 0x504e_86b9, false));
+        assert_eq!(
+            (
+                work.job.version,
+                work.job.nbits,
+                work.job.ntime,
+                work.job.clean
+            ),
+            (2, 0x1c2a_c4af, 0x504e_86b9, false)
+        );
 
-        let share = Share { job_id: "bf".into(), extranonce2: vec![1, 0, 0, 0], ntime: 0x504e_86b9, nonce: 0x0a02_9ed1 };
-        assert_eq!(c.submit(&share), r#"{"id":3,"method":"mining.submit","params":["bc1qwallet.wkr-1","bf","01000000","504e86b9","0a029ed1"]}"#);
+        let share = Share {
+            job_id: "bf".into(),
+            extranonce2: vec![1, 0, 0, 0],
+            ntime: 0x504e_86b9,
+            nonce: 0x0a02_9ed1,
+        };
+        assert_eq!(
+            c.submit(&share),
+            r#"{"id":3,"method":"mining.submit","params":["bc1qwallet.wkr-1","bf","01000000","504e86b9","0a029ed1"]}"#
+        );
         assert_eq!(c.unanswered_submits(), 1);
         let answer = c.handle(r#"{"id":3,"result":true,"error":null}"#).unwrap();
-        assert_eq!(answer.events, vec![Event::ShareAnswered { accepted: true, reason: None }]);
+        assert_eq!(
+            answer.events,
+            vec![Event::ShareAnswered {
+                accepted: true,
+                reason: None
+            }]
+        );
         c.submit(&share);
-        let answer = c.handle(r#"{"id":4,"result":null,"error":[23,"Low difficulty share",null]}"#).unwrap();
+        let answer = c
+            .handle(r#"{"id":4,"result":null,"error":[23,"Low difficulty share",null]}"#)
+            .unwrap();
         let reason = Some("Low difficulty share (code 23)".to_string());
-        assert_eq!(answer.events, vec![Event::ShareAnswered { accepted: false, reason }]);
+        assert_eq!(
+            answer.events,
+            vec![Event::ShareAnswered {
+                accepted: false,
+                reason
+            }]
+        );
         assert_eq!(c.unanswered_submits(), 0);
     }
 
@@ -346,26 +457,67 @@ mod tests {
         let mut c = Client::new("w.x", "x");
         c.subscribe();
         assert!(c.handle(NOTIFY).unwrap().events.is_empty());
-        let events = c.handle(r#"{"id":1,"result":[[],"00",2],"error":null}"#).unwrap().events;
-        assert!(matches!(&events[..], [Event::Subscribed, Event::Work(w)] if w.extranonce2_size == 2 && w.difficulty == 1.0), "{events:?}");
+        let events = c
+            .handle(r#"{"id":1,"result":[[],"00",2],"error":null}"#)
+            .unwrap()
+            .events;
+        assert!(
+            matches!(&events[..], [Event::Subscribed, Event::Work(w)] if w.extranonce2_size == 2 && w.difficulty == 1.0),
+            "{events:?}"
+        );
     }
 
     #[test]
     fn refusals_reconnects_and_requests_from_the_pool() {
         let mut c = subscribed();
         c.authorize();
-        let refused = c.handle(r#"{"id":2,"result":null,"error":[24,"Unauthorized worker",null]}"#).unwrap();
-        assert_eq!(refused.events, vec![Event::Refused("Unauthorized worker (code 24)".into())]);
-        let reconnect = c.handle(r#"{"id":null,"method":"client.reconnect","params":["other.example",3334,2]}"#).unwrap();
-        let expected = Event::Reconnect { wait: Duration::from_secs(2), elsewhere: Some("other.example:3334".into()) };
+        let refused = c
+            .handle(r#"{"id":2,"result":null,"error":[24,"Unauthorized worker",null]}"#)
+            .unwrap();
+        assert_eq!(
+            refused.events,
+            vec![Event::Refused("Unauthorized worker (code 24)".into())]
+        );
+        let reconnect = c
+            .handle(r#"{"id":null,"method":"client.reconnect","params":["other.example",3334,2]}"#)
+            .unwrap();
+        let expected = Event::Reconnect {
+            wait: Duration::from_secs(2),
+            elsewhere: Some("other.example:3334".into()),
+        };
         assert_eq!(reconnect.events, vec![expected]);
-        let plain = c.handle(r#"{"id":null,"method":"client.reconnect","params":[]}"#).unwrap();
-        assert_eq!(plain.events, vec![Event::Reconnect { wait: Duration::ZERO, elsewhere: None }]);
-        let version = c.handle(r#"{"id":7,"method":"client.get_version","params":[]}"#).unwrap();
-        assert_eq!(version.reply.unwrap(), r#"{"error":null,"id":7,"result":"pictor-mine/0.1.0"}"#);
-        let unknown = c.handle(r#"{"id":8,"method":"mining.frobnicate","params":[]}"#).unwrap();
-        assert!(unknown.reply.unwrap().contains("unsupported method mining.frobnicate"));
-        assert!(c.handle(r#"{"id":null,"method":"mining.nothing","params":[]}"#).unwrap().reply.is_none());
+        let plain = c
+            .handle(r#"{"id":null,"method":"client.reconnect","params":[]}"#)
+            .unwrap();
+        assert_eq!(
+            plain.events,
+            vec![Event::Reconnect {
+                wait: Duration::ZERO,
+                elsewhere: None
+            }]
+        );
+        let version = c
+            .handle(r#"{"id":7,"method":"client.get_version","params":[]}"#)
+            .unwrap();
+        assert_eq!(
+            version.reply.unwrap(),
+            r#"{"error":null,"id":7,"result":"pictor-mine/0.1.0"}"#
+        );
+        let unknown = c
+            .handle(r#"{"id":8,"method":"mining.frobnicate","params":[]}"#)
+            .unwrap();
+        assert!(
+            unknown
+                .reply
+                .unwrap()
+                .contains("unsupported method mining.frobnicate")
+        );
+        assert!(
+            c.handle(r#"{"id":null,"method":"mining.nothing","params":[]}"#)
+                .unwrap()
+                .reply
+                .is_none()
+        );
     }
 
     #[test]
@@ -373,18 +525,32 @@ mod tests {
         let mut c = subscribed();
         for (line, expected) in [
             ("not json", "invalid JSON"),
-            (r#"{"id":null,"method":"mining.set_difficulty","params":[-1]}"#, "not a positive number"),
-            (r#"{"id":null,"method":"mining.set_difficulty","params":["x"]}"#, "not a positive number"),
-            (r#"{"id":null,"method":"mining.notify","params":["x"]}"#, "9 params"),
+            (
+                r#"{"id":null,"method":"mining.set_difficulty","params":[-1]}"#,
+                "not a positive number",
+            ),
+            (
+                r#"{"id":null,"method":"mining.set_difficulty","params":["x"]}"#,
+                "not a positive number",
+            ),
+            (
+                r#"{"id":null,"method":"mining.notify","params":["x"]}"#,
+                "9 params",
+            ),
         ] {
             let err = c.handle(line).unwrap_err();
             assert!(err.contains(expected), "{line}: {err}");
         }
         let mut fresh = Client::new("w.x", "x");
         fresh.subscribe();
-        let err = fresh.handle(r#"{"id":1,"result":[[],"00",0],"error":null}"#).unwrap_err();
+        let err = fresh
+            .handle(r#"{"id":1,"result":[[],"00",0],"error":null}"#)
+            .unwrap_err();
         assert!(err.contains("extranonce2_size 0"), "{err}");
         // Answers to nothing asked are ignored.
-        assert_eq!(c.handle(r#"{"id":99,"result":true,"error":null}"#).unwrap(), Handled::default());
+        assert_eq!(
+            c.handle(r#"{"id":99,"result":true,"error":null}"#).unwrap(),
+            Handled::default()
+        );
     }
 }

@@ -34,7 +34,14 @@ impl Target {
     /// Its eight 32-bit words, most significant first (what the GPU
     /// kernels compare against).
     pub fn words(&self) -> [u32; 8] {
-        std::array::from_fn(|i| u32::from_be_bytes([self.0[4 * i], self.0[4 * i + 1], self.0[4 * i + 2], self.0[4 * i + 3]]))
+        std::array::from_fn(|i| {
+            u32::from_be_bytes([
+                self.0[4 * i],
+                self.0[4 * i + 1],
+                self.0[4 * i + 2],
+                self.0[4 * i + 3],
+            ])
+        })
     }
 
     /// The target a block header's compact `nbits` encodes (mantissa ×
@@ -50,7 +57,9 @@ impl Target {
         for (i, &b) in m[1..].iter().enumerate() {
             // Byte i of the 3-byte mantissa lands at position `exponent - 1 - i`
             // counted from the least significant end.
-            let Some(from_low) = exponent.checked_sub(1 + i) else { continue };
+            let Some(from_low) = exponent.checked_sub(1 + i) else {
+                continue;
+            };
             if from_low >= 32 {
                 if b != 0 {
                     return None;
@@ -106,7 +115,9 @@ impl Target {
 
     /// The target as an `f64` (rounded).
     pub fn to_f64(&self) -> f64 {
-        self.0.iter().fold(0.0, |acc, &b| acc * 256.0 + f64::from(b))
+        self.0
+            .iter()
+            .fold(0.0, |acc, &b| acc * 256.0 + f64::from(b))
     }
 
     /// Whether `hash` (SHA-256d output, a little-endian number) is ≤ this target.
@@ -118,7 +129,10 @@ impl Target {
 /// The difficulty a hash achieves: `diff1 / hash` (what pools call the
 /// share's difficulty; ∞ for a zero hash).
 pub fn hash_difficulty(diff1: &Target, hash: &[u8; 32]) -> f64 {
-    let value = hash.iter().rev().fold(0.0, |acc, &b| acc * 256.0 + f64::from(b));
+    let value = hash
+        .iter()
+        .rev()
+        .fold(0.0, |acc, &b| acc * 256.0 + f64::from(b));
     diff1.to_f64() / value
 }
 
@@ -135,7 +149,10 @@ mod tests {
 
     /// Bitcoin's difficulty-1 target (`nbits` 0x1d00ffff).
     fn diff1() -> Target {
-        Target::from_be_bytes(hex::decode_array("00000000ffff0000000000000000000000000000000000000000000000000000").unwrap())
+        Target::from_be_bytes(
+            hex::decode_array("00000000ffff0000000000000000000000000000000000000000000000000000")
+                .unwrap(),
+        )
     }
 
     #[test]
@@ -143,9 +160,19 @@ mod tests {
         assert_eq!(Target::from_compact(0x1d00_ffff), Some(diff1()));
         // Block 125552's nbits.
         let t = Target::from_compact(0x1a44_b9f2).unwrap();
-        assert_eq!(hex::encode(&t.to_be_bytes()), "00000000000044b9f20000000000000000000000000000000000000000000000");
-        assert_eq!(Target::from_compact(0x0300_0001).unwrap().to_be_bytes()[31], 1);
-        assert_eq!(Target::from_compact(0x0180_0000), Some(Target::from_be_bytes([0; 32])), "negative zero is zero");
+        assert_eq!(
+            hex::encode(&t.to_be_bytes()),
+            "00000000000044b9f20000000000000000000000000000000000000000000000"
+        );
+        assert_eq!(
+            Target::from_compact(0x0300_0001).unwrap().to_be_bytes()[31],
+            1
+        );
+        assert_eq!(
+            Target::from_compact(0x0180_0000),
+            Some(Target::from_be_bytes([0; 32])),
+            "negative zero is zero"
+        );
         assert_eq!(Target::from_compact(0x0480_0001), None, "negative");
         assert_eq!(Target::from_compact(0x2301_0000), None, "overflow");
     }
@@ -154,10 +181,16 @@ mod tests {
     fn difficulty_divides_the_diff1_target() {
         assert_eq!(Target::from_difficulty(&diff1(), 1.0), Some(diff1()));
         let half = Target::from_difficulty(&diff1(), 2.0).unwrap();
-        assert_eq!(hex::encode(&half.to_be_bytes()), "000000007fff8000000000000000000000000000000000000000000000000000");
+        assert_eq!(
+            hex::encode(&half.to_be_bytes()),
+            "000000007fff8000000000000000000000000000000000000000000000000000"
+        );
         // Fractional difficulty: an easier target than diff1.
         let easy = Target::from_difficulty(&diff1(), 1.0 / 65536.0).unwrap();
-        assert_eq!(hex::encode(&easy.to_be_bytes()), "0000ffff00000000000000000000000000000000000000000000000000000000");
+        assert_eq!(
+            hex::encode(&easy.to_be_bytes()),
+            "0000ffff00000000000000000000000000000000000000000000000000000000"
+        );
         assert_eq!(Target::from_difficulty(&diff1(), 1e-80), Some(Target::MAX));
         assert_eq!(Target::from_difficulty(&diff1(), 0.0), None);
         assert_eq!(Target::from_difficulty(&diff1(), f64::NAN), None);

@@ -49,8 +49,14 @@ impl JobTemplate {
     /// Decodes `mining.notify` params: `[job_id, prevhash, coinb1, coinb2,
     /// merkle_branch, version, nbits, ntime, clean_jobs]`.
     pub fn from_notify(params: &Value) -> Result<Self, String> {
-        let p = params.as_array().filter(|p| p.len() >= 9).ok_or("mining.notify needs 9 params")?;
-        let text = |i: usize, name: &str| p[i].as_str().ok_or_else(|| format!("mining.notify `{name}` is not a string"));
+        let p = params
+            .as_array()
+            .filter(|p| p.len() >= 9)
+            .ok_or("mining.notify needs 9 params")?;
+        let text = |i: usize, name: &str| {
+            p[i].as_str()
+                .ok_or_else(|| format!("mining.notify `{name}` is not a string"))
+        };
         let id = text(0, "job_id")?.to_string();
         if id.is_empty() || id.len() > 128 {
             return Err("mining.notify `job_id` must be 1-128 characters".into());
@@ -58,23 +64,37 @@ impl JobTemplate {
         let part = |i: usize, name: &str| -> Result<Vec<u8>, String> {
             let t = text(i, name)?;
             if t.len() > 2 * MAX_COINBASE_PART {
-                return Err(format!("mining.notify `{name}` is over {MAX_COINBASE_PART} bytes"));
+                return Err(format!(
+                    "mining.notify `{name}` is over {MAX_COINBASE_PART} bytes"
+                ));
             }
             hex::decode(t).map_err(|e| format!("mining.notify `{name}`: {e}"))
         };
-        let branches = p[4].as_array().ok_or("mining.notify `merkle_branch` is not a list")?;
+        let branches = p[4]
+            .as_array()
+            .ok_or("mining.notify `merkle_branch` is not a list")?;
         if branches.len() > MAX_BRANCHES {
-            return Err(format!("mining.notify has {} merkle branches, at most {MAX_BRANCHES} make sense", branches.len()));
+            return Err(format!(
+                "mining.notify has {} merkle branches, at most {MAX_BRANCHES} make sense",
+                branches.len()
+            ));
         }
         let branches = branches
             .iter()
-            .map(|b| b.as_str().ok_or("a merkle branch is not a string".to_string()).and_then(hex::decode_array::<32>))
+            .map(|b| {
+                b.as_str()
+                    .ok_or("a merkle branch is not a string".to_string())
+                    .and_then(hex::decode_array::<32>)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("mining.notify `merkle_branch`: {e}"))?;
-        let number = |i: usize, name: &str| hex::decode_u32(text(i, name)?).map_err(|e| format!("mining.notify `{name}`: {e}"));
+        let number = |i: usize, name: &str| {
+            hex::decode_u32(text(i, name)?).map_err(|e| format!("mining.notify `{name}`: {e}"))
+        };
         Ok(JobTemplate {
             id,
-            prevhash: stratum_prevhash(text(1, "prevhash")?).map_err(|e| format!("mining.notify `prevhash`: {e}"))?,
+            prevhash: stratum_prevhash(text(1, "prevhash")?)
+                .map_err(|e| format!("mining.notify `prevhash`: {e}"))?,
             coinb1: part(2, "coinb1")?,
             coinb2: part(3, "coinb2")?,
             branches,
@@ -92,12 +112,14 @@ impl JobTemplate {
 
     /// The merkle root of a block whose coinbase is `coinbase`.
     pub fn merkle_root(&self, coinbase: &[u8]) -> [u8; 32] {
-        self.branches.iter().fold(sha256d(coinbase), |root, branch| {
-            let mut pair = [0u8; 64];
-            pair[..32].copy_from_slice(&root);
-            pair[32..].copy_from_slice(branch);
-            sha256d(&pair)
-        })
+        self.branches
+            .iter()
+            .fold(sha256d(coinbase), |root, branch| {
+                let mut pair = [0u8; 64];
+                pair[..32].copy_from_slice(&root);
+                pair[32..].copy_from_slice(branch);
+                sha256d(&pair)
+            })
     }
 
     /// The block header for `merkle_root`, with nonce 0.
@@ -167,7 +189,9 @@ mod tests {
     /// The job as the pool sent it; the whole coinbase stands in coinb1
     /// (empty extranonces), which builds the same transaction.
     fn notify() -> Value {
-        serde_json::json!(["1", PREVHASH, COINBASE, "", BRANCHES, "20000004", "1705ae3a", "647025b5", true])
+        serde_json::json!([
+            "1", PREVHASH, COINBASE, "", BRANCHES, "20000004", "1705ae3a", "647025b5", true
+        ])
     }
 
     #[test]
@@ -179,12 +203,27 @@ mod tests {
         let hash = Sha256d.hash(&header);
         let difficulty = hash_difficulty(&Sha256d.diff1(), &hash);
         assert_eq!(difficulty as u64, 683, "difficulty {difficulty}");
-        assert!(Target::from_difficulty(&Sha256d.diff1(), 683.0).unwrap().is_met_by(&hash));
-        assert!(!Target::from_difficulty(&Sha256d.diff1(), 684.0).unwrap().is_met_by(&hash));
+        assert!(
+            Target::from_difficulty(&Sha256d.diff1(), 683.0)
+                .unwrap()
+                .is_met_by(&hash)
+        );
+        assert!(
+            !Target::from_difficulty(&Sha256d.diff1(), 684.0)
+                .unwrap()
+                .is_met_by(&hash)
+        );
         // The header fields land where Bitcoin puts them.
         assert_eq!(&header[..4], &[0x04, 0, 0, 0x20]);
-        assert_eq!(&header[4..8], &[0x45, 0x95, 0x85, 0x0c], "prevhash word byte-reversed");
-        assert_eq!(&header[68..76], &[0xb5, 0x25, 0x70, 0x64, 0x3a, 0xae, 0x05, 0x17]);
+        assert_eq!(
+            &header[4..8],
+            &[0x45, 0x95, 0x85, 0x0c],
+            "prevhash word byte-reversed"
+        );
+        assert_eq!(
+            &header[68..76],
+            &[0xb5, 0x25, 0x70, 0x64, 0x3a, 0xae, 0x05, 0x17]
+        );
         assert_eq!(&header[76..], &[0xd1, 0x9e, 0x02, 0x0a]);
     }
 
@@ -202,10 +241,17 @@ mod tests {
         params[2] = Value::from(&COINBASE[..20]);
         params[3] = Value::from(&COINBASE[28..]);
         let job = JobTemplate::from_notify(&params).unwrap();
-        let coinbase = job.coinbase(&hex::decode(&COINBASE[20..24]).unwrap(), &hex::decode(&COINBASE[24..28]).unwrap());
+        let coinbase = job.coinbase(
+            &hex::decode(&COINBASE[20..24]).unwrap(),
+            &hex::decode(&COINBASE[24..28]).unwrap(),
+        );
         assert_eq!(hex::encode(&coinbase), COINBASE);
         assert_eq!(extranonce2(1, 4), vec![1, 0, 0, 0]);
-        assert_eq!(extranonce2(0x1_0000_0002, 4), vec![2, 0, 0, 0], "wraps at its size");
+        assert_eq!(
+            extranonce2(0x1_0000_0002, 4),
+            vec![2, 0, 0, 0],
+            "wraps at its size"
+        );
         assert_eq!(extranonce2(1, 10).len(), 10);
     }
 
@@ -215,7 +261,11 @@ mod tests {
             (1, Value::from("00"), "`prevhash`"),
             (2, Value::from("zz"), "`coinb1`"),
             (4, serde_json::json!(["00"]), "`merkle_branch`"),
-            (4, serde_json::json!(vec!["00".repeat(32); 33]), "merkle branches"),
+            (
+                4,
+                serde_json::json!(vec!["00".repeat(32); 33]),
+                "merkle branches",
+            ),
             (5, Value::from(5), "`version` is not a string"),
             (6, Value::from("1705ae"), "`nbits`"),
             (0, Value::from(""), "`job_id`"),

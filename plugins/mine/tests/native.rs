@@ -9,11 +9,11 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use mine::algorithm::{Algorithm, CpuSearch, with_nonce};
+use mine::hex;
 use mine::miner::{Miner, Settings};
 use mine::sha256d::{Sha256d, hash_wgsl, search_wgsl};
 use mine::target::Target;
 use mine::work::JobTemplate;
-use mine::hex;
 use pictor_sdk::JobError;
 use pictor_sdk::testing::TestHost;
 use serde_json::{Value, json};
@@ -21,10 +21,14 @@ use serde_json::{Value, json};
 #[test]
 fn kernels_are_valid_wgsl() {
     for (name, source) in [("search", search_wgsl()), ("hash", hash_wgsl())] {
-        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert!(module.entry_points.iter().any(|e| e.name == name));
     }
 }
@@ -37,8 +41,13 @@ struct ScriptedPool {
 impl ScriptedPool {
     fn accept(listener: &TcpListener) -> Self {
         let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        ScriptedPool { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        ScriptedPool {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
     }
 
     fn read(&mut self) -> Value {
@@ -75,18 +84,33 @@ impl Drop for CancelOnDrop<'_> {
 /// Waits until the miner has reported a message containing `text`.
 fn wait_for(host: &TestHost, text: &str) {
     let started = std::time::Instant::now();
-    while !host.progress_reports().iter().any(|(_, m)| m.contains(text)) {
-        assert!(started.elapsed() < Duration::from_secs(30), "no report with {text:?}: {:?}", host.progress_reports());
+    while !host
+        .progress_reports()
+        .iter()
+        .any(|(_, m)| m.contains(text))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no report with {text:?}: {:?}",
+            host.progress_reports()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// A job: the coinbase parts of the Stratum documentation's example.
 fn notify() -> Value {
-    json!(["job-1", "4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000",
+    json!([
+        "job-1",
+        "4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000",
         "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008",
         "072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",
-        ["ae23055e00f0f697cc3640124812d96d4fe8bdfa03484c1c638ce5a1c0e9aa81"], "20000000", "1705ae3a", "647025b5", true])
+        ["ae23055e00f0f697cc3640124812d96d4fe8bdfa03484c1c638ce5a1c0e9aa81"],
+        "20000000",
+        "1705ae3a",
+        "647025b5",
+        true
+    ])
 }
 
 #[test]
@@ -94,7 +118,11 @@ fn mines_shares_on_a_scripted_pool_reconnects_and_stops_when_cancelled() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let host = TestHost::new().unwrap();
     let job = host.job("{}");
-    let mut settings = Settings::new("scripted".into(), vec![listener.local_addr().unwrap()], "bc1qwallet.wkr-1".into());
+    let mut settings = Settings::new(
+        "scripted".into(),
+        vec![listener.local_addr().unwrap()],
+        "bc1qwallet.wkr-1".into(),
+    );
     settings.backoff = (Duration::from_millis(10), Duration::from_millis(50));
     let difficulty = 1.0 / f64::from(1 << 18);
     let target = Target::from_difficulty(&Sha256d.diff1(), difficulty).unwrap();
@@ -141,7 +169,11 @@ fn mines_shares_on_a_scripted_pool_reconnects_and_stops_when_cancelled() {
         let mut miner = Miner::new(&job, &settings, &Sha256d, &mut search);
         assert_eq!(miner.run(), Err(JobError::Cancelled));
         let stats = miner.stats();
-        assert_eq!((stats.accepted, stats.rejected, stats.connected), (3, 1, true), "{stats:?}");
+        assert_eq!(
+            (stats.accepted, stats.rejected, stats.connected),
+            (3, 1, true),
+            "{stats:?}"
+        );
         assert_eq!(stats.difficulty, difficulty);
         assert!(stats.hashes > 0);
     });
@@ -160,14 +192,32 @@ fn an_unreachable_pool_is_retried_until_cancelled() {
         scope.spawn(|| {
             let _stop = CancelOnDrop(&host);
             let started = std::time::Instant::now();
-            while host.progress_reports().iter().filter(|(_, m)| m.contains("unreachable")).count() < 3 {
-                assert!(started.elapsed() < Duration::from_secs(30), "{:?}", host.progress_reports());
+            while host
+                .progress_reports()
+                .iter()
+                .filter(|(_, m)| m.contains("unreachable"))
+                .count()
+                < 3
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "{:?}",
+                    host.progress_reports()
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
         let mut search = CpuSearch(&Sha256d);
-        assert_eq!(Miner::new(&job, &settings, &Sha256d, &mut search).run(), Err(JobError::Cancelled));
+        assert_eq!(
+            Miner::new(&job, &settings, &Sha256d, &mut search).run(),
+            Err(JobError::Cancelled)
+        );
     });
     let reports = host.progress_reports();
-    assert!(reports.iter().any(|(_, m)| m.starts_with("pool gone unreachable (cannot connect:")), "{reports:?}");
+    assert!(
+        reports
+            .iter()
+            .any(|(_, m)| m.starts_with("pool gone unreachable (cannot connect:")),
+        "{reports:?}"
+    );
 }

@@ -70,7 +70,9 @@ fn for_each_product(d: Dims, s: ConvShape, mut f: impl FnMut(usize, usize, usize
 /// `[cout, cin, k, k]`, bias `[cout]`; y is `[n, cout, h, w]`.
 pub fn conv2d(x: &[f64], d: Dims, s: ConvShape, weight: &[f64], bias: &[f64]) -> Vec<f64> {
     let plane = d.plane();
-    let mut y: Vec<f64> = (0..d.n * s.cout * plane).map(|i| bias[(i / plane) % s.cout]).collect();
+    let mut y: Vec<f64> = (0..d.n * s.cout * plane)
+        .map(|i| bias[(i / plane) % s.cout])
+        .collect();
     for_each_product(d, s, |yi, xi, wi| y[yi] += weight[wi] * x[xi]);
     y
 }
@@ -133,7 +135,8 @@ pub fn pixel_shuffle(x: &[f64], d: Dims, c: usize, r: usize) -> Vec<f64> {
             for by in 0..bh {
                 for bx in 0..bw {
                     let sc = ch * r * r + (by % r) * r + bx % r;
-                    out[((b * c + ch) * bh + by) * bw + bx] = x[((b * c * r * r + sc) * d.h + by / r) * d.w + bx / r];
+                    out[((b * c + ch) * bh + by) * bw + bx] =
+                        x[((b * c * r * r + sc) * d.h + by / r) * d.w + bx / r];
                 }
             }
         }
@@ -150,7 +153,8 @@ pub fn pixel_unshuffle(x: &[f64], d: Dims, c: usize, r: usize) -> Vec<f64> {
             for by in 0..bh {
                 for bx in 0..bw {
                     let sc = ch * r * r + (by % r) * r + bx % r;
-                    out[((b * c * r * r + sc) * d.h + by / r) * d.w + bx / r] = x[((b * c + ch) * bh + by) * bw + bx];
+                    out[((b * c * r * r + sc) * d.h + by / r) * d.w + bx / r] =
+                        x[((b * c + ch) * bh + by) * bw + bx];
                 }
             }
         }
@@ -190,7 +194,12 @@ pub struct Adam {
 
 impl Default for Adam {
     fn default() -> Self {
-        Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
     }
 }
 
@@ -200,11 +209,24 @@ impl Adam {
     pub fn hyper(&self, lr: f64, t: u64) -> [f32; 4] {
         let c1 = 1.0 - self.beta1.powf(t as f64);
         let c2 = (1.0 - self.beta2.powf(t as f64)).sqrt();
-        [(lr * c2 / c1) as f32, self.beta1 as f32, self.beta2 as f32, (self.eps * c2) as f32]
+        [
+            (lr * c2 / c1) as f32,
+            self.beta1 as f32,
+            self.beta2 as f32,
+            (self.eps * c2) as f32,
+        ]
     }
 
     /// One Adam update at step `t` (from 1) with rate `lr`.
-    pub fn step(&self, lr: f64, t: u64, params: &mut [f64], grads: &[f64], m: &mut [f64], v: &mut [f64]) {
+    pub fn step(
+        &self,
+        lr: f64,
+        t: u64,
+        params: &mut [f64],
+        grads: &[f64],
+        m: &mut [f64],
+        v: &mut [f64],
+    ) {
         let c1 = 1.0 - self.beta1.powf(t as f64);
         let c2 = 1.0 - self.beta2.powf(t as f64);
         for i in 0..params.len() {
@@ -241,7 +263,10 @@ mod tests {
 
     fn assert_close(analytic: &[f64], numeric: &[f64], what: &str) {
         for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
-            assert!((a - n).abs() <= 1e-6 * (1.0 + n.abs()), "{what}[{i}]: analytic {a} vs numeric {n}");
+            assert!(
+                (a - n).abs() <= 1e-6 * (1.0 + n.abs()),
+                "{what}[{i}]: analytic {a} vs numeric {n}"
+            );
         }
     }
 
@@ -254,16 +279,32 @@ mod tests {
     #[test]
     fn conv2d_gradients_match_finite_differences() {
         let d = Dims { n: 2, h: 5, w: 4 };
-        let s = ConvShape { cin: 3, cout: 2, k: 3 };
+        let s = ConvShape {
+            cin: 3,
+            cout: 2,
+            k: 3,
+        };
         let x = random(d.n * s.cin * d.plane(), 1);
         let w = random(s.cout * s.cin * 9, 2);
         let b = random(s.cout, 3);
         let u = random(d.n * s.cout * d.plane(), 4);
         let dx = conv2d_grad_input(&u, d, s, &w);
         let (dw, db) = conv2d_grad_params(&u, &x, d, s);
-        assert_close(&dx, &numeric_grad(&x, |x| dot(&conv2d(x, d, s, &w, &b), &u)), "dx");
-        assert_close(&dw, &numeric_grad(&w, |w| dot(&conv2d(&x, d, s, w, &b), &u)), "dw");
-        assert_close(&db, &numeric_grad(&b, |b| dot(&conv2d(&x, d, s, &w, b), &u)), "db");
+        assert_close(
+            &dx,
+            &numeric_grad(&x, |x| dot(&conv2d(x, d, s, &w, &b), &u)),
+            "dx",
+        );
+        assert_close(
+            &dw,
+            &numeric_grad(&w, |w| dot(&conv2d(&x, d, s, w, &b), &u)),
+            "dw",
+        );
+        assert_close(
+            &db,
+            &numeric_grad(&b, |b| dot(&conv2d(&x, d, s, &w, b), &u)),
+            "db",
+        );
     }
 
     #[test]
@@ -271,7 +312,11 @@ mod tests {
         // One input pixel of 1 at the corner: the output is the kernel
         // mirrored and clipped by the border.
         let d = Dims { n: 1, h: 3, w: 3 };
-        let s = ConvShape { cin: 1, cout: 1, k: 5 };
+        let s = ConvShape {
+            cin: 1,
+            cout: 1,
+            k: 5,
+        };
         let mut x = vec![0.0; 9];
         x[0] = 1.0;
         let w: Vec<f64> = (0..25).map(f64::from).collect();
@@ -290,7 +335,11 @@ mod tests {
         for act in [Activation::Identity, Activation::Relu, Activation::Tanh] {
             let a = activate(act, &z);
             let dz = activate_grad(act, &a, &u);
-            assert_close(&dz, &numeric_grad(&z, |z| dot(&activate(act, z), &u)), act.name());
+            assert_close(
+                &dz,
+                &numeric_grad(&z, |z| dot(&activate(act, z), &u)),
+                act.name(),
+            );
         }
     }
 
@@ -303,7 +352,11 @@ mod tests {
         assert_eq!(y[(6 + 2 * 2 + 1) * 4 + 2], x[((4 + 2) * 3 + 2) * 2 + 1]);
         assert_eq!(pixel_unshuffle(&y, d, 2, 2), x);
         let u = random(y.len(), 8);
-        assert_close(&pixel_unshuffle(&u, d, 2, 2), &numeric_grad(&x, |x| dot(&pixel_shuffle(x, d, 2, 2), &u)), "shuffle");
+        assert_close(
+            &pixel_unshuffle(&u, d, 2, 2),
+            &numeric_grad(&x, |x| dot(&pixel_shuffle(x, d, 2, 2), &u)),
+            "shuffle",
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use pictor_sdk::gpu::GpuError;
 use serde::Serialize;
 
-use crate::image::{Ycc, luma8, ycc_to_rgb8, to_u8};
+use crate::image::{Ycc, luma8, to_u8, ycc_to_rgb8};
 use crate::metrics;
 use crate::resample::{Plane, bicubic, bicubic_region, box_downscale};
 use crate::upscaler::Upscaler;
@@ -25,14 +25,22 @@ pub struct Quality {
 /// low-resolution image file would be.
 pub fn low_res(hr: &Ycc, r: usize) -> Ycc {
     let down = |p: &Plane| box_downscale(&p.crop_to_multiple(r), r);
-    let lr = Ycc { y: down(&hr.y), chroma: hr.chroma.as_ref().map(|[a, b]| [down(a), down(b)]), alpha: hr.alpha.as_ref().map(down) };
+    let lr = Ycc {
+        y: down(&hr.y),
+        chroma: hr.chroma.as_ref().map(|[a, b]| [down(a), down(b)]),
+        alpha: hr.alpha.as_ref().map(down),
+    };
     crate::image::from_pixels(lr.y.width, lr.y.height, channels(&lr), &pixels(&lr))
 }
 
 /// `hr` cropped to multiples of `r` (the part [`low_res`] covers).
 pub fn crop_to_multiple(hr: &Ycc, r: usize) -> Ycc {
     let c = |p: &Plane| p.crop_to_multiple(r);
-    Ycc { y: c(&hr.y), chroma: hr.chroma.as_ref().map(|[a, b]| [c(a), c(b)]), alpha: hr.alpha.as_ref().map(c) }
+    Ycc {
+        y: c(&hr.y),
+        chroma: hr.chroma.as_ref().map(|[a, b]| [c(a), c(b)]),
+        alpha: hr.alpha.as_ref().map(c),
+    }
 }
 
 /// Upscales `lr` by `r`: luma by `network` when given (else bicubic),
@@ -44,7 +52,10 @@ pub fn upscale(lr: &Ycc, r: usize, network: Option<&Upscaler>) -> Result<Ycc, Gp
     };
     Ok(Ycc {
         y,
-        chroma: lr.chroma.as_ref().map(|[a, b]| [bicubic(a, r), bicubic(b, r)]),
+        chroma: lr
+            .chroma
+            .as_ref()
+            .map(|[a, b]| [bicubic(a, r), bicubic(b, r)]),
         alpha: lr.alpha.as_ref().map(|a| bicubic(a, r)),
     })
 }
@@ -66,14 +77,22 @@ pub fn channels(img: &Ycc) -> usize {
 }
 
 /// Interleaved 8-bit pixels of rows `[y0, y0 + h)` of planes of one width.
-pub fn pixels_of(y: &Plane, chroma: Option<[&Plane; 2]>, alpha: Option<&Plane>, y0: usize, h: usize) -> Vec<u8> {
+pub fn pixels_of(
+    y: &Plane,
+    chroma: Option<[&Plane; 2]>,
+    alpha: Option<&Plane>,
+    y0: usize,
+    h: usize,
+) -> Vec<u8> {
     let n = 1 + if chroma.is_some() { 2 } else { 0 } + usize::from(alpha.is_some());
     let mut out = Vec::with_capacity(y.width * h * n);
     for row in y0..y0 + h {
         for x in 0..y.width {
             let i = row * y.width + x;
             match chroma {
-                Some([cb, cr]) => out.extend_from_slice(&ycc_to_rgb8(y.data[i], cb.data[i], cr.data[i])),
+                Some([cb, cr]) => {
+                    out.extend_from_slice(&ycc_to_rgb8(y.data[i], cb.data[i], cr.data[i]))
+                }
                 None => out.push(to_u8(y.data[i])),
             }
             if let Some(a) = alpha {
@@ -92,7 +111,15 @@ pub fn pixels(img: &Ycc) -> Vec<u8> {
 
 /// 8-bit luma of interleaved pixels with `n` channels.
 pub fn luma_of_pixels(px: &[u8], n: usize) -> Vec<f64> {
-    px.chunks_exact(n).map(|p| if n >= 3 { luma8([p[0], p[1], p[2]]) } else { f64::from(p[0]) }).collect()
+    px.chunks_exact(n)
+        .map(|p| {
+            if n >= 3 {
+                luma8([p[0], p[1], p[2]])
+            } else {
+                f64::from(p[0])
+            }
+        })
+        .collect()
 }
 
 /// PSNR and SSIM of `output` against `reference` (same size), on the 8-bit
@@ -103,7 +130,10 @@ pub fn quality(reference: &Ycc, output: &Ycc, border: usize) -> Quality {
     let b = luma_of_pixels(&pixels(output), channels(output));
     let (a, iw, ih) = metrics::trim(&a, w, h, border);
     let (b, _, _) = metrics::trim(&b, w, h, border);
-    Quality { psnr: metrics::psnr(&a, &b), ssim: metrics::ssim(&a, &b, iw, ih) }
+    Quality {
+        psnr: metrics::psnr(&a, &b),
+        ssim: metrics::ssim(&a, &b, iw, ih),
+    }
 }
 
 /// Network and bicubic quality on one held-out HR image.
@@ -139,7 +169,15 @@ pub fn compare(name: &str, hr: &Ycc, network: &Upscaler) -> Result<(Comparison, 
 }
 
 /// The bicubic chroma and alpha of HR rows `[y0, y0 + h)` (full width).
-pub fn bicubic_band(lr: &Ycc, r: usize, y0: usize, h: usize) -> (Option<[Plane; 2]>, Option<Plane>) {
+pub fn bicubic_band(
+    lr: &Ycc,
+    r: usize,
+    y0: usize,
+    h: usize,
+) -> (Option<[Plane; 2]>, Option<Plane>) {
     let band = |p: &Plane| bicubic_region(p, r, 0, y0, p.width * r, h);
-    (lr.chroma.as_ref().map(|[a, b]| [band(a), band(b)]), lr.alpha.as_ref().map(band))
+    (
+        lr.chroma.as_ref().map(|[a, b]| [band(a), band(b)]),
+        lr.alpha.as_ref().map(band),
+    )
 }

@@ -24,7 +24,12 @@ impl Program {
     }
 
     /// Appends a dispatch of kernel `k` with `buffers` bound to `@group(0)`.
-    pub fn push(&mut self, k: usize, buffers: &[gpu::Binding<'_>], workgroups: [u32; 3]) -> Result<(), GpuError> {
+    pub fn push(
+        &mut self,
+        k: usize,
+        buffers: &[gpu::Binding<'_>],
+        workgroups: [u32; 3],
+    ) -> Result<(), GpuError> {
         let group = self.kernels[k].bind(0, buffers)?;
         self.steps.push((k, group, workgroups));
         Ok(())
@@ -32,7 +37,10 @@ impl Program {
 
     /// The dispatches, in order.
     pub fn commands(&self) -> Vec<Command<'_>> {
-        self.steps.iter().map(|(k, group, wg)| self.kernels[*k].dispatch(&[group], *wg)).collect()
+        self.steps
+            .iter()
+            .map(|(k, group, wg)| self.kernels[*k].dispatch(&[group], *wg))
+            .collect()
     }
 
     /// Number of dispatches.
@@ -75,20 +83,35 @@ pub struct TrainingGraph {
 
 impl TrainingGraph {
     /// Sets up the buffers and kernels, with `params` as the starting point.
-    pub fn new(arch: &Architecture, batch: usize, patch: usize, params: &[f32]) -> Result<Self, GpuError> {
+    pub fn new(
+        arch: &Architecture,
+        batch: usize,
+        patch: usize,
+        params: &[f32],
+    ) -> Result<Self, GpuError> {
         let layers = arch.layers();
         let r = arch.scale as usize;
         let plane = patch * patch;
         let hr = batch * plane * r * r;
         let dims = Buffer::from_slice(&[batch as u32, patch as u32, patch as u32], Usage::STORAGE)?;
         let params_buf = Buffer::from_slice(params, Usage::STORAGE)?;
-        let (grads, m, v) = (storage(params.len())?, storage(params.len())?, storage(params.len())?);
+        let (grads, m, v) = (
+            storage(params.len())?,
+            storage(params.len())?,
+            storage(params.len())?,
+        );
         let input = storage(batch * plane)?;
         let (base, target, pred, g_pred) = (storage(hr)?, storage(hr)?, storage(hr)?, storage(hr)?);
         // Each layer's output (after activation for hidden layers) and the
         // gradient at that output.
-        let outs: Vec<Buffer<f32>> = layers.iter().map(|l| storage(batch * l.shape.cout * plane)).collect::<Result<_, _>>()?;
-        let out_grads: Vec<Buffer<f32>> = layers.iter().map(|l| storage(batch * l.shape.cout * plane)).collect::<Result<_, _>>()?;
+        let outs: Vec<Buffer<f32>> = layers
+            .iter()
+            .map(|l| storage(batch * l.shape.cout * plane))
+            .collect::<Result<_, _>>()?;
+        let out_grads: Vec<Buffer<f32>> = layers
+            .iter()
+            .map(|l| storage(batch * l.shape.cout * plane))
+            .collect::<Result<_, _>>()?;
         let mse_groups = kernels::per_element(hr);
         let partials = storage((mse_groups[0] * mse_groups[1]) as usize)?;
         let count = Buffer::from_slice(&[hr as f32], Usage::STORAGE)?;
@@ -96,8 +119,11 @@ impl TrainingGraph {
         let hyper = storage(4)?;
 
         let mut fb = Program::default();
-        let convs: Vec<ConvKernels> =
-            layers.iter().enumerate().map(|(i, l)| ConvKernels::new(l, true, i == 0)).collect::<Result<_, _>>()?;
+        let convs: Vec<ConvKernels> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ConvKernels::new(l, true, i == 0))
+            .collect::<Result<_, _>>()?;
         let (act_f, act_b) = kernels::activation(arch.activation)?;
         let (act_f, act_b) = (fb.kernel(act_f), fb.kernel(act_b));
         let (shuf_f, shuf_b) = kernels::shuffle(1, arch.scale, true)?;
@@ -116,33 +142,96 @@ impl TrainingGraph {
         for (i, layer) in layers.iter().enumerate() {
             let input_of = if i == 0 { &input } else { &outs[i - 1] };
             let n = batch * layer.shape.cout * plane;
-            fb.push(conv_ids[i].0, &[dims.binding(), params_buf.binding(), input_of.binding(), outs[i].binding()], kernels::per_element(n))?;
+            fb.push(
+                conv_ids[i].0,
+                &[
+                    dims.binding(),
+                    params_buf.binding(),
+                    input_of.binding(),
+                    outs[i].binding(),
+                ],
+                kernels::per_element(n),
+            )?;
             if i + 1 < layers.len() {
                 fb.push(act_f, &[outs[i].binding()], kernels::per_element(n))?;
             }
         }
         let last = layers.len() - 1;
-        fb.push(shuf_f, &[dims.binding(), outs[last].binding(), pred.binding()], kernels::per_element(hr))?;
-        fb.push(mse, &[pred.binding(), base.binding(), target.binding(), g_pred.binding(), partials.binding()], mse_groups)?;
-        fb.push(finish, &[partials.binding(), count.binding(), loss.binding()], [1, 1, 1])?;
+        fb.push(
+            shuf_f,
+            &[dims.binding(), outs[last].binding(), pred.binding()],
+            kernels::per_element(hr),
+        )?;
+        fb.push(
+            mse,
+            &[
+                pred.binding(),
+                base.binding(),
+                target.binding(),
+                g_pred.binding(),
+                partials.binding(),
+            ],
+            mse_groups,
+        )?;
+        fb.push(
+            finish,
+            &[partials.binding(), count.binding(), loss.binding()],
+            [1, 1, 1],
+        )?;
         // Backward.
         if let Some(shuf_b) = shuf_b {
-            fb.push(shuf_b, &[dims.binding(), g_pred.binding(), out_grads[last].binding()], kernels::per_element(hr))?;
+            fb.push(
+                shuf_b,
+                &[dims.binding(), g_pred.binding(), out_grads[last].binding()],
+                kernels::per_element(hr),
+            )?;
         }
         for (i, layer) in layers.iter().enumerate().rev() {
             let input_of = if i == 0 { &input } else { &outs[i - 1] };
             if let Some(gp) = conv_ids[i].2 {
-                fb.push(gp, &[dims.binding(), out_grads[i].binding(), input_of.binding(), grads.binding()], ConvKernels::grad_params_groups(layer))?;
+                fb.push(
+                    gp,
+                    &[
+                        dims.binding(),
+                        out_grads[i].binding(),
+                        input_of.binding(),
+                        grads.binding(),
+                    ],
+                    ConvKernels::grad_params_groups(layer),
+                )?;
             }
             if let Some(gi) = conv_ids[i].1 {
                 let n = batch * layer.shape.cin * plane;
-                fb.push(gi, &[dims.binding(), params_buf.binding(), out_grads[i].binding(), out_grads[i - 1].binding()], kernels::per_element(n))?;
-                fb.push(act_b, &[outs[i - 1].binding(), out_grads[i - 1].binding()], kernels::per_element(n))?;
+                fb.push(
+                    gi,
+                    &[
+                        dims.binding(),
+                        params_buf.binding(),
+                        out_grads[i].binding(),
+                        out_grads[i - 1].binding(),
+                    ],
+                    kernels::per_element(n),
+                )?;
+                fb.push(
+                    act_b,
+                    &[outs[i - 1].binding(), out_grads[i - 1].binding()],
+                    kernels::per_element(n),
+                )?;
             }
         }
         let mut update = Program::default();
         let adam = update.kernel(Kernel::new(kernels::ADAM, "step")?);
-        update.push(adam, &[hyper.binding(), grads.binding(), params_buf.binding(), m.binding(), v.binding()], kernels::per_element(params.len()))?;
+        update.push(
+            adam,
+            &[
+                hyper.binding(),
+                grads.binding(),
+                params_buf.binding(),
+                m.binding(),
+                v.binding(),
+            ],
+            kernels::per_element(params.len()),
+        )?;
 
         let mut intermediate = outs;
         intermediate.extend(out_grads);
@@ -186,7 +275,13 @@ impl TrainingGraph {
     /// One training step on a batch (LR input, bicubic base, HR target,
     /// each `[batch, 1, ·, ·]`) with Adam's `hyper` = [lr_t, β1, β2, ε_t];
     /// returns the batch's loss (before the update) and the GPU time.
-    pub fn step(&self, input: &[f32], base: &[f32], target: &[f32], hyper: [f32; 4]) -> Result<(f32, Duration), GpuError> {
+    pub fn step(
+        &self,
+        input: &[f32],
+        base: &[f32],
+        target: &[f32],
+        hyper: [f32; 4],
+    ) -> Result<(f32, Duration), GpuError> {
         self.load_batch(input, base, target)?;
         self.hyper.write(0, &hyper)?;
         let mut commands = self.forward_backward.commands();
@@ -197,10 +292,18 @@ impl TrainingGraph {
 
     /// The loss and every parameter's gradient on a batch, without updating
     /// (for checking the GPU against the CPU).
-    pub fn gradients(&self, input: &[f32], base: &[f32], target: &[f32]) -> Result<(f32, Vec<f32>), GpuError> {
+    pub fn gradients(
+        &self,
+        input: &[f32],
+        base: &[f32],
+        target: &[f32],
+    ) -> Result<(f32, Vec<f32>), GpuError> {
         self.load_batch(input, base, target)?;
         gpu::submit(&self.forward_backward.commands())?;
-        Ok((self.loss.read()?.first().copied().unwrap_or(f32::NAN), self.grads.read()?))
+        Ok((
+            self.loss.read()?.first().copied().unwrap_or(f32::NAN),
+            self.grads.read()?,
+        ))
     }
 
     /// Parameters and Adam's two moments, as they are now.
@@ -212,7 +315,12 @@ impl TrainingGraph {
     pub fn restore(&self, params: &[f32], m: &[f32], v: &[f32]) -> Result<(), GpuError> {
         let n = self.params.len();
         if params.len() != n || m.len() != n || v.len() != n {
-            return Err(GpuError::InvalidArgument(format!("state of {}/{}/{} values for {n} parameters", params.len(), m.len(), v.len())));
+            return Err(GpuError::InvalidArgument(format!(
+                "state of {}/{}/{} values for {n} parameters",
+                params.len(),
+                m.len(),
+                v.len()
+            )));
         }
         self.params.write(0, params)?;
         self.m.write(0, m)?;
@@ -243,7 +351,12 @@ pub struct InferenceGraph {
 
 impl InferenceGraph {
     /// Sets up the network with `params` for tiles up to `max_w`×`max_h`.
-    pub fn new(arch: &Architecture, params: &[f32], max_w: usize, max_h: usize) -> Result<Self, GpuError> {
+    pub fn new(
+        arch: &Architecture,
+        params: &[f32],
+        max_w: usize,
+        max_h: usize,
+    ) -> Result<Self, GpuError> {
         let layers = arch.layers();
         let plane = max_w * max_h;
         let r = arch.scale as usize;
@@ -251,7 +364,10 @@ impl InferenceGraph {
         let params_buf = Buffer::from_slice(params, Usage::STORAGE)?;
         let input = storage(plane)?;
         let output = storage(plane * r * r)?;
-        let outs: Vec<Buffer<f32>> = layers.iter().map(|l| storage(l.shape.cout * plane)).collect::<Result<_, _>>()?;
+        let outs: Vec<Buffer<f32>> = layers
+            .iter()
+            .map(|l| storage(l.shape.cout * plane))
+            .collect::<Result<_, _>>()?;
         let mut program = Program::default();
         let (act_f, _) = kernels::activation(arch.activation)?;
         let act_f = program.kernel(act_f);
@@ -261,13 +377,26 @@ impl InferenceGraph {
             let f = program.kernel(ConvKernels::new(layer, false, i == 0)?.forward);
             let input_of = if i == 0 { &input } else { &outs[i - 1] };
             let n = layer.shape.cout * plane;
-            program.push(f, &[dims.binding(), params_buf.binding(), input_of.binding(), outs[i].binding()], kernels::per_element(n))?;
+            program.push(
+                f,
+                &[
+                    dims.binding(),
+                    params_buf.binding(),
+                    input_of.binding(),
+                    outs[i].binding(),
+                ],
+                kernels::per_element(n),
+            )?;
             if i + 1 < layers.len() {
                 program.push(act_f, &[outs[i].binding()], kernels::per_element(n))?;
             }
         }
         let last = layers.len() - 1;
-        program.push(shuf_f, &[dims.binding(), outs[last].binding(), output.binding()], kernels::per_element(plane * r * r))?;
+        program.push(
+            shuf_f,
+            &[dims.binding(), outs[last].binding(), output.binding()],
+            kernels::per_element(plane * r * r),
+        )?;
         Ok(InferenceGraph {
             arch: arch.clone(),
             max_w,

@@ -40,7 +40,9 @@ impl std::fmt::Display for ImageError {
 /// Whether `name` looks like an image this module reads.
 pub fn is_image_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    [".png", ".jpg", ".jpeg"].iter().any(|ext| lower.ends_with(ext))
+    [".png", ".jpg", ".jpeg"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
 }
 
 /// The width and height in the header of a PNG or JPEG.
@@ -50,12 +52,15 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
 
 /// The width and height of a PNG or JPEG file, reading only its header.
 pub fn file_dimensions(path: &Path) -> Result<(u32, u32), ImageError> {
-    let file = std::fs::File::open(path).map_err(|e| ImageError::Corrupt(format!("cannot open: {e}")))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| ImageError::Corrupt(format!("cannot open: {e}")))?;
     header_dimensions(reader(BufReader::new(file))?)
 }
 
 fn header_dimensions<R: BufRead + Seek>(reader: ImageReader<R>) -> Result<(u32, u32), ImageError> {
-    reader.into_dimensions().map_err(|e| ImageError::Corrupt(format!("not a readable PNG or JPEG: {e}")))
+    reader
+        .into_dimensions()
+        .map_err(|e| ImageError::Corrupt(format!("not a readable PNG or JPEG: {e}")))
 }
 
 /// Refuses a `w`×`h` image of more than `max_pixels` pixels.
@@ -77,7 +82,9 @@ fn reader<R: BufRead + Seek>(source: R) -> Result<ImageReader<R>, ImageError> {
         .map_err(|e| ImageError::Corrupt(format!("cannot read: {e}")))?;
     match reader.format() {
         Some(ImageFormat::Png | ImageFormat::Jpeg) => Ok(reader),
-        Some(other) => Err(ImageError::Corrupt(format!("a {other:?} image; use PNG or JPEG"))),
+        Some(other) => Err(ImageError::Corrupt(format!(
+            "a {other:?} image; use PNG or JPEG"
+        ))),
         None => Err(ImageError::Corrupt("not a PNG or JPEG file".into())),
     }
 }
@@ -97,18 +104,32 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Ycc, ImageError> {
     limits.max_image_height = Some(h);
     limits.max_alloc = Some(pixels * 8 + (64 << 20));
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| ImageError::Corrupt(format!("corrupt image: {e}")))?;
+    let img = reader
+        .decode()
+        .map_err(|e| ImageError::Corrupt(format!("corrupt image: {e}")))?;
     Ok(from_dynamic(&img))
 }
 
 fn from_dynamic(img: &DynamicImage) -> Ycc {
     let color = img.color();
     let rgba = img.to_rgba8();
-    from_rgba8(img.width() as usize, img.height() as usize, color.has_color(), color.has_alpha(), rgba.pixels().map(|p| p.0))
+    from_rgba8(
+        img.width() as usize,
+        img.height() as usize,
+        color.has_color(),
+        color.has_alpha(),
+        rgba.pixels().map(|p| p.0),
+    )
 }
 
 /// Planes from 8-bit RGBA pixels (chroma kept when `color`, alpha when `alpha`).
-fn from_rgba8(w: usize, h: usize, color: bool, alpha: bool, pixels: impl Iterator<Item = [u8; 4]>) -> Ycc {
+fn from_rgba8(
+    w: usize,
+    h: usize,
+    color: bool,
+    alpha: bool,
+    pixels: impl Iterator<Item = [u8; 4]>,
+) -> Ycc {
     let mut y = Plane::new(w, h);
     let mut cb = Plane::new(w, h);
     let mut cr = Plane::new(w, h);
@@ -121,7 +142,11 @@ fn from_rgba8(w: usize, h: usize, color: bool, alpha: bool, pixels: impl Iterato
         cr.data[i] = v;
         a_plane.data[i] = a;
     }
-    Ycc { y, chroma: color.then_some([cb, cr]), alpha: alpha.then_some(a_plane) }
+    Ycc {
+        y,
+        chroma: color.then_some([cb, cr]),
+        alpha: alpha.then_some(a_plane),
+    }
 }
 
 /// Planes from interleaved 8-bit pixels of `channels` (1 grey, 2 grey +
@@ -182,7 +207,11 @@ mod tests {
     #[test]
     fn color_round_trips_through_ycc() {
         for rgb in [[0u8, 0, 0], [255, 255, 255], [200, 30, 90], [12, 250, 130]] {
-            let [y, cb, cr] = rgb_to_ycc(f32::from(rgb[0]) / 255.0, f32::from(rgb[1]) / 255.0, f32::from(rgb[2]) / 255.0);
+            let [y, cb, cr] = rgb_to_ycc(
+                f32::from(rgb[0]) / 255.0,
+                f32::from(rgb[1]) / 255.0,
+                f32::from(rgb[2]) / 255.0,
+            );
             assert_eq!(ycc_to_rgb8(y, cb, cr), rgb);
         }
     }
@@ -202,7 +231,12 @@ mod tests {
         let px: Vec<u8> = (0..2 * 3 * 4).map(|i| (i * 37 % 256) as u8).collect();
         for channels in 1..=4 {
             let data = &px[..6 * channels];
-            let color = [png::ColorType::Grayscale, png::ColorType::GrayscaleAlpha, png::ColorType::Rgb, png::ColorType::Rgba][channels - 1];
+            let color = [
+                png::ColorType::Grayscale,
+                png::ColorType::GrayscaleAlpha,
+                png::ColorType::Rgb,
+                png::ColorType::Rgba,
+            ][channels - 1];
             let decoded = decode(&png(3, 2, color, data), 100).unwrap();
             let direct = from_pixels(3, 2, channels, data);
             assert_eq!(decoded.y, direct.y, "{channels} channels");
@@ -214,8 +248,13 @@ mod tests {
     #[test]
     fn refuses_corrupt_foreign_and_huge_images() {
         let good = png(4, 4, png::ColorType::Rgb, &[7; 48]);
-        assert!(matches!(decode(&good[..good.len() / 2], 100), Err(ImageError::Corrupt(_))));
-        assert!(matches!(decode(b"GIF89a......", 100), Err(ImageError::Corrupt(m)) if m.contains("Gif")));
+        assert!(matches!(
+            decode(&good[..good.len() / 2], 100),
+            Err(ImageError::Corrupt(_))
+        ));
+        assert!(
+            matches!(decode(b"GIF89a......", 100), Err(ImageError::Corrupt(m)) if m.contains("Gif"))
+        );
         assert!(matches!(decode(b"hello", 100), Err(ImageError::Corrupt(_))));
         assert!(matches!(decode(&good, 15), Err(ImageError::TooLarge(m)) if m.contains("4×4")));
     }

@@ -7,19 +7,37 @@ use pictor_sdk::gpu::{GpuError, Kernel};
 use crate::model::{Activation, Layer};
 
 /// conv2d forward, input gradient and parameter gradients.
-pub const CONV2D: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/conv2d.wgsl"));
+pub const CONV2D: &str = concat!(
+    include_str!("kernels/index.wgsl"),
+    include_str!("kernels/conv2d.wgsl")
+);
 /// Activation, in place.
-pub const ACTIVATION_FORWARD: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/activation_forward.wgsl"));
+pub const ACTIVATION_FORWARD: &str = concat!(
+    include_str!("kernels/index.wgsl"),
+    include_str!("kernels/activation_forward.wgsl")
+);
 /// Activation gradient, in place.
-pub const ACTIVATION_BACKWARD: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/activation_backward.wgsl"));
+pub const ACTIVATION_BACKWARD: &str = concat!(
+    include_str!("kernels/index.wgsl"),
+    include_str!("kernels/activation_backward.wgsl")
+);
 /// Pixel shuffle and its inverse.
-pub const SHUFFLE: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/shuffle.wgsl"));
+pub const SHUFFLE: &str = concat!(
+    include_str!("kernels/index.wgsl"),
+    include_str!("kernels/shuffle.wgsl")
+);
 /// MSE loss with its gradient, per-workgroup partial sums.
-pub const LOSS: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/loss.wgsl"));
+pub const LOSS: &str = concat!(
+    include_str!("kernels/index.wgsl"),
+    include_str!("kernels/loss.wgsl")
+);
 /// The mean of the partial sums.
 pub const LOSS_FINISH: &str = include_str!("kernels/loss_finish.wgsl");
 /// Adam.
-pub const ADAM: &str = concat!(include_str!("kernels/index.wgsl"), include_str!("kernels/adam.wgsl"));
+pub const ADAM: &str = concat!(
+    include_str!("kernels/index.wgsl"),
+    include_str!("kernels/adam.wgsl")
+);
 
 /// Invocations per workgroup in every kernel.
 pub const WORKGROUP: u64 = 64;
@@ -62,8 +80,16 @@ impl ConvKernels {
         ];
         Ok(ConvKernels {
             forward: Kernel::with_constants(CONV2D, "forward", &constants)?,
-            grad_input: if training && !first { Some(Kernel::with_constants(CONV2D, "grad_input", &constants)?) } else { None },
-            grad_params: if training { Some(Kernel::with_constants(CONV2D, "grad_params", &constants)?) } else { None },
+            grad_input: if training && !first {
+                Some(Kernel::with_constants(CONV2D, "grad_input", &constants)?)
+            } else {
+                None
+            },
+            grad_params: if training {
+                Some(Kernel::with_constants(CONV2D, "grad_params", &constants)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -76,14 +102,25 @@ impl ConvKernels {
 /// The forward and backward activation kernels for `act`.
 pub fn activation(act: Activation) -> Result<(Kernel, Kernel), GpuError> {
     let c = [("ACT", f64::from(act.code()))];
-    Ok((Kernel::with_constants(ACTIVATION_FORWARD, "forward", &c)?, Kernel::with_constants(ACTIVATION_BACKWARD, "backward", &c)?))
+    Ok((
+        Kernel::with_constants(ACTIVATION_FORWARD, "forward", &c)?,
+        Kernel::with_constants(ACTIVATION_BACKWARD, "backward", &c)?,
+    ))
 }
 
 /// Pixel shuffle (and, when `training`, its inverse) for `channels` output
 /// channels at scale `r`.
-pub fn shuffle(channels: u32, r: u32, training: bool) -> Result<(Kernel, Option<Kernel>), GpuError> {
+pub fn shuffle(
+    channels: u32,
+    r: u32,
+    training: bool,
+) -> Result<(Kernel, Option<Kernel>), GpuError> {
     let c = [("C", f64::from(channels)), ("R", f64::from(r))];
-    let backward = if training { Some(Kernel::with_constants(SHUFFLE, "backward", &c)?) } else { None };
+    let backward = if training {
+        Some(Kernel::with_constants(SHUFFLE, "backward", &c)?)
+    } else {
+        None
+    };
     Ok((Kernel::with_constants(SHUFFLE, "forward", &c)?, backward))
 }
 
@@ -103,20 +140,35 @@ mod tests {
     #[test]
     fn every_kernel_is_valid_wgsl_with_its_entry_points() {
         for (name, src, entries) in [
-            ("conv2d", CONV2D, &["forward", "grad_input", "grad_params"][..]),
+            (
+                "conv2d",
+                CONV2D,
+                &["forward", "grad_input", "grad_params"][..],
+            ),
             ("activation_forward", ACTIVATION_FORWARD, &["forward"][..]),
-            ("activation_backward", ACTIVATION_BACKWARD, &["backward"][..]),
+            (
+                "activation_backward",
+                ACTIVATION_BACKWARD,
+                &["backward"][..],
+            ),
             ("shuffle", SHUFFLE, &["forward", "backward"][..]),
             ("loss", LOSS, &["mse"][..]),
             ("loss_finish", LOSS_FINISH, &["finish"][..]),
             ("adam", ADAM, &["step"][..]),
         ] {
-            let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let module = naga::front::wgsl::parse_str(src)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
             for entry in entries {
-                assert!(module.entry_points.iter().any(|e| e.name == *entry), "{name} lacks {entry}");
+                assert!(
+                    module.entry_points.iter().any(|e| e.name == *entry),
+                    "{name} lacks {entry}"
+                );
             }
         }
     }

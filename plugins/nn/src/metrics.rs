@@ -57,13 +57,18 @@ pub fn ssim(a: &[f64], b: &[f64], w: usize, h: usize) -> f64 {
     let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
     let prod = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(x, y)| x * y).collect::<Vec<_>>();
     let (mu_a, mu_b) = (filter(a, w, h), filter(b, w, h));
-    let (aa, bb, ab) = (filter(&prod(a, a), w, h), filter(&prod(b, b), w, h), filter(&prod(a, b), w, h));
+    let (aa, bb, ab) = (
+        filter(&prod(a, a), w, h),
+        filter(&prod(b, b), w, h),
+        filter(&prod(a, b), w, h),
+    );
     let n = mu_a.len();
     let mut total = 0.0;
     for i in 0..n {
         let (ma, mb) = (mu_a[i], mu_b[i]);
         let (va, vb, cov) = (aa[i] - ma * ma, bb[i] - mb * mb, ab[i] - ma * mb);
-        total += ((2.0 * ma * mb + c1) * (2.0 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+        total +=
+            ((2.0 * ma * mb + c1) * (2.0 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
     }
     total / n as f64
 }
@@ -91,8 +96,16 @@ mod tests {
         let (w, h) = (32, 24);
         let base: Vec<f64> = (0..w * h).map(|i| ((i % w) * 8) as f64).collect();
         assert!((ssim(&base, &base, w, h) - 1.0).abs() < 1e-12);
-        let light: Vec<f64> = base.iter().zip(noise(w * h, 1, 10.0)).map(|(a, n)| a + n).collect();
-        let heavy: Vec<f64> = base.iter().zip(noise(w * h, 2, 80.0)).map(|(a, n)| a + n).collect();
+        let light: Vec<f64> = base
+            .iter()
+            .zip(noise(w * h, 1, 10.0))
+            .map(|(a, n)| a + n)
+            .collect();
+        let heavy: Vec<f64> = base
+            .iter()
+            .zip(noise(w * h, 2, 80.0))
+            .map(|(a, n)| a + n)
+            .collect();
         let (s1, s2) = (ssim(&base, &light, w, h), ssim(&base, &heavy, w, h));
         assert!(s1 < 1.0 && s2 < s1, "{s1} {s2}");
     }

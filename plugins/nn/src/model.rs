@@ -102,8 +102,15 @@ impl Architecture {
     /// ESPCN's shape at scale `r` with the given hidden channels:
     /// kernels 5, then 3 for every further layer.
     pub fn espcn(scale: u32, features: &[u32], activation: Activation) -> Self {
-        let kernels = (0..=features.len()).map(|i| if i == 0 { 5 } else { 3 }).collect();
-        Architecture { scale, features: features.to_vec(), kernels, activation }
+        let kernels = (0..=features.len())
+            .map(|i| if i == 0 { 5 } else { 3 })
+            .collect();
+        Architecture {
+            scale,
+            features: features.to_vec(),
+            kernels,
+            activation,
+        }
     }
 
     /// The default network for `scale`: hidden layers of 32 and 16 channels, tanh.
@@ -114,22 +121,38 @@ impl Architecture {
     /// Checks the shape; the message names what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !SCALES.contains(&self.scale) {
-            return Err(format!("scale {} is not supported (use 2, 3 or 4)", self.scale));
+            return Err(format!(
+                "scale {} is not supported (use 2, 3 or 4)",
+                self.scale
+            ));
         }
         if self.features.is_empty() || self.features.len() > MAX_HIDDEN {
-            return Err(format!("{} hidden layers; use 1 to {MAX_HIDDEN}", self.features.len()));
+            return Err(format!(
+                "{} hidden layers; use 1 to {MAX_HIDDEN}",
+                self.features.len()
+            ));
         }
         if let Some(f) = self.features.iter().find(|&&f| f == 0 || f > MAX_FEATURES) {
-            return Err(format!("a hidden layer of {f} channels; use 1 to {MAX_FEATURES}"));
+            return Err(format!(
+                "a hidden layer of {f} channels; use 1 to {MAX_FEATURES}"
+            ));
         }
         if self.kernels.len() != self.features.len() + 1 {
-            return Err(format!("{} kernel sizes for {} layers", self.kernels.len(), self.features.len() + 1));
+            return Err(format!(
+                "{} kernel sizes for {} layers",
+                self.kernels.len(),
+                self.features.len() + 1
+            ));
         }
         if let Some(k) = self.kernels.iter().find(|&&k| k % 2 == 0 || k > MAX_KERNEL) {
-            return Err(format!("kernel size {k}; use an odd size up to {MAX_KERNEL}"));
+            return Err(format!(
+                "kernel size {k}; use an odd size up to {MAX_KERNEL}"
+            ));
         }
         if self.activation == Activation::Identity {
-            return Err("activation `identity` makes the network linear; use `tanh` or `relu`".into());
+            return Err(
+                "activation `identity` makes the network linear; use `tanh` or `relu`".into(),
+            );
         }
         Ok(())
     }
@@ -143,18 +166,28 @@ impl Architecture {
         let mut offset = 0;
         (0..self.kernels.len())
             .map(|i| {
-                let shape = ConvShape { cin: channels[i], cout: channels[i + 1], k: self.kernels[i] as usize };
+                let shape = ConvShape {
+                    cin: channels[i],
+                    cout: channels[i + 1],
+                    k: self.kernels[i] as usize,
+                };
                 let weight_offset = offset;
                 let bias_offset = weight_offset + shape.cout * shape.cin * shape.k * shape.k;
                 offset = bias_offset + shape.cout;
-                Layer { shape, weight_offset, bias_offset }
+                Layer {
+                    shape,
+                    weight_offset,
+                    bias_offset,
+                }
             })
             .collect()
     }
 
     /// Number of parameters.
     pub fn param_count(&self) -> usize {
-        self.layers().last().map_or(0, |l| l.bias_offset + l.shape.cout)
+        self.layers()
+            .last()
+            .map_or(0, |l| l.bias_offset + l.shape.cout)
     }
 
     /// How far (in LR pixels) an output depends on its input: tiles need
@@ -209,7 +242,10 @@ pub fn cpu_forward(arch: &Architecture, params: &[f64], x: &[f64], d: Dims) -> C
             input = z;
         }
     }
-    CpuForward { hidden, residual: cpu::pixel_shuffle(&input, d, 1, arch.scale as usize) }
+    CpuForward {
+        hidden,
+        residual: cpu::pixel_shuffle(&input, d, 1, arch.scale as usize),
+    }
 }
 
 /// The loss of a CPU forward pass against `target` (with `base` the bicubic
@@ -251,9 +287,26 @@ mod tests {
         arch.validate().unwrap();
         let layers = arch.layers();
         assert_eq!(layers.len(), 3);
-        assert_eq!(layers[0].shape, ConvShape { cin: 1, cout: 32, k: 5 });
-        assert_eq!(layers[2].shape, ConvShape { cin: 16, cout: 4, k: 3 });
-        assert_eq!(arch.param_count(), (32 * 25 + 32) + (16 * 32 * 9 + 16) + (4 * 16 * 9 + 4));
+        assert_eq!(
+            layers[0].shape,
+            ConvShape {
+                cin: 1,
+                cout: 32,
+                k: 5
+            }
+        );
+        assert_eq!(
+            layers[2].shape,
+            ConvShape {
+                cin: 16,
+                cout: 4,
+                k: 3
+            }
+        );
+        assert_eq!(
+            arch.param_count(),
+            (32 * 25 + 32) + (16 * 32 * 9 + 16) + (4 * 16 * 9 + 4)
+        );
         assert_eq!(arch.receptive_radius(), 4);
         assert_eq!(Architecture::default_for(4).layers()[2].shape.cout, 16);
     }
@@ -265,7 +318,12 @@ mod tests {
         arch.scale = 2;
         arch.kernels[1] = 4;
         assert!(arch.validate().unwrap_err().contains("kernel size 4"));
-        assert!(Architecture::espcn(2, &[], Activation::Tanh).validate().unwrap_err().contains("0 hidden layers"));
+        assert!(
+            Architecture::espcn(2, &[], Activation::Tanh)
+                .validate()
+                .unwrap_err()
+                .contains("0 hidden layers")
+        );
     }
 
     #[test]
@@ -273,8 +331,15 @@ mod tests {
         let arch = Architecture::espcn(2, &[3, 2], Activation::Tanh);
         let d = Dims { n: 2, h: 4, w: 3 };
         let rng = Counter::new(5, 0);
-        let params: Vec<f64> = arch.init(3).iter().enumerate().map(|(i, &p)| f64::from(p) + 0.05 * rng.unit(i as u64)).collect();
-        let x: Vec<f64> = (0..d.n * d.plane()).map(|i| rng.unit(1000 + i as u64)).collect();
+        let params: Vec<f64> = arch
+            .init(3)
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| f64::from(p) + 0.05 * rng.unit(i as u64))
+            .collect();
+        let x: Vec<f64> = (0..d.n * d.plane())
+            .map(|i| rng.unit(1000 + i as u64))
+            .collect();
         let hr = d.n * d.plane() * 4;
         let base: Vec<f64> = (0..hr).map(|i| rng.unit(2000 + i as u64)).collect();
         let target: Vec<f64> = (0..hr).map(|i| rng.unit(3000 + i as u64)).collect();
@@ -287,7 +352,11 @@ mod tests {
             let numeric = (cpu_loss_and_grads(&arch, &up, &x, &base, &target, d).0
                 - cpu_loss_and_grads(&arch, &down, &x, &base, &target, d).0)
                 / (2.0 * h);
-            assert!((grads[i] - numeric).abs() <= 1e-7 + 1e-5 * numeric.abs(), "param {i}: {} vs {numeric}", grads[i]);
+            assert!(
+                (grads[i] - numeric).abs() <= 1e-7 + 1e-5 * numeric.abs(),
+                "param {i}: {} vs {numeric}",
+                grads[i]
+            );
         }
     }
 
@@ -297,7 +366,9 @@ mod tests {
         assert_eq!(arch.init(1), arch.init(1));
         assert_ne!(arch.init(1), arch.init(2));
         let last = arch.layers()[2];
-        let max_last = arch.init(1)[last.weight_offset..last.bias_offset].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let max_last = arch.init(1)[last.weight_offset..last.bias_offset]
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(max_last < 0.1 * (6.0f32 / 144.0).sqrt() + 1e-6);
     }
 }

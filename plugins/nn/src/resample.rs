@@ -18,7 +18,11 @@ pub struct Plane {
 impl Plane {
     /// A plane of zeros.
     pub fn new(width: usize, height: usize) -> Self {
-        Plane { width, height, data: vec![0.0; width * height] }
+        Plane {
+            width,
+            height,
+            data: vec![0.0; width * height],
+        }
     }
 
     /// The sample at (x, y).
@@ -39,7 +43,11 @@ impl Plane {
         for y in y0..y0 + h {
             data.extend_from_slice(&self.data[y * self.width + x0..y * self.width + x0 + w]);
         }
-        Plane { width: w, height: h, data }
+        Plane {
+            width: w,
+            height: h,
+            data,
+        }
     }
 
     /// The largest top-left part whose sides are multiples of `r`.
@@ -86,7 +94,10 @@ fn taps(o: usize, r: usize) -> (isize, [f32; 4]) {
     let s = (o as f32 + 0.5) / r as f32 - 0.5;
     let base = s.floor();
     let t = s - base;
-    (base as isize - 1, [cubic(t + 1.0), cubic(t), cubic(1.0 - t), cubic(2.0 - t)])
+    (
+        base as isize - 1,
+        [cubic(t + 1.0), cubic(t), cubic(1.0 - t), cubic(2.0 - t)],
+    )
 }
 
 /// The bicubic ×`r` upsample of `p`, but only the output rectangle
@@ -134,21 +145,44 @@ mod tests {
     use super::*;
 
     fn ramp(w: usize, h: usize) -> Plane {
-        Plane { width: w, height: h, data: (0..w * h).map(|i| ((i * 37) % 101) as f32 / 100.0).collect() }
+        Plane {
+            width: w,
+            height: h,
+            data: (0..w * h)
+                .map(|i| ((i * 37) % 101) as f32 / 100.0)
+                .collect(),
+        }
     }
 
     #[test]
     fn box_downscale_averages_blocks() {
-        let p = Plane { width: 4, height: 2, data: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0] };
+        let p = Plane {
+            width: 4,
+            height: 2,
+            data: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        };
         assert_eq!(box_downscale(&p, 2).data, vec![2.5, 4.5]);
     }
 
     #[test]
     fn bicubic_keeps_constants_and_linear_ramps_inside() {
-        let flat = Plane { width: 5, height: 4, data: vec![0.25; 20] };
-        assert!(bicubic(&flat, 3).data.iter().all(|v| (v - 0.25).abs() < 1e-6));
+        let flat = Plane {
+            width: 5,
+            height: 4,
+            data: vec![0.25; 20],
+        };
+        assert!(
+            bicubic(&flat, 3)
+                .data
+                .iter()
+                .all(|v| (v - 0.25).abs() < 1e-6)
+        );
         // A linear ramp in x stays linear away from the clamped edges.
-        let lin = Plane { width: 8, height: 3, data: (0..24).map(|i| (i % 8) as f32).collect() };
+        let lin = Plane {
+            width: 8,
+            height: 3,
+            data: (0..24).map(|i| (i % 8) as f32).collect(),
+        };
         let up = bicubic(&lin, 2);
         for x in 4..12 {
             let expect = (x as f32 + 0.5) / 2.0 - 0.5;

@@ -19,7 +19,9 @@ pub struct Counter {
 impl Counter {
     /// The generator of `stream` under `seed`.
     pub fn new(seed: u64, stream: u64) -> Self {
-        Counter { key: mix(mix(seed) ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93)) }
+        Counter {
+            key: mix(mix(seed) ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
+        }
     }
 
     /// The `index`-th 64-bit draw.

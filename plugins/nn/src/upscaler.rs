@@ -37,7 +37,13 @@ pub const MAX_BUFFER_BYTES: usize = 128 << 20;
 
 /// The largest tile side whose widest layer fits in [`MAX_BUFFER_BYTES`].
 pub fn max_tile(arch: &Architecture) -> usize {
-    let widest = arch.layers().iter().map(|l| l.shape.cout).max().unwrap_or(1).max(1);
+    let widest = arch
+        .layers()
+        .iter()
+        .map(|l| l.shape.cout)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let side = ((MAX_BUFFER_BYTES / 4 / widest) as f64).sqrt() as usize;
     side.saturating_sub(2 * arch.receptive_radius() as usize)
 }
@@ -54,7 +60,11 @@ impl Upscaler {
         }
         let halo = arch.receptive_radius() as usize;
         let side = tile + 2 * halo;
-        Ok(Upscaler { graph: InferenceGraph::new(arch, params, side, side)?, tile, halo })
+        Ok(Upscaler {
+            graph: InferenceGraph::new(arch, params, side, side)?,
+            tile,
+            halo,
+        })
     }
 
     /// The upscaling factor.
@@ -68,7 +78,12 @@ impl Upscaler {
         let mut out = Vec::new();
         for y in (y0..y0 + h).step_by(self.tile) {
             for x in (0..w).step_by(self.tile) {
-                out.push(Rect { x, y, w: self.tile.min(w - x), h: self.tile.min(y0 + h - y) });
+                out.push(Rect {
+                    x,
+                    y,
+                    w: self.tile.min(w - x),
+                    h: self.tile.min(y0 + h - y),
+                });
             }
         }
         out
@@ -83,13 +98,23 @@ impl Upscaler {
         let y1 = (r.y + r.h + self.halo).min(lr.height);
         let padded = lr.crop(x0, y0, x1 - x0, y1 - y0);
         let out = self.graph.run(&padded.data, padded.width, padded.height)?;
-        let full = Plane { width: padded.width * s, height: padded.height * s, data: out };
+        let full = Plane {
+            width: padded.width * s,
+            height: padded.height * s,
+            data: out,
+        };
         Ok(full.crop((r.x - x0) * s, (r.y - y0) * s, r.w * s, r.h * s))
     }
 
     /// The HR luma of LR rows `[y0, y0 + h)`: bicubic plus the network's
     /// residual, clamped to [0, 1]. `on_tile` is called after each tile.
-    pub fn band(&self, lr: &Plane, y0: usize, h: usize, mut on_tile: impl FnMut()) -> Result<Plane, GpuError> {
+    pub fn band(
+        &self,
+        lr: &Plane,
+        y0: usize,
+        h: usize,
+        mut on_tile: impl FnMut(),
+    ) -> Result<Plane, GpuError> {
         let s = self.scale();
         let mut out = bicubic_region(lr, s, 0, y0 * s, lr.width * s, h * s);
         for r in self.tiles(lr.width, y0, h) {

@@ -24,9 +24,17 @@ pub const METADATA_KEY: &str = "pictor";
 
 /// Serialises `params` of `arch`, with `extra` fields (training facts) in
 /// the metadata.
-pub fn save(arch: &Architecture, params: &[f32], extra: &BTreeMap<String, Value>) -> Result<Vec<u8>, String> {
+pub fn save(
+    arch: &Architecture,
+    params: &[f32],
+    extra: &BTreeMap<String, Value>,
+) -> Result<Vec<u8>, String> {
     if params.len() != arch.param_count() {
-        return Err(format!("{} parameters for a network of {}", params.len(), arch.param_count()));
+        return Err(format!(
+            "{} parameters for a network of {}",
+            params.len(),
+            arch.param_count()
+        ));
     }
     let mut meta = serde_json::Map::new();
     for (k, v) in extra {
@@ -45,7 +53,10 @@ pub fn save(arch: &Architecture, params: &[f32], extra: &BTreeMap<String, Value>
         let s = layer.shape;
         let w = &bytes[layer.weight_offset * 4..layer.bias_offset * 4];
         let b = &bytes[layer.bias_offset * 4..(layer.bias_offset + s.cout) * 4];
-        views.push((format!("layers.{i}.weight"), view(vec![s.cout, s.cin, s.k, s.k], w)?));
+        views.push((
+            format!("layers.{i}.weight"),
+            view(vec![s.cout, s.cin, s.k, s.k], w)?,
+        ));
         views.push((format!("layers.{i}.bias"), view(vec![s.cout], b)?));
     }
     let info = HashMap::from([(METADATA_KEY.to_string(), Value::Object(meta).to_string())]);
@@ -69,24 +80,38 @@ pub struct Weights {
 
 /// Reads and checks a weights file; errors say what is wrong with it.
 pub fn load(bytes: &[u8]) -> Result<Weights, String> {
-    let file = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
     let text = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get(METADATA_KEY))
-        .ok_or_else(|| format!("no `{METADATA_KEY}` metadata: not a weights file written by the `train` plugin"))?;
-    let meta: serde_json::Map<String, Value> =
-        serde_json::from_str(text).map_err(|e| format!("`{METADATA_KEY}` metadata is not a JSON object: {e}"))?;
+        .ok_or_else(|| {
+            format!(
+                "no `{METADATA_KEY}` metadata: not a weights file written by the `train` plugin"
+            )
+        })?;
+    let meta: serde_json::Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| format!("`{METADATA_KEY}` metadata is not a JSON object: {e}"))?;
     let format = meta.get("format").and_then(Value::as_str).unwrap_or("");
     if format != FORMAT {
         return Err(format!("format {format:?}; this plugin reads {FORMAT:?}"));
     }
-    let number = |key: &str| meta.get(key).and_then(Value::as_u64).ok_or_else(|| format!("metadata `{key}` is missing or not a number"));
+    let number = |key: &str| {
+        meta.get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("metadata `{key}` is missing or not a number"))
+    };
     let list = |key: &str| -> Result<Vec<u32>, String> {
         meta.get(key)
             .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok())).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| format!("metadata `{key}` is missing or not a list of numbers"))
     };
     let activation = meta
@@ -94,23 +119,39 @@ pub fn load(bytes: &[u8]) -> Result<Weights, String> {
         .and_then(Value::as_str)
         .and_then(Activation::parse)
         .ok_or("metadata `activation` is missing or unknown (tanh, relu)")?;
-    let scale = u32::try_from(number("scale")?).map_err(|_| "metadata `scale` is too large".to_string())?;
-    let arch = Architecture { scale, features: list("features")?, kernels: list("kernels")?, activation };
-    arch.validate().map_err(|e| format!("metadata describes a bad network: {e}"))?;
+    let scale =
+        u32::try_from(number("scale")?).map_err(|_| "metadata `scale` is too large".to_string())?;
+    let arch = Architecture {
+        scale,
+        features: list("features")?,
+        kernels: list("kernels")?,
+        activation,
+    };
+    arch.validate()
+        .map_err(|e| format!("metadata describes a bad network: {e}"))?;
     let mut params = vec![0.0f32; arch.param_count()];
     let layers = arch.layers();
     for (i, layer) in layers.iter().enumerate() {
         let s = layer.shape;
         for (name, shape, offset) in [
-            (format!("layers.{i}.weight"), vec![s.cout, s.cin, s.k, s.k], layer.weight_offset),
+            (
+                format!("layers.{i}.weight"),
+                vec![s.cout, s.cin, s.k, s.k],
+                layer.weight_offset,
+            ),
             (format!("layers.{i}.bias"), vec![s.cout], layer.bias_offset),
         ] {
-            let t = file.tensor(&name).map_err(|_| format!("tensor `{name}` is missing"))?;
+            let t = file
+                .tensor(&name)
+                .map_err(|_| format!("tensor `{name}` is missing"))?;
             if t.dtype() != Dtype::F32 {
                 return Err(format!("tensor `{name}` is {:?}; expected F32", t.dtype()));
             }
             if t.shape() != shape.as_slice() {
-                return Err(format!("tensor `{name}` has shape {:?}; the metadata's network needs {shape:?}", t.shape()));
+                return Err(format!(
+                    "tensor `{name}` has shape {:?}; the metadata's network needs {shape:?}",
+                    t.shape()
+                ));
             }
             for (j, chunk) in t.data().chunks_exact(4).enumerate() {
                 let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
@@ -123,11 +164,24 @@ pub fn load(bytes: &[u8]) -> Result<Weights, String> {
     }
     let expected = layers.len() * 2;
     if file.len() != expected {
-        let known: Vec<String> = (0..layers.len()).flat_map(|i| [format!("layers.{i}.weight"), format!("layers.{i}.bias")]).collect();
-        let extra: Vec<&str> = file.names().into_iter().filter(|n| !known.iter().any(|k| k == n)).collect();
-        return Err(format!("unexpected tensors {extra:?} for a network of {} layers", layers.len()));
+        let known: Vec<String> = (0..layers.len())
+            .flat_map(|i| [format!("layers.{i}.weight"), format!("layers.{i}.bias")])
+            .collect();
+        let extra: Vec<&str> = file
+            .names()
+            .into_iter()
+            .filter(|n| !known.iter().any(|k| k == n))
+            .collect();
+        return Err(format!(
+            "unexpected tensors {extra:?} for a network of {} layers",
+            layers.len()
+        ));
     }
-    Ok(Weights { arch, params, metadata: meta })
+    Ok(Weights {
+        arch,
+        params,
+        metadata: meta,
+    })
 }
 
 #[cfg(test)]
@@ -151,7 +205,10 @@ mod tests {
     #[test]
     fn round_trip_keeps_shape_params_and_extra_metadata_with_stable_bytes() {
         let (arch, params) = sample();
-        let extra = BTreeMap::from([("steps".to_string(), json!(100)), ("seed".to_string(), json!(9))]);
+        let extra = BTreeMap::from([
+            ("steps".to_string(), json!(100)),
+            ("seed".to_string(), json!(9)),
+        ]);
         let bytes = save(&arch, &params, &extra).unwrap();
         assert_eq!(bytes, save(&arch, &params, &extra).unwrap());
         let w = load(&bytes).unwrap();
@@ -163,22 +220,34 @@ mod tests {
     #[test]
     fn wrong_files_are_refused_with_the_reason() {
         let (arch, params) = sample();
-        assert!(load(b"not a file").unwrap_err().contains("not a safetensors file"));
+        assert!(
+            load(b"not a file")
+                .unwrap_err()
+                .contains("not a safetensors file")
+        );
         // A shape mismatch: metadata says 32 features, tensors are for 24.
         let small = Architecture::espcn(2, &[24, 16], arch.activation);
         let bytes = save(&small, &small.init(1), &BTreeMap::new()).unwrap();
         let err = load(&replace(&bytes, b"[24,16]", b"[32,16]")).unwrap_err();
-        assert!(err.contains("tensor `layers.0.weight` has shape [24, 1, 5, 5]"), "{err}");
+        assert!(
+            err.contains("tensor `layers.0.weight` has shape [24, 1, 5, 5]"),
+            "{err}"
+        );
         // Another format.
         let bytes = save(&arch, &params, &BTreeMap::new()).unwrap();
-        assert!(load(&replace(&bytes, FORMAT.as_bytes(), b"pictor-espcn/9")).unwrap_err().contains("pictor-espcn/9"));
+        assert!(
+            load(&replace(&bytes, FORMAT.as_bytes(), b"pictor-espcn/9"))
+                .unwrap_err()
+                .contains("pictor-espcn/9")
+        );
         // A NaN.
         let mut bad = params.clone();
         bad[3] = f32::NAN;
         let err = load(&save(&arch, &bad, &BTreeMap::new()).unwrap()).unwrap_err();
         assert!(err.contains("non-finite value at 3"), "{err}");
         // Plain safetensors without our metadata.
-        let plain = safetensors::serialize([("x", view(vec![1], &[0, 0, 0, 0]).unwrap())], None).unwrap();
+        let plain =
+            safetensors::serialize([("x", view(vec![1], &[0, 0, 0, 0]).unwrap())], None).unwrap();
         assert!(load(&plain).unwrap_err().contains("no `pictor` metadata"));
     }
 }

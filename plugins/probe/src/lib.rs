@@ -54,9 +54,16 @@ fn environment(job: &Job) -> Result<Summary, JobError> {
     let vars = std::env::vars_os().count();
     let args = std::env::args_os().count();
     let mut stdin = Vec::new();
-    let stdin_read = std::io::stdin().read_to_end(&mut stdin).map(|_| stdin.len());
+    let stdin_read = std::io::stdin()
+        .read_to_end(&mut stdin)
+        .map(|_| stdin.len());
     let mut root: Vec<String> = std::fs::read_dir("/")
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     root.sort();
     let report = format!(
@@ -65,13 +72,17 @@ fn environment(job: &Job) -> Result<Summary, JobError> {
         root
     );
     job.write_output("environment.json", report.as_bytes())?;
-    Ok(Summary::new("environment probed").metric("vars", vars as f64).metric("args", args as f64))
+    Ok(Summary::new("environment probed")
+        .metric("vars", vars as f64)
+        .metric("args", args as f64))
 }
 
 fn checkpoint(job: &Job) -> Result<Summary, JobError> {
     let previous = match job.load_checkpoint() {
         Some(bytes) => u64::from_le_bytes(
-            bytes.try_into().map_err(|_| JobError::Failed("checkpoint is not an 8-byte counter".into()))?,
+            bytes
+                .try_into()
+                .map_err(|_| JobError::Failed("checkpoint is not an 8-byte counter".into()))?,
         ),
         None => 0,
     };
@@ -84,7 +95,9 @@ fn checkpoint(job: &Job) -> Result<Summary, JobError> {
 fn steps(job: &Job, total: u32, step_ms: u64) -> Result<Summary, JobError> {
     let resumed_at = match job.load_checkpoint() {
         Some(bytes) => u32::from_le_bytes(
-            bytes.try_into().map_err(|_| JobError::Failed("checkpoint is not a 4-byte step count".into()))?,
+            bytes
+                .try_into()
+                .map_err(|_| JobError::Failed("checkpoint is not a 4-byte step count".into()))?,
         ),
         None => 0,
     };
@@ -92,9 +105,15 @@ fn steps(job: &Job, total: u32, step_ms: u64) -> Result<Summary, JobError> {
         job.check_cancelled()?;
         std::thread::sleep(Duration::from_millis(step_ms));
         job.save_checkpoint(&(step + 1).to_le_bytes())?;
-        job.progress((step + 1) as f32 / total as f32, format!("step {}/{total}", step + 1));
+        job.progress(
+            (step + 1) as f32 / total as f32,
+            format!("step {}/{total}", step + 1),
+        );
     }
-    let report = format!("steps {total} resumed_at {resumed_at} attempt {}\n", job.info().attempt);
+    let report = format!(
+        "steps {total} resumed_at {resumed_at} attempt {}\n",
+        job.info().attempt
+    );
     job.write_output("steps.txt", report.as_bytes())?;
     Ok(Summary::new(report.trim()).metric("resumed_at", f64::from(resumed_at)))
 }
@@ -130,7 +149,10 @@ mod tests {
     fn wait_for_cancel_returns_cancelled() -> Result<(), Box<dyn std::error::Error>> {
         let host = TestHost::new()?;
         host.cancel();
-        assert_eq!(Probe::run(&host.job(r#"{"check": "wait-for-cancel"}"#)), Err(JobError::Cancelled));
+        assert_eq!(
+            Probe::run(&host.job(r#"{"check": "wait-for-cancel"}"#)),
+            Err(JobError::Cancelled)
+        );
         Ok(())
     }
 }

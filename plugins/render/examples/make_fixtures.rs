@@ -34,20 +34,31 @@ struct Mesh {
 
 impl Mesh {
     fn new() -> Mesh {
-        Mesh { positions: vec![], normals: vec![], uvs: vec![], indices: vec![] }
+        Mesh {
+            positions: vec![],
+            normals: vec![],
+            uvs: vec![],
+            indices: vec![],
+        }
     }
     /// A quad with corners a, b, c, d (counter-clockwise seen from the front).
     fn quad(mut self, a: [f32; 3], b: [f32; 3], c: [f32; 3], d: [f32; 3]) -> Mesh {
         let base = self.positions.len() as u32;
         let sub = |p: [f32; 3], q: [f32; 3]| [p[0] - q[0], p[1] - q[1], p[2] - q[2]];
         let (e1, e2) = (sub(b, a), sub(d, a));
-        let n = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
+        let n = [
+            e1[1] * e2[2] - e1[2] * e2[1],
+            e1[2] * e2[0] - e1[0] * e2[2],
+            e1[0] * e2[1] - e1[1] * e2[0],
+        ];
         let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
         let n = [n[0] / len, n[1] / len, n[2] / len];
         self.positions.extend([a, b, c, d]);
         self.normals.extend([n; 4]);
-        self.uvs.extend([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]);
-        self.indices.extend([base, base + 1, base + 2, base, base + 2, base + 3]);
+        self.uvs
+            .extend([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]);
+        self.indices
+            .extend([base, base + 1, base + 2, base, base + 2, base + 3]);
         self
     }
     /// An axis-aligned box from `lo` to `hi`, faces outward.
@@ -68,10 +79,16 @@ impl Mesh {
             let theta = PI * i as f32 / rings as f32;
             for j in 0..=segments {
                 let phi = 2.0 * PI * j as f32 / segments as f32;
-                let n = [theta.sin() * phi.cos(), theta.cos(), theta.sin() * phi.sin()];
-                self.positions.push([c[0] + r * n[0], c[1] + r * n[1], c[2] + r * n[2]]);
+                let n = [
+                    theta.sin() * phi.cos(),
+                    theta.cos(),
+                    theta.sin() * phi.sin(),
+                ];
+                self.positions
+                    .push([c[0] + r * n[0], c[1] + r * n[1], c[2] + r * n[2]]);
                 self.normals.push(n);
-                self.uvs.push([j as f32 / segments as f32, i as f32 / rings as f32]);
+                self.uvs
+                    .push([j as f32 / segments as f32, i as f32 / rings as f32]);
             }
         }
         for i in 0..rings {
@@ -104,8 +121,24 @@ impl Gltf {
         let view = self.view(&bytes, Some(34962));
         let mut a = json!({"bufferView": view, "componentType": 5126, "count": data.len() / width, "type": kind});
         if bounds {
-            let lo: Vec<f32> = (0..width).map(|k| data.iter().skip(k).step_by(width).copied().fold(f32::INFINITY, f32::min)).collect();
-            let hi: Vec<f32> = (0..width).map(|k| data.iter().skip(k).step_by(width).copied().fold(f32::NEG_INFINITY, f32::max)).collect();
+            let lo: Vec<f32> = (0..width)
+                .map(|k| {
+                    data.iter()
+                        .skip(k)
+                        .step_by(width)
+                        .copied()
+                        .fold(f32::INFINITY, f32::min)
+                })
+                .collect();
+            let hi: Vec<f32> = (0..width)
+                .map(|k| {
+                    data.iter()
+                        .skip(k)
+                        .step_by(width)
+                        .copied()
+                        .fold(f32::NEG_INFINITY, f32::max)
+                })
+                .collect();
             a["min"] = json!(lo);
             a["max"] = json!(hi);
         }
@@ -117,7 +150,11 @@ impl Gltf {
         let pos = self.accessor(&mesh.positions.concat(), 3, "VEC3", true);
         let nrm = self.accessor(&mesh.normals.concat(), 3, "VEC3", false);
         let uv = self.accessor(&mesh.uvs.concat(), 2, "VEC2", false);
-        let bytes: Vec<u8> = mesh.indices.iter().flat_map(|i| (*i as u16).to_le_bytes()).collect();
+        let bytes: Vec<u8> = mesh
+            .indices
+            .iter()
+            .flat_map(|i| (*i as u16).to_le_bytes())
+            .collect();
         let view = self.view(&bytes, Some(34963));
         self.accessors.push(json!({"bufferView": view, "componentType": 5123, "count": mesh.indices.len(), "type": "SCALAR"}));
         let idx = self.accessors.len() - 1;
@@ -159,7 +196,10 @@ impl Gltf {
     fn write_gltf(&self, dir: &Path, name: &str) -> Result<(), Error> {
         let bin = format!("{name}.bin");
         std::fs::write(dir.join(&bin), &self.bin)?;
-        std::fs::write(dir.join(format!("{name}.gltf")), serde_json::to_string_pretty(&self.document(Some(&bin)))?)?;
+        std::fs::write(
+            dir.join(format!("{name}.gltf")),
+            serde_json::to_string_pretty(&self.document(Some(&bin)))?,
+        )?;
         Ok(())
     }
 
@@ -211,19 +251,61 @@ fn cornell() -> Gltf {
     let green = g.material(pbr([0.12, 0.45, 0.15], 0.0, 1.0));
     let lamp = g.material(light(5.0));
     let walls = Mesh::new()
-        .quad([-1.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 0.0, -1.0]) // floor
-        .quad([-1.0, 2.0, -1.0], [1.0, 2.0, -1.0], [1.0, 2.0, 1.0], [-1.0, 2.0, 1.0]) // ceiling
-        .quad([-1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 2.0, -1.0], [-1.0, 2.0, -1.0]); // back
+        .quad(
+            [-1.0, 0.0, 1.0],
+            [1.0, 0.0, 1.0],
+            [1.0, 0.0, -1.0],
+            [-1.0, 0.0, -1.0],
+        ) // floor
+        .quad(
+            [-1.0, 2.0, -1.0],
+            [1.0, 2.0, -1.0],
+            [1.0, 2.0, 1.0],
+            [-1.0, 2.0, 1.0],
+        ) // ceiling
+        .quad(
+            [-1.0, 0.0, -1.0],
+            [1.0, 0.0, -1.0],
+            [1.0, 2.0, -1.0],
+            [-1.0, 2.0, -1.0],
+        ); // back
     let m = g.mesh(&walls, white);
     g.node(json!({"mesh": m}));
-    let m = g.mesh(&Mesh::new().quad([-1.0, 0.0, 1.0], [-1.0, 0.0, -1.0], [-1.0, 2.0, -1.0], [-1.0, 2.0, 1.0]), red);
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-1.0, 0.0, 1.0],
+            [-1.0, 0.0, -1.0],
+            [-1.0, 2.0, -1.0],
+            [-1.0, 2.0, 1.0],
+        ),
+        red,
+    );
     g.node(json!({"mesh": m}));
-    let m = g.mesh(&Mesh::new().quad([1.0, 0.0, -1.0], [1.0, 0.0, 1.0], [1.0, 2.0, 1.0], [1.0, 2.0, -1.0]), green);
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [1.0, 0.0, -1.0],
+            [1.0, 0.0, 1.0],
+            [1.0, 2.0, 1.0],
+            [1.0, 2.0, -1.0],
+        ),
+        green,
+    );
     g.node(json!({"mesh": m}));
-    let m = g.mesh(&Mesh::new().quad([-0.45, 1.98, -0.45], [0.45, 1.98, -0.45], [0.45, 1.98, 0.45], [-0.45, 1.98, 0.45]), lamp);
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-0.45, 1.98, -0.45],
+            [0.45, 1.98, -0.45],
+            [0.45, 1.98, 0.45],
+            [-0.45, 1.98, 0.45],
+        ),
+        lamp,
+    );
     g.node(json!({"mesh": m}));
     // The blocks: a unit cube scaled, rotated and placed by node transforms.
-    let cube = g.mesh(&Mesh::new().cuboid([-0.5, 0.0, -0.5], [0.5, 1.0, 0.5]), white);
+    let cube = g.mesh(
+        &Mesh::new().cuboid([-0.5, 0.0, -0.5], [0.5, 1.0, 0.5]),
+        white,
+    );
     g.node(json!({"mesh": cube, "translation": [0.35, 0.0, 0.3], "rotation": about_y(-17.0), "scale": [0.6, 0.6, 0.6]}));
     g.node(json!({"mesh": cube, "translation": [-0.35, 0.0, -0.3], "rotation": about_y(18.0), "scale": [0.6, 1.2, 0.6]}));
     g.node(json!({"camera": 0, "translation": [0.0, 1.0, 3.7]}));
@@ -237,13 +319,29 @@ fn glossy() -> Gltf {
     let mirror = g.material(pbr([0.95, 0.95, 0.95], 1.0, 0.02));
     let plastic = g.material(pbr([0.1, 0.2, 0.8], 0.0, 0.3));
     let lamp = g.material(light(6.0));
-    let m = g.mesh(&Mesh::new().quad([-4.0, 0.0, 4.0], [4.0, 0.0, 4.0], [4.0, 0.0, -4.0], [-4.0, 0.0, -4.0]), floor);
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-4.0, 0.0, 4.0],
+            [4.0, 0.0, 4.0],
+            [4.0, 0.0, -4.0],
+            [-4.0, 0.0, -4.0],
+        ),
+        floor,
+    );
     g.node(json!({"mesh": m}));
     for (x, material) in [(-1.1, gold), (0.0, mirror), (1.1, plastic)] {
         let m = g.mesh(&Mesh::new().sphere([x, 0.5, 0.0], 0.5, 24, 16), material);
         g.node(json!({"mesh": m}));
     }
-    let m = g.mesh(&Mesh::new().quad([-1.0, 3.0, 1.0], [-1.0, 3.0, -1.0], [1.0, 3.0, -1.0], [1.0, 3.0, 1.0]), lamp);
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-1.0, 3.0, 1.0],
+            [-1.0, 3.0, -1.0],
+            [1.0, 3.0, -1.0],
+            [1.0, 3.0, 1.0],
+        ),
+        lamp,
+    );
     g.node(json!({"mesh": m}));
     // Camera looking slightly down at the spheres: -10° about x.
     let h = (-10f32).to_radians() / 2.0;
@@ -274,15 +372,35 @@ fn textured() -> Result<Gltf, Error> {
     let mut g = Gltf::default();
     let png_bytes = checker_png()?;
     let view = g.view(&png_bytes, None);
-    g.images.push(json!({"bufferView": view, "mimeType": "image/png"}));
+    g.images
+        .push(json!({"bufferView": view, "mimeType": "image/png"}));
     let checker = g.material(json!({"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.7}}));
     let floor = g.material(pbr([0.6, 0.6, 0.6], 0.0, 0.9));
     let lamp = g.material(light(8.0));
-    let m = g.mesh(&Mesh::new().quad([-3.0, 0.0, 3.0], [3.0, 0.0, 3.0], [3.0, 0.0, -3.0], [-3.0, 0.0, -3.0]), floor);
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-3.0, 0.0, 3.0],
+            [3.0, 0.0, 3.0],
+            [3.0, 0.0, -3.0],
+            [-3.0, 0.0, -3.0],
+        ),
+        floor,
+    );
     g.node(json!({"mesh": m}));
-    let cube = g.mesh(&Mesh::new().cuboid([-0.5, 0.0, -0.5], [0.5, 1.0, 0.5]), checker);
+    let cube = g.mesh(
+        &Mesh::new().cuboid([-0.5, 0.0, -0.5], [0.5, 1.0, 0.5]),
+        checker,
+    );
     g.node(json!({"mesh": cube, "rotation": about_y(30.0), "scale": [1.2, 1.2, 1.2]}));
-    let m = g.mesh(&Mesh::new().quad([-1.0, 3.0, 2.0], [-1.0, 3.0, 0.0], [1.0, 3.0, 0.0], [1.0, 3.0, 2.0]), lamp);
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-1.0, 3.0, 2.0],
+            [-1.0, 3.0, 0.0],
+            [1.0, 3.0, 0.0],
+            [1.0, 3.0, 2.0],
+        ),
+        lamp,
+    );
     g.node(json!({"mesh": m}));
     let h = (-20f32).to_radians() / 2.0;
     g.node(json!({"camera": 0, "translation": [0.0, 1.9, 3.4], "rotation": [h.sin(), 0.0, 0.0, h.cos()]}));
@@ -299,14 +417,19 @@ fn reference_params(name: &str) -> Value {
 }
 
 fn main() -> Result<(), Error> {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenes")
-    });
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenes"));
     std::fs::create_dir_all(&dir)?;
     cornell().write_gltf(&dir, "cornell")?;
     glossy().write_gltf(&dir, "glossy")?;
     textured()?.write_glb(&dir, "textured")?;
-    for (name, file) in [("cornell", "cornell.gltf"), ("glossy", "glossy.gltf"), ("textured", "textured.glb")] {
+    for (name, file) in [
+        ("cornell", "cornell.gltf"),
+        ("glossy", "glossy.gltf"),
+        ("textured", "textured.glb"),
+    ] {
         let params_json = reference_params(name);
         let params = render::Params::from_json(&params_json.to_string())?;
         let read = render::scene::dir_reader(&dir);
@@ -315,11 +438,25 @@ fn main() -> Result<(), Error> {
         let pixels = render::cpu::render(&prepared.data, &prepared.view);
         let secs = started.elapsed().as_secs_f64();
         let (w, h) = (params.width, params.height);
-        std::fs::write(dir.join(format!("{name}.ref.png")), render::image::encode_png(w, h, &pixels)?)?;
-        std::fs::write(dir.join(format!("{name}.ref.pfm")), render::image::encode_pfm(w, h, &pixels))?;
-        std::fs::write(dir.join(format!("{name}.ref.json")), serde_json::to_string_pretty(&json!({"scene": file, "params": params_json}))? + "\n")?;
+        std::fs::write(
+            dir.join(format!("{name}.ref.png")),
+            render::image::encode_png(w, h, &pixels)?,
+        )?;
+        std::fs::write(
+            dir.join(format!("{name}.ref.pfm")),
+            render::image::encode_pfm(w, h, &pixels),
+        )?;
+        std::fs::write(
+            dir.join(format!("{name}.ref.json")),
+            serde_json::to_string_pretty(&json!({"scene": file, "params": params_json}))? + "\n",
+        )?;
         let samples = f64::from(w * h * params.spp);
-        println!("{name}: {} triangles, {w}×{h} at {} spp in {secs:.1} s ({:.2} Msamples/s)", prepared.triangles, params.spp, samples / secs / 1e6);
+        println!(
+            "{name}: {} triangles, {w}×{h} at {} spp in {secs:.1} s ({:.2} Msamples/s)",
+            prepared.triangles,
+            params.spp,
+            samples / secs / 1e6
+        );
     }
     Ok(())
 }

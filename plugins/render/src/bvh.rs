@@ -43,20 +43,41 @@ struct Aabb {
 }
 
 impl Aabb {
-    const EMPTY: Aabb = Aabb { min: V3 { x: f32::INFINITY, y: f32::INFINITY, z: f32::INFINITY }, max: V3 { x: f32::NEG_INFINITY, y: f32::NEG_INFINITY, z: f32::NEG_INFINITY } };
+    const EMPTY: Aabb = Aabb {
+        min: V3 {
+            x: f32::INFINITY,
+            y: f32::INFINITY,
+            z: f32::INFINITY,
+        },
+        max: V3 {
+            x: f32::NEG_INFINITY,
+            y: f32::NEG_INFINITY,
+            z: f32::NEG_INFINITY,
+        },
+    };
     fn grow(&mut self, o: &Aabb) {
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
     }
     fn area(&self) -> f32 {
         let d = self.max - self.min;
-        if d.x < 0.0 { 0.0 } else { 2.0 * (d.x * d.y + d.y * d.z + d.z * d.x) }
+        if d.x < 0.0 {
+            0.0
+        } else {
+            2.0 * (d.x * d.y + d.y * d.z + d.z * d.x)
+        }
     }
 }
 
 /// Builds a BVH over triangles given by their corners.
 pub fn build(tris: &[[V3; 3]]) -> Bvh {
-    let boxes: Vec<Aabb> = tris.iter().map(|t| Aabb { min: t[0].min(t[1]).min(t[2]), max: t[0].max(t[1]).max(t[2]) }).collect();
+    let boxes: Vec<Aabb> = tris
+        .iter()
+        .map(|t| Aabb {
+            min: t[0].min(t[1]).min(t[2]),
+            max: t[0].max(t[1]).max(t[2]),
+        })
+        .collect();
     let centers: Vec<V3> = boxes.iter().map(|b| (b.min + b.max) * 0.5).collect();
     let mut order: Vec<u32> = (0..tris.len() as u32).collect();
     let mut nodes = vec![Node::zeroed()];
@@ -71,14 +92,20 @@ pub fn build(tris: &[[V3; 3]]) -> Bvh {
             let c = centers[i as usize];
             cbounds.grow(&Aabb { min: c, max: c });
         }
-        let leaf = Node { min: bounds.min.to_array(), a: first as u32, max: bounds.max.to_array(), count: count as u32 };
+        let leaf = Node {
+            min: bounds.min.to_array(),
+            a: first as u32,
+            max: bounds.max.to_array(),
+            count: count as u32,
+        };
         let split = if count <= MAX_LEAF || depth >= MAX_DEPTH {
             None
         } else {
             // No useful SAH split but too many triangles for a leaf (e.g.
             // all centers equal): an infinite position sends everything
             // left, which the median fallback below turns into halves.
-            best_split(items, &boxes, &centers, &cbounds, &bounds).or((count > 4 * MAX_LEAF).then_some((0, f32::INFINITY)))
+            best_split(items, &boxes, &centers, &cbounds, &bounds)
+                .or((count > 4 * MAX_LEAF).then_some((0, f32::INFINITY)))
         };
         let Some((axis, pos)) = split else {
             nodes[ni] = leaf;
@@ -88,13 +115,23 @@ pub fn build(tris: &[[V3; 3]]) -> Bvh {
         // (all centers equal) falls back to the median.
         let mut mid = partition(items, |i| centers[i as usize].axis(axis) < pos);
         if mid == 0 || mid == count {
-            items.sort_by(|&a, &b| centers[a as usize].axis(axis).total_cmp(&centers[b as usize].axis(axis)).then(a.cmp(&b)));
+            items.sort_by(|&a, &b| {
+                centers[a as usize]
+                    .axis(axis)
+                    .total_cmp(&centers[b as usize].axis(axis))
+                    .then(a.cmp(&b))
+            });
             mid = count / 2;
         }
         let left = nodes.len();
         nodes.push(Node::zeroed());
         nodes.push(Node::zeroed());
-        nodes[ni] = Node { min: bounds.min.to_array(), a: left as u32, max: bounds.max.to_array(), count: 0 };
+        nodes[ni] = Node {
+            min: bounds.min.to_array(),
+            a: left as u32,
+            max: bounds.max.to_array(),
+            count: 0,
+        };
         work.push((left + 1, first + mid, count - mid, depth + 1));
         work.push((left, first, mid, depth + 1));
     }
@@ -114,7 +151,13 @@ fn partition(items: &mut [u32], pred: impl Fn(u32) -> bool) -> usize {
 }
 
 /// The best binned-SAH split (axis, position), or `None` when a leaf is cheaper.
-fn best_split(items: &[u32], boxes: &[Aabb], centers: &[V3], cbounds: &Aabb, bounds: &Aabb) -> Option<(usize, f32)> {
+fn best_split(
+    items: &[u32],
+    boxes: &[Aabb],
+    centers: &[V3],
+    cbounds: &Aabb,
+    bounds: &Aabb,
+) -> Option<(usize, f32)> {
     let mut best: Option<(f32, usize, f32)> = None;
     for axis in 0..3 {
         let (lo, hi) = (cbounds.min.axis(axis), cbounds.max.axis(axis));
@@ -167,9 +210,17 @@ mod tests {
         let r = |i: u32, d: u32| SampleRng::new(9, i, 0).get(d);
         (0..n)
             .map(|i| {
-                let c = v3(r(i, 0) * 10.0 - 5.0, r(i, 1) * 10.0 - 5.0, r(i, 2) * 10.0 - 5.0);
+                let c = v3(
+                    r(i, 0) * 10.0 - 5.0,
+                    r(i, 1) * 10.0 - 5.0,
+                    r(i, 2) * 10.0 - 5.0,
+                );
                 let s = 0.2 + r(i, 3);
-                [c, c + v3(s * r(i, 4), s, 0.1 * r(i, 5)), c + v3(s, s * r(i, 6), s * r(i, 7))]
+                [
+                    c,
+                    c + v3(s * r(i, 4), s, 0.1 * r(i, 5)),
+                    c + v3(s, s * r(i, 6), s * r(i, 7)),
+                ]
             })
             .collect()
     }

@@ -26,7 +26,10 @@ pub fn render(scene: &SceneData, view: &View) -> Vec<[f32; 3]> {
     let threads = if cfg!(target_arch = "wasm32") {
         1
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get()).min(th as usize).max(1)
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(th as usize)
+            .max(1)
     };
     if threads == 1 {
         return (0..th).flat_map(row).collect();
@@ -36,10 +39,18 @@ pub fn render(scene: &SceneData, view: &View) -> Vec<[f32; 3]> {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let row = &row;
-                s.spawn(move || (t as u32..th).step_by(threads).map(|y| (y, row(y))).collect::<Vec<_>>())
+                s.spawn(move || {
+                    (t as u32..th)
+                        .step_by(threads)
+                        .map(|y| (y, row(y)))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     rows.sort_by_key(|(y, _)| *y);
     rows.into_iter().flat_map(|(_, r)| r).collect()

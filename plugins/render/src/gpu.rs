@@ -40,15 +40,27 @@ pub struct Timing {
 /// Renders the view's tile on the GPU; returns linear RGB per pixel and
 /// the pass timings. `part` = (index, count) of this render in the job,
 /// for progress reports.
-pub fn render(job: &Job, scene: &SceneData, view: &View, part: (u32, u32)) -> Result<(Vec<[f32; 3]>, Timing), JobError> {
+pub fn render(
+    job: &Job,
+    scene: &SceneData,
+    view: &View,
+    part: (u32, u32),
+) -> Result<(Vec<[f32; 3]>, Timing), JobError> {
     let [_, _, tw, th] = view.tile;
-    let params = Buffer::<FrameParams>::zeroed(1, Usage::UNIFORM).map_err(gpu_err("creating the params buffer"))?;
-    let tris = Buffer::from_slice(&scene.tris, Usage::STORAGE).map_err(gpu_err("uploading triangles"))?;
-    let nodes = Buffer::from_slice(&scene.nodes, Usage::STORAGE).map_err(gpu_err("uploading the BVH"))?;
-    let materials = Buffer::from_slice(&scene.materials, Usage::STORAGE).map_err(gpu_err("uploading materials"))?;
-    let tex_meta = Buffer::from_slice(&scene.tex_meta, Usage::STORAGE).map_err(gpu_err("uploading textures"))?;
-    let texels = Buffer::from_slice(&scene.texels, Usage::STORAGE).map_err(gpu_err("uploading textures"))?;
-    let lut = Buffer::from_slice(&scene.srgb_lut, Usage::STORAGE).map_err(gpu_err("uploading textures"))?;
+    let params = Buffer::<FrameParams>::zeroed(1, Usage::UNIFORM)
+        .map_err(gpu_err("creating the params buffer"))?;
+    let tris =
+        Buffer::from_slice(&scene.tris, Usage::STORAGE).map_err(gpu_err("uploading triangles"))?;
+    let nodes =
+        Buffer::from_slice(&scene.nodes, Usage::STORAGE).map_err(gpu_err("uploading the BVH"))?;
+    let materials = Buffer::from_slice(&scene.materials, Usage::STORAGE)
+        .map_err(gpu_err("uploading materials"))?;
+    let tex_meta = Buffer::from_slice(&scene.tex_meta, Usage::STORAGE)
+        .map_err(gpu_err("uploading textures"))?;
+    let texels =
+        Buffer::from_slice(&scene.texels, Usage::STORAGE).map_err(gpu_err("uploading textures"))?;
+    let lut = Buffer::from_slice(&scene.srgb_lut, Usage::STORAGE)
+        .map_err(gpu_err("uploading textures"))?;
     let accum = Buffer::<[f32; 4]>::zeroed(tw as usize * th as usize, Usage::STORAGE)
         .map_err(gpu_err("creating the accumulation buffer"))?;
     let kernel = Kernel::new(KERNEL, "main").map_err(gpu_err("compiling render.wgsl"))?;
@@ -70,25 +82,37 @@ pub fn render(job: &Job, scene: &SceneData, view: &View, part: (u32, u32)) -> Re
 
     // Warm-up: one workgroup, no samples, so that lazy shader compilation
     // does not count as the cost of the first measured pass.
-    params.write(0, &[view.params(scene, 0..1, 0..0)]).map_err(gpu_err("writing pass params"))?;
-    let warmup = gpu::submit(&[kernel.dispatch(&[&group], [1, 1, 1])]).map_err(gpu_err("warming up"))?;
+    params
+        .write(0, &[view.params(scene, 0..1, 0..0)])
+        .map_err(gpu_err("writing pass params"))?;
+    let warmup =
+        gpu::submit(&[kernel.dispatch(&[&group], [1, 1, 1])]).map_err(gpu_err("warming up"))?;
     job.check_cancelled()?;
 
     let total = u64::from(tw) * u64::from(th) * u64::from(view.spp);
     let mut done = 0u64;
-    let mut timing = Timing { pass_ms: Vec::new(), warmup_ms: warmup.as_secs_f64() * 1e3 };
+    let mut timing = Timing {
+        pass_ms: Vec::new(),
+        warmup_ms: warmup.as_secs_f64() * 1e3,
+    };
     // Measured GPU ms per pixel-sample; None until the first pass.
     let mut cost: Option<f64> = None;
     let mut s0 = 0;
     while s0 < view.spp {
         // Samples of this chunk, and rows per pass within it.
         let (samples, band) = match cost {
-            None => (1, (FIRST_PASS_WORK / u64::from(tw)).clamp(1, u64::from(th)) as u32),
+            None => (
+                1,
+                (FIRST_PASS_WORK / u64::from(tw)).clamp(1, u64::from(th)) as u32,
+            ),
             Some(c) => {
                 let work = (TARGET_PASS_MS / c.max(1e-9)).max(1.0);
                 let whole = f64::from(tw) * f64::from(th);
                 if work >= whole {
-                    let k = (work / whole).floor().clamp(1.0, f64::from(MAX_SAMPLES_PER_PASS)) as u32;
+                    let k = (work / whole)
+                        .floor()
+                        .clamp(1.0, f64::from(MAX_SAMPLES_PER_PASS))
+                        as u32;
                     (k.min(view.spp - s0), th)
                 } else {
                     (1, ((work / f64::from(tw)).floor() as u32).clamp(1, th))
@@ -100,9 +124,12 @@ pub fn render(job: &Job, scene: &SceneData, view: &View, part: (u32, u32)) -> Re
             job.check_cancelled()?;
             let rows = band.min(th - row);
             let p = view.params(scene, row..row + rows, s0..s0 + samples);
-            params.write(0, &[p]).map_err(gpu_err("writing pass params"))?;
-            let took: Duration = gpu::submit(&[kernel.dispatch(&[&group], [tw.div_ceil(8), rows.div_ceil(8), 1])])
-                .map_err(gpu_err("running a pass"))?;
+            params
+                .write(0, &[p])
+                .map_err(gpu_err("writing pass params"))?;
+            let took: Duration =
+                gpu::submit(&[kernel.dispatch(&[&group], [tw.div_ceil(8), rows.div_ceil(8), 1])])
+                    .map_err(gpu_err("running a pass"))?;
             let ms = took.as_secs_f64() * 1e3;
             let work = u64::from(tw) * u64::from(rows) * u64::from(samples);
             timing.pass_ms.push(ms);
@@ -113,26 +140,46 @@ pub fn render(job: &Job, scene: &SceneData, view: &View, part: (u32, u32)) -> Re
             done += work;
             row += rows;
             let fraction = (part.0 as f32 + done as f32 / total as f32) / part.1.max(1) as f32;
-            let frame = if part.1 > 1 { format!("frame {}/{}, ", part.0 + 1, part.1) } else { String::new() };
+            let frame = if part.1 > 1 {
+                format!("frame {}/{}, ", part.0 + 1, part.1)
+            } else {
+                String::new()
+            };
             job.progress(
                 fraction,
-                format!("{frame}pass {}: samples {}..{}, rows {}..{} ({ms:.1} ms)", timing.pass_ms.len(), s0, s0 + samples, row - rows, row),
+                format!(
+                    "{frame}pass {}: samples {}..{}, rows {}..{} ({ms:.1} ms)",
+                    timing.pass_ms.len(),
+                    s0,
+                    s0 + samples,
+                    row - rows,
+                    row
+                ),
             );
         }
         s0 += samples;
     }
     let sums = accum.read().map_err(gpu_err("reading the image back"))?;
     let n = view.spp as f32;
-    Ok((sums.iter().map(|s| [s[0] / n, s[1] / n, s[2] / n]).collect(), timing))
+    Ok((
+        sums.iter()
+            .map(|s| [s[0] / n, s[1] / n, s[2] / n])
+            .collect(),
+        timing,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn kernel_parses_and_validates_as_the_host_checks_it() {
-        let module = naga::front::wgsl::parse_str(super::KERNEL).unwrap_or_else(|e| panic!("{}", e.emit_to_string(super::KERNEL)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        let module = naga::front::wgsl::parse_str(super::KERNEL)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(super::KERNEL)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{e:?}"));
     }
 }

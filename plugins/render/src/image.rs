@@ -6,13 +6,24 @@ use pictor_sdk::JobError;
 /// The display value in [0, 1] of a linear value: clamp, then the sRGB
 /// transfer function (no other tone curve).
 pub fn tone_map(linear: f32) -> f32 {
-    let c = if linear.is_finite() { linear.clamp(0.0, 1.0) } else { 0.0 };
-    if c <= 0.003_130_8 { c * 12.92 } else { 1.055 * c.powf(1.0 / 2.4) - 0.055 }
+    let c = if linear.is_finite() {
+        linear.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    if c <= 0.003_130_8 {
+        c * 12.92
+    } else {
+        1.055 * c.powf(1.0 / 2.4) - 0.055
+    }
 }
 
 /// 8-bit sRGB bytes (RGB, rows top to bottom) of linear pixels.
 pub fn to_srgb8(pixels: &[[f32; 3]]) -> Vec<u8> {
-    pixels.iter().flat_map(|p| p.map(|c| (tone_map(c) * 255.0).round() as u8)).collect()
+    pixels
+        .iter()
+        .flat_map(|p| p.map(|c| (tone_map(c) * 255.0).round() as u8))
+        .collect()
 }
 
 /// Encodes linear pixels as an 8-bit sRGB RGB PNG.
@@ -66,16 +77,27 @@ pub fn decode_pfm(bytes: &[u8]) -> Result<(u32, u32, Vec<[f32; 3]>), String> {
         while pos < bytes.len() && !bytes[pos].is_ascii_whitespace() {
             pos += 1;
         }
-        fields.push(std::str::from_utf8(&bytes[start..pos]).map_err(|e| e.to_string())?.to_string());
+        fields.push(
+            std::str::from_utf8(&bytes[start..pos])
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        );
         pos += 1;
     }
-    let (w, h): (u32, u32) = (fields[1].parse().map_err(|_| "bad width")?, fields[2].parse().map_err(|_| "bad height")?);
+    let (w, h): (u32, u32) = (
+        fields[1].parse().map_err(|_| "bad width")?,
+        fields[2].parse().map_err(|_| "bad height")?,
+    );
     if fields[0] != "PF" || fields[3] != "-1.0" {
         return Err("not a little-endian RGB PFM".into());
     }
     let data = bytes.get(pos..).ok_or("truncated")?;
     if data.len() != (w * h * 12) as usize {
-        return Err(format!("{} bytes of pixel data, expected {}", data.len(), w * h * 12));
+        return Err(format!(
+            "{} bytes of pixel data, expected {}",
+            data.len(),
+            w * h * 12
+        ));
     }
     let px: Vec<[f32; 3]> = data
         .chunks_exact(12)
@@ -89,12 +111,19 @@ pub fn decode_pfm(bytes: &[u8]) -> Result<(u32, u32, Vec<[f32; 3]>), String> {
 /// Root-mean-square difference of two images' tone-mapped values
 /// (display values in [0, 1], over all channels).
 pub fn rmse_display(a: &[[f32; 3]], b: &[[f32; 3]]) -> f32 {
-    rmse(&a.iter().map(|p| p.map(tone_map)).collect::<Vec<_>>(), &b.iter().map(|p| p.map(tone_map)).collect::<Vec<_>>())
+    rmse(
+        &a.iter().map(|p| p.map(tone_map)).collect::<Vec<_>>(),
+        &b.iter().map(|p| p.map(tone_map)).collect::<Vec<_>>(),
+    )
 }
 
 /// Root-mean-square difference of two equally long images.
 pub fn rmse(a: &[[f32; 3]], b: &[[f32; 3]]) -> f32 {
-    let sum: f64 = a.iter().zip(b).flat_map(|(p, q)| (0..3).map(move |i| f64::from(p[i] - q[i]).powi(2))).sum();
+    let sum: f64 = a
+        .iter()
+        .zip(b)
+        .flat_map(|(p, q)| (0..3).map(move |i| f64::from(p[i] - q[i]).powi(2)))
+        .sum();
     (sum / (a.len().max(1) * 3) as f64).sqrt() as f32
 }
 

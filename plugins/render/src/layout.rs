@@ -103,19 +103,39 @@ pub struct View {
 
 impl View {
     /// The parameters of a pass over rows `rows` of the tile and samples `samples`.
-    pub fn params(&self, scene: &SceneData, rows: std::ops::Range<u32>, samples: std::ops::Range<u32>) -> FrameParams {
+    pub fn params(
+        &self,
+        scene: &SceneData,
+        rows: std::ops::Range<u32>,
+        samples: std::ops::Range<u32>,
+    ) -> FrameParams {
         let c = &self.camera;
         let v4 = |v: V3, w: f32| [v.x, v.y, v.z, w];
         FrameParams {
             frame: [self.width, self.height, self.tile[0], self.tile[1]],
-            tile: [self.tile[2], self.tile[3], rows.start, rows.end - rows.start],
-            samples: [samples.start, samples.end - samples.start, self.max_bounces, self.seed as u32],
+            tile: [
+                self.tile[2],
+                self.tile[3],
+                rows.start,
+                rows.end - rows.start,
+            ],
+            samples: [
+                samples.start,
+                samples.end - samples.start,
+                self.max_bounces,
+                self.seed as u32,
+            ],
             misc: [(self.seed >> 32) as u32, 0, 0, 0],
             cam_pos: v4(c.position, scene.epsilon),
             cam_fwd: v4(c.forward, (c.yfov * 0.5).tan()),
             cam_right: v4(c.right, self.width as f32 / self.height as f32),
             cam_up: v4(c.up, 0.0),
-            env: [self.environment[0], self.environment[1], self.environment[2], 0.0],
+            env: [
+                self.environment[0],
+                self.environment[1],
+                self.environment[2],
+                0.0,
+            ],
         }
     }
 }
@@ -143,7 +163,11 @@ pub struct SceneData {
 /// The linear value of an sRGB-encoded byte.
 pub fn srgb_to_linear(b: u8) -> f32 {
     let c = f32::from(b) / 255.0;
-    if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+    if c <= 0.04045 {
+        c / 12.92
+    } else {
+        ((c + 0.055) / 1.055).powf(2.4)
+    }
 }
 
 impl SceneData {
@@ -177,7 +201,13 @@ impl SceneData {
             .collect::<Vec<_>>();
         // Offsets must beat f32 rounding of both the scene's size and its
         // distance from the origin.
-        let magnitude = lo.x.abs().max(lo.y.abs()).max(lo.z.abs()).max(hi.x.abs()).max(hi.y.abs()).max(hi.z.abs());
+        let magnitude =
+            lo.x.abs()
+                .max(lo.y.abs())
+                .max(lo.z.abs())
+                .max(hi.x.abs())
+                .max(hi.y.abs())
+                .max(hi.z.abs());
         let extent = (hi - lo).max_elem().max(magnitude).max(1e-3);
         let materials = scene
             .materials
@@ -185,7 +215,12 @@ impl SceneData {
             .map(|m| GpuMaterial {
                 base_color: m.base_color,
                 emissive: [m.emissive[0], m.emissive[1], m.emissive[2], 0.0],
-                params: [m.metallic, m.roughness, f32::from_bits(m.base_color_texture.unwrap_or(NO_TEXTURE)), m.specular],
+                params: [
+                    m.metallic,
+                    m.roughness,
+                    f32::from_bits(m.base_color_texture.unwrap_or(NO_TEXTURE)),
+                    m.specular,
+                ],
             })
             .collect();
         let mut tex_meta = Vec::new();

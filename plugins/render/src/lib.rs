@@ -187,7 +187,8 @@ fn bad(field: &str, why: impl std::fmt::Display) -> JobError {
 impl Params {
     /// Parses and validates params JSON (as [`Job::params`] does).
     pub fn from_json(text: &str) -> Result<Params, JobError> {
-        let p: Params = serde_json::from_str(text).map_err(|e| JobError::InvalidParams(e.to_string()))?;
+        let p: Params =
+            serde_json::from_str(text).map_err(|e| JobError::InvalidParams(e.to_string()))?;
         p.validate()?;
         Ok(p)
     }
@@ -196,18 +197,30 @@ impl Params {
     pub fn validate(&self) -> Result<(), JobError> {
         for (name, v) in [("width", self.width), ("height", self.height)] {
             if !(1..=MAX_SIDE).contains(&v) {
-                return Err(bad(name, format_args!("must be in 1..={MAX_SIDE}, got {v}")));
+                return Err(bad(
+                    name,
+                    format_args!("must be in 1..={MAX_SIDE}, got {v}"),
+                ));
             }
         }
         let pixels = u64::from(self.width) * u64::from(self.height);
         if pixels > MAX_PIXELS {
-            return Err(bad("width", format_args!("× `height` is {pixels} pixels, at most {MAX_PIXELS} are allowed")));
+            return Err(bad(
+                "width",
+                format_args!("× `height` is {pixels} pixels, at most {MAX_PIXELS} are allowed"),
+            ));
         }
         if !(1..=65536).contains(&self.spp) {
-            return Err(bad("spp", format_args!("must be in 1..=65536, got {}", self.spp)));
+            return Err(bad(
+                "spp",
+                format_args!("must be in 1..=65536, got {}", self.spp),
+            ));
         }
         if self.max_bounces > 64 {
-            return Err(bad("max_bounces", format_args!("must be in 0..=64, got {}", self.max_bounces)));
+            return Err(bad(
+                "max_bounces",
+                format_args!("must be in 0..=64, got {}", self.max_bounces),
+            ));
         }
         if let Some(t) = self.tile {
             let inside = t.width >= 1
@@ -226,37 +239,71 @@ impl Params {
         }
         if let Some(f) = self.frames {
             if f.last < f.first || f.last - f.first >= 10_000 {
-                return Err(bad("frames", format_args!("must have first ≤ last and at most 10000 frames, got {}..={}", f.first, f.last)));
+                return Err(bad(
+                    "frames",
+                    format_args!(
+                        "must have first ≤ last and at most 10000 frames, got {}..={}",
+                        f.first, f.last
+                    ),
+                ));
             }
             if !(f.fps.is_finite() && f.fps > 0.0 && f.fps <= 1000.0) {
-                return Err(bad("frames", format_args!("`fps` must be in (0, 1000], got {}", f.fps)));
+                return Err(bad(
+                    "frames",
+                    format_args!("`fps` must be in (0, 1000], got {}", f.fps),
+                ));
             }
         }
-        if !self.environment.iter().all(|c| c.is_finite() && (0.0..=1e6).contains(c)) {
-            return Err(bad("environment", "must be three finite radiances in 0..=1e6"));
+        if !self
+            .environment
+            .iter()
+            .all(|c| c.is_finite() && (0.0..=1e6).contains(c))
+        {
+            return Err(bad(
+                "environment",
+                "must be three finite radiances in 0..=1e6",
+            ));
         }
         if self.outputs.is_empty() {
-            return Err(bad("outputs", "must name at least one format (`png`, `pfm`)"));
+            return Err(bad(
+                "outputs",
+                "must name at least one format (`png`, `pfm`)",
+            ));
         }
         if let Some(c) = self.camera
             && self.param_camera(&c).is_none()
         {
-            return Err(bad("camera", "needs finite position ≠ look_at, an up not parallel to the view, and 0 < yfov_deg < 180"));
+            return Err(bad(
+                "camera",
+                "needs finite position ≠ look_at, an up not parallel to the view, and 0 < yfov_deg < 180",
+            ));
         }
         Ok(())
     }
 
     fn param_camera(&self, c: &CameraParams) -> Option<Camera> {
-        let finite = c.position.iter().chain(&c.look_at).chain(&c.up).all(|v| v.is_finite());
+        let finite = c
+            .position
+            .iter()
+            .chain(&c.look_at)
+            .chain(&c.up)
+            .all(|v| v.is_finite());
         if !finite || !c.yfov_deg.is_finite() || c.yfov_deg <= 0.0 || c.yfov_deg >= 180.0 {
             return None;
         }
-        Camera::look_at(V3::from_array(c.position), V3::from_array(c.look_at), V3::from_array(c.up), c.yfov_deg.to_radians())
+        Camera::look_at(
+            V3::from_array(c.position),
+            V3::from_array(c.look_at),
+            V3::from_array(c.up),
+            c.yfov_deg.to_radians(),
+        )
     }
 
     /// The tile rectangle (the whole frame without `tile`).
     pub fn tile_rect(&self) -> [u32; 4] {
-        self.tile.map_or([0, 0, self.width, self.height], |t| [t.x, t.y, t.width, t.height])
+        self.tile.map_or([0, 0, self.width, self.height], |t| {
+            [t.x, t.y, t.width, t.height]
+        })
     }
 }
 
@@ -274,19 +321,32 @@ pub struct Prepared {
 
 /// Loads scene `scene_file` through `read` and sets up the view for `params`
 /// (a still image: animation time 0, the seed as given).
-pub fn prepare(params: &Params, job_seed: u64, scene_file: &str, read: ReadInput<'_>) -> Result<Prepared, JobError> {
+pub fn prepare(
+    params: &Params,
+    job_seed: u64,
+    scene_file: &str,
+    read: ReadInput<'_>,
+) -> Result<Prepared, JobError> {
     prepare_frame(params, job_seed, scene_file, read, None)
 }
 
 /// Like [`prepare`], for animation frame `frame` (at `frame / fps` seconds,
 /// with a seed derived from the seed and the frame number; frame 0 keeps
 /// the seed).
-pub fn prepare_frame(params: &Params, job_seed: u64, scene_file: &str, read: ReadInput<'_>, frame: Option<u32>) -> Result<Prepared, JobError> {
+pub fn prepare_frame(
+    params: &Params,
+    job_seed: u64,
+    scene_file: &str,
+    read: ReadInput<'_>,
+    frame: Option<u32>,
+) -> Result<Prepared, JobError> {
     let fps = params.frames.map_or(24.0, |f| f.fps);
     let time = frame.map_or(0.0, |f| f as f32 / fps);
     let scene = scene::load_at(scene_file, read, time)?;
     let camera = match (&params.camera, scene.camera) {
-        (Some(c), _) => params.param_camera(c).ok_or_else(|| bad("camera", "is degenerate"))?,
+        (Some(c), _) => params
+            .param_camera(c)
+            .ok_or_else(|| bad("camera", "is degenerate"))?,
         (None, Some(c)) => c,
         (None, None) => {
             return Err(JobError::InvalidInput(format!(
@@ -301,11 +361,17 @@ pub fn prepare_frame(params: &Params, job_seed: u64, scene_file: &str, read: Rea
         tile: params.tile_rect(),
         spp: params.spp,
         max_bounces: params.max_bounces,
-        seed: params.seed.unwrap_or(job_seed) ^ u64::from(frame.unwrap_or(0)).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        seed: params.seed.unwrap_or(job_seed)
+            ^ u64::from(frame.unwrap_or(0)).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         camera,
         environment: params.environment,
     };
-    Ok(Prepared { data, view, triangles: scene.triangles.len(), notes: scene.notes })
+    Ok(Prepared {
+        data,
+        view,
+        triangles: scene.triangles.len(),
+        notes: scene.notes,
+    })
 }
 
 /// The scene file to render: `params.scene`, or the only glTF in the input.
@@ -313,11 +379,23 @@ fn pick_scene(params: &Params, files: &[String]) -> Result<String, JobError> {
     if let Some(s) = &params.scene {
         return Ok(s.clone());
     }
-    let scenes: Vec<&String> = files.iter().filter(|f| f.ends_with(".gltf") || f.ends_with(".glb")).collect();
+    let scenes: Vec<&String> = files
+        .iter()
+        .filter(|f| f.ends_with(".gltf") || f.ends_with(".glb"))
+        .collect();
     match scenes.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(JobError::InvalidInput("no `.gltf` or `.glb` scene in the input".into())),
-        many => Err(bad("scene", format_args!("must choose between {} scenes in the input: {:?}", many.len(), many))),
+        [] => Err(JobError::InvalidInput(
+            "no `.gltf` or `.glb` scene in the input".into(),
+        )),
+        many => Err(bad(
+            "scene",
+            format_args!(
+                "must choose between {} scenes in the input: {:?}",
+                many.len(),
+                many
+            ),
+        )),
     }
 }
 
@@ -329,7 +407,9 @@ impl Plugin for Render {
         let params: Params = job.params()?;
         params.validate()?;
         let scene_file = pick_scene(&params, &job.input_files()?)?;
-        let frames: Vec<Option<u32>> = params.frames.map_or(vec![None], |f| (f.first..=f.last).map(Some).collect());
+        let frames: Vec<Option<u32>> = params
+            .frames
+            .map_or(vec![None], |f| (f.first..=f.last).map(Some).collect());
         let adapter = match params.device {
             Device::Gpu => {
                 let a = pictor_sdk::gpu::adapter().map_err(|e| JobError::Failed(e.to_string()))?;
@@ -343,7 +423,10 @@ impl Plugin for Render {
         let mut last = None;
         for (k, &frame) in frames.iter().enumerate() {
             let part = (k as u32, frames.len() as u32);
-            job.progress(k as f32 / frames.len() as f32, format!("loading {scene_file}"));
+            job.progress(
+                k as f32 / frames.len() as f32,
+                format!("loading {scene_file}"),
+            );
             let started = Instant::now();
             let prepared = prepare_frame(&params, job.seed(), &scene_file, &read, frame)?;
             load_ms += started.elapsed().as_secs_f64() * 1e3;
@@ -388,9 +471,18 @@ impl Plugin for Render {
             "samples_per_s": samples_per_s, "passes": pass_ms.len(), "gpu_ms": gpu_ms,
             "max_pass_ms": max_pass_ms, "warmup_ms": warmup_ms, "pass_ms": pass_ms, "notes": prepared.notes,
         });
-        job.write_output("report.json", serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
+        job.write_output(
+            "report.json",
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         job.progress(1.0, "done");
-        let what = if frames.len() > 1 { format!("{} frames of ", frames.len()) } else { String::new() };
+        let what = if frames.len() > 1 {
+            format!("{} frames of ", frames.len())
+        } else {
+            String::new()
+        };
         Ok(Summary::new(format!(
             "{what}{tw}×{th} at {} spp of {scene_file} in {:.0} ms ({:.2} Msamples/s) on {adapter}",
             view.spp,

@@ -37,7 +37,11 @@ impl V3 {
     }
     /// Cross product.
     pub fn cross(self, o: V3) -> V3 {
-        v3(self.y * o.z - self.z * o.y, self.z * o.x - self.x * o.z, self.x * o.y - self.y * o.x)
+        v3(
+            self.y * o.z - self.z * o.y,
+            self.z * o.x - self.x * o.z,
+            self.x * o.y - self.y * o.x,
+        )
     }
     /// Length.
     pub fn length(self) -> f32 {
@@ -102,7 +106,12 @@ impl Neg for V3 {
 pub type M4 = [[f32; 4]; 4];
 
 /// The identity matrix.
-pub const IDENTITY: M4 = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+pub const IDENTITY: M4 = [
+    [1.0, 0.0, 0.0, 0.0],
+    [0.0, 1.0, 0.0, 0.0],
+    [0.0, 0.0, 1.0, 0.0],
+    [0.0, 0.0, 0.0, 1.0],
+];
 
 /// `a × b`.
 pub fn mul_m4(a: &M4, b: &M4) -> M4 {
@@ -120,9 +129,21 @@ pub fn mul_m4(a: &M4, b: &M4) -> M4 {
 pub fn trs_matrix(t: [f32; 3], r: [f32; 4], s: [f32; 3]) -> M4 {
     let [x, y, z, w] = r;
     let rot = [
-        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + z * w), 2.0 * (x * z - y * w)],
-        [2.0 * (x * y - z * w), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + x * w)],
-        [2.0 * (x * z + y * w), 2.0 * (y * z - x * w), 1.0 - 2.0 * (x * x + y * y)],
+        [
+            1.0 - 2.0 * (y * y + z * z),
+            2.0 * (x * y + z * w),
+            2.0 * (x * z - y * w),
+        ],
+        [
+            2.0 * (x * y - z * w),
+            1.0 - 2.0 * (x * x + z * z),
+            2.0 * (y * z + x * w),
+        ],
+        [
+            2.0 * (x * z + y * w),
+            2.0 * (y * z - x * w),
+            1.0 - 2.0 * (x * x + y * y),
+        ],
     ];
     [
         [rot[0][0] * s[0], rot[0][1] * s[0], rot[0][2] * s[0], 0.0],
@@ -176,7 +197,12 @@ mod tests {
 
     #[test]
     fn normals_stay_perpendicular_under_non_uniform_scale() {
-        let m: M4 = [[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 2.0, 3.0, 1.0]];
+        let m: M4 = [
+            [2.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [1.0, 2.0, 3.0, 1.0],
+        ];
         let (a, b) = (v3(1.0, 1.0, 0.0), v3(0.0, 0.0, 1.0));
         let n = a.cross(b);
         let nm = normal_matrix(&m).unwrap();

@@ -35,7 +35,9 @@ impl SampleRng {
     /// the full frame) under `seed`.
     pub fn new(seed: u64, pixel: u32, sample: u32) -> Self {
         let (lo, hi) = (seed as u32, (seed >> 32) as u32);
-        SampleRng { key: pcg(pcg(pcg(pcg(lo) ^ hi) ^ pixel) ^ sample) }
+        SampleRng {
+            key: pcg(pcg(pcg(pcg(lo) ^ hi) ^ pixel) ^ sample),
+        }
     }
 
     /// Number `dim` of the stream, uniform in [0, 1) with 24 bits.
@@ -68,8 +70,15 @@ mod tests {
             sum += f64::from(x);
             buckets[(x * 10.0) as usize] += 1;
         }
-        assert!((sum / f64::from(n) - 0.5).abs() < 0.01, "mean {}", sum / f64::from(n));
-        assert!(buckets.iter().all(|&b| (1700..2300).contains(&b)), "{buckets:?}");
+        assert!(
+            (sum / f64::from(n) - 0.5).abs() < 0.01,
+            "mean {}",
+            sum / f64::from(n)
+        );
+        assert!(
+            buckets.iter().all(|&b| (1700..2300).contains(&b)),
+            "{buckets:?}"
+        );
         // Neighbouring seeds, pixels, samples and dimensions differ.
         let base = SampleRng::new(1, 1, 1).get(1);
         assert_ne!(base, SampleRng::new(2, 1, 1).get(1));

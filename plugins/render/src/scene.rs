@@ -93,8 +93,16 @@ impl Camera {
         let forward = (target - position).normalize();
         let right = forward.cross(up).normalize();
         let up = right.cross(forward);
-        let ok = [forward, right, up].iter().all(|v| v.x.is_finite() && v.y.is_finite() && v.z.is_finite());
-        (ok && yfov > 0.0 && yfov < std::f32::consts::PI).then_some(Camera { position, forward, right, up, yfov })
+        let ok = [forward, right, up]
+            .iter()
+            .all(|v| v.x.is_finite() && v.y.is_finite() && v.z.is_finite());
+        (ok && yfov > 0.0 && yfov < std::f32::consts::PI).then_some(Camera {
+            position,
+            forward,
+            right,
+            up,
+            yfov,
+        })
     }
 }
 
@@ -133,19 +141,29 @@ pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
 /// Like [`load`], with node animations evaluated at `time` seconds.
 pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobError> {
     let bytes = read(name)?;
-    let gltf = gltf::Gltf::from_slice(&bytes).map_err(|e| invalid(name, format_args!("not a valid glTF 2.0 file: {e}")))?;
-    let folder = name.rsplit_once('/').map(|(dir, _)| format!("{dir}/")).unwrap_or_default();
+    let gltf = gltf::Gltf::from_slice(&bytes)
+        .map_err(|e| invalid(name, format_args!("not a valid glTF 2.0 file: {e}")))?;
+    let folder = name
+        .rsplit_once('/')
+        .map(|(dir, _)| format!("{dir}/"))
+        .unwrap_or_default();
     let resolve = |uri: &str, what: &str| -> Result<Vec<u8>, JobError> {
         if let Some(data) = uri.strip_prefix("data:") {
-            let (_, payload) = data
-                .split_once(";base64,")
-                .ok_or_else(|| unsupported(name, format_args!("{what}: only base64 `data:` URIs are supported")))?;
+            let (_, payload) = data.split_once(";base64,").ok_or_else(|| {
+                unsupported(
+                    name,
+                    format_args!("{what}: only base64 `data:` URIs are supported"),
+                )
+            })?;
             return base64::engine::general_purpose::STANDARD
                 .decode(payload)
                 .map_err(|e| invalid(name, format_args!("{what}: bad base64 in data URI: {e}")));
         }
         if uri.contains("://") || uri.starts_with('/') {
-            return Err(unsupported(name, format_args!("{what}: URI `{uri}` is not a file beside the scene")));
+            return Err(unsupported(
+                name,
+                format_args!("{what}: URI `{uri}` is not a file beside the scene"),
+            ));
         }
         let file = format!("{folder}{}", percent_decode(uri));
         read(&file).map_err(|e| match e {
@@ -158,16 +176,22 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
     for buffer in gltf.buffers() {
         let what = format!("buffer {}", buffer.index());
         let data = match buffer.source() {
-            gltf::buffer::Source::Bin => gltf
-                .blob
-                .clone()
-                .ok_or_else(|| invalid(name, format_args!("{what} refers to the GLB binary chunk, which is missing")))?,
+            gltf::buffer::Source::Bin => gltf.blob.clone().ok_or_else(|| {
+                invalid(
+                    name,
+                    format_args!("{what} refers to the GLB binary chunk, which is missing"),
+                )
+            })?,
             gltf::buffer::Source::Uri(uri) => resolve(uri, &what)?,
         };
         if data.len() < buffer.length() {
             return Err(invalid(
                 name,
-                format_args!("{what} has {} bytes, the glTF says {}", data.len(), buffer.length()),
+                format_args!(
+                    "{what} has {} bytes, the glTF says {}",
+                    data.len(),
+                    buffer.length()
+                ),
             ));
         }
         buffers.push(data);
@@ -205,18 +229,26 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
                         let buffer = &buffers[view.buffer().index()];
                         buffer
                             .get(view.offset()..view.offset() + view.length())
-                            .ok_or_else(|| invalid(name, format_args!("{what}: buffer view out of range")))?
+                            .ok_or_else(|| {
+                                invalid(name, format_args!("{what}: buffer view out of range"))
+                            })?
                             .to_vec()
                     }
                     gltf::image::Source::Uri { uri, .. } => resolve(uri, &what)?,
                 };
                 let texture = decode_png(&encoded).map_err(|e| match e {
-                    ImageError::Jpeg => unsupported(name, format_args!("{what} is JPEG; only PNG textures are supported")),
+                    ImageError::Jpeg => unsupported(
+                        name,
+                        format_args!("{what} is JPEG; only PNG textures are supported"),
+                    ),
                     ImageError::Other(m) => invalid(name, format_args!("{what}: {m}")),
                 })?;
                 texels_total += u64::from(texture.width) * u64::from(texture.height);
                 if texels_total > MAX_TEXELS {
-                    return Err(unsupported(name, format_args!("textures exceed {MAX_TEXELS} texels in all")));
+                    return Err(unsupported(
+                        name,
+                        format_args!("textures exceed {MAX_TEXELS} texels in all"),
+                    ));
                 }
                 *slot = Some(textures.len() as u32);
                 textures.push(texture);
@@ -224,11 +256,26 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             base_color_texture = *slot;
         }
         for (present, note) in [
-            (material.normal_texture().is_some(), "normal textures are ignored"),
-            (material.occlusion_texture().is_some(), "occlusion textures are ignored"),
-            (material.emissive_texture().is_some(), "emissive textures are ignored (the emissive factor is used)"),
-            (pbr.metallic_roughness_texture().is_some(), "metallic-roughness textures are ignored (the factors are used)"),
-            (material.alpha_mode() != gltf::material::AlphaMode::Opaque, "alpha modes are ignored (all surfaces opaque)"),
+            (
+                material.normal_texture().is_some(),
+                "normal textures are ignored",
+            ),
+            (
+                material.occlusion_texture().is_some(),
+                "occlusion textures are ignored",
+            ),
+            (
+                material.emissive_texture().is_some(),
+                "emissive textures are ignored (the emissive factor is used)",
+            ),
+            (
+                pbr.metallic_roughness_texture().is_some(),
+                "metallic-roughness textures are ignored (the factors are used)",
+            ),
+            (
+                material.alpha_mode() != gltf::material::AlphaMode::Opaque,
+                "alpha modes are ignored (all surfaces opaque)",
+            ),
         ] {
             if present {
                 notes.insert(note.to_string());
@@ -258,8 +305,19 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         .default_scene()
         .or_else(|| gltf.scenes().next())
         .ok_or_else(|| invalid(name, "the file has no scene"))?;
-    let mut out = Scene { materials, textures, ..Scene::default() };
-    let mut walker = Walker { file: name, buffers: &buffers, default_material, animated: &animated, notes: &mut notes, out: &mut out };
+    let mut out = Scene {
+        materials,
+        textures,
+        ..Scene::default()
+    };
+    let mut walker = Walker {
+        file: name,
+        buffers: &buffers,
+        default_material,
+        animated: &animated,
+        notes: &mut notes,
+        out: &mut out,
+    };
     for node in scene.nodes() {
         walker.node(&node, &math::IDENTITY, 0)?;
     }
@@ -293,7 +351,8 @@ impl Walker<'_> {
         };
         let world = math::mul_m4(parent, &local);
         if node.skin().is_some() || node.weights().is_some() {
-            self.notes.insert("skins and morph weights are ignored".to_string());
+            self.notes
+                .insert("skins and morph weights are ignored".to_string());
         }
         if let (Some(camera), None) = (node.camera(), self.out.camera) {
             match camera.projection() {
@@ -303,11 +362,20 @@ impl Walker<'_> {
                     let up = math::transform_dir(&world, v3(0.0, 1.0, 0.0));
                     self.out.camera = Camera::look_at(position, position + forward, up, p.yfov());
                     if self.out.camera.is_none() {
-                        return Err(invalid(self.file, format_args!("camera {} has a degenerate transform or yfov", camera.index())));
+                        return Err(invalid(
+                            self.file,
+                            format_args!(
+                                "camera {} has a degenerate transform or yfov",
+                                camera.index()
+                            ),
+                        ));
                     }
                 }
                 gltf::camera::Projection::Orthographic(_) => {
-                    return Err(unsupported(self.file, format_args!("camera {} is orthographic", camera.index())));
+                    return Err(unsupported(
+                        self.file,
+                        format_args!("camera {} is orthographic", camera.index()),
+                    ));
                 }
             }
         }
@@ -327,8 +395,14 @@ impl Walker<'_> {
             let what = format!("mesh {} primitive {}", mesh.index(), primitive.index());
             use gltf::mesh::Mode;
             let mode = primitive.mode();
-            if !matches!(mode, Mode::Triangles | Mode::TriangleStrip | Mode::TriangleFan) {
-                return Err(unsupported(file, format_args!("{what} draws {mode:?}; only triangles are supported")));
+            if !matches!(
+                mode,
+                Mode::Triangles | Mode::TriangleStrip | Mode::TriangleFan
+            ) {
+                return Err(unsupported(
+                    file,
+                    format_args!("{what} draws {mode:?}; only triangles are supported"),
+                ));
             }
             if primitive.morph_targets().next().is_some() {
                 self.notes.insert("morph targets are ignored".to_string());
@@ -341,45 +415,96 @@ impl Walker<'_> {
             let reader = primitive.reader(|b| buffers.get(b.index()).map(Vec::as_slice));
             for (semantic, accessor) in primitive.attributes() {
                 if accessor.count() == 0 {
-                    return Err(invalid(file, format_args!("{what}: attribute {semantic:?} has no elements")));
+                    return Err(invalid(
+                        file,
+                        format_args!("{what}: attribute {semantic:?} has no elements"),
+                    ));
                 }
                 if let Some(sparse) = accessor.sparse()
                     && sparse.count() == 0
                 {
-                    return Err(invalid(file, format_args!("{what}: sparse attribute {semantic:?} has no elements")));
+                    return Err(invalid(
+                        file,
+                        format_args!("{what}: sparse attribute {semantic:?} has no elements"),
+                    ));
                 }
             }
-            let uv_set = primitive.material().pbr_metallic_roughness().base_color_texture().map_or(0, |t| t.tex_coord());
+            let uv_set = primitive
+                .material()
+                .pbr_metallic_roughness()
+                .base_color_texture()
+                .map_or(0, |t| t.tex_coord());
             use gltf::accessor::{DataType as T, Dimensions as D};
-            let check = |accessor: Option<gltf::Accessor<'_>>, name: &str, dims: D, types: &[T]| -> Result<(), JobError> {
+            let check = |accessor: Option<gltf::Accessor<'_>>,
+                         name: &str,
+                         dims: D,
+                         types: &[T]|
+             -> Result<(), JobError> {
                 let Some(a) = accessor else { return Ok(()) };
                 if a.dimensions() != dims || !types.contains(&a.data_type()) {
                     return Err(invalid(
                         file,
-                        format_args!("{what}: {name} (accessor {}) is {:?} of {:?}, expected {dims:?} of {types:?}", a.index(), a.dimensions(), a.data_type()),
+                        format_args!(
+                            "{what}: {name} (accessor {}) is {:?} of {:?}, expected {dims:?} of {types:?}",
+                            a.index(),
+                            a.dimensions(),
+                            a.data_type()
+                        ),
                     ));
                 }
                 if let Some(stride) = a.view().and_then(|v| v.stride())
                     && stride < a.size()
                 {
-                    return Err(invalid(file, format_args!("{what}: {name} (accessor {}) has a byte stride shorter than its elements", a.index())));
+                    return Err(invalid(
+                        file,
+                        format_args!(
+                            "{what}: {name} (accessor {}) has a byte stride shorter than its elements",
+                            a.index()
+                        ),
+                    ));
                 }
                 Ok(())
             };
-            check(primitive.get(&gltf::Semantic::Positions), "POSITION", D::Vec3, &[T::F32])?;
-            check(primitive.get(&gltf::Semantic::Normals), "NORMAL", D::Vec3, &[T::F32])?;
-            check(primitive.get(&gltf::Semantic::TexCoords(uv_set)), "TEXCOORD", D::Vec2, &[T::F32, T::U8, T::U16])?;
-            check(primitive.indices(), "indices", D::Scalar, &[T::U8, T::U16, T::U32])?;
+            check(
+                primitive.get(&gltf::Semantic::Positions),
+                "POSITION",
+                D::Vec3,
+                &[T::F32],
+            )?;
+            check(
+                primitive.get(&gltf::Semantic::Normals),
+                "NORMAL",
+                D::Vec3,
+                &[T::F32],
+            )?;
+            check(
+                primitive.get(&gltf::Semantic::TexCoords(uv_set)),
+                "TEXCOORD",
+                D::Vec2,
+                &[T::F32, T::U8, T::U16],
+            )?;
+            check(
+                primitive.indices(),
+                "indices",
+                D::Scalar,
+                &[T::U8, T::U16, T::U32],
+            )?;
             let positions: Vec<V3> = reader
                 .read_positions()
                 .ok_or_else(|| invalid(file, format_args!("{what} has no readable POSITION data")))?
                 .map(|p| math::transform_point(world, V3::from_array(p)))
                 .collect();
-            let normals: Option<Vec<V3>> = reader
-                .read_normals()
-                .map(|it| it.map(|n| math::transform_normal(&normal_m, V3::from_array(n))).collect());
-            let material_index = primitive.material().index().map_or(self.default_material, |i| i as u32);
-            let uvs: Option<Vec<[f32; 2]>> = reader.read_tex_coords(uv_set).map(|t| t.into_f32().collect());
+            let normals: Option<Vec<V3>> = reader.read_normals().map(|it| {
+                it.map(|n| math::transform_normal(&normal_m, V3::from_array(n)))
+                    .collect()
+            });
+            let material_index = primitive
+                .material()
+                .index()
+                .map_or(self.default_material, |i| i as u32);
+            let uvs: Option<Vec<[f32; 2]>> = reader
+                .read_tex_coords(uv_set)
+                .map(|t| t.into_f32().collect());
             let indices: Vec<u32> = match primitive.indices() {
                 Some(accessor) => {
                     if accessor.count() == 0 {
@@ -387,31 +512,57 @@ impl Walker<'_> {
                     }
                     reader
                         .read_indices()
-                        .ok_or_else(|| invalid(file, format_args!("{what}: indices out of their buffer")))?
+                        .ok_or_else(|| {
+                            invalid(file, format_args!("{what}: indices out of their buffer"))
+                        })?
                         .into_u32()
                         .collect()
                 }
                 None => (0..positions.len() as u32).collect(),
             };
             let corners: Vec<[u32; 3]> = match mode {
-                Mode::Triangles => indices.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect(),
+                Mode::Triangles => indices
+                    .chunks_exact(3)
+                    .map(|c| [c[0], c[1], c[2]])
+                    .collect(),
                 Mode::TriangleStrip => indices
                     .windows(3)
                     .enumerate()
-                    .map(|(i, w)| if i % 2 == 0 { [w[0], w[1], w[2]] } else { [w[1], w[0], w[2]] })
+                    .map(|(i, w)| {
+                        if i % 2 == 0 {
+                            [w[0], w[1], w[2]]
+                        } else {
+                            [w[1], w[0], w[2]]
+                        }
+                    })
                     .collect(),
-                _ => indices.iter().skip(1).zip(indices.iter().skip(2)).map(|(&b, &c)| [indices[0], b, c]).collect(),
+                _ => indices
+                    .iter()
+                    .skip(1)
+                    .zip(indices.iter().skip(2))
+                    .map(|(&b, &c)| [indices[0], b, c])
+                    .collect(),
             };
             for tri in corners {
                 let get = |i: u32| {
-                    positions
-                        .get(i as usize)
-                        .copied()
-                        .ok_or_else(|| invalid(file, format_args!("{what}: index {i} is past the {} vertices", positions.len())))
+                    positions.get(i as usize).copied().ok_or_else(|| {
+                        invalid(
+                            file,
+                            format_args!(
+                                "{what}: index {i} is past the {} vertices",
+                                positions.len()
+                            ),
+                        )
+                    })
                 };
                 let p = [get(tri[0])?, get(tri[1])?, get(tri[2])?];
-                if p.iter().any(|q| !(q.x.is_finite() && q.y.is_finite() && q.z.is_finite())) {
-                    return Err(invalid(file, format_args!("{what}: a vertex position is not finite")));
+                if p.iter()
+                    .any(|q| !(q.x.is_finite() && q.y.is_finite() && q.z.is_finite()))
+                {
+                    return Err(invalid(
+                        file,
+                        format_args!("{what}: a vertex position is not finite"),
+                    ));
                 }
                 let face = (p[1] - p[0]).cross(p[2] - p[0]);
                 if face.length().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
@@ -419,18 +570,42 @@ impl Walker<'_> {
                 }
                 let face = face.normalize();
                 let n = tri.map(|i| {
-                    let n = normals.as_ref().and_then(|ns| ns.get(i as usize)).copied().unwrap_or(face);
+                    let n = normals
+                        .as_ref()
+                        .and_then(|ns| ns.get(i as usize))
+                        .copied()
+                        .unwrap_or(face);
                     let len = n.length();
-                    if len > 1e-12 && len.is_finite() { n * (1.0 / len) } else { face }
+                    if len > 1e-12 && len.is_finite() {
+                        n * (1.0 / len)
+                    } else {
+                        face
+                    }
                 });
                 let uv = tri.map(|i| {
-                    let t = uvs.as_ref().and_then(|t| t.get(i as usize)).copied().unwrap_or([0.0, 0.0]);
-                    if t[0].is_finite() && t[1].is_finite() { t } else { [0.0, 0.0] }
+                    let t = uvs
+                        .as_ref()
+                        .and_then(|t| t.get(i as usize))
+                        .copied()
+                        .unwrap_or([0.0, 0.0]);
+                    if t[0].is_finite() && t[1].is_finite() {
+                        t
+                    } else {
+                        [0.0, 0.0]
+                    }
                 });
                 if self.out.triangles.len() >= MAX_TRIANGLES {
-                    return Err(unsupported(file, format_args!("the scene has more than {MAX_TRIANGLES} triangles")));
+                    return Err(unsupported(
+                        file,
+                        format_args!("the scene has more than {MAX_TRIANGLES} triangles"),
+                    ));
                 }
-                self.out.triangles.push(Triangle { p, n, uv, material: material_index });
+                self.out.triangles.push(Triangle {
+                    p,
+                    n,
+                    uv,
+                    material: material_index,
+                });
             }
         }
         Ok(())
@@ -441,14 +616,24 @@ impl Walker<'_> {
 type Trs = (Option<[f32; 3]>, Option<[f32; 4]>, Option<[f32; 3]>);
 
 /// The animated parts of every node's transform at `time`.
-fn animate(gltf: &gltf::Gltf, buffers: &[Vec<u8>], file: &str, time: f32, notes: &mut BTreeSet<String>) -> Result<Vec<Trs>, JobError> {
+fn animate(
+    gltf: &gltf::Gltf,
+    buffers: &[Vec<u8>],
+    file: &str,
+    time: f32,
+    notes: &mut BTreeSet<String>,
+) -> Result<Vec<Trs>, JobError> {
     use gltf::accessor::{DataType as T, Dimensions as D};
     use gltf::animation::util::ReadOutputs;
     use gltf::animation::{Interpolation, Property};
     let mut out: Vec<Trs> = vec![(None, None, None); gltf.nodes().len()];
     for animation in gltf.animations() {
         for channel in animation.channels() {
-            let what = format!("animation {} channel {}", animation.index(), channel.index());
+            let what = format!(
+                "animation {} channel {}",
+                animation.index(),
+                channel.index()
+            );
             let sampler = channel.sampler();
             let property = channel.target().property();
             if property == Property::MorphTargetWeights {
@@ -460,7 +645,11 @@ fn animate(gltf: &gltf::Gltf, buffers: &[Vec<u8>], file: &str, time: f32, notes:
                 Property::Rotation => (D::Vec4, &[T::F32, T::I8, T::U8, T::I16, T::U16][..]),
                 _ => (D::Vec3, &[T::F32][..]),
             };
-            let stride_ok = |a: &gltf::Accessor<'_>| a.view().and_then(|v| v.stride()).is_none_or(|s| s >= a.size());
+            let stride_ok = |a: &gltf::Accessor<'_>| {
+                a.view()
+                    .and_then(|v| v.stride())
+                    .is_none_or(|s| s >= a.size())
+            };
             let ok = input.dimensions() == D::Scalar
                 && input.data_type() == T::F32
                 && output.dimensions() == expected_output.0
@@ -472,23 +661,40 @@ fn animate(gltf: &gltf::Gltf, buffers: &[Vec<u8>], file: &str, time: f32, notes:
                 && stride_ok(&input)
                 && stride_ok(&output);
             if !ok {
-                return Err(invalid(file, format_args!("{what}: input or output accessor has the wrong type, count or stride")));
+                return Err(invalid(
+                    file,
+                    format_args!(
+                        "{what}: input or output accessor has the wrong type, count or stride"
+                    ),
+                ));
             }
             let reader = channel.reader(|b| buffers.get(b.index()).map(Vec::as_slice));
             let times: Vec<f32> = reader
                 .read_inputs()
-                .ok_or_else(|| invalid(file, format_args!("{what}: key times out of their buffer")))?
+                .ok_or_else(|| {
+                    invalid(file, format_args!("{what}: key times out of their buffer"))
+                })?
                 .collect();
             let cubic = sampler.interpolation() == Interpolation::CubicSpline;
             if cubic {
-                notes.insert("cubic-spline animations are sampled linearly between their keys".to_string());
+                notes.insert(
+                    "cubic-spline animations are sampled linearly between their keys".to_string(),
+                );
             }
             let per_key = if cubic { 3 } else { 1 };
             let step = sampler.interpolation() == Interpolation::Step;
-            let outputs = reader.read_outputs().ok_or_else(|| invalid(file, format_args!("{what}: key values out of their buffer")))?;
+            let outputs = reader.read_outputs().ok_or_else(|| {
+                invalid(file, format_args!("{what}: key values out of their buffer"))
+            })?;
             let check = |n: usize| {
-                if n != times.len() * per_key || times.is_empty() || times.iter().any(|t| !t.is_finite()) {
-                    Err(invalid(file, format_args!("{what}: {} key times for {n} values", times.len())))
+                if n != times.len() * per_key
+                    || times.is_empty()
+                    || times.iter().any(|t| !t.is_finite())
+                {
+                    Err(invalid(
+                        file,
+                        format_args!("{what}: {} key times for {n} values", times.len()),
+                    ))
                 } else {
                     Ok(())
                 }
@@ -520,7 +726,14 @@ fn animate(gltf: &gltf::Gltf, buffers: &[Vec<u8>], file: &str, time: f32, notes:
 /// A keyframed value at `time`: clamped outside the keys, step or linear
 /// between them (normalized linear for quaternions, shortest arc).
 /// `per_key` is 3 for cubic splines (in-tangent, value, out-tangent).
-fn sample<const N: usize>(times: &[f32], values: &[[f32; N]], per_key: usize, step: bool, time: f32, quaternion: bool) -> [f32; N] {
+fn sample<const N: usize>(
+    times: &[f32],
+    values: &[[f32; N]],
+    per_key: usize,
+    step: bool,
+    time: f32,
+    quaternion: bool,
+) -> [f32; N] {
     let value = |i: usize| values[i * per_key + per_key / 2];
     let last = times.len() - 1;
     if time <= times[0] {
@@ -529,10 +742,17 @@ fn sample<const N: usize>(times: &[f32], values: &[[f32; N]], per_key: usize, st
     if time >= times[last] {
         return value(last);
     }
-    let i = times.partition_point(|&t| t <= time).saturating_sub(1).min(last.saturating_sub(1));
+    let i = times
+        .partition_point(|&t| t <= time)
+        .saturating_sub(1)
+        .min(last.saturating_sub(1));
     let (a, mut b) = (value(i), value(i + 1));
     let span = times[i + 1] - times[i];
-    let u = if step || span.is_nan() || span <= 0.0 { 0.0 } else { ((time - times[i]) / span).clamp(0.0, 1.0) };
+    let u = if step || span.is_nan() || span <= 0.0 {
+        0.0
+    } else {
+        ((time - times[i]) / span).clamp(0.0, 1.0)
+    };
     if quaternion && (0..N).map(|k| a[k] * b[k]).sum::<f32>() < 0.0 {
         b = b.map(|c| -c);
     }
@@ -557,7 +777,9 @@ fn percent_decode(uri: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -585,20 +807,28 @@ pub fn decode_png(bytes: &[u8]) -> Result<Texture, ImageError> {
     }
     let mut decoder = png::Decoder::new(bytes);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().map_err(|e| ImageError::Other(format!("not a PNG image: {e}")))?;
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| ImageError::Other(format!("not a PNG image: {e}")))?;
     let (width, height) = (reader.info().width, reader.info().height);
     if u64::from(width) * u64::from(height) > MAX_TEXELS {
-        return Err(ImageError::Other(format!("{width}×{height} texels is too large")));
+        return Err(ImageError::Other(format!(
+            "{width}×{height} texels is too large"
+        )));
     }
     let mut data = vec![0; reader.output_buffer_size()];
-    let frame = reader.next_frame(&mut data).map_err(|e| ImageError::Other(format!("corrupt PNG: {e}")))?;
+    let frame = reader
+        .next_frame(&mut data)
+        .map_err(|e| ImageError::Other(format!("corrupt PNG: {e}")))?;
     let data = &data[..frame.buffer_size()];
     let channels = match frame.color_type {
         png::ColorType::Grayscale => 1,
         png::ColorType::GrayscaleAlpha => 2,
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => return Err(ImageError::Other("indexed PNG was not expanded".into())),
+        png::ColorType::Indexed => {
+            return Err(ImageError::Other("indexed PNG was not expanded".into()));
+        }
     };
     let texels = data
         .chunks_exact(channels)
@@ -614,9 +844,15 @@ pub fn decode_png(bytes: &[u8]) -> Result<Texture, ImageError> {
         })
         .collect::<Vec<_>>();
     if texels.len() as u64 != u64::from(width) * u64::from(height) {
-        return Err(ImageError::Other("PNG data is shorter than its size".into()));
+        return Err(ImageError::Other(
+            "PNG data is shorter than its size".into(),
+        ));
     }
-    Ok(Texture { width, height, texels })
+    Ok(Texture {
+        width,
+        height,
+        texels,
+    })
 }
 
 /// Reads inputs from a folder on the build machine (tests, the fixture
@@ -625,8 +861,11 @@ pub fn decode_png(bytes: &[u8]) -> Result<Texture, ImageError> {
 pub fn dir_reader(dir: &std::path::Path) -> impl Fn(&str) -> Result<Vec<u8>, JobError> + '_ {
     move |name: &str| {
         if name.split('/').any(|part| part == "..") || name.starts_with('/') {
-            return Err(JobError::InvalidInput(format!("`{name}` must be a relative path without `..`")));
+            return Err(JobError::InvalidInput(format!(
+                "`{name}` must be a relative path without `..`"
+            )));
         }
-        std::fs::read(dir.join(name)).map_err(|e| JobError::InvalidInput(format!("input `{name}` not found: {e}")))
+        std::fs::read(dir.join(name))
+            .map_err(|e| JobError::InvalidInput(format!("input `{name}` not found: {e}")))
     }
 }

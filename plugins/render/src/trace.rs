@@ -38,8 +38,18 @@ pub struct Ray {
 impl Ray {
     /// A ray from `o` along `d`.
     pub fn new(o: V3, d: V3) -> Ray {
-        let safe = |c: f32| if c.abs() < MIN_DIR { if c < 0.0 { -MIN_DIR } else { MIN_DIR } } else { c };
-        Ray { o, d, inv: v3(1.0 / safe(d.x), 1.0 / safe(d.y), 1.0 / safe(d.z)) }
+        let safe = |c: f32| {
+            if c.abs() < MIN_DIR {
+                if c < 0.0 { -MIN_DIR } else { MIN_DIR }
+            } else {
+                c
+            }
+        };
+        Ray {
+            o,
+            d,
+            inv: v3(1.0 / safe(d.x), 1.0 / safe(d.y), 1.0 / safe(d.z)),
+        }
     }
 }
 
@@ -131,7 +141,11 @@ pub fn intersect_bvh<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray) -> Optio
             let tl = hit_box(&nodes[l as usize], ray, t_max);
             let tr = hit_box(&nodes[r as usize], ray, t_max);
             // Push the far child first so the near one is visited first.
-            let (near, far, tn, tf) = if tr.unwrap_or(f32::INFINITY) < tl.unwrap_or(f32::INFINITY) { (r, l, tr, tl) } else { (l, r, tl, tr) };
+            let (near, far, tn, tf) = if tr.unwrap_or(f32::INFINITY) < tl.unwrap_or(f32::INFINITY) {
+                (r, l, tr, tl)
+            } else {
+                (l, r, tl, tr)
+            };
             if tf.is_some() {
                 stack[sp] = far;
                 sp += 1;
@@ -149,8 +163,15 @@ pub fn intersect_bvh<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray) -> Optio
 pub fn intersect_brute<T: Corners>(tris: &[T], ray: &Ray) -> Option<Hit> {
     let mut best: Option<Hit> = None;
     for (i, tri) in tris.iter().enumerate() {
-        if let Some((t, u, v)) = hit_triangle(tri.corners(), ray, best.map_or(f32::INFINITY, |h| h.t)) {
-            best = Some(Hit { t, u, v, tri: i as u32 });
+        if let Some((t, u, v)) =
+            hit_triangle(tri.corners(), ray, best.map_or(f32::INFINITY, |h| h.t))
+        {
+            best = Some(Hit {
+                t,
+                u,
+                v,
+                tri: i as u32,
+            });
         }
     }
     best
@@ -192,12 +213,19 @@ fn texel(scene: &SceneData, tex: u32, u: f32, v: f32) -> V3 {
 
 /// Radiance of one sample of full-frame pixel (`x`, `y`).
 pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32) -> V3 {
-    let rng = SampleRng::new(u64::from(p.samples[3]) | u64::from(p.misc[0]) << 32, y * p.frame[0] + x, sample);
+    let rng = SampleRng::new(
+        u64::from(p.samples[3]) | u64::from(p.misc[0]) << 32,
+        y * p.frame[0] + x,
+        sample,
+    );
     let cam = |a: [f32; 4]| v3(a[0], a[1], a[2]);
     let (tan_half, aspect, eps) = (p.cam_fwd[3], p.cam_right[3], p.cam_pos[3]);
     let sx = ((x as f32 + rng.get(0)) / p.frame[0] as f32) * 2.0 - 1.0;
     let sy = 1.0 - ((y as f32 + rng.get(1)) / p.frame[1] as f32) * 2.0;
-    let dir = (cam(p.cam_fwd) + cam(p.cam_right) * (sx * tan_half * aspect) + cam(p.cam_up) * (sy * tan_half)).normalize();
+    let dir = (cam(p.cam_fwd)
+        + cam(p.cam_right) * (sx * tan_half * aspect)
+        + cam(p.cam_up) * (sy * tan_half))
+        .normalize();
     let mut ray = Ray::new(cam(p.cam_pos), dir);
     let mut throughput = V3::splat(1.0);
     let mut radiance = V3::splat(0.0);
@@ -243,10 +271,19 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         let diffuse = base * (1.0 - metallic);
         // Fresnel at n·v: dielectric (scalar) and blended with metal.
         let fd_v = specular * (0.04 + 0.96 * pow5(1.0 - nv));
-        let fv = V3::splat(fd_v * (1.0 - metallic)) + (base + (V3::splat(1.0) - base) * pow5(1.0 - nv)) * metallic;
+        let fv = V3::splat(fd_v * (1.0 - metallic))
+            + (base + (V3::splat(1.0) - base) * pow5(1.0 - nv)) * metallic;
         let ls = luminance(fv);
         let ld = luminance(diffuse) * (1.0 - fd_v);
-        let p_spec = if ld > 0.0 { if ls > 0.0 { (ls / (ls + ld)).max(0.05) } else { 0.0 } } else { 1.0 };
+        let p_spec = if ld > 0.0 {
+            if ls > 0.0 {
+                (ls / (ls + ld)).max(0.05)
+            } else {
+                0.0
+            }
+        } else {
+            1.0
+        };
         let dim = 2 + 4 * bounce;
         let (xi0, xi1, xi2) = (rng.get(dim), rng.get(dim + 1), rng.get(dim + 2));
         let l;
@@ -263,13 +300,17 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
                 break;
             }
             let fd = specular * (0.04 + 0.96 * pow5(1.0 - vh));
-            let f = V3::splat(fd * (1.0 - metallic)) + (base + (V3::splat(1.0) - base) * pow5(1.0 - vh)) * metallic;
+            let f = V3::splat(fd * (1.0 - metallic))
+                + (base + (V3::splat(1.0) - base) * pow5(1.0 - vh)) * metallic;
             let g = smith_g1(alpha2, nv) * smith_g1(alpha2, nl);
             weight = f * (g * vh / (nv * cos_t * p_spec));
         } else {
             let r = xi1.sqrt();
             let phi = 2.0 * PI * xi2;
-            l = to_world(ns, v3(r * phi.cos(), r * phi.sin(), (1.0 - xi1).max(0.0).sqrt()));
+            l = to_world(
+                ns,
+                v3(r * phi.cos(), r * phi.sin(), (1.0 - xi1).max(0.0).sqrt()),
+            );
             if ns.dot(l).is_nan() || ns.dot(l) <= 0.0 {
                 break;
             }
@@ -285,5 +326,9 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
     }
     // A non-finite or negative sample (never expected) counts as black.
     let ok = |c: f32| (0.0..1e30).contains(&c);
-    if ok(radiance.x) && ok(radiance.y) && ok(radiance.z) { radiance } else { V3::splat(0.0) }
+    if ok(radiance.x) && ok(radiance.y) && ok(radiance.z) {
+        radiance
+    } else {
+        V3::splat(0.0)
+    }
 }

@@ -26,7 +26,14 @@ fn fixture_scenes_load_with_transforms_cameras_and_textures() {
     assert_eq!(cornell.triangles.len(), 2 * (3 + 1 + 1 + 1) + 2 * 12);
     assert!(cornell.camera.is_some());
     // The tall block: a unit cube scaled by 1.2 in y by its node.
-    let top = cornell.triangles.iter().filter(|t| t.material == 0).flat_map(|t| t.p).filter(|p| p.y < 1.9).map(|p| p.y).fold(0.0, f32::max);
+    let top = cornell
+        .triangles
+        .iter()
+        .filter(|t| t.material == 0)
+        .flat_map(|t| t.p)
+        .filter(|p| p.y < 1.9)
+        .map(|p| p.y)
+        .fold(0.0, f32::max);
     assert!((top - 1.2).abs() < 1e-5, "tall block top at {top}");
     let lamp = &cornell.materials[3];
     assert_eq!(lamp.emissive, [5.0, 5.0 * 0.85, 5.0 * 0.6]);
@@ -34,8 +41,14 @@ fn fixture_scenes_load_with_transforms_cameras_and_textures() {
 
     let textured = load(&fixtures(), "textured.glb").unwrap();
     assert_eq!(textured.textures.len(), 1);
-    assert_eq!((textured.textures[0].width, textured.textures[0].height), (32, 32));
-    assert_eq!(textured.textures[0].texels[0], u32::from_le_bytes([230, 200, 40, 255]));
+    assert_eq!(
+        (textured.textures[0].width, textured.textures[0].height),
+        (32, 32)
+    );
+    assert_eq!(
+        textured.textures[0].texels[0],
+        u32::from_le_bytes([230, 200, 40, 255])
+    );
     assert_eq!(textured.materials[0].base_color_texture, Some(0));
 
     let glossy = load(&fixtures(), "glossy.gltf").unwrap();
@@ -46,10 +59,15 @@ fn fixture_scenes_load_with_transforms_cameras_and_textures() {
 /// A scratch folder holding a modified Cornell box.
 fn cornell_variant(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("cornell.gltf")).unwrap()).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("cornell.gltf")).unwrap()).unwrap();
     edit(&mut doc);
     std::fs::write(dir.path().join("cornell.gltf"), doc.to_string()).unwrap();
-    std::fs::copy(fixtures().join("cornell.bin"), dir.path().join("cornell.bin")).unwrap();
+    std::fs::copy(
+        fixtures().join("cornell.bin"),
+        dir.path().join("cornell.bin"),
+    )
+    .unwrap();
     dir
 }
 
@@ -60,29 +78,53 @@ fn error_of(dir: &Path, name: &str) -> String {
 #[test]
 fn bad_scenes_are_job_errors_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.glb"), b"glTF\x02\x00\x00\x00\xff\xff\xff\xff").unwrap();
-    assert!(error_of(dir.path(), "a.glb").starts_with("invalid input: `a.glb`: not a valid glTF 2.0 file"));
+    std::fs::write(
+        dir.path().join("a.glb"),
+        b"glTF\x02\x00\x00\x00\xff\xff\xff\xff",
+    )
+    .unwrap();
+    assert!(
+        error_of(dir.path(), "a.glb")
+            .starts_with("invalid input: `a.glb`: not a valid glTF 2.0 file")
+    );
     assert!(error_of(dir.path(), "missing.gltf").contains("missing.gltf"));
 
     let d = cornell_variant(|d| d["accessors"][0]["count"] = serde_json::json!(100000));
     let e = error_of(d.path(), "cornell.gltf");
-    assert!(e.contains("cornell.gltf") && e.contains("mesh 0 primitive 0"), "{e}");
+    assert!(
+        e.contains("cornell.gltf") && e.contains("mesh 0 primitive 0"),
+        "{e}"
+    );
 
-    let d = cornell_variant(|d| d["cameras"][0] = serde_json::json!({"type": "orthographic", "orthographic": {"xmag": 1, "ymag": 1, "znear": 0.1, "zfar": 10}}));
-    assert_eq!(error_of(d.path(), "cornell.gltf"), "unsupported: `cornell.gltf`: camera 0 is orthographic");
+    let d = cornell_variant(
+        |d| d["cameras"][0] = serde_json::json!({"type": "orthographic", "orthographic": {"xmag": 1, "ymag": 1, "znear": 0.1, "zfar": 10}}),
+    );
+    assert_eq!(
+        error_of(d.path(), "cornell.gltf"),
+        "unsupported: `cornell.gltf`: camera 0 is orthographic"
+    );
 
     let d = cornell_variant(|d| {
         d["images"] = serde_json::json!([{"uri": "data:image/jpeg;base64,/9j/4AAQ"}]);
         d["textures"] = serde_json::json!([{"source": 0}]);
-        d["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] = serde_json::json!({"index": 0});
+        d["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] =
+            serde_json::json!({"index": 0});
     });
-    assert_eq!(error_of(d.path(), "cornell.gltf"), "unsupported: `cornell.gltf`: image 0 is JPEG; only PNG textures are supported");
+    assert_eq!(
+        error_of(d.path(), "cornell.gltf"),
+        "unsupported: `cornell.gltf`: image 0 is JPEG; only PNG textures are supported"
+    );
 
-    let d = cornell_variant(|d| d["buffers"][0]["uri"] = serde_json::json!("https://example.com/cornell.bin"));
+    let d = cornell_variant(|d| {
+        d["buffers"][0]["uri"] = serde_json::json!("https://example.com/cornell.bin")
+    });
     assert!(error_of(d.path(), "cornell.gltf").contains("is not a file beside the scene"));
 
     let d = cornell_variant(|d| d["scenes"][0]["nodes"] = serde_json::json!([]));
-    assert_eq!(error_of(d.path(), "cornell.gltf"), "invalid input: `cornell.gltf`: the scene has no triangles");
+    assert_eq!(
+        error_of(d.path(), "cornell.gltf"),
+        "invalid input: `cornell.gltf`: the scene has no triangles"
+    );
 
     // No camera in the file and none in params.
     let d = cornell_variant(|d| {
@@ -92,24 +134,49 @@ fn bad_scenes_are_job_errors_naming_the_problem() {
     });
     let params = render::Params::from_json("{}").unwrap();
     let read = scene::dir_reader(d.path());
-    let e = render::prepare(&params, 0, "cornell.gltf", &read).map(|_| ()).unwrap_err().to_string();
-    assert!(e.contains("no perspective camera; give one in params `camera`"), "{e}");
-    let params = render::Params::from_json(r#"{"camera": {"position": [0, 1, 3], "look_at": [0, 1, 0]}}"#).unwrap();
+    let e = render::prepare(&params, 0, "cornell.gltf", &read)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no perspective camera; give one in params `camera`"),
+        "{e}"
+    );
+    let params =
+        render::Params::from_json(r#"{"camera": {"position": [0, 1, 3], "look_at": [0, 1, 0]}}"#)
+            .unwrap();
     assert!(render::prepare(&params, 0, "cornell.gltf", &read).is_ok());
 }
 
 #[test]
 fn params_are_validated_with_the_field_named() {
     let err = |j: &str| render::Params::from_json(j).unwrap_err().to_string();
-    assert_eq!(err(r#"{"spp": 0}"#), "invalid params: `spp` must be in 1..=65536, got 0");
-    assert_eq!(err(r#"{"max_bounces": 65}"#), "invalid params: `max_bounces` must be in 0..=64, got 65");
-    assert_eq!(err(r#"{"height": 0}"#), "invalid params: `height` must be in 1..=8192, got 0");
+    assert_eq!(
+        err(r#"{"spp": 0}"#),
+        "invalid params: `spp` must be in 1..=65536, got 0"
+    );
+    assert_eq!(
+        err(r#"{"max_bounces": 65}"#),
+        "invalid params: `max_bounces` must be in 0..=64, got 65"
+    );
+    assert_eq!(
+        err(r#"{"height": 0}"#),
+        "invalid params: `height` must be in 1..=8192, got 0"
+    );
     assert!(err(r#"{"environment": [1, -1, 0]}"#).contains("`environment`"));
     assert!(err(r#"{"outputs": ["exr"]}"#).contains("unknown variant `exr`"));
-    assert!(err(r#"{"camera": {"position": [0, 0, 0], "look_at": [0, 0, 0]}}"#).contains("`camera`"));
+    assert!(
+        err(r#"{"camera": {"position": [0, 0, 0], "look_at": [0, 0, 0]}}"#).contains("`camera`")
+    );
     assert!(err(r#"{"tile": {"x": 0, "y": 0, "width": 0, "height": 4}}"#).contains("`tile`"));
-    assert!(err(r#"{"frames": {"first": 3, "last": 1}}"#).starts_with("invalid params: `frames` must have first ≤ last"));
-    assert!(err(r#"{"frames": {"first": 0, "last": 1, "fps": 0}}"#).contains("`fps` must be in (0, 1000]"));
+    assert!(
+        err(r#"{"frames": {"first": 3, "last": 1}}"#)
+            .starts_with("invalid params: `frames` must have first ≤ last")
+    );
+    assert!(
+        err(r#"{"frames": {"first": 0, "last": 1, "fps": 0}}"#)
+            .contains("`fps` must be in (0, 1000]")
+    );
     let p = render::Params::from_json("{}").unwrap();
     assert_eq!((p.width, p.height, p.spp, p.max_bounces), (256, 256, 64, 6));
 }
@@ -117,7 +184,10 @@ fn params_are_validated_with_the_field_named() {
 fn sphere(material: u32) -> Vec<Triangle> {
     let (seg, rings) = (48u32, 24u32);
     let at = |i: u32, j: u32| {
-        let (t, p) = (std::f32::consts::PI * i as f32 / rings as f32, 2.0 * std::f32::consts::PI * j as f32 / seg as f32);
+        let (t, p) = (
+            std::f32::consts::PI * i as f32 / rings as f32,
+            2.0 * std::f32::consts::PI * j as f32 / seg as f32,
+        );
         v3(t.sin() * p.cos(), t.cos(), t.sin() * p.sin())
     };
     let mut tris = Vec::new();
@@ -125,7 +195,12 @@ fn sphere(material: u32) -> Vec<Triangle> {
         for j in 0..seg {
             let (a, b, c, d) = (at(i, j), at(i, j + 1), at(i + 1, j), at(i + 1, j + 1));
             for t in [[a, b, c], [b, d, c]] {
-                tris.push(Triangle { p: t, n: t, uv: [[0.0; 2]; 3], material });
+                tris.push(Triangle {
+                    p: t,
+                    n: t,
+                    uv: [[0.0; 2]; 3],
+                    material,
+                });
             }
         }
     }
@@ -146,8 +221,15 @@ fn view(width: u32, height: u32, spp: u32, environment: [f32; 3]) -> View {
 }
 
 fn furnace(material: Material) -> Vec<[f32; 3]> {
-    let scene = Scene { triangles: sphere(0), materials: vec![material], ..Scene::default() };
-    render::cpu::render(&SceneData::build(&scene), &view(24, 24, 256, [1.0, 1.0, 1.0]))
+    let scene = Scene {
+        triangles: sphere(0),
+        materials: vec![material],
+        ..Scene::default()
+    };
+    render::cpu::render(
+        &SceneData::build(&scene),
+        &view(24, 24, 256, [1.0, 1.0, 1.0]),
+    )
 }
 
 #[test]
@@ -165,7 +247,11 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
     // points under its flat facet near the silhouette (it is dropped).
     let px = furnace(material(0.0, 1.0, 0.0));
     let mean = px.iter().flatten().sum::<f32>() / (px.len() * 3) as f32;
-    let worst = px.iter().flatten().map(|c| (c - 1.0).abs()).fold(0.0, f32::max);
+    let worst = px
+        .iter()
+        .flatten()
+        .map(|c| (c - 1.0).abs())
+        .fold(0.0, f32::max);
     println!("Lambert furnace: mean {mean:.6}, worst pixel off by {worst:.6}");
     assert!((mean - 1.0).abs() < 1e-3, "mean {mean}");
     assert!(worst < 0.02, "a pixel is off by {worst}");
@@ -177,15 +263,24 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
     let mean = px.iter().flatten().sum::<f32>() / (px.len() * 3) as f32;
     let most = px.iter().flatten().copied().fold(0.0, f32::max);
     let center = px[12 * 24 + 12];
-    println!("coated furnace: mean {mean:.4} (background included), max {most:.4}, center {center:?}");
+    println!(
+        "coated furnace: mean {mean:.4} (background included), max {most:.4}, center {center:?}"
+    );
     assert!(most < 1.0 + 1e-4, "energy gained: {most}");
     assert!(mean > 0.9, "mean {mean}");
-    assert!(center.iter().all(|c| (c - 1.0).abs() < 0.03), "center {center:?}");
+    assert!(
+        center.iter().all(|c| (c - 1.0).abs() < 0.03),
+        "center {center:?}"
+    );
 
     let mirror = material(1.0, 0.0, 1.0);
     let px = furnace(mirror);
     let mean = px.iter().flatten().sum::<f32>() / (px.len() * 3) as f32;
-    let worst = px.iter().flatten().map(|c| (c - 1.0).abs()).fold(0.0, f32::max);
+    let worst = px
+        .iter()
+        .flatten()
+        .map(|c| (c - 1.0).abs())
+        .fold(0.0, f32::max);
     println!("mirror furnace: mean {mean:.5}, worst pixel off by {worst:.5}");
     // A white mirror reflects everything, up to the same rim effect.
     assert!((mean - 1.0).abs() < 0.005, "mean {mean}");
@@ -204,12 +299,21 @@ fn cpu_tiles_stitch_into_the_whole_frame_bit_for_bit() {
         let px = render::cpu::render(&data, &View { tile, ..v });
         for row in 0..tile[3] {
             for col in 0..tile[2] {
-                stitched[((tile[1] + row) * 30 + tile[0] + col) as usize] = px[(row * tile[2] + col) as usize];
+                stitched[((tile[1] + row) * 30 + tile[0] + col) as usize] =
+                    px[(row * tile[2] + col) as usize];
             }
         }
     }
-    assert!(whole.iter().zip(&stitched).all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits)));
-    assert!(whole.iter().flatten().any(|&c| c > 0.05), "the frame is black");
+    assert!(
+        whole
+            .iter()
+            .zip(&stitched)
+            .all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits))
+    );
+    assert!(
+        whole.iter().flatten().any(|&c| c > 0.05),
+        "the frame is black"
+    );
 }
 
 /// Means of 4×4 blocks of a 64-wide image (as `tests/e2e/render.rs` compares).
@@ -233,7 +337,10 @@ fn the_reference_comparison_catches_a_wrong_material() {
     const GLOSSY_BLOCK_RMSE: f32 = 0.011;
     let reference = std::fs::read(fixtures().join("glossy.ref.png")).unwrap();
     let (_, _, reference) = render::image::decode_png_display(&reference).unwrap();
-    let params = render::Params::from_json(r#"{"width": 64, "height": 64, "spp": 256, "seed": 2, "environment": [0.35, 0.4, 0.5]}"#).unwrap();
+    let params = render::Params::from_json(
+        r#"{"width": 64, "height": 64, "spp": 256, "seed": 2, "environment": [0.35, 0.4, 0.5]}"#,
+    )
+    .unwrap();
     let render_with = |roughness: Option<f32>| {
         let dir = fixtures();
         let read = scene::dir_reader(&dir);
@@ -249,7 +356,10 @@ fn the_reference_comparison_catches_a_wrong_material() {
     let wrong = render_with(Some(0.6));
     println!("block RMSE vs reference: right scene {right:.5}, rough gold {wrong:.5}");
     assert!(right < GLOSSY_BLOCK_RMSE, "{right}");
-    assert!(wrong > GLOSSY_BLOCK_RMSE, "a wrong material went unnoticed: {wrong}");
+    assert!(
+        wrong > GLOSSY_BLOCK_RMSE,
+        "a wrong material went unnoticed: {wrong}"
+    );
 }
 
 #[test]
@@ -259,16 +369,27 @@ fn mistyped_accessors_are_errors_not_panics() {
     // each (a panic would trap the component).
     type Edit = fn(&mut serde_json::Value);
     let edits: [(&str, Edit); 4] = [
-        ("scalar positions", |d| d["accessors"][0]["type"] = serde_json::json!("SCALAR")),
-        ("vec2 normals", |d| d["accessors"][1]["type"] = serde_json::json!("VEC2")),
-        ("float indices", |d| d["accessors"][3]["componentType"] = serde_json::json!(5126)),
-        ("short stride", |d| d["bufferViews"][0]["byteStride"] = serde_json::json!(4)),
+        ("scalar positions", |d| {
+            d["accessors"][0]["type"] = serde_json::json!("SCALAR")
+        }),
+        ("vec2 normals", |d| {
+            d["accessors"][1]["type"] = serde_json::json!("VEC2")
+        }),
+        ("float indices", |d| {
+            d["accessors"][3]["componentType"] = serde_json::json!(5126)
+        }),
+        ("short stride", |d| {
+            d["bufferViews"][0]["byteStride"] = serde_json::json!(4)
+        }),
     ];
     for (what, edit) in edits {
         let d = cornell_variant(edit);
         let result = load(d.path(), "cornell.gltf");
         let e = result.map(|_| ()).unwrap_err().to_string();
-        assert!(e.starts_with("invalid input: `cornell.gltf`"), "{what}: {e}");
+        assert!(
+            e.starts_with("invalid input: `cornell.gltf`"),
+            "{what}: {e}"
+        );
     }
 }
 
@@ -280,15 +401,23 @@ fn animate_short_block(d: &mut serde_json::Value) {
     for f in [0.0f32, 1.0, 0.35, 0.0, 0.3, 1.35, 0.0, 0.3] {
         bytes.extend_from_slice(&f.to_le_bytes());
     }
-    let uri = format!("data:application/octet-stream;base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
-    d["buffers"].as_array_mut().unwrap().push(serde_json::json!({"byteLength": 32, "uri": uri}));
+    let uri = format!(
+        "data:application/octet-stream;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    );
+    d["buffers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"byteLength": 32, "uri": uri}));
     let views = d["bufferViews"].as_array_mut().unwrap();
     views.push(serde_json::json!({"buffer": 1, "byteOffset": 0, "byteLength": 8}));
     views.push(serde_json::json!({"buffer": 1, "byteOffset": 8, "byteLength": 24}));
     let (tv, ov) = (views.len() - 2, views.len() - 1);
     let accessors = d["accessors"].as_array_mut().unwrap();
     accessors.push(serde_json::json!({"bufferView": tv, "componentType": 5126, "count": 2, "type": "SCALAR", "min": [0.0], "max": [1.0]}));
-    accessors.push(serde_json::json!({"bufferView": ov, "componentType": 5126, "count": 2, "type": "VEC3"}));
+    accessors.push(
+        serde_json::json!({"bufferView": ov, "componentType": 5126, "count": 2, "type": "VEC3"}),
+    );
     let (ta, oa) = (accessors.len() - 2, accessors.len() - 1);
     d["animations"] = serde_json::json!([{"samplers": [{"input": ta, "output": oa, "interpolation": "LINEAR"}],
         "channels": [{"sampler": 0, "target": {"node": 4, "path": "translation"}}]}]);
@@ -301,7 +430,11 @@ fn node_animations_are_evaluated_at_the_frame_time() {
     let max_x = |t: f32| {
         let s = scene::load_at("cornell.gltf", &read, t).unwrap();
         // The short block is the first cube (material 0, below y = 0.7).
-        s.triangles[12..24].iter().flat_map(|t| t.p).map(|p| p.x).fold(f32::MIN, f32::max)
+        s.triangles[12..24]
+            .iter()
+            .flat_map(|t| t.p)
+            .map(|p| p.x)
+            .fold(f32::MIN, f32::max)
     };
     let (x0, x_half, x_end, x_after) = (max_x(0.0), max_x(0.5), max_x(1.0), max_x(3.0));
     assert!((x_half - x0 - 0.5).abs() < 1e-5, "{x0} → {x_half}");
@@ -309,5 +442,10 @@ fn node_animations_are_evaluated_at_the_frame_time() {
     assert_eq!(x_end, x_after, "clamped after the last key");
     // Without animation the scene is the same as at time 0.
     let still = load(&fixtures(), "cornell.gltf").unwrap();
-    assert_eq!(still.triangles, scene::load_at("cornell.gltf", &read, 0.0).unwrap().triangles);
+    assert_eq!(
+        still.triangles,
+        scene::load_at("cornell.gltf", &read, 0.0)
+            .unwrap()
+            .triangles
+    );
 }

@@ -55,15 +55,31 @@ pub fn decode(bytes: &[u8], fingerprint: &[u8; 32], n: usize) -> Result<State, S
     if count != n as u64 {
         return Err(format!("it holds {count} parameters; this network has {n}"));
     }
-    let expected = (n as u64).checked_mul(3).and_then(|v| v.checked_add(step)).and_then(|v| v.checked_mul(4)).and_then(|v| v.checked_add(56));
+    let expected = (n as u64)
+        .checked_mul(3)
+        .and_then(|v| v.checked_add(step))
+        .and_then(|v| v.checked_mul(4))
+        .and_then(|v| v.checked_add(56));
     if expected != Some(bytes.len() as u64) {
-        return Err(format!("it is {} bytes, not the {expected:?} its header implies", bytes.len()));
+        return Err(format!(
+            "it is {} bytes, not the {expected:?} its header implies",
+            bytes.len()
+        ));
     }
-    let floats: Vec<f32> = bytes[56..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let floats: Vec<f32> = bytes[56..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let (params, rest) = floats.split_at(n);
     let (m, rest) = rest.split_at(n);
     let (v, losses) = rest.split_at(n);
-    Ok(State { step, params: params.to_vec(), m: m.to_vec(), v: v.to_vec(), losses: losses.to_vec() })
+    Ok(State {
+        step,
+        params: params.to_vec(),
+        m: m.to_vec(),
+        v: v.to_vec(),
+        losses: losses.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -73,12 +89,30 @@ mod tests {
     #[test]
     fn round_trip_and_refusals() {
         let fp = [7u8; 32];
-        let state = State { step: 3, params: vec![1.0, 2.0], m: vec![0.1, 0.2], v: vec![0.01, 0.02], losses: vec![0.5, 0.4, 0.3] };
+        let state = State {
+            step: 3,
+            params: vec![1.0, 2.0],
+            m: vec![0.1, 0.2],
+            v: vec![0.01, 0.02],
+            losses: vec![0.5, 0.4, 0.3],
+        };
         let bytes = encode(&fp, &state);
         assert_eq!(decode(&bytes, &fp, 2).unwrap(), state);
-        assert!(decode(&bytes, &[8u8; 32], 2).unwrap_err().contains("other params"));
-        assert!(decode(&bytes, &fp, 3).unwrap_err().contains("holds 2 parameters"));
-        assert!(decode(&bytes[..bytes.len() - 4], &fp, 2).unwrap_err().contains("bytes"));
+        assert!(
+            decode(&bytes, &[8u8; 32], 2)
+                .unwrap_err()
+                .contains("other params")
+        );
+        assert!(
+            decode(&bytes, &fp, 3)
+                .unwrap_err()
+                .contains("holds 2 parameters")
+        );
+        assert!(
+            decode(&bytes[..bytes.len() - 4], &fp, 2)
+                .unwrap_err()
+                .contains("bytes")
+        );
         assert!(decode(b"garbage", &fp, 2).is_err());
     }
 }

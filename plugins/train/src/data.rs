@@ -41,7 +41,11 @@ pub struct Batch {
 /// Names of the images in `/input` for training (`eval == false`) or
 /// held out for evaluation (under `eval/`).
 pub fn image_names(job: &Job, eval: bool) -> Result<Vec<String>, JobError> {
-    Ok(job.input_files()?.into_iter().filter(|n| image::is_image_name(n) && n.starts_with("eval/") == eval).collect())
+    Ok(job
+        .input_files()?
+        .into_iter()
+        .filter(|n| image::is_image_name(n) && n.starts_with("eval/") == eval)
+        .collect())
 }
 
 impl Dataset {
@@ -62,7 +66,8 @@ impl Dataset {
             hasher.update(name.as_bytes());
             hasher.update((bytes.len() as u64).to_le_bytes());
             hasher.update(&bytes);
-            let img = image::decode(&bytes, max_pixels).map_err(|e| JobError::InvalidInput(format!("{name}: {e}")))?;
+            let img = image::decode(&bytes, max_pixels)
+                .map_err(|e| JobError::InvalidInput(format!("{name}: {e}")))?;
             let need = scale * patch;
             if img.y.width < need || img.y.height < need {
                 return Err(JobError::InvalidInput(format!(
@@ -76,7 +81,11 @@ impl Dataset {
             lr_pixels += (lr.width * lr.height) as u64;
             examples.push(Example { name, hr, lr, base });
         }
-        Ok(Dataset { examples, digest: hex::encode(hasher.finalize()), lr_pixels })
+        Ok(Dataset {
+            examples,
+            digest: hex::encode(hasher.finalize()),
+            lr_pixels,
+        })
     }
 
     /// The batch of `step`: `batch` crops of `patch` LR pixels a side.
@@ -126,7 +135,11 @@ mod tests {
     fn crops_transform_lr_and_hr_alike() {
         // An LR plane and its 2× nearest-neighbour HR: any augmented crop of
         // the HR must be the same augmentation of the LR crop, upsampled.
-        let lr = Plane { width: 6, height: 5, data: (0..30).map(|i| i as f32).collect() };
+        let lr = Plane {
+            width: 6,
+            height: 5,
+            data: (0..30).map(|i| i as f32).collect(),
+        };
         let mut hr = Plane::new(12, 10);
         for y in 0..10 {
             for x in 0..12 {
@@ -139,7 +152,11 @@ mod tests {
             crop(&hr, 2, 4, 6, aug, &mut big);
             for i in 0..6 {
                 for j in 0..6 {
-                    assert_eq!(big[i * 6 + j], small[(i / 2) * 3 + j / 2], "aug {aug} at ({i}, {j})");
+                    assert_eq!(
+                        big[i * 6 + j],
+                        small[(i / 2) * 3 + j / 2],
+                        "aug {aug} at ({i}, {j})"
+                    );
                 }
             }
         }

@@ -169,18 +169,32 @@ fn invalid(msg: impl Into<String>) -> JobError {
 /// Checks every param that does not depend on the images, and returns the
 /// network they describe.
 fn check_params(params: &Params) -> Result<Architecture, JobError> {
-    let activation = Activation::parse(&params.activation)
-        .ok_or_else(|| invalid(format!("`activation` {:?}: use \"tanh\" or \"relu\"", params.activation)))?;
+    let activation = Activation::parse(&params.activation).ok_or_else(|| {
+        invalid(format!(
+            "`activation` {:?}: use \"tanh\" or \"relu\"",
+            params.activation
+        ))
+    })?;
     let arch = Architecture::espcn(params.scale, &params.features, activation);
-    arch.validate().map_err(|e| invalid(format!("`scale`/`features`/`activation`: {e}")))?;
+    arch.validate()
+        .map_err(|e| invalid(format!("`scale`/`features`/`activation`: {e}")))?;
     if !(1..=256).contains(&params.batch) {
-        return Err(invalid(format!("`batch` {} must be 1 to 256", params.batch)));
+        return Err(invalid(format!(
+            "`batch` {} must be 1 to 256",
+            params.batch
+        )));
     }
     if !(8..=256).contains(&params.patch) {
-        return Err(invalid(format!("`patch` {} must be 8 to 256 (LR pixels)", params.patch)));
+        return Err(invalid(format!(
+            "`patch` {} must be 8 to 256 (LR pixels)",
+            params.patch
+        )));
     }
     if !(params.learning_rate > 0.0 && params.learning_rate <= 1.0) {
-        return Err(invalid(format!("`learning_rate` {} must be in (0, 1]", params.learning_rate)));
+        return Err(invalid(format!(
+            "`learning_rate` {} must be in (0, 1]",
+            params.learning_rate
+        )));
     }
     if params.checkpoint_every == 0 {
         return Err(invalid("`checkpoint_every` must be at least 1"));
@@ -190,7 +204,9 @@ fn check_params(params: &Params) -> Result<Architecture, JobError> {
     }
     match (params.steps, params.epochs) {
         (Some(_), Some(_)) => Err(invalid("give `steps` or `epochs`, not both")),
-        (None, Some(e)) if !(e > 0.0 && e.is_finite()) => Err(invalid(format!("`epochs` {e} must be positive"))),
+        (None, Some(e)) if !(e > 0.0 && e.is_finite()) => {
+            Err(invalid(format!("`epochs` {e} must be positive")))
+        }
         _ => Ok(arch),
     }
 }
@@ -210,7 +226,11 @@ fn check(params: &Params, job: &Job, lr_pixels: u64) -> Result<Run, JobError> {
     if steps == 0 || steps > MAX_STEPS {
         return Err(invalid(format!("{steps} steps; use 1 to {MAX_STEPS}")));
     }
-    Ok(Run { arch, steps, seed: params.seed.unwrap_or_else(|| job.seed()) })
+    Ok(Run {
+        arch,
+        steps,
+        seed: params.seed.unwrap_or_else(|| job.seed()),
+    })
 }
 
 /// Identifies a run: params that shape the weights, and the data.
@@ -250,10 +270,16 @@ impl Plugin for Train {
         let n = run.arch.param_count();
 
         let mut note = None;
-        let state = match job.load_checkpoint().map(|b| checkpoint::decode(&b, &fp, n)) {
+        let state = match job
+            .load_checkpoint()
+            .map(|b| checkpoint::decode(&b, &fp, n))
+        {
             Some(Ok(state)) if state.step <= run.steps => state,
             Some(Ok(state)) => {
-                note = Some(format!("checkpoint at step {} is past the run's {} steps; started over", state.step, run.steps));
+                note = Some(format!(
+                    "checkpoint at step {} is past the run's {} steps; started over",
+                    state.step, run.steps
+                ));
                 fresh(&run)
             }
             Some(Err(why)) => {
@@ -263,18 +289,33 @@ impl Plugin for Train {
             None => fresh(&run),
         };
         let resumed_at = state.step;
-        let graph = TrainingGraph::new(&run.arch, params.batch, params.patch, &state.params).map_err(gpu_failed)?;
+        let graph = TrainingGraph::new(&run.arch, params.batch, params.patch, &state.params)
+            .map_err(gpu_failed)?;
         if resumed_at > 0 {
             // The graph starts from the parameters with zero moments; a
             // resumed run also needs its moments back.
-            graph.restore(&state.params, &state.m, &state.v).map_err(gpu_failed)?;
+            graph
+                .restore(&state.params, &state.m, &state.v)
+                .map_err(gpu_failed)?;
         }
         let dispatches = graph.dispatches();
-        let adam = Adam { lr: params.learning_rate, ..Adam::default() };
+        let adam = Adam {
+            lr: params.learning_rate,
+            ..Adam::default()
+        };
         let mut losses = state.losses;
         let save = |step: u64, losses: &[f32]| -> Result<(), JobError> {
             let [p, m, v] = graph.state().map_err(gpu_failed)?;
-            job.save_checkpoint(&checkpoint::encode(&fp, &State { step, params: p, m, v, losses: losses.to_vec() }))
+            job.save_checkpoint(&checkpoint::encode(
+                &fp,
+                &State {
+                    step,
+                    params: p,
+                    m,
+                    v,
+                    losses: losses.to_vec(),
+                },
+            ))
         };
 
         let train_started = Instant::now();
@@ -287,7 +328,14 @@ impl Plugin for Train {
             }
             let batch = dataset.batch(run.seed, step, params.batch, params.patch, scale);
             let lr = learning_rate(params.learning_rate, step, run.steps);
-            let (loss, took) = graph.step(&batch.input, &batch.base, &batch.target, adam.hyper(lr, step + 1)).map_err(gpu_failed)?;
+            let (loss, took) = graph
+                .step(
+                    &batch.input,
+                    &batch.base,
+                    &batch.target,
+                    adam.hyper(lr, step + 1),
+                )
+                .map_err(gpu_failed)?;
             gpu_time += took;
             if !loss.is_finite() {
                 return Err(JobError::Failed(format!(
@@ -302,10 +350,14 @@ impl Plugin for Train {
                 save(done, &losses)?;
             }
             if last_report.elapsed().as_millis() >= 250 || done == run.steps {
-                let rate = (done - resumed_at) as f64 / train_started.elapsed().as_secs_f64().max(1e-9);
+                let rate =
+                    (done - resumed_at) as f64 / train_started.elapsed().as_secs_f64().max(1e-9);
                 job.progress(
                     done as f32 / run.steps as f32 * 0.95,
-                    format!("step {done}/{} · loss {loss:.3e} · {rate:.1} steps/s", run.steps),
+                    format!(
+                        "step {done}/{} · loss {loss:.3e} · {rate:.1} steps/s",
+                        run.steps
+                    ),
                 );
                 last_report = Instant::now();
             }
@@ -333,7 +385,10 @@ impl Plugin for Train {
             csv.push_str(&format!("{},{l}\n", i + 1));
         }
         job.write_output("loss.csv", csv.as_bytes())?;
-        job.write_output("loss.png", &plot::loss_png(&losses).map_err(JobError::Failed)?)?;
+        job.write_output(
+            "loss.png",
+            &plot::loss_png(&losses).map_err(JobError::Failed)?,
+        )?;
 
         job.progress(0.96, "evaluating on held-out images");
         let evaluation = evaluate(job, &run.arch, &final_params, max_pixels)?;
@@ -360,7 +415,8 @@ impl Plugin for Train {
             },
             evaluation,
         };
-        let report_json = serde_json::to_vec_pretty(&report).map_err(|e| JobError::Failed(e.to_string()))?;
+        let report_json =
+            serde_json::to_vec_pretty(&report).map_err(|e| JobError::Failed(e.to_string()))?;
         job.write_output("report.json", &report_json)?;
 
         let mut summary = Summary::new(format!(
@@ -383,11 +439,22 @@ impl Plugin for Train {
 
 fn fresh(run: &Run) -> State {
     let n = run.arch.param_count();
-    State { step: 0, params: run.arch.init(run.seed), m: vec![0.0; n], v: vec![0.0; n], losses: Vec::new() }
+    State {
+        step: 0,
+        params: run.arch.init(run.seed),
+        m: vec![0.0; n],
+        v: vec![0.0; n],
+        losses: Vec::new(),
+    }
 }
 
 /// PSNR/SSIM of the trained network and of bicubic on `/input/eval/`.
-fn evaluate(job: &Job, arch: &Architecture, params: &[f32], max_pixels: u64) -> Result<Option<EvalReport>, JobError> {
+fn evaluate(
+    job: &Job,
+    arch: &Architecture,
+    params: &[f32],
+    max_pixels: u64,
+) -> Result<Option<EvalReport>, JobError> {
     let names = data::image_names(job, true)?;
     if names.is_empty() {
         return Ok(None);
@@ -396,11 +463,13 @@ fn evaluate(job: &Job, arch: &Architecture, params: &[f32], max_pixels: u64) -> 
     let mut images = Vec::new();
     for name in names {
         let bytes = job.read_input(&name)?;
-        let hr = nn::image::decode(&bytes, max_pixels).map_err(|e| JobError::InvalidInput(format!("{name}: {e}")))?;
+        let hr = nn::image::decode(&bytes, max_pixels)
+            .map_err(|e| JobError::InvalidInput(format!("{name}: {e}")))?;
         let (comparison, _) = eval::compare(&name, &hr, &upscaler).map_err(gpu_failed)?;
         images.push(comparison);
     }
-    let mean = |f: &dyn Fn(&Comparison) -> f64| images.iter().map(f).sum::<f64>() / images.len() as f64;
+    let mean =
+        |f: &dyn Fn(&Comparison) -> f64| images.iter().map(f).sum::<f64>() / images.len() as f64;
     Ok(Some(EvalReport {
         mean_psnr_network: mean(&|c| c.network.psnr),
         mean_psnr_bicubic: mean(&|c| c.bicubic.psnr),
@@ -438,7 +507,16 @@ mod tests {
         assert!(err(json!({"steps": 10, "epochs": 1.0})).contains("not both"));
         assert!(err(json!({"activation": "gelu"})).contains("`activation` \"gelu\""));
         assert!(err(json!({"learning_rate": -1.0})).contains("learning_rate"));
-        assert_eq!(check(&p(json!({"epochs": 2.0, "batch": 10, "patch": 10})), &job, 10_000).unwrap().steps, 20);
+        assert_eq!(
+            check(
+                &p(json!({"epochs": 2.0, "batch": 10, "patch": 10})),
+                &job,
+                10_000
+            )
+            .unwrap()
+            .steps,
+            20
+        );
         assert!(serde_json::from_value::<Params>(json!({"stpes": 10})).is_err());
         // Params are checked before the images are read: `epochs` must pass
         // then (it becomes steps once the images' size is known).

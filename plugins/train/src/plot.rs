@@ -101,11 +101,26 @@ pub fn moving_average(v: &[f32], window: usize) -> Vec<f32> {
 
 /// A PNG of `losses` (one per step, from step 1).
 pub fn loss_png(losses: &[f32]) -> Result<Vec<u8>, String> {
-    let mut c = Canvas { px: vec![[255, 255, 255]; W * H] };
-    let finite: Vec<f32> = losses.iter().copied().filter(|v| v.is_finite() && *v > 0.0).collect();
-    let (lo, hi) = finite.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let (lo, hi) = if finite.is_empty() { (1e-4f32, 1.0f32) } else { (lo, hi) };
-    let (d0, d1) = (lo.log10().floor() as i32, (hi.log10().ceil() as i32).max(lo.log10().floor() as i32 + 1));
+    let mut c = Canvas {
+        px: vec![[255, 255, 255]; W * H],
+    };
+    let finite: Vec<f32> = losses
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = if finite.is_empty() {
+        (1e-4f32, 1.0f32)
+    } else {
+        (lo, hi)
+    };
+    let (d0, d1) = (
+        lo.log10().floor() as i32,
+        (hi.log10().ceil() as i32).max(lo.log10().floor() as i32 + 1),
+    );
     let (pw, ph) = ((W - LEFT - RIGHT) as f64, (H - TOP - BOTTOM) as f64);
     let px_x = |step: f64| LEFT as i64 + (step / losses.len().max(1) as f64 * pw) as i64;
     let px_y = |loss: f32| {
@@ -123,12 +138,25 @@ pub fn loss_png(losses: &[f32]) -> Result<Vec<u8>, String> {
         let x = px_x(step as f64);
         c.line((x, TOP as i64), (x, (H - BOTTOM) as i64), grid);
         let label = step.to_string();
-        c.text(x - label.len() as i64 * 4, (H - BOTTOM + 6) as i64, &label, text);
+        c.text(
+            x - label.len() as i64 * 4,
+            (H - BOTTOM + 6) as i64,
+            &label,
+            text,
+        );
     }
     c.text((W / 2 - 16) as i64, (H - 14) as i64, "step", text);
     c.text(4, 2, "loss", text);
-    c.line((LEFT as i64, TOP as i64), (LEFT as i64, (H - BOTTOM) as i64), axis);
-    c.line((LEFT as i64, (H - BOTTOM) as i64), ((W - RIGHT) as i64, (H - BOTTOM) as i64), axis);
+    c.line(
+        (LEFT as i64, TOP as i64),
+        (LEFT as i64, (H - BOTTOM) as i64),
+        axis,
+    );
+    c.line(
+        (LEFT as i64, (H - BOTTOM) as i64),
+        ((W - RIGHT) as i64, (H - BOTTOM) as i64),
+        axis,
+    );
     let smooth = moving_average(losses, (losses.len() / 50).max(1));
     for (series, color) in [(losses, [150, 190, 240]), (&smooth[..], [20, 70, 160])] {
         let mut prev: Option<(i64, i64)> = None;
@@ -149,7 +177,9 @@ pub fn loss_png(losses: &[f32]) -> Result<Vec<u8>, String> {
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(&c.px.concat()).map_err(|e| e.to_string())?;
+    writer
+        .write_image_data(&c.px.concat())
+        .map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -160,7 +190,10 @@ mod tests {
 
     #[test]
     fn moving_average_is_trailing() {
-        assert_eq!(moving_average(&[1.0, 3.0, 5.0, 7.0], 2), vec![1.0, 2.0, 4.0, 6.0]);
+        assert_eq!(
+            moving_average(&[1.0, 3.0, 5.0, 7.0], 2),
+            vec![1.0, 2.0, 4.0, 6.0]
+        );
     }
 
     #[test]
@@ -171,7 +204,10 @@ mod tests {
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         reader.next_frame(&mut buf).unwrap();
-        assert_eq!((reader.info().width, reader.info().height), (W as u32, H as u32));
+        assert_eq!(
+            (reader.info().width, reader.info().height),
+            (W as u32, H as u32)
+        );
         // The dark smoothed curve is there.
         assert!(buf.chunks(3).any(|p| p == [20, 70, 160]));
         // An empty or NaN-only history still plots (axes only).

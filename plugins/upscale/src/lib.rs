@@ -134,11 +134,15 @@ fn load_weights(job: &Job, params: &Params) -> Result<(Weights, String), JobErro
             }
         },
     };
-    let w = weights::load(&bytes).map_err(|e| JobError::InvalidInput(format!("weights {label}: {e}")))?;
+    let w = weights::load(&bytes)
+        .map_err(|e| JobError::InvalidInput(format!("weights {label}: {e}")))?;
     if let Some(s) = params.scale
         && s != w.arch.scale
     {
-        return Err(JobError::InvalidParams(format!("`scale` is {s} but weights {label} are for ×{}", w.arch.scale)));
+        return Err(JobError::InvalidParams(format!(
+            "`scale` is {s} but weights {label} are for ×{}",
+            w.arch.scale
+        )));
     }
     Ok((w, label))
 }
@@ -152,7 +156,13 @@ fn output_name(input: &str) -> String {
 }
 
 /// A PNG encoder for `name` in `/output` that takes rows as they come.
-fn png_writer(job: &Job, name: &str, w: usize, h: usize, channels: usize) -> Result<png::Writer<BufWriter<std::fs::File>>, JobError> {
+fn png_writer(
+    job: &Job,
+    name: &str,
+    w: usize,
+    h: usize,
+    channels: usize,
+) -> Result<png::Writer<BufWriter<std::fs::File>>, JobError> {
     let path = job.output_path(name)?;
     let file = std::fs::File::create(&path).map_err(|e| JobError::Io(format!("{name}: {e}")))?;
     let mut enc = png::Encoder::new(BufWriter::new(file), w as u32, h as u32);
@@ -163,7 +173,8 @@ fn png_writer(job: &Job, name: &str, w: usize, h: usize, channels: usize) -> Res
         _ => png::ColorType::Rgba,
     });
     enc.set_depth(png::BitDepth::Eight);
-    enc.write_header().map_err(|e| JobError::Io(format!("{name}: {e}")))
+    enc.write_header()
+        .map_err(|e| JobError::Io(format!("{name}: {e}")))
 }
 
 /// Upscales `lr` into the PNG `name`, one band of tiles at a time.
@@ -179,7 +190,9 @@ fn upscale_streaming(
     let (w, h) = (lr.y.width, lr.y.height);
     let channels = eval::channels(lr);
     let mut writer = png_writer(job, name, w * r, h * r, channels)?;
-    let mut stream = writer.stream_writer().map_err(|e| JobError::Io(format!("{name}: {e}")))?;
+    let mut stream = writer
+        .stream_writer()
+        .map_err(|e| JobError::Io(format!("{name}: {e}")))?;
     for y0 in (0..h).step_by(band_rows) {
         let rows = band_rows.min(h - y0);
         let luma = match network {
@@ -205,9 +218,13 @@ fn upscale_streaming(
         let (chroma, alpha) = eval::bicubic_band(lr, r, y0 * r, rows * r);
         let chroma_refs = chroma.as_ref().map(|[a, b]| [a, b]);
         let px = eval::pixels_of(&luma, chroma_refs, alpha.as_ref(), 0, rows * r);
-        stream.write_all(&px).map_err(|e| JobError::Io(format!("{name}: {e}")))?;
+        stream
+            .write_all(&px)
+            .map_err(|e| JobError::Io(format!("{name}: {e}")))?;
     }
-    stream.finish().map_err(|e| JobError::Io(format!("{name}: {e}")))?;
+    stream
+        .finish()
+        .map_err(|e| JobError::Io(format!("{name}: {e}")))?;
     Ok(())
 }
 
@@ -218,10 +235,15 @@ impl Plugin for Upscale {
     fn run(job: &Job) -> Result<Summary, JobError> {
         let params: Params = job.params()?;
         if !(16..=1024).contains(&params.tile) {
-            return Err(JobError::InvalidParams(format!("`tile` {} must be 16 to 1024 (LR pixels)", params.tile)));
+            return Err(JobError::InvalidParams(format!(
+                "`tile` {} must be 16 to 1024 (LR pixels)",
+                params.tile
+            )));
         }
         if !(params.max_input_megapixels > 0.0 && params.max_input_megapixels <= 64.0) {
-            return Err(JobError::InvalidParams("`max_input_megapixels` must be in (0, 64]".into()));
+            return Err(JobError::InvalidParams(
+                "`max_input_megapixels` must be in (0, 64]".into(),
+            ));
         }
         let max_pixels = (params.max_input_megapixels * 1e6) as u64;
         let needs_network = params.mode == Mode::Network || params.evaluate;
@@ -231,9 +253,13 @@ impl Plugin for Upscale {
         } else {
             (None, "none (bicubic)".to_string())
         };
-        let scale = weights.as_ref().map_or(params.scale.unwrap_or(2), |w| w.arch.scale);
+        let scale = weights
+            .as_ref()
+            .map_or(params.scale.unwrap_or(2), |w| w.arch.scale);
         if !nn::model::SCALES.contains(&scale) {
-            return Err(JobError::InvalidParams(format!("`scale` {scale}: use 2, 3 or 4")));
+            return Err(JobError::InvalidParams(format!(
+                "`scale` {scale}: use 2, 3 or 4"
+            )));
         }
         let r = scale as usize;
         let names: Vec<String> = job
@@ -242,21 +268,32 @@ impl Plugin for Upscale {
             .filter(|n| image::is_image_name(n) && Some(n) != params.weights.as_ref())
             .collect();
         if names.is_empty() {
-            return Err(JobError::InvalidInput("no PNG or JPEG images in /input".into()));
+            return Err(JobError::InvalidInput(
+                "no PNG or JPEG images in /input".into(),
+            ));
         }
         let mut outputs = std::collections::BTreeMap::new();
         for n in &names {
             if let Some(other) = outputs.insert(output_name(n), n.clone()) {
-                return Err(JobError::InvalidInput(format!("{other} and {n} would both be written as {}", output_name(n))));
+                return Err(JobError::InvalidInput(format!(
+                    "{other} and {n} would both be written as {}",
+                    output_name(n)
+                )));
             }
         }
         // Check every image's size before any work, from its header.
         let mut total_tiles = 0usize;
         for n in &names {
-            let (w, h) = image::file_dimensions(&job.input_path(n)?).map_err(|e| invalid_input(n, e))?;
-            image::check_size(w, h, max_pixels)
-                .map_err(|e| JobError::InvalidInput(format!("{n} is {e} (`max_input_megapixels`)")))?;
-            let lr = if params.evaluate { (w as usize / r, h as usize / r) } else { (w as usize, h as usize) };
+            let (w, h) =
+                image::file_dimensions(&job.input_path(n)?).map_err(|e| invalid_input(n, e))?;
+            image::check_size(w, h, max_pixels).map_err(|e| {
+                JobError::InvalidInput(format!("{n} is {e} (`max_input_megapixels`)"))
+            })?;
+            let lr = if params.evaluate {
+                (w as usize / r, h as usize / r)
+            } else {
+                (w as usize, h as usize)
+            };
             total_tiles += lr.0.div_ceil(params.tile) * lr.1.div_ceil(params.tile);
         }
         if let Some(w) = &weights
@@ -272,7 +309,11 @@ impl Plugin for Upscale {
             Some(w) => Some(Upscaler::new(&w.arch, &w.params, params.tile).map_err(gpu_failed)?),
             None => None,
         };
-        let network = if params.mode == Mode::Network { upscaler.as_ref() } else { None };
+        let network = if params.mode == Mode::Network {
+            upscaler.as_ref()
+        } else {
+            None
+        };
 
         let started = Instant::now();
         let mut done_tiles = 0usize;
@@ -281,29 +322,45 @@ impl Plugin for Upscale {
         let mut out_pixels = 0u64;
         for n in &names {
             let t0 = Instant::now();
-            let img = image::decode(&job.read_input(n)?, max_pixels).map_err(|e| invalid_input(n, e))?;
+            let img =
+                image::decode(&job.read_input(n)?, max_pixels).map_err(|e| invalid_input(n, e))?;
             let out = output_name(n);
             let mut on_tile = || -> Result<(), JobError> {
                 done_tiles += 1;
-                job.progress(done_tiles as f32 / total_tiles.max(1) as f32, format!("{n}: tile {done_tiles}/{total_tiles}"));
+                job.progress(
+                    done_tiles as f32 / total_tiles.max(1) as f32,
+                    format!("{n}: tile {done_tiles}/{total_tiles}"),
+                );
                 job.check_cancelled()
             };
             let (in_size, out_size) = if params.evaluate {
-                let Some(up) = upscaler.as_ref() else { return Err(JobError::Failed("evaluation needs the network".into())) };
+                let Some(up) = upscaler.as_ref() else {
+                    return Err(JobError::Failed("evaluation needs the network".into()));
+                };
                 if img.y.width < 11 * r || img.y.height < 11 * r {
-                    return Err(JobError::InvalidInput(format!("{n} is too small to evaluate at ×{r} (at least {0}×{0})", 11 * r)));
+                    return Err(JobError::InvalidInput(format!(
+                        "{n} is too small to evaluate at ×{r} (at least {0}×{0})",
+                        11 * r
+                    )));
                 }
                 let (comparison, upscaled) = eval::compare(n, &img, up).map_err(gpu_failed)?;
                 let (w, h) = (upscaled.y.width, upscaled.y.height);
                 let mut writer = png_writer(job, &out, w, h, eval::channels(&upscaled))?;
-                writer.write_image_data(&eval::pixels(&upscaled)).map_err(|e| JobError::Io(format!("{out}: {e}")))?;
-                writer.finish().map_err(|e| JobError::Io(format!("{out}: {e}")))?;
+                writer
+                    .write_image_data(&eval::pixels(&upscaled))
+                    .map_err(|e| JobError::Io(format!("{out}: {e}")))?;
+                writer
+                    .finish()
+                    .map_err(|e| JobError::Io(format!("{out}: {e}")))?;
                 evaluation.push(comparison);
                 on_tile()?;
                 ([w / r, h / r], [w, h])
             } else {
                 upscale_streaming(job, &out, &img, r, network, params.tile, &mut on_tile)?;
-                ([img.y.width, img.y.height], [img.y.width * r, img.y.height * r])
+                (
+                    [img.y.width, img.y.height],
+                    [img.y.width * r, img.y.height * r],
+                )
             };
             let seconds = t0.elapsed().as_secs_f64();
             let px = (out_size[0] * out_size[1]) as u64;
@@ -326,14 +383,23 @@ impl Plugin for Upscale {
             images,
             evaluation: params.evaluate.then_some(evaluation),
             output_megapixels_per_s: mpx_s,
-            adapter: gpu::adapter().map(|a| a.name).unwrap_or_else(|_| "none".into()),
+            adapter: gpu::adapter()
+                .map(|a| a.name)
+                .unwrap_or_else(|_| "none".into()),
         };
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| JobError::Failed(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&report).map_err(|e| JobError::Failed(e.to_string()))?;
         job.write_output("report.json", &json)?;
-        let mut summary = Summary::new(format!("upscaled {} image(s) ×{scale} ({:?}) at {mpx_s:.2} Mpx/s", names.len(), params.mode))
-            .metric("output_megapixels_per_s", mpx_s);
+        let mut summary = Summary::new(format!(
+            "upscaled {} image(s) ×{scale} ({:?}) at {mpx_s:.2} Mpx/s",
+            names.len(),
+            params.mode
+        ))
+        .metric("output_megapixels_per_s", mpx_s);
         if let Some(ev) = &report.evaluation {
-            let mean = |f: &dyn Fn(&Comparison) -> f64| ev.iter().map(f).sum::<f64>() / ev.len().max(1) as f64;
+            let mean = |f: &dyn Fn(&Comparison) -> f64| {
+                ev.iter().map(f).sum::<f64>() / ev.len().max(1) as f64
+            };
             summary = summary
                 .metric("psnr_network", mean(&|c| c.network.psnr))
                 .metric("psnr_bicubic", mean(&|c| c.bicubic.psnr))

@@ -313,7 +313,9 @@ impl GpuProvider {
     /// up to [`DRAIN_TIMEOUT`]): call it off the async executor.
     pub fn device(&self) -> Result<Arc<GpuDevice>, String> {
         let unhealthy = |health: GpuHealth| match health {
-            GpuHealth::Unhealthy { reason } => Err(format!("this worker's GPU is unhealthy: {reason}")),
+            GpuHealth::Unhealthy { reason } => {
+                Err(format!("this worker's GPU is unhealthy: {reason}"))
+            }
             _ => Ok(()),
         };
         unhealthy(self.health())?;
