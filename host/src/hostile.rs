@@ -5,7 +5,7 @@
 //!
 //! What must hold for every input: no panic, and a refusal is an error an
 //! owner can read — at most [`MAX_ERROR_BYTES`], no raw control character
-//! but newlines. The case count is fixed (`PROPTEST_CASES` raises it), so
+//! but newlines and tabs. The case count is fixed (`PROPTEST_CASES` raises it), so
 //! the run is bounded in the test command.
 
 use proptest::prelude::*;
@@ -27,7 +27,8 @@ pub fn config() -> ProptestConfig {
     }
 }
 
-/// Asserts `error` is readable: bounded, and no control character but `\n`.
+/// Asserts `error` is readable: bounded, and no control character but
+/// `\n` and `\t` (which no terminal takes for an escape).
 pub fn assert_readable(error: &str) {
     assert!(!error.is_empty(), "an empty error");
     assert!(
@@ -37,7 +38,9 @@ pub fn assert_readable(error: &str) {
         error.chars().take(200).collect::<String>()
     );
     assert!(
-        !error.chars().any(|c| c.is_control() && c != '\n'),
+        !error
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
         "raw control characters in the error: {error:?}"
     );
 }

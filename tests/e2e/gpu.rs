@@ -87,6 +87,15 @@ fn buffer_count_quota() {
 }
 
 #[test]
+fn gpu_objects_per_job_quota() {
+    let m = success_message(&probe("quota-objects", json!({}), json!({})));
+    assert_eq!(
+        m,
+        "GPU quota exceeded: a job may hold at most 4096 shader modules, pipelines and bind groups"
+    );
+}
+
+#[test]
 fn commands_per_submit_quota() {
     let m = success_message(&probe("quota-commands", json!({}), json!({})));
     assert_eq!(

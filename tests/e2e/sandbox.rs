@@ -424,3 +424,16 @@ fn listings_files_and_sparse_sizes_are_held_to_their_bounds() {
     );
     assert_eq!(run.failure_kind(), "output-quota", "{}", run.stdout);
 }
+
+#[test]
+fn a_line_that_never_ends_is_logged_in_pieces_of_at_most_4_kib() {
+    let f = JobFolders::new();
+    let spec = json!({"version": 1, "id": "endless-line", "kind": "adversary",
+                      "params": {"attack": "endless-line", "size": 1 << 20}});
+    let run = exec("adversary", &spec, &f, &[]);
+    assert_eq!(run.code, 0, "{}", &run.stderr[..run.stderr.len().min(2000)]);
+    let longest = run.stderr.lines().map(str::len).max().unwrap_or(0);
+    // 4096 bytes of the plugin's text plus the log line's own prefix.
+    assert!(longest < 4096 + 512, "a {longest}-byte log line");
+    assert!(run.stderr.contains("yyyy"), "the text is logged");
+}

@@ -252,3 +252,27 @@ fn a_kernel_that_never_ends_does_not_wedge_the_worker_or_the_jobs_behind_it() {
     );
     assert_eq!(farm.result("cpu-after")["status"], "succeeded");
 }
+
+#[test]
+fn a_job_of_a_kind_the_owner_does_not_accept_is_refused_for_good_and_the_next_runs() {
+    let farm = Farm::with(json!({"limits": {"job_kinds": ["probe"]}}));
+    farm.submit(
+        "hello",
+        json!({"version": 1, "id": "unwanted", "kind": "hello"}),
+    );
+    farm.submit("probe", steps_job("wanted", 1));
+    let out = farm.run(true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failure = &farm.result("unwanted")["failure"];
+    assert_eq!(failure["kind"], "unsupported", "{failure}");
+    assert_eq!(failure["retryable"], false, "{failure}");
+    assert!(
+        failure["message"].as_str().unwrap().contains("`hello`"),
+        "{failure}"
+    );
+    assert_eq!(farm.result("wanted")["status"], "succeeded");
+}

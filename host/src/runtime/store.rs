@@ -130,3 +130,36 @@ impl ResourceLimiter for JobLimiter {
         MAX_MEMORIES
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core module whose `grow` adds `n` elements to its table.
+    const TABLE_GROWER: &str = r#"(module
+        (table $t 1 funcref)
+        (func (export "grow") (param $n i32) (result i32)
+            (table.grow $t (ref.null func) (local.get $n))))"#;
+
+    #[test]
+    fn a_table_cannot_grow_past_its_element_cap() {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, wat::parse_str(TABLE_GROWER).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(
+            &engine,
+            JobLimiter::new(64 << 20, Arc::new(JobControl::default())),
+        );
+        store.limiter(|limiter| limiter);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow")
+            .unwrap();
+        // Up to the cap it grows (returning the old size); past it, -1.
+        assert_eq!(grow.call(&mut store, 1 << 10).unwrap(), 1);
+        assert_eq!(
+            grow.call(&mut store, MAX_TABLE_ELEMENTS as i32).unwrap(),
+            -1
+        );
+        assert_eq!(grow.call(&mut store, 1).unwrap(), 1 + (1 << 10));
+    }
+}

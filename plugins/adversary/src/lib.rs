@@ -31,6 +31,7 @@
 //! | `listing-hoard` | opens a listing of `/input` again and again without reading it to the end |
 //! | `file-flood` | creates empty files in `/output` until it is stopped |
 //! | `sparse-file` | sets the size of a new `/output` file to 1 TiB without writing |
+//! | `endless-line` | prints `size` bytes to stdout without a newline (default 100 MB), then succeeds |
 //! | `terminal-escapes` | puts OSC 52 (clipboard), CSI 2J (clear) and BEL in its progress, stdout, stderr and error |
 
 // Planting a symlink needs `std::os::wasi::fs::symlink_path`, still unstable;
@@ -131,6 +132,15 @@ impl Plugin for Adversary {
             "stream-hoard" => hoard(target, true),
             "deep-output" => deep_output(p.depth, p.stop_after_folders),
             "listing-hoard" => listing_hoard(),
+            "endless-line" => {
+                let chunk = "y".repeat(1 << 16);
+                let mut out = std::io::stdout().lock();
+                for _ in 0..p.size.div_ceil(chunk.len()) {
+                    let _ = out.write_all(chunk.as_bytes());
+                }
+                let _ = out.flush();
+                Ok(Summary::new("printed a line that never ends"))
+            }
             "file-flood" => {
                 for n in 0u64.. {
                     std::fs::File::create(format!("/output/f{n}")).map_err(io)?;

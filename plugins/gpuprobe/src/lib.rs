@@ -116,6 +116,16 @@ impl Plugin for GpuProbe {
                     "allocating without end",
                 )
             }
+            "quota-objects" => {
+                let v = Buffer::<u32>::zeroed(1, Usage::STORAGE)?;
+                let kernel = Kernel::new(TOUCH, "main")?;
+                let mut held = Vec::new();
+                refused(
+                    (0..100_000)
+                        .try_for_each(|_| kernel.bind(0, &[v.binding()]).map(|g| held.push(g))),
+                    "binding without end",
+                )
+            }
             "quota-commands" => {
                 let v = Buffer::<u32>::zeroed(1, Usage::STORAGE)?;
                 let kernel = Kernel::new(TOUCH, "main")?;
