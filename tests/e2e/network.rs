@@ -245,31 +245,23 @@ impl Coordinator {
         );
     }
 
-    /// What the coordinator shows of a worker (creator's view).
-    fn worker_summary(&self, id: &str) -> api::WorkerSummary {
+    /// `GET path` as the creator, parsed.
+    fn creator_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         let response = block(|| {
-            self.request(
-                reqwest::Method::GET,
-                &api::paths::worker(id),
-                &self.token("creator"),
-            )
-            .send()
+            self.request(reqwest::Method::GET, path, &self.token("creator"))
+                .send()
         })
         .unwrap();
         block(|| response.json()).unwrap()
     }
 
+    /// What the coordinator shows of a worker (creator's view).
+    fn worker_summary(&self, id: &str) -> api::WorkerSummary {
+        self.creator_get(&api::paths::worker(id))
+    }
+
     pub(crate) fn job(&self, id: &str) -> JobStatus {
-        let response = block(|| {
-            self.request(
-                reqwest::Method::GET,
-                &api::paths::job(id),
-                &self.token("creator"),
-            )
-            .send()
-        })
-        .unwrap();
-        block(|| response.json()).unwrap()
+        self.creator_get(&api::paths::job(id))
     }
 
     /// Waits until every job is final (the coordinator may be down meanwhile).
@@ -323,21 +315,39 @@ struct Worker {
 
 impl Worker {
     fn start(root: &Path, id: &str, coordinator: &Coordinator) -> Self {
-        Self::start_taking(root, id, coordinator, &["hello", "probe"])
+        Self::start_with(
+            root,
+            id,
+            coordinator,
+            json!({"job_kinds": ["hello", "probe"]}),
+        )
     }
 
     /// A worker that accepts the job kinds `kinds`.
     fn start_taking(root: &Path, id: &str, coordinator: &Coordinator, kinds: &[&str]) -> Self {
+        Self::start_with(root, id, coordinator, json!({"job_kinds": kinds}))
+    }
+
+    /// A worker whose `limits` has `limits` merged in (`job_kinds` given),
+    /// pricing each of its kinds.
+    fn start_with(root: &Path, id: &str, coordinator: &Coordinator, limits: Value) -> Self {
         let dir = root.join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        let prices: serde_json::Map<String, Value> =
-            kinds.iter().map(|k| (k.to_string(), json!(0.01))).collect();
+        let kinds = limits["job_kinds"].as_array().unwrap();
+        let prices: serde_json::Map<String, Value> = kinds
+            .iter()
+            .map(|k| (k.as_str().unwrap().to_string(), json!(0.01)))
+            .collect();
+        let mut all_limits = json!({"jobs_per_gpu": 1, "cache_mib": 256});
+        for (k, v) in limits.as_object().unwrap() {
+            all_limits[k] = v.clone();
+        }
         let config = json!({
             "version": 1,
             "worker": {"id": id, "name": format!("test {id}")},
             "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
             "coordinator": {"url": coordinator.url(""), "token": coordinator.token("worker"), "spool": "data"},
-            "limits": {"job_kinds": kinds, "jobs_per_gpu": 1, "cache_mib": 256},
+            "limits": all_limits,
             "prices": prices
         });
         std::fs::write(dir.join("worker.json"), config.to_string()).unwrap();
@@ -934,20 +944,12 @@ fn a_worker_with_a_full_spool_takes_no_lease_until_it_has_room() {
     for i in 0..80 {
         std::fs::write(filler.join(format!("{i}.bin")), &block).unwrap();
     }
-    let config = json!({
-        "version": 1,
-        "worker": {"id": "wkr-full"},
-        "wallet": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
-        "coordinator": {"url": coordinator.url(""), "token": coordinator.token("worker"), "spool": "data"},
-        "limits": {"job_kinds": ["probe"], "spool_mib": 64},
-        "prices": {"probe": 0.01}
-    });
-    std::fs::write(dir.join("worker.json"), config.to_string()).unwrap();
-    let mut worker = Worker {
-        dir: dir.clone(),
-        child: None,
-    };
-    worker.spawn();
+    let worker = Worker::start_with(
+        &root,
+        "wkr-full",
+        &coordinator,
+        json!({"job_kinds": ["probe"], "spool_mib": 64}),
+    );
     worker.wait_for_log("the leaser to hold back", "taking fewer leases");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(

@@ -67,7 +67,14 @@ async fn slow_headers_and_idle_connections_are_closed() -> TestResult {
 
 #[tokio::test]
 async fn a_stalled_upload_is_cut_and_leaves_nothing_behind() -> TestResult {
-    let farm = Farm::start_with(|c| c.limits.stall_timeout = Duration::from_secs(1)).await;
+    // Only the stall bound: with the default minimum rate, the rate check
+    // (due 1 s after the body started) can fire before the stall check (due
+    // 1 s after its 10 bytes came), and on a loaded machine it did.
+    let farm = Farm::start_with(|c| {
+        c.limits.stall_timeout = Duration::from_secs(1);
+        c.limits.min_transfer_rate = 1;
+    })
+    .await;
     let sha = Sha256Digest::of(b"never sent in full");
     // The blob route has no request timeout (large blobs take long): the
     // stall bound ends it.
