@@ -325,12 +325,13 @@ impl NetworkSource {
             .enumerate()
             .filter_map(|(slot, gpu)| {
                 let health = gpu.health();
-                let detail = match &health {
-                    GpuHealth::Healthy => return None,
-                    GpuHealth::Recovered { abandoned } => format!("{abandoned} GPU kernel(s) never finished; a fresh device replaced the stuck one"),
-                    GpuHealth::Unhealthy { reason } => reason.clone(),
-                };
-                Some(pictor_protocol::api::GpuSlotHealth { slot: u32::try_from(slot).unwrap_or(u32::MAX), state: health.as_str().to_string(), detail })
+                health
+                    .detail()
+                    .map(|detail| pictor_protocol::api::GpuSlotHealth {
+                        slot: u32::try_from(slot).unwrap_or(u32::MAX),
+                        state: health.as_str().to_string(),
+                        detail,
+                    })
             })
             .collect()
     }

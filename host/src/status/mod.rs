@@ -398,18 +398,10 @@ fn connection_view(source: &SourceView, connection: Option<&Connection>) -> Conn
 }
 
 fn slot_view(slot: usize, health: &crate::capabilities::gpu::GpuHealth) -> SlotView {
-    use crate::capabilities::gpu::GpuHealth;
-    let detail = match health {
-        GpuHealth::Healthy => None,
-        GpuHealth::Recovered { abandoned } => Some(format!(
-            "{abandoned} GPU kernel(s) never finished; running on a fresh device"
-        )),
-        GpuHealth::Unhealthy { reason } => Some(reason.clone()),
-    };
     SlotView {
         slot,
         health: health.as_str(),
-        detail,
+        detail: health.detail(),
     }
 }
 

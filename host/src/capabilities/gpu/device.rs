@@ -262,6 +262,17 @@ impl GpuHealth {
             GpuHealth::Unhealthy { .. } => "unhealthy",
         }
     }
+
+    /// What happened, for the owner and the coordinator; `None` when healthy.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            GpuHealth::Healthy => None,
+            GpuHealth::Recovered { abandoned } => Some(format!(
+                "{abandoned} GPU kernel(s) never finished; running on a fresh device"
+            )),
+            GpuHealth::Unhealthy { reason } => Some(reason.clone()),
+        }
+    }
 }
 
 /// Hands jobs the device of the configured adapter, opening it on first
