@@ -28,7 +28,7 @@
 //! ```
 //!
 //! Build it for `wasm32-wasip2` as a `cdylib` and the result is a component
-//! that targets the `pictor:plugin/job` world (see the repository README).
+//! that targets the `pictor:plugin/job` world (see `docs/plugin-guide.md`).
 //!
 //! ## Testing natively
 //!

@@ -2,7 +2,7 @@
 //! `prometheus-client` on each scrape (a collector over the snapshot, so
 //! a job that ended leaves no stale progress series behind).
 //!
-//! Names are stable (documented in the README): units in the names,
+//! Names are stable (documented in `docs/metrics.md`): units in the names,
 //! `_total` on counters. Counters count since the worker started.
 
 use std::fmt;
