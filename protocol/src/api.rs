@@ -105,6 +105,13 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Most bytes a job's params may take as [`canonical_json`] (the text the
+/// plugin gets). Bulk data belongs in inputs.
+pub const MAX_PARAMS_BYTES: usize = 1 << 20;
+
+/// Most input files one job may list.
+pub const MAX_INPUTS: usize = 10_000;
+
 /// Whether `kind` is a valid job kind: 1–64 characters from `a-z 0-9 -`.
 pub fn valid_kind(kind: &str) -> bool {
     !kind.is_empty()

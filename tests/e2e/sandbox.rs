@@ -262,6 +262,24 @@ fn descriptors_are_capped_per_job_whether_held_as_files_or_streams() {
 }
 
 #[test]
+fn host_resources_held_at_once_are_capped_even_without_descriptors() {
+    let f = JobFolders::new();
+    let run = attack(&f, "pollable-hoard", "", json!({"timeout_s": 20}));
+    assert_eq!(
+        run.failure_kind(),
+        "resource-limit",
+        "{}",
+        run.failure_message()
+    );
+    assert!(
+        run.failure_message().contains("too many host resources"),
+        "{}",
+        run.failure_message()
+    );
+    assert_eq!(run.outcome()["failure"]["retryable"], false);
+}
+
+#[test]
 fn a_tree_deeper_than_path_max_is_refused_named_and_never_retried() {
     let f = JobFolders::new();
     let run = attack(
@@ -333,7 +351,15 @@ fn huge_plugin_text_is_clipped_before_it_is_printed_or_stored() {
             run.stderr.len()
         );
         if attack_name == "long-summary" {
-            assert_eq!(outcome["success"]["metrics"].as_object().unwrap().len(), 64);
+            let metrics = outcome["success"]["metrics"].as_object().unwrap();
+            assert_eq!(metrics.len(), 64);
+            // Each name was 110 bytes; the host keeps 64 and says so.
+            for name in metrics.keys() {
+                assert!(
+                    name.len() <= 64 + 40 && name.ends_with("more bytes clipped]"),
+                    "metric name not clipped: {name}"
+                );
+            }
         }
     }
     let f = JobFolders::new();
@@ -436,4 +462,40 @@ fn a_line_that_never_ends_is_logged_in_pieces_of_at_most_4_kib() {
     // 4096 bytes of the plugin's text plus the log line's own prefix.
     assert!(longest < 4096 + 512, "a {longest}-byte log line");
     assert!(run.stderr.contains("yyyy"), "the text is logged");
+}
+
+#[test]
+fn a_checkpoint_over_the_quota_is_refused_in_the_guest_and_the_job_goes_on() {
+    let f = JobFolders::new();
+    let checkpoint = f.root.path().join("big.ckpt");
+    let spec = json!({"version": 1, "id": "big-checkpoint", "kind": "adversary",
+                      "params": {"attack": "big-checkpoint", "size": (1 << 20) + 1},
+                      "limits": {"checkpoint_mib": 1}});
+    let run = exec(
+        "adversary",
+        &spec,
+        &f,
+        &["--checkpoint", checkpoint.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let message = run.outcome()["success"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.starts_with(
+            "big: refused (failed: checkpoint of 1048577 bytes is over the job's 1048576-byte quota)"
+        ) && message.ends_with("small: saved"),
+        "{message}"
+    );
+    assert_eq!(
+        run.outcome()["checkpoints_saved"],
+        1,
+        "only the small save counts"
+    );
+    assert_eq!(
+        std::fs::read(&checkpoint).unwrap_or_default(),
+        b"tiny",
+        "the refused blob never reached the file"
+    );
 }

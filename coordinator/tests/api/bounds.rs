@@ -415,3 +415,31 @@ async fn unknown_and_absurd_tokens_are_refused_before_the_body() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn params_past_their_bound_are_refused_at_submission() -> TestResult {
+    let farm = Farm::start().await;
+    // {"x":"…"} is the string plus 8 bytes: at the bound it is accepted.
+    let fits = "a".repeat(api::MAX_PARAMS_BYTES - 8);
+    farm.submit("job-fits", "hello", json!({"params": {"x": fits}}))
+        .await;
+    let over = "a".repeat(api::MAX_PARAMS_BYTES - 7);
+    let body = farm
+        .job_body("job-over", "hello", json!({"params": {"x": over}}))
+        .await;
+    let error = expect_error(
+        farm.as_creator(Method::POST, &api::paths::jobs(), Some(&body))
+            .await,
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+    )
+    .await;
+    assert!(
+        error
+            .message
+            .contains("`params` is 1048577 bytes as JSON, the limit is 1048576"),
+        "{}",
+        error.message
+    );
+    Ok(())
+}

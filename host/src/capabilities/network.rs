@@ -77,19 +77,27 @@ impl NetworkGrant {
         wasi.socket_addr_check(move |addr, use_| {
             let allowed = grant.permits(addr, use_);
             if !allowed {
-                let n = grant.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                if n <= LOGGED_REFUSALS || n.is_multiple_of(1000) {
-                    tracing::warn!(
-                        address = %addr,
-                        r#use = ?use_,
-                        refused = n,
-                        granted = ?grant.tcp_connect,
-                        "plugin network access refused: only the mining pool's addresses may be reached"
-                    );
-                }
+                grant.record_refusal(addr, use_);
             }
             Box::pin(std::future::ready(allowed))
         });
+    }
+
+    /// Counts one refused socket use and logs it if it is among the first
+    /// [`LOGGED_REFUSALS`] or a multiple of 1000; returns whether it logged.
+    fn record_refusal(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let logged = n <= LOGGED_REFUSALS || n.is_multiple_of(1000);
+        if logged {
+            tracing::warn!(
+                address = %addr,
+                r#use = ?use_,
+                refused = n,
+                granted = ?self.tcp_connect,
+                "plugin network access refused: only the mining pool's addresses may be reached"
+            );
+        }
+        logged
     }
 }
 
@@ -210,6 +218,18 @@ fn create_tcp_socket(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_refused_sockets_logs_the_first_ten_then_every_thousandth() {
+        let grant = NetworkGrant::tcp_to(vec!["203.0.113.7:3333".parse().unwrap()]);
+        let elsewhere: SocketAddr = "10.0.0.1:22".parse().unwrap();
+        assert!(!grant.permits(elsewhere, SocketAddrUse::TcpConnect));
+        let logged = (0..5000)
+            .filter(|_| grant.record_refusal(elsewhere, SocketAddrUse::TcpConnect))
+            .count();
+        assert_eq!(grant.refused(), 5000, "every refusal is counted");
+        assert_eq!(logged, 10 + 5, "1–10, then 1000, 2000, … 5000");
+    }
 
     #[test]
     fn pools_on_private_networks_are_refused_unless_allowed() {

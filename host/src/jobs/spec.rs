@@ -14,6 +14,25 @@ use crate::jobs::limits::LimitOverrides;
 /// echoed back is clipped there, its control characters escaped.
 const ERROR_BYTES: usize = 2048;
 
+/// Largest job spec file read (params and the input list fit well within).
+pub const MAX_SPEC_FILE_BYTES: u64 = 4 << 20;
+
+/// The UTF-8 text of `path`, refused if longer than `max` bytes.
+fn read_bounded(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than {max} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 /// The job spec version this host reads.
 pub const SPEC_VERSION: u32 = 1;
 
@@ -145,7 +164,7 @@ impl JobSpec {
     /// Reads and validates the spec in `path`; relative plugin and input
     /// paths become absolute, against the spec's folder.
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        let text = read_bounded(path, MAX_SPEC_FILE_BYTES).map_err(|source| SpecError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -237,6 +256,19 @@ impl JobSpec {
             return Err(format!(
                 "`kind` must be 1-64 characters from a-z 0-9 -, got {:?}",
                 self.kind
+            ));
+        }
+        use pictor_protocol::api::{MAX_INPUTS, MAX_PARAMS_BYTES};
+        let params_bytes = self.params_json().len();
+        if params_bytes > MAX_PARAMS_BYTES {
+            return Err(format!(
+                "`params` is {params_bytes} bytes as JSON, the limit is {MAX_PARAMS_BYTES}; put bulk data in an input file"
+            ));
+        }
+        if self.inputs.len() > MAX_INPUTS {
+            return Err(format!(
+                "`inputs` lists {} files, the limit is {MAX_INPUTS}",
+                self.inputs.len()
             ));
         }
         let mut names = std::collections::BTreeSet::new();
@@ -400,6 +432,48 @@ mod tests {
                 Err(error) => crate::hostile::assert_readable(&error),
             }
         }
+    }
+
+    #[test]
+    fn params_inputs_and_the_file_are_held_to_their_bounds() {
+        use pictor_protocol::api::{MAX_INPUTS, MAX_PARAMS_BYTES};
+        let with_params = |n: usize| {
+            format!(
+                r#"{{"version": 1, "id": "big", "kind": "hello", "params": {{"x": "{}"}}}}"#,
+                "a".repeat(n)
+            )
+        };
+        // {"x":"…"} is the string plus 8 bytes.
+        assert!(JobSpec::from_json(&with_params(MAX_PARAMS_BYTES - 8)).is_ok());
+        let error = JobSpec::from_json(&with_params(MAX_PARAMS_BYTES - 7)).unwrap_err();
+        assert!(
+            error.contains("`params` is 1048577 bytes as JSON, the limit is 1048576"),
+            "{error}"
+        );
+
+        let inputs: Vec<String> = (0..=MAX_INPUTS)
+            .map(|i| {
+                format!(
+                    r#"{{"name": "f{i}", "path": "f", "sha256": "{}"}}"#,
+                    "0".repeat(64)
+                )
+            })
+            .collect();
+        let text = format!(
+            r#"{{"version": 1, "id": "many", "kind": "hello", "inputs": [{}]}}"#,
+            inputs.join(",")
+        );
+        let error = JobSpec::from_json(&text).unwrap_err();
+        assert!(
+            error.contains("`inputs` lists 10001 files, the limit is 10000"),
+            "{error}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.json");
+        std::fs::write(&path, " ".repeat(MAX_SPEC_FILE_BYTES as usize + 1)).unwrap();
+        let error = JobSpec::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("larger than 4194304 bytes"), "{error}");
     }
 
     #[test]

@@ -409,6 +409,11 @@ mod tests {
     /// Makes `depth` nested folders under `root` through handles (a path
     /// this deep cannot be named from the root) and a file at the bottom.
     fn deep_tree(root: &Path, depth: usize, name: &str) -> std::io::Result<()> {
+        deep_file(root, depth, name, b"deep")
+    }
+
+    /// [`deep_tree`] with `content` in the file at the bottom.
+    fn deep_file(root: &Path, depth: usize, name: &str, content: &[u8]) -> std::io::Result<()> {
         use rustix::fs::{Mode, OFlags};
         let mut dir = rustix::fs::openat(
             rustix::fs::CWD,
@@ -431,7 +436,48 @@ mod tests {
             OFlags::WRONLY | OFlags::CREATE,
             Mode::RUSR | Mode::WUSR,
         )?;
-        rustix::io::write(&file, b"deep")?;
+        let mut rest = content;
+        while !rest.is_empty() {
+            let n = rustix::io::write(&file, rest)?;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_name_of_256_bytes_is_refused_and_255_is_fine() {
+        assert_eq!(check_name(&[b'n'; MAX_NAME_BYTES]), Ok(&*"n".repeat(255)));
+        assert_eq!(
+            check_name(&[b'n'; MAX_NAME_BYTES + 1]),
+            Err("longer than 255 bytes")
+        );
+        // Multi-byte UTF-8 counts bytes, not characters: 128 × 2 bytes.
+        assert_eq!(
+            check_name("é".repeat(128).as_bytes()),
+            Err("longer than 255 bytes")
+        );
+    }
+
+    #[test]
+    fn disk_usage_counts_down_to_its_depth_bound_and_no_further()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let megabyte = vec![7u8; 1 << 20];
+        let shallow = tempfile::tempdir()?;
+        deep_file(shallow.path(), USAGE_DEPTH, "d", &megabyte)?;
+        let counted = disk_usage(shallow.path());
+        assert!(
+            counted >= 1 << 20,
+            "a file at depth {USAGE_DEPTH} counts: {counted}"
+        );
+
+        let deep = tempfile::tempdir()?;
+        deep_file(deep.path(), USAGE_DEPTH + 1, "d", &megabyte)?;
+        let counted = disk_usage(deep.path());
+        assert!(
+            counted < 1 << 20,
+            "a file below depth {USAGE_DEPTH} is not counted: {counted}"
+        );
+        assert!(counted > 0, "the folders above it still count");
         Ok(())
     }
 

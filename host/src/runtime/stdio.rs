@@ -218,4 +218,22 @@ mod tests {
         // Only the first 10 bytes were logged: "hello" and the partial "worl".
         assert_eq!(out.lock().partial, b"worl");
     }
+
+    #[test]
+    fn one_write_larger_than_the_permit_traps_and_is_not_captured() {
+        use wasmtime_wasi::p2::OutputStream;
+        let out = CapturedOutput::new(StreamName::Stdout, "j", 1 << 20);
+        let mut stream = CaptureStream(out.clone());
+        assert!(matches!(stream.check_write(), Ok(STREAM_PERMIT)));
+        let permitted = wasmtime_wasi_io::bytes::Bytes::from(vec![b'a'; STREAM_PERMIT]);
+        assert!(stream.write(permitted).is_ok());
+        let larger = wasmtime_wasi_io::bytes::Bytes::from(vec![b'b'; STREAM_PERMIT + 1]);
+        match stream.write(larger) {
+            Err(wasmtime_wasi::p2::StreamError::Trap(e)) => {
+                assert!(e.to_string().contains("check-write"), "{e}");
+            }
+            other => panic!("a write past the permit must trap, got {other:?}"),
+        }
+        assert_eq!(out.bytes_written(), STREAM_PERMIT as u64);
+    }
 }

@@ -162,4 +162,33 @@ mod tests {
         );
         assert_eq!(grow.call(&mut store, 1).unwrap(), 1 + (1 << 10));
     }
+
+    /// How many instances of `wat` one limited store takes before it refuses.
+    fn instances_allowed(wat: &str) -> (usize, String) {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(
+            &engine,
+            JobLimiter::new(1 << 30, Arc::new(JobControl::default())),
+        );
+        store.limiter(|limiter| limiter);
+        for made in 0..1000 {
+            if let Err(e) = wasmtime::Instance::new(&mut store, &module, &[]) {
+                return (made, format!("{e:#}"));
+            }
+        }
+        (1000, String::new())
+    }
+
+    #[test]
+    fn a_store_holds_at_most_its_instances_tables_and_memories() {
+        let (instances, error) = instances_allowed("(module)");
+        assert_eq!(instances, MAX_INSTANCES, "{error}");
+        assert!(error.contains("instance count too high"), "{error}");
+        let (tables, error) = instances_allowed("(module (table 1 funcref))");
+        assert_eq!(tables, MAX_TABLES.min(MAX_INSTANCES), "{error}");
+        let (memories, error) = instances_allowed("(module (memory 1))");
+        assert_eq!(memories, MAX_MEMORIES, "{error}");
+        assert!(error.contains("memory count too high"), "{error}");
+    }
 }

@@ -32,6 +32,8 @@
 //! | `file-flood` | creates empty files in `/output` until it is stopped |
 //! | `sparse-file` | sets the size of a new `/output` file to 1 TiB without writing |
 //! | `endless-line` | prints `size` bytes to stdout without a newline (default 100 MB), then succeeds |
+//! | `pollable-hoard` | makes clock pollables without end, keeping every one (no descriptor involved: only the host's resource table bounds it) |
+//! | `big-checkpoint` | saves a `size`-byte checkpoint, then a 4-byte one; succeeds saying what each save returned |
 //! | `terminal-escapes` | puts OSC 52 (clipboard), CSI 2J (clear) and BEL in its progress, stdout, stderr and error |
 
 // Planting a symlink needs `std::os::wasi::fs::symlink_path`, still unstable;
@@ -132,6 +134,7 @@ impl Plugin for Adversary {
             "stream-hoard" => hoard(target, true),
             "deep-output" => deep_output(p.depth, p.stop_after_folders),
             "listing-hoard" => listing_hoard(),
+            "pollable-hoard" => pollable_hoard(),
             "endless-line" => {
                 let chunk = "y".repeat(1 << 16);
                 let mut out = std::io::stdout().lock();
@@ -159,6 +162,15 @@ impl Plugin for Adversary {
                     summary = summary.metric(format!("metric-{i}-{}", "m".repeat(100)), i as f64);
                 }
                 Ok(summary)
+            }
+            "big-checkpoint" => {
+                let said = |r: Result<(), JobError>| match r {
+                    Ok(()) => "saved".to_string(),
+                    Err(e) => format!("refused ({e})"),
+                };
+                let big = said(job.save_checkpoint(&vec![7; p.size]));
+                let small = said(job.save_checkpoint(b"tiny"));
+                Ok(Summary::new(format!("big: {big}; small: {small}")))
             }
             "long-progress" => {
                 let message = "P".repeat(p.size);
@@ -247,6 +259,22 @@ fn listing_hoard() -> Result<Summary, JobError> {
     loop {
         held.push(std::fs::read_dir("/input").map_err(io)?);
     }
+}
+
+/// Subscribes to a far-off clock time without end, keeping every pollable.
+#[cfg(target_arch = "wasm32")]
+fn pollable_hoard() -> Result<Summary, JobError> {
+    let mut held = Vec::new();
+    loop {
+        held.push(wasip2::clocks::monotonic_clock::subscribe_duration(
+            u64::MAX,
+        ));
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn pollable_hoard() -> Result<Summary, JobError> {
+    Err(JobError::Failed("pollable-hoard needs wasm".into()))
 }
 
 /// Nests `depth` folders in `/output`, each created relative to the one

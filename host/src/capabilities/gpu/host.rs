@@ -46,6 +46,16 @@ fn invalid(message: impl Into<String>) -> GpuError {
     GpuError::InvalidArgument(message.into())
 }
 
+/// Refuses one `buffer.write` or `buffer.read` of more than [`MAX_TRANSFER_BYTES`].
+fn check_transfer(what: &str, len: u64) -> Result<(), GpuError> {
+    if len > MAX_TRANSFER_BYTES {
+        return Err(invalid(format!(
+            "{what}: {len} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; {what} in chunks"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `f` inside validation and out-of-memory error scopes on this thread.
 fn scoped<R>(device: &wgpu::Device, f: impl FnOnce() -> R) -> (R, Option<GpuError>) {
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -76,6 +86,15 @@ async fn compiling<T: Send + 'static>(
     what: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> wasmtime::Result<T> {
+    compiling_within(what, COMPILE_TIMEOUT, f).await
+}
+
+/// [`compiling`] with a time limit of `limit`.
+async fn compiling_within<T: Send + 'static>(
+    what: &'static str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> wasmtime::Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("pictor-gpu-compile".into())
@@ -83,14 +102,14 @@ async fn compiling<T: Send + 'static>(
             let _ = tx.send(f());
         })
         .map_err(|e| wasmtime::Error::msg(format!("cannot start a GPU compile thread: {e}")))?;
-    match tokio::time::timeout(COMPILE_TIMEOUT, rx).await {
+    match tokio::time::timeout(limit, rx).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(_)) => Err(wasmtime::Error::msg(format!(
             "{what} compilation failed on its thread"
         ))),
         Err(_) => Err(wasmtime::Error::new(GpuFault::CompileTimeout {
             what,
-            secs: COMPILE_TIMEOUT.as_secs(),
+            secs: limit.as_secs(),
         })),
     }
 }
@@ -610,10 +629,8 @@ pub(crate) fn write_direct(
         };
         let timeout = view.session.quota.submission;
         let len = data.len() as u64;
-        if len > MAX_TRANSFER_BYTES {
-            return Ok((Err(invalid(format!(
-                "write: {len} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; write in chunks"
-            ))),));
+        if let Err(e) = check_transfer("write", len) {
+            return Ok((Err(e),));
         }
         let (device, alloc) = match view.access(&buffer, "write", offset, len)? {
             Ok(target) => target,
@@ -693,10 +710,8 @@ pub(crate) fn read_direct(
             table: &mut state.table,
         };
         let timeout = view.session.quota.submission;
-        if size > MAX_TRANSFER_BYTES {
-            return Ok((Err(invalid(format!(
-                "read: {size} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; read in chunks"
-            ))),));
+        if let Err(e) = check_transfer("read", size) {
+            return Ok((Err(e),));
         }
         let (device, alloc) = match view.access(&buffer, "read", offset, size)? {
             Ok(target) => target,
@@ -779,6 +794,7 @@ impl HostBuffer for GpuView<'_> {
         offset: u64,
         data: Vec<u8>,
     ) -> GpuResult<()> {
+        try_gpu!(check_transfer("write", data.len() as u64));
         let (device, alloc) = try_gpu!(self.access(&buffer, "write", offset, data.len() as u64)?);
         Ok(write_bytes(&device, &alloc, offset, &data))
     }
@@ -791,11 +807,7 @@ impl HostBuffer for GpuView<'_> {
         offset: u64,
         size: u64,
     ) -> GpuResult<Vec<u8>> {
-        if size > MAX_TRANSFER_BYTES {
-            return Ok(Err(invalid(format!(
-                "read: {size} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; read in chunks"
-            ))));
-        }
+        try_gpu!(check_transfer("read", size));
         let (device, alloc) = try_gpu!(self.access(&buffer, "read", offset, size)?);
         if size == 0 {
             return Ok(Ok(Vec::new()));
@@ -948,5 +960,72 @@ mod tests {
             "the store's table owns every buffer"
         );
         Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_transfer_past_the_per_call_limit_is_refused_before_any_copy()
+    -> wasmtime::Result<()> {
+        let provider = GpuProvider::new(AdapterChoice::Auto);
+        let device = provider.device().map_err(wasmtime::Error::msg)?;
+        let mut session = GpuSession::new(Ok(Arc::clone(&device)), GpuQuota::default());
+        let mut table = ResourceTable::new();
+        let mut view = GpuView {
+            session: &mut session,
+            table: &mut table,
+        };
+        let buffer = view
+            .create_buffer(64, BufferUsage::STORAGE)
+            .await?
+            .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))?;
+        let over = MAX_TRANSFER_BYTES + 4;
+        let read = view
+            .read(Resource::new_borrow(buffer.rep()), 0, over)
+            .await?;
+        assert!(
+            matches!(read, Err(GpuError::InvalidArgument(ref m)) if m.contains("the limit is 134217728; read in chunks")),
+            "{read:?}"
+        );
+        let write = view
+            .write(
+                Resource::new_borrow(buffer.rep()),
+                0,
+                vec![0; over as usize],
+            )
+            .await?;
+        assert!(
+            matches!(write, Err(GpuError::InvalidArgument(ref m)) if m.contains("write in chunks")),
+            "{write:?}"
+        );
+        // At the limit the size is fine and only the buffer's range refuses it.
+        let read = view
+            .read(Resource::new_borrow(buffer.rep()), 0, MAX_TRANSFER_BYTES)
+            .await?;
+        assert!(
+            matches!(read, Err(GpuError::InvalidArgument(ref m)) if !m.contains("in chunks")),
+            "{read:?}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_compile_past_its_limit_ends_with_gpu_timeout_and_leaves_its_thread() {
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&finished);
+        let result = compiling_within("shader module", Duration::from_millis(50), move || {
+            std::thread::sleep(Duration::from_secs(2));
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await;
+        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.contains("shader module compilation ran past"),
+            "{error}"
+        );
+        assert!(
+            !finished.load(std::sync::atomic::Ordering::SeqCst),
+            "the job must not wait for the compile thread"
+        );
+        let quick = compiling_within("pipeline", Duration::from_secs(30), || 7).await;
+        assert_eq!(quick.ok(), Some(7));
     }
 }
