@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{BoxError, Coordinator};
+use pictor_host::blobs::{BlobCache, BlobSource, FetchOptions, Fetcher, ProgressSink};
 use pictor_host::digest::Sha256Digest;
-use pictor_host::net::{BlobCache, BlobSource, FetchOptions, Fetcher, ProgressSink};
 use pictor_protocol::api::BlobRef;
 use reqwest::Url;
 
@@ -58,7 +58,7 @@ fn main() -> Result<(), BoxError> {
             .named("bench blob");
         let cache = Arc::new(BlobCache::open(work.path().join("cache"), 2 * blob.size)?);
         let fetcher = Fetcher::new(
-            pictor_host::net::http_client("pictor-bench")?,
+            pictor_host::blobs::http_client("pictor-bench")?,
             cache,
             FetchOptions::default(),
         );

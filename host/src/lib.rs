@@ -11,11 +11,13 @@
 //!   store state, stdout/stderr capture, plugin inspection;
 //! - [`capabilities`]: host side of each `pictor:plugin` interface;
 //! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
-//! - [`net`]: blob downloads into a verified, content-addressed cache;
-//! - [`network`]: jobs leased from a coordinator, run through the spool,
+//! - [`blobs`]: blob downloads into a verified, content-addressed cache;
+//! - [`coordinator`]: jobs leased from a coordinator, run through the spool,
 //!   reported exactly once (client, lease ledger, heartbeat, reporter);
-//! - [`worker`], [`spool`], [`journal`], [`mining`]: the worker loop over a
-//!   local spool, with a crash-safe journal, mining while idle;
+//! - [`worker`], [`spool`], [`journal`]: the worker loop over a local
+//!   spool, with a crash-safe journal;
+//! - [`mining`]: mining while idle (eligibility, the miner's download, the
+//!   running miner, the owner's figures);
 //! - [`proof`]: the worker key and signed result proofs;
 //! - [`telemetry`]: NVML readings of NVIDIA GPUs;
 //! - [`status`]: the owner's local status page, `/status.json` and
@@ -24,8 +26,10 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod blobs;
 pub mod capabilities;
 pub mod config;
+pub mod coordinator;
 pub mod faults;
 #[cfg(test)]
 mod hostile;
@@ -33,8 +37,6 @@ pub use pictor_protocol::digest;
 pub mod jobs;
 pub mod journal;
 pub mod mining;
-pub mod net;
-pub mod network;
 pub mod proof;
 pub mod runtime;
 pub mod spool;

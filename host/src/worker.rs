@@ -30,7 +30,7 @@ use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use crate::jobs::runner::{JobRun, run_job};
 use crate::jobs::sandbox::{JobDirs, stage_inputs};
 use crate::journal::{self, Event, FinishedJob, Journal, JournalError, SharedJournal};
-use crate::mining::{Miner, MiningPlan, MiningStats, format_hashrate};
+use crate::mining::{Miner, MiningPlan, MiningSummary, format_hashrate};
 use crate::proof::{KeyError, WorkerKey};
 use crate::runtime::Runtime;
 use crate::runtime::control::{Interruption, JobControl};
@@ -208,7 +208,7 @@ pub struct Worker {
     slots: Vec<Slot>,
     mining: Option<MiningPlan>,
     /// `None` for ever, for a worker that does not mine.
-    no_mining: watch::Sender<Option<MiningStats>>,
+    no_mining: watch::Sender<Option<MiningSummary>>,
     /// The last finished jobs in the journal when the worker opened it.
     history: Vec<FinishedJob>,
     /// The spool's disk use, measured every [`SPOOL_MEASURE_INTERVAL`].
@@ -325,7 +325,7 @@ impl Worker {
     /// The mining figures (hashrate, shares, pool), for the status line,
     /// the status page and metrics; `None` when this worker does not mine.
     /// Call it after [`with_mining`](Self::with_mining).
-    pub fn mining_stats(&self) -> watch::Receiver<Option<MiningStats>> {
+    pub fn mining_stats(&self) -> watch::Receiver<Option<MiningSummary>> {
         match &self.mining {
             Some(plan) => plan.stats(),
             None => self.no_mining.subscribe(),

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
 use pictor_host::capabilities::mining::MinerReport;
-use pictor_host::capabilities::network::NetworkGrant;
 use pictor_host::capabilities::progress::Progress;
+use pictor_host::capabilities::sockets::SocketGrant;
 use pictor_host::config::{WorkerConfig, parse};
 use pictor_host::jobs::outcome::{FailureKind, JobOutcome};
 use pictor_host::jobs::runner::{JobRun, run_job};
@@ -445,7 +445,7 @@ async fn the_miner_can_reach_the_pool_and_nothing_else() {
         &json!({"version": 1, "id": "m", "kind": "mine", "params": params}).to_string(),
     )
     .unwrap();
-    let grant = NetworkGrant::tcp_to(vec![pool.addr()]);
+    let grant = SocketGrant::tcp_to(vec![pool.addr()]);
     let (progress_tx, progress) = watch::channel(Progress::default());
     let (report_tx, reports) = watch::channel(MinerReport::default());
     let mut run =
@@ -522,12 +522,12 @@ async fn a_miner_that_hoards_sockets_gets_new_socket_limit_past_four() {
     std::fs::create_dir_all(dir.path().join("in")).unwrap();
     let dirs = JobDirs::prepare(&dir.path().join("in"), &dir.path().join("out")).unwrap();
     let mut run = JobRun::new(&spec, &dirs).with_gpu(Arc::clone(&gpu));
-    run.network = NetworkGrant::tcp_to(vec!["127.0.0.1:9".parse().unwrap()]);
+    run.network = SocketGrant::tcp_to(vec!["127.0.0.1:9".parse().unwrap()]);
     let outcome = run_job(&plugin, run).await;
     let failure = outcome.failure.unwrap();
     let expected = format!(
         "made {} sockets, then new-socket-limit; one dropped, one more made",
-        pictor_host::capabilities::network::MAX_CONNECTIONS
+        pictor_host::capabilities::sockets::MAX_CONNECTIONS
     );
     assert_eq!(failure.message, expected, "{failure:?}");
 }

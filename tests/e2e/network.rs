@@ -57,7 +57,7 @@ impl Coordinator {
             port,
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
-            http: pictor_host::net::http_client("e2e").unwrap(),
+            http: pictor_host::blobs::http_client("e2e").unwrap(),
         };
         coordinator.spawn();
         coordinator

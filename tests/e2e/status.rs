@@ -129,7 +129,7 @@ impl Worker {
         Worker {
             child,
             url,
-            http: pictor_host::net::http_client("e2e").unwrap(),
+            http: pictor_host::blobs::http_client("e2e").unwrap(),
         }
     }
 

@@ -191,7 +191,7 @@ impl Coordinator {
     /// The creator's client for its API.
     pub fn creator(&self) -> Result<Api, BoxError> {
         Ok(Api {
-            http: pictor_host::net::http_client("pictor-bench")?,
+            http: pictor_host::blobs::http_client("pictor-bench")?,
             base: self.url.clone(),
             token: self.token("creator")?,
         })

@@ -1,6 +1,6 @@
 //! `pictor:plugin/mining` (the `miner` world only): a miner's figures,
 //! typed, published on a `watch` channel. The worker folds them into
-//! [`MiningStats`](crate::mining::MiningStats) for the status line, the
+//! [`MiningSummary`](crate::mining::MiningSummary) for the status line, the
 //! journal and the status page. Jobs never get this interface.
 
 use tokio::sync::watch;

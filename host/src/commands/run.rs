@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use pictor_host::blobs::cache::BlobCache;
+use pictor_host::blobs::fetch::{FetchOptions, Fetcher};
 use pictor_host::capabilities::gpu::{GpuProvider, device};
 use pictor_host::config::{self as worker_config, JobSource, WorkerConfig};
-use pictor_host::mining::{self, Eligibility, MinerSource, MiningStats, format_hashrate};
-use pictor_host::net::cache::BlobCache;
-use pictor_host::net::fetch::{FetchOptions, Fetcher};
-use pictor_host::network::client::CoordinatorClient;
-use pictor_host::network::miner::miner_from_coordinator;
-use pictor_host::network::{Connection, NetStatus, NetworkSource, SourceParts};
+use pictor_host::coordinator::client::CoordinatorClient;
+use pictor_host::coordinator::{Connection, NetStatus, NetworkSource, SourceParts};
+use pictor_host::mining::download::miner_from_coordinator;
+use pictor_host::mining::{self, Eligibility, MinerSource, MiningSummary, format_hashrate};
 use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
 use pictor_host::status::{self, Adapter, MiningMode, SourceView, StatusHub, StatusSources};
@@ -102,7 +102,7 @@ impl RunCommand {
         // miner may come from the coordinator too.
         let network = match &config.source {
             JobSource::Coordinator { url, token, .. } => {
-                let http = pictor_host::net::http_client(concat!(
+                let http = pictor_host::blobs::http_client(concat!(
                     "pictor-host/",
                     env!("CARGO_PKG_VERSION")
                 ))?;
@@ -448,7 +448,7 @@ fn registration(
 /// waiting to be reported. Redrawn every second.
 async fn show_status(
     mut rx: watch::Receiver<Option<Activity>>,
-    mining: watch::Receiver<Option<MiningStats>>,
+    mining: watch::Receiver<Option<MiningSummary>>,
     net: Option<watch::Receiver<NetStatus>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -21,8 +21,8 @@ use crate::capabilities::checkpoint::{CheckpointState, CheckpointStore};
 use crate::capabilities::filesystem::{FsLimits, OutputLedger};
 use crate::capabilities::gpu::{GpuFault, GpuProvider, GpuSession};
 use crate::capabilities::mining::{MinerReport, MiningState};
-use crate::capabilities::network::NetworkGrant;
 use crate::capabilities::progress::{Progress, ProgressState};
+use crate::capabilities::sockets::SocketGrant;
 use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::jobs::sandbox::JobDirs;
@@ -58,7 +58,7 @@ pub struct JobRun<'a> {
     /// Where GPU jobs get their device; `None` runs them without a GPU.
     pub gpu: Option<Arc<GpuProvider>>,
     /// What it may reach over the network (nothing, except for a miner).
-    pub network: NetworkGrant,
+    pub network: SocketGrant,
     /// Receives a miner's figures (`pictor:plugin/mining`).
     pub mining: Option<watch::Sender<MinerReport>>,
 }
@@ -77,7 +77,7 @@ impl<'a> JobRun<'a> {
             control: Arc::default(),
             progress: watch::channel(Progress::default()).0,
             gpu: None,
-            network: NetworkGrant::none(),
+            network: SocketGrant::none(),
             mining: None,
         }
     }
@@ -324,7 +324,7 @@ fn new_store(
     gpu: GpuSession,
     stdout: &CapturedOutput,
     stderr: &CapturedOutput,
-    network: &NetworkGrant,
+    network: &SocketGrant,
     mining: Option<watch::Sender<MinerReport>>,
 ) -> Result<Store<StoreState>, JobFailure> {
     let mut wasi = WasiCtxBuilder::new();

@@ -6,7 +6,7 @@
 //! `wasi:sockets/*` (jobs get no network), `pictor:plugin/mining` and
 //! anything else. Miners ([`miner_linker`]) also get
 //! [`MINER_INTERFACES`]: TCP sockets (which the store's
-//! [`NetworkGrant`](crate::capabilities::network::NetworkGrant) limits to
+//! [`SocketGrant`](crate::capabilities::sockets::SocketGrant) limits to
 //! the pool's addresses) and `pictor:plugin/mining`; still no name lookup
 //! and no UDP.
 
@@ -109,7 +109,7 @@ pub fn miner_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     sockets::instance_network::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
     sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
     sockets::tcp::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
-    capabilities::network::add_to_linker(&mut l)?;
+    capabilities::sockets::add_to_linker(&mut l)?;
     capabilities::mining::add_to_linker(&mut l)?;
     Ok(l)
 }

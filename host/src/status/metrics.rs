@@ -328,7 +328,7 @@ impl Collector for SnapshotCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mining::MiningStats;
+    use crate::mining::MiningSummary;
     use crate::status::tests::{finished, h100, hub};
 
     fn sample(text: &str, line_start: &str) -> Option<f64> {
@@ -344,13 +344,13 @@ mod tests {
         hub.record(&finished("a", "render", None));
         hub.record(&finished("b", "render", None));
         hub.record(&finished("c", "hello", Some("trap")));
-        stats.send_replace(Some(MiningStats {
+        stats.send_replace(Some(MiningSummary {
             hashrate_hps: 1500.0,
             accepted: 3,
             rejected: 1,
             miners: 1,
             connected: true,
-            ..MiningStats::default()
+            ..MiningSummary::default()
         }));
         let snapshot = Arc::new(hub.snapshot());
         let text = render(Arc::clone(&snapshot), Format::Prometheus).unwrap();

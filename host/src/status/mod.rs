@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use crate::coordinator::{Connection, NetStatus};
 use crate::journal::FinishedJob;
-use crate::mining::{MiningStats, format_hashrate};
-use crate::network::{Connection, NetStatus};
+use crate::mining::{MiningSummary, format_hashrate};
 use crate::telemetry::nvml::{GpuSample, NvmlStatus};
 use crate::worker::{Activity, RunningJob};
 use tally::{JobRow, JobTally};
@@ -82,7 +82,7 @@ pub struct StatusSources {
     /// Mining on or off, and why.
     pub mining: MiningMode,
     /// The miner's figures ([`crate::worker::Worker::mining_stats`]).
-    pub mining_stats: watch::Receiver<Option<MiningStats>>,
+    pub mining_stats: watch::Receiver<Option<MiningSummary>>,
     /// Jobs that finished before this start ([`crate::worker::Worker::job_history`]).
     pub history: Vec<FinishedJob>,
     /// Each GPU slot's device provider ([`crate::worker::Worker::gpu_slots`]),
@@ -112,7 +112,7 @@ pub struct Snapshot {
     /// Whether NVML is available, or why not.
     pub nvml: NvmlView,
     /// Each GPU adapter, with NVML telemetry where NVML knows it.
-    pub gpus: Vec<GpuView>,
+    pub gpus: Vec<AdapterView>,
     /// Each configured GPU slot's health (a kernel that never ended makes a
     /// slot `recovered`, then `unhealthy`).
     pub slots: Vec<SlotView>,
@@ -167,7 +167,7 @@ pub struct NvmlView {
 
 /// One GPU adapter.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GpuView {
+pub struct AdapterView {
     /// Index in `pictor-host gpu list` (and the `gpu` config key).
     pub index: usize,
     /// Adapter name.
@@ -407,7 +407,7 @@ fn slot_view(slot: usize, health: &crate::capabilities::gpu::GpuHealth) -> SlotV
 
 /// Each adapter with the NVML reading of the same name (each reading used
 /// once, in order, so two identical GPUs get one each).
-fn gpu_views(adapters: &[Adapter], nvml: &NvmlStatus) -> Vec<GpuView> {
+fn gpu_views(adapters: &[Adapter], nvml: &NvmlStatus) -> Vec<AdapterView> {
     let mut samples: Vec<&GpuSample> = match nvml {
         NvmlStatus::Available { gpus, .. } => gpus.iter().collect(),
         NvmlStatus::Unavailable { .. } => Vec::new(),
@@ -420,7 +420,7 @@ fn gpu_views(adapters: &[Adapter], nvml: &NvmlStatus) -> Vec<GpuView> {
                 .iter()
                 .position(|g| g.name == a.name)
                 .map(|i| samples.remove(i));
-            GpuView {
+            AdapterView {
                 index,
                 name: a.name.clone(),
                 backend: a.backend.clone(),
@@ -464,7 +464,7 @@ fn job_views(running: &BTreeMap<String, RunningJob>) -> Vec<JobView> {
 /// The miner's state in the status line's words.
 fn mining_view(
     mode: &MiningMode,
-    stats: Option<&MiningStats>,
+    stats: Option<&MiningSummary>,
     activity: Option<&Activity>,
     revoked: bool,
 ) -> MiningView {
@@ -545,7 +545,7 @@ pub(crate) mod tests {
     pub(crate) type TestHub = (
         Arc<StatusHub>,
         watch::Sender<BTreeMap<String, RunningJob>>,
-        watch::Sender<Option<MiningStats>>,
+        watch::Sender<Option<MiningSummary>>,
     );
 
     /// A hub with two adapters, a spool source, and mining on.
@@ -670,14 +670,14 @@ pub(crate) mod tests {
                 },
             },
         )]));
-        stats.send_replace(Some(MiningStats {
+        stats.send_replace(Some(MiningSummary {
             hashrate_hps: 6.41e6,
             accepted: 12,
             pool: "pool.example:3333".into(),
             coin: "btc".into(),
             connected: true,
             miners: 1,
-            ..MiningStats::default()
+            ..MiningSummary::default()
         }));
         hub.record(&finished("a", "render", None));
         hub.record(&finished("b", "render", Some("timed-out")));

@@ -13,7 +13,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use super::{GpuView, JobView, NvmlView, Snapshot, format_amount};
+use super::{AdapterView, JobView, NvmlView, Snapshot, format_amount};
 
 const STYLE: &str = "
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
@@ -123,7 +123,7 @@ fn gpus(s: &Snapshot) -> Markup {
     }
 }
 
-fn gpu_row(g: &GpuView, nvml: &NvmlView) -> Markup {
+fn gpu_row(g: &AdapterView, nvml: &NvmlView) -> Markup {
     let gib = |b: u64| format!("{:.1}", b as f64 / f64::from(1u32 << 30));
     html! {
         tr .gpu data-gpu=(g.index) {

@@ -182,7 +182,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let (stop_tx, stop) = watch::channel(false);
         let server = tokio::spawn(serve(listener, hub, stop));
-        crate::net::install_crypto_provider();
+        crate::blobs::install_crypto_provider();
         let http = reqwest::Client::new();
         let get = |path: &str| http.get(format!("http://{address}{path}")).send();
         let page = get("/").await.unwrap();

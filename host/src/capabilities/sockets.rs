@@ -24,12 +24,12 @@ const LOGGED_REFUSALS: u64 = 10;
 
 /// What a plugin may reach over the network. The default grants nothing.
 #[derive(Debug, Clone, Default)]
-pub struct NetworkGrant {
+pub struct SocketGrant {
     tcp_connect: Arc<[SocketAddr]>,
     refused: Arc<AtomicU64>,
 }
 
-impl NetworkGrant {
+impl SocketGrant {
     /// Nothing: no sockets at all (every job).
     pub fn none() -> Self {
         Self::default()
@@ -37,7 +37,7 @@ impl NetworkGrant {
 
     /// TCP connections to `addresses` only (a miner and its pool).
     pub fn tcp_to(addresses: Vec<SocketAddr>) -> Self {
-        NetworkGrant {
+        SocketGrant {
             tcp_connect: addresses.into(),
             refused: Arc::default(),
         }
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_refused_sockets_logs_the_first_ten_then_every_thousandth() {
-        let grant = NetworkGrant::tcp_to(vec!["203.0.113.7:3333".parse().unwrap()]);
+        let grant = SocketGrant::tcp_to(vec!["203.0.113.7:3333".parse().unwrap()]);
         let elsewhere: SocketAddr = "10.0.0.1:22".parse().unwrap();
         assert!(!grant.permits(elsewhere, SocketAddrUse::TcpConnect));
         let logged = (0..5000)
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn only_connections_to_the_pool_are_permitted() {
         let pool: SocketAddr = "203.0.113.7:3333".parse().unwrap();
-        let grant = NetworkGrant::tcp_to(vec![pool]);
+        let grant = SocketGrant::tcp_to(vec![pool]);
         assert!(grant.permits(pool, SocketAddrUse::TcpConnect));
         assert!(
             grant.permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind),
@@ -291,9 +291,7 @@ mod tests {
         );
         assert!(!grant.permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpListen));
         assert!(!grant.permits(pool, SocketAddrUse::UdpSend));
-        assert!(!NetworkGrant::none().permits(pool, SocketAddrUse::TcpConnect));
-        assert!(
-            !NetworkGrant::none().permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind)
-        );
+        assert!(!SocketGrant::none().permits(pool, SocketAddrUse::TcpConnect));
+        assert!(!SocketGrant::none().permits("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
     }
 }

@@ -153,9 +153,9 @@ impl CoordinatorClient {
         &self,
         sha256: &Sha256Digest,
         name: &str,
-    ) -> Result<crate::net::fetch::BlobSource, url::ParseError> {
+    ) -> Result<crate::blobs::fetch::BlobSource, url::ParseError> {
         Ok(
-            crate::net::fetch::BlobSource::coordinator(&self.base, self.token.clone(), sha256)?
+            crate::blobs::fetch::BlobSource::coordinator(&self.base, self.token.clone(), sha256)?
                 .named(name),
         )
     }
@@ -432,7 +432,7 @@ mod tests {
 
     fn client(base: url::Url) -> CoordinatorClient {
         CoordinatorClient::new(
-            crate::net::http_client("test").unwrap(),
+            crate::blobs::http_client("test").unwrap(),
             base,
             "t".repeat(16),
         )

@@ -13,10 +13,10 @@ use super::backoff::Backoff;
 use super::client::ClientError;
 use super::ledger::{LeaseStep, LedgerEntry};
 use super::{Connection, NetworkError, NetworkSource};
+use crate::blobs::fetch::FetchItem;
 use crate::jobs::limits::LimitOverrides;
 use crate::jobs::spec::{FileRef, InputRef, JobSpec, SPEC_VERSION};
 use crate::journal::Event;
-use crate::net::fetch::FetchItem;
 
 /// How long one lease request waits at the coordinator when the worker
 /// runs `--until-idle` (it stops at the first empty answer).
@@ -325,8 +325,8 @@ impl NetworkSource {
     }
 
     /// A progress sink whose updates show on the status line.
-    fn download_progress(&self) -> crate::net::fetch::ProgressSink {
-        let (sink, mut rx) = crate::net::fetch::ProgressSink::channel();
+    fn download_progress(&self) -> crate::blobs::fetch::ProgressSink {
+        let (sink, mut rx) = crate::blobs::fetch::ProgressSink::channel();
         let status = self.status.clone();
         tokio::spawn(async move {
             while rx.changed().await.is_ok() {

@@ -38,8 +38,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::blobs::cache::{BlobCache, CacheError, Lookup, PinnedBlob, Reservation};
 use crate::digest::Sha256Digest;
-use crate::net::cache::{BlobCache, CacheError, Lookup, PinnedBlob, Reservation};
 
 /// Where a blob is downloaded from: a URL, with the bearer token to send
 /// (coordinator blobs) or none (plain `http(s)://` URLs from job specs).
@@ -558,7 +558,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Fetcher {
-    /// A fetcher that downloads with `client` (see [`crate::net::http_client`])
+    /// A fetcher that downloads with `client` (see [`crate::blobs::http_client`])
     /// into `cache`.
     pub fn new(client: reqwest::Client, cache: Arc<BlobCache>, options: FetchOptions) -> Self {
         Fetcher {
@@ -1233,7 +1233,7 @@ fn write_batch<B: AsRef<[u8]>>(file: &mut std::fs::File, batch: &[B]) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::testserver::{Fault, TestServer};
+    use crate::blobs::testserver::{Fault, TestServer};
 
     fn quick() -> FetchOptions {
         FetchOptions {
@@ -1269,7 +1269,7 @@ mod tests {
     fn fetcher_in(root: &Path, limit: u64, options: FetchOptions) -> Fetcher {
         let cache = Arc::new(BlobCache::open(root, limit).unwrap());
         Fetcher::new(
-            crate::net::http_client("pictor-host-test").unwrap(),
+            crate::blobs::http_client("pictor-host-test").unwrap(),
             cache,
             options,
         )

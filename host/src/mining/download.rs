@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
+use crate::blobs::cache::PinnedBlob;
+use crate::blobs::fetch::{BlobSource, Fetcher, ProgressSink};
+use crate::coordinator::client::CoordinatorClient;
 use crate::digest::Sha256Digest;
-use crate::net::cache::PinnedBlob;
-use crate::net::fetch::{BlobSource, Fetcher, ProgressSink};
-use crate::network::client::CoordinatorClient;
 
 /// How long the download may take before mining is given up for this run.
 pub const MINER_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(90);
@@ -64,9 +64,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::net::cache::BlobCache;
-    use crate::net::fetch::FetchOptions;
-    use crate::net::testserver::{Fault, TestServer};
+    use crate::blobs::cache::BlobCache;
+    use crate::blobs::fetch::FetchOptions;
+    use crate::blobs::testserver::{Fault, TestServer};
 
     fn fetcher(dir: &std::path::Path) -> Fetcher {
         let cache = Arc::new(BlobCache::open(dir.join("cache"), 64 << 20).unwrap());
@@ -76,7 +76,7 @@ mod tests {
             mismatch_retries: 0,
             ..FetchOptions::default()
         };
-        Fetcher::new(crate::net::http_client("test").unwrap(), cache, options)
+        Fetcher::new(crate::blobs::http_client("test").unwrap(), cache, options)
     }
 
     #[tokio::test]

@@ -18,8 +18,8 @@ use futures_util::StreamExt as _;
 use pictor_protocol::api::{API_PREFIX, ErrorBody, ErrorCode, VERSION_HEADER};
 use reqwest::Url;
 
+use crate::blobs::fetch::BlobSource;
 use crate::digest::Sha256Digest;
-use crate::net::fetch::BlobSource;
 
 /// Something to do wrong on a request.
 #[derive(Debug, Clone)]

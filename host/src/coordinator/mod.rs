@@ -1,8 +1,8 @@
-//! The worker's network side: jobs leased from a coordinator, run through
+//! The worker's coordinator side: jobs leased from a coordinator, run through
 //! the local spool, reported back exactly once.
 //!
 //! ```text
-//! coordinator ──lease──▶ leaser ──fetch (net::fetch, cache)──▶ spool/incoming ──▶ Worker
+//! coordinator ──lease──▶ leaser ─fetch (blobs::fetch, cache)─▶ spool/incoming ──▶ Worker
 //!      ▲                   │ ledger: fetching → queued                                │
 //!      │               heartbeat (extends leases, hears cancels) ◀── running progress ─┤
 //!      └──── complete/fail ◀── reporter ◀── spool/done/<lease>/{result,proof}.json ◀───┘
@@ -21,7 +21,6 @@ pub mod client;
 mod heartbeat;
 mod leaser;
 pub mod ledger;
-pub mod miner;
 mod reporter;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,11 +29,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use pictor_protocol::api::RegisterRequest;
 use tokio::sync::watch;
 
+use crate::blobs::cache::PinGuard;
+use crate::blobs::fetch::{FetchProgress, Fetcher};
 use crate::capabilities::gpu::{GpuHealth, GpuProvider};
 use crate::journal::{Event, SharedJournal};
-use crate::mining::MiningStats;
-use crate::net::cache::PinGuard;
-use crate::net::fetch::{FetchProgress, Fetcher};
+use crate::mining::MiningSummary;
 use crate::spool::Spool;
 use crate::worker::{Activity, RunningJob, SpoolUsage};
 use client::CoordinatorClient;
@@ -97,7 +96,7 @@ pub struct NetworkSource {
     /// Running jobs, from the worker.
     running: watch::Receiver<BTreeMap<String, RunningJob>>,
     /// The miner's figures, from the worker.
-    mining: watch::Receiver<Option<MiningStats>>,
+    mining: watch::Receiver<Option<MiningSummary>>,
     /// What the worker does, from the worker.
     activity: watch::Receiver<Option<Activity>>,
     /// Bumped by the worker when a result is stored.
@@ -148,7 +147,7 @@ pub struct SourceParts {
     /// The worker's running jobs ([`crate::worker::Worker::running_jobs`]).
     pub running: watch::Receiver<BTreeMap<String, RunningJob>>,
     /// The miner's figures ([`crate::worker::Worker::mining_stats`]).
-    pub mining: watch::Receiver<Option<MiningStats>>,
+    pub mining: watch::Receiver<Option<MiningSummary>>,
     /// The worker's activity.
     pub activity: watch::Receiver<Option<Activity>>,
     /// The worker's count of stored results ([`crate::worker::Worker::finished_jobs`]).

@@ -118,7 +118,7 @@ impl NetworkSource {
 }
 
 /// The miner's figures for the coordinator, while a miner runs.
-fn mining_figures(stats: &crate::mining::MiningStats) -> Option<MiningFigures> {
+fn mining_figures(stats: &crate::mining::MiningSummary) -> Option<MiningFigures> {
     (stats.miners > 0).then(|| MiningFigures {
         coin: stats.coin.clone(),
         pool: stats.pool.clone(),
@@ -135,16 +135,16 @@ fn mining_figures(stats: &crate::mining::MiningStats) -> Option<MiningFigures> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mining::MiningStats;
+    use crate::mining::MiningSummary;
 
     #[test]
     fn heartbeats_carry_the_miners_figures_only_while_one_runs() {
-        let mut stats = MiningStats {
+        let mut stats = MiningSummary {
             pool: "pool.example:3333".into(),
             coin: "btc".into(),
             accepted: 7,
             rejected: 1,
-            ..MiningStats::default()
+            ..MiningSummary::default()
         };
         assert_eq!(mining_figures(&stats), None, "no miner runs");
         stats.miners = 1;
