@@ -28,10 +28,14 @@ if ! command -v cargo >/dev/null 2>&1 || [ "$(command -v cargo)" = /usr/bin/carg
   exit 1
 fi
 
-# scripts/test.sh checks formatting first.
+# scripts/test.sh checks formatting and lints first.
 if ! cargo fmt --version >/dev/null 2>&1; then
   echo "==> adding rustfmt to rustup's toolchain"
   rustup component add rustfmt
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+  echo "==> adding clippy to rustup's toolchain"
+  rustup component add clippy
 fi
 
 # Everything the guest build relies on must now be there.

@@ -7,8 +7,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 bash scripts/install-deps.sh
-# Formatting first: seconds, and it fails before a long build.
+# Formatting first: seconds, and it fails before a long build. Then the
+# lints, on every target (tests and benches too), warnings as errors.
 cargo fmt --all -- --check
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
 # Mesa (lavapipe) warns on every device open without a runtime dir.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # Property tests of hostile worker.json, job specs and leases: a fixed

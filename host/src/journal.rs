@@ -347,7 +347,8 @@ pub fn attempt_ends(records: &[Record]) -> AttemptEnds {
     for record in records {
         match &record.event {
             Event::Started { job, .. } => {
-                if open.insert(job, true) == Some(true) {
+                let was_open = open.insert(job, true) == Some(true);
+                if was_open {
                     *ends.crashes.entry(job.clone()).or_insert(0) += 1;
                 }
             }

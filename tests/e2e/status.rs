@@ -671,6 +671,9 @@ impl RevokingCoordinator {
         let listener =
             block(|| async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() });
         let base = format!("http://{}", listener.local_addr().unwrap());
+        // The server task is spawned inside the shared runtime and its
+        // handle kept (awaiting it would block until the server stops).
+        #[allow(clippy::async_yields_async)]
         let task = block(|| async {
             tokio::spawn(async move { axum::serve(listener, app).await.unwrap() })
         });

@@ -185,6 +185,9 @@ impl Plugin for GpuProbe {
                     let kernel = Kernel::new(TOUCH, "main")?;
                     let group = kernel.bind(0, &[v.binding()])?;
                     gpu::submit(&[kernel.dispatch(&[&group], [1, 1, 1])])?;
+                    // On wasm these own host resources; forgetting them
+                    // leaves them for the host to free with the store.
+                    #[allow(clippy::forget_non_drop)]
                     std::mem::forget((v, kernel, group));
                 }
                 Ok(Summary::new("leaked"))

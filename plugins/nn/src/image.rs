@@ -159,7 +159,7 @@ pub fn from_pixels(w: usize, h: usize, channels: usize, px: &[u8]) -> Ycc {
         [r, g, b, a, ..] => [*r, *g, *b, *a],
         _ => [0, 0, 0, 255],
     });
-    from_rgba8(w, h, channels >= 3, channels % 2 == 0, rgba)
+    from_rgba8(w, h, channels >= 3, channels.is_multiple_of(2), rgba)
 }
 
 /// BT.601 full-range RGB → (Y, Cb, Cr), all in [0, 1].
