@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds every crate under plugins/ into a WASI preview 2 component.
+# Builds every crate under plugins/ and tests/plugins/ into a WASI preview 2
+# component.
 #
 #   scripts/build-plugins.sh [--out DIR]
 #
@@ -44,10 +45,11 @@ export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 export CARGO_PROFILE_RELEASE_TRIM_PATHS=all
 export SOURCE_DATE_EPOCH=0
 
-# Every crate under plugins/ that builds a component (a `cdylib`); shared
-# libraries there (plugins/nn) are built as their dependencies.
+# Every crate under plugins/ (the job kinds we ship) and tests/plugins/
+# (hostile and probing guests for the tests) that builds a component (a
+# `cdylib`); shared libraries (plugins/nn) are built as their dependencies.
 names=()
-for manifest in "$root"/plugins/*/Cargo.toml; do
+for manifest in "$root"/plugins/*/Cargo.toml "$root"/tests/plugins/*/Cargo.toml; do
   if grep -q cdylib "$manifest"; then names+=("$(basename "$(dirname "$manifest")")"); fi
 done
 packages=()

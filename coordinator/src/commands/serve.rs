@@ -86,11 +86,11 @@ pub struct ServeCommand {
     miner_plugin: Option<PathBuf>,
     /// TESTING ONLY: the first full download of each blob larger than N bytes
     /// is cut after N bytes (clients must resume with Range).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", hide = true)]
     fault_cut_blob_after_bytes: Option<u64>,
     /// TESTING ONLY: the first download of blob SHA is served with a flipped
     /// byte (clients must detect it and fetch again). Repeatable.
-    #[arg(long, value_name = "SHA")]
+    #[arg(long, value_name = "SHA", hide = true)]
     fault_corrupt_blob_once: Vec<Sha256Digest>,
 }
 

@@ -398,3 +398,27 @@ async fn workers_are_issued_listed_and_revoked_from_the_command_line() -> TestRe
     assert_eq!(missing.status.code(), Some(2));
     Ok(())
 }
+
+#[test]
+fn fault_injection_flags_are_hidden_from_help_but_still_parsed() {
+    let help = run(&["serve", "--help"]);
+    assert!(help.status.success(), "{}", text(&help.stderr));
+    let help = text(&help.stdout);
+    assert!(help.contains("--lease-ttl-s"), "{help}");
+    assert!(
+        !help.contains("--fault-"),
+        "test-only flags in help:\n{help}"
+    );
+    // Still accepted: a bad value is a parse error about the value, not an
+    // unknown flag.
+    let bad = run(&[
+        "serve",
+        "--data",
+        "x",
+        "--fault-cut-blob-after-bytes",
+        "many",
+    ]);
+    let stderr = text(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(stderr.contains("invalid value 'many'"), "{stderr}");
+}

@@ -5,7 +5,7 @@
 //!   parameter gradients, activations and their gradients, pixel shuffle
 //!   and its inverse, an MSE loss with its gradient, and Adam;
 //! - [`cpu`]: a plain f64 reference of every kernel, used to check the GPU
-//!   (`plugins/nncheck`) and, by finite differences, itself;
+//!   (`tests/plugins/nncheck`) and, by finite differences, itself;
 //! - [`model`]: the ESPCN-class super-resolution network (layers, flat
 //!   parameter layout, initialisation) and [`graph`], its forward and
 //!   training passes as batched GPU submissions;
