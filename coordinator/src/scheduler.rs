@@ -149,10 +149,11 @@ pub fn register(
     req: &RegisterRequest,
     now_ms: u64,
 ) -> Result<WorkerRecord, ApiError> {
-    if !api::valid_id(&req.worker_id) {
+    if !api::valid_worker_id(&req.worker_id) {
         return Err(ApiError::invalid(format!(
-            "`worker_id` {:?} must be 1-128 characters from A-Z a-z 0-9 . _ - (not starting with .)",
-            req.worker_id
+            "`worker_id` {:?} must be {}",
+            req.worker_id,
+            api::WORKER_ID_RULE
         )));
     }
     if req.name.chars().count() > 200 || req.name.chars().any(char::is_control) {

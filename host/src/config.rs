@@ -295,15 +295,11 @@ impl WorkerConfig {
                 raw.version
             ));
         }
-        let id_ok = |s: &str| {
-            (3..=64).contains(&s.len())
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
-        if !id_ok(&raw.worker.id) {
+        if !pictor_protocol::api::valid_worker_id(&raw.worker.id) {
             return Err(format!(
-                "`worker.id` {:?} must be 3-64 characters from A-Z a-z 0-9 - _; copy it from the portal",
-                raw.worker.id
+                "`worker.id` {:?} must be {}; copy it from the portal",
+                raw.worker.id,
+                pictor_protocol::api::WORKER_ID_RULE
             ));
         }
         let name = raw

@@ -94,7 +94,20 @@ pub mod paths {
     }
 }
 
-/// Whether `id` is a valid worker, job or lease id: 1–128 characters from
+/// The worker-id rule, as error messages state it.
+pub const WORKER_ID_RULE: &str = "3-64 characters from A-Z a-z 0-9 - _";
+
+/// Whether `id` is a valid worker id: 3–64 characters from
+/// `A-Z a-z 0-9 - _` (no `.`: pools read `wallet.worker` as two parts).
+/// The one rule for `worker.json`, registration and every worker route.
+pub fn valid_worker_id(id: &str) -> bool {
+    (3..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Whether `id` is a valid job or lease id: 1–128 characters from
 /// `A-Z a-z 0-9 . _ -`, not starting with `.`.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -259,7 +272,7 @@ pub struct GpuDescription {
 /// A worker introduces itself (at every start; idempotent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterRequest {
-    /// The worker's id (from its config), a [`valid_id`].
+    /// The worker's id (from its config), a [`valid_worker_id`].
     pub worker_id: String,
     /// The owner's name for it.
     pub name: String,
@@ -764,6 +777,18 @@ mod tests {
         }
         assert!(valid_kind("render"));
         assert!(!valid_kind("Render"));
+    }
+
+    #[test]
+    fn one_worker_id_rule_for_config_registration_and_routes() {
+        for good in ["wkr", "wkr-7f3a9c", "studio_rig-1", &"x".repeat(64)] {
+            assert!(valid_worker_id(good), "{good:?}");
+        }
+        // A dot would split `wallet.worker` for the pool; too short or too
+        // long, spaces, slashes and non-ASCII are refused too.
+        for bad in ["", "ab", "a.b", "a b", "a/b", "wkr-é", &"x".repeat(65)] {
+            assert!(!valid_worker_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

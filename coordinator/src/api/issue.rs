@@ -63,7 +63,7 @@ pub async fn issue(state: &AppState, request: CreateWorker) -> Result<IssuedWork
 /// Revokes issued worker `worker_id`'s credential (again: no change) and
 /// ends the leases it holds, so their jobs go to other workers at once.
 pub async fn revoke(state: &AppState, worker_id: String) -> Result<WorkerSummary, ApiError> {
-    if !api::valid_id(&worker_id) {
+    if !api::valid_worker_id(&worker_id) {
         return Err(ApiError::not_found(format!(
             "{worker_id:?} is not a worker id"
         )));

@@ -20,7 +20,7 @@ use crate::scheduler;
 
 /// Checks that `principal` may speak for `worker_id`.
 fn check_worker(state: &AppState, principal: &Principal, worker_id: &str) -> Result<(), ApiError> {
-    if !api::valid_id(worker_id) {
+    if !api::valid_worker_id(worker_id) {
         return Err(ApiError::not_found(format!(
             "{worker_id:?} is not a worker id"
         )));

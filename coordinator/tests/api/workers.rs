@@ -156,3 +156,36 @@ async fn heartbeats_say_which_gpu_slots_are_not_healthy_clipped_and_bounded() ->
     assert!(farm.worker_summary("wkr-1").await.gpu_health.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn registration_follows_the_worker_id_rule_of_worker_json() -> TestResult {
+    let farm = Farm::start().await;
+    // A dotted id was a valid job id but no host could run with it.
+    for bad in ["a.b", "ab", "wkr 1"] {
+        let error = expect_error(
+            farm.as_worker(
+                &api::paths::register(),
+                &register_body(bad, &key(1), &["hello"]),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+        )
+        .await;
+        assert!(
+            error.message.contains(api::WORKER_ID_RULE) && error.message.contains("`worker_id`"),
+            "{bad}: {}",
+            error.message
+        );
+    }
+    farm.register("wkr_rig-2", &key(2), &["hello"]).await;
+    // A route naming an id outside the rule is not a worker.
+    let response = farm
+        .as_worker(
+            &api::paths::heartbeat("a.b"),
+            &serde_json::json!({"activity": "idle", "leases": []}),
+        )
+        .await;
+    expect_error(response, StatusCode::NOT_FOUND, ErrorCode::NotFound).await;
+    Ok(())
+}
