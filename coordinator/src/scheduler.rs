@@ -136,11 +136,6 @@ fn expires_in_s(lease: &LeaseRecord, now_ms: u64) -> u32 {
     u32::try_from(lease.expires_at_ms.saturating_sub(now_ms).div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
-/// Parses a job state name (`queued`, `running`, …).
-pub fn parse_job_state(name: &str) -> Option<JobState> {
-    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
-}
-
 // ---------------------------------------------------------------- workers
 
 /// Registers (or re-registers) a worker.

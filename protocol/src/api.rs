@@ -551,6 +551,35 @@ impl std::fmt::Display for JobState {
     }
 }
 
+impl JobState {
+    /// Every state, in the order a job can pass through them.
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Disputed,
+    ];
+}
+
+/// A name that is not a [`JobState`]; says which names are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a job state (queued, running, succeeded, failed, cancelled, disputed)")]
+pub struct UnknownJobState(pub String);
+
+impl std::str::FromStr for JobState {
+    type Err = UnknownJobState;
+
+    /// The state named `name` on the wire (`queued`, `running`, …).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == name)
+            .ok_or_else(|| UnknownJobState(name.to_string()))
+    }
+}
+
 /// A creator submits a job; plugin and inputs are uploaded as blobs first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -800,7 +829,14 @@ mod tests {
                 serde_json::json!(state.as_str())
             );
             assert_eq!(state.to_string(), state.as_str());
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
         }
+        assert_eq!(JobState::ALL.len(), 6);
+        let error = "done".parse::<JobState>().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            r#""done" is not a job state (queued, running, succeeded, failed, cancelled, disputed)"#
+        );
     }
 
     #[test]

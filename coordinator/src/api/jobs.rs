@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pictor_protocol::api::{JobList, JobStatus, SubmitJob};
+use pictor_protocol::api::{JobList, JobState, JobStatus, SubmitJob};
 
 use super::extract::{CreatorAuth, Json, PathParam, parse_value};
 use super::{AppState, now_ms};
@@ -66,11 +66,11 @@ pub async fn list(
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "state" => {
-                filter = Some(scheduler::parse_job_state(value).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "query `state` {value:?} is not a job state (queued, running, succeeded, failed, cancelled, disputed)"
-                    ))
-                })?);
+                filter = Some(
+                    value
+                        .parse::<JobState>()
+                        .map_err(|e| ApiError::invalid(format!("query `state` {e}")))?,
+                );
             }
             "limit" => {
                 limit = value

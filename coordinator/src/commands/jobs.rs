@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use pictor_coordinator::scheduler::parse_job_state;
-use pictor_protocol::api::JobState;
+use pictor_protocol::api::{self, JobState};
 
 use super::Target;
 
@@ -19,11 +18,8 @@ pub struct JobsCommand {
 }
 
 fn parse_state(text: &str) -> Result<JobState, String> {
-    parse_job_state(text).ok_or_else(|| {
-        format!(
-            "{text:?} is not a job state (queued, running, succeeded, failed, cancelled, disputed)"
-        )
-    })
+    text.parse()
+        .map_err(|e: api::UnknownJobState| e.to_string())
 }
 
 impl JobsCommand {

@@ -278,18 +278,6 @@ fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
-fn parse_job_state(s: &str) -> Option<JobState> {
-    Some(match s {
-        "queued" => JobState::Queued,
-        "running" => JobState::Running,
-        "succeeded" => JobState::Succeeded,
-        "failed" => JobState::Failed,
-        "cancelled" => JobState::Cancelled,
-        "disputed" => JobState::Disputed,
-        _ => return None,
-    })
-}
-
 /// A job row as read, decoded outside the row callback so decoding errors
 /// keep their own type.
 struct RawJob {
@@ -356,8 +344,10 @@ impl RawJob {
             price: self.price,
             replicas: to_u32(self.replicas),
             max_attempts: to_u32(self.max_attempts),
-            state: parse_job_state(&self.state)
-                .ok_or_else(|| corrupt(format!("`state` {:?}", self.state)))?,
+            state: self
+                .state
+                .parse::<JobState>()
+                .map_err(|e| corrupt(format!("`state` {e}")))?,
             attempts: to_u32(self.attempts),
             created_at_ms: to_u64(self.created_at_ms),
             finished_at_ms: self.finished_at_ms.map(to_u64),
