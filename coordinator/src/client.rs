@@ -10,6 +10,7 @@ use pictor_protocol::api::{
     self, BlobRef, CreateWorker, ErrorBody, IssuedWorker, JobList, JobState, JobStatus,
     PROTOCOL_VERSION, SubmitJob, VERSION_HEADER, WorkerList, WorkerSummary,
 };
+use pictor_protocol::reply;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::io::AsyncWriteExt;
 
@@ -116,21 +117,25 @@ impl Client {
             url: self.base.clone(),
             source,
         })?;
-        if let Some(version) = response.headers().get(VERSION_HEADER)
-            && version.to_str().ok().map(str::trim) != Some(&PROTOCOL_VERSION.to_string())
-        {
+        let header = response.headers().get(VERSION_HEADER);
+        if let Some(version) = reply::version_mismatch(header.map(|v| v.as_bytes())) {
             return Err(ClientError::Protocol(format!(
                 "the coordinator speaks protocol version {version:?}, this client version {PROTOCOL_VERSION}"
             )));
         }
         if response.status().is_client_error() || response.status().is_server_error() {
             let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            let body = serde_json::from_str(&text).unwrap_or(ErrorBody {
-                error: api::ErrorCode::Unknown,
-                message: text.chars().take(300).collect(),
-                missing: Vec::new(),
-            });
+            // At most 64 KiB of it: the message is clipped to 1000 bytes
+            // and escaped anyway.
+            let mut response = response;
+            let mut bytes = Vec::new();
+            while bytes.len() < 64 << 10 {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            let body = reply::error_body(status.as_u16(), &status.to_string(), &bytes);
             return Err(ClientError::Api { status, body });
         }
         Ok(response)

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use pictor_protocol::api::{ErrorBody, PROTOCOL_VERSION, VERSION_HEADER};
+use pictor_protocol::api::{PROTOCOL_VERSION, VERSION_HEADER};
 use reqwest::header::{CONTENT_RANGE, RANGE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use sha2::{Digest as _, Sha256};
@@ -1021,16 +1021,12 @@ fn transport_failure(ctx: &Ctx, error: &reqwest::Error) -> Failure {
 /// Refuses a reply in another protocol version (a reply without the
 /// header, e.g. from object storage, is fine).
 fn check_version(ctx: &Ctx, response: &reqwest::Response) -> Result<(), FetchError> {
-    match response.headers().get(VERSION_HEADER) {
-        Some(v)
-            if v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok())
-                != Some(PROTOCOL_VERSION) =>
-        {
-            Err(ctx.protocol(format!(
-                "the server speaks protocol version {v:?}, this worker speaks {PROTOCOL_VERSION}"
-            )))
-        }
-        _ => Ok(()),
+    let header = response.headers().get(VERSION_HEADER);
+    match pictor_protocol::reply::version_mismatch(header.map(|v| v.as_bytes())) {
+        Some(version) => Err(ctx.protocol(format!(
+            "the server speaks protocol version {version:?}, this worker speaks {PROTOCOL_VERSION}"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -1066,8 +1062,9 @@ async fn status_failure(ctx: &Ctx, response: reqwest::Response) -> Failure {
     }
 }
 
-/// The message of an error reply: its JSON [`ErrorBody`], else its text
-/// (first 16 KiB read, 200 characters kept), else the status reason.
+/// The message of an error reply (first 16 KiB read): its JSON
+/// [`ErrorBody`](pictor_protocol::api::ErrorBody), else the status and the
+/// start of its text ([`pictor_protocol::reply::error_body`]).
 async fn error_message(mut response: reqwest::Response) -> String {
     let status = response.status();
     let mut body = Vec::new();
@@ -1077,19 +1074,8 @@ async fn error_message(mut response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    if let Ok(error) = serde_json::from_slice::<ErrorBody>(&body) {
-        return error.message;
-    }
-    let text = String::from_utf8_lossy(&body);
-    let text = text.trim();
-    if text.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("no message")
-            .to_string()
-    } else {
-        text.chars().take(200).collect()
-    }
+    // The server's words reach the owner's terminal: clipped and escaped.
+    pictor_protocol::reply::error_body(status.as_u16(), &status.to_string(), &body).message
 }
 
 /// `bytes <start>-<end>/<total or *>` → start and total.

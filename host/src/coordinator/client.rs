@@ -11,6 +11,7 @@ use pictor_protocol::api::{
     VERSION_HEADER,
 };
 use pictor_protocol::digest::Sha256Digest;
+use pictor_protocol::reply;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,9 +23,6 @@ pub const MAX_REPLY_BYTES: usize = 8 << 20;
 /// Largest error body read from the coordinator; a longer one is shown as
 /// its first bytes.
 pub const MAX_ERROR_BYTES: usize = 64 << 10;
-
-/// Longest coordinator error message kept (one line, controls escaped).
-const MAX_ERROR_MESSAGE_BYTES: usize = 1000;
 
 /// A coordinator call that failed.
 #[derive(Debug, thiserror::Error)]
@@ -177,40 +175,23 @@ impl CoordinatorClient {
             url: url.to_string(),
             message: transport_message(&e),
         })?;
-        if let Some(version) = response.headers().get(VERSION_HEADER) {
-            let version = version.to_str().unwrap_or("?");
-            if version != PROTOCOL_VERSION.to_string() {
-                return Err(ClientError::Version {
-                    url: url.to_string(),
-                    version: pictor_protocol::text::one_line(version, 32),
-                });
-            }
+        let header = response.headers().get(VERSION_HEADER);
+        if let Some(version) = reply::version_mismatch(header.map(|v| v.as_bytes())) {
+            return Err(ClientError::Version {
+                url: url.to_string(),
+                version,
+            });
         }
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let (bytes, whole) = read_at_most(url, response, MAX_ERROR_BYTES)
+        let (bytes, _) = read_at_most(url, response, MAX_ERROR_BYTES)
             .await
             .unwrap_or_default();
-        let parsed = whole
-            .then(|| serde_json::from_slice::<ErrorBody>(&bytes).ok())
-            .flatten();
-        let mut body = parsed.unwrap_or_else(|| ErrorBody {
-            error: if status.is_server_error() {
-                ErrorCode::Internal
-            } else {
-                ErrorCode::Unknown
-            },
-            message: format!(
-                "{}: {}",
-                status,
-                pictor_protocol::text::one_line(&String::from_utf8_lossy(&bytes), 200)
-            ),
-            missing: Vec::new(),
-        });
-        // The coordinator's words reach the owner's terminal and logs.
-        body.message = pictor_protocol::text::one_line(&body.message, MAX_ERROR_MESSAGE_BYTES);
+        // The coordinator's words reach the owner's terminal and logs: the
+        // message comes back clipped and escaped.
+        let body = reply::error_body(status.as_u16(), &status.to_string(), &bytes);
         if body.error == ErrorCode::UnsupportedVersion {
             return Err(ClientError::Version {
                 url: url.to_string(),
