@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 use pictor_protocol::Sha256Digest;
 
-use crate::api::AppState;
 use crate::blobs::{BlobError, BlobStore};
 use crate::error::ApiError;
 use crate::limits::millis;
 use crate::limits::quota::Owner;
+use crate::state::AppState;
 use crate::store::{BlobRecord, Store, StoreError, transaction};
 
 /// Blobs deleted per store transaction.
@@ -137,7 +137,7 @@ pub async fn collect_periodically(state: Arc<AppState>) {
             _ = tokio::time::sleep(period) => {}
             _ = state.shutdown.cancelled() => return,
         }
-        if let Err(e) = collect(&state, crate::api::now_ms()).await {
+        if let Err(e) = collect(&state, crate::state::now_ms()).await {
             tracing::error!(error = %e.message, "blob garbage collection failed");
         }
     }

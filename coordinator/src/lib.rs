@@ -12,6 +12,9 @@
 //!   tokens, the generated `worker.json`;
 //! - [`server`] — start, background lease expiry, graceful shutdown;
 //! - [`api`] — routes, handlers, version header, JSON errors ([`error`]);
+//! - [`state`] — what every handler shares ([`state::AppState`]);
+//! - [`admin`] — issuing, revoking and listing workers, for the API and
+//!   the portal alike;
 //! - [`auth`] — bearer tokens (the folder's two, and each issued worker's
 //!   credential) and who may act for which worker;
 //! - [`issuing`] — checking a new worker's settings, its id and credential,
@@ -27,6 +30,7 @@
 //! - [`client`] — a small HTTP client of the creator API (used by the CLI).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod blobs;
@@ -42,6 +46,7 @@ pub mod portal;
 pub mod roster;
 pub mod scheduler;
 pub mod server;
+pub mod state;
 pub mod store;
 
 pub use config::Config;

@@ -19,7 +19,7 @@ use pictor_protocol::Sha256Digest;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, now_ms};
+use crate::api;
 use crate::auth::{Auth, Credentials};
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::Config;
@@ -31,6 +31,7 @@ use crate::limits::polls::PollSlots;
 use crate::limits::quota::Uploads;
 use crate::limits::stall::StallIo;
 use crate::scheduler::{self, Rules};
+use crate::state::{AppState, now_ms};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, transaction};
 
@@ -211,7 +212,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tokio::spawn(expire_leases(Arc::clone(&state), config.lease_ttl)),
         tokio::spawn(gc::collect_periodically(Arc::clone(&state))),
     ];
-    let router = api::router(Arc::clone(&state), config.max_json_bytes);
+    let router = api::router(
+        Arc::clone(&state),
+        config.max_json_bytes,
+        crate::portal::router(),
+    );
     let server = tokio::spawn(serve(listener, router, limits, shutdown.clone()));
     Ok(Running {
         addr,

@@ -25,12 +25,12 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::extract::{AnyAuth, PathParam};
-use super::{AppState, now_ms};
 use crate::blobs::{BlobError, RangeChoice, parse_range};
 use crate::error::ApiError;
 use crate::faults::BlobFault;
 use crate::limits::pace::{Pace, Paced};
 use crate::limits::quota::{self, Owner};
+use crate::state::{AppState, now_ms};
 use crate::store::BlobRecord;
 
 fn digest(text: &str) -> Result<Sha256Digest, ApiError> {

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use pictor_protocol::api::ErrorCode;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
 use crate::auth::{Access, Auth, Presented, Principal};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A JSON body, parsed with the failing field named.
 pub struct Json<T>(pub T);

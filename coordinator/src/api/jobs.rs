@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use pictor_protocol::api::{JobList, JobState, JobStatus, SubmitJob};
 
 use super::extract::{CreatorAuth, Json, PathParam, parse_value};
-use super::{AppState, now_ms};
 use crate::error::ApiError;
 use crate::scheduler;
+use crate::state::{AppState, now_ms};
 
 /// Most jobs one list returns unless `?limit=` says otherwise.
 pub const DEFAULT_LIST_LIMIT: u32 = 1000;

@@ -8,10 +8,10 @@ use pictor_protocol::api::{
 };
 
 use super::extract::{Json, PathParam, WorkerAuth};
-use super::{AppState, now_ms};
 use crate::auth::{Credentials, Principal};
 use crate::error::ApiError;
 use crate::scheduler;
+use crate::state::{AppState, now_ms};
 use crate::store::Tx;
 
 /// Checks that `principal` may report on lease `lease_id` (404 if there is

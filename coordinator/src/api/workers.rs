@@ -13,10 +13,10 @@ use pictor_protocol::api::{
 };
 
 use super::extract::{Json, PathParam, WorkerAuth};
-use super::{AppState, now_ms};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::scheduler;
+use crate::state::{AppState, now_ms};
 
 /// Checks that `principal` may speak for `worker_id`.
 fn check_worker(state: &AppState, principal: &Principal, worker_id: &str) -> Result<(), ApiError> {

@@ -26,7 +26,7 @@ impl JobsCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let client = self.target.client()?;
         let list = super::runtime()?.block_on(client.jobs(self.state))?;
-        let now = pictor_coordinator::api::now_ms();
+        let now = pictor_coordinator::state::now_ms();
         println!(
             "{:<40} {:<12} {:<10} {:>8} {:>8} {:>9}  WORKERS",
             "ID", "KIND", "STATE", "ATTEMPTS", "REPLICAS", "AGE"

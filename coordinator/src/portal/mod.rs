@@ -40,9 +40,10 @@ use pictor_protocol::Sha256Digest;
 use pictor_protocol::api::ErrorCode;
 use tokio_util::io::ReaderStream;
 
-use crate::api::{AppState, issue, now_ms};
+use crate::admin;
 use crate::error::ApiError;
 use crate::roster;
+use crate::state::{AppState, now_ms};
 
 use self::forms::{LoginForm, WorkerForm};
 
@@ -259,7 +260,7 @@ async fn create_worker(
             );
         }
     };
-    let issued = match issue::issue(&state, request).await {
+    let issued = match admin::issue(&state, request).await {
         Ok(issued) => issued,
         Err(e) if e.code == ErrorCode::InvalidRequest => {
             return page(
@@ -315,7 +316,7 @@ async fn revoke_worker(
     if let Some(refused) = cross_site(&headers, &state.public_url) {
         return refused;
     }
-    match issue::revoke(&state, worker_id).await {
+    match admin::revoke(&state, worker_id).await {
         Ok(_) => Redirect::to("/portal").into_response(),
         Err(e) => page(e.status(), pages::problem("Cannot revoke", &e.message)),
     }

@@ -10,7 +10,7 @@
 //! job, when a lease expires, when a job is done) live in
 //! [`crate::scheduler`], written once against [`Tx`]; the async server calls
 //! the store through `tokio::task::spawn_blocking`
-//! ([`crate::api::AppState::transact`]).
+//! ([`crate::state::AppState::transact`]).
 //!
 //! The default backend is [`sqlite::SqliteStore`]: one file, WAL mode, one
 //! connection behind a mutex (transactions are serialized, which a

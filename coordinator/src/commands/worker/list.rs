@@ -26,7 +26,7 @@ impl ListCommand {
             println!("{}", serde_json::to_string_pretty(&list)?);
             return Ok(ExitCode::SUCCESS);
         }
-        let now = pictor_coordinator::api::now_ms();
+        let now = pictor_coordinator::state::now_ms();
         println!(
             "{:<16} {:<24} {:<8} {:<8} {:>10} {:>6} {:>10}  ACTIVITY",
             "ID", "NAME", "ISSUED", "STATUS", "HEARTBEAT", "JOBS", "EARNINGS"
