@@ -7,6 +7,7 @@
 //!
 //! Module map (see `docs/architecture.md`):
 //! - [`config`]: `worker.json`, parsed and validated;
+//! - [`activity`]: what the worker is doing, for the owner and heartbeats;
 //! - [`runtime`]: engine, epoch ticker, compiled-component cache, linker,
 //!   store state, stdout/stderr capture, plugin inspection;
 //! - [`capabilities`]: host side of each `pictor:plugin` interface;
@@ -26,6 +27,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod activity;
 pub mod blobs;
 pub mod capabilities;
 pub mod config;

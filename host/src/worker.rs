@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
+use crate::activity::{Activity, RunningJob, SpoolUsage};
 use crate::capabilities::checkpoint::CheckpointStore;
 use crate::capabilities::gpu::GpuProvider;
 use crate::capabilities::progress::Progress;
@@ -64,33 +65,9 @@ fn miner_retry_delay(failures: u32) -> Duration {
     }
 }
 
-/// What the worker is doing, for the owner's status line.
-#[derive(Debug, Clone)]
-pub struct Activity {
-    /// `job <id> (<kind>)` or `mining`.
-    pub label: String,
-    /// The latest progress report.
-    pub progress: Progress,
-    /// When the activity started.
-    pub since: Instant,
-}
-
 /// How many finished jobs a new worker remembers from its journal
 /// ([`Worker::job_history`]).
 pub const HISTORY_LEN: usize = 50;
-
-/// A job running now, for lease heartbeats and the owner's status.
-#[derive(Debug, Clone)]
-pub struct RunningJob {
-    /// Job kind.
-    pub kind: String,
-    /// Which configured GPU it runs on.
-    pub gpu: usize,
-    /// When this attempt started.
-    pub since: Instant,
-    /// The latest progress report.
-    pub progress: Progress,
-}
 
 /// What the worker loop did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -218,23 +195,6 @@ pub struct Worker {
 
 /// How often the worker measures the spool's disk use.
 pub const SPOOL_MEASURE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The spool's disk use against its limit (`limits.spool_mib`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpoolUsage {
-    /// Bytes the spool takes now (without the download cache).
-    pub bytes: u64,
-    /// The limit in bytes.
-    pub limit: u64,
-}
-
-impl SpoolUsage {
-    /// Whether no new job may be claimed (never before the first
-    /// measurement, whose limit is still 0).
-    pub fn full(&self) -> bool {
-        self.limit > 0 && self.bytes >= self.limit
-    }
-}
 
 impl Worker {
     /// Opens the spool's journal; `gpus` has one provider per configured GPU.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use pictor_host::activity::Activity;
 use pictor_host::blobs::cache::BlobCache;
 use pictor_host::blobs::fetch::{FetchOptions, Fetcher};
 use pictor_host::capabilities::gpu::{GpuProvider, device};
@@ -25,7 +26,7 @@ use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
 use pictor_host::status::{self, Adapter, MiningMode, SourceView, StatusHub, StatusSources};
 use pictor_host::telemetry::nvml::{self, NvmlSampler};
-use pictor_host::worker::{Activity, Worker};
+use pictor_host::worker::Worker;
 use pictor_protocol::api::{GpuDescription, RegisterRequest};
 use tokio::sync::watch;
 
@@ -378,7 +379,7 @@ impl StatusParts {
         worker: &Worker,
         mining: MiningMode,
         net: Option<watch::Receiver<NetStatus>>,
-        activity: watch::Receiver<Option<pictor_host::worker::Activity>>,
+        activity: watch::Receiver<Option<Activity>>,
     ) -> StatusSources {
         let sampler = NvmlSampler::start(Duration::from_secs(2));
         let source = match (self.coordinator, net) {

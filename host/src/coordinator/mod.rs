@@ -29,13 +29,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use pictor_protocol::api::RegisterRequest;
 use tokio::sync::watch;
 
+use crate::activity::{Activity, RunningJob, SpoolUsage};
 use crate::blobs::cache::PinGuard;
 use crate::blobs::fetch::{FetchProgress, Fetcher};
 use crate::capabilities::gpu::{GpuHealth, GpuProvider};
 use crate::journal::{Event, SharedJournal};
 use crate::mining::MiningSummary;
 use crate::spool::Spool;
-use crate::worker::{Activity, RunningJob, SpoolUsage};
 use client::CoordinatorClient;
 use ledger::{LeaseStep, Ledger, LedgerEntry};
 

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::board::{MiningBoard, MiningSummary, format_hashrate};
+use crate::activity::Activity;
 use crate::capabilities::gpu::GpuProvider;
 use crate::capabilities::mining::MinerReport;
 use crate::capabilities::progress::Progress;
@@ -22,7 +23,6 @@ use crate::jobs::sandbox::JobDirs;
 use crate::jobs::spec::JobSpec;
 use crate::runtime::LoadedPlugin;
 use crate::runtime::control::{Interruption, JobControl};
-use crate::worker::Activity;
 
 /// How long the worker waits for a preempted miner's GPU work to drain.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

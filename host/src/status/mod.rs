@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use crate::activity::{Activity, RunningJob, SpoolUsage};
 use crate::coordinator::{Connection, NetStatus};
 use crate::journal::FinishedJob;
 use crate::mining::{MiningSummary, format_hashrate};
 use crate::telemetry::nvml::{GpuSample, NvmlStatus};
-use crate::worker::{Activity, RunningJob};
 use tally::{JobRow, JobTally};
 
 /// Where the worker's jobs come from, for the connection line.
@@ -89,7 +89,7 @@ pub struct StatusSources {
     /// for their health.
     pub slots: Vec<Arc<crate::capabilities::gpu::GpuProvider>>,
     /// The spool's disk use ([`crate::worker::Worker::spool_usage`]).
-    pub spool_usage: watch::Receiver<crate::worker::SpoolUsage>,
+    pub spool_usage: watch::Receiver<SpoolUsage>,
     /// The sampler `nvml` comes from, kept alive (its thread stops when
     /// it drops); `None` where the reading is fixed (tests).
     pub sampler: Option<crate::telemetry::nvml::NvmlSampler>,
@@ -587,7 +587,7 @@ pub(crate) mod tests {
             mining_stats,
             history,
             slots: Vec::new(),
-            spool_usage: watch::channel(crate::worker::SpoolUsage {
+            spool_usage: watch::channel(SpoolUsage {
                 bytes: 3 << 20,
                 limit: 20 << 30,
             })

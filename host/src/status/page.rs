@@ -211,9 +211,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::activity::RunningJob;
     use crate::capabilities::progress::Progress;
     use crate::status::tests::{finished, h100, hub};
-    use crate::worker::RunningJob;
 
     #[test]
     fn the_page_has_every_element_of_its_contract_escaped() {
