@@ -9,147 +9,28 @@
 //! A new database gets the version 1 schema and then every migration in
 //! [`MIGRATIONS`], in order; an older database gets the migrations it lacks,
 //! in the same transaction as the check.
+//!
+//! `schema` holds the tables and migrations, `rows` each table's raw row
+//! and column encodings; every read goes through one [`SqliteTx::select`].
+
+mod rows;
+mod schema;
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use pictor_protocol::Sha256Digest;
-use pictor_protocol::api::{BlobRef, JobState};
+use pictor_protocol::api::JobState;
 use pictor_protocol::proof::OutputDigest;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use self::rows::*;
+use self::schema::SCHEMA;
+pub use self::schema::{MIGRATIONS, SCHEMA_VERSION};
 use super::{
     BeatRecord, BlobRecord, IssuedWorkerRecord, JobRecord, LeaseRecord, LeaseRecordState,
     OutputRecord, Store, StoreError, Tx, WorkerRecord,
 };
-
-/// The schema version this build creates and reads.
-pub const SCHEMA_VERSION: i64 = 4;
-
-/// Each migration takes the schema from the version before to its version.
-pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATION_2), (3, MIGRATION_3), (4, MIGRATION_4)];
-
-/// Version 4: the GPU slots a worker's last heartbeat called not healthy.
-const MIGRATION_4: &str = "
-ALTER TABLE worker_beats ADD COLUMN gpu_health TEXT;
-";
-
-/// Version 3: each lease's deadline, and a record of each blob (who
-/// uploaded it, whether anything names it) for upload quotas and garbage
-/// collection. Blobs already in the folder get their records when the
-/// server starts ([`crate::gc::reconcile`]).
-const MIGRATION_3: &str = "
-ALTER TABLE leases ADD COLUMN deadline_at_ms INTEGER;
-CREATE TABLE blobs (
-    sha256 TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    owner TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    referenced INTEGER NOT NULL
-);
-CREATE INDEX blobs_by_owner ON blobs (owner, referenced);
-CREATE INDEX blobs_collectable ON blobs (referenced, created_at_ms);
-";
-
-/// Version 2: issued workers with their own credentials, last heartbeats,
-/// the price earned on each completed lease, and an index of job outputs
-/// (filled from the proofs already accepted).
-const MIGRATION_2: &str = "
-CREATE TABLE issued_workers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    wallet TEXT NOT NULL,
-    mining TEXT,
-    prices TEXT NOT NULL,
-    token_sha256 TEXT NOT NULL UNIQUE,
-    created_at_ms INTEGER NOT NULL,
-    revoked_at_ms INTEGER
-);
-CREATE TABLE worker_beats (
-    worker_id TEXT PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    activity TEXT NOT NULL,
-    mining TEXT
-);
-ALTER TABLE leases ADD COLUMN price REAL;
-CREATE INDEX leases_by_worker ON leases (worker_id, state);
-CREATE TABLE lease_outputs (
-    sha256 TEXT NOT NULL,
-    lease_id TEXT NOT NULL REFERENCES leases (id),
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    PRIMARY KEY (sha256, lease_id, path)
-);
-INSERT OR IGNORE INTO lease_outputs (sha256, lease_id, path, size)
-    SELECT json_extract(o.value, '$.sha256'), l.id, json_extract(o.value, '$.path'), json_extract(o.value, '$.size')
-    FROM leases l, json_each(l.proof, '$.manifest.outputs') o
-    WHERE l.state = 'completed' AND l.proof IS NOT NULL;
-";
-
-const SCHEMA: &str = "
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-CREATE TABLE workers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    public_key TEXT NOT NULL,
-    host_version TEXT NOT NULL,
-    gpus TEXT NOT NULL,
-    kinds TEXT NOT NULL,
-    prices TEXT NOT NULL,
-    slots INTEGER NOT NULL,
-    registered_at_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER NOT NULL
-);
-CREATE TABLE jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    plugin_sha256 TEXT NOT NULL,
-    plugin_size INTEGER NOT NULL,
-    inputs TEXT NOT NULL,
-    params TEXT NOT NULL,
-    seed TEXT NOT NULL,
-    limits TEXT NOT NULL,
-    price REAL,
-    replicas INTEGER NOT NULL,
-    max_attempts INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    finished_at_ms INTEGER,
-    error TEXT
-);
-CREATE INDEX jobs_by_state ON jobs (state, seq);
-CREATE TABLE leases (
-    id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL REFERENCES jobs (id),
-    worker_id TEXT NOT NULL REFERENCES workers (id),
-    attempt INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    granted_at_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL,
-    fraction REAL NOT NULL,
-    message TEXT NOT NULL,
-    proof TEXT,
-    failure TEXT,
-    finished_at_ms INTEGER
-);
-CREATE INDEX leases_by_job ON leases (job_id, attempt);
-CREATE INDEX leases_by_state ON leases (state, expires_at_ms);
-CREATE TABLE kind_failures (
-    worker_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    consecutive INTEGER NOT NULL,
-    PRIMARY KEY (worker_id, kind)
-);
-";
-
-const JOB_COLUMNS: &str = "id, kind, plugin_sha256, plugin_size, inputs, params, seed, limits, price, replicas, \
-     max_attempts, state, attempts, created_at_ms, finished_at_ms, error";
-const LEASE_COLUMNS: &str = "id, job_id, worker_id, attempt, state, granted_at_ms, expires_at_ms, fraction, message, proof, failure, finished_at_ms, price, deadline_at_ms";
-const ISSUED_COLUMNS: &str =
-    "id, name, wallet, mining, prices, token_sha256, created_at_ms, revoked_at_ms";
-const WORKER_COLUMNS: &str = "id, name, public_key, host_version, gpus, kinds, prices, slots, registered_at_ms, last_seen_ms";
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -250,370 +131,32 @@ struct SqliteTx<'a> {
     tx: &'a rusqlite::Transaction<'a>,
 }
 
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Backend(format!("cannot encode a column: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(
-    table: &'static str,
-    column: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        table,
-        message: format!("`{column}`: {e}"),
-    })
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn to_u32(v: i64) -> u32 {
-    u32::try_from(v).unwrap_or(0)
-}
-
-/// A job row as read, decoded outside the row callback so decoding errors
-/// keep their own type.
-struct RawJob {
-    id: String,
-    kind: String,
-    plugin_sha256: String,
-    plugin_size: i64,
-    inputs: String,
-    params: String,
-    seed: String,
-    limits: String,
-    price: Option<f64>,
-    replicas: i64,
-    max_attempts: i64,
-    state: String,
-    attempts: i64,
-    created_at_ms: i64,
-    finished_at_ms: Option<i64>,
-    error: Option<String>,
-}
-
-impl RawJob {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(RawJob {
-            id: row.get(0)?,
-            kind: row.get(1)?,
-            plugin_sha256: row.get(2)?,
-            plugin_size: row.get(3)?,
-            inputs: row.get(4)?,
-            params: row.get(5)?,
-            seed: row.get(6)?,
-            limits: row.get(7)?,
-            price: row.get(8)?,
-            replicas: row.get(9)?,
-            max_attempts: row.get(10)?,
-            state: row.get(11)?,
-            attempts: row.get(12)?,
-            created_at_ms: row.get(13)?,
-            finished_at_ms: row.get(14)?,
-            error: row.get(15)?,
-        })
-    }
-
-    fn decode(self) -> Result<JobRecord, StoreError> {
-        let corrupt = |message: String| StoreError::Corrupt {
-            table: "jobs",
-            message,
-        };
-        Ok(JobRecord {
-            plugin: BlobRef {
-                sha256: self
-                    .plugin_sha256
-                    .parse()
-                    .map_err(|e| corrupt(format!("`plugin_sha256`: {e}")))?,
-                size: to_u64(self.plugin_size),
-            },
-            inputs: from_json("jobs", "inputs", &self.inputs)?,
-            params: from_json("jobs", "params", &self.params)?,
-            seed: self
-                .seed
-                .parse()
-                .map_err(|e| corrupt(format!("`seed`: {e}")))?,
-            limits: from_json("jobs", "limits", &self.limits)?,
-            price: self.price,
-            replicas: to_u32(self.replicas),
-            max_attempts: to_u32(self.max_attempts),
-            state: self
-                .state
-                .parse::<JobState>()
-                .map_err(|e| corrupt(format!("`state` {e}")))?,
-            attempts: to_u32(self.attempts),
-            created_at_ms: to_u64(self.created_at_ms),
-            finished_at_ms: self.finished_at_ms.map(to_u64),
-            error: self.error,
-            id: self.id,
-            kind: self.kind,
-        })
-    }
-}
-
-struct RawWorker {
-    id: String,
-    name: String,
-    public_key: String,
-    host_version: String,
-    gpus: String,
-    kinds: String,
-    prices: String,
-    slots: i64,
-    registered_at_ms: i64,
-    last_seen_ms: i64,
-}
-
-impl RawWorker {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(RawWorker {
-            id: row.get(0)?,
-            name: row.get(1)?,
-            public_key: row.get(2)?,
-            host_version: row.get(3)?,
-            gpus: row.get(4)?,
-            kinds: row.get(5)?,
-            prices: row.get(6)?,
-            slots: row.get(7)?,
-            registered_at_ms: row.get(8)?,
-            last_seen_ms: row.get(9)?,
-        })
-    }
-
-    fn decode(self) -> Result<WorkerRecord, StoreError> {
-        Ok(WorkerRecord {
-            gpus: from_json("workers", "gpus", &self.gpus)?,
-            kinds: from_json("workers", "kinds", &self.kinds)?,
-            prices: from_json("workers", "prices", &self.prices)?,
-            slots: to_u32(self.slots),
-            registered_at_ms: to_u64(self.registered_at_ms),
-            last_seen_ms: to_u64(self.last_seen_ms),
-            id: self.id,
-            name: self.name,
-            public_key: self.public_key,
-            host_version: self.host_version,
-        })
-    }
-}
-
-struct RawIssued {
-    id: String,
-    name: String,
-    wallet: String,
-    mining: Option<String>,
-    prices: String,
-    token_sha256: String,
-    created_at_ms: i64,
-    revoked_at_ms: Option<i64>,
-}
-
-impl RawIssued {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(RawIssued {
-            id: row.get(0)?,
-            name: row.get(1)?,
-            wallet: row.get(2)?,
-            mining: row.get(3)?,
-            prices: row.get(4)?,
-            token_sha256: row.get(5)?,
-            created_at_ms: row.get(6)?,
-            revoked_at_ms: row.get(7)?,
-        })
-    }
-
-    fn decode(self) -> Result<IssuedWorkerRecord, StoreError> {
-        Ok(IssuedWorkerRecord {
-            mining: self
-                .mining
-                .as_deref()
-                .map(|m| from_json("issued_workers", "mining", m))
-                .transpose()?,
-            prices: from_json("issued_workers", "prices", &self.prices)?,
-            created_at_ms: to_u64(self.created_at_ms),
-            revoked_at_ms: self.revoked_at_ms.map(to_u64),
-            id: self.id,
-            name: self.name,
-            wallet: self.wallet,
-            token_sha256: self.token_sha256,
-        })
-    }
-}
-
-struct RawLease {
-    id: String,
-    job_id: String,
-    worker_id: String,
-    attempt: i64,
-    state: String,
-    granted_at_ms: i64,
-    expires_at_ms: i64,
-    fraction: f64,
-    message: String,
-    proof: Option<String>,
-    failure: Option<String>,
-    finished_at_ms: Option<i64>,
-    price: Option<f64>,
-    deadline_at_ms: Option<i64>,
-}
-
-impl RawLease {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(RawLease {
-            id: row.get(0)?,
-            job_id: row.get(1)?,
-            worker_id: row.get(2)?,
-            attempt: row.get(3)?,
-            state: row.get(4)?,
-            granted_at_ms: row.get(5)?,
-            expires_at_ms: row.get(6)?,
-            fraction: row.get(7)?,
-            message: row.get(8)?,
-            proof: row.get(9)?,
-            failure: row.get(10)?,
-            finished_at_ms: row.get(11)?,
-            price: row.get(12)?,
-            deadline_at_ms: row.get(13)?,
-        })
-    }
-
-    fn decode(self) -> Result<LeaseRecord, StoreError> {
-        Ok(LeaseRecord {
-            state: LeaseRecordState::parse(&self.state).ok_or_else(|| StoreError::Corrupt {
-                table: "leases",
-                message: format!("`state` {:?}", self.state),
-            })?,
-            attempt: to_u32(self.attempt),
-            granted_at_ms: to_u64(self.granted_at_ms),
-            expires_at_ms: to_u64(self.expires_at_ms),
-            fraction: self.fraction as f32,
-            proof: self
-                .proof
-                .as_deref()
-                .map(|p| from_json("leases", "proof", p))
-                .transpose()?,
-            failure: self
-                .failure
-                .as_deref()
-                .map(|f| from_json("leases", "failure", f))
-                .transpose()?,
-            finished_at_ms: self.finished_at_ms.map(to_u64),
-            price: self.price,
-            deadline_at_ms: self.deadline_at_ms.map(to_u64),
-            message: self.message,
-            id: self.id,
-            job_id: self.job_id,
-            worker_id: self.worker_id,
-        })
-    }
-}
-
 impl SqliteTx<'_> {
-    fn workers_where(
+    /// The rows of `T`'s table that `clause` (`WHERE …`, `ORDER BY …`)
+    /// selects with `args`, decoded.
+    fn select<T: Table>(
         &mut self,
         clause: &str,
         args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<WorkerRecord>, StoreError> {
-        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers {clause}");
+    ) -> Result<Vec<T::Record>, StoreError> {
+        let sql = format!("SELECT {} FROM {} {clause}", T::COLUMNS, T::TABLE);
         let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
-        let raw: Vec<RawWorker> = stmt
-            .query_map(args, RawWorker::read)
+        let raw: Vec<T> = stmt
+            .query_map(args, T::read)
             .map_err(backend)?
             .collect::<Result<_, _>>()
             .map_err(backend)?;
-        raw.into_iter().map(RawWorker::decode).collect()
-    }
-
-    fn issued_where(
-        &mut self,
-        clause: &str,
-        args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<IssuedWorkerRecord>, StoreError> {
-        let sql = format!("SELECT {ISSUED_COLUMNS} FROM issued_workers {clause}");
-        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
-        let raw: Vec<RawIssued> = stmt
-            .query_map(args, RawIssued::read)
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
-        raw.into_iter().map(RawIssued::decode).collect()
-    }
-
-    fn jobs_where(
-        &mut self,
-        clause: &str,
-        args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<JobRecord>, StoreError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {clause}");
-        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
-        let raw: Vec<RawJob> = stmt
-            .query_map(args, RawJob::read)
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
-        raw.into_iter().map(RawJob::decode).collect()
-    }
-
-    fn blobs_where(
-        &mut self,
-        clause: &str,
-        args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<BlobRecord>, StoreError> {
-        let sql =
-            format!("SELECT sha256, size, owner, created_at_ms, referenced FROM blobs {clause}");
-        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
-        let raw: Vec<(String, i64, String, i64, bool)> = stmt
-            .query_map(args, |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
-        raw.into_iter()
-            .map(|(sha256, size, owner, created_at_ms, referenced)| {
-                Ok(BlobRecord {
-                    sha256: sha256.parse().map_err(|e| StoreError::Corrupt {
-                        table: "blobs",
-                        message: format!("`sha256`: {e}"),
-                    })?,
-                    size: to_u64(size),
-                    owner,
-                    created_at_ms: to_u64(created_at_ms),
-                    referenced,
-                })
-            })
-            .collect()
-    }
-
-    fn leases_where(
-        &mut self,
-        clause: &str,
-        args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<LeaseRecord>, StoreError> {
-        let sql = format!("SELECT {LEASE_COLUMNS} FROM leases {clause}");
-        let mut stmt = self.tx.prepare_cached(&sql).map_err(backend)?;
-        let raw: Vec<RawLease> = stmt
-            .query_map(args, RawLease::read)
-            .map_err(backend)?
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
-        raw.into_iter().map(RawLease::decode).collect()
+        raw.into_iter().map(T::decode).collect()
     }
 }
 
 impl Tx for SqliteTx<'_> {
     fn worker(&mut self, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
-        Ok(self.workers_where("WHERE id = ?1", &[&id])?.pop())
+        Ok(self.select::<RawWorker>("WHERE id = ?1", &[&id])?.pop())
     }
 
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
-        self.workers_where("ORDER BY registered_at_ms, id", &[])
+        self.select::<RawWorker>("ORDER BY registered_at_ms, id", &[])
     }
 
     fn put_worker(&mut self, w: &WorkerRecord) -> Result<(), StoreError> {
@@ -641,7 +184,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn job(&mut self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        Ok(self.jobs_where("WHERE id = ?1", &[&id])?.pop())
+        Ok(self.select::<RawJob>("WHERE id = ?1", &[&id])?.pop())
     }
 
     fn insert_job(&mut self, j: &JobRecord) -> Result<(), StoreError> {
@@ -690,11 +233,11 @@ impl Tx for SqliteTx<'_> {
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
         match state {
-            Some(state) => self.jobs_where(
+            Some(state) => self.select::<RawJob>(
                 "WHERE state = ?1 ORDER BY seq DESC LIMIT ?2",
                 &[&state.as_str(), &limit],
             ),
-            None => self.jobs_where("ORDER BY seq DESC LIMIT ?1", &[&limit]),
+            None => self.select::<RawJob>("ORDER BY seq DESC LIMIT ?1", &[&limit]),
         }
     }
 
@@ -707,7 +250,7 @@ impl Tx for SqliteTx<'_> {
         // passed as one JSON array and unpacked with json_each.
         let kinds_json = kinds.map(json).transpose()?;
         let excluded_json = json(&excluded)?;
-        self.jobs_where(
+        self.select::<RawJob>(
             "WHERE state IN ('queued', 'running') \
              AND (?1 IS NULL OR kind IN (SELECT value FROM json_each(?1))) \
              AND kind NOT IN (SELECT value FROM json_each(?2)) \
@@ -717,7 +260,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn lease(&mut self, id: &str) -> Result<Option<LeaseRecord>, StoreError> {
-        Ok(self.leases_where("WHERE id = ?1", &[&id])?.pop())
+        Ok(self.select::<RawLease>("WHERE id = ?1", &[&id])?.pop())
     }
 
     fn insert_lease(&mut self, l: &LeaseRecord) -> Result<(), StoreError> {
@@ -770,11 +313,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn leases_of_job(&mut self, job_id: &str) -> Result<Vec<LeaseRecord>, StoreError> {
-        self.leases_where("WHERE job_id = ?1 ORDER BY attempt", &[&job_id])
+        self.select::<RawLease>("WHERE job_id = ?1 ORDER BY attempt", &[&job_id])
     }
 
     fn due_leases(&mut self, now_ms: u64) -> Result<Vec<LeaseRecord>, StoreError> {
-        self.leases_where(
+        self.select::<RawLease>(
             "WHERE state = 'active' AND expires_at_ms <= ?1 ORDER BY expires_at_ms",
             &[&to_i64(now_ms)],
         )
@@ -785,7 +328,7 @@ impl Tx for SqliteTx<'_> {
         worker_id: &str,
         state: LeaseRecordState,
     ) -> Result<Vec<LeaseRecord>, StoreError> {
-        self.leases_where(
+        self.select::<RawLease>(
             "WHERE worker_id = ?1 AND state = ?2 ORDER BY granted_at_ms, id",
             &[&worker_id, &state.as_str()],
         )
@@ -848,7 +391,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn issued_worker(&mut self, id: &str) -> Result<Option<IssuedWorkerRecord>, StoreError> {
-        Ok(self.issued_where("WHERE id = ?1", &[&id])?.pop())
+        Ok(self.select::<RawIssued>("WHERE id = ?1", &[&id])?.pop())
     }
 
     fn issued_worker_by_token(
@@ -856,7 +399,7 @@ impl Tx for SqliteTx<'_> {
         token_sha256: &str,
     ) -> Result<Option<IssuedWorkerRecord>, StoreError> {
         Ok(self
-            .issued_where("WHERE token_sha256 = ?1", &[&token_sha256])?
+            .select::<RawIssued>("WHERE token_sha256 = ?1", &[&token_sha256])?
             .pop())
     }
 
@@ -893,7 +436,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn list_issued_workers(&mut self) -> Result<Vec<IssuedWorkerRecord>, StoreError> {
-        self.issued_where("ORDER BY created_at_ms, id", &[])
+        self.select::<RawIssued>("ORDER BY created_at_ms, id", &[])
     }
 
     fn put_beat(&mut self, beat: &BeatRecord) -> Result<(), StoreError> {
@@ -944,7 +487,7 @@ impl Tx for SqliteTx<'_> {
 
     fn blob(&mut self, sha256: &Sha256Digest) -> Result<Option<BlobRecord>, StoreError> {
         Ok(self
-            .blobs_where("WHERE sha256 = ?1", &[&sha256.to_string()])?
+            .select::<RawBlob>("WHERE sha256 = ?1", &[&sha256.to_string()])?
             .pop())
     }
 
@@ -1033,7 +576,7 @@ impl Tx for SqliteTx<'_> {
         before_ms: u64,
         limit: u32,
     ) -> Result<Vec<BlobRecord>, StoreError> {
-        self.blobs_where(
+        self.select::<RawBlob>(
             "WHERE referenced = 0 AND created_at_ms <= ?1 ORDER BY created_at_ms, sha256 LIMIT ?2",
             &[&to_i64(before_ms), &limit],
         )
@@ -1091,6 +634,7 @@ mod tests {
     use super::*;
     use crate::store::transaction;
     use pictor_protocol::Sha256Digest;
+    use pictor_protocol::api::BlobRef;
 
     fn job(id: &str, kind: &str) -> JobRecord {
         JobRecord {
