@@ -30,7 +30,7 @@ const KEY_FILE: &str = "cache.key";
 
 /// Why the cache could not be opened or written.
 #[derive(Debug, thiserror::Error)]
-pub enum CacheError {
+pub enum ComponentCacheError {
     /// The folder or key file could not be created or read.
     #[error("cannot use compiled-component cache at {path}: {source}")]
     Io {
@@ -56,10 +56,10 @@ pub struct ComponentCache {
 
 impl ComponentCache {
     /// Opens (creating if needed) the cache in `dir` for `engine`.
-    pub fn open(dir: &Path, engine: &Engine) -> Result<Self, CacheError> {
+    pub fn open(dir: &Path, engine: &Engine) -> Result<Self, ComponentCacheError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| CacheError::Io { path, source }
+            move |source| ComponentCacheError::Io { path, source }
         };
         create_private_dir(dir).map_err(io_err(dir))?;
         check_not_shared(dir)?;
@@ -147,9 +147,13 @@ impl ComponentCache {
 
     /// Stores a serialized component (from `Component::serialize`),
     /// atomically: readers see the old entry, no entry, or the whole new one.
-    pub fn store(&self, digest: &Sha256Digest, serialized: &[u8]) -> Result<(), CacheError> {
+    pub fn store(
+        &self,
+        digest: &Sha256Digest,
+        serialized: &[u8],
+    ) -> Result<(), ComponentCacheError> {
         let path = self.entry_path(digest);
-        let io_err = |source| CacheError::Io {
+        let io_err = |source| ComponentCacheError::Io {
             path: path.clone(),
             source,
         };
@@ -190,16 +194,16 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-fn check_not_shared(dir: &Path) -> Result<(), CacheError> {
+fn check_not_shared(dir: &Path) -> Result<(), ComponentCacheError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(dir).map_err(|source| CacheError::Io {
+        let meta = std::fs::metadata(dir).map_err(|source| ComponentCacheError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         if meta.permissions().mode() & 0o022 != 0 {
-            return Err(CacheError::Insecure(dir.to_path_buf()));
+            return Err(ComponentCacheError::Insecure(dir.to_path_buf()));
         }
     }
     Ok(())

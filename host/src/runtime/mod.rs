@@ -23,7 +23,7 @@ use wasmtime::component::{Component, Linker};
 
 use crate::digest::Sha256Digest;
 use bindings::JobPre;
-use cache::{CacheError, ComponentCache};
+use cache::{ComponentCache, ComponentCacheError};
 use engine::EpochTicker;
 use store::StoreState;
 
@@ -38,7 +38,7 @@ pub enum RuntimeError {
     Ticker(#[from] std::io::Error),
     /// The compiled-component cache could not be opened.
     #[error(transparent)]
-    Cache(#[from] CacheError),
+    Cache(#[from] ComponentCacheError),
 }
 
 /// Why a plugin could not be loaded.
