@@ -141,15 +141,21 @@ mod tests {
         (func (export "grow") (param $n i32) (result i32)
             (table.grow $t (ref.null func) (local.get $n))))"#;
 
-    #[test]
-    fn a_table_cannot_grow_past_its_element_cap() {
+    /// A store held to a [`JobLimiter`] of `memory_bytes`, and `wat` compiled for it.
+    fn limited(wat: &str, memory_bytes: u64) -> (wasmtime::Store<JobLimiter>, wasmtime::Module) {
         let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, wat::parse_str(TABLE_GROWER).unwrap()).unwrap();
+        let module = wasmtime::Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
         let mut store = wasmtime::Store::new(
             &engine,
-            JobLimiter::new(64 << 20, Arc::new(JobControl::default())),
+            JobLimiter::new(memory_bytes, Arc::new(JobControl::default())),
         );
         store.limiter(|limiter| limiter);
+        (store, module)
+    }
+
+    #[test]
+    fn a_table_cannot_grow_past_its_element_cap() {
+        let (mut store, module) = limited(TABLE_GROWER, 64 << 20);
         let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
         let grow = instance
             .get_typed_func::<i32, i32>(&mut store, "grow")
@@ -165,13 +171,7 @@ mod tests {
 
     /// How many instances of `wat` one limited store takes before it refuses.
     fn instances_allowed(wat: &str) -> (usize, String) {
-        let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
-        let mut store = wasmtime::Store::new(
-            &engine,
-            JobLimiter::new(1 << 30, Arc::new(JobControl::default())),
-        );
-        store.limiter(|limiter| limiter);
+        let (mut store, module) = limited(wat, 1 << 30);
         for made in 0..1000 {
             if let Err(e) = wasmtime::Instance::new(&mut store, &module, &[]) {
                 return (made, format!("{e:#}"));

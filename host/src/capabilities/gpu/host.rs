@@ -906,12 +906,20 @@ mod tests {
     use crate::capabilities::gpu::{AdapterChoice, GpuProvider, GpuQuota, GpuSession};
     use wasmtime::component::ResourceTable;
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn calls_on_a_lost_device_end_the_job_and_buffers_are_freed() -> wasmtime::Result<()> {
+    type JobGpu = (GpuProvider, Arc<GpuDevice>, GpuSession, ResourceTable);
+
+    /// The default adapter's provider and device, and a fresh job session
+    /// and table on it.
+    fn job_gpu() -> wasmtime::Result<JobGpu> {
         let provider = GpuProvider::new(AdapterChoice::Auto);
         let device = provider.device().map_err(wasmtime::Error::msg)?;
-        let mut session = GpuSession::new(Ok(Arc::clone(&device)), GpuQuota::default());
-        let mut table = ResourceTable::new();
+        let session = GpuSession::new(Ok(Arc::clone(&device)), GpuQuota::default());
+        Ok((provider, device, session, ResourceTable::new()))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn calls_on_a_lost_device_end_the_job_and_buffers_are_freed() -> wasmtime::Result<()> {
+        let (_provider, device, mut session, mut table) = job_gpu()?;
         let mut view = GpuView {
             session: &mut session,
             table: &mut table,
@@ -965,10 +973,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn one_transfer_past_the_per_call_limit_is_refused_before_any_copy()
     -> wasmtime::Result<()> {
-        let provider = GpuProvider::new(AdapterChoice::Auto);
-        let device = provider.device().map_err(wasmtime::Error::msg)?;
-        let mut session = GpuSession::new(Ok(Arc::clone(&device)), GpuQuota::default());
-        let mut table = ResourceTable::new();
+        let (_provider, _device, mut session, mut table) = job_gpu()?;
         let mut view = GpuView {
             session: &mut session,
             table: &mut table,
