@@ -96,7 +96,7 @@ pub async fn revoke(state: &AppState, worker_id: String) -> Result<WorkerSummary
 }
 
 /// Every worker, oldest first.
-pub async fn roster(state: &AppState) -> Result<Vec<WorkerSummary>, ApiError> {
+pub async fn list_workers(state: &AppState) -> Result<Vec<WorkerSummary>, ApiError> {
     let rules = state.rules;
     state
         .transact(move |tx| roster::summaries(tx, &rules, now_ms()))

@@ -125,6 +125,32 @@ pub const MAX_PARAMS_BYTES: usize = 1 << 20;
 /// Most input files one job may list.
 pub const MAX_INPUTS: usize = 10_000;
 
+/// A job larger than [`MAX_PARAMS_BYTES`] or [`MAX_INPUTS`] allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobSizeError {
+    /// The params take too many bytes as canonical JSON.
+    #[error(
+        "`params` is {0} bytes as JSON, the limit is {MAX_PARAMS_BYTES}; put bulk data in an input file"
+    )]
+    Params(usize),
+    /// The job lists too many inputs.
+    #[error("`inputs` lists {0} files, the limit is {MAX_INPUTS}")]
+    Inputs(usize),
+}
+
+/// Checks a job's size: its `params` (as the plugin gets them) and how
+/// many inputs it lists. The same rule at submission and on the worker.
+pub fn check_job_size(params: &serde_json::Value, inputs: usize) -> Result<(), JobSizeError> {
+    if inputs > MAX_INPUTS {
+        return Err(JobSizeError::Inputs(inputs));
+    }
+    let bytes = canonical_json(params).len();
+    if bytes > MAX_PARAMS_BYTES {
+        return Err(JobSizeError::Params(bytes));
+    }
+    Ok(())
+}
+
 /// Whether `kind` is a valid job kind: 1–64 characters from `a-z 0-9 -`.
 pub fn valid_kind(kind: &str) -> bool {
     !kind.is_empty()
@@ -527,6 +553,16 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state, in the order a job can pass through them.
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Disputed,
+    ];
+
     /// Whether the job will change no more.
     pub fn is_final(self) -> bool {
         !matches!(self, JobState::Queued | JobState::Running)
@@ -549,18 +585,6 @@ impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-impl JobState {
-    /// Every state, in the order a job can pass through them.
-    pub const ALL: [JobState; 6] = [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::Failed,
-        JobState::Cancelled,
-        JobState::Disputed,
-    ];
 }
 
 /// A name that is not a [`JobState`]; says which names are.

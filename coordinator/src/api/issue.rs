@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use pictor_protocol::api::{CreateWorker, IssuedWorker, WorkerList, WorkerSummary};
 
 use super::extract::{CreatorAuth, Json, PathParam};
-use crate::admin::{issue, revoke, roster};
+use crate::admin::{issue, list_workers, revoke};
 use crate::error::ApiError;
-use crate::roster as summaries;
+use crate::roster;
 use crate::state::{AppState, now_ms};
 
 /// `POST /workers`: 201 with the new worker's id and `worker.json`.
@@ -30,7 +30,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
 ) -> Result<axum::Json<WorkerList>, ApiError> {
     Ok(axum::Json(WorkerList {
-        workers: roster(&state).await?,
+        workers: list_workers(&state).await?,
     }))
 }
 
@@ -43,7 +43,7 @@ pub async fn get(
     let rules = state.rules;
     let summary = state
         .transact(move |tx| {
-            summaries::summary(tx, &rules, &worker_id, now_ms())?
+            roster::summary(tx, &rules, &worker_id, now_ms())?
                 .ok_or_else(|| ApiError::not_found(format!("no worker {worker_id}")))
         })
         .await?;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use pictor_protocol::api::{self, JobState};
+use pictor_protocol::api::JobState;
 
 use super::Target;
 
@@ -13,13 +13,8 @@ pub struct JobsCommand {
     #[command(flatten)]
     target: Target,
     /// Only jobs in this state (queued, running, succeeded, failed, cancelled, disputed).
-    #[arg(long, value_parser = parse_state)]
+    #[arg(long)]
     state: Option<JobState>,
-}
-
-fn parse_state(text: &str) -> Result<JobState, String> {
-    text.parse()
-        .map_err(|e: api::UnknownJobState| e.to_string())
 }
 
 impl JobsCommand {

@@ -90,20 +90,8 @@ pub fn submit(
             job.kind
         )));
     }
-    if job.inputs.len() > api::MAX_INPUTS {
-        return Err(ApiError::invalid(format!(
-            "`inputs` lists {} files, the limit is {}",
-            job.inputs.len(),
-            api::MAX_INPUTS
-        )));
-    }
-    let params_bytes = api::canonical_json(&job.params).len();
-    if params_bytes > api::MAX_PARAMS_BYTES {
-        return Err(ApiError::invalid(format!(
-            "`params` is {params_bytes} bytes as JSON, the limit is {}; put bulk data in an input file",
-            api::MAX_PARAMS_BYTES
-        )));
-    }
+    api::check_job_size(&job.params, job.inputs.len())
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let mut names = BTreeSet::new();
     for (i, input) in job.inputs.iter().enumerate() {
         if !relative_name(&input.name) {

@@ -258,19 +258,8 @@ impl JobSpec {
                 self.kind
             ));
         }
-        use pictor_protocol::api::{MAX_INPUTS, MAX_PARAMS_BYTES};
-        let params_bytes = self.params_json().len();
-        if params_bytes > MAX_PARAMS_BYTES {
-            return Err(format!(
-                "`params` is {params_bytes} bytes as JSON, the limit is {MAX_PARAMS_BYTES}; put bulk data in an input file"
-            ));
-        }
-        if self.inputs.len() > MAX_INPUTS {
-            return Err(format!(
-                "`inputs` lists {} files, the limit is {MAX_INPUTS}",
-                self.inputs.len()
-            ));
-        }
+        pictor_protocol::api::check_job_size(&self.params, self.inputs.len())
+            .map_err(|e| e.to_string())?;
         let mut names = std::collections::BTreeSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let path = Path::new(&input.name);

@@ -185,8 +185,11 @@ mod tests {
         let (instances, error) = instances_allowed("(module)");
         assert_eq!(instances, MAX_INSTANCES, "{error}");
         assert!(error.contains("instance count too high"), "{error}");
-        let (tables, error) = instances_allowed("(module (table 1 funcref))");
-        assert_eq!(tables, MAX_TABLES.min(MAX_INSTANCES), "{error}");
+        // Two tables an instance: the table cap is reached at half the
+        // instance cap, so this measures the table cap alone.
+        let (instances, error) = instances_allowed("(module (table 1 funcref) (table 1 funcref))");
+        assert_eq!(instances, MAX_TABLES / 2, "{error}");
+        assert!(error.contains("table count too high"), "{error}");
         let (memories, error) = instances_allowed("(module (memory 1))");
         assert_eq!(memories, MAX_MEMORIES, "{error}");
         assert!(error.contains("memory count too high"), "{error}");
