@@ -16,11 +16,11 @@ mod common;
 use common::{median, parse_flags, pictor_plugins};
 use nn::cpu::{Adam, Dims};
 use nn::model::{self, Architecture};
-use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
-use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig};
+use pictor_runtime::capabilities::gpu::{AdapterChoice, GpuProvider};
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::{LoadedPlugin, Runtime, RuntimeConfig};
 
 type Error = Box<dyn std::error::Error>;
 

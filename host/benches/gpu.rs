@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{median, parse_flags, pictor_plugins};
-use pictor_host::capabilities::gpu::{AdapterChoice, GpuDevice, GpuProvider};
-use pictor_host::jobs::outcome::JobOutcome;
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
-use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::{Runtime, RuntimeConfig};
+use pictor_runtime::capabilities::gpu::{AdapterChoice, GpuDevice, GpuProvider};
+use pictor_runtime::jobs::outcome::JobOutcome;
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::{Runtime, RuntimeConfig};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -189,7 +189,7 @@ fn main() -> Result<(), Error> {
     let work = tempfile::tempdir()?;
     std::fs::create_dir(work.path().join("in"))?;
     let mut job_number = 0;
-    let mut run = |plugin: &pictor_host::runtime::LoadedPlugin,
+    let mut run = |plugin: &pictor_runtime::LoadedPlugin,
                    spec: serde_json::Value|
      -> Result<JobOutcome, Error> {
         job_number += 1;

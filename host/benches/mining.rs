@@ -23,11 +23,11 @@ use common::pictor_plugins;
 use mine::algorithm::Header;
 use mine::sha256d::{self, WORK_WORDS};
 use mine::target::Target;
-use pictor_host::capabilities::gpu::{AdapterChoice, GpuDevice, GpuProvider};
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
-use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::{Runtime, RuntimeConfig};
+use pictor_runtime::capabilities::gpu::{AdapterChoice, GpuDevice, GpuProvider};
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::{Runtime, RuntimeConfig};
 use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
 

@@ -8,19 +8,18 @@
 //! Run: `cargo bench -p pictor-host --bench preemption -- [--cycles 100] [--plugin mine]`
 
 mod common;
-#[path = "../../tests/e2e/pool.rs"]
-mod pool;
+use pictor_test_support::pool;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::pictor_plugins;
-use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
 use pictor_host::config::{WorkerConfig, parse};
 use pictor_host::mining::{self, Eligibility};
-use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::telemetry::nvml;
+use pictor_runtime::capabilities::gpu::{AdapterChoice, GpuProvider};
+use pictor_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::watch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

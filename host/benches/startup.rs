@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::pictor_plugins;
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
-use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig};
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::{LoadedPlugin, Runtime, RuntimeConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

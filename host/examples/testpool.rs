@@ -6,8 +6,7 @@
 //! then point a worker at it (`"pool": "stratum+tcp://127.0.0.1:3333"`,
 //! `"require_nvidia": false` on a machine without an NVIDIA GPU).
 
-#[path = "../../tests/e2e/pool.rs"]
-mod pool;
+use pictor_test_support::pool;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::capabilities::progress::Progress;
+use pictor_runtime::capabilities::progress::Progress;
 
 /// What the worker is doing, for the owner's status line.
 #[derive(Debug, Clone)]

@@ -16,8 +16,8 @@ use pictor_protocol::digest::Sha256Digest;
 use pictor_protocol::mining::{self, MiningSettingError, PoolAddress};
 use serde::Deserialize;
 
-use crate::capabilities::gpu::AdapterChoice;
-use crate::jobs::limits::LimitOverrides;
+use pictor_runtime::capabilities::gpu::AdapterChoice;
+use pictor_runtime::jobs::limits::LimitOverrides;
 
 /// Longest error message about a bad file, in bytes: a hostile value
 /// echoed back is clipped there, its control characters escaped.
@@ -285,7 +285,7 @@ impl WorkerConfig {
     /// Checks every value of `raw`; relative paths are resolved against `dir`.
     pub fn validate(raw: RawConfig, dir: &Path, file: &Path) -> Result<Self, String> {
         Self::validate_unclipped(raw, dir, file)
-            .map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+            .map_err(|e| pictor_runtime::text::lines(&e, ERROR_BYTES))
     }
 
     fn validate_unclipped(raw: RawConfig, dir: &Path, file: &Path) -> Result<Self, String> {
@@ -406,7 +406,7 @@ impl WorkerConfig {
 /// Parses JSON into [`RawConfig`]; errors name the key (with a "did you
 /// mean" for misspelt ones) and give line and column.
 pub fn parse(text: &str) -> Result<RawConfig, String> {
-    parse_unclipped(text).map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+    parse_unclipped(text).map_err(|e| pictor_runtime::text::lines(&e, ERROR_BYTES))
 }
 
 fn parse_unclipped(text: &str) -> Result<RawConfig, String> {
@@ -605,6 +605,7 @@ fn absolute(dir: &Path, path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pictor_test_support::hostile;
 
     const GOOD: &str = r#"{
         "version": 1,
@@ -913,35 +914,35 @@ mod tests {
     ];
 
     proptest::proptest! {
-        #![proptest_config(crate::hostile::config())]
+        #![proptest_config(hostile::config())]
 
         #[test]
-        fn a_hostile_worker_json_is_refused_readably_never_a_panic((path, value) in crate::hostile::mutation(CONFIG_FIELDS)) {
+        fn a_hostile_worker_json_is_refused_readably_never_a_panic((path, value) in hostile::mutation(CONFIG_FIELDS)) {
             let good: serde_json::Value = serde_json::from_str(GOOD).unwrap();
-            let text = crate::hostile::with_field(&good, path, value).to_string();
+            let text = hostile::with_field(&good, path, value).to_string();
             if let Err(error) = check(&text) {
-                crate::hostile::assert_readable(&error);
+                hostile::assert_readable(&error);
             }
         }
 
         #[test]
         fn any_bytes_as_worker_json_are_refused_readably(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             if let Err(error) = check(&String::from_utf8_lossy(&bytes)) {
-                crate::hostile::assert_readable(&error);
+                hostile::assert_readable(&error);
             }
         }
     }
 
     #[test]
     fn a_worker_json_nested_100000_deep_is_refused_not_a_stack_overflow() {
-        let error = check(&crate::hostile::deeply_nested(100_000))
+        let error = check(&hostile::deeply_nested(100_000))
             .err()
             .unwrap_or_default();
-        crate::hostile::assert_readable(&error);
+        hostile::assert_readable(&error);
         let text = GOOD.replace(
             r#""gpu": "auto""#,
-            &format!(r#""gpu": {}"#, crate::hostile::deeply_nested(100_000)),
+            &format!(r#""gpu": {}"#, hostile::deeply_nested(100_000)),
         );
-        crate::hostile::assert_readable(&check(&text).err().unwrap_or_default());
+        hostile::assert_readable(&check(&text).err().unwrap_or_default());
     }
 }

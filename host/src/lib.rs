@@ -1,17 +1,14 @@
 //! # pictor-host
 //!
-//! The worker node of the Pictor GPU compute network. It runs each job as
-//! a sandboxed WebAssembly component (a *plugin*) with wasmtime, giving it
-//! only a read-only `/input`, a writable `/output` and the host capabilities
-//! of the `pictor:plugin` WIT package, each bounded by the job's limits.
+//! The worker node of the Pictor GPU compute network. Each job runs as a
+//! sandboxed WebAssembly component (a *plugin*) in [`pictor_runtime`],
+//! which gives it only a read-only `/input`, a writable `/output` and the
+//! host capabilities of the `pictor:plugin` WIT package, each bounded by
+//! the job's limits. This crate is everything around that sandbox.
 //!
 //! Module map (see `docs/architecture.md`):
 //! - [`config`]: `worker.json`, parsed and validated;
 //! - [`activity`]: what the worker is doing, for the owner and heartbeats;
-//! - [`runtime`]: engine, epoch ticker, compiled-component cache, linker,
-//!   store state, stdout/stderr capture, plugin inspection;
-//! - [`capabilities`]: host side of each `pictor:plugin` interface;
-//! - [`jobs`]: job spec, limits, sandbox folders, running a job to an outcome;
 //! - [`blobs`]: blob downloads into a verified, content-addressed cache;
 //! - [`coordinator`]: jobs leased from a coordinator, run through the spool,
 //!   reported exactly once (client, lease ledger, heartbeat, reporter);
@@ -29,18 +26,12 @@
 
 pub mod activity;
 pub mod blobs;
-pub mod capabilities;
 pub mod config;
 pub mod coordinator;
-pub mod faults;
-#[cfg(test)]
-mod hostile;
 pub use pictor_protocol::digest;
-pub mod jobs;
 pub mod journal;
 pub mod mining;
 pub mod proof;
-pub mod runtime;
 pub mod spool;
 pub mod status;
 pub mod telemetry;

@@ -16,8 +16,8 @@ pub use pictor_protocol::proof::{
 };
 
 use crate::digest::Sha256Digest;
-use crate::jobs::outcome::JobOutcome;
-use crate::jobs::spec::JobSpec;
+use pictor_runtime::jobs::outcome::JobOutcome;
+use pictor_runtime::jobs::spec::JobSpec;
 
 const KEY_PREFIX: &str = "pictor-worker-key-v1:";
 

@@ -19,8 +19,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::jobs::outcome::JobOutcome;
-use crate::jobs::spec::{JobSpec, SpecError};
+use pictor_runtime::jobs::outcome::JobOutcome;
+use pictor_runtime::jobs::spec::{JobSpec, SpecError};
 
 /// A spool operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +176,7 @@ impl Spool {
                     actual: sha256,
                 });
             }
-            spec.plugin = Some(crate::jobs::spec::FileRef { path, sha256 });
+            spec.plugin = Some(pictor_runtime::jobs::spec::FileRef { path, sha256 });
         }
         self.enqueue(&spec)
     }
@@ -233,11 +233,11 @@ impl Spool {
         let dir = self.root.join("running").join(&spec.id);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         sync_dir(&self.root.join("running"));
-        crate::faults::crash_point("claim-after-mkdir");
+        pictor_runtime::faults::crash_point("claim-after-mkdir");
         std::fs::rename(incoming, dir.join("spec.json")).map_err(io_err(incoming))?;
         sync_dir(&dir);
         sync_dir(&self.root.join("incoming"));
-        crate::faults::crash_point("claim-after-rename");
+        pictor_runtime::faults::crash_point("claim-after-rename");
         Ok(Some(Claimed { spec, dir }))
     }
 
@@ -258,7 +258,7 @@ impl Spool {
             let spec_file = dir.join("spec.json");
             if !spec_file.exists() {
                 tracing::warn!(folder = %dir.display(), "removing a job folder a crash left without its spec (the spec is still queued)");
-                crate::jobs::tree::remove_all(&dir).map_err(io_err(&dir))?;
+                pictor_runtime::jobs::tree::remove_all(&dir).map_err(io_err(&dir))?;
                 continue;
             }
             match JobSpec::from_file(&spec_file) {
@@ -299,7 +299,7 @@ impl Spool {
             &job.dir.join("result.json"),
             &pretty_json(outcome, &job.dir)?,
         )?;
-        crate::faults::crash_point("finish-after-result");
+        pictor_runtime::faults::crash_point("finish-after-result");
         self.publish(job)
     }
 
@@ -307,12 +307,12 @@ impl Spool {
     /// staged inputs and its checkpoint go: the job has its result.
     pub fn publish(&self, job: &Claimed) -> Result<PathBuf, SpoolError> {
         let done = self.done_dir(&job.spec.id);
-        let _ = crate::jobs::tree::remove_all(&job.input());
+        let _ = pictor_runtime::jobs::tree::remove_all(&job.input());
         let _ = std::fs::remove_file(job.checkpoint());
         std::fs::rename(&job.dir, &done).map_err(io_err(&done))?;
         sync_dir(&self.root.join("done"));
         sync_dir(&self.root.join("running"));
-        crate::faults::crash_point("publish-after-rename");
+        pictor_runtime::faults::crash_point("publish-after-rename");
         Ok(done)
     }
 
@@ -322,7 +322,7 @@ impl Spool {
         let journal = std::fs::metadata(self.journal_path()).map_or(0, |m| m.len());
         ["incoming", "tmp", "running", "done", "cancel", "mining"]
             .iter()
-            .map(|sub| crate::jobs::tree::disk_usage(&self.root.join(sub)))
+            .map(|sub| pictor_runtime::jobs::tree::disk_usage(&self.root.join(sub)))
             .sum::<u64>()
             + journal
     }

@@ -22,20 +22,20 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::activity::{Activity, RunningJob, SpoolUsage};
-use crate::capabilities::checkpoint::CheckpointStore;
-use crate::capabilities::gpu::GpuProvider;
-use crate::capabilities::progress::Progress;
 use crate::config::WorkerConfig;
-use crate::jobs::limits::JobLimits;
-use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
-use crate::jobs::runner::{JobRun, run_job};
-use crate::jobs::sandbox::{JobDirs, stage_inputs};
 use crate::journal::{self, Event, FinishedJob, Journal, JournalError, SharedJournal};
 use crate::mining::{Miner, MiningPlan, MiningSummary, format_hashrate};
 use crate::proof::{KeyError, WorkerKey};
-use crate::runtime::Runtime;
-use crate::runtime::control::{Interruption, JobControl};
 use crate::spool::{Claimed, Spool, SpoolError};
+use pictor_runtime::Runtime;
+use pictor_runtime::capabilities::checkpoint::CheckpointStore;
+use pictor_runtime::capabilities::gpu::GpuProvider;
+use pictor_runtime::capabilities::progress::Progress;
+use pictor_runtime::control::{Interruption, JobControl};
+use pictor_runtime::jobs::limits::JobLimits;
+use pictor_runtime::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::{JobDirs, stage_inputs};
 
 /// How often an idle worker looks for new jobs in the spool.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -241,7 +241,7 @@ impl Worker {
             if shared.spool.root().join("running").join(&id).exists() || !result.exists() {
                 continue;
             }
-            let kind = crate::jobs::spec::JobSpec::from_file(
+            let kind = pictor_runtime::jobs::spec::JobSpec::from_file(
                 &shared.spool.done_dir(&id).join("spec.json"),
             )
             .map(|s| s.kind)
@@ -712,7 +712,7 @@ async fn run_one(
     }
     if outcome.outputs.is_empty() {
         // Nothing in it is an output (a refused tree, say): none of it stays.
-        let emptied = crate::jobs::tree::remove_all(&job.output())
+        let emptied = pictor_runtime::jobs::tree::remove_all(&job.output())
             .and_then(|()| std::fs::create_dir_all(job.output()));
         if let Err(error) = emptied {
             tracing::warn!(job = %id, %error, "output folder not removed");
@@ -756,7 +756,7 @@ async fn run_one(
 fn prepare(
     shared: &Shared,
     job: &Claimed,
-) -> Result<(JobDirs, crate::runtime::LoadedPlugin, JobLimits), JobFailure> {
+) -> Result<(JobDirs, pictor_runtime::LoadedPlugin, JobLimits), JobFailure> {
     let spec = &job.spec;
     if let Some(kinds) = &shared.config.job_kinds
         && !kinds.contains(&spec.kind)
@@ -779,7 +779,7 @@ fn prepare(
     let sandbox = |e: &dyn std::fmt::Display| JobFailure::new(FailureKind::Sandbox, e.to_string());
     for dir in [job.input(), job.output()] {
         // A crashed attempt's output may be any shape a plugin made.
-        crate::jobs::tree::remove_all(&dir).map_err(|e| sandbox(&e))?;
+        pictor_runtime::jobs::tree::remove_all(&dir).map_err(|e| sandbox(&e))?;
         std::fs::create_dir_all(&dir).map_err(|e| sandbox(&e))?;
     }
     stage_inputs(spec, &job.input())

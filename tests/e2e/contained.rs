@@ -1,10 +1,10 @@
 //! One host process, one engine: every attack in a row, then a normal job.
 //! The process must survive all of them and the last job must succeed.
 
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
-use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::{Runtime, RuntimeConfig};
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::{Runtime, RuntimeConfig};
 
 use crate::support::plugin;
 
@@ -12,7 +12,7 @@ async fn run(
     runtime: &Runtime,
     plugin_name: &str,
     params: serde_json::Value,
-) -> pictor_host::jobs::outcome::JobOutcome {
+) -> pictor_runtime::jobs::outcome::JobOutcome {
     let bytes = std::fs::read(plugin(plugin_name)).unwrap();
     let loaded = runtime.load(&bytes).unwrap();
     let spec = JobSpec::from_json(

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
-use pictor_host::jobs::outcome::JobOutcome;
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
-use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig};
+use pictor_runtime::capabilities::gpu::{AdapterChoice, GpuProvider};
+use pictor_runtime::jobs::outcome::JobOutcome;
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::{LoadedPlugin, Runtime, RuntimeConfig};
 
 use crate::support::plugin;
 

@@ -16,7 +16,6 @@ mod gpu_in_process;
 mod inspect;
 mod mining;
 mod network;
-mod pool;
 mod render;
 mod reproducible;
 mod sandbox;

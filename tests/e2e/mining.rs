@@ -11,24 +11,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
-use pictor_host::capabilities::mining::MinerReport;
-use pictor_host::capabilities::progress::Progress;
-use pictor_host::capabilities::sockets::SocketGrant;
 use pictor_host::config::{WorkerConfig, parse};
-use pictor_host::jobs::outcome::{FailureKind, JobOutcome};
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::JobDirs;
-use pictor_host::jobs::spec::JobSpec;
 use pictor_host::mining::{self, Eligibility, MiningPlan};
-use pictor_host::runtime::{LoadedPlugin, Runtime, RuntimeConfig, World};
 use pictor_host::telemetry::nvml;
+use pictor_runtime::capabilities::gpu::{AdapterChoice, GpuProvider};
+use pictor_runtime::capabilities::mining::MinerReport;
+use pictor_runtime::capabilities::progress::Progress;
+use pictor_runtime::capabilities::sockets::SocketGrant;
+use pictor_runtime::jobs::outcome::{FailureKind, JobOutcome};
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::{LoadedPlugin, Runtime, RuntimeConfig, World};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::pool::{PoolOptions, RawClient, TestPool};
 use crate::support::{plugin, scratch};
+use pictor_test_support::pool::{PoolOptions, RawClient, TestPool};
 
 /// Share difficulty of the tests: 2^-12, one share per ~2^20 hashes — a
 /// few a second on a software GPU (lavapipe does ~6 MH/s on 2 cores), each
@@ -468,7 +468,7 @@ async fn the_miner_can_reach_the_pool_and_nothing_else() {
             "the decoy was reached"
         );
         assert_eq!(pool.tally().subscriptions, 0);
-        control.stop(pictor_host::runtime::control::Interruption::Preempted);
+        control.stop(pictor_runtime::control::Interruption::Preempted);
     };
     let (outcome, ()) = tokio::join!(run_job(&plugin, run), watch_it);
     assert_eq!(
@@ -527,7 +527,7 @@ async fn a_miner_that_hoards_sockets_gets_new_socket_limit_past_four() {
     let failure = outcome.failure.unwrap();
     let expected = format!(
         "made {} sockets, then new-socket-limit; one dropped, one more made",
-        pictor_host::capabilities::sockets::MAX_CONNECTIONS
+        pictor_runtime::capabilities::sockets::MAX_CONNECTIONS
     );
     assert_eq!(failure.message, expected, "{failure:?}");
 }

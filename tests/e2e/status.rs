@@ -21,8 +21,8 @@ use pictor_protocol::digest::Sha256Digest;
 use serde_json::{Value, json};
 
 use crate::network::block;
-use crate::pool::{PoolOptions, TestPool};
 use crate::support::{host, plugin, sha256_hex};
+use pictor_test_support::pool::{PoolOptions, TestPool};
 
 const WALLET: &str = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::pool::{PoolOptions, TestPool};
 use crate::support::{host, plugin, sha256_hex};
+use pictor_test_support::pool::{PoolOptions, TestPool};
 
 pub(crate) struct Farm {
     pub(crate) dir: tempfile::TempDir,

@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use pictor_host::capabilities::checkpoint::CheckpointStore;
-use pictor_host::capabilities::gpu::{AdapterChoice, GpuProvider};
-use pictor_host::capabilities::progress::Progress;
-use pictor_host::jobs::limits::JobLimits;
-use pictor_host::jobs::outcome::JobOutcome;
-use pictor_host::jobs::runner::{JobRun, run_job};
-use pictor_host::jobs::sandbox::{JobDirs, stage_inputs};
-use pictor_host::jobs::spec::JobSpec;
-use pictor_host::runtime::CodeSource;
-use pictor_host::runtime::control::{Interruption, JobControl};
+use pictor_runtime::CodeSource;
+use pictor_runtime::capabilities::checkpoint::CheckpointStore;
+use pictor_runtime::capabilities::gpu::{AdapterChoice, GpuProvider};
+use pictor_runtime::capabilities::progress::Progress;
+use pictor_runtime::control::{Interruption, JobControl};
+use pictor_runtime::jobs::limits::JobLimits;
+use pictor_runtime::jobs::outcome::JobOutcome;
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::{JobDirs, stage_inputs};
+use pictor_runtime::jobs::spec::JobSpec;
 use tokio::sync::watch;
 
 use super::{CacheArgs, EXIT_JOB_FAILED, read_plugin, wait_for_signal};
@@ -62,7 +62,7 @@ pub struct ExecCommand {
 
 impl ExecCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
-        pictor_host::runtime::engine::raise_open_file_limit();
+        pictor_runtime::engine::raise_open_file_limit();
         let mut spec = JobSpec::from_file(&self.job)?;
         if let Some(t) = self.timeout {
             spec.limits.timeout_s = Some(t);

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use pictor_host::capabilities::gpu::device;
 use pictor_host::telemetry::nvml::{self, NvmlStatus};
+use pictor_runtime::capabilities::gpu::device;
 
 /// GPU subcommands.
 #[derive(Subcommand)]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pictor_host::runtime::{Runtime, RuntimeConfig};
+use pictor_runtime::{Runtime, RuntimeConfig};
 
 use pictor_cli::logging::LogFormat;
 

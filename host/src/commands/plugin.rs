@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use pictor_host::runtime::inspect;
+use pictor_runtime::inspect;
 
 use super::{CacheArgs, EXIT_USAGE, read_plugin};
 

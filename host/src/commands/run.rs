@@ -16,18 +16,18 @@ use clap::Args;
 use pictor_host::activity::Activity;
 use pictor_host::blobs::cache::BlobCache;
 use pictor_host::blobs::fetch::{FetchOptions, Fetcher};
-use pictor_host::capabilities::gpu::{GpuProvider, device};
 use pictor_host::config::{self as worker_config, JobSource, WorkerConfig};
 use pictor_host::coordinator::client::CoordinatorClient;
 use pictor_host::coordinator::{Connection, NetStatus, NetworkSource, SourceParts};
 use pictor_host::mining::download::miner_from_coordinator;
 use pictor_host::mining::{self, Eligibility, MinerSource, MiningSummary, format_hashrate};
-use pictor_host::runtime::{Runtime, RuntimeConfig};
 use pictor_host::spool::Spool;
 use pictor_host::status::{self, Adapter, MiningMode, SourceView, StatusHub, StatusSources};
 use pictor_host::telemetry::nvml::{self, NvmlSampler};
 use pictor_host::worker::Worker;
 use pictor_protocol::api::{GpuDescription, RegisterRequest};
+use pictor_runtime::capabilities::gpu::{GpuProvider, device};
+use pictor_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::watch;
 
 use super::wait_for_signal;
@@ -50,7 +50,7 @@ pub struct RunCommand {
 impl RunCommand {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let config = WorkerConfig::load(&self.config)?;
-        pictor_host::runtime::engine::raise_open_file_limit();
+        pictor_runtime::engine::raise_open_file_limit();
         let status_listen = match &self.status_listen {
             Some(text) => Some(
                 worker_config::status_listen("--status-listen", text)

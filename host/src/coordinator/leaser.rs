@@ -14,9 +14,9 @@ use super::client::ClientError;
 use super::ledger::{LeaseStep, LedgerEntry};
 use super::{Connection, NetworkError, NetworkSource};
 use crate::blobs::fetch::FetchItem;
-use crate::jobs::limits::LimitOverrides;
-use crate::jobs::spec::{FileRef, InputRef, JobSpec, SPEC_VERSION};
 use crate::journal::Event;
+use pictor_runtime::jobs::limits::LimitOverrides;
+use pictor_runtime::jobs::spec::{FileRef, InputRef, JobSpec, SPEC_VERSION};
 
 /// How long one lease request waits at the coordinator when the worker
 /// runs `--until-idle` (it stops at the first empty answer).
@@ -345,7 +345,7 @@ fn spec_of(
     plugin: &std::path::Path,
     inputs: &[std::path::PathBuf],
 ) -> Result<JobSpec, String> {
-    spec_of_unclipped(lease, plugin, inputs).map_err(|e| crate::runtime::text::lines(&e, 2048))
+    spec_of_unclipped(lease, plugin, inputs).map_err(|e| pictor_runtime::text::lines(&e, 2048))
 }
 
 fn spec_of_unclipped(
@@ -405,6 +405,7 @@ pub(super) fn not_run(step: LeaseStep, reason: &str) -> FailRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pictor_test_support::hostile;
 
     /// Fields of a lease a hostile coordinator may change.
     const LEASE_FIELDS: &[&str] = &[
@@ -455,11 +456,11 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(crate::hostile::config())]
+        #![proptest_config(hostile::config())]
 
         #[test]
-        fn a_hostile_lease_is_refused_readably_never_a_panic((path, value) in crate::hostile::mutation(LEASE_FIELDS)) {
-            let text = crate::hostile::with_field(&good_lease(), path, value).to_string();
+        fn a_hostile_lease_is_refused_readably_never_a_panic((path, value) in hostile::mutation(LEASE_FIELDS)) {
+            let text = hostile::with_field(&good_lease(), path, value).to_string();
             // What the client does with a reply, then what the leaser does with a lease.
             let Ok(lease) = serde_json::from_str::<Lease>(&text) else {
                 return Ok(());
@@ -467,7 +468,7 @@ mod tests {
             let inputs: Vec<std::path::PathBuf> = lease.inputs.iter().map(|_| "/cache/input".into()).collect();
             match spec_of(&lease, std::path::Path::new("/cache/plugin"), &inputs) {
                 Ok(spec) => proptest::prop_assert!(spec.validate().is_ok()),
-                Err(error) => crate::hostile::assert_readable(&error),
+                Err(error) => hostile::assert_readable(&error),
             }
         }
     }

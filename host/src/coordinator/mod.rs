@@ -32,12 +32,12 @@ use tokio::sync::watch;
 use crate::activity::{Activity, RunningJob, SpoolUsage};
 use crate::blobs::cache::PinGuard;
 use crate::blobs::fetch::{FetchProgress, Fetcher};
-use crate::capabilities::gpu::{GpuHealth, GpuProvider};
 use crate::journal::{Event, SharedJournal};
 use crate::mining::MiningSummary;
 use crate::spool::Spool;
 use client::CoordinatorClient;
 use ledger::{LeaseStep, Ledger, LedgerEntry};
+use pictor_runtime::capabilities::gpu::{GpuHealth, GpuProvider};
 
 /// The connection to the coordinator, for the status line.
 #[derive(Debug, Clone, PartialEq)]

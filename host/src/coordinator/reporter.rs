@@ -211,7 +211,7 @@ impl NetworkSource {
                 // The coordinator holds the outputs now; keep the small
                 // records (spec, result, proof) and free the disk.
                 let outputs = self.spool.done_dir(id).join("output");
-                if let Err(e) = crate::jobs::tree::remove_all(&outputs)
+                if let Err(e) = pictor_runtime::jobs::tree::remove_all(&outputs)
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
                     tracing::warn!(path = %outputs.display(), error = %e, "could not remove reported outputs");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::capabilities::mining::MinerReport;
+use pictor_runtime::capabilities::mining::MinerReport;
 
 /// Mining figures of this worker, for the owner: the status line, and the
 /// status page and metrics. Share counts and hashes are totals since the

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::board::MiningBoard;
 use super::miner::{MinerParams, MiningPlan};
 use crate::config::WorkerConfig;
-use crate::runtime::Runtime;
 use crate::telemetry::nvml::NvmlStatus;
+use pictor_runtime::Runtime;
 
 /// Whether this worker mines, and if not, why (for the owner's status).
 pub enum Eligibility {

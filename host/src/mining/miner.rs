@@ -12,17 +12,17 @@ use tokio::task::JoinHandle;
 
 use super::board::{MiningBoard, MiningSummary, format_hashrate};
 use crate::activity::Activity;
-use crate::capabilities::gpu::GpuProvider;
-use crate::capabilities::mining::MinerReport;
-use crate::capabilities::progress::Progress;
-use crate::capabilities::sockets::SocketGrant;
-use crate::jobs::limits::JobLimits;
-use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
-use crate::jobs::runner::{JobRun, run_job};
-use crate::jobs::sandbox::JobDirs;
-use crate::jobs::spec::JobSpec;
-use crate::runtime::LoadedPlugin;
-use crate::runtime::control::{Interruption, JobControl};
+use pictor_runtime::LoadedPlugin;
+use pictor_runtime::capabilities::gpu::GpuProvider;
+use pictor_runtime::capabilities::mining::MinerReport;
+use pictor_runtime::capabilities::progress::Progress;
+use pictor_runtime::capabilities::sockets::SocketGrant;
+use pictor_runtime::control::{Interruption, JobControl};
+use pictor_runtime::jobs::limits::JobLimits;
+use pictor_runtime::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
+use pictor_runtime::jobs::runner::{JobRun, run_job};
+use pictor_runtime::jobs::sandbox::JobDirs;
+use pictor_runtime::jobs::spec::JobSpec;
 
 /// How long the worker waits for a preempted miner's GPU work to drain.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,7 +103,7 @@ impl MiningPlan {
         status: watch::Sender<Option<Activity>>,
     ) -> std::io::Result<Miner> {
         let (input, output) = (dir.join("input"), dir.join("output"));
-        let _ = crate::jobs::tree::remove_all(&output);
+        let _ = pictor_runtime::jobs::tree::remove_all(&output);
         std::fs::create_dir_all(&input)?;
         let dirs = JobDirs::prepare(&input, &output).map_err(std::io::Error::other)?;
         let control = Arc::new(JobControl::default());
@@ -157,7 +157,7 @@ impl MiningPlan {
                 let outcome = match resolve(&host, port)
                     .await
                     .and_then(|addresses| {
-                        crate::capabilities::sockets::reachable_pool(
+                        pictor_runtime::capabilities::sockets::reachable_pool(
                             &host,
                             addresses,
                             allow_private,

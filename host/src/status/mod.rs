@@ -87,7 +87,7 @@ pub struct StatusSources {
     pub history: Vec<FinishedJob>,
     /// Each GPU slot's device provider ([`crate::worker::Worker::gpu_slots`]),
     /// for their health.
-    pub slots: Vec<Arc<crate::capabilities::gpu::GpuProvider>>,
+    pub slots: Vec<Arc<pictor_runtime::capabilities::gpu::GpuProvider>>,
     /// The spool's disk use ([`crate::worker::Worker::spool_usage`]).
     pub spool_usage: watch::Receiver<SpoolUsage>,
     /// The sampler `nvml` comes from, kept alive (its thread stops when
@@ -397,7 +397,7 @@ fn connection_view(source: &SourceView, connection: Option<&Connection>) -> Conn
     }
 }
 
-fn slot_view(slot: usize, health: &crate::capabilities::gpu::GpuHealth) -> SlotView {
+fn slot_view(slot: usize, health: &pictor_runtime::capabilities::gpu::GpuHealth) -> SlotView {
     SlotView {
         slot,
         health: health.as_str(),
@@ -539,7 +539,7 @@ pub fn format_amount(value: f64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::capabilities::progress::Progress;
+    use pictor_runtime::capabilities::progress::Progress;
 
     /// A test hub and the senders of its running jobs and mining figures.
     pub(crate) type TestHub = (

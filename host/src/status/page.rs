@@ -212,8 +212,8 @@ mod tests {
 
     use super::*;
     use crate::activity::RunningJob;
-    use crate::capabilities::progress::Progress;
     use crate::status::tests::{finished, h100, hub};
+    use pictor_runtime::capabilities::progress::Progress;
 
     #[test]
     fn the_page_has_every_element_of_its_contract_escaped() {

@@ -21,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::digest::Sha256Digest;
+use pictor_protocol::digest::Sha256Digest;
 
 const MAGIC: &[u8; 8] = b"PICTORCC";
 const FORMAT_VERSION: u32 = 1;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::digest::Sha256Digest;
+use pictor_protocol::digest::Sha256Digest;
 
 /// The two host folders of a job.
 #[derive(Debug, Clone)]

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{HasData, Linker, WasmList};
 
-use crate::runtime::bindings::pictor::plugin::checkpoint::{self, CheckpointError, Host};
-use crate::runtime::store::StoreState;
+use crate::bindings::pictor::plugin::checkpoint::{self, CheckpointError, Host};
 
 /// Where a job's checkpoint lives.
 #[derive(Debug, Clone)]
@@ -100,24 +99,31 @@ impl HasData for HasCheckpoint {
 /// The interface's name as components import it.
 pub const INTERFACE: &str = "pictor:plugin/checkpoint@0.2.0";
 
-/// Links `pictor:plugin/checkpoint` into `linker`; `save` checks the size
-/// before the blob leaves guest memory and writes it from there (no copy).
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    checkpoint::add_to_linker::<StoreState, HasCheckpoint>(linker, |state| &mut state.checkpoint)?;
+/// Links `pictor:plugin/checkpoint` into `linker`, reaching the job's state
+/// through `getter`; `save` checks the size before the blob leaves guest
+/// memory and writes it from there (no copy).
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    getter: fn(&mut T) -> &mut CheckpointState,
+) -> wasmtime::Result<()> {
+    checkpoint::add_to_linker::<T, HasCheckpoint>(linker, getter)?;
     linker.allow_shadowing(true);
-    let linked = linker
-        .instance(INTERFACE)
-        .and_then(|mut checkpoint| checkpoint.func_wrap("save", save_borrowed));
+    let linked = linker.instance(INTERFACE).and_then(|mut checkpoint| {
+        checkpoint.func_wrap("save", move |store, (data,)| {
+            save_borrowed(store, data, getter)
+        })
+    });
     linker.allow_shadowing(false);
     linked
 }
 
 /// `checkpoint.save` straight from guest memory.
-fn save_borrowed(
-    mut store: StoreContextMut<'_, StoreState>,
-    (data,): (WasmList<u8>,),
+fn save_borrowed<T>(
+    mut store: StoreContextMut<'_, T>,
+    data: WasmList<u8>,
+    getter: fn(&mut T) -> &mut CheckpointState,
 ) -> wasmtime::Result<(Result<(), CheckpointError>,)> {
-    let state = &store.data().checkpoint;
+    let state = getter(store.data_mut());
     if data.len() as u64 > state.limit {
         return Ok((Err(CheckpointError::TooLarge(state.limit)),));
     }
@@ -135,7 +141,7 @@ fn save_borrowed(
         }
         None => Ok(Some(data.as_le_slice(&store).to_vec())),
     };
-    let state = &mut store.data_mut().checkpoint;
+    let state = getter(store.data_mut());
     Ok((saved.map(|kept| {
         if let Some(blob) = kept {
             state.store = CheckpointStore::Memory(Some(blob));

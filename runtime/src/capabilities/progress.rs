@@ -6,10 +6,9 @@ use tokio::sync::watch;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{HasData, Linker, WasmStr};
 
-use crate::runtime::bindings::pictor::plugin::progress::{self, Host};
-use crate::runtime::control::JobControl;
-use crate::runtime::store::StoreState;
-use crate::runtime::text;
+use crate::bindings::pictor::plugin::progress::{self, Host};
+use crate::control::JobControl;
+use crate::text;
 
 /// A job's latest progress report.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,27 +66,29 @@ impl HasData for HasProgress {
 /// The interface's name as components import it.
 pub const INTERFACE: &str = "pictor:plugin/progress@0.2.0";
 
-/// Links `pictor:plugin/progress` into `linker`; `report` reads the
-/// message where it lies in guest memory and keeps only its clipped,
-/// escaped start (a 100 MB message is never copied).
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    progress::add_to_linker::<StoreState, HasProgress>(linker, |state| &mut state.progress)?;
+/// Links `pictor:plugin/progress` into `linker`, reaching the job's state
+/// through `getter`; `report` reads the message where it lies in guest
+/// memory and keeps only its clipped, escaped start (a 100 MB message is
+/// never copied).
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    getter: fn(&mut T) -> &mut ProgressState,
+) -> wasmtime::Result<()> {
+    progress::add_to_linker::<T, HasProgress>(linker, getter)?;
     linker.allow_shadowing(true);
-    let linked = linker
-        .instance(INTERFACE)
-        .and_then(|mut progress| progress.func_wrap("report", report_borrowed));
+    let linked = linker.instance(INTERFACE).and_then(|mut progress| {
+        progress.func_wrap(
+            "report",
+            move |mut store: StoreContextMut<'_, T>, (fraction, message): (f32, WasmStr)| {
+                // `progress.report` without copying the message out of guest memory.
+                let message = text::one_line(&message.to_str(&store)?, text::MAX_PROGRESS_BYTES);
+                getter(store.data_mut()).publish(fraction, message);
+                Ok(())
+            },
+        )
+    });
     linker.allow_shadowing(false);
     linked
-}
-
-/// `progress.report` without copying the message out of guest memory.
-fn report_borrowed(
-    mut store: StoreContextMut<'_, StoreState>,
-    (fraction, message): (f32, WasmStr),
-) -> wasmtime::Result<()> {
-    let message = text::one_line(&message.to_str(&store)?, text::MAX_PROGRESS_BYTES);
-    store.data_mut().progress.publish(fraction, message);
-    Ok(())
 }
 
 #[cfg(test)]

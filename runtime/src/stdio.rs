@@ -119,10 +119,8 @@ impl Capture {
 
     fn log_line(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        let text = crate::runtime::text::one_line(
-            text.trim_end_matches('\r'),
-            crate::runtime::text::MAX_LOG_LINE_BYTES,
-        );
+        let text =
+            crate::text::one_line(text.trim_end_matches('\r'), crate::text::MAX_LOG_LINE_BYTES);
         match self.name {
             StreamName::Stdout => tracing::info!(target: "plugin", job = %self.job_id, "{text}"),
             StreamName::Stderr => tracing::warn!(target: "plugin", job = %self.job_id, "{text}"),

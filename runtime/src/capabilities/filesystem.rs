@@ -36,7 +36,7 @@ use wasmtime_wasi::p2::{
 use wasmtime_wasi_io::bytes::Bytes;
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
-use crate::runtime::control::{Interruption, JobControl};
+use crate::control::{Interruption, JobControl};
 
 /// Directory listings a job may hold open at once (each holds the whole
 /// listing in host memory).

@@ -13,8 +13,6 @@
 //! ask miners to reconnect. Used by the e2e tests, the mining benchmarks
 //! and `cargo run -p pictor-host --example testpool`.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -16,8 +16,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 
 /// Refusals logged one by one before only every 1000th is.
 const LOGGED_REFUSALS: u64 = 10;
@@ -161,21 +163,40 @@ pub fn reachable_pool(
     Ok(public)
 }
 
-/// Links the miner's `create-tcp-socket` in place of wasmtime-wasi's: the
-/// same, once the store holds fewer than [`MAX_CONNECTIONS`] sockets (else
-/// `new-socket-limit`, logged).
+/// What the miner's socket calls see: wasmtime-wasi's sockets context and
+/// the table handles of the TCP sockets the miner made (dropped ones are
+/// pruned when it makes the next).
+pub struct SocketsView<'a> {
+    /// wasmtime-wasi's sockets context and the store's resource table.
+    pub wasi: WasiSocketsCtxView<'a>,
+    /// Table handles of the sockets made so far.
+    pub made: &'a mut Vec<u32>,
+}
+
+/// Links the miner's `create-tcp-socket` in place of wasmtime-wasi's,
+/// reaching the store's sockets through `getter`: the same, once the store
+/// holds fewer than [`MAX_CONNECTIONS`] sockets (else `new-socket-limit`,
+/// logged).
 ///
 /// The name must be the exact version wasmtime-wasi defines (0.2.12 in
 /// 48.x): a guest importing any 0.2.x is linked to the newest definition,
 /// so shadowing an older one would leave wasi's unbounded version in place
 /// (`a_miner_that_hoards_sockets_gets_new_socket_limit_past_four` checks).
-pub fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<crate::runtime::store::StoreState>,
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    getter: fn(&mut T) -> SocketsView<'_>,
 ) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let linked = linker
         .instance("wasi:sockets/tcp-create-socket@0.2.12")
-        .and_then(|mut instance| instance.func_wrap("create-tcp-socket", create_tcp_socket));
+        .and_then(|mut instance| {
+            instance.func_wrap(
+                "create-tcp-socket",
+                move |mut store: StoreContextMut<'_, T>, (family,): (AddressFamily,)| {
+                    create_tcp_socket(getter(store.data_mut()), family)
+                },
+            )
+        });
     linker.allow_shadowing(false);
     linked
 }
@@ -184,31 +205,28 @@ type SocketsErrorCode = wasmtime_wasi::p2::bindings::sockets::network::ErrorCode
 type AddressFamily = wasmtime_wasi::p2::bindings::sockets::network::IpAddressFamily;
 
 fn create_tcp_socket(
-    mut store: wasmtime::StoreContextMut<'_, crate::runtime::store::StoreState>,
-    (family,): (AddressFamily,),
-) -> wasmtime::Result<(
-    Result<wasmtime::component::Resource<wasmtime_wasi::p2::TcpSocket>, SocketsErrorCode>,
-)> {
+    view: SocketsView<'_>,
+    family: AddressFamily,
+) -> wasmtime::Result<(Result<Resource<wasmtime_wasi::p2::TcpSocket>, SocketsErrorCode>,)> {
     use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host;
-    use wasmtime_wasi::sockets::WasiSocketsView;
-    let state = store.data_mut();
+    let SocketsView { mut wasi, made } = view;
     // Sockets the guest dropped left the table: count the live ones.
-    let table = &mut state.table;
-    state.sockets_made.retain(|&rep| {
+    let table = &mut *wasi.table;
+    made.retain(|&rep| {
         table
             .get_any_mut(rep)
             .is_ok_and(|s| s.downcast_ref::<wasmtime_wasi::p2::TcpSocket>().is_some())
     });
-    if state.sockets_made.len() >= MAX_CONNECTIONS {
+    if made.len() >= MAX_CONNECTIONS {
         tracing::warn!(
-            held = state.sockets_made.len(),
+            held = made.len(),
             "miner refused a new socket: it holds the most it may"
         );
         return Ok((Err(SocketsErrorCode::NewSocketLimit),));
     }
-    match state.sockets().create_tcp_socket(family) {
+    match wasi.create_tcp_socket(family) {
         Ok(socket) => {
-            state.sockets_made.push(socket.rep());
+            made.push(socket.rep());
             Ok((Ok(socket),))
         }
         Err(error) => Ok((Err(error.downcast()?),)),

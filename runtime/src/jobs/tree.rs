@@ -16,8 +16,8 @@
 
 use std::path::Path;
 
-use crate::digest::Sha256Digest;
 use crate::jobs::sandbox::OutputFile;
+use pictor_protocol::digest::Sha256Digest;
 
 /// Deepest folder nesting accepted in `/output` (`a/b/c.txt` is depth 2).
 pub const MAX_DEPTH: usize = 32;

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use wasmtime::component::types::ComponentItem;
 
-use crate::digest::Sha256Digest;
-use crate::runtime::{PluginError, Runtime, World};
+use crate::{PluginError, Runtime, World};
+use pictor_protocol::digest::Sha256Digest;
 
 /// The world a compatible job plugin targets.
 pub const JOB_WORLD: &str = "pictor:plugin/job@0.2.0";

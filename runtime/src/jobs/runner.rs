@@ -17,23 +17,23 @@ use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::LoadedPlugin;
+use crate::bindings::{JobInfo, JobSummary};
 use crate::capabilities::checkpoint::{CheckpointState, CheckpointStore};
 use crate::capabilities::filesystem::{FsLimits, OutputLedger};
 use crate::capabilities::gpu::{GpuFault, GpuProvider, GpuSession};
 use crate::capabilities::mining::{MinerReport, MiningState};
 use crate::capabilities::progress::{Progress, ProgressState};
 use crate::capabilities::sockets::SocketGrant;
+use crate::control::{Interruption, JobControl};
 use crate::jobs::limits::JobLimits;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::jobs::sandbox::JobDirs;
 use crate::jobs::spec::JobSpec;
 use crate::jobs::tree::{self, TreeError, TreeLimits};
-use crate::runtime::LoadedPlugin;
-use crate::runtime::bindings::{JobInfo, JobSummary};
-use crate::runtime::control::{Interruption, JobControl};
-use crate::runtime::stdio::{CapturedOutput, StreamName};
-use crate::runtime::store::{JobLimiter, StoreState};
-use crate::runtime::text;
+use crate::stdio::{CapturedOutput, StreamName};
+use crate::store::{JobLimiter, StoreState};
+use crate::text;
 
 /// Host resources (WASI descriptors and streams, pollables, GPU objects)
 /// a job may hold at once besides its GPU quota's buffers and objects.

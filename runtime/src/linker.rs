@@ -19,7 +19,7 @@ use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
 use crate::capabilities;
-use crate::runtime::store::StoreState;
+use crate::store::StoreState;
 
 /// Interfaces (without version) a job plugin may import.
 pub const GRANTED_INTERFACES: &[&str] = &[
@@ -94,9 +94,9 @@ pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     cli::terminal_stdin::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     cli::terminal_stdout::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
-    capabilities::progress::add_to_linker(&mut l)?;
-    capabilities::checkpoint::add_to_linker(&mut l)?;
-    capabilities::gpu::add_to_linker(&mut l)?;
+    capabilities::progress::add_to_linker(&mut l, S::progress)?;
+    capabilities::checkpoint::add_to_linker(&mut l, S::checkpoint)?;
+    capabilities::gpu::add_to_linker(&mut l, S::gpu_view)?;
     Ok(l)
 }
 
@@ -109,8 +109,8 @@ pub fn miner_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     sockets::instance_network::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
     sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
     sockets::tcp::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
-    capabilities::sockets::add_to_linker(&mut l)?;
-    capabilities::mining::add_to_linker(&mut l)?;
+    capabilities::sockets::add_to_linker(&mut l, S::sockets_view)?;
+    capabilities::mining::add_to_linker(&mut l, S::mining)?;
     Ok(l)
 }
 

@@ -9,23 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::instrument;
-use wasmtime::StoreContextMut;
-use wasmtime::component::__internal::{
-    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext,
-};
-use wasmtime::component::{ComponentType, Lower, Resource, WasmList};
+use wasmtime::component::Resource;
 
 use super::GpuView;
-use super::device::{GpuDevice, STAGING_FLUSH_BYTES};
+use super::device::GpuDevice;
+use super::direct::MappedBytes;
 use super::session::{
     BufferAlloc, GpuBindGroup, GpuBuffer, GpuFault, GpuPipeline, GpuShaderModule, MAX_OBJECTS,
 };
 use super::shader::validate_wgsl;
-use crate::runtime::bindings::pictor::plugin::gpu::{
+use crate::bindings::pictor::plugin::gpu::{
     AdapterInfo, BufferBinding, BufferUsage, Command, Constant, DeviceType, GpuError, Host,
     HostBindGroup, HostBuffer, HostComputePipeline, HostShaderModule, Limits, Quota, Submission,
 };
-use crate::runtime::store::StoreState;
 
 /// Result of a host function: the outer error is a trap (ends the job).
 type GpuResult<T> = wasmtime::Result<Result<T, GpuError>>;
@@ -47,7 +43,7 @@ fn invalid(message: impl Into<String>) -> GpuError {
 }
 
 /// Refuses one `buffer.write` or `buffer.read` of more than [`MAX_TRANSFER_BYTES`].
-fn check_transfer(what: &str, len: u64) -> Result<(), GpuError> {
+pub(super) fn check_transfer(what: &str, len: u64) -> Result<(), GpuError> {
     if len > MAX_TRANSFER_BYTES {
         return Err(invalid(format!(
             "{what}: {len} bytes in one call, the limit is {MAX_TRANSFER_BYTES}; {what} in chunks"
@@ -72,7 +68,7 @@ fn scoped<R>(device: &wgpu::Device, f: impl FnOnce() -> R) -> (R, Option<GpuErro
 }
 
 /// Runs blocking GPU work off the async executor.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> wasmtime::Result<T> {
     tokio::task::spawn_blocking(f)
@@ -115,7 +111,7 @@ async fn compiling_within<T: Send + 'static>(
 }
 
 /// Waits for `submission` within `timeout`; a timeout or a poll failure ends the job.
-fn wait(
+pub(super) fn wait(
     device: &GpuDevice,
     submission: wgpu::SubmissionIndex,
     timeout: Duration,
@@ -203,7 +199,7 @@ impl GpuView<'_> {
 
     /// The device and allocation for a `what` of `len` bytes at `offset`
     /// of `buffer`, checked: no GPU, a lost device (trap) or a bad range.
-    fn access(
+    pub(super) fn access(
         &self,
         buffer: &Resource<GpuBuffer>,
         what: &str,
@@ -607,64 +603,9 @@ fn run_submission(
     Ok(Ok(Submission { elapsed_ns }))
 }
 
-/// `buffer.write` with one copy: guest memory → wgpu staging memory.
-///
-/// Linked in place of the bindgen version of [`HostBuffer::write`], which
-/// receives the data as an owned `Vec` (a first copy out of guest memory)
-/// before `write_buffer` copies it again. Runs on the calling thread: it is a
-/// memcpy into memory wgpu already mapped, nothing waits on the GPU.
-///
-/// Staged bytes are counted per device: past [`STAGING_FLUSH_BYTES`] the
-/// host submits them (and waits, on a blocking thread) before staging more,
-/// so writes without a `submit` cannot grow host memory without bound.
-pub(crate) fn write_direct(
-    mut store: StoreContextMut<'_, StoreState>,
-    (buffer, offset, data): (Resource<GpuBuffer>, u64, WasmList<u8>),
-) -> Box<dyn std::future::Future<Output = wasmtime::Result<(Result<(), GpuError>,)>> + Send + '_> {
-    Box::new(async move {
-        let state = store.data_mut();
-        let view = GpuView {
-            session: &mut state.gpu,
-            table: &mut state.table,
-        };
-        let timeout = view.session.quota.submission;
-        let len = data.len() as u64;
-        if let Err(e) = check_transfer("write", len) {
-            return Ok((Err(e),));
-        }
-        let (device, alloc) = match view.access(&buffer, "write", offset, len)? {
-            Ok(target) => target,
-            Err(e) => return Ok((Err(e),)),
-        };
-        if device
-            .staged
-            .load(std::sync::atomic::Ordering::SeqCst)
-            .saturating_add(len)
-            > STAGING_FLUSH_BYTES
-        {
-            let flushing = Arc::clone(&device);
-            blocking(move || {
-                let index = flushing.queue.submit(std::iter::empty());
-                wait(&flushing, index, timeout)
-            })
-            .await?
-            .map_err(wasmtime::Error::new)?;
-        }
-        device
-            .staged
-            .fetch_add(len, std::sync::atomic::Ordering::SeqCst);
-        Ok((write_bytes(
-            &device,
-            &alloc,
-            offset,
-            data.as_le_slice(&store),
-        ),))
-    })
-}
-
 /// Copies `bytes` into wgpu's staging memory for `alloc` at `offset` (the
 /// one copy of a write; uploaded before the next submission).
-fn write_bytes(
+pub(super) fn write_bytes(
     device: &GpuDevice,
     alloc: &BufferAlloc,
     offset: u64,
@@ -689,104 +630,12 @@ fn write_bytes(
     }
 }
 
-/// `buffer.read` with one copy: wgpu's mapped staging memory → guest memory.
-///
-/// Linked in place of the bindgen version of [`HostBuffer::read`], which
-/// must return an owned `Vec` (a first copy out of the mapping) that
-/// wasmtime then copies into the guest. Here the mapping itself is lowered
-/// as the `list<u8>` result. The GPU wait runs on a blocking thread.
-pub(crate) fn read_direct(
-    mut store: StoreContextMut<'_, StoreState>,
-    (buffer, offset, size): (Resource<GpuBuffer>, u64, u64),
-) -> Box<
-    dyn std::future::Future<Output = wasmtime::Result<(Result<MappedBytes, GpuError>,)>>
-        + Send
-        + '_,
-> {
-    Box::new(async move {
-        let state = store.data_mut();
-        let view = GpuView {
-            session: &mut state.gpu,
-            table: &mut state.table,
-        };
-        let timeout = view.session.quota.submission;
-        if let Err(e) = check_transfer("read", size) {
-            return Ok((Err(e),));
-        }
-        let (device, alloc) = match view.access(&buffer, "read", offset, size)? {
-            Ok(target) => target,
-            Err(e) => return Ok((Err(e),)),
-        };
-        if size == 0 {
-            return Ok((Ok(MappedBytes(None)),));
-        }
-        match blocking(move || map_for_read(&device, &alloc, offset, size, timeout)).await? {
-            Ok(result) => Ok((result,)),
-            Err(fault) => Err(wasmtime::Error::new(fault)),
-        }
-    })
-}
-
-/// A mapped staging buffer whose bytes become a guest `list<u8>`; unmapped
-/// and freed when dropped (after lowering).
-pub(crate) struct MappedBytes(Option<(wgpu::BufferView, wgpu::Buffer)>);
-
-impl MappedBytes {
-    fn bytes(&self) -> &[u8] {
-        self.0.as_ref().map_or(&[], |(view, _)| &view[..])
-    }
-}
-
-impl Drop for MappedBytes {
-    fn drop(&mut self) {
-        if let Some((view, staging)) = self.0.take() {
-            drop(view);
-            staging.unmap();
-            staging.destroy();
-        }
-    }
-}
-
-// SAFETY: every item delegates to wasmtime's own implementation for `[u8]`,
-// so this type's ABI, type check and lowering are exactly a `list<u8>`'s.
-#[allow(unsafe_code)]
-unsafe impl ComponentType for MappedBytes {
-    type Lower = <[u8] as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <[u8] as ComponentType>::ABI;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <[u8] as ComponentType>::typecheck(ty, types)
-    }
-}
-
-// SAFETY: as above, delegating to `[u8]`'s `Lower`.
-#[allow(unsafe_code)]
-unsafe impl Lower for MappedBytes {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        dst: &mut std::mem::MaybeUninit<Self::Lower>,
-    ) -> wasmtime::Result<()> {
-        self.bytes().linear_lower_to_flat(cx, ty, dst)
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        offset: usize,
-    ) -> wasmtime::Result<()> {
-        self.bytes().linear_lower_to_memory(cx, ty, offset)
-    }
-}
-
 impl HostBuffer for GpuView<'_> {
     async fn size(&mut self, buffer: Resource<GpuBuffer>) -> wasmtime::Result<u64> {
         Ok(self.table.get(&buffer)?.alloc.size)
     }
 
-    /// Not called by guests ([`write_direct`] is linked in its place); the
+    /// Not called by guests ([`write_direct`](super::direct::write_direct) is linked in its place); the
     /// same checks and copy, for host-side callers and tests.
     async fn write(
         &mut self,
@@ -799,7 +648,7 @@ impl HostBuffer for GpuView<'_> {
         Ok(write_bytes(&device, &alloc, offset, &data))
     }
 
-    /// Not called by guests ([`read_direct`] is linked in its place); the
+    /// Not called by guests ([`read_direct`](super::direct::read_direct) is linked in its place); the
     /// same checks and staging read, returning an owned copy.
     async fn read(
         &mut self,
@@ -826,7 +675,7 @@ impl HostBuffer for GpuView<'_> {
 }
 
 /// Copies part of a buffer into a staging buffer and maps it for reading.
-fn map_for_read(
+pub(super) fn map_for_read(
     device: &GpuDevice,
     alloc: &BufferAlloc,
     offset: u64,
@@ -868,7 +717,7 @@ fn map_for_read(
         Err(_) => Err(invalid("read: the GPU did not map the staging buffer")),
     };
     Ok(match mapped {
-        Ok(view) => Ok(MappedBytes(Some((view, staging)))),
+        Ok(view) => Ok(MappedBytes::new(view, staging)),
         Err(e) => {
             staging.destroy();
             Err(e)

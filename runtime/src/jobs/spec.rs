@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Sha256Digest;
 use crate::jobs::limits::LimitOverrides;
+use pictor_protocol::digest::Sha256Digest;
 
 /// Longest error message about a bad file, in bytes: a hostile value
 /// echoed back is clipped there, its control characters escaped.
@@ -202,7 +202,7 @@ impl JobSpec {
 
     /// Parses and validates a spec from JSON text.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        Self::from_json_unclipped(text).map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+        Self::from_json_unclipped(text).map_err(|e| crate::text::lines(&e, ERROR_BYTES))
     }
 
     fn from_json_unclipped(text: &str) -> Result<Self, String> {
@@ -236,7 +236,7 @@ impl JobSpec {
     /// Checks every field's value.
     pub fn validate(&self) -> Result<(), String> {
         self.validate_unclipped()
-            .map_err(|e| crate::runtime::text::lines(&e, ERROR_BYTES))
+            .map_err(|e| crate::text::lines(&e, ERROR_BYTES))
     }
 
     fn validate_unclipped(&self) -> Result<(), String> {
@@ -294,6 +294,7 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pictor_test_support::hostile;
 
     #[test]
     fn minimal_spec_gets_defaults() -> Result<(), String> {
@@ -410,15 +411,15 @@ mod tests {
     ];
 
     proptest::proptest! {
-        #![proptest_config(crate::hostile::config())]
+        #![proptest_config(hostile::config())]
 
         #[test]
-        fn a_hostile_job_spec_is_refused_readably_never_a_panic((path, value) in crate::hostile::mutation(SPEC_FIELDS)) {
+        fn a_hostile_job_spec_is_refused_readably_never_a_panic((path, value) in hostile::mutation(SPEC_FIELDS)) {
             let sample: serde_json::Value = serde_json::from_str(include_str!("../../../fixtures/jobs/render.json")).unwrap();
-            let text = crate::hostile::with_field(&sample, path, value).to_string();
+            let text = hostile::with_field(&sample, path, value).to_string();
             match JobSpec::from_json(&text) {
                 Ok(spec) => proptest::prop_assert!(spec.validate().is_ok()),
-                Err(error) => crate::hostile::assert_readable(&error),
+                Err(error) => hostile::assert_readable(&error),
             }
         }
     }
@@ -469,8 +470,8 @@ mod tests {
     fn a_spec_nested_100000_deep_is_refused_not_a_stack_overflow() {
         let text = format!(
             r#"{{"version": 1, "id": "deep", "kind": "hello", "params": {}}}"#,
-            crate::hostile::deeply_nested(100_000)
+            hostile::deeply_nested(100_000)
         );
-        crate::hostile::assert_readable(&JobSpec::from_json(&text).err().unwrap_or_default());
+        hostile::assert_readable(&JobSpec::from_json(&text).err().unwrap_or_default());
     }
 }

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::bindings::JobError;
 use crate::capabilities::progress::Progress;
-use crate::digest::Sha256Digest;
+use crate::control::Interruption;
 use crate::jobs::sandbox::OutputFile;
-use crate::runtime::bindings::JobError;
-use crate::runtime::control::Interruption;
+use pictor_protocol::digest::Sha256Digest;
 
 /// Why a job failed, by cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

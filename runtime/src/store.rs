@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::sockets::WasiSocketsCtxView;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::checkpoint::CheckpointState;
 use crate::capabilities::filesystem::{GuardedFs, OutputLedger};
-use crate::capabilities::gpu::GpuSession;
+use crate::capabilities::gpu::{GpuSession, GpuView};
 use crate::capabilities::mining::MiningState;
 use crate::capabilities::progress::ProgressState;
-use crate::runtime::control::{Interruption, JobControl};
+use crate::capabilities::sockets::SocketsView;
+use crate::control::{Interruption, JobControl};
 
 /// The data of one job's store. Dropped with the store, whatever way the job
 /// ended, which frees every resource the job created.
@@ -49,6 +51,37 @@ impl StoreState {
             inner: wasmtime_wasi::filesystem::WasiFilesystemView::filesystem(self),
             ledger,
         }
+    }
+
+    /// What the `pictor:plugin/gpu` functions see.
+    pub(crate) fn gpu_view(&mut self) -> GpuView<'_> {
+        GpuView {
+            session: &mut self.gpu,
+            table: &mut self.table,
+        }
+    }
+
+    /// What the miner's socket calls see.
+    pub(crate) fn sockets_view(&mut self) -> SocketsView<'_> {
+        SocketsView {
+            wasi: WasiSocketsCtxView {
+                ctx: self.wasi.sockets(),
+                table: &mut self.table,
+            },
+            made: &mut self.sockets_made,
+        }
+    }
+
+    pub(crate) fn progress(&mut self) -> &mut ProgressState {
+        &mut self.progress
+    }
+
+    pub(crate) fn checkpoint(&mut self) -> &mut CheckpointState {
+        &mut self.checkpoint
+    }
+
+    pub(crate) fn mining(&mut self) -> &mut MiningState {
+        &mut self.mining
     }
 }
 

@@ -1,13 +1,12 @@
 //! `pictor:plugin/mining` (the `miner` world only): a miner's figures,
-//! typed, published on a `watch` channel. The worker folds them into
-//! [`MiningSummary`](crate::mining::MiningSummary) for the status line, the
-//! journal and the status page. Jobs never get this interface.
+//! typed, published on a `watch` channel. The worker folds them into its
+//! mining summary for the status line, the journal and the status page.
+//! Jobs never get this interface.
 
 use tokio::sync::watch;
 use wasmtime::component::{HasData, Linker};
 
-use crate::runtime::bindings::miner::pictor::plugin::mining::{self, Host, MiningStats};
-use crate::runtime::store::StoreState;
+use crate::bindings::miner::pictor::plugin::mining::{self, Host, MiningStats};
 
 /// A miner's latest report, as the host keeps it (non-finite or negative
 /// figures from the plugin become 0).
@@ -74,9 +73,13 @@ impl HasData for HasMining {
     type Data<'a> = &'a mut MiningState;
 }
 
-/// Links `pictor:plugin/mining` into `linker` (the miner linker only).
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    mining::add_to_linker::<StoreState, HasMining>(linker, |state| &mut state.mining)
+/// Links `pictor:plugin/mining` into `linker` (the miner linker only),
+/// reaching the run's state through `getter`.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    getter: fn(&mut T) -> &mut MiningState,
+) -> wasmtime::Result<()> {
+    mining::add_to_linker::<T, HasMining>(linker, getter)
 }
 
 #[cfg(test)]

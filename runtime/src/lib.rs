@@ -1,15 +1,37 @@
-//! The wasmtime runtime: one engine per process, its epoch ticker, the
-//! compiled-component cache and the linkers (jobs, miners).
+//! # pictor-runtime
+//!
+//! The sandbox a Pictor worker runs plugins in, and nothing else: it knows
+//! no worker, spool or coordinator (it depends on `pictor-protocol`'s
+//! digests only).
+//!
+//! - [`engine`]: the one wasmtime engine and its epoch ticker;
+//! - [`cache`]: compiled components on disk, HMAC-checked;
+//! - [`linker`]: what each world is granted; [`bindings`]: the generated
+//!   host bindings of the `job` and `miner` worlds;
+//! - [`store`]: a job's store data and its resource limiter;
+//! - [`control`]: cancelling, preempting and timing out a running job;
+//! - [`stdio`]: bounded stdout/stderr capture; [`text`]: cleaning plugin text;
+//! - [`inspect`]: what a component imports and exports;
+//! - [`capabilities`]: the host side of each `pictor:plugin` interface and
+//!   of the miner's socket grant;
+//! - [`jobs`]: a job's spec, limits and sandbox folders, and running it to
+//!   an outcome;
+//! - [`faults`]: crash points for the crash-safety tests.
 //!
 //! [`Runtime::load`] turns component bytes into a [`LoadedPlugin`] that is
 //! pre-linked (imports checked, exports typed) and ready to instantiate once
 //! per job; [`Runtime::load_miner`] does the same for the `miner` world.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod bindings;
 pub mod cache;
+pub mod capabilities;
 pub mod control;
 pub mod engine;
+pub mod faults;
 pub mod inspect;
+pub mod jobs;
 pub mod linker;
 pub mod stdio;
 pub mod store;
@@ -21,10 +43,10 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use crate::digest::Sha256Digest;
 use bindings::JobPre;
 use cache::{ComponentCache, ComponentCacheError};
 use engine::EpochTicker;
+use pictor_protocol::digest::Sha256Digest;
 use store::StoreState;
 
 /// Why the runtime could not start.
