@@ -7,6 +7,7 @@
 //! the job's limits. This crate is everything around that sandbox.
 //!
 //! Module map (see `docs/architecture.md`):
+//! - [`node`]: the whole worker composed, started and stopped as one;
 //! - [`config`]: `worker.json`, parsed and validated;
 //! - [`activity`]: what the worker is doing, for the owner and heartbeats;
 //! - [`blobs`]: blob downloads into a verified, content-addressed cache;
@@ -18,8 +19,8 @@
 //!   running miner, the owner's figures);
 //! - [`proof`]: the worker key and signed result proofs;
 //! - [`telemetry`]: NVML readings of NVIDIA GPUs;
-//! - [`status`]: the owner's local status page, `/status.json` and
-//!   Prometheus `/metrics`;
+//! - [`status`]: the owner's local status page, `/status.json`,
+//!   Prometheus `/metrics` and the terminal status line;
 //! - [`digest`]: sha256 identities of plugins, inputs and outputs.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -31,6 +32,7 @@ pub mod coordinator;
 pub use pictor_protocol::digest;
 pub mod journal;
 pub mod mining;
+pub mod node;
 pub mod proof;
 pub mod spool;
 pub mod status;

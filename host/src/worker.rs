@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
@@ -179,6 +180,25 @@ struct Slot {
     miner_failures: u32,
 }
 
+/// The worker's live state as `watch` channels: the one bundle the
+/// coordinator side, the status page and the status line read
+/// ([`Worker::watch`]).
+#[derive(Clone)]
+pub struct WorkerWatch {
+    /// What the worker does: a job, mining, or nothing.
+    pub activity: watch::Receiver<Option<Activity>>,
+    /// Running jobs by id, with their progress.
+    pub running: watch::Receiver<BTreeMap<String, RunningJob>>,
+    /// The miner's figures while it mines.
+    pub mining: watch::Receiver<Option<MiningSummary>>,
+    /// Count of results stored, bumped on each.
+    pub finished: watch::Receiver<u64>,
+    /// The spool's disk use.
+    pub spool_usage: watch::Receiver<SpoolUsage>,
+    /// Each GPU slot's device provider, for its health.
+    pub gpu_slots: Vec<Arc<GpuProvider>>,
+}
+
 /// The worker: config, runtime, GPUs, spool and journal.
 pub struct Worker {
     shared: Arc<Shared>,
@@ -280,6 +300,18 @@ impl Worker {
     pub fn with_mining(mut self, plan: MiningPlan) -> Self {
         self.mining = Some(plan);
         self
+    }
+
+    /// The worker's live state, as one bundle of channels.
+    pub fn watch(&self) -> WorkerWatch {
+        WorkerWatch {
+            activity: self.activity(),
+            running: self.running_jobs(),
+            mining: self.mining_stats(),
+            finished: self.finished_jobs(),
+            spool_usage: self.spool_usage(),
+            gpu_slots: self.gpu_slots(),
+        }
     }
 
     /// The mining figures (hashrate, shares, pool), for the status line,
@@ -482,7 +514,7 @@ impl Worker {
     pub async fn run(
         mut self,
         until_idle: bool,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<RunSummary, WorkerError> {
         let mut summary = RunSummary::default();
         let mut resume = self.shared.spool.running()?;
@@ -490,9 +522,9 @@ impl Worker {
         let mut tasks: JoinSet<(usize, Result<Ran, WorkerError>)> = JoinSet::new();
         let per_gpu = self.shared.config.jobs_per_gpu as usize;
         loop {
-            let stopping = *stop.borrow();
+            let stopping = stop.is_cancelled();
             // Fill free slots (least busy GPU first), preempting its miner.
-            while !*stop.borrow() {
+            while !stop.is_cancelled() {
                 let Some(slot) = (0..self.slots.len())
                     .filter(|&s| self.slots[s].running < per_gpu)
                     .min_by_key(|&s| self.slots[s].running)
@@ -550,7 +582,7 @@ impl Worker {
                 }
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
                 () = self.shared.wake.notified() => {}
-                _ = stop.changed(), if !stopping => {}
+                () = stop.cancelled(), if !stopping => {}
             }
         }
         for slot in 0..self.slots.len() {
@@ -568,7 +600,7 @@ async fn run_one(
     slot: usize,
     gpu: Arc<GpuProvider>,
     job: Claimed,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<Ran, WorkerError> {
     let id = job.spec.id.clone();
     if job.dir.join("result.json").exists() {
@@ -662,16 +694,16 @@ async fn run_one(
             // On a worker stop or a cancel request for this job: ask the
             // plugin to stop (it may checkpoint), then force it.
             let stopper = tokio::spawn({
-                let (control, mut stop, spool, id) = (
+                let (control, stop, spool, id) = (
                     Arc::clone(&control),
                     stop.clone(),
                     shared.spool.clone(),
                     id.clone(),
                 );
                 async move {
-                    while !*stop.borrow() && !spool.cancel_requested(&id) {
+                    while !stop.is_cancelled() && !spool.cancel_requested(&id) {
                         tokio::select! {
-                            changed = stop.changed() => if changed.is_err() { return },
+                            () = stop.cancelled() => {}
                             () = tokio::time::sleep(POLL_INTERVAL) => {}
                         }
                     }
@@ -701,7 +733,7 @@ async fn run_one(
         .failure
         .as_ref()
         .is_some_and(|f| f.kind == FailureKind::Cancelled);
-    if *stop.borrow() && cancelled && !shared.spool.cancel_requested(&id) {
+    if stop.is_cancelled() && cancelled && !shared.spool.cancel_requested(&id) {
         shared.log(Event::Interrupted {
             job: id.clone(),
             attempt,

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use pictor_protocol::api::{Heartbeat, LeaseProgress, LeaseState, MiningFigures};
-use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::ledger::LeaseStep;
@@ -15,7 +15,7 @@ use super::{Connection, NetworkError, NetworkSource};
 
 impl NetworkSource {
     /// The heartbeat loop; ends when `stop` fires.
-    pub(super) async fn heartbeat_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
         let mut timing = self.timing.subscribe();
         let mut backoff = Backoff::coordinator();
         loop {
@@ -27,7 +27,7 @@ impl NetworkSource {
                 // Not registered yet.
                 tokio::select! {
                     _ = timing.changed() => continue,
-                    _ = stop.changed() => return,
+                    () = stop.cancelled() => return,
                 }
             };
             let delay = match self.beat().await {
@@ -42,7 +42,7 @@ impl NetworkSource {
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                _ = stop.changed() => return,
+                () = stop.cancelled() => return,
             }
         }
     }
@@ -50,7 +50,7 @@ impl NetworkSource {
     /// One heartbeat.
     async fn beat(&self) -> Result<(), NetworkError> {
         let entries = self.entries()?;
-        let running = self.running.borrow().clone();
+        let running = self.worker.running.borrow().clone();
         let held: Vec<_> = entries
             .into_iter()
             .filter(|e| matches!(e.step, LeaseStep::Fetching | LeaseStep::Queued))
@@ -72,13 +72,18 @@ impl NetworkSource {
                 }
             })
             .collect();
-        let activity = match self.activity.borrow().as_ref() {
+        let activity = match self.worker.activity.borrow().as_ref() {
             None => "idle",
             Some(a) if a.label == "mining" => "mining",
             Some(_) => "job",
         };
         // Any GPU mining (with several GPUs, one may mine while another runs a job).
-        let mining = self.mining.borrow().as_ref().and_then(mining_figures);
+        let mining = self
+            .worker
+            .mining
+            .borrow()
+            .as_ref()
+            .and_then(mining_figures);
         let heartbeat = Heartbeat {
             activity: activity.to_string(),
             leases,

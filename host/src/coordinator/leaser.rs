@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use pictor_protocol::api::{self, ErrorCode, FailRequest, Lease};
 use tokio::sync::watch;
@@ -28,10 +29,10 @@ const FULL_RECHECK: Duration = Duration::from_millis(500);
 
 impl NetworkSource {
     /// Registers, with backoff, until it works or `stop` fires; false if stopped.
-    async fn register(&self, stop: &mut watch::Receiver<bool>) -> bool {
+    async fn register(&self, stop: &CancellationToken) -> bool {
         let mut backoff = Backoff::coordinator();
         loop {
-            if *stop.borrow() || self.revoked() {
+            if stop.is_cancelled() || self.revoked() {
                 return false;
             }
             match self.client.register(&self.registration).await {
@@ -56,7 +57,7 @@ impl NetworkSource {
                     }
                     tokio::select! {
                         () = backoff.wait() => {}
-                        _ = stop.changed() => {}
+                        () = stop.cancelled() => {}
                     }
                 }
             }
@@ -99,10 +100,10 @@ impl NetworkSource {
     pub(super) async fn lease_loop(
         self: Arc<Self>,
         until_idle: bool,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
         idle: watch::Sender<bool>,
     ) -> Result<(), NetworkError> {
-        if !self.register(&mut stop).await {
+        if !self.register(&stop).await {
             return Ok(());
         }
         let mut fetches = JoinSet::new();
@@ -121,9 +122,9 @@ impl NetworkSource {
             }
         }
         let mut backoff = Backoff::coordinator();
-        let mut finished = self.finished.clone();
+        let mut finished = self.worker.finished.clone();
         let mut short_of_slots = None;
-        while !*stop.borrow() {
+        while !stop.is_cancelled() {
             while let Some(done) = fetches.try_join_next() {
                 if let Ok(Err(e)) = done {
                     return Err(e);
@@ -162,7 +163,7 @@ impl NetworkSource {
                 tokio::select! {
                     _ = finished.changed() => {}
                     () = tokio::time::sleep(FULL_RECHECK) => {}
-                    _ = stop.changed() => {}
+                    () = stop.cancelled() => {}
                 }
                 continue;
             }
@@ -174,7 +175,7 @@ impl NetworkSource {
             };
             let leased = tokio::select! {
                 leased = self.client.lease(&self.registration.worker_id, wait_s) => leased,
-                _ = stop.changed() => break,
+                () = stop.cancelled() => break,
             };
             match leased {
                 Ok(Some(lease)) => {
@@ -202,7 +203,7 @@ impl NetworkSource {
                     // The coordinator forgot us (a new database) or the
                     // token changed: register again.
                     self.note_error(&e);
-                    if !self.register(&mut stop).await {
+                    if !self.register(&stop).await {
                         break;
                     }
                 }
@@ -210,7 +211,7 @@ impl NetworkSource {
                     self.note_error(&e);
                     tokio::select! {
                         () = backoff.wait() => {}
-                        _ = stop.changed() => {}
+                        () = stop.cancelled() => {}
                     }
                 }
             }

@@ -23,21 +23,21 @@ mod leaser;
 pub mod ledger;
 mod reporter;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use tokio_util::sync::CancellationToken;
 
 use pictor_protocol::api::RegisterRequest;
 use tokio::sync::watch;
 
-use crate::activity::{Activity, RunningJob, SpoolUsage};
 use crate::blobs::cache::PinGuard;
 use crate::blobs::fetch::{FetchProgress, Fetcher};
 use crate::journal::{Event, SharedJournal};
-use crate::mining::MiningSummary;
 use crate::spool::Spool;
+use crate::worker::WorkerWatch;
 use client::CoordinatorClient;
 use ledger::{LeaseStep, Ledger, LedgerEntry};
-use pictor_runtime::capabilities::gpu::{GpuHealth, GpuProvider};
+use pictor_runtime::capabilities::gpu::GpuHealth;
 
 /// The connection to the coordinator, for the status line.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,20 +93,11 @@ pub struct NetworkSource {
     /// Leases held at once (queued, fetching or running): the worker's slots.
     slots: usize,
     status: watch::Sender<NetStatus>,
-    /// Running jobs, from the worker.
-    running: watch::Receiver<BTreeMap<String, RunningJob>>,
-    /// The miner's figures, from the worker.
-    mining: watch::Receiver<Option<MiningSummary>>,
-    /// What the worker does, from the worker.
-    activity: watch::Receiver<Option<Activity>>,
-    /// Bumped by the worker when a result is stored.
-    finished: watch::Receiver<u64>,
+    /// The worker's running jobs, miner figures, activity, stored
+    /// results, GPU slots and spool use.
+    worker: WorkerWatch,
     /// Tells the worker a job was queued.
     wake_worker: Arc<tokio::sync::Notify>,
-    /// Each GPU slot's device provider, for its health.
-    gpu_slots: Vec<Arc<GpuProvider>>,
-    /// The spool's disk use, from the worker.
-    spool_usage: watch::Receiver<SpoolUsage>,
     /// Cache pins held for each lease whose job is not finished.
     pins: Mutex<HashMap<String, Vec<PinGuard>>>,
     /// Set after registration: the coordinator's timing rules.
@@ -144,20 +135,10 @@ pub struct SourceParts {
     pub journal: SharedJournal,
     /// How this worker introduces itself.
     pub registration: RegisterRequest,
-    /// The worker's running jobs ([`crate::worker::Worker::running_jobs`]).
-    pub running: watch::Receiver<BTreeMap<String, RunningJob>>,
-    /// The miner's figures ([`crate::worker::Worker::mining_stats`]).
-    pub mining: watch::Receiver<Option<MiningSummary>>,
-    /// The worker's activity.
-    pub activity: watch::Receiver<Option<Activity>>,
-    /// The worker's count of stored results ([`crate::worker::Worker::finished_jobs`]).
-    pub finished: watch::Receiver<u64>,
+    /// The worker's live state ([`crate::worker::Worker::watch`]).
+    pub worker: WorkerWatch,
     /// The worker's waker ([`crate::worker::Worker::waker`]).
     pub wake_worker: Arc<tokio::sync::Notify>,
-    /// The worker's GPU slots ([`crate::worker::Worker::gpu_slots`]).
-    pub gpu_slots: Vec<Arc<GpuProvider>>,
-    /// The spool's disk use ([`crate::worker::Worker::spool_usage`]).
-    pub spool_usage: watch::Receiver<SpoolUsage>,
 }
 
 impl NetworkSource {
@@ -182,13 +163,8 @@ impl NetworkSource {
             registration: parts.registration,
             slots,
             status: watch::channel(status).0,
-            running: parts.running,
-            mining: parts.mining,
-            activity: parts.activity,
-            finished: parts.finished,
+            worker: parts.worker,
             wake_worker: parts.wake_worker,
-            gpu_slots: parts.gpu_slots,
-            spool_usage: parts.spool_usage,
             pins: Mutex::new(HashMap::new()),
             timing: watch::channel(None).0,
         }))
@@ -210,36 +186,22 @@ impl NetworkSource {
     pub async fn run(
         self: Arc<Self>,
         until_idle: bool,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
         idle: watch::Sender<bool>,
     ) -> Result<usize, NetworkError> {
         self.repin()?;
         // The loops stop on `stop`, or at once when the credential is revoked.
-        let (stop_tx, inner_stop) = watch::channel(*stop.borrow());
+        let stop = stop.child_token();
         let relay = tokio::spawn({
-            let (mut outer, mut status) = (stop, self.status.subscribe());
+            let (stop, mut status) = (stop.clone(), self.status.subscribe());
             async move {
-                loop {
-                    if *outer.borrow_and_update()
-                        || matches!(
-                            status.borrow_and_update().connection,
-                            Connection::Revoked(_)
-                        )
-                    {
-                        stop_tx.send_replace(true);
-                        return;
-                    }
-                    tokio::select! {
-                        changed = outer.changed() => if changed.is_err() {
-                            stop_tx.send_replace(true);
-                            return;
-                        },
-                        _ = status.changed() => {}
-                    }
+                let revoked = status.wait_for(|s| matches!(s.connection, Connection::Revoked(_)));
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    _ = revoked => stop.cancel(),
                 }
             }
         });
-        let stop = inner_stop;
         let leaser = tokio::spawn(Arc::clone(&self).lease_loop(until_idle, stop.clone(), idle));
         let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop(stop.clone()));
         let reported = Arc::clone(&self).report_loop(stop).await;
@@ -302,10 +264,10 @@ impl NetworkSource {
     /// (its GPU jobs would only be given back, each costing the job an
     /// attempt).
     fn capacity(&self) -> (usize, Option<&'static str>) {
-        if self.spool_usage.borrow().full() {
+        if self.worker.spool_usage.borrow().full() {
             return (0, Some("the spool is full (limits.spool_mib)"));
         }
-        let health: Vec<GpuHealth> = self.gpu_slots.iter().map(|g| g.health()).collect();
+        let health: Vec<GpuHealth> = self.worker.gpu_slots.iter().map(|g| g.health()).collect();
         match lease_capacity(self.slots, &health) {
             n if n < self.slots => (
                 n,
@@ -319,7 +281,8 @@ impl NetworkSource {
 
     /// The GPU slots that are not healthy, for the heartbeat.
     fn gpu_health(&self) -> Vec<pictor_protocol::api::GpuSlotHealth> {
-        self.gpu_slots
+        self.worker
+            .gpu_slots
             .iter()
             .enumerate()
             .filter_map(|(slot, gpu)| {

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use pictor_protocol::api::{CompleteReply, CompleteRequest, ErrorCode, FailRequest};
 use pictor_protocol::proof::SignedProof;
-use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::client::ClientError;
@@ -39,13 +39,13 @@ impl NetworkSource {
     /// when `stop` fires (after a short final flush).
     pub(super) async fn report_loop(
         self: Arc<Self>,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<usize, NetworkError> {
         let mut backoff = Backoff::coordinator();
         let mut flush_until = None;
-        let mut finished = self.finished.clone();
+        let mut finished = self.worker.finished.clone();
         loop {
-            let stopping = *stop.borrow();
+            let stopping = stop.is_cancelled();
             if stopping && self.revoked() {
                 // No report can pass any more: keep every result for the
                 // next credential.
@@ -101,7 +101,7 @@ impl NetworkSource {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 _ = finished.changed(), if !failed => {}
-                _ = stop.changed(), if !stopping => {}
+                () = stop.cancelled(), if !stopping => {}
             }
         }
     }

@@ -9,6 +9,7 @@
 //! snapshot is rendered three ways: HTML ([`page`]), JSON, and Prometheus
 //! text ([`metrics`]); [`server`] serves them on a loopback address.
 
+pub mod line;
 pub mod metrics;
 pub mod page;
 pub mod server;
@@ -21,11 +22,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::activity::{Activity, RunningJob, SpoolUsage};
+use crate::activity::{Activity, RunningJob};
 use crate::coordinator::{Connection, NetStatus};
 use crate::journal::FinishedJob;
 use crate::mining::{MiningSummary, format_hashrate};
 use crate::telemetry::nvml::{GpuSample, NvmlStatus};
+use crate::worker::WorkerWatch;
 use tally::{JobRow, JobTally};
 
 /// Where the worker's jobs come from, for the connection line.
@@ -74,22 +76,12 @@ pub struct StatusSources {
     pub adapters: Vec<Adapter>,
     /// The latest NVML reading ([`crate::telemetry::nvml::NvmlSampler::subscribe`]).
     pub nvml: watch::Receiver<NvmlStatus>,
-    /// Running jobs ([`crate::worker::Worker::running_jobs`]).
-    pub running: watch::Receiver<BTreeMap<String, RunningJob>>,
-    /// What the worker does ([`crate::worker::Worker::activity`]), for the
-    /// miner's own words while it is not connected.
-    pub activity: watch::Receiver<Option<Activity>>,
+    /// The worker's live state ([`crate::worker::Worker::watch`]).
+    pub worker: WorkerWatch,
     /// Mining on or off, and why.
     pub mining: MiningMode,
-    /// The miner's figures ([`crate::worker::Worker::mining_stats`]).
-    pub mining_stats: watch::Receiver<Option<MiningSummary>>,
     /// Jobs that finished before this start ([`crate::worker::Worker::job_history`]).
     pub history: Vec<FinishedJob>,
-    /// Each GPU slot's device provider ([`crate::worker::Worker::gpu_slots`]),
-    /// for their health.
-    pub slots: Vec<Arc<pictor_runtime::capabilities::gpu::GpuProvider>>,
-    /// The spool's disk use ([`crate::worker::Worker::spool_usage`]).
-    pub spool_usage: watch::Receiver<SpoolUsage>,
     /// The sampler `nvml` comes from, kept alive (its thread stops when
     /// it drops); `None` where the reading is fixed (tests).
     pub sampler: Option<crate::telemetry::nvml::NvmlSampler>,
@@ -338,24 +330,25 @@ impl StatusHub {
             },
             gpus: gpu_views(&s.adapters, &nvml),
             slots: s
-                .slots
+                .worker
+                .gpu_slots
                 .iter()
                 .enumerate()
                 .map(|(slot, gpu)| slot_view(slot, &gpu.health()))
                 .collect(),
             spool: {
-                let usage = *s.spool_usage.borrow();
+                let usage = *s.worker.spool_usage.borrow();
                 SpoolView {
                     bytes: usage.bytes,
                     limit_bytes: usage.limit,
                     full: usage.full(),
                 }
             },
-            jobs: job_views(&s.running.borrow()),
+            jobs: job_views(&s.worker.running.borrow()),
             mining: mining_view(
                 &s.mining,
-                s.mining_stats.borrow().as_ref(),
-                s.activity.borrow().as_ref(),
+                s.worker.mining.borrow().as_ref(),
+                s.worker.activity.borrow().as_ref(),
                 revoked,
             ),
             recent_jobs: tally_rows,
@@ -539,6 +532,7 @@ pub fn format_amount(value: f64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::activity::SpoolUsage;
     use pictor_runtime::capabilities::progress::Progress;
 
     /// A test hub and the senders of its running jobs and mining figures.
@@ -579,19 +573,22 @@ pub(crate) mod tests {
                 },
             ],
             nvml: watch::channel(nvml).1,
-            running,
-            activity: watch::channel(None).1,
+            worker: WorkerWatch {
+                activity: watch::channel(None).1,
+                running,
+                mining: mining_stats,
+                finished: watch::channel(0).1,
+                spool_usage: watch::channel(SpoolUsage {
+                    bytes: 3 << 20,
+                    limit: 20 << 30,
+                })
+                .1,
+                gpu_slots: Vec::new(),
+            },
             mining: MiningMode::On {
                 idle_delay: Duration::from_secs(30),
             },
-            mining_stats,
             history,
-            slots: Vec::new(),
-            spool_usage: watch::channel(SpoolUsage {
-                bytes: 3 << 20,
-                limit: 20 << 30,
-            })
-            .1,
             sampler: None,
         });
         (hub, running_tx, stats_tx)

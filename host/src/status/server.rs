@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::metrics::{self, Format};
 use super::{StatusHub, page};
@@ -62,18 +62,16 @@ pub fn router(hub: Arc<StatusHub>) -> Router {
         .with_state(hub)
 }
 
-/// Serves `hub` on `listener` until `stop` turns true; requests in flight
-/// finish first.
+/// Serves `hub` on `listener` until `stop` is cancelled; requests in
+/// flight finish first.
 pub async fn serve(
     listener: std::net::TcpListener,
     hub: Arc<StatusHub>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), StatusError> {
     let listener = tokio::net::TcpListener::from_std(listener).map_err(StatusError::Serve)?;
     axum::serve(listener, router(hub))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stopping| *stopping).await;
-        })
+        .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
         .map_err(StatusError::Serve)
 }
@@ -180,8 +178,8 @@ mod tests {
         let (hub, _, _) = hub(h100());
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = listener.local_addr().unwrap();
-        let (stop_tx, stop) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, hub, stop));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, hub, stop.clone()));
         crate::blobs::install_crypto_provider();
         let http = reqwest::Client::new();
         let get = |path: &str| http.get(format!("http://{address}{path}")).send();
@@ -226,7 +224,7 @@ mod tests {
             .unwrap();
         assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST);
         assert_eq!(get("/nope").await.unwrap().status(), 404);
-        stop_tx.send_replace(true);
+        stop.cancel();
         tokio::time::timeout(std::time::Duration::from_secs(5), server)
             .await
             .unwrap()
