@@ -76,15 +76,6 @@ impl Credential {
     }
 }
 
-/// Whether `wallet` passes the host's rule for the reward wallet: 8–128
-/// characters from `A-Z a-z 0-9 : . _ -`.
-pub fn valid_wallet(wallet: &str) -> bool {
-    (8..=128).contains(&wallet.len())
-        && wallet
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'))
-}
-
 /// Checks every field of `request`; the error names the first field that
 /// does not check and says what a good value looks like.
 pub fn check(request: &CreateWorker) -> Result<CheckedWorker, ApiError> {
@@ -99,10 +90,11 @@ pub fn check(request: &CreateWorker) -> Result<CheckedWorker, ApiError> {
         )));
     }
     let wallet = request.wallet.trim();
-    if !valid_wallet(wallet) {
+    if !pictor_protocol::api::valid_wallet(wallet) {
         return Err(ApiError::invalid(format!(
-            "`wallet` {:?} is not a wallet address (8-128 letters, digits, : . _ -); copy it from your wallet app",
-            request.wallet
+            "`wallet` {:?} is not a wallet address ({}); copy it from your wallet app",
+            request.wallet,
+            pictor_protocol::api::WALLET_RULE
         )));
     }
     let mining = request

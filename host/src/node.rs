@@ -253,7 +253,7 @@ impl Node {
 
         let mut miner_blob = None;
         let eligibility = match mining::requirements(&config, &nvml) {
-            Err(reason) => Eligibility::Off(reason),
+            Err(reason) => Eligibility::Off(reason.to_string()),
             Ok(MinerSource::File(path)) => mining::plan(&config, &path, &runtime),
             Ok(MinerSource::Coordinator(digest)) => match &remote {
                 None => Eligibility::Off("`mining.plugin_sha256` needs `coordinator.url`".into()),
@@ -272,7 +272,7 @@ impl Node {
                         }
                         Err(reason) => {
                             tracing::warn!(%reason, "mining off");
-                            Eligibility::Off(reason)
+                            Eligibility::Off(reason.to_string())
                         }
                     }
                 }

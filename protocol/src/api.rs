@@ -107,6 +107,19 @@ pub fn valid_worker_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The reward-wallet rule, as error messages state it.
+pub const WALLET_RULE: &str = "8-128 letters, digits, : . _ -";
+
+/// Whether `wallet` is a valid reward wallet: 8–128 characters from
+/// `A-Z a-z 0-9 : . _ -`. The one rule for `worker.json` and for issuing
+/// a worker.
+pub fn valid_wallet(wallet: &str) -> bool {
+    (8..=128).contains(&wallet.len())
+        && wallet
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'))
+}
+
 /// Whether `id` is a valid job or lease id: 1–128 characters from
 /// `A-Z a-z 0-9 . _ -`, not starting with `.`.
 pub fn valid_id(id: &str) -> bool {

@@ -17,7 +17,7 @@ use super::{Connection, NetworkError, NetworkSource};
 use crate::blobs::fetch::FetchItem;
 use crate::journal::Event;
 use pictor_runtime::jobs::limits::LimitOverrides;
-use pictor_runtime::jobs::spec::{FileRef, InputRef, JobSpec, SPEC_VERSION};
+use pictor_runtime::jobs::spec::{FileRef, InputRef, JobSpec, SPEC_VERSION, SpecInvalid};
 
 /// How long one lease request waits at the coordinator when the worker
 /// runs `--until-idle` (it stops at the first empty answer).
@@ -340,23 +340,17 @@ impl NetworkSource {
 }
 
 /// The job spec of `lease`, with its plugin and inputs at `plugin` and
-/// `inputs` (cache paths); an error says what in the lease is invalid.
+/// `inputs` (cache paths); an error says what in the lease is invalid
+/// (validated as any job spec, its message clipped).
 fn spec_of(
     lease: &Lease,
     plugin: &std::path::Path,
     inputs: &[std::path::PathBuf],
-) -> Result<JobSpec, String> {
-    spec_of_unclipped(lease, plugin, inputs).map_err(|e| pictor_runtime::text::lines(&e, 2048))
-}
-
-fn spec_of_unclipped(
-    lease: &Lease,
-    plugin: &std::path::Path,
-    inputs: &[std::path::PathBuf],
-) -> Result<JobSpec, String> {
+) -> Result<JobSpec, SpecInvalid> {
     let limits: LimitOverrides = match &lease.limits {
         serde_json::Value::Null => LimitOverrides::default(),
-        value => serde_json::from_value(value.clone()).map_err(|e| format!("`limits`: {e}"))?,
+        value => serde_json::from_value(value.clone())
+            .map_err(|e| SpecInvalid::Shape(format!("`limits`: {e}")))?,
     };
     let spec = JobSpec {
         version: SPEC_VERSION,
@@ -469,7 +463,7 @@ mod tests {
             let inputs: Vec<std::path::PathBuf> = lease.inputs.iter().map(|_| "/cache/input".into()).collect();
             match spec_of(&lease, std::path::Path::new("/cache/plugin"), &inputs) {
                 Ok(spec) => proptest::prop_assert!(spec.validate().is_ok()),
-                Err(error) => hostile::assert_readable(&error),
+                Err(error) => hostile::assert_readable(&error.to_string()),
             }
         }
     }

@@ -7,12 +7,42 @@
 use std::time::Duration;
 
 use crate::blobs::cache::PinnedBlob;
-use crate::blobs::fetch::{BlobSource, Fetcher, ProgressSink};
+use crate::blobs::fetch::{BlobSource, FetchError, Fetcher, ProgressSink};
 use crate::coordinator::client::CoordinatorClient;
 use crate::digest::Sha256Digest;
 
 /// How long the download may take before mining is given up for this run.
 pub const MINER_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why the miner could not be had: mining is off for this run, and the
+/// next start tries again (resuming a partial download).
+#[derive(Debug, thiserror::Error)]
+pub enum MinerDownloadError {
+    /// The coordinator's URL and the digest make no blob URL.
+    #[error("mining plugin URL: {0}")]
+    Url(#[from] url::ParseError),
+    /// The download failed (not found, refused, or not the digest).
+    #[error(
+        "cannot download the mining plugin {digest} from the coordinator: {error}; it is tried again at the next start"
+    )]
+    Fetch {
+        /// The miner's digest.
+        digest: Sha256Digest,
+        /// Why.
+        error: FetchError,
+    },
+    /// No complete download within the time allowed.
+    #[error(
+        "cannot download the mining plugin {digest} from the coordinator: no complete download within {:.1} s; it is tried again at the next start",
+        .limit.as_secs_f64()
+    )]
+    Timeout {
+        /// The miner's digest.
+        digest: Sha256Digest,
+        /// The time allowed.
+        limit: Duration,
+    },
+}
 
 /// The miner `digest` from `client`'s coordinator, within
 /// [`MINER_DOWNLOAD_TIMEOUT`]; `Err` is the reason mining is off, for the owner.
@@ -20,10 +50,8 @@ pub async fn miner_from_coordinator(
     client: &CoordinatorClient,
     fetcher: &Fetcher,
     digest: Sha256Digest,
-) -> Result<PinnedBlob, String> {
-    let source = client
-        .blob_source(&digest, "mining plugin")
-        .map_err(|e| format!("mining plugin URL: {e}"))?;
+) -> Result<PinnedBlob, MinerDownloadError> {
+    let source = client.blob_source(&digest, "mining plugin")?;
     fetch_miner(fetcher, source, digest, MINER_DOWNLOAD_TIMEOUT).await
 }
 
@@ -34,13 +62,8 @@ pub async fn fetch_miner(
     source: BlobSource,
     digest: Sha256Digest,
     timeout: Duration,
-) -> Result<PinnedBlob, String> {
+) -> Result<PinnedBlob, MinerDownloadError> {
     let source = source.named("mining plugin");
-    let failed = |why: String| {
-        format!(
-            "cannot download the mining plugin {digest} from the coordinator: {why}; it is tried again at the next start"
-        )
-    };
     match tokio::time::timeout(
         timeout,
         fetcher.fetch(&source, digest, None, &ProgressSink::discard()),
@@ -51,11 +74,11 @@ pub async fn fetch_miner(
             tracing::info!(plugin = %digest, path = %blob.path().display(), "mining plugin ready");
             Ok(blob)
         }
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!(
-            "no complete download within {:.1} s",
-            timeout.as_secs_f64()
-        ))),
+        Ok(Err(error)) => Err(MinerDownloadError::Fetch { digest, error }),
+        Err(_) => Err(MinerDownloadError::Timeout {
+            digest,
+            limit: timeout,
+        }),
     }
 }
 
@@ -104,7 +127,8 @@ mod tests {
             MINER_DOWNLOAD_TIMEOUT,
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with(&format!("cannot download the mining plugin {missing} from the coordinator: mining plugin (blob {missing}) not found")), "{err}");
         assert!(
             err.ends_with("it is tried again at the next start"),
@@ -120,7 +144,8 @@ mod tests {
             MINER_DOWNLOAD_TIMEOUT,
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("sha256 mismatch"), "{err}");
         assert!(
             !fetcher.cache().contains(&corrupt),
@@ -136,7 +161,8 @@ mod tests {
             Duration::from_millis(200),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("no complete download within 0.2 s"), "{err}");
     }
 }

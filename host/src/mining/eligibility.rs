@@ -27,28 +27,46 @@ pub enum MinerSource {
     Coordinator(crate::digest::Sha256Digest),
 }
 
+/// Why the config or the GPUs rule mining out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MiningOff {
+    /// No `mining` section.
+    #[error("no `mining` in the config")]
+    NotConfigured,
+    /// `mining.enabled` is false.
+    #[error("`mining.enabled` is false")]
+    Disabled,
+    /// NVIDIA GPUs are required and NVML cannot say (its reason).
+    #[error("no NVIDIA GPU (NVML not available: {0})")]
+    NoNvml(String),
+    /// NVIDIA GPUs are required and NVML found none.
+    #[error("NVML found no NVIDIA GPU")]
+    NoNvidiaGpu,
+    /// Neither a plugin file nor a digest names the miner.
+    #[error("no `mining.plugin` or `mining.plugin_sha256`")]
+    NoPlugin,
+}
+
 /// Whether the config and the GPUs allow mining (configured, enabled, on
 /// an NVIDIA GPU unless `require_nvidia` is false), and where the miner
 /// comes from; `Err` says why mining is off.
-pub fn requirements(config: &WorkerConfig, nvml: &NvmlStatus) -> Result<MinerSource, String> {
+pub fn requirements(config: &WorkerConfig, nvml: &NvmlStatus) -> Result<MinerSource, MiningOff> {
     let Some(m) = &config.mining else {
-        return Err("no `mining` in the config".into());
+        return Err(MiningOff::NotConfigured);
     };
     if !m.enabled {
-        return Err("`mining.enabled` is false".into());
+        return Err(MiningOff::Disabled);
     }
     if m.require_nvidia && !nvml.has_nvidia_gpu() {
         return Err(match nvml {
-            NvmlStatus::Unavailable { reason } => {
-                format!("no NVIDIA GPU (NVML not available: {reason})")
-            }
-            NvmlStatus::Available { .. } => "NVML found no NVIDIA GPU".into(),
+            NvmlStatus::Unavailable { reason } => MiningOff::NoNvml(reason.clone()),
+            NvmlStatus::Available { .. } => MiningOff::NoNvidiaGpu,
         });
     }
     match (&m.plugin, m.plugin_sha256) {
         (Some(path), _) => Ok(MinerSource::File(path.clone())),
         (None, Some(digest)) => Ok(MinerSource::Coordinator(digest)),
-        (None, None) => Err("no `mining.plugin` or `mining.plugin_sha256`".into()),
+        (None, None) => Err(MiningOff::NoPlugin),
     }
 }
 
@@ -57,7 +75,7 @@ pub fn requirements(config: &WorkerConfig, nvml: &NvmlStatus) -> Result<MinerSou
 /// downloads a `mining.plugin_sha256` first and then calls [`plan`].)
 pub fn eligibility(config: &WorkerConfig, nvml: &NvmlStatus, runtime: &Runtime) -> Eligibility {
     match requirements(config, nvml) {
-        Err(reason) => Eligibility::Off(reason),
+        Err(reason) => Eligibility::Off(reason.to_string()),
         Ok(MinerSource::File(path)) => plan(config, &path, runtime),
         Ok(MinerSource::Coordinator(digest)) => Eligibility::Off(format!(
             "the mining plugin {digest} must be downloaded from the coordinator first"

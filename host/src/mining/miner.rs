@@ -22,7 +22,7 @@ use pictor_runtime::jobs::limits::JobLimits;
 use pictor_runtime::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
 use pictor_runtime::jobs::runner::{JobRun, run_job};
 use pictor_runtime::jobs::sandbox::JobDirs;
-use pictor_runtime::jobs::spec::JobSpec;
+use pictor_runtime::jobs::spec::{JobSpec, SpecInvalid};
 
 /// How long the worker waits for a preempted miner's GPU work to drain.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,7 +89,7 @@ impl MiningPlan {
 
     /// The miner's job spec for the pool's `addresses` (its params are
     /// what the `miner` world documents).
-    pub fn spec(&self, addresses: &[SocketAddr]) -> Result<JobSpec, String> {
+    pub fn spec(&self, addresses: &[SocketAddr]) -> Result<JobSpec, SpecInvalid> {
         self.params.spec(addresses)
     }
 
@@ -156,15 +156,21 @@ impl MiningPlan {
                 });
                 let outcome = match resolve(&host, port)
                     .await
+                    .map_err(|e| e.to_string())
                     .and_then(|addresses| {
                         pictor_runtime::capabilities::sockets::reachable_pool(
                             &host,
                             addresses,
                             allow_private,
                         )
+                        .map_err(|e| e.to_string())
                     })
-                    .and_then(|addresses| Ok((params.spec(&addresses)?, addresses)))
-                {
+                    .and_then(|addresses| {
+                        let spec = params
+                            .spec(&addresses)
+                            .map_err(|e| format!("mining job: {e}"))?;
+                        Ok((spec, addresses))
+                    }) {
                     Err(reason) => not_started(&plugin, reason),
                     Ok((spec, addresses)) => {
                         tracing::debug!(pool = %format!("{host}:{port}"), ?addresses, "mining pool resolved");
@@ -205,7 +211,7 @@ pub(super) struct MinerParams {
 }
 
 impl MinerParams {
-    fn spec(&self, addresses: &[SocketAddr]) -> Result<JobSpec, String> {
+    fn spec(&self, addresses: &[SocketAddr]) -> Result<JobSpec, SpecInvalid> {
         let params = serde_json::json!({
             "pool": self.pool,
             "addresses": addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -218,25 +224,55 @@ impl MinerParams {
             &serde_json::json!({"version": 1, "id": "mining", "kind": "mine", "params": params})
                 .to_string(),
         )
-        .map_err(|e| format!("mining job: {e}"))
     }
 }
 
+/// Why the pool's name gave no address.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The lookup failed.
+    #[error("cannot resolve mining pool {host}: {error}")]
+    Lookup {
+        /// The pool's host name.
+        host: String,
+        /// The resolver's error.
+        error: std::io::Error,
+    },
+    /// No answer within [`RESOLVE_TIMEOUT`].
+    #[error("cannot resolve mining pool {host}: no answer within {} s", RESOLVE_TIMEOUT.as_secs())]
+    Timeout {
+        /// The pool's host name.
+        host: String,
+    },
+    /// The answer held no address.
+    #[error("mining pool {host} has no address")]
+    NoAddress {
+        /// The pool's host name.
+        host: String,
+    },
+}
+
 /// The pool's socket addresses (an IP literal, or a name resolved now).
-pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
     let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)));
     let addresses: Vec<SocketAddr> = match lookup.await {
         Ok(Ok(found)) => found.collect(),
-        Ok(Err(e)) => return Err(format!("cannot resolve mining pool {host}: {e}")),
+        Ok(Err(error)) => {
+            return Err(ResolveError::Lookup {
+                host: host.to_string(),
+                error,
+            });
+        }
         Err(_) => {
-            return Err(format!(
-                "cannot resolve mining pool {host}: no answer within {} s",
-                RESOLVE_TIMEOUT.as_secs()
-            ));
+            return Err(ResolveError::Timeout {
+                host: host.to_string(),
+            });
         }
     };
     if addresses.is_empty() {
-        return Err(format!("mining pool {host} has no address"));
+        return Err(ResolveError::NoAddress {
+            host: host.to_string(),
+        });
     }
     Ok(addresses.into_iter().take(16).collect())
 }
@@ -299,6 +335,7 @@ mod tests {
             resolve("no-such-host.invalid", 3333)
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("cannot resolve mining pool no-such-host.invalid")
         );
     }

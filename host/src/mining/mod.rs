@@ -25,7 +25,7 @@ pub mod eligibility;
 pub mod miner;
 
 pub use board::{MiningBoard, MiningSummary, format_hashrate};
-pub use eligibility::{Eligibility, MinerSource, eligibility, plan, requirements};
+pub use eligibility::{Eligibility, MinerSource, MiningOff, eligibility, plan, requirements};
 pub use miner::{
     DRAIN_TIMEOUT, LOG_INTERVAL, Miner, MiningPlan, RESOLVE_TIMEOUT, Stopped, resolve,
 };

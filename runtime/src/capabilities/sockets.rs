@@ -137,25 +137,43 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// A mining pool that resolves only to non-public addresses, refused
+/// because the owner did not set `mining.allow_private_pool`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "mining pool {host} resolves only to non-public addresses ({}); set `mining.allow_private_pool` to true \
+     in worker.json to mine on a pool in your own network",
+    listed(.addresses)
+)]
+pub struct PrivatePool {
+    /// The pool's host name.
+    pub host: String,
+    /// What it resolved to.
+    pub addresses: Vec<SocketAddr>,
+}
+
+fn listed(addresses: &[SocketAddr]) -> String {
+    let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    listed.join(", ")
+}
+
 /// The pool addresses a miner may be granted: the public ones, or all of
 /// them with `allow_private`. An error names the addresses and the switch.
 pub fn reachable_pool(
     host: &str,
     addresses: Vec<SocketAddr>,
     allow_private: bool,
-) -> Result<Vec<SocketAddr>, String> {
+) -> Result<Vec<SocketAddr>, PrivatePool> {
     if allow_private {
         return Ok(addresses);
     }
     let (public, private): (Vec<SocketAddr>, Vec<SocketAddr>) =
         addresses.into_iter().partition(|a| is_public(a.ip()));
     if public.is_empty() {
-        let listed: Vec<String> = private.iter().map(ToString::to_string).collect();
-        return Err(format!(
-            "mining pool {host} resolves only to non-public addresses ({}); set `mining.allow_private_pool` to true \
-             in worker.json to mine on a pool in your own network",
-            listed.join(", ")
-        ));
+        return Err(PrivatePool {
+            host: host.to_string(),
+            addresses: private,
+        });
     }
     if !private.is_empty() {
         tracing::warn!(pool = host, refused = ?private, "mining pool's non-public addresses left out");
@@ -274,7 +292,9 @@ mod tests {
                 .map(|a| a.parse().unwrap())
                 .collect::<Vec<SocketAddr>>()
         };
-        let err = reachable_pool("pool.example", addrs(&["127.0.0.1:3333"]), false).unwrap_err();
+        let err = reachable_pool("pool.example", addrs(&["127.0.0.1:3333"]), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("127.0.0.1:3333") && err.contains("mining.allow_private_pool"),
             "{err}"

@@ -151,14 +151,88 @@ pub enum SpecError {
         source: std::io::Error,
     },
     /// The JSON is malformed or has a wrong, missing or unknown field.
-    #[error("invalid job spec {}: {message}", path.display())]
+    #[error("invalid job spec {}: {reason}", path.display())]
     Invalid {
         /// The spec file.
         path: PathBuf,
         /// What is wrong, naming the field (and line and column for JSON errors).
-        message: String,
+        reason: SpecInvalid,
     },
 }
+
+/// What is wrong with a job spec's JSON or one of its fields. It shows as
+/// one message naming the field; a hostile value echoed back is clipped to
+/// 2 KiB with its control characters escaped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpecInvalid {
+    /// Not JSON, or a field of the wrong shape, missing or unknown (serde's
+    /// words, with the field's path).
+    Shape(String),
+    /// No `version` field.
+    MissingVersion,
+    /// A `version` this host does not read (as written in the spec).
+    Version(String),
+    /// An `id` outside the job-id rule.
+    Id(String),
+    /// A `kind` outside the job-kind rule.
+    Kind(String),
+    /// Too many params bytes or inputs.
+    Size(pictor_protocol::api::JobSizeError),
+    /// An input name that is not a plain relative path.
+    InputName {
+        /// Its index in `inputs`.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// An input name listed twice.
+    DuplicateInput {
+        /// The index of the second one in `inputs`.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// A negative or non-finite `price`.
+    Price(f64),
+    /// A `limits` value out of its range (the message names it).
+    Limits(String),
+}
+
+impl SpecInvalid {
+    fn unclipped(&self) -> String {
+        match self {
+            SpecInvalid::Shape(message) | SpecInvalid::Limits(message) => message.clone(),
+            SpecInvalid::MissingVersion => {
+                format!("missing field `version` (this host reads version {SPEC_VERSION})")
+            }
+            SpecInvalid::Version(version) => format!(
+                "unsupported `version` {version}: this host reads job spec version {SPEC_VERSION}"
+            ),
+            SpecInvalid::Id(id) => format!(
+                "`id` must be 1-128 characters from A-Z a-z 0-9 . _ - (not starting with .), got {id:?}"
+            ),
+            SpecInvalid::Kind(kind) => {
+                format!("`kind` must be 1-64 characters from a-z 0-9 -, got {kind:?}")
+            }
+            SpecInvalid::Size(error) => error.to_string(),
+            SpecInvalid::InputName { index, name } => {
+                format!("`inputs[{index}].name` {name:?} must be a relative path without `..`")
+            }
+            SpecInvalid::DuplicateInput { index, name } => {
+                format!("`inputs[{index}].name` {name:?} appears twice")
+            }
+            SpecInvalid::Price(price) => format!("`price` must be a number ≥ 0, got {price}"),
+        }
+    }
+}
+
+impl std::fmt::Display for SpecInvalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::text::lines(&self.unclipped(), ERROR_BYTES))
+    }
+}
+
+impl std::error::Error for SpecInvalid {}
 
 impl JobSpec {
     /// Reads and validates the spec in `path`; relative plugin and input
@@ -168,9 +242,9 @@ impl JobSpec {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut spec = Self::from_json(&text).map_err(|message| SpecError::Invalid {
+        let mut spec = Self::from_json(&text).map_err(|reason| SpecError::Invalid {
             path: path.to_path_buf(),
-            message,
+            reason,
         })?;
         let dir = path
             .parent()
@@ -201,87 +275,64 @@ impl JobSpec {
     }
 
     /// Parses and validates a spec from JSON text.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        Self::from_json_unclipped(text).map_err(|e| crate::text::lines(&e, ERROR_BYTES))
-    }
-
-    fn from_json_unclipped(text: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str) -> Result<Self, SpecInvalid> {
         // Check the version before the shape, so a newer spec gets a clear
         // "unsupported version" instead of an unknown-field error.
-        let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let raw: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SpecInvalid::Shape(e.to_string()))?;
         match raw.get("version").map(|v| v.as_u64()) {
-            None => {
-                return Err(format!(
-                    "missing field `version` (this host reads version {SPEC_VERSION})"
-                ));
-            }
+            None => return Err(SpecInvalid::MissingVersion),
             Some(Some(v)) if v == SPEC_VERSION as u64 => {}
-            Some(_) => {
-                return Err(format!(
-                    "unsupported `version` {}: this host reads job spec version {SPEC_VERSION}",
-                    raw["version"]
-                ));
-            }
+            Some(_) => return Err(SpecInvalid::Version(raw["version"].to_string())),
         }
         let spec: JobSpec =
             serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
-                .map_err(|e| match e.path().to_string().as_str() {
-                    "." => e.inner().to_string(),
-                    path => format!("`{path}`: {}", e.inner()),
+                .map_err(|e| {
+                    SpecInvalid::Shape(match e.path().to_string().as_str() {
+                        "." => e.inner().to_string(),
+                        path => format!("`{path}`: {}", e.inner()),
+                    })
                 })?;
         spec.validate()?;
         Ok(spec)
     }
 
-    /// Checks every field's value.
-    pub fn validate(&self) -> Result<(), String> {
-        self.validate_unclipped()
-            .map_err(|e| crate::text::lines(&e, ERROR_BYTES))
-    }
-
-    fn validate_unclipped(&self) -> Result<(), String> {
-        let id_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if self.id.is_empty()
-            || self.id.len() > 128
-            || !self.id.chars().all(id_ok)
-            || self.id.starts_with('.')
-        {
-            return Err(format!(
-                "`id` must be 1-128 characters from A-Z a-z 0-9 . _ - (not starting with .), got {:?}",
-                self.id
-            ));
+    /// Checks every field's value: the id and kind against the protocol's
+    /// rules, the job's size, input names, price and limits.
+    pub fn validate(&self) -> Result<(), SpecInvalid> {
+        if !pictor_protocol::api::valid_id(&self.id) {
+            return Err(SpecInvalid::Id(self.id.clone()));
         }
-        let kind_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-        if self.kind.is_empty() || self.kind.len() > 64 || !self.kind.chars().all(kind_ok) {
-            return Err(format!(
-                "`kind` must be 1-64 characters from a-z 0-9 -, got {:?}",
-                self.kind
-            ));
+        if !pictor_protocol::api::valid_kind(&self.kind) {
+            return Err(SpecInvalid::Kind(self.kind.clone()));
         }
         pictor_protocol::api::check_job_size(&self.params, self.inputs.len())
-            .map_err(|e| e.to_string())?;
+            .map_err(SpecInvalid::Size)?;
         let mut names = std::collections::BTreeSet::new();
-        for (i, input) in self.inputs.iter().enumerate() {
+        for (index, input) in self.inputs.iter().enumerate() {
             let path = Path::new(&input.name);
             let plain = path
                 .components()
                 .all(|c| matches!(c, std::path::Component::Normal(_)));
             if input.name.is_empty() || !plain {
-                return Err(format!(
-                    "`inputs[{i}].name` {:?} must be a relative path without `..`",
-                    input.name
-                ));
+                return Err(SpecInvalid::InputName {
+                    index,
+                    name: input.name.clone(),
+                });
             }
             if !names.insert(&input.name) {
-                return Err(format!("`inputs[{i}].name` {:?} appears twice", input.name));
+                return Err(SpecInvalid::DuplicateInput {
+                    index,
+                    name: input.name.clone(),
+                });
             }
         }
         if let Some(price) = self.price
             && !(price.is_finite() && price >= 0.0)
         {
-            return Err(format!("`price` must be a number ≥ 0, got {price}"));
+            return Err(SpecInvalid::Price(price));
         }
-        self.limits.validate()
+        self.limits.validate().map_err(SpecInvalid::Limits)
     }
 
     /// The params as the JSON text handed to the plugin (compact, keys
@@ -297,7 +348,7 @@ mod tests {
     use pictor_test_support::hostile;
 
     #[test]
-    fn minimal_spec_gets_defaults() -> Result<(), String> {
+    fn minimal_spec_gets_defaults() -> Result<(), SpecInvalid> {
         let spec = JobSpec::from_json(r#"{"version": 1, "id": "job-1", "kind": "hello"}"#)?;
         assert_eq!(spec.params_json(), "{}");
         assert_eq!(spec.seed, 0);
@@ -375,7 +426,7 @@ mod tests {
             ),
         ];
         for (json, expected) in cases {
-            let err = JobSpec::from_json(json).expect_err(json);
+            let err = JobSpec::from_json(json).expect_err(json).to_string();
             assert!(err.contains(expected), "{json}: {err}");
         }
     }
@@ -419,7 +470,7 @@ mod tests {
             let text = hostile::with_field(&sample, path, value).to_string();
             match JobSpec::from_json(&text) {
                 Ok(spec) => proptest::prop_assert!(spec.validate().is_ok()),
-                Err(error) => hostile::assert_readable(&error),
+                Err(error) => hostile::assert_readable(&error.to_string()),
             }
         }
     }
@@ -435,7 +486,9 @@ mod tests {
         };
         // {"x":"…"} is the string plus 8 bytes.
         assert!(JobSpec::from_json(&with_params(MAX_PARAMS_BYTES - 8)).is_ok());
-        let error = JobSpec::from_json(&with_params(MAX_PARAMS_BYTES - 7)).unwrap_err();
+        let error = JobSpec::from_json(&with_params(MAX_PARAMS_BYTES - 7))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("`params` is 1048577 bytes as JSON, the limit is 1048576"),
             "{error}"
@@ -453,7 +506,7 @@ mod tests {
             r#"{{"version": 1, "id": "many", "kind": "hello", "inputs": [{}]}}"#,
             inputs.join(",")
         );
-        let error = JobSpec::from_json(&text).unwrap_err();
+        let error = JobSpec::from_json(&text).unwrap_err().to_string();
         assert!(
             error.contains("`inputs` lists 10001 files, the limit is 10000"),
             "{error}"
@@ -472,6 +525,11 @@ mod tests {
             r#"{{"version": 1, "id": "deep", "kind": "hello", "params": {}}}"#,
             hostile::deeply_nested(100_000)
         );
-        hostile::assert_readable(&JobSpec::from_json(&text).err().unwrap_or_default());
+        hostile::assert_readable(
+            &JobSpec::from_json(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        );
     }
 }
