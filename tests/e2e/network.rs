@@ -19,6 +19,8 @@ use pictor_protocol::digest::Sha256Digest;
 use pictor_protocol::proof::{self, InputDigest, OutputDigest, ResultManifest, SignedProof};
 use serde_json::{Value, json};
 
+use pictor_test_support::farm::CoordinatorProcess;
+
 use crate::support::{coordinator_bin, host, plugin, scratch};
 
 /// Runs an async API call to completion (the tests are synchronous). The
@@ -36,89 +38,43 @@ pub(crate) fn block<F: std::future::Future>(make: impl FnOnce() -> F) -> F::Outp
     runtime.block_on(async { make().await })
 }
 
-/// A coordinator process serving one data folder on a fixed port.
+/// A coordinator process serving one data folder on a fixed port, and
+/// the creator's and workers' calls the tests make to it.
 pub(crate) struct Coordinator {
+    process: CoordinatorProcess,
     pub(crate) data: PathBuf,
-    port: u16,
-    args: Vec<String>,
-    child: Option<Child>,
     http: reqwest::Client,
 }
 
 impl Coordinator {
     pub(crate) fn start(root: &Path, args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut coordinator = Coordinator {
-            data: root.join("coordinator"),
-            port,
-            args: args.iter().map(|a| a.to_string()).collect(),
-            child: None,
+        let data = root.join("coordinator");
+        Coordinator {
+            process: CoordinatorProcess::start(coordinator_bin(), &data, args).unwrap(),
+            data,
             http: pictor_host::blobs::http_client("e2e").unwrap(),
-        };
-        coordinator.spawn();
-        coordinator
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.with_extension("log"))
-            .unwrap();
-        let child = Command::new(coordinator_bin())
-            .arg("serve")
-            .arg("--data")
-            .arg(&self.data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(&self.args)
-            .env("PICTOR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let started = Instant::now();
-        while block(|| self.http.get(self.url(&api::paths::info())).send()).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "coordinator did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// `kill -9`, as a crash would.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        self.process.kill();
     }
 
     fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+        self.process.restart().unwrap();
     }
 
     pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+        self.process.log()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.process.url())
     }
 
     pub(crate) fn token(&self, which: &str) -> String {
-        std::fs::read_to_string(self.data.join(format!("{which}.token")))
-            .unwrap()
-            .trim()
-            .to_string()
+        self.process.token(which).unwrap()
     }
 
     fn request(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
@@ -298,12 +254,6 @@ impl Coordinator {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

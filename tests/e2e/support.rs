@@ -134,35 +134,8 @@ impl From<Output> for Run {
 pub fn coordinator_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("PICTOR_COORDINATOR_BIN") {
-            return PathBuf::from(bin);
-        }
-        let host_bin = Path::new(env!("CARGO_BIN_EXE_pictor-host"));
-        let profile_dir = host_bin.parent().expect("binary folder");
-        let target_dir = profile_dir.parent().expect("target folder");
-        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pictor-coordinator",
-                "--bin",
-                "pictor-coordinator",
-            ])
-            .env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo build -p pictor-coordinator");
-        assert!(
-            status.success(),
-            "building pictor-coordinator failed (see output above)"
-        );
-        profile_dir.join("pictor-coordinator")
+        pictor_test_support::farm::coordinator_bin(Path::new(env!("CARGO_BIN_EXE_pictor-host")))
+            .unwrap()
     })
 }
 

@@ -2,13 +2,12 @@
 
 #![allow(dead_code, reason = "each bench uses some of these")]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use pictor_protocol::api::{self, BlobRef, PROTOCOL_VERSION, VERSION_HEADER};
 use pictor_protocol::digest::Sha256Digest;
+use pictor_test_support::farm::{CoordinatorProcess, coordinator_bin};
 
 /// The median of `v` (the upper one of an even count; `v` not empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -53,42 +52,8 @@ pub fn pictor_plugins(root: &Path) -> Result<std::path::PathBuf, Box<dyn std::er
 /// An error in bench code.
 pub type BoxError = Box<dyn std::error::Error>;
 
-/// The `pictor-coordinator` binary: `PICTOR_COORDINATOR_BIN` if set, else
-/// built (a no-op when fresh) into the folder that holds this bench's
-/// `pictor-host`, with the same profile.
-pub fn coordinator_bin() -> Result<PathBuf, BoxError> {
-    if let Some(bin) = std::env::var_os("PICTOR_COORDINATOR_BIN") {
-        return Ok(bin.into());
-    }
-    let profile_dir = Path::new(env!("CARGO_BIN_EXE_pictor-host"))
-        .parent()
-        .ok_or("pictor-host has no folder")?;
-    let target_dir = profile_dir
-        .parent()
-        .ok_or("the profile folder has no parent")?;
-    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "pictor-coordinator",
-            "--bin",
-            "pictor-coordinator",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    if !build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()?
-        .success()
-    {
-        return Err("building pictor-coordinator failed (see output above)".into());
-    }
-    Ok(profile_dir.join("pictor-coordinator"))
-}
+#[allow(unused_imports, reason = "each bench uses some of these")]
+pub use pictor_test_support::farm::{log_tail, terminate};
 
 /// A `pictor-host` command whose compiled-plugin cache is under `work`.
 pub fn host_command(work: &Path) -> Command {
@@ -99,93 +64,28 @@ pub fn host_command(work: &Path) -> Command {
     cmd
 }
 
-/// Asks `child` to stop with SIGTERM and waits up to `grace` for it, then
-/// kills it. Returns how it exited (`None`: it had to be killed).
-pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
-    if let Ok(Some(status)) = child.try_wait() {
-        return Some(status);
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let asked = Instant::now();
-    while asked.elapsed() < grace {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
-/// The last `lines` lines of a log file, for error messages.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    format!(
-        "[{}]\n{}",
-        path.display(),
-        all[all.len().saturating_sub(lines)..].join("\n")
-    )
-}
-
-/// A `pictor-coordinator serve` on a free loopback port, stopped (SIGTERM)
-/// when dropped.
+/// A `pictor-coordinator serve` on a free loopback port (the shared test
+/// process), stopped when dropped; with the creator's API.
 pub struct Coordinator {
-    child: Child,
+    process: CoordinatorProcess,
     /// Its base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
-    /// Its data folder (tokens, store, blobs); the log is beside it.
-    pub data: PathBuf,
 }
 
 impl Coordinator {
     /// Starts one on `data` with extra `serve` arguments and waits until it listens.
     pub fn start(data: &Path, args: &[&str]) -> Result<Self, BoxError> {
-        let log = std::fs::File::create(data.with_extension("log"))?;
-        let mut child = Command::new(coordinator_bin()?)
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("PICTOR_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()?;
-        // It prints its URL once listening; read the rest so it never blocks.
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("pictor-coordinator listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let mut coordinator = Coordinator {
-            child,
-            url: String::new(),
-            data: data.to_path_buf(),
-        };
-        coordinator.url = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
-            format!(
-                "the coordinator did not start:\n{}",
-                log_tail(&data.with_extension("log"), 20)
-            )
-        })?;
-        Ok(coordinator)
+        let bin = coordinator_bin(Path::new(env!("CARGO_BIN_EXE_pictor-host")))?;
+        let process = CoordinatorProcess::start(&bin, data, args)?;
+        Ok(Coordinator {
+            url: process.url(),
+            process,
+        })
     }
 
     /// The creator's or the workers' token (`which`: `creator` or `worker`).
     pub fn token(&self, which: &str) -> Result<String, BoxError> {
-        let path = self.data.join(format!("{which}.token"));
-        Ok(std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .trim()
-            .to_string())
+        Ok(self.process.token(which)?)
     }
 
     /// The creator's client for its API.
@@ -199,25 +99,12 @@ impl Coordinator {
 
     /// The last lines of its log.
     pub fn log_tail(&self, lines: usize) -> String {
-        log_tail(&self.data.with_extension("log"), lines)
+        self.process.log_tail(lines)
     }
 
     /// Stops it with SIGTERM; an error if it did not exit cleanly.
-    pub fn stop(mut self) -> Result<(), BoxError> {
-        match terminate(&mut self.child, Duration::from_secs(10)) {
-            Some(status) if status.success() => Ok(()),
-            status => Err(format!(
-                "the coordinator did not stop cleanly ({status:?}):\n{}",
-                self.log_tail(20)
-            )
-            .into()),
-        }
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        terminate(&mut self.child, Duration::from_secs(10));
+    pub fn stop(self) -> Result<(), BoxError> {
+        Ok(self.process.stop()?)
     }
 }
 
