@@ -801,7 +801,7 @@ fn prepare(
     let ceiling = JobLimits::default().with(&shared.config.job_limits);
     let limits = JobLimits::within(&ceiling, &spec.limits).map_err(|reason| {
         // Another worker may allow more: give it back.
-        let mut failure = JobFailure::new(FailureKind::Unsupported, reason);
+        let mut failure = JobFailure::new(FailureKind::Unsupported, reason.to_string());
         failure.retryable = true;
         failure
     })?;

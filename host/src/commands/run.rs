@@ -36,10 +36,7 @@ impl RunCommand {
         let config = WorkerConfig::load(&self.config)?;
         pictor_runtime::engine::raise_open_file_limit();
         let status_listen = match &self.status_listen {
-            Some(text) => Some(
-                worker_config::status_listen("--status-listen", text)
-                    .map_err(anyhow::Error::msg)?,
-            ),
+            Some(text) => Some(worker_config::status_listen("--status-listen", text)?),
             None => config.status_listen,
         };
         // Bound first: a taken port is an error before anything starts.

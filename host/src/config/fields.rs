@@ -70,7 +70,7 @@ pub(super) fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, Stri
 /// Checks a status page address: an IP literal (or `localhost`) and a
 /// port, on a loopback interface only. `key` names where it came from
 /// (`status.listen` or `--status-listen`).
-pub fn status_listen(key: &str, text: &str) -> Result<SocketAddr, String> {
+pub fn status_listen(key: &str, text: &str) -> Result<SocketAddr, ListenError> {
     let text = text.trim();
     let address: SocketAddr = match text.strip_prefix("localhost:") {
         Some(port) => port
@@ -79,16 +79,45 @@ pub fn status_listen(key: &str, text: &str) -> Result<SocketAddr, String> {
             .map_err(|e| e.to_string()),
         None => text.parse::<SocketAddr>().map_err(|e| e.to_string()),
     }
-    .map_err(|e| {
-        format!("`{key}` {text:?} is not an address and port like 127.0.0.1:9187 ({e})")
+    .map_err(|error| ListenError::NotAnAddress {
+        key: key.to_string(),
+        text: text.to_string(),
+        error,
     })?;
     if !address.ip().is_loopback() {
-        return Err(format!(
-            "`{key}` {text:?} is not a loopback address: the status page is for the owner's machine only, so it listens on 127.0.0.1 (or ::1); \
-             to see it from elsewhere, use an SSH tunnel (ssh -L 9187:127.0.0.1:9187 this-host) or a reverse proxy with authentication"
-        ));
+        return Err(ListenError::NotLoopback {
+            key: key.to_string(),
+            text: text.to_string(),
+        });
     }
     Ok(address)
+}
+
+/// A status page address that cannot be used; `key` is where it came
+/// from (`status.listen` or `--status-listen`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenError {
+    /// Not an IP (or `localhost`) and a port.
+    #[error("`{key}` {text:?} is not an address and port like 127.0.0.1:9187 ({error})")]
+    NotAnAddress {
+        /// Where it came from.
+        key: String,
+        /// What was given.
+        text: String,
+        /// Why it does not parse.
+        error: String,
+    },
+    /// Not on a loopback interface.
+    #[error(
+        "`{key}` {text:?} is not a loopback address: the status page is for the owner's machine only, so it listens on 127.0.0.1 (or ::1); \
+         to see it from elsewhere, use an SSH tunnel (ssh -L 9187:127.0.0.1:9187 this-host) or a reverse proxy with authentication"
+    )]
+    NotLoopback {
+        /// Where it came from.
+        key: String,
+        /// What was given.
+        text: String,
+    },
 }
 
 pub(super) fn mining(

@@ -23,7 +23,7 @@ use pictor_protocol::digest::Sha256Digest;
 use pictor_runtime::capabilities::gpu::AdapterChoice;
 use pictor_runtime::jobs::limits::LimitOverrides;
 
-pub use fields::status_listen;
+pub use fields::{ListenError, status_listen};
 use fields::{check_kind, check_wallet, mining, source};
 pub use raw::{
     GpuSetting, RawConfig, RawCoordinator, RawLimits, RawMining, RawStatus, RawWorker, parse,
@@ -227,7 +227,9 @@ impl WorkerConfig {
             None => None,
         };
         let status_listen = match &raw.status {
-            Some(status) => Some(status_listen("status.listen", &status.listen)?),
+            Some(status) => {
+                Some(status_listen("status.listen", &status.listen).map_err(|e| e.to_string())?)
+            }
             None => None,
         };
         if let Some(kinds) = &raw.limits.job_kinds {
@@ -256,7 +258,7 @@ impl WorkerConfig {
         raw.limits
             .job
             .validate()
-            .map_err(|e| format!("`limits.job`: {}", e.replacen("limits.", "", 1)))?;
+            .map_err(|e| format!("`limits.job`: {}", e.to_string().replacen("limits.", "", 1)))?;
         for (kind, price) in &raw.prices {
             check_kind("prices", kind)?;
             if !(price.is_finite() && *price >= 0.0) {

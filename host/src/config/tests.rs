@@ -106,6 +106,7 @@ fn the_status_page_listens_on_loopback_only() -> Result<(), String> {
     assert!(
         status_listen("--status-listen", "0.0.0.0:1")
             .unwrap_err()
+            .to_string()
             .starts_with("`--status-listen` \"0.0.0.0:1\" is not a loopback")
     );
     Ok(())

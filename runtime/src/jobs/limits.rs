@@ -116,17 +116,51 @@ impl JobLimits {
     }
 }
 
+/// A job limit out of its range, or over the owner's ceiling.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LimitError {
+    /// `limits.timeout_s` is not a number of seconds in (0, 7 days].
+    #[error("limits.timeout_s must be between 0 and 604800 seconds, got {0}")]
+    Timeout(f64),
+    /// A count or size out of its range.
+    #[error("limits.{name} must be between {min} and {max}, got {value}")]
+    OutOfRange {
+        /// The field, e.g. `memory_mib`.
+        name: &'static str,
+        /// What was asked.
+        value: u64,
+        /// The least allowed.
+        min: u64,
+        /// The most allowed.
+        max: u64,
+    },
+    /// More than the owner's `limits.job` allows (another worker may).
+    #[error(
+        "the job asks for limits.{name} = {asked}, but this worker allows at most {allowed} \
+         (its owner's limits.job.{name}); send it to a worker that allows more"
+    )]
+    OverCeiling {
+        /// The field, e.g. `memory_mib`.
+        name: &'static str,
+        /// What the job asks for.
+        asked: String,
+        /// The owner's ceiling.
+        allowed: String,
+    },
+}
+
 impl JobLimits {
     /// The limits of a job asking for `asked` on a worker whose owner's
     /// limits are `ceiling`: every value the job asks for must be within
     /// the owner's (a creator cannot give itself more time, memory or GPU
     /// than the owner allows); values it leaves out are the owner's.
-    pub fn within(ceiling: &JobLimits, asked: &LimitOverrides) -> Result<JobLimits, String> {
-        let over = |name: &str, asked: String, allowed: String| {
-            Err(format!(
-                "the job asks for limits.{name} = {asked}, but this worker allows at most {allowed} \
-                 (its owner's limits.job.{name}); send it to a worker that allows more"
-            ))
+    pub fn within(ceiling: &JobLimits, asked: &LimitOverrides) -> Result<JobLimits, LimitError> {
+        let over = |name: &'static str, asked: String, allowed: String| {
+            Err(LimitError::OverCeiling {
+                name,
+                asked,
+                allowed,
+            })
         };
         if let Some(s) = asked.timeout_s
             && Duration::from_secs_f64(s.max(0.0)) > ceiling.timeout
@@ -187,13 +221,11 @@ impl JobLimits {
 
 impl LimitOverrides {
     /// Checks each given value is in range; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LimitError> {
         if let Some(s) = self.timeout_s
             && !(s.is_finite() && s > 0.0 && s <= 7.0 * 86400.0)
         {
-            return Err(format!(
-                "limits.timeout_s must be between 0 and 604800 seconds, got {s}"
-            ));
+            return Err(LimitError::Timeout(s));
         }
         let ranges = [
             ("memory_mib", self.memory_mib, 1, 64 * 1024),
@@ -221,9 +253,12 @@ impl LimitOverrides {
             if let Some(v) = value
                 && !(min..=max).contains(&v)
             {
-                return Err(format!(
-                    "limits.{name} must be between {min} and {max}, got {v}"
-                ));
+                return Err(LimitError::OutOfRange {
+                    name,
+                    value: v,
+                    min,
+                    max,
+                });
             }
         }
         Ok(())
@@ -251,12 +286,22 @@ mod tests {
             memory_mib: Some(0),
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().contains("limits.memory_mib"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("limits.memory_mib")
+        );
         let bad = LimitOverrides {
             timeout_s: Some(f64::NAN),
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().contains("limits.timeout_s"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("limits.timeout_s")
+        );
     }
 
     #[test]
@@ -311,7 +356,7 @@ mod tests {
                 "limits.open_files",
             ),
         ] {
-            let err = JobLimits::within(&owner, &asked).unwrap_err();
+            let err = JobLimits::within(&owner, &asked).unwrap_err().to_string();
             assert!(err.contains(field), "{err}");
         }
     }

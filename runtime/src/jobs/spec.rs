@@ -195,13 +195,14 @@ pub enum SpecInvalid {
     /// A negative or non-finite `price`.
     Price(f64),
     /// A `limits` value out of its range (the message names it).
-    Limits(String),
+    Limits(crate::jobs::limits::LimitError),
 }
 
 impl SpecInvalid {
     fn unclipped(&self) -> String {
         match self {
-            SpecInvalid::Shape(message) | SpecInvalid::Limits(message) => message.clone(),
+            SpecInvalid::Shape(message) => message.clone(),
+            SpecInvalid::Limits(error) => error.to_string(),
             SpecInvalid::MissingVersion => {
                 format!("missing field `version` (this host reads version {SPEC_VERSION})")
             }
