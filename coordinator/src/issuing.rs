@@ -8,6 +8,7 @@
 //! ([`IssuedWorkerRecord::token_sha256`]), so the reply to the creation is
 //! the only place it ever appears.
 
+use pictor_protocol::ids::Wallet;
 use std::collections::BTreeMap;
 
 use pictor_protocol::Sha256Digest;
@@ -34,7 +35,7 @@ pub struct CheckedWorker {
     /// The owner's name for it.
     pub name: String,
     /// The network reward wallet.
-    pub wallet: String,
+    pub wallet: Wallet,
     /// Mining settings, with `wallet` always set.
     pub mining: Option<MiningSettings>,
     /// Prices by kind.
@@ -89,23 +90,22 @@ pub fn check(request: &CreateWorker) -> Result<CheckedWorker, ApiError> {
             request.name
         )));
     }
-    let wallet = request.wallet.trim();
-    if !pictor_protocol::api::valid_wallet(wallet) {
-        return Err(ApiError::invalid(format!(
+    let wallet: Wallet = request.wallet.trim().parse().map_err(|_| {
+        ApiError::invalid(format!(
             "`wallet` {:?} is not a wallet address ({}); copy it from your wallet app",
             request.wallet,
-            pictor_protocol::api::WALLET_RULE
-        )));
-    }
+            Wallet::RULE
+        ))
+    })?;
     let mining = request
         .mining
         .as_ref()
-        .map(|m| check_mining(m, wallet))
+        .map(|m| check_mining(m, &wallet))
         .transpose()?;
     check_prices(&request.prices)?;
     Ok(CheckedWorker {
         name: name.to_string(),
-        wallet: wallet.to_string(),
+        wallet,
         mining,
         prices: request.prices.clone(),
     })
@@ -165,7 +165,7 @@ pub fn record(worker: CheckedWorker, credential: &Credential, now_ms: u64) -> Is
     IssuedWorkerRecord {
         id: credential.worker_id.clone(),
         name: worker.name,
-        wallet: worker.wallet,
+        wallet: worker.wallet.into(),
         mining: worker.mining,
         prices: worker.prices,
         token_sha256: token_sha256(&credential.token),

@@ -302,7 +302,7 @@ impl Node {
         // What the status page shows that the worker does not publish.
         let page = status_listener.map(|listener| {
             let facts = PageFacts {
-                worker_id: config.worker_id.clone(),
+                worker_id: config.worker_id.to_string(),
                 name: config.name.clone(),
                 prices: config.prices.clone(),
                 adapters,
@@ -587,7 +587,7 @@ fn registration(
         NvmlStatus::Unavailable { .. } => None,
     };
     RegisterRequest {
-        worker_id: config.worker_id.clone(),
+        worker_id: config.worker_id.to_string(),
         name: config.name.clone(),
         public_key: String::new(),
         host_version: concat!("pictor-host ", env!("CARGO_PKG_VERSION")).to_string(),
@@ -602,7 +602,12 @@ fn registration(
                 }
             })
             .collect(),
-        kinds: config.job_kinds.clone().unwrap_or_default(),
+        kinds: config
+            .job_kinds
+            .iter()
+            .flatten()
+            .map(ToString::to_string)
+            .collect(),
         prices: config.prices.clone(),
         slots,
     }

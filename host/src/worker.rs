@@ -252,7 +252,7 @@ impl Worker {
             wake: Arc::new(Notify::new()),
         };
         shared.log(Event::WorkerStarted {
-            worker: shared.config.worker_id.clone(),
+            worker: shared.config.worker_id.to_string(),
         })?;
         // Killed after a job was published to done/ but before `finished`
         // was journaled: the result is there, so the attempt ended.
@@ -791,7 +791,7 @@ fn prepare(
 ) -> Result<(JobDirs, pictor_runtime::LoadedPlugin, JobLimits), JobFailure> {
     let spec = &job.spec;
     if let Some(kinds) = &shared.config.job_kinds
-        && !kinds.contains(&spec.kind)
+        && !kinds.iter().any(|kind| *kind == spec.kind.as_str())
     {
         return Err(JobFailure::new(
             FailureKind::Unsupported,

@@ -37,10 +37,28 @@ pub struct WorkerForm {
     pub price_train: String,
 }
 
+/// A new-worker form whose fields make no request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// A price that is not a number.
+    #[error("`prices.{kind}` {text:?} is not a number")]
+    Price {
+        /// The job kind.
+        kind: &'static str,
+        /// What was typed.
+        text: String,
+    },
+    /// A mining wallet without a pool.
+    #[error(
+        "`mining.pool` is empty: give the pool (stratum+tcp://host:port) to mine, or clear the mining wallet"
+    )]
+    WalletWithoutPool,
+}
+
 impl WorkerForm {
     /// The API request these fields make, or the field that is not a
     /// number / is missing.
-    pub fn to_request(&self) -> Result<CreateWorker, String> {
+    pub fn to_request(&self) -> Result<CreateWorker, FormError> {
         let mut prices = BTreeMap::new();
         for (kind, text) in [
             ("render", &self.price_render),
@@ -51,19 +69,17 @@ impl WorkerForm {
             if text.is_empty() {
                 continue;
             }
-            let price: f64 = text
-                .parse()
-                .map_err(|_| format!("`prices.{kind}` {text:?} is not a number"))?;
+            let price: f64 = text.parse().map_err(|_| FormError::Price {
+                kind,
+                text: text.to_string(),
+            })?;
             prices.insert(kind.to_string(), price);
         }
         let pool = self.pool.trim();
         let mining_wallet = self.mining_wallet.trim();
         let mining = if pool.is_empty() {
             if !mining_wallet.is_empty() {
-                return Err(
-                    "`mining.pool` is empty: give the pool (stratum+tcp://host:port) to mine, or clear the mining wallet"
-                        .into(),
-                );
+                return Err(FormError::WalletWithoutPool);
             }
             None
         } else {
@@ -103,6 +119,11 @@ mod tests {
             price_train: "cheap".into(),
             ..form
         };
-        assert!(bad.to_request().unwrap_err().contains("`prices.train`"));
+        assert!(
+            bad.to_request()
+                .unwrap_err()
+                .to_string()
+                .contains("`prices.train`")
+        );
     }
 }

@@ -256,7 +256,7 @@ async fn create_worker(
         Err(message) => {
             return page(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                pages::new_worker(&form, Some(&message), mining_served),
+                pages::new_worker(&form, Some(&message.to_string()), mining_served),
             );
         }
     };

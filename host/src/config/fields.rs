@@ -5,29 +5,23 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use pictor_protocol::digest::Sha256Digest;
+use pictor_protocol::ids::{JobKind, Wallet};
 use pictor_protocol::mining::{self, MiningSettingError, PoolAddress};
 
 use super::{JobSource, MiningConfig, RawCoordinator, RawMining};
 
-pub(super) fn check_wallet(key: &str, wallet: &str) -> Result<(), String> {
-    if pictor_protocol::api::valid_wallet(wallet) {
-        Ok(())
-    } else {
-        Err(format!(
+pub(super) fn check_wallet(key: &str, wallet: &str) -> Result<Wallet, String> {
+    wallet.parse().map_err(|_| {
+        format!(
             "`{key}` {wallet:?} is not a wallet address ({}); copy it from your wallet app",
-            pictor_protocol::api::WALLET_RULE
-        ))
-    }
+            Wallet::RULE
+        )
+    })
 }
 
-pub(super) fn check_kind(key: &str, kind: &str) -> Result<(), String> {
-    if pictor_protocol::api::valid_kind(kind) {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{key}`: job kind {kind:?} must be 1-64 characters from a-z 0-9 -"
-        ))
-    }
+pub(super) fn check_kind(key: &str, kind: &str) -> Result<JobKind, String> {
+    kind.parse()
+        .map_err(|_| format!("`{key}`: job kind {kind:?} must be {}", JobKind::RULE))
 }
 
 pub(super) fn source(raw: &RawCoordinator, dir: &Path) -> Result<JobSource, String> {

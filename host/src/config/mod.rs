@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use pictor_protocol::digest::Sha256Digest;
+use pictor_protocol::ids::{JobKind, Wallet, WorkerId};
 use pictor_runtime::capabilities::gpu::AdapterChoice;
 use pictor_runtime::jobs::limits::LimitOverrides;
 
@@ -135,17 +136,17 @@ pub struct WorkerConfig {
     /// The file it came from.
     pub file: PathBuf,
     /// Worker id.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// Worker name (the id if none was given).
     pub name: String,
     /// Rewards address.
-    pub wallet: String,
+    pub wallet: Wallet,
     /// Where jobs come from.
     pub source: JobSource,
     /// Mining, if configured.
     pub mining: Option<MiningConfig>,
     /// Accepted job kinds (`None`: all).
-    pub job_kinds: Option<Vec<String>>,
+    pub job_kinds: Option<Vec<JobKind>>,
     /// Jobs at once per GPU.
     pub jobs_per_gpu: u32,
     /// Download cache size in bytes.
@@ -200,13 +201,13 @@ impl WorkerConfig {
                 raw.version
             ));
         }
-        if !pictor_protocol::api::valid_worker_id(&raw.worker.id) {
-            return Err(format!(
+        let worker_id: WorkerId = raw.worker.id.parse().map_err(|_| {
+            format!(
                 "`worker.id` {:?} must be {}; copy it from the portal",
                 raw.worker.id,
-                pictor_protocol::api::WORKER_ID_RULE
-            ));
-        }
+                WorkerId::RULE
+            )
+        })?;
         let name = raw
             .worker
             .name
@@ -215,7 +216,7 @@ impl WorkerConfig {
         if name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err("`worker.name` must be at most 100 printable characters".into());
         }
-        check_wallet("wallet", &raw.wallet)?;
+        let wallet = check_wallet("wallet", &raw.wallet)?;
         let source = source(&raw.coordinator, dir)?;
         let mining = match &raw.mining {
             Some(m) => Some(mining(
@@ -232,11 +233,15 @@ impl WorkerConfig {
             }
             None => None,
         };
-        if let Some(kinds) = &raw.limits.job_kinds {
-            for kind in kinds {
-                check_kind("limits.job_kinds", kind)?;
-            }
-        }
+        let job_kinds = match &raw.limits.job_kinds {
+            Some(kinds) => Some(
+                kinds
+                    .iter()
+                    .map(|kind| check_kind("limits.job_kinds", kind))
+                    .collect::<Result<Vec<JobKind>, String>>()?,
+            ),
+            None => None,
+        };
         let jobs_per_gpu = raw.limits.jobs_per_gpu.unwrap_or(1);
         if !(1..=64).contains(&jobs_per_gpu) {
             return Err(format!(
@@ -292,12 +297,12 @@ impl WorkerConfig {
         };
         Ok(WorkerConfig {
             file: file.to_path_buf(),
-            worker_id: raw.worker.id,
+            worker_id,
             name,
-            wallet: raw.wallet,
+            wallet,
             source,
             mining,
-            job_kinds: raw.limits.job_kinds,
+            job_kinds,
             jobs_per_gpu,
             cache_bytes: cache_mib << 20,
             spool_bytes: spool_mib << 20,

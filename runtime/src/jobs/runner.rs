@@ -303,9 +303,10 @@ async fn gpu_session(
     let Some(provider) = provider else {
         return GpuSession::unavailable("this host runs jobs without a GPU");
     };
-    let device = tokio::task::spawn_blocking(move || provider.device())
-        .await
-        .unwrap_or_else(|e| Err(format!("GPU set-up failed: {e}")));
+    let device = match tokio::task::spawn_blocking(move || provider.device()).await {
+        Ok(device) => device.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("GPU set-up failed: {e}")),
+    };
     if let Err(reason) = &device {
         tracing::warn!(%reason, "GPU job runs without a GPU");
     }

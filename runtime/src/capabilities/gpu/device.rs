@@ -69,32 +69,76 @@ fn rank(device_type: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// Why a job gets no GPU device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuUnavailable {
+    /// The owner set `gpu: none`.
+    #[error("GPU disabled for this worker (gpu: none)")]
+    Disabled,
+    /// No adapter at all.
+    #[error(
+        "no GPU adapter found (on a machine without a GPU, install mesa-vulkan-drivers for lavapipe)"
+    )]
+    NoAdapter,
+    /// `gpu` names an index past the adapters found.
+    #[error("GPU adapter index {index} does not exist ({found} found; see `pictor-host gpu list`)")]
+    NoIndex {
+        /// The index asked for.
+        index: usize,
+        /// Adapters found.
+        found: usize,
+    },
+    /// `gpu` names an adapter no adapter's name contains.
+    #[error("no GPU adapter named like `{name}` ({found} found; see `pictor-host gpu list`)")]
+    NoName {
+        /// The name asked for.
+        name: String,
+        /// Adapters found.
+        found: usize,
+    },
+    /// The driver refused a device.
+    #[error("cannot open a device on {adapter}: {reason}")]
+    Open {
+        /// The adapter's name.
+        adapter: String,
+        /// The driver's words.
+        reason: String,
+    },
+    /// The slot's GPU was given up on (its reason).
+    #[error("this worker's GPU is unhealthy: {0}")]
+    Unhealthy(String),
+}
+
 /// Picks the adapter `choice` names among `adapters`.
 pub fn choose(
     adapters: Vec<wgpu::Adapter>,
     choice: &AdapterChoice,
-) -> Result<wgpu::Adapter, String> {
-    let count = adapters.len();
-    let none_found = || {
-        "no GPU adapter found (on a machine without a GPU, install mesa-vulkan-drivers for lavapipe)".to_string()
-    };
+) -> Result<wgpu::Adapter, GpuUnavailable> {
+    let found = adapters.len();
     match choice {
-        AdapterChoice::None => Err("GPU disabled for this worker (gpu: none)".to_string()),
+        AdapterChoice::None => Err(GpuUnavailable::Disabled),
         AdapterChoice::Auto => adapters
             .into_iter()
             .min_by_key(|a| rank(a.get_info().device_type))
-            .ok_or_else(none_found),
-        AdapterChoice::Index(i) => adapters.into_iter().nth(*i).ok_or_else(|| {
-            format!(
-                "GPU adapter index {i} does not exist ({count} found; see `pictor-host gpu list`)"
-            )
-        }),
+            .ok_or(GpuUnavailable::NoAdapter),
+        AdapterChoice::Index(index) => {
+            adapters
+                .into_iter()
+                .nth(*index)
+                .ok_or(GpuUnavailable::NoIndex {
+                    index: *index,
+                    found,
+                })
+        }
         AdapterChoice::Name(text) => {
             let wanted = text.to_lowercase();
             adapters
                 .into_iter()
                 .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
-                .ok_or_else(|| format!("no GPU adapter named like `{text}` ({count} found; see `pictor-host gpu list`)"))
+                .ok_or_else(|| GpuUnavailable::NoName {
+                    name: text.clone(),
+                    found,
+                })
         }
     }
 }
@@ -137,7 +181,10 @@ pub const STAGING_FLUSH_BYTES: u64 = 64 << 20;
 
 impl GpuDevice {
     /// Opens a device on `adapter` (from `instance`) with the adapter's full limits.
-    pub fn open(instance: &wgpu::Instance, adapter: &wgpu::Adapter) -> Result<Self, String> {
+    pub fn open(
+        instance: &wgpu::Instance,
+        adapter: &wgpu::Adapter,
+    ) -> Result<Self, GpuUnavailable> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor {
@@ -146,8 +193,13 @@ impl GpuDevice {
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
-            .map_err(|e| format!("cannot open a device on {}: {e}", info.name))?;
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
+                GpuUnavailable::Open {
+                    adapter: info.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         let lost = Arc::new(Mutex::new(None));
         device.set_device_lost_callback({
             let lost = Arc::clone(&lost);
@@ -322,11 +374,9 @@ impl GpuProvider {
     /// The device for the next job. Blocking (opening a device takes tens
     /// to hundreds of milliseconds; a device left overrunning is waited for
     /// up to [`DRAIN_TIMEOUT`]): call it off the async executor.
-    pub fn device(&self) -> Result<Arc<GpuDevice>, String> {
+    pub fn device(&self) -> Result<Arc<GpuDevice>, GpuUnavailable> {
         let unhealthy = |health: GpuHealth| match health {
-            GpuHealth::Unhealthy { reason } => {
-                Err(format!("this worker's GPU is unhealthy: {reason}"))
-            }
+            GpuHealth::Unhealthy { reason } => Err(GpuUnavailable::Unhealthy(reason)),
             _ => Ok(()),
         };
         unhealthy(self.health())?;
@@ -445,10 +495,12 @@ mod tests {
     fn missing_adapters_are_clear_errors() {
         let err = choose(Vec::new(), &AdapterChoice::Auto)
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("mesa-vulkan-drivers"), "{err}");
         let err = choose(Vec::new(), &AdapterChoice::Index(3))
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("index 3 does not exist"), "{err}");
     }

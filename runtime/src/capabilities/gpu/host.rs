@@ -336,7 +336,7 @@ impl Host for GpuView<'_> {
             "shader module",
             |module| GpuShaderModule { module },
             move || {
-                validate_wgsl(&code).map_err(GpuError::InvalidShader)?;
+                validate_wgsl(&code).map_err(|e| GpuError::InvalidShader(e.to_string()))?;
                 let (module, error) = scoped(&device.device, || {
                     device
                         .device

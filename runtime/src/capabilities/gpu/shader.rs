@@ -13,20 +13,44 @@ pub const MAX_SOURCE_BYTES: usize = 1 << 20;
 /// per level, so this keeps parsing well inside a 2 MiB thread stack.
 pub const MAX_EXPRESSION_DEPTH: usize = 256;
 
+/// Why a WGSL source is refused. Every variant but `TooLarge` reads
+/// `line L, column C: …`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShaderError {
+    /// Longer than [`MAX_SOURCE_BYTES`] (its length).
+    #[error("shader source is {0} bytes, the limit is {MAX_SOURCE_BYTES}")]
+    TooLarge(usize),
+    /// An expression nested deeper than [`MAX_EXPRESSION_DEPTH`].
+    #[error(
+        "line {line}, column {column}: expression nested more than {MAX_EXPRESSION_DEPTH} levels deep \
+         (split long operator chains into several statements)"
+    )]
+    TooDeep {
+        /// Where the deepest point is (1-based).
+        line: usize,
+        /// Its column (1-based).
+        column: usize,
+    },
+    /// Not WGSL (naga's parser's words, with line and column).
+    #[error("{0}")]
+    Syntax(String),
+    /// WGSL that does not validate (naga's validator's words, with line
+    /// and column when it gives one).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Parses and validates `source`; the error reads `line L, column C: …`.
-pub fn validate_wgsl(source: &str) -> Result<(), String> {
+pub fn validate_wgsl(source: &str) -> Result<(), ShaderError> {
     if source.len() > MAX_SOURCE_BYTES {
-        return Err(format!(
-            "shader source is {} bytes, the limit is {MAX_SOURCE_BYTES}",
-            source.len()
-        ));
+        return Err(ShaderError::TooLarge(source.len()));
     }
     check_nesting(source)?;
     let module = naga::front::wgsl::parse_str(source).map_err(|e| {
         let at = e
             .location(source)
             .map(|l| format!("line {}, column {}: ", l.line_number, l.line_position));
-        format!("{}{}", at.unwrap_or_default(), e.message())
+        ShaderError::Syntax(format!("{}{}", at.unwrap_or_default(), e.message()))
     })?;
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
@@ -46,7 +70,7 @@ pub fn validate_wgsl(source: &str) -> Result<(), String> {
             message.push_str(&inner.to_string());
             source_err = inner.source();
         }
-        format!("{}{message}", at.unwrap_or_default())
+        ShaderError::Invalid(format!("{}{message}", at.unwrap_or_default()))
     })?;
     Ok(())
 }
@@ -132,7 +156,7 @@ pub fn expression_depth(source: &str) -> (usize, usize) {
 }
 
 /// Refuses expressions nested deeper than [`MAX_EXPRESSION_DEPTH`].
-fn check_nesting(source: &str) -> Result<(), String> {
+fn check_nesting(source: &str) -> Result<(), ShaderError> {
     let (depth, at) = expression_depth(source);
     if depth <= MAX_EXPRESSION_DEPTH {
         return Ok(());
@@ -140,10 +164,7 @@ fn check_nesting(source: &str) -> Result<(), String> {
     let before = &source[..at.min(source.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-    Err(format!(
-        "line {line}, column {column}: expression nested more than {MAX_EXPRESSION_DEPTH} levels deep \
-         (split long operator chains into several statements)"
-    ))
+    Err(ShaderError::TooDeep { line, column })
 }
 
 #[cfg(test)]
@@ -156,14 +177,16 @@ mod tests {
             validate_wgsl("@compute @workgroup_size(1) fn main() {}"),
             Ok(())
         );
-        let err =
-            validate_wgsl("@compute @workgroup_size(1)\nfn main() {\n  let x = 1\n}").unwrap_err();
+        let err = validate_wgsl("@compute @workgroup_size(1)\nfn main() {\n  let x = 1\n}")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("line 4, column 1:") || err.starts_with("line 3"),
             "{err}"
         );
         let err = validate_wgsl("@compute @workgroup_size(1)\nfn main() {\n  let x: u32 = 1.5;\n}")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("line 3,"), "{err}");
     }
 
@@ -174,7 +197,10 @@ mod tests {
     #[test]
     fn a_source_over_a_mebibyte_is_refused_before_it_is_parsed() {
         let comment = format!("// {}\n", "x".repeat(1 << 20));
-        let error = validate_wgsl(&kernel(&comment)).err().unwrap_or_default();
+        let error = validate_wgsl(&kernel(&comment))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(error.contains("the limit is 1048576"), "{error}");
         assert!(validate_wgsl(&kernel("")).is_ok());
     }
@@ -199,7 +225,8 @@ mod tests {
                 .unwrap()
                 .join()
                 .unwrap()
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with("line 3, column "), "{err}");
             assert!(err.contains("nested more than 256 levels"), "{err}");
         }
