@@ -178,18 +178,10 @@ struct Remote {
 /// A node, built and ready to run.
 pub struct Node {
     tokio: tokio::runtime::Runtime,
-    worker: Worker,
-    spool: Spool,
-    remote: Option<Remote>,
-    registration: Option<RegisterRequest>,
-    page: Option<(TcpListener, PageFacts)>,
+    parts: Parts,
     gpus: Vec<Arc<GpuProvider>>,
     /// Held while the node runs: the downloaded miner stays pinned.
     _miner_blob: Option<PinnedBlob>,
-    until_idle: bool,
-    stop_on_signals: bool,
-    status_line: bool,
-    events: EventSink,
 }
 
 impl Node {
@@ -318,17 +310,19 @@ impl Node {
         }
         Ok(Node {
             tokio,
-            worker,
-            spool,
-            remote,
-            registration,
-            page,
+            parts: Parts {
+                worker,
+                spool,
+                remote,
+                registration,
+                page,
+                until_idle,
+                stop_on_signals,
+                status_line,
+                events,
+            },
             gpus,
             _miner_blob: miner_blob,
-            until_idle,
-            stop_on_signals,
-            status_line,
-            events,
         })
     }
 
@@ -337,29 +331,11 @@ impl Node {
     pub fn run(self) -> Result<NodeReport, NodeError> {
         let Node {
             tokio,
-            worker,
-            spool,
-            remote,
-            registration,
-            page,
+            parts,
             gpus,
             _miner_blob,
-            until_idle,
-            stop_on_signals,
-            status_line,
-            events,
         } = self;
-        let report = tokio.block_on(run_parts(Parts {
-            worker,
-            spool,
-            remote,
-            registration,
-            page,
-            until_idle,
-            stop_on_signals,
-            status_line,
-            events,
-        }));
+        let report = tokio.block_on(run_parts(parts));
         tokio.shutdown_timeout(RUNTIME_STOP);
         // The GPU devices go last, once nothing can use them.
         drop(gpus);
@@ -367,7 +343,8 @@ impl Node {
     }
 }
 
-/// What [`run_parts`] runs.
+/// What [`run_parts`] runs: everything the node made but its async
+/// runtime, its GPU devices and the pinned miner.
 struct Parts {
     worker: Worker,
     spool: Spool,

@@ -34,7 +34,7 @@ use pictor_runtime::capabilities::gpu::GpuProvider;
 use pictor_runtime::capabilities::progress::Progress;
 use pictor_runtime::control::{Interruption, JobControl};
 use pictor_runtime::jobs::limits::JobLimits;
-use pictor_runtime::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
+use pictor_runtime::jobs::outcome::{FailureKind, JobFailure, JobOutcome};
 use pictor_runtime::jobs::runner::{JobRun, run_job};
 use pictor_runtime::jobs::sandbox::{JobDirs, stage_inputs};
 
@@ -865,25 +865,19 @@ fn recovered_end(id: &str, kind: String, result: &std::path::Path) -> FinishedJo
 
 /// The outcome of a job refused before it ran.
 fn refused(job: &Claimed, attempt: u32, failure: JobFailure) -> JobOutcome {
-    JobOutcome {
-        job_id: job.spec.id.clone(),
-        kind: job.spec.kind.clone(),
-        plugin: job
-            .spec
-            .plugin
-            .as_ref()
-            .map(|p| p.sha256)
-            .unwrap_or_else(|| crate::digest::Sha256Digest::of(b"")),
+    let plugin = job
+        .spec
+        .plugin
+        .as_ref()
+        .map(|p| p.sha256)
+        .unwrap_or_else(|| crate::digest::Sha256Digest::of(b""));
+    JobOutcome::not_run(
+        job.spec.id.clone(),
+        job.spec.kind.clone(),
+        plugin,
         attempt,
-        status: "failed",
-        success: None,
-        failure: Some(failure),
-        duration_s: 0.0,
-        outputs: Vec::new(),
-        progress: ProgressReport::default(),
-        checkpoints_saved: 0,
-        adapter: None,
-    }
+        failure,
+    )
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use pictor_runtime::capabilities::progress::Progress;
 use pictor_runtime::capabilities::sockets::SocketGrant;
 use pictor_runtime::control::{Interruption, JobControl};
 use pictor_runtime::jobs::limits::JobLimits;
-use pictor_runtime::jobs::outcome::{FailureKind, JobFailure, JobOutcome, ProgressReport};
+use pictor_runtime::jobs::outcome::{FailureKind, JobFailure, JobOutcome};
 use pictor_runtime::jobs::runner::{JobRun, run_job};
 use pictor_runtime::jobs::sandbox::JobDirs;
 use pictor_runtime::jobs::spec::{JobSpec, SpecInvalid};
@@ -280,20 +280,13 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveEr
 /// The outcome of a miner that could not start.
 fn not_started(plugin: &LoadedPlugin, reason: String) -> JobOutcome {
     tracing::warn!(%reason, "miner not started");
-    JobOutcome {
-        job_id: "mining".into(),
-        kind: "mine".into(),
-        plugin: plugin.digest,
-        attempt: 0,
-        status: "failed",
-        success: None,
-        failure: Some(JobFailure::new(FailureKind::Failed, reason)),
-        duration_s: 0.0,
-        outputs: Vec::new(),
-        progress: ProgressReport::default(),
-        checkpoints_saved: 0,
-        adapter: None,
-    }
+    JobOutcome::not_run(
+        "mining".into(),
+        "mine".into(),
+        plugin.digest,
+        0,
+        JobFailure::new(FailureKind::Failed, reason),
+    )
 }
 
 impl Miner {

@@ -188,6 +188,31 @@ impl From<Progress> for ProgressReport {
 }
 
 impl JobOutcome {
+    /// The outcome of a job that failed before it ran: no time, no
+    /// outputs, no progress.
+    pub fn not_run(
+        job_id: String,
+        kind: String,
+        plugin: Sha256Digest,
+        attempt: u32,
+        failure: JobFailure,
+    ) -> Self {
+        JobOutcome {
+            job_id,
+            kind,
+            plugin,
+            attempt,
+            status: "failed",
+            success: None,
+            failure: Some(failure),
+            duration_s: 0.0,
+            outputs: Vec::new(),
+            progress: ProgressReport::default(),
+            checkpoints_saved: 0,
+            adapter: None,
+        }
+    }
+
     /// Whether the job succeeded.
     pub fn succeeded(&self) -> bool {
         self.failure.is_none()

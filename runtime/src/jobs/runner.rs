@@ -236,20 +236,13 @@ fn refused_outcome(
     failure: JobFailure,
 ) -> JobOutcome {
     tracing::warn!(reason = %failure.message, "job not started");
-    JobOutcome {
-        job_id: spec.id.clone(),
-        kind: spec.kind.clone(),
-        plugin: plugin.digest,
+    JobOutcome::not_run(
+        spec.id.clone(),
+        spec.kind.clone(),
+        plugin.digest,
         attempt,
-        status: "failed",
-        success: None,
-        failure: Some(failure),
-        duration_s: 0.0,
-        outputs: Vec::new(),
-        progress: Default::default(),
-        checkpoints_saved: 0,
-        adapter: None,
-    }
+        failure,
+    )
 }
 
 /// The plugin's summary as the host keeps it: message clipped and escaped,
