@@ -409,3 +409,52 @@ fn frame_ranges_render_the_animation_and_split_across_jobs() {
     );
     assert!(!g.output.join("frame_0000.png").exists());
 }
+
+#[test]
+fn a_scene_without_a_camera_is_framed_and_rendered_saying_so() {
+    // The Cornell box with its camera taken out, as most sample models come.
+    let f = folders_with("cornell.gltf");
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(f.input.join("cornell.gltf")).unwrap()).unwrap();
+    for node in doc["nodes"].as_array_mut().unwrap() {
+        node.as_object_mut().unwrap().remove("camera");
+    }
+    std::fs::write(f.input.join("cornell.gltf"), doc.to_string()).unwrap();
+    let run = render(
+        &f,
+        "framed",
+        json!({"width": 48, "height": 32, "spp": 4, "environment": [1, 1, 1], "outputs": ["png", "pfm"]}),
+    );
+    succeeded(&run);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(f.output.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("framed automatically")),
+        "{report}"
+    );
+    // In a white environment, rays that miss are exactly 1 and the box's
+    // walls are darker: the box fills the middle of the frame and the
+    // corners show the environment around it (nothing cropped).
+    let (w, h, px) = read_pfm(&f.output.join("image.pfm"));
+    assert_eq!((w, h), (48, 32));
+    let at = |x: u32, y: u32| px[(y * w + x) as usize];
+    let background = |p: [f32; 3]| p.iter().all(|c| (c - 1.0).abs() < 1e-4);
+    for (x, y) in [(0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)] {
+        assert!(background(at(x, y)), "corner ({x}, {y}) is {:?}", at(x, y));
+    }
+    assert!(
+        !background(at(w / 2, h / 2)),
+        "the middle is {:?}",
+        at(w / 2, h / 2)
+    );
+    let covered = px.iter().filter(|p| !background(**p)).count();
+    assert!(
+        covered > px.len() / 5,
+        "the box covers only {covered} of {} pixels",
+        px.len()
+    );
+}

@@ -11,6 +11,16 @@
 //!  "seed": 1, "tile": {"x": 0, "y": 0, "width": 128, "height": 128},
 //!  "frames": {"first": 0, "last": 23, "fps": 24},
 //!  "camera": {"position": [0, 1, 3], "look_at": [0, 1, 0], "up": [0, 1, 0], "yfov_deg": 40},
+//! ```
+//!
+//! `camera` may also be `"auto"` (frame the scene's bounds), a camera of
+//! the scene by its node's or camera's name, or its index among the
+//! scene's perspective cameras. Without `camera` the scene's first
+//! perspective camera is used, and a scene without one is framed
+//! automatically (noted in `report.json`).
+//!
+//! ```json
+//! {"camera": "auto"}
 //!  "environment": [0, 0, 0], "outputs": ["png", "pfm"], "device": "gpu"}
 //! ```
 //!
@@ -80,9 +90,10 @@ pub struct Params {
     /// Render this range of animation frames.
     #[serde(default)]
     pub frames: Option<Frames>,
-    /// Camera; the scene's first perspective camera by default.
-    #[serde(default)]
-    pub camera: Option<CameraParams>,
+    /// Camera; the scene's first perspective camera by default (its
+    /// bounds framed automatically if it has none).
+    #[serde(default, deserialize_with = "camera_choice")]
+    pub camera: Option<CameraChoice>,
     /// Radiance of the environment seen by rays that leave the scene.
     #[serde(default)]
     pub environment: [f32; 3],
@@ -121,8 +132,46 @@ pub struct Frames {
     pub fps: f32,
 }
 
+/// Which camera renders the frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraChoice {
+    /// `"auto"`: frame the scene's bounds.
+    Auto,
+    /// A camera of the scene by its node's or camera's name.
+    Named(String),
+    /// A camera of the scene by its index among its perspective cameras.
+    Index(usize),
+    /// A camera given in params.
+    Given(CameraParams),
+}
+
+/// Reads `camera`: `"auto"`, a name, an index or a camera object (whose
+/// own errors name its field).
+fn camera_choice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CameraChoice>, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(name) if name == "auto" => Ok(Some(CameraChoice::Auto)),
+        serde_json::Value::String(name) if name.is_empty() || name.len() > 256 => {
+            Err(D::Error::custom("a camera name must be 1-256 bytes"))
+        }
+        serde_json::Value::String(name) => Ok(Some(CameraChoice::Named(name))),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+            .map(|i| Some(CameraChoice::Index(i)))
+            .ok_or_else(|| D::Error::custom("a camera index must be a whole number ≥ 0")),
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object)
+            .map(|c| Some(CameraChoice::Given(c)))
+            .map_err(D::Error::custom),
+        _ => Err(D::Error::custom(
+            "must be \"auto\", a camera's name or index in the scene, or {position, look_at, up, yfov_deg}",
+        )),
+    }
+}
+
 /// A camera given in params.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraParams {
     /// Eye position.
@@ -270,8 +319,8 @@ impl Params {
                 "must name at least one format (`png`, `pfm`)",
             ));
         }
-        if let Some(c) = self.camera
-            && self.param_camera(&c).is_none()
+        if let Some(CameraChoice::Given(c)) = &self.camera
+            && self.param_camera(c).is_none()
         {
             return Err(bad(
                 "camera",
@@ -342,18 +391,8 @@ pub fn prepare_frame(
 ) -> Result<Prepared, JobError> {
     let fps = params.frames.map_or(24.0, |f| f.fps);
     let time = frame.map_or(0.0, |f| f as f32 / fps);
-    let scene = scene::load_at(scene_file, read, time)?;
-    let camera = match (&params.camera, scene.camera) {
-        (Some(c), _) => params
-            .param_camera(c)
-            .ok_or_else(|| bad("camera", "is degenerate"))?,
-        (None, Some(c)) => c,
-        (None, None) => {
-            return Err(JobError::InvalidInput(format!(
-                "`{scene_file}`: the scene has no perspective camera; give one in params `camera`"
-            )));
-        }
-    };
+    let mut scene = scene::load_at(scene_file, read, time)?;
+    let camera = pick_camera(params, &mut scene, scene_file)?;
     let data = SceneData::build(&scene);
     let view = View {
         width: params.width,
@@ -372,6 +411,65 @@ pub fn prepare_frame(
         triangles: scene.triangles.len(),
         notes: scene.notes,
     })
+}
+
+/// The camera `params.camera` picks in `scene`; the scene's first one by
+/// default, its bounds framed when it has none (said in its notes).
+fn pick_camera(
+    params: &Params,
+    scene: &mut scene::Scene,
+    scene_file: &str,
+) -> Result<Camera, JobError> {
+    let aspect = params.width as f32 / params.height as f32;
+    let framed = |scene: &scene::Scene| {
+        let (min, max) = scene.bounds();
+        Camera::framing(min, max, default_fov().to_radians(), aspect).ok_or_else(|| {
+            JobError::InvalidInput(format!(
+                "`{scene_file}`: the scene's bounds cannot be framed; give a camera in params `camera`"
+            ))
+        })
+    };
+    let count = scene.cameras.len();
+    match &params.camera {
+        Some(CameraChoice::Given(c)) => params
+            .param_camera(c)
+            .ok_or_else(|| bad("camera", "is degenerate")),
+        Some(CameraChoice::Auto) => framed(scene),
+        Some(CameraChoice::Named(name)) => scene
+            .cameras
+            .iter()
+            .find(|c| c.is_named(name))
+            .map(|c| c.camera)
+            .ok_or_else(|| {
+                let names: Vec<String> = scene
+                    .cameras
+                    .iter()
+                    .filter_map(|c| c.node_name.clone().or_else(|| c.camera_name.clone()))
+                    .take(10)
+                    .map(|n| format!("{n:?}"))
+                    .collect();
+                JobError::InvalidInput(format!(
+                    "`{scene_file}`: no camera named {name:?}; its {count} perspective camera(s): [{}]",
+                    names.join(", ")
+                ))
+            }),
+        Some(CameraChoice::Index(i)) => scene.cameras.get(*i).map(|c| c.camera).ok_or_else(|| {
+            JobError::InvalidInput(format!(
+                "`{scene_file}`: camera index {i} does not exist; the scene has {count} perspective camera(s)"
+            ))
+        }),
+        None => match scene.cameras.first() {
+            Some(c) => Ok(c.camera),
+            None => {
+                let camera = framed(scene)?;
+                scene.notes.push(
+                    "the scene has no perspective camera: its bounds are framed automatically (give params `camera` to choose)"
+                        .to_string(),
+                );
+                Ok(camera)
+            }
+        },
+    }
 }
 
 /// The scene file to render: `params.scene`, or the only glTF in the input.

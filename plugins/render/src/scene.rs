@@ -6,7 +6,8 @@
 //! transforms; PBR metallic-roughness materials (base color factor and PNG
 //! texture, metallic and roughness factors, emissive factor with
 //! `KHR_materials_emissive_strength`, the specular factor of
-//! `KHR_materials_specular`); the first perspective camera.
+//! `KHR_materials_specular`); every perspective camera (the first is the
+//! default).
 //! Node animations (translation, rotation, scale; step and linear
 //! interpolation, cubic splines sampled linearly between their keys) are
 //! evaluated at the time given to [`load_at`].
@@ -104,6 +105,45 @@ impl Camera {
             yfov,
         })
     }
+
+    /// A camera that frames the box `min`..`max` for a frame of `aspect`
+    /// (width / height), as viewers do for a scene without a camera: a
+    /// three-quarter view from the front (+Z, glTF's front), 30° to the
+    /// right and 20° above, far enough that the box's bounding sphere fits
+    /// the narrower field of view, `y` up.
+    pub fn framing(min: V3, max: V3, yfov: f32, aspect: f32) -> Option<Camera> {
+        let center = (min + max) * 0.5;
+        let radius = ((max - min) * 0.5).length().max(1e-3);
+        let (azimuth, elevation) = (30f32.to_radians(), 20f32.to_radians());
+        let toward_camera = v3(
+            azimuth.sin() * elevation.cos(),
+            elevation.sin(),
+            azimuth.cos() * elevation.cos(),
+        );
+        let half_y = yfov * 0.5;
+        let half_x = (half_y.tan() * aspect).atan();
+        let distance = radius / half_y.min(half_x).sin();
+        let position = center + toward_camera * distance;
+        Camera::look_at(position, center, v3(0.0, 1.0, 0.0), yfov)
+    }
+}
+
+/// A perspective camera of the scene, with the names it can be picked by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneCamera {
+    /// The camera.
+    pub camera: Camera,
+    /// The name of the node that holds it, if any.
+    pub node_name: Option<String>,
+    /// The name of the glTF camera, if any.
+    pub camera_name: Option<String>,
+}
+
+impl SceneCamera {
+    /// Whether `name` is its node's or its camera's name.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.node_name.as_deref() == Some(name) || self.camera_name.as_deref() == Some(name)
+    }
 }
 
 /// A loaded scene.
@@ -115,10 +155,27 @@ pub struct Scene {
     pub materials: Vec<Material>,
     /// Base color textures.
     pub textures: Vec<Texture>,
-    /// The first perspective camera of the scene, if any.
-    pub camera: Option<Camera>,
+    /// The scene's perspective cameras, in the order its nodes are visited
+    /// (the first is the default).
+    pub cameras: Vec<SceneCamera>,
     /// Features present in the file that the renderer ignores.
     pub notes: Vec<String>,
+}
+
+/// Most cameras kept from one scene (the rest are ignored).
+const MAX_CAMERAS: usize = 1024;
+
+impl Scene {
+    /// The smallest box holding every triangle: `(min, max)`.
+    pub fn bounds(&self) -> (V3, V3) {
+        let mut min = V3::splat(f32::INFINITY);
+        let mut max = V3::splat(f32::NEG_INFINITY);
+        for corner in self.triangles.iter().flat_map(|t| t.p) {
+            min = min.min(corner);
+            max = max.max(corner);
+        }
+        (min, max)
+    }
 }
 
 /// Reads a file of the job's input by its relative `/`-separated name.
@@ -354,14 +411,16 @@ impl Walker<'_> {
             self.notes
                 .insert("skins and morph weights are ignored".to_string());
         }
-        if let (Some(camera), None) = (node.camera(), self.out.camera) {
+        if let Some(camera) = node.camera()
+            && self.out.cameras.len() < MAX_CAMERAS
+        {
             match camera.projection() {
                 gltf::camera::Projection::Perspective(p) => {
                     let position = math::transform_point(&world, v3(0.0, 0.0, 0.0));
                     let forward = math::transform_dir(&world, v3(0.0, 0.0, -1.0)).normalize();
                     let up = math::transform_dir(&world, v3(0.0, 1.0, 0.0));
-                    self.out.camera = Camera::look_at(position, position + forward, up, p.yfov());
-                    if self.out.camera.is_none() {
+                    let Some(looking) = Camera::look_at(position, position + forward, up, p.yfov())
+                    else {
                         return Err(invalid(
                             self.file,
                             format_args!(
@@ -369,7 +428,12 @@ impl Walker<'_> {
                                 camera.index()
                             ),
                         ));
-                    }
+                    };
+                    self.out.cameras.push(SceneCamera {
+                        camera: looking,
+                        node_name: node.name().map(str::to_string),
+                        camera_name: camera.name().map(str::to_string),
+                    });
                 }
                 gltf::camera::Projection::Orthographic(_) => {
                     return Err(unsupported(

@@ -24,7 +24,7 @@ fn load(dir: &Path, name: &str) -> Result<Scene, JobError> {
 fn fixture_scenes_load_with_transforms_cameras_and_textures() {
     let cornell = load(&fixtures(), "cornell.gltf").unwrap();
     assert_eq!(cornell.triangles.len(), 2 * (3 + 1 + 1 + 1) + 2 * 12);
-    assert!(cornell.camera.is_some());
+    assert_eq!(cornell.cameras.len(), 1);
     // The tall block: a unit cube scaled by 1.2 in y by its node.
     let top = cornell
         .triangles
@@ -126,7 +126,7 @@ fn bad_scenes_are_job_errors_naming_the_problem() {
         "invalid input: `cornell.gltf`: the scene has no triangles"
     );
 
-    // No camera in the file and none in params.
+    // No camera in the file and none in params: framed, and said so.
     let d = cornell_variant(|d| {
         for node in d["nodes"].as_array_mut().unwrap() {
             node.as_object_mut().unwrap().remove("camera");
@@ -134,18 +134,100 @@ fn bad_scenes_are_job_errors_naming_the_problem() {
     });
     let params = render::Params::from_json("{}").unwrap();
     let read = scene::dir_reader(d.path());
-    let e = render::prepare(&params, 0, "cornell.gltf", &read)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let prepared = render::prepare(&params, 0, "cornell.gltf", &read).unwrap();
     assert!(
-        e.contains("no perspective camera; give one in params `camera`"),
-        "{e}"
+        prepared
+            .notes
+            .iter()
+            .any(|n| n.contains("framed automatically")),
+        "{:?}",
+        prepared.notes
     );
     let params =
         render::Params::from_json(r#"{"camera": {"position": [0, 1, 3], "look_at": [0, 1, 0]}}"#)
             .unwrap();
     assert!(render::prepare(&params, 0, "cornell.gltf", &read).is_ok());
+}
+
+/// Where `p` lands in the frame of `camera` (aspect `aspect`): x and y in
+/// [-1, 1] when it is inside, and its depth along the view.
+fn project(camera: &Camera, aspect: f32, p: V3) -> (f32, f32, f32) {
+    let rel = p - camera.position;
+    let depth = rel.dot(camera.forward);
+    let tan_half = (camera.yfov * 0.5).tan();
+    (
+        rel.dot(camera.right) / (depth * tan_half * aspect),
+        rel.dot(camera.up) / (depth * tan_half),
+        depth,
+    )
+}
+
+#[test]
+fn a_scene_without_a_camera_is_framed_whole_in_any_aspect() {
+    for name in ["cornell.gltf", "textured.glb", "glossy.gltf"] {
+        let scene = load(&fixtures(), name).unwrap();
+        let (min, max) = scene.bounds();
+        for aspect in [0.25, 1.0, 3.0] {
+            let camera = Camera::framing(min, max, 45f32.to_radians(), aspect).unwrap();
+            let mut widest = 0f32;
+            for p in scene.triangles.iter().flat_map(|t| t.p) {
+                let (x, y, depth) = project(&camera, aspect, p);
+                assert!(depth > 0.0, "{name}: a corner behind the camera");
+                assert!(
+                    x.abs() <= 1.0 && y.abs() <= 1.0,
+                    "{name} at aspect {aspect}: {p:?} lands at ({x}, {y}), outside the frame"
+                );
+                widest = widest.max(x.abs()).max(y.abs());
+            }
+            // Framed, not lost in the distance.
+            assert!(
+                widest > 0.3,
+                "{name} at aspect {aspect}: fills only {widest}"
+            );
+        }
+    }
+}
+
+#[test]
+fn params_pick_the_scenes_camera_by_name_or_index_or_frame_it() {
+    let d = cornell_variant(|d| {
+        let nodes = d["nodes"].as_array_mut().unwrap();
+        let holder = nodes
+            .iter_mut()
+            .find(|n| n.get("camera").is_some())
+            .unwrap();
+        holder["name"] = serde_json::json!("Main");
+    });
+    let read = scene::dir_reader(d.path());
+    let scene_camera = load(d.path(), "cornell.gltf").unwrap().cameras[0].camera;
+    let camera_of = |json: &str| {
+        let params = render::Params::from_json(json).unwrap();
+        render::prepare(&params, 0, "cornell.gltf", &read).map(|p| p.view.camera)
+    };
+    assert_eq!(camera_of("{}").unwrap(), scene_camera);
+    assert_eq!(camera_of(r#"{"camera": "Main"}"#).unwrap(), scene_camera);
+    assert_eq!(camera_of(r#"{"camera": 0}"#).unwrap(), scene_camera);
+    assert_ne!(camera_of(r#"{"camera": "auto"}"#).unwrap(), scene_camera);
+    let error = camera_of(r#"{"camera": "Side"}"#).unwrap_err().to_string();
+    assert!(
+        error.contains(r#"no camera named "Side"; its 1 perspective camera(s): ["Main"]"#),
+        "{error}"
+    );
+    let error = camera_of(r#"{"camera": 3}"#).unwrap_err().to_string();
+    assert!(
+        error.contains("camera index 3 does not exist; the scene has 1 perspective camera(s)"),
+        "{error}"
+    );
+    for bad in [
+        r#"{"camera": true}"#,
+        r#"{"camera": -1}"#,
+        r#"{"camera": ""}"#,
+    ] {
+        assert!(
+            render::Params::from_json(bad).is_err(),
+            "{bad} was accepted"
+        );
+    }
 }
 
 #[test]
@@ -292,7 +374,7 @@ fn cpu_tiles_stitch_into_the_whole_frame_bit_for_bit() {
     let scene = load(&fixtures(), "textured.glb").unwrap();
     let data = SceneData::build(&scene);
     let mut v = view(30, 22, 4, [0.3, 0.3, 0.3]);
-    v.camera = scene.camera.unwrap();
+    v.camera = scene.cameras[0].camera;
     let whole = render::cpu::render(&data, &v);
     let mut stitched = vec![[f32::NAN; 3]; whole.len()];
     for tile in [[0, 0, 13, 9], [13, 0, 17, 9], [0, 9, 30, 13]] {
