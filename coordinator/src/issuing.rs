@@ -122,7 +122,8 @@ pub fn check_prices(prices: &BTreeMap<String, f64>) -> Result<(), ApiError> {
     for (kind, price) in prices {
         if !api::valid_kind(kind) {
             return Err(ApiError::invalid(format!(
-                "`prices`: job kind {kind:?} must be 1-64 characters from a-z 0-9 -"
+                "`prices`: job kind {kind:?} must be {}",
+                api::JOB_KIND_RULE
             )));
         }
         if !(price.is_finite() && *price >= 0.0) {

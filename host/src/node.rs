@@ -206,8 +206,7 @@ impl Node {
             coordinator: coordinator_url.as_deref(),
         });
 
-        let found = device::adapters(&device::instance());
-        let adapters: Vec<Adapter> = found
+        let adapters: Vec<Adapter> = device::adapters(&device::instance())
             .iter()
             .map(|a| {
                 let info = a.get_info();
@@ -243,10 +242,10 @@ impl Node {
             JobSource::Spool(_) => None,
         };
 
+        // A miner named by digest is downloaded first; everything else is
+        // what `mining::eligibility` decides.
         let mut miner_blob = None;
         let eligibility = match mining::requirements(&config, &nvml) {
-            Err(reason) => Eligibility::Off(reason.to_string()),
-            Ok(MinerSource::File(path)) => mining::plan(&config, &path, &runtime),
             Ok(MinerSource::Coordinator(digest)) => match &remote {
                 None => Eligibility::Off("`mining.plugin_sha256` needs `coordinator.url`".into()),
                 Some(remote) => {
@@ -269,6 +268,7 @@ impl Node {
                     }
                 }
             },
+            _ => mining::eligibility(&config, &nvml, &runtime),
         };
         let mining_mode = match &eligibility {
             Eligibility::Off(reason) => MiningMode::Off(reason.clone()),
@@ -290,7 +290,7 @@ impl Node {
         let slots = gpus.len() as u32 * config.jobs_per_gpu;
         let registration = remote
             .as_ref()
-            .map(|_| registration(&config, &found, &nvml, slots));
+            .map(|_| registration(&config, &adapters, &nvml, slots));
         // What the status page shows that the worker does not publish.
         let page = status_listener.map(|listener| {
             let facts = PageFacts {
@@ -551,7 +551,7 @@ impl PageFacts {
 /// is filled in once the worker key is loaded).
 fn registration(
     config: &WorkerConfig,
-    adapters: &[wgpu::Adapter],
+    adapters: &[Adapter],
     nvml: &NvmlStatus,
     slots: u32,
 ) -> RegisterRequest {
@@ -570,13 +570,10 @@ fn registration(
         host_version: concat!("pictor-host ", env!("CARGO_PKG_VERSION")).to_string(),
         gpus: adapters
             .iter()
-            .map(|a| {
-                let info = a.get_info();
-                GpuDescription {
-                    memory_mib: nvml_memory(&info.name),
-                    name: info.name,
-                    backend: format!("{:?}", info.backend),
-                }
+            .map(|a| GpuDescription {
+                memory_mib: nvml_memory(&a.name),
+                name: a.name.clone(),
+                backend: a.backend.clone(),
             })
             .collect(),
         kinds: config

@@ -120,6 +120,12 @@ pub fn valid_wallet(wallet: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'))
 }
 
+/// The job-id rule, as error messages state it.
+pub const JOB_ID_RULE: &str = "1-128 characters from A-Z a-z 0-9 . _ - (not starting with .)";
+
+/// The job-kind rule, as error messages state it.
+pub const JOB_KIND_RULE: &str = "1-64 characters from a-z 0-9 -";
+
 /// Whether `id` is a valid job or lease id: 1–128 characters from
 /// `A-Z a-z 0-9 . _ -`, not starting with `.`.
 pub fn valid_id(id: &str) -> bool {

@@ -125,7 +125,7 @@ name_type!(
     /// starting with `.`.
     JobId,
     "job id",
-    "1-128 characters from A-Z a-z 0-9 . _ - (not starting with .)",
+    api::JOB_ID_RULE,
     api::valid_id
 );
 
@@ -133,7 +133,7 @@ name_type!(
     /// A job kind: 1–64 characters from `a-z 0-9 -`, e.g. `render`.
     JobKind,
     "job kind",
-    "1-64 characters from a-z 0-9 -",
+    api::JOB_KIND_RULE,
     api::valid_kind
 );
 

@@ -42,7 +42,6 @@ pub(crate) fn block<F: std::future::Future>(make: impl FnOnce() -> F) -> F::Outp
 /// the creator's and workers' calls the tests make to it.
 pub(crate) struct Coordinator {
     process: CoordinatorProcess,
-    pub(crate) data: PathBuf,
     http: reqwest::Client,
 }
 
@@ -51,9 +50,13 @@ impl Coordinator {
         let data = root.join("coordinator");
         Coordinator {
             process: CoordinatorProcess::start(coordinator_bin(), &data, args).unwrap(),
-            data,
             http: pictor_host::blobs::http_client("e2e").unwrap(),
         }
+    }
+
+    /// Its data folder (tokens, store, blobs).
+    pub(crate) fn data(&self) -> &Path {
+        self.process.data()
     }
 
     /// `kill -9`, as a crash would.

@@ -785,7 +785,7 @@ fn a_revoked_worker_stops_with_the_reason() {
     std::fs::create_dir_all(issued.parent().unwrap()).unwrap();
     let out = Command::new(crate::support::coordinator_bin())
         .args(["worker", "create", "--data"])
-        .arg(&coordinator.data)
+        .arg(coordinator.data())
         .args([
             "--name",
             "issued rig",
@@ -845,7 +845,7 @@ fn a_revoked_worker_stops_with_the_reason() {
 
     let out = Command::new(crate::support::coordinator_bin())
         .args(["worker", "revoke", "--data"])
-        .arg(&coordinator.data)
+        .arg(coordinator.data())
         .arg(&worker_id)
         .output()
         .unwrap();

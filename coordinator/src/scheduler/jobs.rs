@@ -86,8 +86,9 @@ pub fn submit(
     }
     if !api::valid_kind(&job.kind) {
         return Err(ApiError::invalid(format!(
-            "`kind` {:?} must be 1-64 characters from a-z 0-9 -",
-            job.kind
+            "`kind` {:?} must be {}",
+            job.kind,
+            api::JOB_KIND_RULE
         )));
     }
     api::check_job_size(&job.params, job.inputs.len())

@@ -372,8 +372,9 @@ pub fn fail(
     let job = gone_unless_open(tx, &lease)?;
     if !api::valid_kind(&req.kind) {
         return Err(ApiError::invalid(format!(
-            "`kind` {:?} must be 1-64 characters from a-z 0-9 - (e.g. `timed-out`)",
-            pictor_protocol::text::one_line(&req.kind, 80)
+            "`kind` {:?} must be {} (e.g. `timed-out`)",
+            pictor_protocol::text::one_line(&req.kind, 80),
+            api::JOB_KIND_RULE
         )));
     }
     let worker = tx.worker(&lease.worker_id)?.ok_or_else(|| {

@@ -50,7 +50,8 @@ pub fn register(
     for (i, kind) in req.kinds.iter().enumerate() {
         if !api::valid_kind(kind) {
             return Err(ApiError::invalid(format!(
-                "`kinds[{i}]` {kind:?} must be 1-64 characters from a-z 0-9 -"
+                "`kinds[{i}]` {kind:?} must be {}",
+                api::JOB_KIND_RULE
             )));
         }
     }

@@ -44,12 +44,8 @@ impl RunCommand {
         let worker_id = config.worker_id.clone();
         eprintln!("Worker {worker_id} ({}) · Connecting…", config.name);
         let say = {
-            let (worker_id, jobs_per_gpu, mining) = (
-                worker_id.clone(),
-                config.jobs_per_gpu,
-                config.mining.clone(),
-            );
-            move |event: NodeEvent<'_>| tell(&worker_id, jobs_per_gpu, mining.as_ref(), event)
+            let (worker_id, mining) = (worker_id.clone(), config.mining.clone());
+            move |event: NodeEvent<'_>| tell(&worker_id, mining.as_ref(), event)
         };
         let options = NodeOptions {
             status_listener,
@@ -83,7 +79,7 @@ impl RunCommand {
 
 /// What the owner reads on stderr (and, for the status page's address, on
 /// stdout, where scripts look for it) as the node starts, runs and stops.
-fn tell(worker_id: &str, jobs_per_gpu: u32, mining: Option<&MiningConfig>, event: NodeEvent<'_>) {
+fn tell(worker_id: &str, mining: Option<&MiningConfig>, event: NodeEvent<'_>) {
     match event {
         NodeEvent::SpoolOpened {
             spool,
@@ -128,7 +124,7 @@ fn tell(worker_id: &str, jobs_per_gpu: u32, mining: Option<&MiningConfig>, event
                 );
             }
         }
-        NodeEvent::Scheduling { gpus, .. } => {
+        NodeEvent::Scheduling { gpus, jobs_per_gpu } => {
             eprintln!("Scheduling: {gpus} GPU slot group(s) × {jobs_per_gpu} job(s) per GPU")
         }
         NodeEvent::StatusPage(url) => {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::limits::LimitOverrides;
+use pictor_protocol::api::{JOB_ID_RULE, JOB_KIND_RULE};
 use pictor_protocol::digest::Sha256Digest;
 
 /// Longest error message about a bad file, in bytes: a hostile value
@@ -209,12 +210,8 @@ impl SpecInvalid {
             SpecInvalid::Version(version) => format!(
                 "unsupported `version` {version}: this host reads job spec version {SPEC_VERSION}"
             ),
-            SpecInvalid::Id(id) => format!(
-                "`id` must be 1-128 characters from A-Z a-z 0-9 . _ - (not starting with .), got {id:?}"
-            ),
-            SpecInvalid::Kind(kind) => {
-                format!("`kind` must be 1-64 characters from a-z 0-9 -, got {kind:?}")
-            }
+            SpecInvalid::Id(id) => format!("`id` must be {JOB_ID_RULE}, got {id:?}"),
+            SpecInvalid::Kind(kind) => format!("`kind` must be {JOB_KIND_RULE}, got {kind:?}"),
             SpecInvalid::Size(error) => error.to_string(),
             SpecInvalid::InputName { index, name } => {
                 format!("`inputs[{index}].name` {name:?} must be a relative path without `..`")
