@@ -437,7 +437,7 @@ fn main() -> Result<(), Error> {
         let started = std::time::Instant::now();
         let pixels = render::cpu::render(&prepared.data, &prepared.view);
         let secs = started.elapsed().as_secs_f64();
-        let (w, h) = (params.width, params.height);
+        let (w, h) = (prepared.view.width, prepared.view.height);
         std::fs::write(
             dir.join(format!("{name}.ref.png")),
             render::image::encode_png(w, h, &pixels)?,

@@ -13,7 +13,8 @@
 //!  "camera": {"position": [0, 1, 3], "look_at": [0, 1, 0], "up": [0, 1, 0], "yfov_deg": 40},
 //! ```
 //!
-//! `camera` may also be `"auto"` (frame the scene's bounds), a camera of
+//! Without `width` or `height` the frame takes the scene camera's
+//! `aspectRatio` ([`Params::frame_size`]). `camera` may also be `"auto"` (frame the scene's bounds), a camera of
 //! the scene by its node's or camera's name, or its index among the
 //! scene's perspective cameras. Without `camera` the scene's first
 //! perspective camera is used, and a scene without one is framed
@@ -69,12 +70,13 @@ pub struct Params {
     /// Scene file in `/input`; by default the only `.gltf`/`.glb` there.
     #[serde(default)]
     pub scene: Option<String>,
-    /// Frame width in pixels (1..=8192).
-    #[serde(default = "default_side")]
-    pub width: u32,
+    /// Frame width in pixels (1..=8192). Without it (or `height`) the
+    /// frame takes the camera's glTF `aspectRatio` (see [`Params::frame_size`]).
+    #[serde(default)]
+    pub width: Option<u32>,
     /// Frame height in pixels (1..=8192).
-    #[serde(default = "default_side")]
-    pub height: u32,
+    #[serde(default)]
+    pub height: Option<u32>,
     /// Samples per pixel (1..=65536).
     #[serde(default = "default_spp")]
     pub spp: u32,
@@ -207,9 +209,8 @@ pub enum Device {
     Cpu,
 }
 
-fn default_side() -> u32 {
-    256
-}
+/// A frame side when params and the camera leave it open.
+pub const DEFAULT_SIDE: u32 = 256;
 fn default_spp() -> u32 {
     64
 }
@@ -245,19 +246,14 @@ impl Params {
     /// Checks ranges; errors name the field.
     pub fn validate(&self) -> Result<(), JobError> {
         for (name, v) in [("width", self.width), ("height", self.height)] {
-            if !(1..=MAX_SIDE).contains(&v) {
+            if let Some(v) = v
+                && !(1..=MAX_SIDE).contains(&v)
+            {
                 return Err(bad(
                     name,
                     format_args!("must be in 1..={MAX_SIDE}, got {v}"),
                 ));
             }
-        }
-        let pixels = u64::from(self.width) * u64::from(self.height);
-        if pixels > MAX_PIXELS {
-            return Err(bad(
-                "width",
-                format_args!("× `height` is {pixels} pixels, at most {MAX_PIXELS} are allowed"),
-            ));
         }
         if !(1..=65536).contains(&self.spp) {
             return Err(bad(
@@ -271,20 +267,15 @@ impl Params {
                 format_args!("must be in 0..=64, got {}", self.max_bounces),
             ));
         }
-        if let Some(t) = self.tile {
-            let inside = t.width >= 1
-                && t.height >= 1
-                && u64::from(t.x) + u64::from(t.width) <= u64::from(self.width)
-                && u64::from(t.y) + u64::from(t.height) <= u64::from(self.height);
-            if !inside {
-                return Err(bad(
-                    "tile",
-                    format_args!(
-                        "{}×{} at ({}, {}) is not a non-empty rectangle inside the {}×{} frame",
-                        t.width, t.height, t.x, t.y, self.width, self.height
-                    ),
-                ));
-            }
+        if self.width.is_some() && self.height.is_some() {
+            self.check_frame(self.frame_size(None))?;
+        } else if let Some(t) = self.tile
+            && (t.width == 0 || t.height == 0)
+        {
+            return Err(bad(
+                "tile",
+                format_args!("{}×{} is empty", t.width, t.height),
+            ));
         }
         if let Some(f) = self.frames {
             if f.last < f.first || f.last - f.first >= 10_000 {
@@ -330,6 +321,51 @@ impl Params {
         Ok(())
     }
 
+    /// The frame size: `width` and `height` as given; a missing side
+    /// follows the camera's `aspect` (width / height, glTF's
+    /// `aspectRatio`) from the other, or from a height of 256 when
+    /// neither is given; without an aspect a missing side is 256.
+    pub fn frame_size(&self, aspect: Option<f32>) -> (u32, u32) {
+        let aspect = aspect.filter(|a| a.is_finite() && *a > 0.0);
+        let side = |x: f32| (x.round() as u32).clamp(1, MAX_SIDE);
+        match (self.width, self.height, aspect) {
+            (Some(w), Some(h), _) => (w, h),
+            (Some(w), None, Some(a)) => (w, side(w as f32 / a)),
+            (None, Some(h), Some(a)) => (side(h as f32 * a), h),
+            (None, None, Some(a)) => (side(DEFAULT_SIDE as f32 * a), DEFAULT_SIDE),
+            (w, h, None) => (w.unwrap_or(DEFAULT_SIDE), h.unwrap_or(DEFAULT_SIDE)),
+        }
+    }
+
+    /// Checks a frame of `size`: its pixel count, and that `tile` lies inside it.
+    pub fn check_frame(&self, (width, height): (u32, u32)) -> Result<(), JobError> {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > MAX_PIXELS {
+            return Err(bad(
+                "width",
+                format_args!(
+                    "× `height` is {width}×{height} = {pixels} pixels, at most {MAX_PIXELS} are allowed"
+                ),
+            ));
+        }
+        if let Some(t) = self.tile {
+            let inside = t.width >= 1
+                && t.height >= 1
+                && u64::from(t.x) + u64::from(t.width) <= u64::from(width)
+                && u64::from(t.y) + u64::from(t.height) <= u64::from(height);
+            if !inside {
+                return Err(bad(
+                    "tile",
+                    format_args!(
+                        "{}×{} at ({}, {}) is not a non-empty rectangle inside the {}×{} frame",
+                        t.width, t.height, t.x, t.y, width, height
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn param_camera(&self, c: &CameraParams) -> Option<Camera> {
         let finite = c
             .position
@@ -348,11 +384,10 @@ impl Params {
         )
     }
 
-    /// The tile rectangle (the whole frame without `tile`).
-    pub fn tile_rect(&self) -> [u32; 4] {
-        self.tile.map_or([0, 0, self.width, self.height], |t| {
-            [t.x, t.y, t.width, t.height]
-        })
+    /// The tile rectangle in a frame of `size` (the whole frame without `tile`).
+    pub fn tile_rect(&self, (width, height): (u32, u32)) -> [u32; 4] {
+        self.tile
+            .map_or([0, 0, width, height], |t| [t.x, t.y, t.width, t.height])
     }
 }
 
@@ -392,12 +427,14 @@ pub fn prepare_frame(
     let fps = params.frames.map_or(24.0, |f| f.fps);
     let time = frame.map_or(0.0, |f| f as f32 / fps);
     let mut scene = scene::load_at(scene_file, read, time)?;
-    let camera = pick_camera(params, &mut scene, scene_file)?;
+    let (camera, aspect) = pick_camera(params, &mut scene, scene_file)?;
+    let (width, height) = params.frame_size(aspect);
+    params.check_frame((width, height))?;
     let data = SceneData::build(&scene);
     let view = View {
-        width: params.width,
-        height: params.height,
-        tile: params.tile_rect(),
+        width,
+        height,
+        tile: params.tile_rect((width, height)),
         spp: params.spp,
         max_bounces: params.max_bounces,
         seed: params.seed.unwrap_or(job_seed)
@@ -413,14 +450,16 @@ pub fn prepare_frame(
     })
 }
 
-/// The camera `params.camera` picks in `scene`; the scene's first one by
-/// default, its bounds framed when it has none (said in its notes).
+/// The camera `params.camera` picks in `scene`, with its aspect ratio if
+/// the scene gives one; the scene's first camera by default, its bounds
+/// framed when it has none (said in its notes).
 fn pick_camera(
     params: &Params,
     scene: &mut scene::Scene,
     scene_file: &str,
-) -> Result<Camera, JobError> {
-    let aspect = params.width as f32 / params.height as f32;
+) -> Result<(Camera, Option<f32>), JobError> {
+    let (width, height) = params.frame_size(None);
+    let aspect = width as f32 / height as f32;
     let framed = |scene: &scene::Scene| {
         let (min, max) = scene.bounds();
         Camera::framing(min, max, default_fov().to_radians(), aspect).ok_or_else(|| {
@@ -433,13 +472,14 @@ fn pick_camera(
     match &params.camera {
         Some(CameraChoice::Given(c)) => params
             .param_camera(c)
+            .map(|c| (c, None))
             .ok_or_else(|| bad("camera", "is degenerate")),
-        Some(CameraChoice::Auto) => framed(scene),
+        Some(CameraChoice::Auto) => framed(scene).map(|c| (c, None)),
         Some(CameraChoice::Named(name)) => scene
             .cameras
             .iter()
             .find(|c| c.is_named(name))
-            .map(|c| c.camera)
+            .map(|c| (c.camera, c.aspect_ratio))
             .ok_or_else(|| {
                 let names: Vec<String> = scene
                     .cameras
@@ -453,20 +493,20 @@ fn pick_camera(
                     names.join(", ")
                 ))
             }),
-        Some(CameraChoice::Index(i)) => scene.cameras.get(*i).map(|c| c.camera).ok_or_else(|| {
+        Some(CameraChoice::Index(i)) => scene.cameras.get(*i).map(|c| (c.camera, c.aspect_ratio)).ok_or_else(|| {
             JobError::InvalidInput(format!(
                 "`{scene_file}`: camera index {i} does not exist; the scene has {count} perspective camera(s)"
             ))
         }),
         None => match scene.cameras.first() {
-            Some(c) => Ok(c.camera),
+            Some(c) => Ok((c.camera, c.aspect_ratio)),
             None => {
                 let camera = framed(scene)?;
                 scene.notes.push(
                     "the scene has no perspective camera: its bounds are framed automatically (give params `camera` to choose)"
                         .to_string(),
                 );
-                Ok(camera)
+                Ok((camera, None))
             }
         },
     }

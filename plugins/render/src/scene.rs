@@ -137,6 +137,8 @@ pub struct SceneCamera {
     pub node_name: Option<String>,
     /// The name of the glTF camera, if any.
     pub camera_name: Option<String>,
+    /// Its `aspectRatio` (width / height), if the file gives one.
+    pub aspect_ratio: Option<f32>,
 }
 
 impl SceneCamera {
@@ -429,8 +431,21 @@ impl Walker<'_> {
                             ),
                         ));
                     };
+                    let aspect_ratio = p.aspect_ratio();
+                    if let Some(a) = aspect_ratio
+                        && !(a.is_finite() && (1e-3..=1e3).contains(&a))
+                    {
+                        return Err(invalid(
+                            self.file,
+                            format_args!(
+                                "camera {} has aspectRatio {a}; it must be in 0.001..=1000",
+                                camera.index()
+                            ),
+                        ));
+                    }
                     self.out.cameras.push(SceneCamera {
                         camera: looking,
+                        aspect_ratio,
                         node_name: node.name().map(str::to_string),
                         camera_name: camera.name().map(str::to_string),
                     });

@@ -231,6 +231,45 @@ fn params_pick_the_scenes_camera_by_name_or_index_or_frame_it() {
 }
 
 #[test]
+fn the_cameras_aspect_ratio_sizes_the_frame_unless_params_give_both_sides() {
+    let with_aspect = |aspect: serde_json::Value| {
+        cornell_variant(move |d| {
+            d["cameras"][0]["perspective"]["aspectRatio"] = aspect;
+        })
+    };
+    let d = with_aspect(serde_json::json!(2.0));
+    let read = scene::dir_reader(d.path());
+    let size_of = |json: &str| {
+        let params = render::Params::from_json(json).unwrap();
+        render::prepare(&params, 0, "cornell.gltf", &read).map(|p| (p.view.width, p.view.height))
+    };
+    assert_eq!(size_of("{}").unwrap(), (512, 256));
+    assert_eq!(size_of(r#"{"width": 100}"#).unwrap(), (100, 50));
+    assert_eq!(size_of(r#"{"height": 100}"#).unwrap(), (200, 100));
+    assert_eq!(size_of(r#"{"width": 64, "height": 64}"#).unwrap(), (64, 64));
+    // A camera from params, or the framing, has no aspect of its own.
+    assert_eq!(size_of(r#"{"camera": "auto"}"#).unwrap(), (256, 256));
+    // A tile is checked against the frame the aspect ratio gives.
+    assert!(size_of(r#"{"tile": {"x": 300, "y": 0, "width": 10, "height": 10}}"#).is_ok());
+    let error = size_of(r#"{"tile": {"x": 0, "y": 300, "width": 10, "height": 10}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("inside the 512×256 frame"), "{error}");
+    // A derived side that would pass the pixel bound is refused, naming it.
+    let error = size_of(r#"{"height": 8192}"#).unwrap_err().to_string();
+    assert!(error.contains("8192×8192 = 67108864 pixels"), "{error}");
+
+    for bad in [serde_json::json!(0.0), serde_json::json!(1e9)] {
+        let d = with_aspect(bad.clone());
+        let error = load(d.path(), "cornell.gltf").unwrap_err().to_string();
+        assert!(
+            error.contains("aspectRatio") || error.contains("not a valid glTF"),
+            "{bad}: {error}"
+        );
+    }
+}
+
+#[test]
 fn params_are_validated_with_the_field_named() {
     let err = |j: &str| render::Params::from_json(j).unwrap_err().to_string();
     assert_eq!(
@@ -260,7 +299,10 @@ fn params_are_validated_with_the_field_named() {
             .contains("`fps` must be in (0, 1000]")
     );
     let p = render::Params::from_json("{}").unwrap();
-    assert_eq!((p.width, p.height, p.spp, p.max_bounces), (256, 256, 64, 6));
+    assert_eq!(
+        (p.frame_size(None), p.spp, p.max_bounces),
+        ((256, 256), 64, 6)
+    );
 }
 
 fn sphere(material: u32) -> Vec<Triangle> {
