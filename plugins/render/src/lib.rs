@@ -344,7 +344,7 @@ impl Params {
             return Err(bad(
                 "width",
                 format_args!(
-                    "× `height` is {width}×{height} = {pixels} pixels, at most {MAX_PIXELS} are allowed"
+                    "× `height` is {pixels} pixels ({width}×{height}), at most {MAX_PIXELS} are allowed"
                 ),
             ));
         }
