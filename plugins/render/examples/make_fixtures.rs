@@ -2,7 +2,8 @@
 //! images: `cargo run --release -p render --example make_fixtures [-- DIR]`.
 //!
 //! Scenes: `cornell.gltf` (+ `.bin`), `glossy.gltf` (+ `.bin`),
-//! `textured.glb` (a generated PNG texture embedded). For each,
+//! `textured.glb` (a generated PNG texture embedded), `lights.gltf`
+//! (+ `.bin`: point, spot and directional lights and a small panel). For each,
 //! `<name>.ref.json` holds the params of its reference render and
 //! `<name>.ref.png` / `<name>.ref.pfm` the CPU reference tracer's result.
 
@@ -23,6 +24,7 @@ struct Gltf {
     materials: Vec<Value>,
     nodes: Vec<Value>,
     images: Vec<Value>,
+    lights: Vec<Value>,
 }
 
 struct Mesh {
@@ -185,6 +187,12 @@ impl Gltf {
             "accessors": self.accessors, "bufferViews": self.views, "buffers": [buffer],
             "cameras": [{"type": "perspective", "perspective": {"yfov": 40f32.to_radians(), "znear": 0.01, "aspectRatio": 1.0}}],
         });
+        if !self.lights.is_empty() {
+            doc["extensionsUsed"]
+                .as_array_mut()
+                .map(|used| used.push(json!("KHR_lights_punctual")));
+            doc["extensions"] = json!({"KHR_lights_punctual": {"lights": self.lights}});
+        }
         if !self.images.is_empty() {
             doc["images"] = json!(self.images);
             doc["textures"] = json!([{"source": 0, "sampler": 0}]);
@@ -407,13 +415,72 @@ fn textured() -> Result<Gltf, Error> {
     Ok(g)
 }
 
+/// A floor, a white box and a glossy sphere lit by a warm point light, a
+/// spot light aimed at the sphere, a dim blue directional light and a
+/// small emissive panel: every kind of light next-event estimation
+/// samples, with shadows from each.
+fn lights() -> Gltf {
+    let mut g = Gltf::default();
+    let floor = g.material(pbr([0.55, 0.55, 0.5], 0.0, 0.8));
+    let white = g.material(pbr([0.8, 0.8, 0.8], 0.0, 0.9));
+    let glossy = g.material(pbr([0.8, 0.15, 0.1], 0.0, 0.2));
+    let lamp = g.material(light(20.0));
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-4.0, 0.0, 4.0],
+            [4.0, 0.0, 4.0],
+            [4.0, 0.0, -4.0],
+            [-4.0, 0.0, -4.0],
+        ),
+        floor,
+    );
+    g.node(json!({"mesh": m}));
+    let m = g.mesh(
+        &Mesh::new().cuboid([-1.3, 0.0, -0.6], [-0.3, 1.0, 0.4]),
+        white,
+    );
+    g.node(json!({"mesh": m, "rotation": about_y(-20.0)}));
+    let m = g.mesh(&Mesh::new().sphere([0.8, 0.55, 0.2], 0.55, 24, 16), glossy);
+    g.node(json!({"mesh": m}));
+    let m = g.mesh(
+        &Mesh::new().quad(
+            [-0.3, 2.5, -1.2],
+            [-0.3, 2.5, -1.6],
+            [0.3, 2.5, -1.6],
+            [0.3, 2.5, -1.2],
+        ),
+        lamp,
+    );
+    g.node(json!({"mesh": m}));
+    g.lights.extend([
+        json!({"type": "point", "color": [1.0, 0.8, 0.6], "intensity": 6.0}),
+        json!({"type": "spot", "color": [0.7, 0.8, 1.0], "intensity": 25.0,
+               "spot": {"innerConeAngle": 0.15, "outerConeAngle": 0.35}}),
+        json!({"type": "directional", "color": [0.5, 0.6, 1.0], "intensity": 0.6}),
+    ]);
+    g.node(json!({"translation": [-1.5, 2.2, 1.5], "extensions": {"KHR_lights_punctual": {"light": 0}}}));
+    // The spot hangs above and in front of the sphere, aimed at it: −Z
+    // turned down by 60° about x.
+    let h = (-60f32).to_radians() / 2.0;
+    g.node(
+        json!({"translation": [0.8, 3.0, 1.8], "rotation": [h.sin(), 0.0, 0.0, h.cos()],
+                  "extensions": {"KHR_lights_punctual": {"light": 1}}}),
+    );
+    // The directional light comes from the upper right.
+    let q = [-0.35, 0.3, 0.1, 0.88];
+    g.node(json!({"rotation": q, "extensions": {"KHR_lights_punctual": {"light": 2}}}));
+    let h = (-15f32).to_radians() / 2.0;
+    g.node(json!({"camera": 0, "translation": [0.0, 1.6, 4.5], "rotation": [h.sin(), 0.0, 0.0, h.cos()]}));
+    g
+}
+
 /// The params of each fixture's reference render.
 fn reference_params(name: &str) -> Value {
     let environment = match name {
-        "cornell" => [0.0, 0.0, 0.0],
+        "cornell" | "lights" => [0.0, 0.0, 0.0],
         _ => [0.35, 0.4, 0.5],
     };
-    json!({"width": 64, "height": 64, "spp": 1024, "max_bounces": 6, "seed": 1, "environment": environment})
+    json!({"width": 64, "height": 64, "spp": 4096, "max_bounces": 6, "seed": 1, "environment": environment})
 }
 
 fn main() -> Result<(), Error> {
@@ -425,10 +492,12 @@ fn main() -> Result<(), Error> {
     cornell().write_gltf(&dir, "cornell")?;
     glossy().write_gltf(&dir, "glossy")?;
     textured()?.write_glb(&dir, "textured")?;
+    lights().write_gltf(&dir, "lights")?;
     for (name, file) in [
         ("cornell", "cornell.gltf"),
         ("glossy", "glossy.gltf"),
         ("textured", "textured.glb"),
+        ("lights", "lights.gltf"),
     ] {
         let params_json = reference_params(name);
         let params = render::Params::from_json(&params_json.to_string())?;

@@ -204,7 +204,7 @@ mod tests {
     use super::*;
     use crate::math::v3;
     use crate::rng::SampleRng;
-    use crate::trace::{Ray, intersect_brute, intersect_bvh};
+    use crate::trace::{Ray, intersect_brute, intersect_bvh, occluded};
 
     fn random_tris(n: u32) -> Vec<[V3; 3]> {
         let r = |i: u32, d: u32| SampleRng::new(9, i, 0).get(d);
@@ -266,6 +266,22 @@ mod tests {
             assert_eq!(a.map(|h| h.tri), b.map(|h| h.tri), "ray {i}");
             assert_eq!(a.map(|h| h.t), b.map(|h| h.t), "ray {i}");
             hits += usize::from(a.is_some());
+            // The shadow-ray query agrees at a distance before, at, and
+            // past the closest hit.
+            for t_max in [2.0, 9.0, 30.0, f32::INFINITY] {
+                let blocked = b.is_some_and(|h| h.t < t_max);
+                assert_eq!(
+                    occluded(&bvh.nodes, &ordered, &ray, t_max),
+                    blocked,
+                    "ray {i} to {t_max}"
+                );
+            }
+            if let Some(h) = b {
+                assert!(
+                    !occluded(&bvh.nodes, &ordered, &ray, h.t),
+                    "ray {i}: up to its hit"
+                );
+            }
         }
         assert!(hits > 500, "only {hits} hits: the test rays miss too often");
     }

@@ -61,6 +61,8 @@ pub fn render(
         Buffer::from_slice(&scene.texels, Usage::STORAGE).map_err(gpu_err("uploading textures"))?;
     let lut = Buffer::from_slice(&scene.srgb_lut, Usage::STORAGE)
         .map_err(gpu_err("uploading textures"))?;
+    let lights =
+        Buffer::from_slice(&scene.lights, Usage::STORAGE).map_err(gpu_err("uploading lights"))?;
     let accum = Buffer::<[f32; 4]>::zeroed(tw as usize * th as usize, Usage::STORAGE)
         .map_err(gpu_err("creating the accumulation buffer"))?;
     let kernel = Kernel::new(KERNEL, "main").map_err(gpu_err("compiling render.wgsl"))?;
@@ -76,6 +78,7 @@ pub fn render(
                 texels.binding(),
                 lut.binding(),
                 accum.binding(),
+                lights.binding(),
             ],
         )
         .map_err(gpu_err("binding buffers"))?;

@@ -6,13 +6,15 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::bvh::{self, Node};
 use crate::math::V3;
-use crate::scene::{Camera, Scene};
+use crate::scene::{Camera, LightKind, Scene};
 
 /// Marks "no texture" in [`GpuMaterial::params`].
 pub const NO_TEXTURE: u32 = u32::MAX;
 
 /// A triangle (112 bytes): corners in `p*.xyz` (`p0.w` holds the material
-/// index bits), normals in `n*.xyz` with u in `n*.w`, v in `uv_v.xyz`.
+/// index bits), normals in `n*.xyz` with u in `n*.w`, v in `uv_v.xyz`,
+/// and in `uv_v.w` the probability that light sampling picks it (0 for a
+/// triangle that emits nothing).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct GpuTri {
@@ -28,7 +30,7 @@ pub struct GpuTri {
     pub n1: [f32; 4],
     /// Normal 2; w = u2.
     pub n2: [f32; 4],
-    /// v0, v1, v2, unused.
+    /// v0, v1, v2, light pick probability.
     pub uv_v: [f32; 4],
 }
 
@@ -42,6 +44,36 @@ impl GpuTri {
     pub fn material(&self) -> u32 {
         self.p0[3].to_bits()
     }
+}
+
+/// [`GpuLight`] kind: an emissive triangle.
+pub const LIGHT_TRIANGLE: u32 = 0;
+/// [`GpuLight`] kind: a point light.
+pub const LIGHT_POINT: u32 = 1;
+/// [`GpuLight`] kind: a spot light.
+pub const LIGHT_SPOT: u32 = 2;
+/// [`GpuLight`] kind: a directional light.
+pub const LIGHT_DIRECTIONAL: u32 = 3;
+
+/// One entry of the light list (64 bytes): an emissive triangle or a
+/// punctual light, with its slot of the alias table that picks lights in
+/// proportion to their estimated power.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct GpuLight {
+    /// Point and spot: position; directional: unit direction toward the
+    /// light. w = kind bits (`LIGHT_*`).
+    pub position: [f32; 4],
+    /// Color × intensity (candela; lux for directional). w = triangle
+    /// index bits for an emissive triangle.
+    pub intensity: [f32; 4],
+    /// Spot: unit axis it shines along; w = cone scale
+    /// 1 / max(cos inner − cos outer, 0.001).
+    pub spot: [f32; 4],
+    /// x: probability of keeping this slot in the alias table; y: the
+    /// alias slot's index bits; z: spot cone offset −cos outer × scale;
+    /// w: the probability of picking this light.
+    pub table: [f32; 4],
 }
 
 /// A material (48 bytes).
@@ -66,7 +98,7 @@ pub struct FrameParams {
     pub tile: [u32; 4],
     /// first sample, samples in this pass, max bounces, seed low bits.
     pub samples: [u32; 4],
-    /// seed high bits, unused ×3.
+    /// seed high bits, light count, unused ×2.
     pub misc: [u32; 4],
     /// camera position; w = ray offset epsilon.
     pub cam_pos: [f32; 4],
@@ -125,7 +157,7 @@ impl View {
                 self.max_bounces,
                 self.seed as u32,
             ],
-            misc: [(self.seed >> 32) as u32, 0, 0, 0],
+            misc: [(self.seed >> 32) as u32, scene.light_count, 0, 0],
             cam_pos: v4(c.position, scene.epsilon),
             cam_fwd: v4(c.forward, (c.yfov * 0.5).tan()),
             cam_right: v4(c.right, self.width as f32 / self.height as f32),
@@ -156,6 +188,10 @@ pub struct SceneData {
     pub texels: Vec<u32>,
     /// sRGB byte → linear value.
     pub srgb_lut: Vec<f32>,
+    /// Lights for next-event estimation, with their alias table.
+    pub lights: Vec<GpuLight>,
+    /// Entries of `lights` in use (`lights` has a dummy entry when 0).
+    pub light_count: u32,
     /// Ray offset off surfaces, scaled to the scene's size.
     pub epsilon: f32,
 }
@@ -170,6 +206,116 @@ pub fn srgb_to_linear(b: u8) -> f32 {
     }
 }
 
+/// Vose's alias table over `weights` (finite, ≥ 0, positive sum): per
+/// slot, the probability of keeping it and its alias. Picking slot
+/// ⌊ξ₀·n⌋ and keeping it if ξ₁ < keep, else taking its alias, draws slot
+/// i with probability weights[i] / Σ weights.
+pub fn alias_table(weights: &[f64]) -> Vec<(f32, u32)> {
+    let n = weights.len();
+    let total: f64 = weights.iter().sum();
+    let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
+    let mut table: Vec<(f32, u32)> = (0..n as u32).map(|i| (1.0, i)).collect();
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
+    while let (Some(&s), Some(&l)) = (small.last(), large.last()) {
+        small.pop();
+        table[s] = (scaled[s] as f32, l as u32);
+        scaled[l] -= 1.0 - scaled[s];
+        if scaled[l] < 1.0 {
+            large.pop();
+            small.push(l);
+        }
+    }
+    // What is left holds probability 1 up to rounding: it keeps itself.
+    table
+}
+
+fn luminance(c: [f32; 3]) -> f64 {
+    0.2126 * f64::from(c[0]) + 0.7152 * f64::from(c[1]) + 0.0722 * f64::from(c[2])
+}
+
+/// The light list of `scene` whose triangles are `tris` (in BVH order):
+/// every emissive triangle and punctual light, weighted by an estimate of
+/// its power (a two-sided Lambertian emitter radiates 2π·area·L; a point
+/// light 4π·I; a spot the solid angle of its cone × I; a directional
+/// light E over the scene's cross-section π·r²). Sets each emissive
+/// triangle's pick probability in `tris`.
+fn light_list(
+    scene: &Scene,
+    tris: &mut [GpuTri],
+    materials: &[GpuMaterial],
+    radius: f32,
+) -> Vec<GpuLight> {
+    let mut lights = Vec::new();
+    let mut weights = Vec::new();
+    let pi = std::f64::consts::PI;
+    for (i, t) in tris.iter().enumerate() {
+        let e = materials[t.material() as usize].emissive;
+        let [c0, c1, c2] = t.corners();
+        let area = f64::from((c1 - c0).cross(c2 - c0).length()) * 0.5;
+        let power = 2.0 * pi * area * luminance([e[0], e[1], e[2]]);
+        if power > 0.0 && power.is_finite() {
+            weights.push(power);
+            lights.push(GpuLight {
+                position: [0.0, 0.0, 0.0, f32::from_bits(LIGHT_TRIANGLE)],
+                intensity: [e[0], e[1], e[2], f32::from_bits(i as u32)],
+                spot: [0.0; 4],
+                table: [0.0; 4],
+            });
+        }
+    }
+    for l in &scene.lights {
+        let lum = luminance(l.intensity);
+        let v4 = |v: V3, w: f32| [v.x, v.y, v.z, w];
+        let (kind, position, solid, spot) = match l.kind {
+            LightKind::Point => (LIGHT_POINT, l.position, 4.0 * pi, [0.0; 4]),
+            LightKind::Spot {
+                cos_inner,
+                cos_outer,
+            } => {
+                let scale = 1.0 / (cos_inner - cos_outer).max(1e-3);
+                let mean_cos = 0.5 * f64::from(cos_inner + cos_outer);
+                (
+                    LIGHT_SPOT,
+                    l.position,
+                    2.0 * pi * (1.0 - mean_cos),
+                    v4(l.direction, scale),
+                )
+            }
+            LightKind::Directional => (
+                LIGHT_DIRECTIONAL,
+                -l.direction,
+                pi * f64::from(radius) * f64::from(radius),
+                [0.0; 4],
+            ),
+        };
+        let power = solid * lum;
+        if power > 0.0 && power.is_finite() {
+            let offset = match l.kind {
+                LightKind::Spot { cos_outer, .. } => -cos_outer * spot[3],
+                _ => 0.0,
+            };
+            weights.push(power);
+            lights.push(GpuLight {
+                position: v4(position, f32::from_bits(kind)),
+                intensity: [l.intensity[0], l.intensity[1], l.intensity[2], 0.0],
+                spot,
+                table: [0.0, 0.0, offset, 0.0],
+            });
+        }
+    }
+    let total: f64 = weights.iter().sum();
+    for ((light, (keep, alias)), w) in lights.iter_mut().zip(alias_table(&weights)).zip(&weights) {
+        let pick = (w / total) as f32;
+        light.table[0] = keep;
+        light.table[1] = f32::from_bits(alias);
+        light.table[3] = pick;
+        if light.position[3].to_bits() == LIGHT_TRIANGLE {
+            tris[light.intensity[3].to_bits() as usize].uv_v[3] = pick;
+        }
+    }
+    lights
+}
+
 impl SceneData {
     /// Builds the BVH and flattens `scene`.
     pub fn build(scene: &Scene) -> SceneData {
@@ -177,7 +323,7 @@ impl SceneData {
         let bvh = bvh::build(&corners);
         let mut lo = V3::splat(f32::INFINITY);
         let mut hi = V3::splat(f32::NEG_INFINITY);
-        let tris = bvh
+        let mut tris = bvh
             .order
             .iter()
             .map(|&i| {
@@ -209,7 +355,7 @@ impl SceneData {
                 .max(hi.y.abs())
                 .max(hi.z.abs());
         let extent = (hi - lo).max_elem().max(magnitude).max(1e-3);
-        let materials = scene
+        let materials: Vec<GpuMaterial> = scene
             .materials
             .iter()
             .map(|m| GpuMaterial {
@@ -235,6 +381,12 @@ impl SceneData {
         if texels.is_empty() {
             texels.push(0);
         }
+        let radius = ((hi - lo) * 0.5).length().max(1e-3);
+        let mut lights = light_list(scene, &mut tris, &materials, radius);
+        let light_count = lights.len() as u32;
+        if lights.is_empty() {
+            lights.push(GpuLight::zeroed());
+        }
         SceneData {
             tris,
             nodes: bvh.nodes,
@@ -243,6 +395,50 @@ impl SceneData {
             texels,
             srgb_lut: (0..=255).map(srgb_to_linear).collect(),
             epsilon: extent * 5e-5,
+            lights,
+            light_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alias_table;
+
+    /// The exact probability the table gives each slot: its own kept
+    /// share plus the shares other slots hand it as their alias.
+    fn probabilities(table: &[(f32, u32)]) -> Vec<f64> {
+        let n = table.len() as f64;
+        let mut p = vec![0.0; table.len()];
+        for (i, &(keep, alias)) in table.iter().enumerate() {
+            p[i] += f64::from(keep) / n;
+            p[alias as usize] += (1.0 - f64::from(keep)) / n;
+        }
+        p
+    }
+
+    #[test]
+    fn the_alias_table_draws_each_light_in_proportion_to_its_weight() {
+        let skewed = [1.0, 0.0, 3.0, 1e-6, 6.0, 1e9];
+        let random: Vec<f64> = (0..10_000u32)
+            .map(|i| f64::from(crate::rng::pcg(i) % 1000) + 0.5)
+            .collect();
+        for weights in [&skewed[..], &[5.0], &random[..]] {
+            let table = alias_table(weights);
+            let total: f64 = weights.iter().sum();
+            for (i, (got, w)) in probabilities(&table).iter().zip(weights).enumerate() {
+                let want = w / total;
+                assert!(
+                    (got - want).abs() < 1e-6 * want.max(1.0 / weights.len() as f64),
+                    "slot {i}: {got} for weight share {want}"
+                );
+            }
+            assert!(
+                table
+                    .iter()
+                    .all(|&(keep, alias)| (0.0..=1.0).contains(&keep)
+                        && (alias as usize) < weights.len())
+            );
         }
     }
 }

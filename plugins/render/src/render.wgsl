@@ -6,7 +6,7 @@ struct Params {
     frame: vec4<u32>,     // frame w, frame h, tile x, tile y
     tile: vec4<u32>,      // tile w, tile h, first row, rows
     samples: vec4<u32>,   // first sample, count, max bounces, seed lo
-    misc: vec4<u32>,      // seed hi
+    misc: vec4<u32>,      // seed hi, light count
     cam_pos: vec4<f32>,   // w = epsilon
     cam_fwd: vec4<f32>,   // w = tan(yfov / 2)
     cam_right: vec4<f32>, // w = aspect
@@ -17,6 +17,7 @@ struct Params {
 struct Tri { p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>, n2: vec4<f32>, uv_v: vec4<f32> }
 struct Node { bmin: vec3<f32>, a: u32, bmax: vec3<f32>, count: u32 }
 struct Material { base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32> }
+struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table: vec4<f32> }
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> tris: array<Tri>;
@@ -26,11 +27,17 @@ struct Material { base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32> 
 @group(0) @binding(5) var<storage, read> texels: array<u32>;
 @group(0) @binding(6) var<storage, read> srgb_lut: array<f32>;
 @group(0) @binding(7) var<storage, read_write> accum: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> lights: array<Light>;
 
 const PI: f32 = 3.14159265358979;
 const MIN_DIR: f32 = 1e-12;
 const NO_TEXTURE: u32 = 0xffffffffu;
 const STACK: u32 = 42u; // bvh::MAX_DEPTH + 2
+const DIMS_PER_BOUNCE: u32 = 8u;
+const ROULETTE_AFTER: u32 = 3u;
+const LIGHT_TRIANGLE: u32 = 0u;
+const LIGHT_SPOT: u32 = 2u;
+const LIGHT_DIRECTIONAL: u32 = 3u;
 
 fn pcg(v: u32) -> u32 {
     let state = v * 747796405u + 2891336453u;
@@ -122,6 +129,42 @@ fn intersect(r: Ray) -> Hit {
     return best;
 }
 
+fn occluded(r: Ray, t_max: f32) -> bool {
+    var stack: array<u32, STACK>;
+    var sp = 1u;
+    stack[0] = 0u;
+    while sp > 0u {
+        sp -= 1u;
+        let node = nodes[stack[sp]];
+        if hit_box(node, r, t_max) < 0.0 { continue; }
+        if node.count > 0u {
+            for (var i = node.a; i < node.a + node.count; i++) {
+                let tri = tris[i];
+                let c0 = tri.p0.xyz;
+                let e1 = tri.p1.xyz - c0;
+                let e2 = tri.p2.xyz - c0;
+                let pv = cross(r.d, e2);
+                let det = dot(e1, pv);
+                if abs(det) < 1e-20 { continue; }
+                let inv_det = 1.0 / det;
+                let tv = r.o - c0;
+                let u = dot(tv, pv) * inv_det;
+                if u < 0.0 || u > 1.0 { continue; }
+                let qv = cross(tv, e1);
+                let v = dot(r.d, qv) * inv_det;
+                if v < 0.0 || u + v > 1.0 { continue; }
+                let t = dot(e2, qv) * inv_det;
+                if t > 0.0 && t < t_max { return true; }
+            }
+        } else if sp + 2u <= STACK {
+            stack[sp] = node.a;
+            stack[sp + 1u] = node.a + 1u;
+            sp += 2u;
+        }
+    }
+    return false;
+}
+
 fn pow5(x: f32) -> f32 {
     let x2 = x * x;
     return x2 * x2 * x;
@@ -155,11 +198,90 @@ fn texel(tex: u32, u: f32, v: f32) -> vec3<f32> {
     return vec3<f32>(srgb_lut[t & 255u], srgb_lut[(t >> 8u) & 255u], srgb_lut[(t >> 16u) & 255u]);
 }
 
+struct Surface {
+    ns: vec3<f32>, view: vec3<f32>, nv: f32, base: vec3<f32>, metallic: f32, specular: f32,
+    alpha2: f32, diffuse: vec3<f32>, fd_v: f32, p_spec: f32,
+}
+
+fn fresnel(s: Surface, c: f32) -> vec3<f32> {
+    let fd = s.specular * (0.04 + 0.96 * pow5(1.0 - c));
+    return vec3<f32>(fd * (1.0 - s.metallic)) + (s.base + (vec3<f32>(1.0) - s.base) * pow5(1.0 - c)) * s.metallic;
+}
+
+fn ggx_d(alpha2: f32, nh: f32) -> f32 {
+    let k = nh * nh * (alpha2 - 1.0) + 1.0;
+    return alpha2 / (PI * k * k);
+}
+
+// BSDF × cosine in xyz, BSDF-sampling pdf in w.
+fn eval_bsdf(s: Surface, l: vec3<f32>) -> vec4<f32> {
+    let nl = dot(s.ns, l);
+    if !(nl > 0.0) { return vec4<f32>(0.0); }
+    let h = normalize(s.view + l);
+    let nh = max(dot(s.ns, h), 0.0);
+    let vh = max(dot(s.view, h), 1e-6);
+    let d = ggx_d(s.alpha2, nh);
+    let g = smith_g1(s.alpha2, s.nv) * smith_g1(s.alpha2, nl);
+    let spec = fresnel(s, vh) * (d * g / (4.0 * s.nv));
+    let diff = s.diffuse * ((1.0 - s.fd_v) * nl / PI);
+    let pdf = s.p_spec * d * nh / (4.0 * vh) + (1.0 - s.p_spec) * nl / PI;
+    return vec4<f32>(spec + diff, pdf);
+}
+
+fn power_heuristic(a: f32, b: f32) -> f32 {
+    let a2 = a * a;
+    let b2 = b * b;
+    if a2 + b2 > 0.0 { return a2 / (a2 + b2); }
+    return 0.0;
+}
+
+struct LightSample { dir: vec3<f32>, t_max: f32, value: vec3<f32>, pdf: f32, ok: bool }
+
+fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>) -> LightSample {
+    var none = LightSample(vec3<f32>(0.0), 0.0, vec3<f32>(0.0), 0.0, false);
+    let slot = min(u32(xi.x * f32(count)), count - 1u);
+    let entry = lights[slot];
+    var index = slot;
+    if !(xi.y < entry.table.x) { index = bitcast<u32>(entry.table.y); }
+    let light = lights[min(index, count - 1u)];
+    let pick = light.table.w;
+    let kind = bitcast<u32>(light.position.w);
+    if kind == LIGHT_TRIANGLE {
+        let tri = tris[bitcast<u32>(light.intensity.w)];
+        let su = sqrt(xi.z);
+        let y = tri.p0.xyz * (1.0 - su) + tri.p1.xyz * (su * (1.0 - xi.w)) + tri.p2.xyz * (su * xi.w);
+        let to = y - origin;
+        let dist = length(to);
+        let dir = to * (1.0 / dist);
+        let cr = cross(tri.p1.xyz - tri.p0.xyz, tri.p2.xyz - tri.p0.xyz);
+        let cos_area = abs(dot(cr, dir));
+        if !(dist > 0.0 && cos_area > 0.0) { return none; }
+        let pdf = pick * dist * dist * 2.0 / cos_area;
+        return LightSample(dir, dist - P.cam_pos.w, light.intensity.xyz * (1.0 / pdf), pdf, true);
+    }
+    if kind == LIGHT_DIRECTIONAL {
+        return LightSample(light.position.xyz, 3.4e38, light.intensity.xyz * (1.0 / pick), 0.0, true);
+    }
+    let to = light.position.xyz - origin;
+    let dist2 = dot(to, to);
+    if !(dist2 > 0.0) { return none; }
+    let dist = sqrt(dist2);
+    let dir = to * (1.0 / dist);
+    var falloff = 1.0 / (dist2 * pick);
+    if kind == LIGHT_SPOT {
+        let cd = dot(light.spot.xyz, -dir);
+        let a = clamp(cd * light.spot.w + light.table.z, 0.0, 1.0);
+        falloff *= a * a;
+    }
+    return LightSample(dir, dist, light.intensity.xyz * falloff, 0.0, true);
+}
+
 fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
     let key = pcg(pcg(pcg(pcg(P.samples.w) ^ P.misc.x) ^ (y * P.frame.x + x)) ^ sample);
     let tan_half = P.cam_fwd.w;
     let aspect = P.cam_right.w;
     let eps = P.cam_pos.w;
+    let light_count = P.misc.y;
     let sx = ((f32(x) + rand(key, 0u)) / f32(P.frame.x)) * 2.0 - 1.0;
     let sy = 1.0 - ((f32(y) + rand(key, 1u)) / f32(P.frame.y)) * 2.0;
     let dir = normalize(P.cam_fwd.xyz + P.cam_right.xyz * (sx * tan_half * aspect) + P.cam_up.xyz * (sy * tan_half));
@@ -168,6 +290,7 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
     var radiance = vec3<f32>(0.0);
     let max_bounces = P.samples.z;
     var bounce = 0u;
+    var ray_pdf = 0.0;
     loop {
         let hit = intersect(ray);
         if !hit.found {
@@ -176,10 +299,17 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         }
         let tri = tris[hit.tri];
         let mat = materials[bitcast<u32>(tri.p0.w)];
-        radiance += throughput * mat.emissive.xyz;
+        let cr = cross(tri.p1.xyz - tri.p0.xyz, tri.p2.xyz - tri.p0.xyz);
+        var ng = normalize(cr);
+        let pick = tri.uv_v.w;
+        var w_emit = 1.0;
+        if ray_pdf > 0.0 && pick > 0.0 {
+            let light_pdf = pick * hit.t * hit.t * 2.0 / abs(dot(cr, ray.d));
+            w_emit = power_heuristic(ray_pdf, light_pdf);
+        }
+        radiance += throughput * mat.emissive.xyz * w_emit;
         if bounce >= max_bounces { break; }
         let w = 1.0 - hit.u - hit.v;
-        var ng = normalize(cross(tri.p1.xyz - tri.p0.xyz, tri.p2.xyz - tri.p0.xyz));
         if dot(ng, ray.d) > 0.0 { ng = -ng; }
         var ns = normalize(tri.n0.xyz * w + tri.n1.xyz * hit.u + tri.n2.xyz * hit.v);
         if dot(ns, ng) < 0.0 { ns = -ns; }
@@ -200,47 +330,60 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         let roughness = mat.params.y;
         let specular = mat.params.w;
         let alpha = max(roughness * roughness, 1e-3);
-        let alpha2 = alpha * alpha;
-        let diffuse = base * (1.0 - metallic);
-        let fd_v = specular * (0.04 + 0.96 * pow5(1.0 - nv));
-        let fv = vec3<f32>(fd_v * (1.0 - metallic)) + (base + (vec3<f32>(1.0) - base) * pow5(1.0 - nv)) * metallic;
-        let ls = luminance(fv);
-        let ld = luminance(diffuse) * (1.0 - fd_v);
-        var p_spec = 1.0;
+        var s = Surface(ns, view, nv, base, metallic, specular, alpha * alpha, base * (1.0 - metallic),
+            specular * (0.04 + 0.96 * pow5(1.0 - nv)), 1.0);
+        let ls = luminance(fresnel(s, nv));
+        let ld = luminance(s.diffuse) * (1.0 - s.fd_v);
         if ld > 0.0 {
-            p_spec = 0.0;
-            if ls > 0.0 { p_spec = max(ls / (ls + ld), 0.05); }
+            s.p_spec = 0.0;
+            if ls > 0.0 { s.p_spec = max(ls / (ls + ld), 0.05); }
         }
-        let dim = 2u + 4u * bounce;
+        let dim = 2u + DIMS_PER_BOUNCE * bounce;
+        let origin = ray.o + ray.d * hit.t + ng * eps;
+
+        // Next-event estimation.
+        if light_count > 0u {
+            let xi = vec4<f32>(rand(key, dim + 3u), rand(key, dim + 4u), rand(key, dim + 5u), rand(key, dim + 6u));
+            let light = sample_light(light_count, origin, xi);
+            if light.ok && dot(light.dir, ng) > 0.0 {
+                let fb = eval_bsdf(s, light.dir);
+                var weight = 1.0;
+                if light.pdf > 0.0 { weight = power_heuristic(light.pdf, fb.w); }
+                let contribution = throughput * fb.xyz * light.value * weight;
+                if max(max(contribution.x, contribution.y), contribution.z) > 0.0
+                    && !occluded(make_ray(origin, light.dir), light.t_max) {
+                    radiance += contribution;
+                }
+            }
+        }
+
+        // BSDF sampling continues the path.
         let xi0 = rand(key, dim);
         let xi1 = rand(key, dim + 1u);
         let xi2 = rand(key, dim + 2u);
         var l: vec3<f32>;
-        var weight: vec3<f32>;
-        if xi0 < p_spec {
+        if xi0 < s.p_spec {
             let phi = 2.0 * PI * xi1;
-            let cos_t = sqrt((1.0 - xi2) / (1.0 + (alpha2 - 1.0) * xi2));
+            let cos_t = sqrt((1.0 - xi2) / (1.0 + (s.alpha2 - 1.0) * xi2));
             let sin_t = sqrt(max(1.0 - cos_t * cos_t, 0.0));
             let h = to_world(ns, vec3<f32>(sin_t * cos(phi), sin_t * sin(phi), cos_t));
-            let vh = dot(view, h);
-            l = h * (2.0 * vh) - view;
-            let nl = dot(ns, l);
-            if !(vh > 0.0 && nl > 0.0 && cos_t > 1e-6) { break; }
-            let fd = specular * (0.04 + 0.96 * pow5(1.0 - vh));
-            let f = vec3<f32>(fd * (1.0 - metallic)) + (base + (vec3<f32>(1.0) - base) * pow5(1.0 - vh)) * metallic;
-            let g = smith_g1(alpha2, nv) * smith_g1(alpha2, nl);
-            weight = f * (g * vh / (nv * cos_t * p_spec));
+            l = h * (2.0 * dot(view, h)) - view;
         } else {
             let r = sqrt(xi1);
             let phi = 2.0 * PI * xi2;
             l = to_world(ns, vec3<f32>(r * cos(phi), r * sin(phi), sqrt(max(1.0 - xi1, 0.0))));
-            if !(dot(ns, l) > 0.0) { break; }
-            weight = diffuse * ((1.0 - fd_v) / (1.0 - p_spec));
         }
         if !(dot(l, ng) > 0.0) { break; }
-        throughput = throughput * weight;
-        let point = ray.o + ray.d * hit.t;
-        ray = make_ray(point + ng * eps, l);
+        let fb = eval_bsdf(s, l);
+        if !(fb.w > 0.0) { break; }
+        throughput = throughput * fb.xyz * (1.0 / fb.w);
+        if bounce >= ROULETTE_AFTER {
+            let survive = min(max(max(throughput.x, throughput.y), throughput.z), 1.0);
+            if rand(key, dim + 7u) >= survive { break; }
+            throughput = throughput * (1.0 / survive);
+        }
+        ray_pdf = fb.w;
+        ray = make_ray(origin, l);
         bounce += 1u;
     }
     let ok = all(radiance >= vec3<f32>(0.0)) && all(radiance < vec3<f32>(1e30));

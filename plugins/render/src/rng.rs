@@ -41,7 +41,8 @@ impl SampleRng {
     }
 
     /// Number `dim` of the stream, uniform in [0, 1) with 24 bits.
-    /// Dimensions 0–1 jitter the camera ray, bounce `b` uses `2 + 4b ..`.
+    /// Dimensions 0–1 jitter the camera ray, bounce `b` uses
+    /// `2 + 8b ..` (see [`crate::trace::DIMS_PER_BOUNCE`]).
     pub fn get(&self, dim: u32) -> f32 {
         (pcg(self.key ^ pcg(dim)) >> 8) as f32 * (1.0 / 16_777_216.0)
     }

@@ -7,7 +7,8 @@
 //! texture, metallic and roughness factors, emissive factor with
 //! `KHR_materials_emissive_strength`, the specular factor of
 //! `KHR_materials_specular`); every perspective camera (the first is the
-//! default).
+//! default); `KHR_lights_punctual` point, spot and directional lights
+//! (intensity in candela, or lux for directional lights; `range` ignored).
 //! Node animations (translation, rotation, scale; step and linear
 //! interpolation, cubic splines sampled linearly between their keys) are
 //! evaluated at the time given to [`load_at`].
@@ -148,6 +149,40 @@ impl SceneCamera {
     }
 }
 
+/// The shape of a punctual light (`KHR_lights_punctual`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LightKind {
+    /// Emits equally in every direction from a point.
+    Point,
+    /// Emits in a cone around its axis, fading from the inner to the
+    /// outer cone angle (cosines kept).
+    Spot {
+        /// Cosine of the inner cone angle (full intensity inside).
+        cos_inner: f32,
+        /// Cosine of the outer cone angle (dark outside).
+        cos_outer: f32,
+    },
+    /// Parallel light from infinitely far away.
+    Directional,
+}
+
+/// A punctual light in world space.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PunctualLight {
+    /// Its shape.
+    pub kind: LightKind,
+    /// Position (unused for directional lights).
+    pub position: V3,
+    /// Unit direction the light points along (its node's −Z).
+    pub direction: V3,
+    /// Color × intensity: candela for point and spot lights, lux for
+    /// directional lights.
+    pub intensity: [f32; 3],
+}
+
+/// Most punctual lights kept from one scene.
+pub const MAX_PUNCTUAL_LIGHTS: usize = 65_536;
+
 /// A loaded scene.
 #[derive(Debug, Clone, Default)]
 pub struct Scene {
@@ -160,6 +195,8 @@ pub struct Scene {
     /// The scene's perspective cameras, in the order its nodes are visited
     /// (the first is the default).
     pub cameras: Vec<SceneCamera>,
+    /// Its punctual lights.
+    pub lights: Vec<PunctualLight>,
     /// Features present in the file that the renderer ignores.
     pub notes: Vec<String>,
 }
@@ -277,6 +314,21 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             }
             s.specular_factor().clamp(0.0, 1.0)
         });
+        let emissive = [e[0] * strength, e[1] * strength, e[2] * strength];
+        if !emissive
+            .iter()
+            .all(|c| c.is_finite() && (0.0..=1e9).contains(c))
+        {
+            return Err(invalid(
+                name,
+                format_args!(
+                    "material {}: emissive factor {e:?} × strength {strength} must be finite, ≥ 0 and ≤ 1e9",
+                    material
+                        .index()
+                        .map_or("default".to_string(), |i| i.to_string())
+                ),
+            ));
+        }
         let mut base_color_texture = None;
         if let Some(info) = pbr.base_color_texture() {
             let image = info.texture().source();
@@ -342,7 +394,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         }
         materials.push(Material {
             base_color: pbr.base_color_factor(),
-            emissive: [e[0] * strength, e[1] * strength, e[2] * strength],
+            emissive,
             metallic: pbr.metallic_factor().clamp(0.0, 1.0),
             roughness: pbr.roughness_factor().clamp(0.0, 1.0),
             specular,
@@ -458,12 +510,89 @@ impl Walker<'_> {
                 }
             }
         }
+        if let Some(light) = node.light() {
+            self.light(&light, &world)?;
+        }
         if let Some(mesh) = node.mesh() {
             self.mesh(&mesh, &world)?;
         }
         for child in node.children() {
             self.node(&child, &world, depth + 1)?;
         }
+        Ok(())
+    }
+
+    fn light(
+        &mut self,
+        light: &gltf::khr_lights_punctual::Light<'_>,
+        world: &M4,
+    ) -> Result<(), JobError> {
+        let what = format!("light {}", light.index());
+        if self.out.lights.len() >= MAX_PUNCTUAL_LIGHTS {
+            return Err(unsupported(
+                self.file,
+                format_args!("{what}: more than {MAX_PUNCTUAL_LIGHTS} punctual lights"),
+            ));
+        }
+        let (color, intensity) = (light.color(), light.intensity());
+        let color_ok = color
+            .iter()
+            .all(|c| c.is_finite() && (0.0..=1e6).contains(c));
+        if !(color_ok && intensity.is_finite() && (0.0..=1e12).contains(&intensity)) {
+            return Err(invalid(
+                self.file,
+                format_args!(
+                    "{what}: color {color:?} and intensity {intensity} must be finite and ≥ 0"
+                ),
+            ));
+        }
+        use gltf::khr_lights_punctual::Kind;
+        let kind = match light.kind() {
+            Kind::Point => LightKind::Point,
+            Kind::Directional => LightKind::Directional,
+            Kind::Spot {
+                inner_cone_angle,
+                outer_cone_angle,
+            } => {
+                let half_pi = std::f32::consts::FRAC_PI_2;
+                if !(0.0 <= inner_cone_angle
+                    && inner_cone_angle < outer_cone_angle
+                    && outer_cone_angle <= half_pi)
+                {
+                    return Err(invalid(
+                        self.file,
+                        format_args!(
+                            "{what}: spot cone angles must have 0 ≤ inner ({inner_cone_angle}) < outer ({outer_cone_angle}) ≤ π/2"
+                        ),
+                    ));
+                }
+                LightKind::Spot {
+                    cos_inner: inner_cone_angle.cos(),
+                    cos_outer: outer_cone_angle.cos(),
+                }
+            }
+        };
+        if light.range().is_some() {
+            self.notes.insert(
+                "light ranges are ignored (light falls off with the inverse square of distance everywhere)"
+                    .to_string(),
+            );
+        }
+        let direction = math::transform_dir(world, v3(0.0, 0.0, -1.0)).normalize();
+        let position = math::transform_point(world, v3(0.0, 0.0, 0.0));
+        let finite = |v: V3| v.x.is_finite() && v.y.is_finite() && v.z.is_finite();
+        if !finite(direction) || !finite(position) {
+            // A singular transform: the light has no direction to shine in.
+            self.notes
+                .insert("lights under a degenerate node transform are ignored".to_string());
+            return Ok(());
+        }
+        self.out.lights.push(PunctualLight {
+            kind,
+            position,
+            direction,
+            intensity: color.map(|c| c * intensity),
+        });
         Ok(())
     }
 

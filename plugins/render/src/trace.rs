@@ -1,22 +1,32 @@
 //! The path tracing algorithm, in Rust: the CPU reference. `render.wgsl`
 //! is a line-by-line port; keep the two in step.
 //!
-//! Model: camera rays jittered inside the pixel; at each hit, emission is
-//! added, then one lobe is sampled — GGX specular (Smith G, Schlick
-//! Fresnel F = mix(s·F_d, F_m, metallic) with the dielectric
-//! F_d = 0.04 + 0.96 (1 − c)^5 scaled by the specular factor s and the
-//! metal F_m = base + (1 − base)(1 − c)^5) or Lambert diffuse
-//! (base × (1 − metallic) × (1 − s·F_d(n·v))) — chosen by their estimated
-//! weights. With s = 0 a material is pure Lambert (the white furnace
-//! renders exactly 1); with s = 1 it is glTF's metallic-roughness model,
-//! which, like any single-scattering GGX, loses some energy at grazing
-//! angles. No light sampling: emissive surfaces and the environment are
-//! found by the paths themselves. A path ends after `max_bounces` bounces,
-//! on a miss (adding the environment), or when a sampled direction goes
-//! below the surface.
+//! Model: camera rays jittered inside the pixel. The surface BSDF is GGX
+//! specular (Smith G, Schlick Fresnel F = mix(s·F_d, F_m, metallic) with
+//! the dielectric F_d = 0.04 + 0.96 (1 − c)^5 scaled by the specular
+//! factor s and the metal F_m = base + (1 − base)(1 − c)^5) plus Lambert
+//! diffuse (base × (1 − metallic) × (1 − s·F_d(n·v))). With s = 0 a
+//! material is pure Lambert (the white furnace renders exactly 1); with
+//! s = 1 it is glTF's metallic-roughness model, which, like any
+//! single-scattering GGX, loses some energy at grazing angles.
+//!
+//! Estimator: at each hit, next-event estimation picks one light from the
+//! light list (emissive triangles and punctual lights, by estimated
+//! power through an alias table), samples a point on it uniformly by
+//! area, and traces a shadow ray; then the BSDF is sampled (one lobe,
+//! chosen by their estimated weights; the weight uses the full BSDF and
+//! the mixture pdf) to continue the path. Emission found by light samples
+//! and by BSDF samples is combined with multiple importance sampling (the
+//! power heuristic); punctual lights are found by light samples only, the
+//! environment by BSDF samples only. After three bounces Russian roulette
+//! ends paths with probability 1 − min(1, max throughput). A path ends
+//! after `max_bounces` bounces, on a miss (adding the environment), or
+//! when a sampled direction goes below the surface.
 
 use crate::bvh::{MAX_DEPTH, Node};
-use crate::layout::{FrameParams, GpuTri, NO_TEXTURE, SceneData};
+use crate::layout::{
+    FrameParams, GpuTri, LIGHT_DIRECTIONAL, LIGHT_SPOT, LIGHT_TRIANGLE, NO_TEXTURE, SceneData,
+};
 use crate::math::{V3, v3};
 use crate::rng::SampleRng;
 
@@ -211,6 +221,162 @@ fn texel(scene: &SceneData, tex: u32, u: f32, v: f32) -> V3 {
     v3(lut(0), lut(8), lut(16))
 }
 
+/// Whether anything blocks the ray before `t_max` (any hit, no ordering).
+pub fn occluded<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray, t_max: f32) -> bool {
+    let mut stack = [0u32; MAX_DEPTH + 2];
+    let mut sp = 1;
+    while sp > 0 {
+        sp -= 1;
+        let node = &nodes[stack[sp] as usize];
+        if hit_box(node, ray, t_max).is_none() {
+            continue;
+        }
+        if node.count > 0 {
+            for i in node.a..node.a + node.count {
+                if hit_triangle(tris[i as usize].corners(), ray, t_max).is_some() {
+                    return true;
+                }
+            }
+        } else if sp + 2 <= stack.len() {
+            stack[sp] = node.a;
+            stack[sp + 1] = node.a + 1;
+            sp += 2;
+        }
+    }
+    false
+}
+
+/// Random numbers each bounce draws: lobe, direction ×2, light, alias
+/// coin, point on the light ×2, Russian roulette.
+pub const DIMS_PER_BOUNCE: u32 = 8;
+/// Bounces before Russian roulette may end a path.
+const ROULETTE_AFTER: u32 = 3;
+
+/// The shading inputs at a hit, as the BSDF sees them.
+struct Surface {
+    ns: V3,
+    view: V3,
+    nv: f32,
+    base: V3,
+    metallic: f32,
+    specular: f32,
+    alpha2: f32,
+    diffuse: V3,
+    fd_v: f32,
+    p_spec: f32,
+}
+
+/// Fresnel at cosine `c`: the dielectric's (scaled by the specular
+/// factor) blended with the metal's.
+fn fresnel(s: &Surface, c: f32) -> V3 {
+    let fd = s.specular * (0.04 + 0.96 * pow5(1.0 - c));
+    V3::splat(fd * (1.0 - s.metallic))
+        + (s.base + (V3::splat(1.0) - s.base) * pow5(1.0 - c)) * s.metallic
+}
+
+fn ggx_d(alpha2: f32, nh: f32) -> f32 {
+    let k = nh * nh * (alpha2 - 1.0) + 1.0;
+    alpha2 / (PI * k * k)
+}
+
+/// BSDF × cosine toward `l`, and the pdf (solid angle) with which BSDF
+/// sampling picks `l`; zeros below the shading surface.
+fn eval_bsdf(s: &Surface, l: V3) -> (V3, f32) {
+    let nl = s.ns.dot(l);
+    if nl.is_nan() || nl <= 0.0 {
+        return (V3::splat(0.0), 0.0);
+    }
+    let h = (s.view + l).normalize();
+    let nh = s.ns.dot(h).max(0.0);
+    let vh = s.view.dot(h).max(1e-6);
+    let d = ggx_d(s.alpha2, nh);
+    let g = smith_g1(s.alpha2, s.nv) * smith_g1(s.alpha2, nl);
+    let spec = fresnel(s, vh) * (d * g / (4.0 * s.nv));
+    let diff = s.diffuse * ((1.0 - s.fd_v) * nl / PI);
+    let pdf = s.p_spec * d * nh / (4.0 * vh) + (1.0 - s.p_spec) * nl / PI;
+    (spec + diff, pdf)
+}
+
+fn power_heuristic(a: f32, b: f32) -> f32 {
+    let (a2, b2) = (a * a, b * b);
+    if a2 + b2 > 0.0 { a2 / (a2 + b2) } else { 0.0 }
+}
+
+/// A sampled light: direction from the shadow ray's origin, the distance
+/// the shadow ray must cover, radiance ÷ pdf arriving, and the pdf in
+/// solid angle (0 for punctual lights, which BSDF samples never find).
+struct LightSample {
+    dir: V3,
+    t_max: f32,
+    value: V3,
+    pdf: f32,
+}
+
+/// Picks a light by power and samples it as seen from `origin`.
+fn sample_light(scene: &SceneData, count: u32, origin: V3, xi: [f32; 4]) -> Option<LightSample> {
+    let n = count as f32;
+    let slot = ((xi[0] * n) as u32).min(count - 1);
+    let entry = &scene.lights[slot as usize];
+    let index = if xi[1] < entry.table[0] {
+        slot
+    } else {
+        entry.table[1].to_bits()
+    };
+    let light = &scene.lights[index.min(count - 1) as usize];
+    let pick = light.table[3];
+    let xyz = |a: [f32; 4]| v3(a[0], a[1], a[2]);
+    let kind = light.position[3].to_bits();
+    if kind == LIGHT_TRIANGLE {
+        let tri = &scene.tris[light.intensity[3].to_bits() as usize];
+        let [c0, c1, c2] = tri.corners();
+        let su = xi[2].sqrt();
+        let y = c0 * (1.0 - su) + c1 * (su * (1.0 - xi[3])) + c2 * (su * xi[3]);
+        let to = y - origin;
+        let dist = to.length();
+        let dir = to * (1.0 / dist);
+        let cross = (c1 - c0).cross(c2 - c0);
+        let cos_area = cross.dot(dir).abs(); // = 2·area·|cos θ_light|
+        if !(dist > 0.0 && cos_area > 0.0) {
+            return None;
+        }
+        let pdf = pick * dist * dist * 2.0 / cos_area;
+        let value = xyz(light.intensity) * (1.0 / pdf);
+        return Some(LightSample {
+            dir,
+            t_max: dist - scene.epsilon,
+            value,
+            pdf,
+        });
+    }
+    if kind == LIGHT_DIRECTIONAL {
+        return Some(LightSample {
+            dir: xyz(light.position),
+            t_max: f32::INFINITY,
+            value: xyz(light.intensity) * (1.0 / pick),
+            pdf: 0.0,
+        });
+    }
+    let to = xyz(light.position) - origin;
+    let dist2 = to.dot(to);
+    if dist2.is_nan() || dist2 <= 0.0 {
+        return None;
+    }
+    let dist = dist2.sqrt();
+    let dir = to * (1.0 / dist);
+    let mut falloff = 1.0 / (dist2 * pick);
+    if kind == LIGHT_SPOT {
+        let cd = xyz(light.spot).dot(-dir);
+        let a = (cd * light.spot[3] + light.table[2]).clamp(0.0, 1.0);
+        falloff *= a * a;
+    }
+    Some(LightSample {
+        dir,
+        t_max: dist,
+        value: xyz(light.intensity) * falloff,
+        pdf: 0.0,
+    })
+}
+
 /// Radiance of one sample of full-frame pixel (`x`, `y`).
 pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32) -> V3 {
     let rng = SampleRng::new(
@@ -220,6 +386,7 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
     );
     let cam = |a: [f32; 4]| v3(a[0], a[1], a[2]);
     let (tan_half, aspect, eps) = (p.cam_fwd[3], p.cam_right[3], p.cam_pos[3]);
+    let light_count = p.misc[1];
     let sx = ((x as f32 + rng.get(0)) / p.frame[0] as f32) * 2.0 - 1.0;
     let sy = 1.0 - ((y as f32 + rng.get(1)) / p.frame[1] as f32) * 2.0;
     let dir = (cam(p.cam_fwd)
@@ -231,6 +398,9 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
     let mut radiance = V3::splat(0.0);
     let max_bounces = p.samples[2];
     let mut bounce = 0u32;
+    // The BSDF pdf of the direction the current ray was sampled with
+    // (0 for the camera ray: its emission is taken whole).
+    let mut ray_pdf = 0.0f32;
     loop {
         let Some(hit) = intersect_bvh(&scene.nodes, &scene.tris, &ray) else {
             radiance = radiance + throughput.mul_elem(cam(p.env));
@@ -238,13 +408,22 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         };
         let tri = &scene.tris[hit.tri as usize];
         let mat = &scene.materials[tri.material() as usize];
-        radiance = radiance + throughput.mul_elem(cam(mat.emissive));
+        let [c0, c1, c2] = tri.corners();
+        let cross = (c1 - c0).cross(c2 - c0);
+        let mut ng = cross.normalize();
+        // Emission: weighted against light sampling, which could have
+        // found this triangle too.
+        let pick = tri.uv_v[3];
+        let mut w_emit = 1.0;
+        if ray_pdf > 0.0 && pick > 0.0 {
+            let light_pdf = pick * hit.t * hit.t * 2.0 / cross.dot(ray.d).abs();
+            w_emit = power_heuristic(ray_pdf, light_pdf);
+        }
+        radiance = radiance + throughput.mul_elem(cam(mat.emissive)) * w_emit;
         if bounce >= max_bounces {
             break;
         }
-        let [c0, c1, c2] = tri.corners();
         let w = 1.0 - hit.u - hit.v;
-        let mut ng = (c1 - c0).cross(c2 - c0).normalize();
         if ng.dot(ray.d) > 0.0 {
             ng = -ng;
         }
@@ -267,61 +446,94 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         }
         let (metallic, roughness, specular) = (mat.params[0], mat.params[1], mat.params[3]);
         let alpha = (roughness * roughness).max(1e-3);
-        let alpha2 = alpha * alpha;
-        let diffuse = base * (1.0 - metallic);
-        // Fresnel at n·v: dielectric (scalar) and blended with metal.
-        let fd_v = specular * (0.04 + 0.96 * pow5(1.0 - nv));
-        let fv = V3::splat(fd_v * (1.0 - metallic))
-            + (base + (V3::splat(1.0) - base) * pow5(1.0 - nv)) * metallic;
-        let ls = luminance(fv);
-        let ld = luminance(diffuse) * (1.0 - fd_v);
-        let p_spec = if ld > 0.0 {
-            if ls > 0.0 {
+        let mut s = Surface {
+            ns,
+            view,
+            nv,
+            base,
+            metallic,
+            specular,
+            alpha2: alpha * alpha,
+            diffuse: base * (1.0 - metallic),
+            fd_v: specular * (0.04 + 0.96 * pow5(1.0 - nv)),
+            p_spec: 1.0,
+        };
+        let ls = luminance(fresnel(&s, nv));
+        let ld = luminance(s.diffuse) * (1.0 - s.fd_v);
+        if ld > 0.0 {
+            s.p_spec = if ls > 0.0 {
                 (ls / (ls + ld)).max(0.05)
             } else {
                 0.0
+            };
+        }
+        let dim = 2 + DIMS_PER_BOUNCE * bounce;
+        let origin = ray.o + ray.d * hit.t + ng * eps;
+
+        // Next-event estimation.
+        if light_count > 0 {
+            let xi = [
+                rng.get(dim + 3),
+                rng.get(dim + 4),
+                rng.get(dim + 5),
+                rng.get(dim + 6),
+            ];
+            if let Some(light) = sample_light(scene, light_count, origin, xi)
+                && light.dir.dot(ng) > 0.0
+            {
+                let (f, bsdf_pdf) = eval_bsdf(&s, light.dir);
+                let weight = if light.pdf > 0.0 {
+                    power_heuristic(light.pdf, bsdf_pdf)
+                } else {
+                    1.0
+                };
+                let contribution = throughput.mul_elem(f).mul_elem(light.value) * weight;
+                if contribution.max_elem() > 0.0
+                    && !occluded(
+                        &scene.nodes,
+                        &scene.tris,
+                        &Ray::new(origin, light.dir),
+                        light.t_max,
+                    )
+                {
+                    radiance = radiance + contribution;
+                }
             }
-        } else {
-            1.0
-        };
-        let dim = 2 + 4 * bounce;
+        }
+
+        // BSDF sampling continues the path.
         let (xi0, xi1, xi2) = (rng.get(dim), rng.get(dim + 1), rng.get(dim + 2));
-        let l;
-        let weight;
-        if xi0 < p_spec {
+        let l = if xi0 < s.p_spec {
             let phi = 2.0 * PI * xi1;
-            let cos_t = ((1.0 - xi2) / (1.0 + (alpha2 - 1.0) * xi2)).sqrt();
+            let cos_t = ((1.0 - xi2) / (1.0 + (s.alpha2 - 1.0) * xi2)).sqrt();
             let sin_t = (1.0 - cos_t * cos_t).max(0.0).sqrt();
             let h = to_world(ns, v3(sin_t * phi.cos(), sin_t * phi.sin(), cos_t));
-            let vh = view.dot(h);
-            l = h * (2.0 * vh) - view;
-            let nl = ns.dot(l);
-            if !(vh > 0.0 && nl > 0.0 && cos_t > 1e-6) {
-                break;
-            }
-            let fd = specular * (0.04 + 0.96 * pow5(1.0 - vh));
-            let f = V3::splat(fd * (1.0 - metallic))
-                + (base + (V3::splat(1.0) - base) * pow5(1.0 - vh)) * metallic;
-            let g = smith_g1(alpha2, nv) * smith_g1(alpha2, nl);
-            weight = f * (g * vh / (nv * cos_t * p_spec));
+            h * (2.0 * view.dot(h)) - view
         } else {
             let r = xi1.sqrt();
             let phi = 2.0 * PI * xi2;
-            l = to_world(
+            to_world(
                 ns,
                 v3(r * phi.cos(), r * phi.sin(), (1.0 - xi1).max(0.0).sqrt()),
-            );
-            if ns.dot(l).is_nan() || ns.dot(l) <= 0.0 {
-                break;
-            }
-            weight = diffuse * ((1.0 - fd_v) / (1.0 - p_spec));
-        }
+            )
+        };
         if l.dot(ng).is_nan() || l.dot(ng) <= 0.0 {
             break;
         }
-        throughput = throughput.mul_elem(weight);
-        let point = ray.o + ray.d * hit.t;
-        ray = Ray::new(point + ng * eps, l);
+        let (f, pdf) = eval_bsdf(&s, l);
+        if pdf.is_nan() || pdf <= 0.0 {
+            break;
+        }
+        throughput = throughput.mul_elem(f) * (1.0 / pdf);
+        if bounce >= ROULETTE_AFTER {
+            let survive = throughput.max_elem().min(1.0);
+            if rng.get(dim + 7) >= survive {
+                break;
+            }
+            throughput = throughput * (1.0 / survive);
+        }
+        ray_pdf = pdf;
+        ray = Ray::new(origin, l);
         bounce += 1;
     }
     // A non-finite or negative sample (never expected) counts as black.
