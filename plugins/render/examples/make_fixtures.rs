@@ -188,9 +188,9 @@ impl Gltf {
             "cameras": [{"type": "perspective", "perspective": {"yfov": 40f32.to_radians(), "znear": 0.01, "aspectRatio": 1.0}}],
         });
         if !self.lights.is_empty() {
-            doc["extensionsUsed"]
-                .as_array_mut()
-                .map(|used| used.push(json!("KHR_lights_punctual")));
+            if let Some(used) = doc["extensionsUsed"].as_array_mut() {
+                used.push(json!("KHR_lights_punctual"));
+            }
             doc["extensions"] = json!({"KHR_lights_punctual": {"lights": self.lights}});
         }
         if !self.images.is_empty() {
