@@ -240,6 +240,14 @@ fn pbr(color: [f32; 3], metallic: f32, roughness: f32) -> Value {
     json!({"pbrMetallicRoughness": {"baseColorFactor": [color[0], color[1], color[2], 1.0], "metallicFactor": metallic, "roughnessFactor": roughness}})
 }
 
+/// A pure Lambert surface (`KHR_materials_specular` factor 0), as the
+/// walls of a real Cornell box are.
+fn lambert(color: [f32; 3]) -> Value {
+    let mut m = pbr(color, 0.0, 1.0);
+    m["extensions"] = json!({"KHR_materials_specular": {"specularFactor": 0.0}});
+    m
+}
+
 fn light(strength: f32) -> Value {
     json!({"pbrMetallicRoughness": {"baseColorFactor": [0.0, 0.0, 0.0, 1.0], "metallicFactor": 0.0},
            "emissiveFactor": [1.0, 0.85, 0.6],
@@ -254,9 +262,9 @@ fn about_y(deg: f32) -> [f32; 4] {
 
 fn cornell() -> Gltf {
     let mut g = Gltf::default();
-    let white = g.material(pbr([0.73, 0.73, 0.73], 0.0, 1.0));
-    let red = g.material(pbr([0.65, 0.05, 0.05], 0.0, 1.0));
-    let green = g.material(pbr([0.12, 0.45, 0.15], 0.0, 1.0));
+    let white = g.material(lambert([0.73, 0.73, 0.73]));
+    let red = g.material(lambert([0.65, 0.05, 0.05]));
+    let green = g.material(lambert([0.12, 0.45, 0.15]));
     let lamp = g.material(light(5.0));
     let walls = Mesh::new()
         .quad(
