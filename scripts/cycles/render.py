@@ -5,10 +5,12 @@ plugin renders it, and writes the image as a linear PFM.
         SCENE.gltf OUT.pfm --width 64 --height 64 --spp 1024 --bounces 6 [--seed 1] [--threads 0]
 
 How the settings map (so that the two renderers solve the same problem):
-- the scene comes in through Blender's own glTF importer (lights in its
-  default "Standard" mode: candela and lux become watts by 4π/683 and
-  1/683, which Cycles renders in its own units: not yet mapped onto ours, so
-  only scenes lit by emissive surfaces compare; see plugins/render/README.md);
+- the scene comes in through Blender's own glTF importer; its lights
+  (candela and lux turned into watts at 683 lm/W) get their energy × 683
+  back, so that 1 cd, 1 lux and emission strength 1 mean the same in both,
+  with no radius (hard shadows, as glTF's punctual lights); spot cones
+  fade by Blender's smoothstep blend, not glTF's curve
+  (see plugins/render/README.md);
 - materials are rebuilt as glTF's BRDF (`as_gltf_brdf`), not Principled;
 - the camera is the scene's first camera, the world a black background;
 - Cycles counts bounces after the first hit with direct light included
@@ -144,6 +146,17 @@ def main():
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.import_scene.gltf(filepath=a.scene)
     scene = bpy.context.scene
+    for light in bpy.data.lights:
+        # glTF lights are points; Blender's default radius (0.25 m) and
+        # sun angle would soften their shadows.
+        light.shadow_soft_size = 0.0
+        # The importer turned candela and lux into watts at 683 lm/W;
+        # Cycles renders a point of P W as P / 4π per steradian and a sun
+        # of S as S per m², in the units where emission strength 1 is
+        # radiance 1, which is the plugin's scale for cd, lux and cd/m².
+        light.energy *= 683.0
+        if light.type == "SUN":
+            light.angle = 0.0
     factors = specular_factors(a.scene)
     for material in bpy.data.materials:
         as_gltf_brdf(material, factors.get(material.name, 1.0))

@@ -16,8 +16,8 @@
 //! metallic-roughness textures, alpha modes, sampler wrap modes (always
 //! repeat, nearest texel), skins, morph targets and animations.
 //! Refused with an error naming the problem: anything else that changes
-//! the picture (points and lines, orthographic cameras, JPEG textures,
-//! required extensions other than the one above).
+//! the picture (points and lines, orthographic cameras, required
+//! extensions other than the ones above).
 
 use std::collections::BTreeSet;
 
@@ -347,11 +347,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
                     }
                     gltf::image::Source::Uri { uri, .. } => resolve(uri, &what)?,
                 };
-                let texture = decode_png(&encoded).map_err(|e| match e {
-                    ImageError::Jpeg => unsupported(
-                        name,
-                        format_args!("{what} is JPEG; only PNG textures are supported"),
-                    ),
+                let texture = decode_image(&encoded).map_err(|e| match e {
                     ImageError::Other(m) => invalid(name, format_args!("{what}: {m}")),
                 })?;
                 texels_total += u64::from(texture.width) * u64::from(texture.height);
@@ -1002,17 +998,64 @@ fn percent_decode(uri: &str) -> String {
 /// Why an image did not decode.
 #[derive(Debug)]
 pub enum ImageError {
-    /// A JPEG (not supported).
-    Jpeg,
-    /// Anything else, described.
+    /// What is wrong with it, described.
     Other(String),
+}
+
+/// Decodes a texture image: JPEG (by its signature) or PNG.
+pub fn decode_image(bytes: &[u8]) -> Result<Texture, ImageError> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        decode_jpeg(bytes)
+    } else {
+        decode_png(bytes)
+    }
+}
+
+/// Decodes a baseline or progressive JPEG (grayscale, YCbCr, CMYK) to
+/// RGBA8; its size is checked against [`MAX_TEXELS`] from the header,
+/// before any pixel is decoded.
+pub fn decode_jpeg(bytes: &[u8]) -> Result<Texture, ImageError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGBA)
+        .set_max_width(1 << 16)
+        .set_max_height(1 << 16);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder
+        .decode_headers()
+        .map_err(|e| ImageError::Other(format!("not a JPEG image: {e}")))?;
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or_else(|| ImageError::Other("JPEG without a size".into()))?;
+    let texels_in = width as u64 * height as u64;
+    if texels_in == 0 || texels_in > MAX_TEXELS {
+        return Err(ImageError::Other(format!(
+            "{width}×{height} texels is empty or too large"
+        )));
+    }
+    let data = decoder
+        .decode()
+        .map_err(|e| ImageError::Other(format!("corrupt JPEG: {e}")))?;
+    if data.len() as u64 != texels_in * 4 {
+        return Err(ImageError::Other(
+            "JPEG data is shorter than its size".into(),
+        ));
+    }
+    let texels = data
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], 255]))
+        .collect();
+    Ok(Texture {
+        width: width as u32,
+        height: height as u32,
+        texels,
+    })
 }
 
 /// Decodes a PNG of any color type and depth to RGBA8.
 pub fn decode_png(bytes: &[u8]) -> Result<Texture, ImageError> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return Err(ImageError::Jpeg);
-    }
     let mut decoder = png::Decoder::new(bytes);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder

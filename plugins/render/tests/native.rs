@@ -110,9 +110,10 @@ fn bad_scenes_are_job_errors_naming_the_problem() {
         d["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] =
             serde_json::json!({"index": 0});
     });
-    assert_eq!(
-        error_of(d.path(), "cornell.gltf"),
-        "unsupported: `cornell.gltf`: image 0 is JPEG; only PNG textures are supported"
+    let e = error_of(d.path(), "cornell.gltf");
+    assert!(
+        e.starts_with("invalid input: `cornell.gltf`: image 0: ") && e.contains("JPEG"),
+        "a truncated JPEG: {e}"
     );
 
     let d = cornell_variant(|d| {
@@ -484,6 +485,47 @@ fn the_reference_comparison_catches_a_wrong_material() {
         wrong > GLOSSY_BLOCK_RMSE,
         "a wrong material went unnoticed: {wrong}"
     );
+}
+
+#[test]
+fn jpeg_textures_load_like_png_ones() {
+    // A 16×8 JPEG of two flat halves, as a base color texture.
+    let (w, h) = (16u16, 8u16);
+    let rgb: Vec<u8> = (0..w * h)
+        .flat_map(|i| if i % w < w / 2 { [200u8, 40, 40] } else { [30, 90, 220] })
+        .collect();
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 95)
+        .encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    let texture = scene::decode_image(&jpeg).unwrap();
+    assert_eq!((texture.width, texture.height), (16, 8));
+    let rgba = |t: u32| t.to_le_bytes();
+    for (x, want) in [(2usize, [200u8, 40, 40]), (13, [30, 90, 220])] {
+        let got = rgba(texture.texels[4 * 16 + x]);
+        for c in 0..3 {
+            assert!(
+                got[c].abs_diff(want[c]) <= 12,
+                "texel ({x}, 4): {got:?}, want {want:?}"
+            );
+        }
+        assert_eq!(got[3], 255);
+    }
+    // Through a glTF file, as a data URI.
+    use base64::Engine as _;
+    let uri = format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&jpeg)
+    );
+    let d = cornell_variant(|d| {
+        d["images"] = serde_json::json!([{ "uri": uri }]);
+        d["textures"] = serde_json::json!([{"source": 0}]);
+        d["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] =
+            serde_json::json!({"index": 0});
+    });
+    let loaded = load(d.path(), "cornell.gltf").unwrap();
+    assert_eq!(loaded.textures, vec![texture]);
+    assert_eq!(loaded.materials[0].base_color_texture, Some(0));
 }
 
 #[test]
