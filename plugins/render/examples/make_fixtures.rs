@@ -196,7 +196,8 @@ impl Gltf {
         if !self.images.is_empty() {
             doc["images"] = json!(self.images);
             doc["textures"] = json!([{"source": 0, "sampler": 0}]);
-            doc["samplers"] = json!([{"magFilter": 9728, "minFilter": 9728}]);
+            // Bilinear, mirrored along u, clamped along v.
+            doc["samplers"] = json!([{"magFilter": 9729, "wrapS": 33648, "wrapT": 33071}]);
         }
         doc
     }
@@ -390,7 +391,9 @@ fn textured() -> Result<Gltf, Error> {
     let view = g.view(&png_bytes, None);
     g.images
         .push(json!({"bufferView": view, "mimeType": "image/png"}));
-    let checker = g.material(json!({"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 0.7}}));
+    let checker = g.material(json!({"pbrMetallicRoughness": {"baseColorTexture": {"index": 0,
+        "extensions": {"KHR_texture_transform": {"offset": [0.1, 0.0], "rotation": 0.3, "scale": [1.5, 1.5]}}},
+        "metallicFactor": 0.0, "roughnessFactor": 0.7}}));
     let floor = g.material(pbr([0.6, 0.6, 0.6], 0.0, 0.9));
     let lamp = g.material(light(8.0));
     let m = g.mesh(

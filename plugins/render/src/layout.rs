@@ -76,7 +76,11 @@ pub struct GpuLight {
     pub table: [f32; 4],
 }
 
-/// A material (48 bytes).
+/// Bits of [`GpuMaterial::uv_offset`]`[2]`: wrap mode along u (0 repeat,
+/// 1 clamp, 2 mirror) in bits 0–1, along v in bits 2–3, bilinear in bit 4.
+pub const SAMPLER_BILINEAR: u32 = 1 << 4;
+
+/// A material (80 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct GpuMaterial {
@@ -86,6 +90,11 @@ pub struct GpuMaterial {
     pub emissive: [f32; 4],
     /// metallic, roughness, texture index bits ([`NO_TEXTURE`]), specular factor.
     pub params: [f32; 4],
+    /// The texture transform's 2×2 matrix, row-major.
+    pub uv_matrix: [f32; 4],
+    /// Its offset in xy; z = sampler bits ([`SAMPLER_BILINEAR`], wrap
+    /// modes); w unused.
+    pub uv_offset: [f32; 4],
 }
 
 /// Per-pass parameters (a uniform buffer, 144 bytes).
@@ -358,15 +367,23 @@ impl SceneData {
         let materials: Vec<GpuMaterial> = scene
             .materials
             .iter()
-            .map(|m| GpuMaterial {
-                base_color: m.base_color,
-                emissive: [m.emissive[0], m.emissive[1], m.emissive[2], 0.0],
-                params: [
-                    m.metallic,
-                    m.roughness,
-                    f32::from_bits(m.base_color_texture.unwrap_or(NO_TEXTURE)),
-                    m.specular,
-                ],
+            .map(|m| {
+                let t = &m.base_color_sampler;
+                let bits = t.wrap_u as u32
+                    | (t.wrap_v as u32) << 2
+                    | if t.bilinear { SAMPLER_BILINEAR } else { 0 };
+                GpuMaterial {
+                    base_color: m.base_color,
+                    emissive: [m.emissive[0], m.emissive[1], m.emissive[2], 0.0],
+                    params: [
+                        m.metallic,
+                        m.roughness,
+                        f32::from_bits(m.base_color_texture.unwrap_or(NO_TEXTURE)),
+                        m.specular,
+                    ],
+                    uv_matrix: t.matrix,
+                    uv_offset: [t.offset[0], t.offset[1], f32::from_bits(bits), 0.0],
+                }
             })
             .collect();
         let mut tex_meta = Vec::new();

@@ -16,7 +16,7 @@ struct Params {
 
 struct Tri { p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>, n2: vec4<f32>, uv_v: vec4<f32> }
 struct Node { bmin: vec3<f32>, a: u32, bmax: vec3<f32>, count: u32 }
-struct Material { base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32> }
+struct Material { base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32>, uv_matrix: vec4<f32>, uv_offset: vec4<f32> }
 struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table: vec4<f32> }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -32,6 +32,7 @@ struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table
 const PI: f32 = 3.14159265358979;
 const MIN_DIR: f32 = 1e-12;
 const NO_TEXTURE: u32 = 0xffffffffu;
+const SAMPLER_BILINEAR: u32 = 16u;
 const STACK: u32 = 42u; // bvh::MAX_DEPTH + 2
 const DIMS_PER_BOUNCE: u32 = 8u;
 const ROULETTE_AFTER: u32 = 3u;
@@ -188,14 +189,49 @@ fn smith_g1(alpha2: f32, c: f32) -> f32 {
     return 2.0 * c / (c + sqrt(alpha2 + (1.0 - alpha2) * c * c));
 }
 
-fn texel(tex: u32, u: f32, v: f32) -> vec3<f32> {
-    let tm = tex_meta[tex];
-    let fu = u - floor(u);
-    let fv = v - floor(v);
-    let x = min(u32(fu * f32(tm.y)), tm.y - 1u);
-    let y = min(u32(fv * f32(tm.z)), tm.z - 1u);
+fn wrap(i: i32, n: u32, mode: u32) -> u32 {
+    let m = i32(n);
+    if mode == 1u { return u32(clamp(i, 0, m - 1)); }
+    if mode == 2u {
+        let k = ((i % (2 * m)) + 2 * m) % (2 * m);
+        if k < m { return u32(k); }
+        return u32(2 * m - 1 - k);
+    }
+    return u32(((i % m) + m) % m);
+}
+
+fn fetch(tm: vec4<u32>, x: u32, y: u32) -> vec3<f32> {
     let t = texels[tm.x + y * tm.y + x];
     return vec3<f32>(srgb_lut[t & 255u], srgb_lut[(t >> 8u) & 255u], srgb_lut[(t >> 16u) & 255u]);
+}
+
+fn texel(mat: Material, u: f32, v: f32) -> vec3<f32> {
+    let tm = tex_meta[bitcast<u32>(mat.params.z)];
+    let m = mat.uv_matrix;
+    let o = mat.uv_offset;
+    let tu = m.x * u + m.y * v + o.x;
+    let tv = m.z * u + m.w * v + o.y;
+    let bits = bitcast<u32>(o.z);
+    let wu = bits & 3u;
+    let wv = (bits >> 2u) & 3u;
+    let x = clamp(tu * f32(tm.y), -1e9, 1e9);
+    let y = clamp(tv * f32(tm.z), -1e9, 1e9);
+    if (bits & SAMPLER_BILINEAR) == 0u {
+        return fetch(tm, wrap(i32(floor(x)), tm.y, wu), wrap(i32(floor(y)), tm.z, wv));
+    }
+    let xs = x - 0.5;
+    let ys = y - 0.5;
+    let x0 = floor(xs);
+    let y0 = floor(ys);
+    let fx = xs - x0;
+    let fy = ys - y0;
+    let xa = wrap(i32(x0), tm.y, wu);
+    let xb = wrap(i32(x0) + 1, tm.y, wu);
+    let ya = wrap(i32(y0), tm.z, wv);
+    let yb = wrap(i32(y0) + 1, tm.z, wv);
+    let top = fetch(tm, xa, ya) * (1.0 - fx) + fetch(tm, xb, ya) * fx;
+    let bottom = fetch(tm, xa, yb) * (1.0 - fx) + fetch(tm, xb, yb) * fx;
+    return top * (1.0 - fy) + bottom * fy;
 }
 
 struct Surface {
@@ -320,11 +356,10 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
             nv = dot(ns, view);
         }
         var base = mat.base_color.xyz;
-        let tex = bitcast<u32>(mat.params.z);
-        if tex != NO_TEXTURE {
+        if bitcast<u32>(mat.params.z) != NO_TEXTURE {
             let u = tri.n0.w * w + tri.n1.w * hit.u + tri.n2.w * hit.v;
             let v = tri.uv_v.x * w + tri.uv_v.y * hit.u + tri.uv_v.z * hit.v;
-            base = base * texel(tex, u, v);
+            base = base * texel(mat, u, v);
         }
         let metallic = mat.params.x;
         let roughness = mat.params.y;

@@ -4,7 +4,8 @@
 //! Supported: `.gltf` (buffers and images as files beside it or `data:`
 //! URIs) and `.glb`; triangle meshes (lists, strips, fans) with node
 //! transforms; PBR metallic-roughness materials (base color factor and PNG
-//! texture, metallic and roughness factors, emissive factor with
+//! or JPEG texture with its sampler's wrap modes and nearest or bilinear
+//! magnification and `KHR_texture_transform`, metallic and roughness factors, emissive factor with
 //! `KHR_materials_emissive_strength`, the specular factor of
 //! `KHR_materials_specular`); every perspective camera (the first is the
 //! default); `KHR_lights_punctual` point, spot and directional lights
@@ -13,8 +14,8 @@
 //! interpolation, cubic splines sampled linearly between their keys) are
 //! evaluated at the time given to [`load_at`].
 //! Ignored, and listed in [`Scene::notes`]: normal, occlusion, emissive and
-//! metallic-roughness textures, alpha modes, sampler wrap modes (always
-//! repeat, nearest texel), skins, morph targets and animations.
+//! metallic-roughness textures, alpha modes, minification filters (no
+//! mipmaps), skins, morph targets and animations.
 //! Refused with an error naming the problem: anything else that changes
 //! the picture (points and lines, orthographic cameras, required
 //! extensions other than the ones above).
@@ -60,6 +61,82 @@ pub struct Material {
     pub specular: f32,
     /// Index into [`Scene::textures`] of the base color texture.
     pub base_color_texture: Option<u32>,
+    /// How that texture is looked up.
+    pub base_color_sampler: TextureSampling,
+}
+
+/// How a material looks up its texture: glTF's sampler (wrap modes, and
+/// bilinear or nearest magnification) and `KHR_texture_transform`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextureSampling {
+    /// `uv' = [m0 m1; m2 m3]·uv + offset`.
+    pub matrix: [f32; 4],
+    /// Added after the matrix.
+    pub offset: [f32; 2],
+    /// Wrap mode along u.
+    pub wrap_u: Wrap,
+    /// Wrap mode along v.
+    pub wrap_v: Wrap,
+    /// Bilinear filtering (glTF `LINEAR`, and the default); else nearest.
+    pub bilinear: bool,
+}
+
+impl Default for TextureSampling {
+    fn default() -> Self {
+        TextureSampling {
+            matrix: [1.0, 0.0, 0.0, 1.0],
+            offset: [0.0; 2],
+            wrap_u: Wrap::Repeat,
+            wrap_v: Wrap::Repeat,
+            bilinear: true,
+        }
+    }
+}
+
+/// A texture wrap mode (glTF sampler `wrapS` / `wrapT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrap {
+    /// Tile.
+    Repeat = 0,
+    /// Stop at the edge texel.
+    Clamp = 1,
+    /// Tile, every other copy mirrored.
+    Mirror = 2,
+}
+
+impl TextureSampling {
+    /// The sampling of `info` (its texture's sampler and transform).
+    fn of(info: &gltf::texture::Info<'_>) -> TextureSampling {
+        use gltf::texture::{MagFilter, WrappingMode};
+        let sampler = info.texture().sampler();
+        let wrap = |w: WrappingMode| match w {
+            WrappingMode::Repeat => Wrap::Repeat,
+            WrappingMode::ClampToEdge => Wrap::Clamp,
+            WrappingMode::MirroredRepeat => Wrap::Mirror,
+        };
+        let mut out = TextureSampling {
+            wrap_u: wrap(sampler.wrap_s()),
+            wrap_v: wrap(sampler.wrap_t()),
+            bilinear: sampler.mag_filter() != Some(MagFilter::Nearest),
+            ..TextureSampling::default()
+        };
+        if let Some(t) = info.texture_transform() {
+            let finite = |v: f32| {
+                if v.is_finite() {
+                    v.clamp(-1e6, 1e6)
+                } else {
+                    0.0
+                }
+            };
+            let (r, [sx, sy], [tx, ty]) = (finite(t.rotation()), t.scale(), t.offset());
+            let (sx, sy) = (finite(sx), finite(sy));
+            let (sin, cos) = r.sin_cos();
+            // glTF: uv' = T · R · S · uv with R = [cos sin; −sin cos].
+            out.matrix = [cos * sx, sin * sy, -sin * sx, cos * sy];
+            out.offset = [finite(tx), finite(ty)];
+        }
+        out
+    }
 }
 
 /// A decoded texture: RGBA8, sRGB-encoded as stored in the file, rows top
@@ -330,7 +407,19 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             ));
         }
         let mut base_color_texture = None;
+        let mut base_color_sampler = TextureSampling::default();
         if let Some(info) = pbr.base_color_texture() {
+            base_color_sampler = TextureSampling::of(&info);
+            if info
+                .texture_transform()
+                .and_then(|t| t.tex_coord())
+                .is_some()
+            {
+                notes.insert(
+                    "KHR_texture_transform texCoord overrides are ignored (the texture's texCoord is used)"
+                        .to_string(),
+                );
+            }
             let image = info.texture().source();
             let slot = &mut texture_of_image[image.index()];
             if slot.is_none() {
@@ -395,6 +484,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             roughness: pbr.roughness_factor().clamp(0.0, 1.0),
             specular,
             base_color_texture,
+            base_color_sampler,
         });
     }
     let default_material = materials.len() as u32;
@@ -406,6 +496,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         roughness: 1.0,
         specular: 1.0,
         base_color_texture: None,
+        base_color_sampler: TextureSampling::default(),
     });
 
     let scene = gltf

@@ -25,7 +25,8 @@
 
 use crate::bvh::{MAX_DEPTH, Node};
 use crate::layout::{
-    FrameParams, GpuTri, LIGHT_DIRECTIONAL, LIGHT_SPOT, LIGHT_TRIANGLE, NO_TEXTURE, SceneData,
+    FrameParams, GpuMaterial, GpuTri, LIGHT_DIRECTIONAL, LIGHT_SPOT, LIGHT_TRIANGLE, NO_TEXTURE,
+    SAMPLER_BILINEAR, SceneData,
 };
 use crate::math::{V3, v3};
 use crate::rng::SampleRng;
@@ -210,15 +211,53 @@ fn smith_g1(alpha2: f32, c: f32) -> f32 {
     2.0 * c / (c + (alpha2 + (1.0 - alpha2) * c * c).sqrt())
 }
 
-fn texel(scene: &SceneData, tex: u32, u: f32, v: f32) -> V3 {
-    let meta = scene.tex_meta[tex as usize];
-    let fu = u - u.floor();
-    let fv = v - v.floor();
-    let x = ((fu * meta[1] as f32) as u32).min(meta[1] - 1);
-    let y = ((fv * meta[2] as f32) as u32).min(meta[2] - 1);
+/// Texel coordinate `i` of a side of `n` texels under wrap mode `mode`
+/// (0 repeat, 1 clamp, 2 mirror).
+fn wrap(i: i32, n: u32, mode: u32) -> u32 {
+    let n = n as i32;
+    let k = match mode {
+        1 => i.clamp(0, n - 1),
+        2 => {
+            let m = i.rem_euclid(2 * n);
+            if m < n { m } else { 2 * n - 1 - m }
+        }
+        _ => i.rem_euclid(n),
+    };
+    k as u32
+}
+
+fn fetch(scene: &SceneData, meta: [u32; 4], x: u32, y: u32) -> V3 {
     let t = scene.texels[(meta[0] + y * meta[1] + x) as usize];
     let lut = |shift: u32| scene.srgb_lut[((t >> shift) & 255) as usize];
     v3(lut(0), lut(8), lut(16))
+}
+
+/// The material's base color texture at (`u`, `v`): transformed, wrapped,
+/// and filtered (bilinear in linear space, or the nearest texel).
+fn texel(scene: &SceneData, mat: &GpuMaterial, u: f32, v: f32) -> V3 {
+    let meta = scene.tex_meta[mat.params[2].to_bits() as usize];
+    let (m, o) = (mat.uv_matrix, mat.uv_offset);
+    let tu = m[0] * u + m[1] * v + o[0];
+    let tv = m[2] * u + m[3] * v + o[1];
+    let bits = o[2].to_bits();
+    let (wu, wv) = (bits & 3, (bits >> 2) & 3);
+    // Texel space, clamped far inside i32 (hostile transforms).
+    let x = (tu * meta[1] as f32).clamp(-1e9, 1e9);
+    let y = (tv * meta[2] as f32).clamp(-1e9, 1e9);
+    if bits & SAMPLER_BILINEAR == 0 {
+        let xi = wrap(x.floor() as i32, meta[1], wu);
+        let yi = wrap(y.floor() as i32, meta[2], wv);
+        return fetch(scene, meta, xi, yi);
+    }
+    let (x, y) = (x - 0.5, y - 0.5);
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (x0, y0) = (x0 as i32, y0 as i32);
+    let (xa, xb) = (wrap(x0, meta[1], wu), wrap(x0 + 1, meta[1], wu));
+    let (ya, yb) = (wrap(y0, meta[2], wv), wrap(y0 + 1, meta[2], wv));
+    let top = fetch(scene, meta, xa, ya) * (1.0 - fx) + fetch(scene, meta, xb, ya) * fx;
+    let bottom = fetch(scene, meta, xa, yb) * (1.0 - fx) + fetch(scene, meta, xb, yb) * fx;
+    top * (1.0 - fy) + bottom * fy
 }
 
 /// Whether anything blocks the ray before `t_max` (any hit, no ordering).
@@ -438,11 +477,10 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             nv = ns.dot(view);
         }
         let mut base = cam(mat.base_color);
-        let tex = mat.params[2].to_bits();
-        if tex != NO_TEXTURE {
+        if mat.params[2].to_bits() != NO_TEXTURE {
             let u = tri.n0[3] * w + tri.n1[3] * hit.u + tri.n2[3] * hit.v;
             let v = tri.uv_v[0] * w + tri.uv_v[1] * hit.u + tri.uv_v[2] * hit.v;
-            base = base.mul_elem(texel(scene, tex, u, v));
+            base = base.mul_elem(texel(scene, mat, u, v));
         }
         let (metallic, roughness, specular) = (mat.params[0], mat.params[1], mat.params[3]);
         let alpha = (roughness * roughness).max(1e-3);
@@ -542,5 +580,117 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         radiance
     } else {
         V3::splat(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::{Material, Scene, Texture, TextureSampling, Triangle, Wrap};
+
+    /// A scene whose only material shows a 2×2 texture (red, green / blue,
+    /// white; sRGB 255 and 0, so linear 1 and 0) sampled by `sampling`.
+    fn with_texture(sampling: TextureSampling) -> SceneData {
+        let px = |r: u8, g: u8, b: u8| u32::from_le_bytes([r, g, b, 255]);
+        let scene = Scene {
+            triangles: vec![Triangle {
+                p: [v3(0.0, 0.0, 0.0), v3(1.0, 0.0, 0.0), v3(0.0, 1.0, 0.0)],
+                n: [v3(0.0, 0.0, 1.0); 3],
+                uv: [[0.0; 2]; 3],
+                material: 0,
+            }],
+            materials: vec![Material {
+                base_color: [1.0; 4],
+                emissive: [0.0; 3],
+                metallic: 0.0,
+                roughness: 1.0,
+                specular: 0.0,
+                base_color_texture: Some(0),
+                base_color_sampler: sampling,
+            }],
+            textures: vec![Texture {
+                width: 2,
+                height: 2,
+                texels: vec![
+                    px(255, 0, 0),
+                    px(0, 255, 0),
+                    px(0, 0, 255),
+                    px(255, 255, 255),
+                ],
+            }],
+            ..Scene::default()
+        };
+        SceneData::build(&scene)
+    }
+
+    fn at(data: &SceneData, u: f32, v: f32) -> [f32; 3] {
+        texel(data, &data.materials[0], u, v).to_array()
+    }
+
+    const RED: [f32; 3] = [1.0, 0.0, 0.0];
+    const GREEN: [f32; 3] = [0.0, 1.0, 0.0];
+
+    #[test]
+    fn nearest_texels_wrap_by_repeat_clamp_and_mirror() {
+        let nearest = |wrap_u| TextureSampling {
+            wrap_u,
+            bilinear: false,
+            ..TextureSampling::default()
+        };
+        let repeat = with_texture(nearest(Wrap::Repeat));
+        assert_eq!(at(&repeat, 0.25, 0.25), RED);
+        assert_eq!(at(&repeat, 0.75, 0.25), GREEN);
+        assert_eq!(at(&repeat, 1.25, 0.25), RED);
+        assert_eq!(at(&repeat, -0.25, 0.25), GREEN);
+        let clamp = with_texture(nearest(Wrap::Clamp));
+        assert_eq!(at(&clamp, 1.75, 0.25), GREEN);
+        assert_eq!(at(&clamp, -3.0, 0.25), RED);
+        // Mirrored: texels 0 1 | 1 0 | 0 1 …
+        let mirror = with_texture(nearest(Wrap::Mirror));
+        assert_eq!(at(&mirror, 1.25, 0.25), GREEN);
+        assert_eq!(at(&mirror, 1.75, 0.25), RED);
+        assert_eq!(at(&mirror, -0.25, 0.25), RED);
+        // Hostile coordinates stay in the texture.
+        for u in [f32::MAX, f32::MIN, 1e30, f32::NAN] {
+            for data in [&repeat, &clamp, &mirror] {
+                let c = at(data, u, 0.25);
+                assert!(c.iter().all(|x| (0.0..=1.0).contains(x)), "{u}: {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bilinear_filtering_blends_neighbours_in_linear_space() {
+        let data = with_texture(TextureSampling {
+            wrap_u: Wrap::Clamp,
+            wrap_v: Wrap::Clamp,
+            ..TextureSampling::default()
+        });
+        // At a texel's centre, that texel; halfway between red and green,
+        // half of each (linear values, not sRGB bytes).
+        assert_eq!(at(&data, 0.25, 0.25), RED);
+        assert_eq!(at(&data, 0.5, 0.25), [0.5, 0.5, 0.0]);
+        // The middle of all four: their mean.
+        assert_eq!(at(&data, 0.5, 0.5), [0.5, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn the_texture_transform_scales_rotates_and_offsets_uv() {
+        let nearest = |matrix, offset| TextureSampling {
+            matrix,
+            offset,
+            bilinear: false,
+            ..TextureSampling::default()
+        };
+        // Scale ×2: u = 0.3 reads 0.6 (green).
+        let scaled = with_texture(nearest([2.0, 0.0, 0.0, 2.0], [0.0; 2]));
+        assert_eq!(at(&scaled, 0.3, 0.1), GREEN);
+        // Offset +0.5 in u.
+        let moved = with_texture(nearest([1.0, 0.0, 0.0, 1.0], [0.5, 0.0]));
+        assert_eq!(at(&moved, 0.25, 0.25), GREEN);
+        // A quarter turn swaps the axes: u' = v, v' = −u.
+        let turned = with_texture(nearest([0.0, 1.0, -1.0, 0.0], [0.0; 2]));
+        assert_eq!(at(&turned, 0.75, 0.75), GREEN);
+        assert_eq!(at(&turned, 0.25, 0.75), [1.0, 1.0, 1.0]);
     }
 }

@@ -20,6 +20,7 @@ fn lambert(albedo: f32, emissive: f32) -> Material {
         roughness: 1.0,
         specular: 0.0,
         base_color_texture: None,
+        base_color_sampler: Default::default(),
     }
 }
 

@@ -50,6 +50,19 @@ fn fixture_scenes_load_with_transforms_cameras_and_textures() {
         u32::from_le_bytes([230, 200, 40, 255])
     );
     assert_eq!(textured.materials[0].base_color_texture, Some(0));
+    let sampling = textured.materials[0].base_color_sampler;
+    assert_eq!(
+        (sampling.wrap_u, sampling.wrap_v, sampling.bilinear),
+        (scene::Wrap::Mirror, scene::Wrap::Clamp, true)
+    );
+    // KHR_texture_transform: T(0.1, 0) · R(0.3) · S(1.5).
+    let (sin, cos) = 0.3f32.sin_cos();
+    let want = [cos * 1.5, sin * 1.5, -sin * 1.5, cos * 1.5];
+    for (got, want) in sampling.matrix.iter().zip(want) {
+        assert!((got - want).abs() < 1e-6, "{:?}", sampling.matrix);
+    }
+    assert_eq!(sampling.offset, [0.1, 0.0]);
+    assert_eq!(cornell.materials[0].base_color_sampler, Default::default());
 
     let glossy = load(&fixtures(), "glossy.gltf").unwrap();
     assert_eq!(glossy.materials[1].metallic, 1.0);
@@ -366,6 +379,7 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
         roughness,
         specular,
         base_color_texture: None,
+        base_color_sampler: Default::default(),
     };
     // Pure Lambert (specular factor 0): every path reflects all it gets,
     // except the rare one sampled around the interpolated normal that
@@ -492,7 +506,13 @@ fn jpeg_textures_load_like_png_ones() {
     // A 16×8 JPEG of two flat halves, as a base color texture.
     let (w, h) = (16u16, 8u16);
     let rgb: Vec<u8> = (0..w * h)
-        .flat_map(|i| if i % w < w / 2 { [200u8, 40, 40] } else { [30, 90, 220] })
+        .flat_map(|i| {
+            if i % w < w / 2 {
+                [200u8, 40, 40]
+            } else {
+                [30, 90, 220]
+            }
+        })
         .collect();
     let mut jpeg = Vec::new();
     jpeg_encoder::Encoder::new(&mut jpeg, 95)
