@@ -395,7 +395,10 @@ fn textured() -> Result<Gltf, Error> {
         "extensions": {"KHR_texture_transform": {"offset": [0.1, 0.0], "rotation": 0.3, "scale": [1.5, 1.5]}}},
         "metallicFactor": 0.0, "roughnessFactor": 0.7}}));
     let floor = g.material(pbr([0.6, 0.6, 0.6], 0.0, 0.9));
-    let lamp = g.material(light(8.0));
+    // The panel light's emission is patterned by the same checker.
+    let mut lamp = light(8.0);
+    lamp["emissiveTexture"] = json!({"index": 0});
+    let lamp = g.material(lamp);
     let m = g.mesh(
         &Mesh::new().quad(
             [-3.0, 0.0, 3.0],

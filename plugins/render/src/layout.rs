@@ -80,13 +80,14 @@ pub struct GpuLight {
 /// 1 clamp, 2 mirror) in bits 0–1, along v in bits 2–3, bilinear in bit 4.
 pub const SAMPLER_BILINEAR: u32 = 1 << 4;
 
-/// A material (80 bytes).
+/// A material (112 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct GpuMaterial {
     /// Linear base color factor.
     pub base_color: [f32; 4],
-    /// Emitted radiance in xyz.
+    /// Emitted radiance in xyz (× the emissive texture); w = emissive
+    /// texture index bits ([`NO_TEXTURE`]).
     pub emissive: [f32; 4],
     /// metallic, roughness, texture index bits ([`NO_TEXTURE`]), specular factor.
     pub params: [f32; 4],
@@ -95,6 +96,10 @@ pub struct GpuMaterial {
     /// Its offset in xy; z = sampler bits ([`SAMPLER_BILINEAR`], wrap
     /// modes); w unused.
     pub uv_offset: [f32; 4],
+    /// The emissive texture's transform matrix, as `uv_matrix`.
+    pub emit_uv_matrix: [f32; 4],
+    /// The emissive texture's offset and sampler bits, as `uv_offset`.
+    pub emit_uv_offset: [f32; 4],
 }
 
 /// Per-pass parameters (a uniform buffer, 144 bytes).
@@ -244,7 +249,8 @@ fn luminance(c: [f32; 3]) -> f64 {
 
 /// The light list of `scene` whose triangles are `tris` (in BVH order):
 /// every emissive triangle and punctual light, weighted by an estimate of
-/// its power (a two-sided Lambertian emitter radiates 2π·area·L; a point
+/// its power (from the emissive factor: an emissive texture's pattern is
+/// left to the light's own sampling) (a two-sided Lambertian emitter radiates 2π·area·L; a point
 /// light 4π·I; a spot the solid angle of its cone × I; a directional
 /// light E over the scene's cross-section π·r²). Sets each emissive
 /// triangle's pick probability in `tris`.
@@ -368,13 +374,20 @@ impl SceneData {
             .materials
             .iter()
             .map(|m| {
-                let t = &m.base_color_sampler;
-                let bits = t.wrap_u as u32
-                    | (t.wrap_v as u32) << 2
-                    | if t.bilinear { SAMPLER_BILINEAR } else { 0 };
+                let bits = |t: &crate::scene::TextureSampling| {
+                    t.wrap_u as u32
+                        | (t.wrap_v as u32) << 2
+                        | if t.bilinear { SAMPLER_BILINEAR } else { 0 }
+                };
+                let (t, e) = (&m.base_color_sampler, &m.emissive_sampler);
                 GpuMaterial {
                     base_color: m.base_color,
-                    emissive: [m.emissive[0], m.emissive[1], m.emissive[2], 0.0],
+                    emissive: [
+                        m.emissive[0],
+                        m.emissive[1],
+                        m.emissive[2],
+                        f32::from_bits(m.emissive_texture.unwrap_or(NO_TEXTURE)),
+                    ],
                     params: [
                         m.metallic,
                         m.roughness,
@@ -382,7 +395,9 @@ impl SceneData {
                         m.specular,
                     ],
                     uv_matrix: t.matrix,
-                    uv_offset: [t.offset[0], t.offset[1], f32::from_bits(bits), 0.0],
+                    uv_offset: [t.offset[0], t.offset[1], f32::from_bits(bits(t)), 0.0],
+                    emit_uv_matrix: e.matrix,
+                    emit_uv_offset: [e.offset[0], e.offset[1], f32::from_bits(bits(e)), 0.0],
                 }
             })
             .collect();

@@ -16,7 +16,10 @@ struct Params {
 
 struct Tri { p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>, n2: vec4<f32>, uv_v: vec4<f32> }
 struct Node { bmin: vec3<f32>, a: u32, bmax: vec3<f32>, count: u32 }
-struct Material { base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32>, uv_matrix: vec4<f32>, uv_offset: vec4<f32> }
+struct Material {
+    base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32>,
+    uv_matrix: vec4<f32>, uv_offset: vec4<f32>, emit_uv_matrix: vec4<f32>, emit_uv_offset: vec4<f32>,
+}
 struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table: vec4<f32> }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -130,6 +133,18 @@ fn intersect(r: Ray) -> Hit {
     return best;
 }
 
+fn uv_at(tri: Tri, b1: f32, b2: f32) -> vec2<f32> {
+    let w = 1.0 - b1 - b2;
+    return vec2<f32>(tri.n0.w * w + tri.n1.w * b1 + tri.n2.w * b2, tri.uv_v.x * w + tri.uv_v.y * b1 + tri.uv_v.z * b2);
+}
+
+fn emitted(mat: Material, uv: vec2<f32>) -> vec3<f32> {
+    let e = mat.emissive.xyz;
+    let tex = bitcast<u32>(mat.emissive.w);
+    if tex == NO_TEXTURE || !(max(max(e.x, e.y), e.z) > 0.0) { return e; }
+    return e * texel(tex, mat.emit_uv_matrix, mat.emit_uv_offset, uv.x, uv.y);
+}
+
 fn occluded(r: Ray, t_max: f32) -> bool {
     var stack: array<u32, STACK>;
     var sp = 1u;
@@ -205,10 +220,8 @@ fn fetch(tm: vec4<u32>, x: u32, y: u32) -> vec3<f32> {
     return vec3<f32>(srgb_lut[t & 255u], srgb_lut[(t >> 8u) & 255u], srgb_lut[(t >> 16u) & 255u]);
 }
 
-fn texel(mat: Material, u: f32, v: f32) -> vec3<f32> {
-    let tm = tex_meta[bitcast<u32>(mat.params.z)];
-    let m = mat.uv_matrix;
-    let o = mat.uv_offset;
+fn texel(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> vec3<f32> {
+    let tm = tex_meta[tex];
     let tu = m.x * u + m.y * v + o.x;
     let tv = m.z * u + m.w * v + o.y;
     let bits = bitcast<u32>(o.z);
@@ -293,7 +306,8 @@ fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>) -> LightSample {
         let cos_area = abs(dot(cr, dir));
         if !(dist > 0.0 && cos_area > 0.0) { return none; }
         let pdf = pick * dist * dist * 2.0 / cos_area;
-        return LightSample(dir, dist - P.cam_pos.w, light.intensity.xyz * (1.0 / pdf), pdf, true);
+        let emission = emitted(materials[bitcast<u32>(tri.p0.w)], uv_at(tri, su * (1.0 - xi.w), su * xi.w));
+        return LightSample(dir, dist - P.cam_pos.w, emission * (1.0 / pdf), pdf, true);
     }
     if kind == LIGHT_DIRECTIONAL {
         return LightSample(light.position.xyz, 3.4e38, light.intensity.xyz * (1.0 / pick), 0.0, true);
@@ -343,7 +357,8 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
             let light_pdf = pick * hit.t * hit.t * 2.0 / abs(dot(cr, ray.d));
             w_emit = power_heuristic(ray_pdf, light_pdf);
         }
-        radiance += throughput * mat.emissive.xyz * w_emit;
+        let uv = uv_at(tri, hit.u, hit.v);
+        radiance += throughput * emitted(mat, uv) * w_emit;
         if bounce >= max_bounces { break; }
         let w = 1.0 - hit.u - hit.v;
         if dot(ng, ray.d) > 0.0 { ng = -ng; }
@@ -356,10 +371,9 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
             nv = dot(ns, view);
         }
         var base = mat.base_color.xyz;
-        if bitcast<u32>(mat.params.z) != NO_TEXTURE {
-            let u = tri.n0.w * w + tri.n1.w * hit.u + tri.n2.w * hit.v;
-            let v = tri.uv_v.x * w + tri.uv_v.y * hit.u + tri.uv_v.z * hit.v;
-            base = base * texel(mat, u, v);
+        let tex = bitcast<u32>(mat.params.z);
+        if tex != NO_TEXTURE {
+            base = base * texel(tex, mat.uv_matrix, mat.uv_offset, uv.x, uv.y);
         }
         let metallic = mat.params.x;
         let roughness = mat.params.y;

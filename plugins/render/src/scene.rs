@@ -5,7 +5,7 @@
 //! URIs) and `.glb`; triangle meshes (lists, strips, fans) with node
 //! transforms; PBR metallic-roughness materials (base color factor and PNG
 //! or JPEG texture with its sampler's wrap modes and nearest or bilinear
-//! magnification and `KHR_texture_transform`, metallic and roughness factors, emissive factor with
+//! magnification and `KHR_texture_transform`, metallic and roughness factors, emissive factor and texture with
 //! `KHR_materials_emissive_strength`, the specular factor of
 //! `KHR_materials_specular`); every perspective camera (the first is the
 //! default); `KHR_lights_punctual` point, spot and directional lights
@@ -13,7 +13,7 @@
 //! Node animations (translation, rotation, scale; step and linear
 //! interpolation, cubic splines sampled linearly between their keys) are
 //! evaluated at the time given to [`load_at`].
-//! Ignored, and listed in [`Scene::notes`]: normal, occlusion, emissive and
+//! Ignored, and listed in [`Scene::notes`]: normal, occlusion and
 //! metallic-roughness textures, alpha modes, minification filters (no
 //! mipmaps), skins, morph targets and animations.
 //! Refused with an error naming the problem: anything else that changes
@@ -63,6 +63,11 @@ pub struct Material {
     pub base_color_texture: Option<u32>,
     /// How that texture is looked up.
     pub base_color_sampler: TextureSampling,
+    /// Index into [`Scene::textures`] of the emissive texture (sRGB,
+    /// multiplied by `emissive`).
+    pub emissive_texture: Option<u32>,
+    /// How that texture is looked up.
+    pub emissive_sampler: TextureSampling,
 }
 
 /// How a material looks up its texture: glTF's sampler (wrap modes, and
@@ -267,7 +272,7 @@ pub struct Scene {
     pub triangles: Vec<Triangle>,
     /// Materials; the last one is glTF's default material.
     pub materials: Vec<Material>,
-    /// Base color textures.
+    /// Base color and emissive textures.
     pub textures: Vec<Texture>,
     /// The scene's perspective cameras, in the order its nodes are visited
     /// (the first is the default).
@@ -381,6 +386,38 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
     let mut texture_of_image: Vec<Option<u32>> = vec![None; gltf.images().len()];
     let mut textures = Vec::new();
     let mut texels_total = 0u64;
+    // Decodes each image once, however many materials use it.
+    let mut load_texture = |info: &gltf::texture::Info<'_>| -> Result<u32, JobError> {
+        let image = info.texture().source();
+        if let Some(slot) = texture_of_image[image.index()] {
+            return Ok(slot);
+        }
+        let what = format!("image {}", image.index());
+        let encoded = match image.source() {
+            gltf::image::Source::View { view, .. } => {
+                let buffer = &buffers[view.buffer().index()];
+                buffer
+                    .get(view.offset()..view.offset() + view.length())
+                    .ok_or_else(|| invalid(name, format_args!("{what}: buffer view out of range")))?
+                    .to_vec()
+            }
+            gltf::image::Source::Uri { uri, .. } => resolve(uri, &what)?,
+        };
+        let texture = decode_image(&encoded).map_err(|e| match e {
+            ImageError::Other(m) => invalid(name, format_args!("{what}: {m}")),
+        })?;
+        texels_total += u64::from(texture.width) * u64::from(texture.height);
+        if texels_total > MAX_TEXELS {
+            return Err(unsupported(
+                name,
+                format_args!("textures exceed {MAX_TEXELS} texels in all"),
+            ));
+        }
+        let slot = textures.len() as u32;
+        texture_of_image[image.index()] = Some(slot);
+        textures.push(texture);
+        Ok(slot)
+    };
     for material in gltf.materials() {
         let pbr = material.pbr_metallic_roughness();
         let strength = material.emissive_strength().unwrap_or(1.0);
@@ -410,46 +447,34 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         let mut base_color_sampler = TextureSampling::default();
         if let Some(info) = pbr.base_color_texture() {
             base_color_sampler = TextureSampling::of(&info);
-            if info
-                .texture_transform()
-                .and_then(|t| t.tex_coord())
-                .is_some()
-            {
+            base_color_texture = Some(load_texture(&info)?);
+        }
+        let mut emissive_texture = None;
+        let mut emissive_sampler = TextureSampling::default();
+        if let Some(info) = material.emissive_texture() {
+            emissive_sampler = TextureSampling::of(&info);
+            emissive_texture = Some(load_texture(&info)?);
+            let base_set = pbr.base_color_texture().map_or(0, |t| t.tex_coord());
+            if info.tex_coord() != base_set {
                 notes.insert(
-                    "KHR_texture_transform texCoord overrides are ignored (the texture's texCoord is used)"
+                    "an emissive texture on another texCoord set than the base color's reads the base color's set"
                         .to_string(),
                 );
             }
-            let image = info.texture().source();
-            let slot = &mut texture_of_image[image.index()];
-            if slot.is_none() {
-                let what = format!("image {}", image.index());
-                let encoded = match image.source() {
-                    gltf::image::Source::View { view, .. } => {
-                        let buffer = &buffers[view.buffer().index()];
-                        buffer
-                            .get(view.offset()..view.offset() + view.length())
-                            .ok_or_else(|| {
-                                invalid(name, format_args!("{what}: buffer view out of range"))
-                            })?
-                            .to_vec()
-                    }
-                    gltf::image::Source::Uri { uri, .. } => resolve(uri, &what)?,
-                };
-                let texture = decode_image(&encoded).map_err(|e| match e {
-                    ImageError::Other(m) => invalid(name, format_args!("{what}: {m}")),
-                })?;
-                texels_total += u64::from(texture.width) * u64::from(texture.height);
-                if texels_total > MAX_TEXELS {
-                    return Err(unsupported(
-                        name,
-                        format_args!("textures exceed {MAX_TEXELS} texels in all"),
-                    ));
-                }
-                *slot = Some(textures.len() as u32);
-                textures.push(texture);
-            }
-            base_color_texture = *slot;
+        }
+        let overrides = [pbr.base_color_texture(), material.emissive_texture()]
+            .iter()
+            .flatten()
+            .any(|info| {
+                info.texture_transform()
+                    .and_then(|t| t.tex_coord())
+                    .is_some()
+            });
+        if overrides {
+            notes.insert(
+                "KHR_texture_transform texCoord overrides are ignored (the texture's texCoord is used)"
+                    .to_string(),
+            );
         }
         for (present, note) in [
             (
@@ -459,10 +484,6 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             (
                 material.occlusion_texture().is_some(),
                 "occlusion textures are ignored",
-            ),
-            (
-                material.emissive_texture().is_some(),
-                "emissive textures are ignored (the emissive factor is used)",
             ),
             (
                 pbr.metallic_roughness_texture().is_some(),
@@ -485,6 +506,8 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             specular,
             base_color_texture,
             base_color_sampler,
+            emissive_texture,
+            emissive_sampler,
         });
     }
     let default_material = materials.len() as u32;
@@ -497,6 +520,8 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         specular: 1.0,
         base_color_texture: None,
         base_color_sampler: TextureSampling::default(),
+        emissive_texture: None,
+        emissive_sampler: TextureSampling::default(),
     });
 
     let scene = gltf

@@ -232,11 +232,11 @@ fn fetch(scene: &SceneData, meta: [u32; 4], x: u32, y: u32) -> V3 {
     v3(lut(0), lut(8), lut(16))
 }
 
-/// The material's base color texture at (`u`, `v`): transformed, wrapped,
-/// and filtered (bilinear in linear space, or the nearest texel).
-fn texel(scene: &SceneData, mat: &GpuMaterial, u: f32, v: f32) -> V3 {
-    let meta = scene.tex_meta[mat.params[2].to_bits() as usize];
-    let (m, o) = (mat.uv_matrix, mat.uv_offset);
+/// Texture `tex` at (`u`, `v`) under the transform `m`, `o` and the
+/// sampler bits in `o[2]`: wrapped, and filtered (bilinear in linear
+/// space, or the nearest texel).
+fn texel(scene: &SceneData, tex: u32, m: [f32; 4], o: [f32; 4], u: f32, v: f32) -> V3 {
+    let meta = scene.tex_meta[tex as usize];
     let tu = m[0] * u + m[1] * v + o[0];
     let tv = m[2] * u + m[3] * v + o[1];
     let bits = o[2].to_bits();
@@ -258,6 +258,32 @@ fn texel(scene: &SceneData, mat: &GpuMaterial, u: f32, v: f32) -> V3 {
     let top = fetch(scene, meta, xa, ya) * (1.0 - fx) + fetch(scene, meta, xb, ya) * fx;
     let bottom = fetch(scene, meta, xa, yb) * (1.0 - fx) + fetch(scene, meta, xb, yb) * fx;
     top * (1.0 - fy) + bottom * fy
+}
+
+/// Texture coordinates at barycentrics (`b1`, `b2`) of corners 1 and 2.
+fn uv_at(tri: &GpuTri, b1: f32, b2: f32) -> (f32, f32) {
+    let w = 1.0 - b1 - b2;
+    (
+        tri.n0[3] * w + tri.n1[3] * b1 + tri.n2[3] * b2,
+        tri.uv_v[0] * w + tri.uv_v[1] * b1 + tri.uv_v[2] * b2,
+    )
+}
+
+/// Radiance `mat` emits at texture coordinates (`u`, `v`).
+fn emitted(scene: &SceneData, mat: &GpuMaterial, u: f32, v: f32) -> V3 {
+    let e = v3(mat.emissive[0], mat.emissive[1], mat.emissive[2]);
+    let tex = mat.emissive[3].to_bits();
+    if tex == NO_TEXTURE || e.max_elem() <= 0.0 {
+        return e;
+    }
+    e.mul_elem(texel(
+        scene,
+        tex,
+        mat.emit_uv_matrix,
+        mat.emit_uv_offset,
+        u,
+        v,
+    ))
 }
 
 /// Whether anything blocks the ray before `t_max` (any hit, no ordering).
@@ -379,7 +405,9 @@ fn sample_light(scene: &SceneData, count: u32, origin: V3, xi: [f32; 4]) -> Opti
             return None;
         }
         let pdf = pick * dist * dist * 2.0 / cos_area;
-        let value = xyz(light.intensity) * (1.0 / pdf);
+        let (u, v) = uv_at(tri, su * (1.0 - xi[3]), su * xi[3]);
+        let emission = emitted(scene, &scene.materials[tri.material() as usize], u, v);
+        let value = emission * (1.0 / pdf);
         return Some(LightSample {
             dir,
             t_max: dist - scene.epsilon,
@@ -458,7 +486,8 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             let light_pdf = pick * hit.t * hit.t * 2.0 / cross.dot(ray.d).abs();
             w_emit = power_heuristic(ray_pdf, light_pdf);
         }
-        radiance = radiance + throughput.mul_elem(cam(mat.emissive)) * w_emit;
+        let (u, v) = uv_at(tri, hit.u, hit.v);
+        radiance = radiance + throughput.mul_elem(emitted(scene, mat, u, v)) * w_emit;
         if bounce >= max_bounces {
             break;
         }
@@ -477,10 +506,9 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             nv = ns.dot(view);
         }
         let mut base = cam(mat.base_color);
-        if mat.params[2].to_bits() != NO_TEXTURE {
-            let u = tri.n0[3] * w + tri.n1[3] * hit.u + tri.n2[3] * hit.v;
-            let v = tri.uv_v[0] * w + tri.uv_v[1] * hit.u + tri.uv_v[2] * hit.v;
-            base = base.mul_elem(texel(scene, mat, u, v));
+        let tex = mat.params[2].to_bits();
+        if tex != NO_TEXTURE {
+            base = base.mul_elem(texel(scene, tex, mat.uv_matrix, mat.uv_offset, u, v));
         }
         let (metallic, roughness, specular) = (mat.params[0], mat.params[1], mat.params[3]);
         let alpha = (roughness * roughness).max(1e-3);
@@ -607,6 +635,8 @@ mod tests {
                 specular: 0.0,
                 base_color_texture: Some(0),
                 base_color_sampler: sampling,
+                emissive_texture: None,
+                emissive_sampler: TextureSampling::default(),
             }],
             textures: vec![Texture {
                 width: 2,
@@ -624,7 +654,8 @@ mod tests {
     }
 
     fn at(data: &SceneData, u: f32, v: f32) -> [f32; 3] {
-        texel(data, &data.materials[0], u, v).to_array()
+        let m = &data.materials[0];
+        texel(data, 0, m.uv_matrix, m.uv_offset, u, v).to_array()
     }
 
     const RED: [f32; 3] = [1.0, 0.0, 0.0];

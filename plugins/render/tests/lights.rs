@@ -21,6 +21,8 @@ fn lambert(albedo: f32, emissive: f32) -> Material {
         specular: 0.0,
         base_color_texture: None,
         base_color_sampler: Default::default(),
+        emissive_texture: None,
+        emissive_sampler: Default::default(),
     }
 }
 
@@ -99,6 +101,43 @@ fn an_emissive_enclosure_renders_the_sum_of_its_bounces() {
             "{bounces} bounces: mean {got}, expected {expected}"
         );
     }
+}
+
+#[test]
+fn an_emissive_texture_scales_what_both_strategies_find() {
+    // The enclosure again, its emission now factor × a uniform sRGB-128
+    // texture: light samples and BSDF samples must both read the texture
+    // (one that used the bare factor would gather 1/0.216 too much).
+    let (albedo, factor) = (0.5f32, 2.0f32);
+    let texture = render::scene::Texture {
+        width: 2,
+        height: 2,
+        texels: vec![u32::from_le_bytes([128, 128, 128, 255]); 4],
+    };
+    let gray = render::layout::srgb_to_linear(128);
+    let mut material = lambert(albedo, factor);
+    material.emissive_texture = Some(0);
+    let scene = Scene {
+        triangles: sphere(),
+        materials: vec![material],
+        textures: vec![texture],
+        ..Scene::default()
+    };
+    let data = SceneData::build(&scene);
+    let view = View {
+        width: 16,
+        height: 16,
+        tile: [0, 0, 16, 16],
+        spp: 64,
+        max_bounces: 4,
+        seed: 4,
+        camera: Camera::look_at(V3::splat(0.1), v3(0.0, 0.0, 1.0), v3(0.0, 1.0, 0.0), 1.2).unwrap(),
+        environment: [0.0; 3],
+    };
+    let got = mean(&render::cpu::render(&data, &view));
+    let expected: f32 = (0..=4).map(|k| factor * gray * albedo.powi(k)).sum();
+    println!("textured enclosure: mean {got:.5}, expected {expected:.5}");
+    assert!((got / expected - 1.0).abs() < 0.005, "{got} vs {expected}");
 }
 
 /// A 6×6 Lambert floor at y = 0 seen from straight above.

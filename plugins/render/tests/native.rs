@@ -380,6 +380,8 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
         specular,
         base_color_texture: None,
         base_color_sampler: Default::default(),
+        emissive_texture: None,
+        emissive_sampler: Default::default(),
     };
     // Pure Lambert (specular factor 0): every path reflects all it gets,
     // except the rare one sampled around the interpolated normal that
@@ -544,8 +546,22 @@ fn jpeg_textures_load_like_png_ones() {
             serde_json::json!({"index": 0});
     });
     let loaded = load(d.path(), "cornell.gltf").unwrap();
-    assert_eq!(loaded.textures, vec![texture]);
+    assert_eq!(loaded.textures, vec![texture.clone()]);
     assert_eq!(loaded.materials[0].base_color_texture, Some(0));
+
+    // The same image as the light's emissive texture: decoded once,
+    // shared, and no longer listed as ignored.
+    let d = cornell_variant(|d| {
+        d["images"] = serde_json::json!([{ "uri": uri }]);
+        d["textures"] = serde_json::json!([{"source": 0}]);
+        d["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] =
+            serde_json::json!({"index": 0});
+        d["materials"][3]["emissiveTexture"] = serde_json::json!({"index": 0});
+    });
+    let loaded = load(d.path(), "cornell.gltf").unwrap();
+    assert_eq!(loaded.textures, vec![texture]);
+    assert_eq!(loaded.materials[3].emissive_texture, Some(0));
+    assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
 }
 
 #[test]
