@@ -436,7 +436,11 @@ fn textured() -> Result<Gltf, Error> {
 fn lights() -> Gltf {
     let mut g = Gltf::default();
     let floor = g.material(pbr([0.55, 0.55, 0.5], 0.0, 0.8));
-    let white = g.material(pbr([0.8, 0.8, 0.8], 0.0, 0.9));
+    // The box is half see-through (alpha blend), so its shadow is too.
+    let mut white = pbr([0.8, 0.8, 0.8], 0.0, 0.9);
+    white["pbrMetallicRoughness"]["baseColorFactor"][3] = json!(0.5);
+    white["alphaMode"] = json!("BLEND");
+    let white = g.material(white);
     let glossy = g.material(pbr([0.8, 0.15, 0.1], 0.0, 0.2));
     let lamp = g.material(light(20.0));
     let m = g.mesh(

@@ -261,7 +261,7 @@ mod tests {
             let origin = v3(r(0), r(1), r(2)) * 8.0;
             let target = v3(r(3), r(4), r(5)) * 5.0;
             let ray = Ray::new(origin, (target - origin).normalize());
-            let a = intersect_bvh(&bvh.nodes, &ordered, &ray);
+            let a = intersect_bvh(&bvh.nodes, &ordered, &ray, |_, _, _| true);
             let b = intersect_brute(&ordered, &ray);
             assert_eq!(a.map(|h| h.tri), b.map(|h| h.tri), "ray {i}");
             assert_eq!(a.map(|h| h.t), b.map(|h| h.t), "ray {i}");
@@ -271,14 +271,14 @@ mod tests {
             for t_max in [2.0, 9.0, 30.0, f32::INFINITY] {
                 let blocked = b.is_some_and(|h| h.t < t_max);
                 assert_eq!(
-                    occluded(&bvh.nodes, &ordered, &ray, t_max),
+                    occluded(&bvh.nodes, &ordered, &ray, t_max, |_, _, _| true),
                     blocked,
                     "ray {i} to {t_max}"
                 );
             }
             if let Some(h) = b {
                 assert!(
-                    !occluded(&bvh.nodes, &ordered, &ray, h.t),
+                    !occluded(&bvh.nodes, &ordered, &ray, h.t, |_, _, _| true),
                     "ray {i}: up to its hit"
                 );
             }

@@ -6,13 +6,13 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::bvh::{self, Node};
 use crate::math::V3;
-use crate::scene::{Camera, LightKind, Scene};
+use crate::scene::{AlphaMode, Camera, LightKind, Scene};
 
 /// Marks "no texture" in [`GpuMaterial::params`].
 pub const NO_TEXTURE: u32 = u32::MAX;
 
 /// A triangle (112 bytes): corners in `p*.xyz` (`p0.w` holds the material
-/// index bits), normals in `n*.xyz` with u in `n*.w`, v in `uv_v.xyz`,
+/// index bits, `p1.w` is 1 where the material's alpha can hide it), normals in `n*.xyz` with u in `n*.w`, v in `uv_v.xyz`,
 /// and in `uv_v.w` the probability that light sampling picks it (0 for a
 /// triangle that emits nothing).
 #[repr(C)]
@@ -94,7 +94,7 @@ pub struct GpuMaterial {
     /// The texture transform's 2×2 matrix, row-major.
     pub uv_matrix: [f32; 4],
     /// Its offset in xy; z = sampler bits ([`SAMPLER_BILINEAR`], wrap
-    /// modes); w unused.
+    /// modes); w = alpha: 0 opaque, > 0 mask cutoff, −1 blend.
     pub uv_offset: [f32; 4],
     /// The emissive texture's transform matrix, as `uv_matrix`.
     pub emit_uv_matrix: [f32; 4],
@@ -351,7 +351,16 @@ impl SceneData {
                 let n = |k: usize| [t.n[k].x, t.n[k].y, t.n[k].z, t.uv[k][0]];
                 GpuTri {
                     p0: p(0, f32::from_bits(t.material)),
-                    p1: p(1, 0.0),
+                    // p1.w = 1: the material's alpha can hide it.
+                    p1: p(
+                        1,
+                        f32::from(u8::from(
+                            scene
+                                .materials
+                                .get(t.material as usize)
+                                .is_some_and(|m| m.alpha != AlphaMode::Opaque),
+                        )),
+                    ),
                     p2: p(2, 0.0),
                     n0: n(0),
                     n1: n(1),
@@ -395,7 +404,16 @@ impl SceneData {
                         m.specular,
                     ],
                     uv_matrix: t.matrix,
-                    uv_offset: [t.offset[0], t.offset[1], f32::from_bits(bits(t)), 0.0],
+                    uv_offset: [
+                        t.offset[0],
+                        t.offset[1],
+                        f32::from_bits(bits(t)),
+                        match m.alpha {
+                            AlphaMode::Opaque => 0.0,
+                            AlphaMode::Mask(cutoff) => cutoff,
+                            AlphaMode::Blend => -1.0,
+                        },
+                    ],
                     emit_uv_matrix: e.matrix,
                     emit_uv_offset: [e.offset[0], e.offset[1], f32::from_bits(bits(e)), 0.0],
                 }

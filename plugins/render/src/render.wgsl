@@ -37,7 +37,7 @@ const MIN_DIR: f32 = 1e-12;
 const NO_TEXTURE: u32 = 0xffffffffu;
 const SAMPLER_BILINEAR: u32 = 16u;
 const STACK: u32 = 42u; // bvh::MAX_DEPTH + 2
-const DIMS_PER_BOUNCE: u32 = 8u;
+const DIMS_PER_BOUNCE: u32 = 9u;
 const ROULETTE_AFTER: u32 = 3u;
 const LIGHT_TRIANGLE: u32 = 0u;
 const LIGHT_SPOT: u32 = 2u;
@@ -81,7 +81,7 @@ fn hit_box(n: Node, r: Ray, t_max: f32) -> f32 {
 
 struct Hit { t: f32, u: f32, v: f32, tri: u32, found: bool }
 
-fn intersect(r: Ray) -> Hit {
+fn intersect(r: Ray, seed: u32) -> Hit {
     var best = Hit(3.4e38, 0.0, 0.0, 0u, false);
     var stack: array<u32, STACK>;
     var sp = 1u;
@@ -107,7 +107,7 @@ fn intersect(r: Ray) -> Hit {
                 let v = dot(r.d, qv) * inv_det;
                 if v < 0.0 || u + v > 1.0 { continue; }
                 let t = dot(e2, qv) * inv_det;
-                if t > 0.0 && t < best.t {
+                if t > 0.0 && t < best.t && surface_present(i, u, v, seed) {
                     best = Hit(t, u, v, i, true);
                 }
             }
@@ -145,7 +145,35 @@ fn emitted(mat: Material, uv: vec2<f32>) -> vec3<f32> {
     return e * texel(tex, mat.emit_uv_matrix, mat.emit_uv_offset, uv.x, uv.y);
 }
 
-fn occluded(r: Ray, t_max: f32) -> bool {
+fn texel_alpha(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> f32 {
+    let tm = tex_meta[tex];
+    let tu = m.x * u + m.y * v + o.x;
+    let tv = m.z * u + m.w * v + o.y;
+    let bits = bitcast<u32>(o.z);
+    let x = clamp(tu * f32(tm.y), -1e9, 1e9);
+    let y = clamp(tv * f32(tm.z), -1e9, 1e9);
+    let xi = wrap(i32(floor(x)), tm.y, bits & 3u);
+    let yi = wrap(i32(floor(y)), tm.z, (bits >> 2u) & 3u);
+    return f32(texels[tm.x + yi * tm.y + xi] >> 24u) * (1.0 / 255.0);
+}
+
+fn surface_present(i: u32, u: f32, v: f32, seed: u32) -> bool {
+    let tri = tris[i];
+    if tri.p1.w == 0.0 { return true; }
+    let mat = materials[bitcast<u32>(tri.p0.w)];
+    var alpha = mat.base_color.w;
+    let tex = bitcast<u32>(mat.params.z);
+    if tex != NO_TEXTURE {
+        let uv = uv_at(tri, u, v);
+        alpha *= texel_alpha(tex, mat.uv_matrix, mat.uv_offset, uv.x, uv.y);
+    }
+    let cutoff = mat.uv_offset.w;
+    if cutoff > 0.0 { return alpha >= cutoff; }
+    let xi = f32(pcg(seed ^ pcg(i)) >> 8u) * (1.0 / 16777216.0);
+    return alpha > xi;
+}
+
+fn occluded(r: Ray, t_max: f32, seed: u32) -> bool {
     var stack: array<u32, STACK>;
     var sp = 1u;
     stack[0] = 0u;
@@ -170,7 +198,7 @@ fn occluded(r: Ray, t_max: f32) -> bool {
                 let v = dot(r.d, qv) * inv_det;
                 if v < 0.0 || u + v > 1.0 { continue; }
                 let t = dot(e2, qv) * inv_det;
-                if t > 0.0 && t < t_max { return true; }
+                if t > 0.0 && t < t_max && surface_present(i, u, v, seed) { return true; }
             }
         } else if sp + 2u <= STACK {
             stack[sp] = node.a;
@@ -286,7 +314,7 @@ fn power_heuristic(a: f32, b: f32) -> f32 {
 
 struct LightSample { dir: vec3<f32>, t_max: f32, value: vec3<f32>, pdf: f32, ok: bool }
 
-fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>) -> LightSample {
+fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>, seed: u32) -> LightSample {
     var none = LightSample(vec3<f32>(0.0), 0.0, vec3<f32>(0.0), 0.0, false);
     let slot = min(u32(xi.x * f32(count)), count - 1u);
     let entry = lights[slot];
@@ -296,8 +324,12 @@ fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>) -> LightSample {
     let pick = light.table.w;
     let kind = bitcast<u32>(light.position.w);
     if kind == LIGHT_TRIANGLE {
-        let tri = tris[bitcast<u32>(light.intensity.w)];
+        let index = bitcast<u32>(light.intensity.w);
+        let tri = tris[index];
         let su = sqrt(xi.z);
+        let b1 = su * (1.0 - xi.w);
+        let b2 = su * xi.w;
+        if !surface_present(index, b1, b2, seed) { return none; }
         let y = tri.p0.xyz * (1.0 - su) + tri.p1.xyz * (su * (1.0 - xi.w)) + tri.p2.xyz * (su * xi.w);
         let to = y - origin;
         let dist = length(to);
@@ -306,7 +338,7 @@ fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>) -> LightSample {
         let cos_area = abs(dot(cr, dir));
         if !(dist > 0.0 && cos_area > 0.0) { return none; }
         let pdf = pick * dist * dist * 2.0 / cos_area;
-        let emission = emitted(materials[bitcast<u32>(tri.p0.w)], uv_at(tri, su * (1.0 - xi.w), su * xi.w));
+        let emission = emitted(materials[bitcast<u32>(tri.p0.w)], uv_at(tri, b1, b2));
         return LightSample(dir, dist - P.cam_pos.w, emission * (1.0 / pdf), pdf, true);
     }
     if kind == LIGHT_DIRECTIONAL {
@@ -342,7 +374,8 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
     var bounce = 0u;
     var ray_pdf = 0.0;
     loop {
-        let hit = intersect(ray);
+        let seed = u32(rand(key, 2u + DIMS_PER_BOUNCE * bounce + 8u) * 16777216.0);
+        let hit = intersect(ray, seed);
         if !hit.found {
             radiance += throughput * P.env.xyz;
             break;
@@ -393,14 +426,14 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         // Next-event estimation.
         if light_count > 0u {
             let xi = vec4<f32>(rand(key, dim + 3u), rand(key, dim + 4u), rand(key, dim + 5u), rand(key, dim + 6u));
-            let light = sample_light(light_count, origin, xi);
+            let light = sample_light(light_count, origin, xi, pcg(seed));
             if light.ok && dot(light.dir, ng) > 0.0 {
                 let fb = eval_bsdf(s, light.dir);
                 var weight = 1.0;
                 if light.pdf > 0.0 { weight = power_heuristic(light.pdf, fb.w); }
                 let contribution = throughput * fb.xyz * light.value * weight;
                 if max(max(contribution.x, contribution.y), contribution.z) > 0.0
-                    && !occluded(make_ray(origin, light.dir), light.t_max) {
+                    && !occluded(make_ray(origin, light.dir), light.t_max, pcg(seed)) {
                     radiance += contribution;
                 }
             }

@@ -7,14 +7,14 @@
 //! or JPEG texture with its sampler's wrap modes and nearest or bilinear
 //! magnification and `KHR_texture_transform`, metallic and roughness factors, emissive factor and texture with
 //! `KHR_materials_emissive_strength`, the specular factor of
-//! `KHR_materials_specular`); every perspective camera (the first is the
+//! `KHR_materials_specular`, alpha mask and blend); every perspective camera (the first is the
 //! default); `KHR_lights_punctual` point, spot and directional lights
 //! (intensity in candela, or lux for directional lights; `range` ignored).
 //! Node animations (translation, rotation, scale; step and linear
 //! interpolation, cubic splines sampled linearly between their keys) are
 //! evaluated at the time given to [`load_at`].
 //! Ignored, and listed in [`Scene::notes`]: normal, occlusion and
-//! metallic-roughness textures, alpha modes, minification filters (no
+//! metallic-roughness textures, minification filters (no
 //! mipmaps), skins, morph targets and animations.
 //! Refused with an error naming the problem: anything else that changes
 //! the picture (points and lines, orthographic cameras, required
@@ -68,6 +68,21 @@ pub struct Material {
     pub emissive_texture: Option<u32>,
     /// How that texture is looked up.
     pub emissive_sampler: TextureSampling,
+    /// How base color alpha (factor × texture) hides the surface.
+    pub alpha: AlphaMode,
+}
+
+/// glTF's alpha modes, as a path tracer honours them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum AlphaMode {
+    /// Alpha is ignored.
+    #[default]
+    Opaque,
+    /// The surface is there where alpha ≥ the cutoff, absent elsewhere.
+    Mask(f32),
+    /// The surface is there with probability alpha (stochastic
+    /// transparency: converges to glTF's blend over many samples).
+    Blend,
 }
 
 /// How a material looks up its texture: glTF's sampler (wrap modes, and
@@ -489,10 +504,6 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
                 pbr.metallic_roughness_texture().is_some(),
                 "metallic-roughness textures are ignored (the factors are used)",
             ),
-            (
-                material.alpha_mode() != gltf::material::AlphaMode::Opaque,
-                "alpha modes are ignored (all surfaces opaque)",
-            ),
         ] {
             if present {
                 notes.insert(note.to_string());
@@ -508,6 +519,25 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             base_color_sampler,
             emissive_texture,
             emissive_sampler,
+            alpha: match material.alpha_mode() {
+                gltf::material::AlphaMode::Opaque => AlphaMode::Opaque,
+                gltf::material::AlphaMode::Mask => {
+                    let cutoff = material.alpha_cutoff().unwrap_or(0.5);
+                    if !(cutoff.is_finite() && cutoff >= 0.0) {
+                        return Err(invalid(
+                            name,
+                            format_args!("material alphaCutoff {cutoff} must be finite and ≥ 0"),
+                        ));
+                    }
+                    // A cutoff of 0 keeps every texel: opaque.
+                    if cutoff > 0.0 {
+                        AlphaMode::Mask(cutoff)
+                    } else {
+                        AlphaMode::Opaque
+                    }
+                }
+                gltf::material::AlphaMode::Blend => AlphaMode::Blend,
+            },
         });
     }
     let default_material = materials.len() as u32;
@@ -522,6 +552,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         base_color_sampler: TextureSampling::default(),
         emissive_texture: None,
         emissive_sampler: TextureSampling::default(),
+        alpha: AlphaMode::Opaque,
     });
 
     let scene = gltf

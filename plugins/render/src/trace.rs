@@ -29,7 +29,7 @@ use crate::layout::{
     SAMPLER_BILINEAR, SceneData,
 };
 use crate::math::{V3, v3};
-use crate::rng::SampleRng;
+use crate::rng::{SampleRng, pcg};
 
 /// Directions closer to zero than this per component are nudged (no
 /// infinities in the slab test, on both tracers).
@@ -128,8 +128,15 @@ fn hit_box(n: &Node, ray: &Ray, t_max: f32) -> Option<f32> {
     (enter <= exit && enter < t_max).then_some(enter)
 }
 
-/// Closest hit through the BVH (the same traversal order as the kernel).
-pub fn intersect_bvh<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray) -> Option<Hit> {
+/// Closest hit through the BVH (the same traversal order as the kernel),
+/// skipping candidates where `present(triangle, u, v)` says the surface is
+/// not there (alpha).
+pub fn intersect_bvh<T: Corners>(
+    nodes: &[Node],
+    tris: &[T],
+    ray: &Ray,
+    present: impl Fn(u32, f32, f32) -> bool,
+) -> Option<Hit> {
     let mut best: Option<Hit> = None;
     let mut t_max = f32::INFINITY;
     let mut stack = [0u32; MAX_DEPTH + 2];
@@ -142,7 +149,9 @@ pub fn intersect_bvh<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray) -> Optio
         }
         if node.count > 0 {
             for i in node.a..node.a + node.count {
-                if let Some((t, u, v)) = hit_triangle(tris[i as usize].corners(), ray, t_max) {
+                if let Some((t, u, v)) = hit_triangle(tris[i as usize].corners(), ray, t_max)
+                    && present(i, u, v)
+                {
                     t_max = t;
                     best = Some(Hit { t, u, v, tri: i });
                 }
@@ -286,8 +295,53 @@ fn emitted(scene: &SceneData, mat: &GpuMaterial, u: f32, v: f32) -> V3 {
     ))
 }
 
-/// Whether anything blocks the ray before `t_max` (any hit, no ordering).
-pub fn occluded<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray, t_max: f32) -> bool {
+/// Alpha of texture `tex` at (`u`, `v`) (nearest texel; alpha is
+/// stored linear).
+fn texel_alpha(scene: &SceneData, tex: u32, m: [f32; 4], o: [f32; 4], u: f32, v: f32) -> f32 {
+    let meta = scene.tex_meta[tex as usize];
+    let tu = m[0] * u + m[1] * v + o[0];
+    let tv = m[2] * u + m[3] * v + o[1];
+    let bits = o[2].to_bits();
+    let x = (tu * meta[1] as f32).clamp(-1e9, 1e9);
+    let y = (tv * meta[2] as f32).clamp(-1e9, 1e9);
+    let xi = wrap(x.floor() as i32, meta[1], bits & 3);
+    let yi = wrap(y.floor() as i32, meta[2], (bits >> 2) & 3);
+    (scene.texels[(meta[0] + yi * meta[1] + xi) as usize] >> 24) as f32 * (1.0 / 255.0)
+}
+
+/// Whether triangle `i`'s surface is there at barycentrics (`u`, `v`) for
+/// the ray drawing `seed`: always, unless its material's alpha (factor ×
+/// texture) is under the mask cutoff, or, for blend, under a number drawn
+/// from `seed` and the triangle.
+pub fn surface_present(scene: &SceneData, i: u32, u: f32, v: f32, seed: u32) -> bool {
+    let tri = &scene.tris[i as usize];
+    if tri.p1[3] == 0.0 {
+        return true;
+    }
+    let mat = &scene.materials[tri.material() as usize];
+    let mut alpha = mat.base_color[3];
+    let tex = mat.params[2].to_bits();
+    if tex != NO_TEXTURE {
+        let (tu, tv) = uv_at(tri, u, v);
+        alpha *= texel_alpha(scene, tex, mat.uv_matrix, mat.uv_offset, tu, tv);
+    }
+    let cutoff = mat.uv_offset[3];
+    if cutoff > 0.0 {
+        return alpha >= cutoff;
+    }
+    let xi = (pcg(seed ^ pcg(i)) >> 8) as f32 * (1.0 / 16_777_216.0);
+    alpha > xi
+}
+
+/// Whether anything present blocks the ray before `t_max` (any hit, no
+/// ordering).
+pub fn occluded<T: Corners>(
+    nodes: &[Node],
+    tris: &[T],
+    ray: &Ray,
+    t_max: f32,
+    present: impl Fn(u32, f32, f32) -> bool,
+) -> bool {
     let mut stack = [0u32; MAX_DEPTH + 2];
     let mut sp = 1;
     while sp > 0 {
@@ -298,7 +352,9 @@ pub fn occluded<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray, t_max: f32) -
         }
         if node.count > 0 {
             for i in node.a..node.a + node.count {
-                if hit_triangle(tris[i as usize].corners(), ray, t_max).is_some() {
+                if let Some((_, u, v)) = hit_triangle(tris[i as usize].corners(), ray, t_max)
+                    && present(i, u, v)
+                {
                     return true;
                 }
             }
@@ -312,8 +368,15 @@ pub fn occluded<T: Corners>(nodes: &[Node], tris: &[T], ray: &Ray, t_max: f32) -
 }
 
 /// Random numbers each bounce draws: lobe, direction ×2, light, alias
-/// coin, point on the light ×2, Russian roulette.
-pub const DIMS_PER_BOUNCE: u32 = 8;
+/// coin, point on the light ×2, Russian roulette, and the seed of the
+/// stochastic alpha of the rays traced from this bounce's hit.
+pub const DIMS_PER_BOUNCE: u32 = 9;
+
+/// The alpha seed of rays traced in iteration `bounce` (the camera ray
+/// for 0; a shadow ray uses its hash).
+fn alpha_seed(rng: &SampleRng, bounce: u32) -> u32 {
+    (rng.get(2 + DIMS_PER_BOUNCE * bounce + 8) * 16_777_216.0) as u32
+}
 /// Bounces before Russian roulette may end a path.
 const ROULETTE_AFTER: u32 = 3;
 
@@ -377,8 +440,15 @@ struct LightSample {
     pdf: f32,
 }
 
-/// Picks a light by power and samples it as seen from `origin`.
-fn sample_light(scene: &SceneData, count: u32, origin: V3, xi: [f32; 4]) -> Option<LightSample> {
+/// Picks a light by power and samples it as seen from `origin`; `seed`
+/// draws the stochastic alpha of an emitter's sampled point.
+fn sample_light(
+    scene: &SceneData,
+    count: u32,
+    origin: V3,
+    xi: [f32; 4],
+    seed: u32,
+) -> Option<LightSample> {
     let n = count as f32;
     let slot = ((xi[0] * n) as u32).min(count - 1);
     let entry = &scene.lights[slot as usize];
@@ -392,9 +462,14 @@ fn sample_light(scene: &SceneData, count: u32, origin: V3, xi: [f32; 4]) -> Opti
     let xyz = |a: [f32; 4]| v3(a[0], a[1], a[2]);
     let kind = light.position[3].to_bits();
     if kind == LIGHT_TRIANGLE {
-        let tri = &scene.tris[light.intensity[3].to_bits() as usize];
+        let index = light.intensity[3].to_bits();
+        let tri = &scene.tris[index as usize];
         let [c0, c1, c2] = tri.corners();
         let su = xi[2].sqrt();
+        let (b1, b2) = (su * (1.0 - xi[3]), su * xi[3]);
+        if !surface_present(scene, index, b1, b2, seed) {
+            return None;
+        }
         let y = c0 * (1.0 - su) + c1 * (su * (1.0 - xi[3])) + c2 * (su * xi[3]);
         let to = y - origin;
         let dist = to.length();
@@ -405,7 +480,7 @@ fn sample_light(scene: &SceneData, count: u32, origin: V3, xi: [f32; 4]) -> Opti
             return None;
         }
         let pdf = pick * dist * dist * 2.0 / cos_area;
-        let (u, v) = uv_at(tri, su * (1.0 - xi[3]), su * xi[3]);
+        let (u, v) = uv_at(tri, b1, b2);
         let emission = emitted(scene, &scene.materials[tri.material() as usize], u, v);
         let value = emission * (1.0 / pdf);
         return Some(LightSample {
@@ -469,7 +544,9 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
     // (0 for the camera ray: its emission is taken whole).
     let mut ray_pdf = 0.0f32;
     loop {
-        let Some(hit) = intersect_bvh(&scene.nodes, &scene.tris, &ray) else {
+        let seed = alpha_seed(&rng, bounce);
+        let present = |i, u, v| surface_present(scene, i, u, v, seed);
+        let Some(hit) = intersect_bvh(&scene.nodes, &scene.tris, &ray, present) else {
             radiance = radiance + throughput.mul_elem(cam(p.env));
             break;
         };
@@ -544,7 +621,7 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
                 rng.get(dim + 5),
                 rng.get(dim + 6),
             ];
-            if let Some(light) = sample_light(scene, light_count, origin, xi)
+            if let Some(light) = sample_light(scene, light_count, origin, xi, pcg(seed))
                 && light.dir.dot(ng) > 0.0
             {
                 let (f, bsdf_pdf) = eval_bsdf(&s, light.dir);
@@ -560,6 +637,7 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
                         &scene.tris,
                         &Ray::new(origin, light.dir),
                         light.t_max,
+                        |i, u, v| surface_present(scene, i, u, v, pcg(seed)),
                     )
                 {
                     radiance = radiance + contribution;
@@ -637,6 +715,7 @@ mod tests {
                 base_color_sampler: sampling,
                 emissive_texture: None,
                 emissive_sampler: TextureSampling::default(),
+                alpha: Default::default(),
             }],
             textures: vec![Texture {
                 width: 2,

@@ -23,6 +23,7 @@ fn lambert(albedo: f32, emissive: f32) -> Material {
         base_color_sampler: Default::default(),
         emissive_texture: None,
         emissive_sampler: Default::default(),
+        alpha: Default::default(),
     }
 }
 
@@ -465,4 +466,119 @@ fn hostile_lights_are_errors_naming_the_light() {
         let error = load(d.path()).map(|_| ()).unwrap_err().to_string();
         assert!(error.contains(says), "{light}: {error}");
     }
+}
+
+/// A camera above a white emissive floor, looking down through a black
+/// quad at height 1 whose material has `alpha` and base color alpha
+/// `factor`, textured by `texture` if given: the mean radiance is the
+/// fraction of rays that pass the quad.
+fn seen_through(
+    alpha: scene::AlphaMode,
+    factor: f32,
+    texture: Option<render::scene::Texture>,
+) -> f32 {
+    let up = v3(0.0, 1.0, 0.0);
+    let quad = |y: f32, material: u32| {
+        let c = |x: f32, z: f32| v3(x, y, z);
+        [
+            [c(-3.0, -3.0), c(3.0, 3.0), c(3.0, -3.0)],
+            [c(-3.0, -3.0), c(-3.0, 3.0), c(3.0, 3.0)],
+        ]
+        .map(|p| Triangle {
+            p,
+            n: [up; 3],
+            uv: [[0.0; 2]; 3],
+            material,
+        })
+    };
+    let mut cover = quad(1.0, 1);
+    // UVs spanning the texture once over the quad.
+    for t in &mut cover {
+        for (k, p) in t.p.iter().enumerate() {
+            t.uv[k] = [(p.x + 3.0) / 6.0, (p.z + 3.0) / 6.0];
+        }
+    }
+    let mut black = lambert(0.0, 0.0);
+    black.base_color[3] = factor;
+    black.alpha = alpha;
+    black.base_color_texture = texture.as_ref().map(|_| 0);
+    black.base_color_sampler.bilinear = false;
+    let scene = Scene {
+        triangles: quad(0.0, 0).into_iter().chain(cover).collect(),
+        materials: vec![lambert(0.0, 1.0), black],
+        textures: texture.into_iter().collect(),
+        ..Scene::default()
+    };
+    let mut view = top_view();
+    view.max_bounces = 0;
+    view.spp = 64;
+    view.camera =
+        Camera::look_at(v3(0.0, 3.0, 0.0), V3::splat(0.0), v3(0.0, 0.0, -1.0), 1.2).unwrap();
+    mean(&render::cpu::render(&SceneData::build(&scene), &view))
+}
+
+#[test]
+fn alpha_mask_and_blend_let_rays_through() {
+    use scene::AlphaMode::{Blend, Mask, Opaque};
+    assert_eq!(seen_through(Opaque, 0.3, None), 0.0);
+    // Mask: alpha 0.3 under a cutoff of 0.5 is a hole; over 0.2, a wall.
+    assert_eq!(seen_through(Mask(0.5), 0.3, None), 1.0);
+    assert_eq!(seen_through(Mask(0.2), 0.3, None), 0.0);
+    // Blend: alpha 0.3 stops 30 % of the rays.
+    let blend = seen_through(Blend, 0.3, None);
+    println!("blend 0.3: {blend:.4} passes");
+    assert!((blend - 0.7).abs() < 0.01, "{blend}");
+    // A mask from texture alpha: a 2×2 checker of opaque and clear
+    // texels, half the view seen through.
+    let texel = |a: u8| u32::from_le_bytes([0, 0, 0, a]);
+    let checker = render::scene::Texture {
+        width: 2,
+        height: 2,
+        texels: vec![texel(255), texel(0), texel(0), texel(255)],
+    };
+    let half = seen_through(Mask(0.5), 1.0, Some(checker));
+    println!("checker mask: {half:.4} passes");
+    assert!((half - 0.5).abs() < 0.03, "{half}");
+}
+
+#[test]
+fn a_blended_occluder_lets_its_share_of_light_through() {
+    // The shadow test's occluder, at alpha 0.25 (blend): the floor under
+    // it gets 75 % of the light.
+    let light = PunctualLight {
+        kind: LightKind::Point,
+        position: v3(0.0, 2.0, 0.0),
+        direction: v3(0.0, -1.0, 0.0),
+        intensity: [3.0; 3],
+    };
+    let render_with = |occluder: Option<scene::AlphaMode>| {
+        let mut scene = floor_scene(0.8, vec![light]);
+        if let Some(alpha) = occluder {
+            let mut m = lambert(0.8, 0.0);
+            m.base_color[3] = 0.25;
+            m.alpha = alpha;
+            scene.materials.push(m);
+            let c = |x: f32, z: f32| v3(x, 1.0, z);
+            for p in [
+                [c(-0.25, -0.25), c(0.25, 0.25), c(0.25, -0.25)],
+                [c(-0.25, -0.25), c(-0.25, 0.25), c(0.25, 0.25)],
+            ] {
+                scene.triangles.push(Triangle {
+                    p,
+                    n: [v3(0.0, 1.0, 0.0); 3],
+                    uv: [[0.0; 2]; 3],
+                    material: 1,
+                });
+            }
+        }
+        let mut view = top_view();
+        view.spp = 256;
+        view.camera =
+            Camera::look_at(v3(0.0, 0.9, 0.0), V3::splat(0.0), v3(0.0, 0.0, -1.0), 0.5).unwrap();
+        mean(&render::cpu::render(&SceneData::build(&scene), &view))
+    };
+    let open = render_with(None);
+    let blended = render_with(Some(scene::AlphaMode::Blend));
+    println!("under the occluder: open {open:.4}, blend 0.25 {blended:.4}");
+    assert!((blended / open - 0.75).abs() < 0.02, "{blended} / {open}");
 }

@@ -382,6 +382,7 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
         base_color_sampler: Default::default(),
         emissive_texture: None,
         emissive_sampler: Default::default(),
+        alpha: Default::default(),
     };
     // Pure Lambert (specular factor 0): every path reflects all it gets,
     // except the rare one sampled around the interpolated normal that
@@ -500,6 +501,36 @@ fn the_reference_comparison_catches_a_wrong_material() {
     assert!(
         wrong > GLOSSY_BLOCK_RMSE,
         "a wrong material went unnoticed: {wrong}"
+    );
+}
+
+#[test]
+fn alpha_modes_load_with_their_cutoff_and_bad_cutoffs_are_errors() {
+    let d = cornell_variant(|d| {
+        d["materials"][0]["alphaMode"] = serde_json::json!("MASK");
+        d["materials"][0]["alphaCutoff"] = serde_json::json!(0.25);
+        d["materials"][1]["alphaMode"] = serde_json::json!("BLEND");
+        d["materials"][2]["alphaMode"] = serde_json::json!("MASK");
+    });
+    let loaded = load(d.path(), "cornell.gltf").unwrap();
+    use render::scene::AlphaMode;
+    assert_eq!(loaded.materials[0].alpha, AlphaMode::Mask(0.25));
+    assert_eq!(loaded.materials[1].alpha, AlphaMode::Blend);
+    assert_eq!(
+        loaded.materials[2].alpha,
+        AlphaMode::Mask(0.5),
+        "glTF's default cutoff"
+    );
+    assert_eq!(loaded.materials[3].alpha, AlphaMode::Opaque);
+    assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
+    let d = cornell_variant(|d| {
+        d["materials"][0]["alphaMode"] = serde_json::json!("MASK");
+        d["materials"][0]["alphaCutoff"] = serde_json::json!(-1.0);
+    });
+    let e = error_of(d.path(), "cornell.gltf");
+    assert!(
+        e.contains("alphaCutoff -1 must be finite and ≥ 0") || e.contains("not a valid glTF"),
+        "{e}"
     );
 }
 
