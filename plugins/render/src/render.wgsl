@@ -81,6 +81,27 @@ fn hit_box(n: Node, r: Ray, t_max: f32) -> f32 {
 
 struct Hit { t: f32, u: f32, v: f32, tri: u32, found: bool }
 
+// Möller–Trumbore, two-sided: (t, u, v) for 0 < t < t_max, else t = -1.
+fn hit_triangle(tri: Tri, r: Ray, t_max: f32) -> vec3<f32> {
+    let miss = vec3<f32>(-1.0, 0.0, 0.0);
+    let c0 = tri.p0.xyz;
+    let e1 = tri.p1.xyz - c0;
+    let e2 = tri.p2.xyz - c0;
+    let pv = cross(r.d, e2);
+    let det = dot(e1, pv);
+    if abs(det) < 1e-20 { return miss; }
+    let inv_det = 1.0 / det;
+    let tv = r.o - c0;
+    let u = dot(tv, pv) * inv_det;
+    if u < 0.0 || u > 1.0 { return miss; }
+    let qv = cross(tv, e1);
+    let v = dot(r.d, qv) * inv_det;
+    if v < 0.0 || u + v > 1.0 { return miss; }
+    let t = dot(e2, qv) * inv_det;
+    if t > 0.0 && t < t_max { return vec3<f32>(t, u, v); }
+    return miss;
+}
+
 fn intersect(r: Ray, seed: u32) -> Hit {
     var best = Hit(3.4e38, 0.0, 0.0, 0u, false);
     var stack: array<u32, STACK>;
@@ -92,23 +113,9 @@ fn intersect(r: Ray, seed: u32) -> Hit {
         if hit_box(node, r, best.t) < 0.0 { continue; }
         if node.count > 0u {
             for (var i = node.a; i < node.a + node.count; i++) {
-                let tri = tris[i];
-                let c0 = tri.p0.xyz;
-                let e1 = tri.p1.xyz - c0;
-                let e2 = tri.p2.xyz - c0;
-                let pv = cross(r.d, e2);
-                let det = dot(e1, pv);
-                if abs(det) < 1e-20 { continue; }
-                let inv_det = 1.0 / det;
-                let tv = r.o - c0;
-                let u = dot(tv, pv) * inv_det;
-                if u < 0.0 || u > 1.0 { continue; }
-                let qv = cross(tv, e1);
-                let v = dot(r.d, qv) * inv_det;
-                if v < 0.0 || u + v > 1.0 { continue; }
-                let t = dot(e2, qv) * inv_det;
-                if t > 0.0 && t < best.t && surface_present(i, u, v, seed) {
-                    best = Hit(t, u, v, i, true);
+                let h = hit_triangle(tris[i], r, best.t);
+                if h.x > 0.0 && surface_present(i, h.y, h.z, seed) {
+                    best = Hit(h.x, h.y, h.z, i, true);
                 }
             }
         } else {
@@ -183,22 +190,8 @@ fn occluded(r: Ray, t_max: f32, seed: u32) -> bool {
         if hit_box(node, r, t_max) < 0.0 { continue; }
         if node.count > 0u {
             for (var i = node.a; i < node.a + node.count; i++) {
-                let tri = tris[i];
-                let c0 = tri.p0.xyz;
-                let e1 = tri.p1.xyz - c0;
-                let e2 = tri.p2.xyz - c0;
-                let pv = cross(r.d, e2);
-                let det = dot(e1, pv);
-                if abs(det) < 1e-20 { continue; }
-                let inv_det = 1.0 / det;
-                let tv = r.o - c0;
-                let u = dot(tv, pv) * inv_det;
-                if u < 0.0 || u > 1.0 { continue; }
-                let qv = cross(tv, e1);
-                let v = dot(r.d, qv) * inv_det;
-                if v < 0.0 || u + v > 1.0 { continue; }
-                let t = dot(e2, qv) * inv_det;
-                if t > 0.0 && t < t_max && surface_present(i, u, v, seed) { return true; }
+                let h = hit_triangle(tris[i], r, t_max);
+                if h.x > 0.0 && surface_present(i, h.y, h.z, seed) { return true; }
             }
         } else if sp + 2u <= STACK {
             stack[sp] = node.a;

@@ -5,6 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::sphere;
+
 use std::f32::consts::PI;
 use std::path::{Path, PathBuf};
 
@@ -27,33 +31,6 @@ fn lambert(albedo: f32, emissive: f32) -> Material {
     }
 }
 
-/// A unit sphere (normals pointing out), as in `native.rs`.
-fn sphere() -> Vec<Triangle> {
-    let (seg, rings) = (48u32, 24u32);
-    let at = |i: u32, j: u32| {
-        let (t, p) = (
-            PI * i as f32 / rings as f32,
-            2.0 * PI * j as f32 / seg as f32,
-        );
-        v3(t.sin() * p.cos(), t.cos(), t.sin() * p.sin())
-    };
-    let mut tris = Vec::new();
-    for i in 0..rings {
-        for j in 0..seg {
-            let (a, b, c, d) = (at(i, j), at(i, j + 1), at(i + 1, j), at(i + 1, j + 1));
-            for p in [[a, b, c], [b, d, c]] {
-                tris.push(Triangle {
-                    p,
-                    n: p,
-                    uv: [[0.0; 2]; 3],
-                    material: 0,
-                });
-            }
-        }
-    }
-    tris
-}
-
 fn mean(px: &[[f32; 3]]) -> f32 {
     px.iter().flatten().sum::<f32>() / (px.len() * 3) as f32
 }
@@ -67,7 +44,7 @@ fn an_emissive_enclosure_renders_the_sum_of_its_bounces() {
     // move the mean away from the series.
     let (albedo, emitted) = (0.6f32, 0.5f32);
     let scene = Scene {
-        triangles: sphere(),
+        triangles: sphere(0),
         materials: vec![lambert(albedo, emitted)],
         ..Scene::default()
     };
@@ -119,7 +96,7 @@ fn an_emissive_texture_scales_what_both_strategies_find() {
     let mut material = lambert(albedo, factor);
     material.emissive_texture = Some(0);
     let scene = Scene {
-        triangles: sphere(),
+        triangles: sphere(0),
         materials: vec![material],
         textures: vec![texture],
         ..Scene::default()
@@ -309,6 +286,23 @@ fn point_spot_and_directional_lights_follow_their_units_on_a_lambert_floor() {
     );
 }
 
+/// A 0.5 × 0.5 square of `material` at height 1, over the floor's centre
+/// (under a point light at height 2 its shadow spans ±0.5).
+fn add_occluder(scene: &mut Scene, material: u32) {
+    let c = |x: f32, z: f32| v3(x, 1.0, z);
+    for p in [
+        [c(-0.25, -0.25), c(0.25, 0.25), c(0.25, -0.25)],
+        [c(-0.25, -0.25), c(-0.25, 0.25), c(0.25, 0.25)],
+    ] {
+        scene.triangles.push(Triangle {
+            p,
+            n: [v3(0.0, 1.0, 0.0); 3],
+            uv: [[0.0; 2]; 3],
+            material,
+        });
+    }
+}
+
 #[test]
 fn a_light_behind_a_wall_casts_a_shadow() {
     // A square occluder between the point light and the floor (its
@@ -323,18 +317,7 @@ fn a_light_behind_a_wall_casts_a_shadow() {
             intensity: [3.0; 3],
         }],
     );
-    let c = |x: f32, z: f32| v3(x, 1.0, z);
-    for p in [
-        [c(-0.25, -0.25), c(0.25, 0.25), c(0.25, -0.25)],
-        [c(-0.25, -0.25), c(-0.25, 0.25), c(0.25, 0.25)],
-    ] {
-        scene.triangles.push(Triangle {
-            p,
-            n: [v3(0.0, 1.0, 0.0); 3],
-            uv: [[0.0; 2]; 3],
-            material: 0,
-        });
-    }
+    add_occluder(&mut scene, 0);
     let mut view = top_view();
     // Seen from below the occluder's height, looking at the floor.
     view.camera =
@@ -558,18 +541,7 @@ fn a_blended_occluder_lets_its_share_of_light_through() {
             m.base_color[3] = 0.25;
             m.alpha = alpha;
             scene.materials.push(m);
-            let c = |x: f32, z: f32| v3(x, 1.0, z);
-            for p in [
-                [c(-0.25, -0.25), c(0.25, 0.25), c(0.25, -0.25)],
-                [c(-0.25, -0.25), c(-0.25, 0.25), c(0.25, 0.25)],
-            ] {
-                scene.triangles.push(Triangle {
-                    p,
-                    n: [v3(0.0, 1.0, 0.0); 3],
-                    uv: [[0.0; 2]; 3],
-                    material: 1,
-                });
-            }
+            add_occluder(&mut scene, 1);
         }
         let mut view = top_view();
         view.spp = 256;

@@ -4,12 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::sphere;
+
 use std::path::{Path, PathBuf};
 
 use pictor_sdk::JobError;
 use render::layout::{SceneData, View};
 use render::math::{V3, v3};
-use render::scene::{self, Camera, Material, Scene, Triangle};
+use render::scene::{self, Camera, Material, Scene};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenes")
@@ -317,32 +321,6 @@ fn params_are_validated_with_the_field_named() {
         (p.frame_size(None), p.spp, p.max_bounces),
         ((256, 256), 64, 6)
     );
-}
-
-fn sphere(material: u32) -> Vec<Triangle> {
-    let (seg, rings) = (48u32, 24u32);
-    let at = |i: u32, j: u32| {
-        let (t, p) = (
-            std::f32::consts::PI * i as f32 / rings as f32,
-            2.0 * std::f32::consts::PI * j as f32 / seg as f32,
-        );
-        v3(t.sin() * p.cos(), t.cos(), t.sin() * p.sin())
-    };
-    let mut tris = Vec::new();
-    for i in 0..rings {
-        for j in 0..seg {
-            let (a, b, c, d) = (at(i, j), at(i, j + 1), at(i + 1, j), at(i + 1, j + 1));
-            for t in [[a, b, c], [b, d, c]] {
-                tris.push(Triangle {
-                    p: t,
-                    n: t,
-                    uv: [[0.0; 2]; 3],
-                    material,
-                });
-            }
-        }
-    }
-    tris
 }
 
 fn view(width: u32, height: u32, spp: u32, environment: [f32; 3]) -> View {

@@ -1,0 +1,32 @@
+//! Scenes shared by the render crate's test files.
+
+use render::math::v3;
+use render::scene::Triangle;
+
+/// A unit sphere at the origin (48 × 24 segments, normals pointing out),
+/// every triangle with `material`.
+pub fn sphere(material: u32) -> Vec<Triangle> {
+    let (seg, rings) = (48u32, 24u32);
+    let at = |i: u32, j: u32| {
+        let (t, p) = (
+            std::f32::consts::PI * i as f32 / rings as f32,
+            2.0 * std::f32::consts::PI * j as f32 / seg as f32,
+        );
+        v3(t.sin() * p.cos(), t.cos(), t.sin() * p.sin())
+    };
+    let mut tris = Vec::new();
+    for i in 0..rings {
+        for j in 0..seg {
+            let (a, b, c, d) = (at(i, j), at(i, j + 1), at(i + 1, j), at(i + 1, j + 1));
+            for p in [[a, b, c], [b, d, c]] {
+                tris.push(Triangle {
+                    p,
+                    n: p,
+                    uv: [[0.0; 2]; 3],
+                    material,
+                });
+            }
+        }
+    }
+    tris
+}
