@@ -63,6 +63,15 @@ impl Mesh {
             .extend([base, base + 1, base + 2, base, base + 2, base + 3]);
         self
     }
+    /// A square floor at y = 0 from −`half` to `half` in x and z, facing up.
+    fn floor(self, half: f32) -> Mesh {
+        self.quad(
+            [-half, 0.0, half],
+            [half, 0.0, half],
+            [half, 0.0, -half],
+            [-half, 0.0, -half],
+        )
+    }
     /// An axis-aligned box from `lo` to `hi`, faces outward.
     fn cuboid(self, lo: [f32; 3], hi: [f32; 3]) -> Mesh {
         let [x0, y0, z0] = lo;
@@ -336,15 +345,7 @@ fn glossy() -> Gltf {
     let mirror = g.material(pbr([0.95, 0.95, 0.95], 1.0, 0.02));
     let plastic = g.material(pbr([0.1, 0.2, 0.8], 0.0, 0.3));
     let lamp = g.material(light(6.0));
-    let m = g.mesh(
-        &Mesh::new().quad(
-            [-4.0, 0.0, 4.0],
-            [4.0, 0.0, 4.0],
-            [4.0, 0.0, -4.0],
-            [-4.0, 0.0, -4.0],
-        ),
-        floor,
-    );
+    let m = g.mesh(&Mesh::new().floor(4.0), floor);
     g.node(json!({"mesh": m}));
     for (x, material) in [(-1.1, gold), (0.0, mirror), (1.1, plastic)] {
         let m = g.mesh(&Mesh::new().sphere([x, 0.5, 0.0], 0.5, 24, 16), material);
@@ -399,15 +400,7 @@ fn textured() -> Result<Gltf, Error> {
     let mut lamp = light(8.0);
     lamp["emissiveTexture"] = json!({"index": 0});
     let lamp = g.material(lamp);
-    let m = g.mesh(
-        &Mesh::new().quad(
-            [-3.0, 0.0, 3.0],
-            [3.0, 0.0, 3.0],
-            [3.0, 0.0, -3.0],
-            [-3.0, 0.0, -3.0],
-        ),
-        floor,
-    );
+    let m = g.mesh(&Mesh::new().floor(3.0), floor);
     g.node(json!({"mesh": m}));
     let cube = g.mesh(
         &Mesh::new().cuboid([-0.5, 0.0, -0.5], [0.5, 1.0, 0.5]),
@@ -443,15 +436,7 @@ fn lights() -> Gltf {
     let white = g.material(white);
     let glossy = g.material(pbr([0.8, 0.15, 0.1], 0.0, 0.2));
     let lamp = g.material(light(20.0));
-    let m = g.mesh(
-        &Mesh::new().quad(
-            [-4.0, 0.0, 4.0],
-            [4.0, 0.0, 4.0],
-            [4.0, 0.0, -4.0],
-            [-4.0, 0.0, -4.0],
-        ),
-        floor,
-    );
+    let m = g.mesh(&Mesh::new().floor(4.0), floor);
     g.node(json!({"mesh": m}));
     let m = g.mesh(
         &Mesh::new().cuboid([-1.3, 0.0, -0.6], [-0.3, 1.0, 0.4]),

@@ -64,7 +64,8 @@ pub struct GpuLight {
     /// Point and spot: position; directional: unit direction toward the
     /// light. w = kind bits (`LIGHT_*`).
     pub position: [f32; 4],
-    /// Color × intensity (candela; lux for directional). w = triangle
+    /// Color × intensity (candela; lux for directional); unused (0) for an
+    /// emissive triangle, whose material gives its emission. w = triangle
     /// index bits for an emissive triangle.
     pub intensity: [f32; 4],
     /// Spot: unit axis it shines along; w = cone scale
@@ -243,17 +244,19 @@ pub fn alias_table(weights: &[f64]) -> Vec<(f32, u32)> {
     table
 }
 
+/// Luminance in f64 (power sums over many lights).
 fn luminance(c: [f32; 3]) -> f64 {
-    0.2126 * f64::from(c[0]) + 0.7152 * f64::from(c[1]) + 0.0722 * f64::from(c[2])
+    let w = crate::trace::LUMA;
+    w[0] * f64::from(c[0]) + w[1] * f64::from(c[1]) + w[2] * f64::from(c[2])
 }
 
 /// The light list of `scene` whose triangles are `tris` (in BVH order):
 /// every emissive triangle and punctual light, weighted by an estimate of
-/// its power (from the emissive factor: an emissive texture's pattern is
-/// left to the light's own sampling) (a two-sided Lambertian emitter radiates 2π·area·L; a point
-/// light 4π·I; a spot the solid angle of its cone × I; a directional
-/// light E over the scene's cross-section π·r²). Sets each emissive
-/// triangle's pick probability in `tris`.
+/// its power: a two-sided Lambertian emitter radiates 2π·area·L (L its
+/// emissive factor; an emissive texture's pattern is left to the light's
+/// own sampling), a point light 4π·I, a spot the solid angle of its cone
+/// × I, a directional light E over the scene's cross-section π·r². Sets
+/// each emissive triangle's pick probability in `tris`.
 fn light_list(
     scene: &Scene,
     tris: &mut [GpuTri],
@@ -272,7 +275,7 @@ fn light_list(
             weights.push(power);
             lights.push(GpuLight {
                 position: [0.0, 0.0, 0.0, f32::from_bits(LIGHT_TRIANGLE)],
-                intensity: [e[0], e[1], e[2], f32::from_bits(i as u32)],
+                intensity: [0.0, 0.0, 0.0, f32::from_bits(i as u32)],
                 spot: [0.0; 4],
                 table: [0.0; 4],
             });
@@ -281,8 +284,10 @@ fn light_list(
     for l in &scene.lights {
         let lum = luminance(l.intensity);
         let v4 = |v: V3, w: f32| [v.x, v.y, v.z, w];
-        let (kind, position, solid, spot) = match l.kind {
-            LightKind::Point => (LIGHT_POINT, l.position, 4.0 * pi, [0.0; 4]),
+        // Kind, position (or direction toward the light), solid angle
+        // lit, spot axis + cone scale, and the cone offset.
+        let (kind, position, solid, spot, offset) = match l.kind {
+            LightKind::Point => (LIGHT_POINT, l.position, 4.0 * pi, [0.0; 4], 0.0),
             LightKind::Spot {
                 cos_inner,
                 cos_outer,
@@ -294,6 +299,7 @@ fn light_list(
                     l.position,
                     2.0 * pi * (1.0 - mean_cos),
                     v4(l.direction, scale),
+                    -cos_outer * scale,
                 )
             }
             LightKind::Directional => (
@@ -301,14 +307,11 @@ fn light_list(
                 -l.direction,
                 pi * f64::from(radius) * f64::from(radius),
                 [0.0; 4],
+                0.0,
             ),
         };
         let power = solid * lum;
         if power > 0.0 && power.is_finite() {
-            let offset = match l.kind {
-                LightKind::Spot { cos_outer, .. } => -cos_outer * spot[3],
-                _ => 0.0,
-            };
             weights.push(power);
             lights.push(GpuLight {
                 position: v4(position, f32::from_bits(kind)),

@@ -154,14 +154,7 @@ fn emitted(mat: Material, uv: vec2<f32>) -> vec3<f32> {
 
 fn texel_alpha(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> f32 {
     let tm = tex_meta[tex];
-    let tu = m.x * u + m.y * v + o.x;
-    let tv = m.z * u + m.w * v + o.y;
-    let bits = bitcast<u32>(o.z);
-    let x = clamp(tu * f32(tm.y), -1e9, 1e9);
-    let y = clamp(tv * f32(tm.z), -1e9, 1e9);
-    let xi = wrap(i32(floor(x)), tm.y, bits & 3u);
-    let yi = wrap(i32(floor(y)), tm.z, (bits >> 2u) & 3u);
-    return f32(texels[tm.x + yi * tm.y + xi] >> 24u) * (1.0 / 255.0);
+    return f32(nearest(tm, texel_point(tm, m, o, u, v), bitcast<u32>(o.z)) >> 24u) * (1.0 / 255.0);
 }
 
 fn surface_present(i: u32, u: f32, v: f32, seed: u32) -> bool {
@@ -236,25 +229,40 @@ fn wrap(i: i32, n: u32, mode: u32) -> u32 {
     return u32(((i % m) + m) % m);
 }
 
-fn fetch(tm: vec4<u32>, x: u32, y: u32) -> vec3<f32> {
-    let t = texels[tm.x + y * tm.y + x];
+// The texel-space point of a lookup at (u, v) under the transform m, o,
+// clamped far inside i32 (hostile transforms).
+fn texel_point(tm: vec4<u32>, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> vec2<f32> {
+    let tu = m.x * u + m.y * v + o.x;
+    let tv = m.z * u + m.w * v + o.y;
+    return vec2<f32>(clamp(tu * f32(tm.y), -1e9, 1e9), clamp(tv * f32(tm.z), -1e9, 1e9));
+}
+
+// The packed texel under texel-space point p, wrapped by the sampler bits.
+fn nearest(tm: vec4<u32>, p: vec2<f32>, bits: u32) -> u32 {
+    let xi = wrap(i32(floor(p.x)), tm.y, bits & 3u);
+    let yi = wrap(i32(floor(p.y)), tm.z, (bits >> 2u) & 3u);
+    return texels[tm.x + yi * tm.y + xi];
+}
+
+fn decode(t: u32) -> vec3<f32> {
     return vec3<f32>(srgb_lut[t & 255u], srgb_lut[(t >> 8u) & 255u], srgb_lut[(t >> 16u) & 255u]);
+}
+
+fn fetch(tm: vec4<u32>, x: u32, y: u32) -> vec3<f32> {
+    return decode(texels[tm.x + y * tm.y + x]);
 }
 
 fn texel(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> vec3<f32> {
     let tm = tex_meta[tex];
-    let tu = m.x * u + m.y * v + o.x;
-    let tv = m.z * u + m.w * v + o.y;
+    let p = texel_point(tm, m, o, u, v);
     let bits = bitcast<u32>(o.z);
+    if (bits & SAMPLER_BILINEAR) == 0u {
+        return decode(nearest(tm, p, bits));
+    }
     let wu = bits & 3u;
     let wv = (bits >> 2u) & 3u;
-    let x = clamp(tu * f32(tm.y), -1e9, 1e9);
-    let y = clamp(tv * f32(tm.z), -1e9, 1e9);
-    if (bits & SAMPLER_BILINEAR) == 0u {
-        return fetch(tm, wrap(i32(floor(x)), tm.y, wu), wrap(i32(floor(y)), tm.z, wv));
-    }
-    let xs = x - 0.5;
-    let ys = y - 0.5;
+    let xs = p.x - 0.5;
+    let ys = p.y - 0.5;
     let x0 = floor(xs);
     let y0 = floor(ys);
     let fx = xs - x0;
@@ -323,7 +331,7 @@ fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>, seed: u32) -> Ligh
         let b1 = su * (1.0 - xi.w);
         let b2 = su * xi.w;
         if !surface_present(index, b1, b2, seed) { return none; }
-        let y = tri.p0.xyz * (1.0 - su) + tri.p1.xyz * (su * (1.0 - xi.w)) + tri.p2.xyz * (su * xi.w);
+        let y = tri.p0.xyz * (1.0 - su) + tri.p1.xyz * b1 + tri.p2.xyz * b2;
         let to = y - origin;
         let dist = length(to);
         let dir = to * (1.0 / dist);

@@ -202,8 +202,11 @@ fn pow5(x: f32) -> f32 {
     x2 * x2 * x
 }
 
+/// Rec. 709 luminance weights of linear RGB.
+pub const LUMA: [f64; 3] = [0.2126, 0.7152, 0.0722];
+
 fn luminance(c: V3) -> f32 {
-    c.dot(v3(0.2126, 0.7152, 0.0722))
+    c.dot(v3(LUMA[0] as f32, LUMA[1] as f32, LUMA[2] as f32))
 }
 
 /// Tangent frame around unit `n` (Duff et al. 2017); returns `x·t + y·b + z·n`.
@@ -235,37 +238,56 @@ fn wrap(i: i32, n: u32, mode: u32) -> u32 {
     k as u32
 }
 
-fn fetch(scene: &SceneData, meta: [u32; 4], x: u32, y: u32) -> V3 {
-    let t = scene.texels[(meta[0] + y * meta[1] + x) as usize];
+/// The linear color of packed sRGB texel `t`.
+fn decode(scene: &SceneData, t: u32) -> V3 {
     let lut = |shift: u32| scene.srgb_lut[((t >> shift) & 255) as usize];
     v3(lut(0), lut(8), lut(16))
+}
+
+/// Where texture `tex`'s lookup at (`u`, `v`) lands: its meta, the point in
+/// texel space under the transform `m`, `o` (clamped far inside i32 for
+/// hostile transforms), and the sampler bits in `o[2]`.
+fn texel_space(
+    scene: &SceneData,
+    tex: u32,
+    m: [f32; 4],
+    o: [f32; 4],
+    u: f32,
+    v: f32,
+) -> ([u32; 4], f32, f32, u32) {
+    let meta = scene.tex_meta[tex as usize];
+    let tu = m[0] * u + m[1] * v + o[0];
+    let tv = m[2] * u + m[3] * v + o[1];
+    let x = (tu * meta[1] as f32).clamp(-1e9, 1e9);
+    let y = (tv * meta[2] as f32).clamp(-1e9, 1e9);
+    (meta, x, y, o[2].to_bits())
+}
+
+/// The packed texel under texel-space point (`x`, `y`), wrapped.
+fn nearest(scene: &SceneData, meta: [u32; 4], x: f32, y: f32, bits: u32) -> u32 {
+    let xi = wrap(x.floor() as i32, meta[1], bits & 3);
+    let yi = wrap(y.floor() as i32, meta[2], (bits >> 2) & 3);
+    scene.texels[(meta[0] + yi * meta[1] + xi) as usize]
 }
 
 /// Texture `tex` at (`u`, `v`) under the transform `m`, `o` and the
 /// sampler bits in `o[2]`: wrapped, and filtered (bilinear in linear
 /// space, or the nearest texel).
 fn texel(scene: &SceneData, tex: u32, m: [f32; 4], o: [f32; 4], u: f32, v: f32) -> V3 {
-    let meta = scene.tex_meta[tex as usize];
-    let tu = m[0] * u + m[1] * v + o[0];
-    let tv = m[2] * u + m[3] * v + o[1];
-    let bits = o[2].to_bits();
-    let (wu, wv) = (bits & 3, (bits >> 2) & 3);
-    // Texel space, clamped far inside i32 (hostile transforms).
-    let x = (tu * meta[1] as f32).clamp(-1e9, 1e9);
-    let y = (tv * meta[2] as f32).clamp(-1e9, 1e9);
+    let (meta, x, y, bits) = texel_space(scene, tex, m, o, u, v);
     if bits & SAMPLER_BILINEAR == 0 {
-        let xi = wrap(x.floor() as i32, meta[1], wu);
-        let yi = wrap(y.floor() as i32, meta[2], wv);
-        return fetch(scene, meta, xi, yi);
+        return decode(scene, nearest(scene, meta, x, y, bits));
     }
+    let (wu, wv) = (bits & 3, (bits >> 2) & 3);
     let (x, y) = (x - 0.5, y - 0.5);
     let (x0, y0) = (x.floor(), y.floor());
     let (fx, fy) = (x - x0, y - y0);
     let (x0, y0) = (x0 as i32, y0 as i32);
     let (xa, xb) = (wrap(x0, meta[1], wu), wrap(x0 + 1, meta[1], wu));
     let (ya, yb) = (wrap(y0, meta[2], wv), wrap(y0 + 1, meta[2], wv));
-    let top = fetch(scene, meta, xa, ya) * (1.0 - fx) + fetch(scene, meta, xb, ya) * fx;
-    let bottom = fetch(scene, meta, xa, yb) * (1.0 - fx) + fetch(scene, meta, xb, yb) * fx;
+    let at = |x: u32, y: u32| decode(scene, scene.texels[(meta[0] + y * meta[1] + x) as usize]);
+    let top = at(xa, ya) * (1.0 - fx) + at(xb, ya) * fx;
+    let bottom = at(xa, yb) * (1.0 - fx) + at(xb, yb) * fx;
     top * (1.0 - fy) + bottom * fy
 }
 
@@ -298,15 +320,8 @@ fn emitted(scene: &SceneData, mat: &GpuMaterial, u: f32, v: f32) -> V3 {
 /// Alpha of texture `tex` at (`u`, `v`) (nearest texel; alpha is
 /// stored linear).
 fn texel_alpha(scene: &SceneData, tex: u32, m: [f32; 4], o: [f32; 4], u: f32, v: f32) -> f32 {
-    let meta = scene.tex_meta[tex as usize];
-    let tu = m[0] * u + m[1] * v + o[0];
-    let tv = m[2] * u + m[3] * v + o[1];
-    let bits = o[2].to_bits();
-    let x = (tu * meta[1] as f32).clamp(-1e9, 1e9);
-    let y = (tv * meta[2] as f32).clamp(-1e9, 1e9);
-    let xi = wrap(x.floor() as i32, meta[1], bits & 3);
-    let yi = wrap(y.floor() as i32, meta[2], (bits >> 2) & 3);
-    (scene.texels[(meta[0] + yi * meta[1] + xi) as usize] >> 24) as f32 * (1.0 / 255.0)
+    let (meta, x, y, bits) = texel_space(scene, tex, m, o, u, v);
+    (nearest(scene, meta, x, y, bits) >> 24) as f32 * (1.0 / 255.0)
 }
 
 /// Whether triangle `i`'s surface is there at barycentrics (`u`, `v`) for
@@ -377,6 +392,7 @@ pub const DIMS_PER_BOUNCE: u32 = 9;
 fn alpha_seed(rng: &SampleRng, bounce: u32) -> u32 {
     (rng.get(2 + DIMS_PER_BOUNCE * bounce + 8) * 16_777_216.0) as u32
 }
+
 /// Bounces before Russian roulette may end a path.
 const ROULETTE_AFTER: u32 = 3;
 
@@ -470,7 +486,7 @@ fn sample_light(
         if !surface_present(scene, index, b1, b2, seed) {
             return None;
         }
-        let y = c0 * (1.0 - su) + c1 * (su * (1.0 - xi[3])) + c2 * (su * xi[3]);
+        let y = c0 * (1.0 - su) + c1 * b1 + c2 * b2;
         let to = y - origin;
         let dist = to.length();
         let dir = to * (1.0 / dist);

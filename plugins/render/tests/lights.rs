@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::sphere;
+use common::{cornell_variant, sphere};
 
 use std::f32::consts::PI;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use render::layout::{SceneData, View};
 use render::math::{V3, v3};
@@ -333,45 +333,33 @@ fn a_light_behind_a_wall_casts_a_shadow() {
     assert!(edge > 0.05, "the edge is dark: {edge}");
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenes")
-}
-
 /// The Cornell box with `lights` and nodes holding them (translated by
 /// `(1, 2, 3)` and rotated 90° about x, so −Z points down).
 fn cornell_with_lights(lights: serde_json::Value) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("cornell.gltf")).unwrap()).unwrap();
-    let count = lights.as_array().unwrap().len();
-    doc["extensionsUsed"]
-        .as_array_mut()
-        .unwrap()
-        .push("KHR_lights_punctual".into());
-    doc["extensions"] = serde_json::json!({"KHR_lights_punctual": {"lights": lights}});
-    let half = std::f32::consts::FRAC_1_SQRT_2;
-    for i in 0..count {
-        let node = doc["nodes"].as_array().unwrap().len();
-        doc["nodes"]
+    cornell_variant(|doc| {
+        let count = lights.as_array().unwrap().len();
+        doc["extensionsUsed"]
             .as_array_mut()
             .unwrap()
-            .push(serde_json::json!({
-                "translation": [1.0, 2.0, 3.0],
-                "rotation": [-half, 0.0, 0.0, half],
-                "extensions": {"KHR_lights_punctual": {"light": i}}
-            }));
-        doc["scenes"][0]["nodes"]
-            .as_array_mut()
-            .unwrap()
-            .push(node.into());
-    }
-    std::fs::write(dir.path().join("cornell.gltf"), doc.to_string()).unwrap();
-    std::fs::copy(
-        fixtures().join("cornell.bin"),
-        dir.path().join("cornell.bin"),
-    )
-    .unwrap();
-    dir
+            .push("KHR_lights_punctual".into());
+        doc["extensions"] = serde_json::json!({"KHR_lights_punctual": {"lights": lights}});
+        let half = std::f32::consts::FRAC_1_SQRT_2;
+        for i in 0..count {
+            let node = doc["nodes"].as_array().unwrap().len();
+            doc["nodes"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "translation": [1.0, 2.0, 3.0],
+                    "rotation": [-half, 0.0, 0.0, half],
+                    "extensions": {"KHR_lights_punctual": {"light": i}}
+                }));
+            doc["scenes"][0]["nodes"]
+                .as_array_mut()
+                .unwrap()
+                .push(node.into());
+        }
+    })
 }
 
 fn load(dir: &Path) -> Result<Scene, pictor_sdk::JobError> {

@@ -6,18 +6,14 @@
 
 mod common;
 
-use common::sphere;
+use common::{cornell_variant, fixtures, sphere};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pictor_sdk::JobError;
 use render::layout::{SceneData, View};
 use render::math::{V3, v3};
 use render::scene::{self, Camera, Material, Scene};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenes")
-}
 
 fn load(dir: &Path, name: &str) -> Result<Scene, JobError> {
     let read = scene::dir_reader(dir);
@@ -71,21 +67,6 @@ fn fixture_scenes_load_with_transforms_cameras_and_textures() {
     let glossy = load(&fixtures(), "glossy.gltf").unwrap();
     assert_eq!(glossy.materials[1].metallic, 1.0);
     assert_eq!(glossy.materials[2].roughness, 0.02);
-}
-
-/// A scratch folder holding a modified Cornell box.
-fn cornell_variant(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("cornell.gltf")).unwrap()).unwrap();
-    edit(&mut doc);
-    std::fs::write(dir.path().join("cornell.gltf"), doc.to_string()).unwrap();
-    std::fs::copy(
-        fixtures().join("cornell.bin"),
-        dir.path().join("cornell.bin"),
-    )
-    .unwrap();
-    dir
 }
 
 fn error_of(dir: &Path, name: &str) -> String {

@@ -1,7 +1,29 @@
 //! Scenes shared by the render crate's test files.
 
+use std::path::{Path, PathBuf};
+
 use render::math::v3;
 use render::scene::Triangle;
+
+/// `fixtures/scenes/` of the repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/scenes")
+}
+
+/// A scratch folder holding the Cornell box fixture as edited by `edit`.
+pub fn cornell_variant(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("cornell.gltf")).unwrap()).unwrap();
+    edit(&mut doc);
+    std::fs::write(dir.path().join("cornell.gltf"), doc.to_string()).unwrap();
+    std::fs::copy(
+        fixtures().join("cornell.bin"),
+        dir.path().join("cornell.bin"),
+    )
+    .unwrap();
+    dir
+}
 
 /// A unit sphere at the origin (48 × 24 segments, normals pointing out),
 /// every triangle with `material`.
