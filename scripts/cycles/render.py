@@ -11,7 +11,9 @@ How the settings map (so that the two renderers solve the same problem):
   with no radius (hard shadows, as glTF's punctual lights); spot cones
   fade by Blender's smoothstep blend, not glTF's curve
   (see plugins/render/README.md);
-- materials are rebuilt as glTF's BRDF (`as_gltf_brdf`), not Principled;
+- materials are rebuilt as glTF's BRDF (`as_gltf_brdf`), not Principled,
+  with transmission as GGX refraction under the Fresnel-weighted coat
+  and a volume's absorption coefficients as a Volume Absorption shader;
 - the camera is the scene's first camera, the world a black background;
 - Cycles counts bounces after the first hit with direct light included
   (its 0 is direct lighting), the plugin counts every scattering (its 0
@@ -28,6 +30,7 @@ How the settings map (so that the two renderers solve the same problem):
 
 import argparse
 import json
+import math
 import struct
 import sys
 import time
@@ -69,31 +72,50 @@ def feed(tree, target, value, link):
         target.default_value = value
 
 
-def specular_factors(path):
-    """`KHR_materials_specular` factors by Blender material name (Blender
-    3.4's importer ignores the extension): the glTF name, or the
-    importer's `Material_<index>` for unnamed materials."""
+def material_extensions(path):
+    """What the plugin reads from each material's extensions, by Blender
+    material name (the glTF name, or the importer's `Material_<index>`
+    for unnamed materials), read from the glTF itself: Blender 3.4's
+    importer ignores `KHR_materials_specular` and maps transmission and
+    volume its own way. Per material: specular factor, transmission
+    factor, ior, and the volume's absorption coefficients (or None for
+    a thin wall)."""
     raw = open(path, "rb").read()
     if raw[:4] == b"glTF":
         length = struct.unpack_from("<I", raw, 12)[0]
         raw = raw[20:20 + length]
     doc = json.loads(raw)
-    factors = {}
+    found = {}
     for i, m in enumerate(doc.get("materials", [])):
-        ext = m.get("extensions", {}).get("KHR_materials_specular")
-        if ext is not None:
-            factors[m.get("name", f"Material_{i}")] = ext.get("specularFactor", 1.0)
-    return factors
+        ext = m.get("extensions", {})
+        volume = ext.get("KHR_materials_volume")
+        absorption = None
+        if volume is not None and volume.get("thicknessFactor", 0.0) > 0.0:
+            distance = volume.get("attenuationDistance", math.inf)
+            color = volume.get("attenuationColor", [1.0, 1.0, 1.0])
+            absorption = [-math.log(max(c, 1e-30)) / distance for c in color]
+        found[m.get("name", f"Material_{i}")] = {
+            "specular": ext.get("KHR_materials_specular", {}).get("specularFactor", 1.0),
+            "transmission": ext.get("KHR_materials_transmission", {}).get("transmissionFactor", 0.0),
+            "ior": ext.get("KHR_materials_ior", {}).get("ior", 1.5),
+            "absorption": absorption,
+        }
+    return found
 
 
-def as_gltf_brdf(material, specular):
+PLAIN = {"specular": 1.0, "transmission": 0.0, "ior": 1.5, "absorption": None}
+
+
+def as_gltf_brdf(material, ext):
     """Rebuilds a material made by the glTF importer (a Principled BSDF) as
     glTF's own BRDF (the spec's appendix B), which the plugin implements:
-    mix(Lambert base, GGX, Fresnel(IOR 1.5)) for dielectrics, GGX tinted by
-    the base color for metals, blended by metallic; emission added. The
-    Fresnel weight is scaled by the specular factor (0 leaves Lambert).
-    Principled's Disney diffuse (retro-reflection at roughness 1) would
-    otherwise make rough surfaces up to ~40 % brighter at grazing angles."""
+    mix(mix(Lambert base, GGX refraction, transmission), GGX,
+    Fresnel(ior)) for dielectrics, GGX tinted by the base color for
+    metals, blended by metallic; emission added; a volume's absorption as
+    a Volume Absorption shader. The Fresnel weight is scaled by the
+    specular factor (0 leaves Lambert). Principled's Disney diffuse
+    (retro-reflection at roughness 1) would otherwise make rough surfaces
+    up to ~40 % brighter at grazing angles."""
     if not material.use_nodes:
         return
     tree = material.node_tree
@@ -110,19 +132,43 @@ def as_gltf_brdf(material, specular):
     diffuse = n("ShaderNodeBsdfDiffuse")
     feed(tree, diffuse.inputs["Color"], base.default_value, base_link)
     diffuse.inputs["Roughness"].default_value = 0.0
+    base_bsdf = diffuse.outputs["BSDF"]
+    if ext["transmission"] > 0.0:
+        # Thin walls (no volume) have no Cycles counterpart; the plugin's
+        # refraction is what a volume's boundary does.
+        refraction = n("ShaderNodeBsdfRefraction")
+        refraction.distribution = "GGX"
+        feed(tree, refraction.inputs["Color"], base.default_value, base_link)
+        feed(tree, refraction.inputs["Roughness"], rough.default_value, rough_link)
+        refraction.inputs["IOR"].default_value = ext["ior"]
+        mixed = n("ShaderNodeMixShader")
+        mixed.inputs["Fac"].default_value = ext["transmission"]
+        tree.links.new(diffuse.outputs["BSDF"], mixed.inputs[1])
+        tree.links.new(refraction.outputs["BSDF"], mixed.inputs[2])
+        base_bsdf = mixed.outputs["Shader"]
+    if ext["absorption"] is not None:
+        # Cycles absorbs (1 − color) × density per unit length.
+        density = max(ext["absorption"])
+        absorb = n("ShaderNodeVolumeAbsorption")
+        absorb.inputs["Density"].default_value = density
+        absorb.inputs["Color"].default_value = (
+            *[1.0 - a / density if density > 0 else 1.0 for a in ext["absorption"]], 1.0)
+        tree.links.new(absorb.outputs["Volume"], output.inputs["Volume"])
+    elif output.inputs["Volume"].is_linked:
+        tree.links.remove(output.inputs["Volume"].links[0])
     coat = n("ShaderNodeBsdfGlossy")
     coat.distribution = "GGX"
     coat.inputs["Color"].default_value = (1, 1, 1, 1)
     feed(tree, coat.inputs["Roughness"], rough.default_value, rough_link)
     fresnel = n("ShaderNodeFresnel")
-    fresnel.inputs["IOR"].default_value = 1.5
+    fresnel.inputs["IOR"].default_value = ext["ior"]
     scaled = n("ShaderNodeMath")
     scaled.operation = "MULTIPLY"
     tree.links.new(fresnel.outputs["Fac"], scaled.inputs[0])
-    scaled.inputs[1].default_value = specular
+    scaled.inputs[1].default_value = ext["specular"]
     dielectric = n("ShaderNodeMixShader")
     tree.links.new(scaled.outputs["Value"], dielectric.inputs["Fac"])
-    tree.links.new(diffuse.outputs["BSDF"], dielectric.inputs[1])
+    tree.links.new(base_bsdf, dielectric.inputs[1])
     tree.links.new(coat.outputs["BSDF"], dielectric.inputs[2])
     metal_bsdf = n("ShaderNodeBsdfGlossy")
     metal_bsdf.distribution = "GGX"
@@ -157,9 +203,9 @@ def main():
         light.energy *= 683.0
         if light.type == "SUN":
             light.angle = 0.0
-    factors = specular_factors(a.scene)
+    extensions = material_extensions(a.scene)
     for material in bpy.data.materials:
-        as_gltf_brdf(material, factors.get(material.name, 1.0))
+        as_gltf_brdf(material, extensions.get(material.name, PLAIN))
     cameras = [o for o in scene.objects if o.type == "CAMERA"]
     if not cameras:
         sys.exit(f"{a.scene}: no camera")

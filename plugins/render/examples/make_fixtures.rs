@@ -3,7 +3,9 @@
 //!
 //! Scenes: `cornell.gltf` (+ `.bin`), `glossy.gltf` (+ `.bin`),
 //! `textured.glb` (a generated PNG texture embedded), `lights.gltf`
-//! (+ `.bin`: point, spot and directional lights and a small panel). For each,
+//! (+ `.bin`: point, spot and directional lights and a small panel), and
+//! the reference of `studio.glb`, which Blender makes
+//! (`scripts/cycles/build_scene.py`; skipped where absent). For each,
 //! `<name>.ref.json` holds the params of its reference render and
 //! `<name>.ref.png` / `<name>.ref.pfm` the CPU reference tracer's result.
 
@@ -480,10 +482,11 @@ fn lights() -> Gltf {
 /// The params of each fixture's reference render.
 fn reference_params(name: &str) -> Value {
     let environment = match name {
-        "cornell" | "lights" => [0.0, 0.0, 0.0],
+        "cornell" | "lights" | "studio" => [0.0, 0.0, 0.0],
         _ => [0.35, 0.4, 0.5],
     };
-    json!({"width": 64, "height": 64, "spp": 4096, "max_bounces": 6, "seed": 1, "environment": environment})
+    let (width, height) = if name == "studio" { (96, 64) } else { (64, 64) };
+    json!({"width": width, "height": height, "spp": 4096, "max_bounces": 6, "seed": 1, "environment": environment})
 }
 
 fn main() -> Result<(), Error> {
@@ -501,7 +504,13 @@ fn main() -> Result<(), Error> {
         ("glossy", "glossy.gltf"),
         ("textured", "textured.glb"),
         ("lights", "lights.gltf"),
+        // Made by Blender (`scripts/cycles/build_scene.py`), not here.
+        ("studio", "studio.glb"),
     ] {
+        if !dir.join(file).exists() {
+            println!("{name}: no {file} in {}, skipped", dir.display());
+            continue;
+        }
         let params_json = reference_params(name);
         let params = render::Params::from_json(&params_json.to_string())?;
         let read = render::scene::dir_reader(&dir);

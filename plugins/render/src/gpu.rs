@@ -59,8 +59,8 @@ pub fn render(
         .map_err(gpu_err("uploading textures"))?;
     let texels =
         Buffer::from_slice(&scene.texels, Usage::STORAGE).map_err(gpu_err("uploading textures"))?;
-    let lut = Buffer::from_slice(&scene.srgb_lut, Usage::STORAGE)
-        .map_err(gpu_err("uploading textures"))?;
+    let tables = Buffer::from_slice(&scene.tables, Usage::STORAGE)
+        .map_err(gpu_err("uploading lookup tables"))?;
     let lights =
         Buffer::from_slice(&scene.lights, Usage::STORAGE).map_err(gpu_err("uploading lights"))?;
     let accum = Buffer::<[f32; 4]>::zeroed(tw as usize * th as usize, Usage::STORAGE)
@@ -76,7 +76,7 @@ pub fn render(
                 materials.binding(),
                 tex_meta.binding(),
                 texels.binding(),
-                lut.binding(),
+                tables.binding(),
                 accum.binding(),
                 lights.binding(),
             ],
@@ -184,5 +184,17 @@ mod tests {
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+
+    #[test]
+    fn the_kernels_table_offsets_are_the_cpu_tracers() {
+        use crate::layout::{TABLE_ALBEDO_A, TABLE_ALBEDO_B};
+        for line in [
+            format!("const ALBEDO_SIZE: u32 = {}u;", crate::albedo::SIZE),
+            format!("const TABLE_ALBEDO_A: u32 = {TABLE_ALBEDO_A}u;"),
+            format!("const TABLE_ALBEDO_B: u32 = {TABLE_ALBEDO_B}u;"),
+        ] {
+            assert!(super::KERNEL.contains(&line), "render.wgsl lacks `{line}`");
+        }
     }
 }

@@ -81,7 +81,7 @@ pub struct GpuLight {
 /// 1 clamp, 2 mirror) in bits 0–1, along v in bits 2–3, bilinear in bit 4.
 pub const SAMPLER_BILINEAR: u32 = 1 << 4;
 
-/// A material (112 bytes).
+/// A material (144 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct GpuMaterial {
@@ -101,6 +101,12 @@ pub struct GpuMaterial {
     pub emit_uv_matrix: [f32; 4],
     /// The emissive texture's offset and sampler bits, as `uv_offset`.
     pub emit_uv_offset: [f32; 4],
+    /// Transmission factor, dielectric reflectance at normal incidence
+    /// F0 = ((ior − 1) / (ior + 1))², ior, and 1 for a refracting volume
+    /// (0 thin-walled).
+    pub glass: [f32; 4],
+    /// The volume's absorption coefficients in xyz.
+    pub absorption: [f32; 4],
 }
 
 /// Per-pass parameters (a uniform buffer, 144 bytes).
@@ -201,14 +207,33 @@ pub struct SceneData {
     pub tex_meta: Vec<[u32; 4]>,
     /// All texels, packed RGBA8 sRGB.
     pub texels: Vec<u32>,
-    /// sRGB byte → linear value.
-    pub srgb_lut: Vec<f32>,
+    /// Lookup tables: sRGB byte → linear value (256 entries), then the
+    /// GGX coat's albedo tables ([`crate::albedo`]) at
+    /// [`TABLE_ALBEDO_A`] and [`TABLE_ALBEDO_B`].
+    pub tables: Vec<f32>,
     /// Lights for next-event estimation, with their alias table.
     pub lights: Vec<GpuLight>,
     /// Entries of `lights` in use (`lights` has a dummy entry when 0).
     pub light_count: u32,
     /// Ray offset off surfaces, scaled to the scene's size.
     pub epsilon: f32,
+}
+
+/// Where the coat albedo table `A` starts in [`SceneData::tables`].
+pub const TABLE_ALBEDO_A: usize = 256;
+/// Where the coat albedo table `B` starts in [`SceneData::tables`].
+pub const TABLE_ALBEDO_B: usize = TABLE_ALBEDO_A + crate::albedo::SIZE * crate::albedo::SIZE;
+
+/// [`SceneData::tables`], computed once per process.
+pub(crate) fn lookup_tables() -> Vec<f32> {
+    static TABLES: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            let mut t: Vec<f32> = (0..=255).map(srgb_to_linear).collect();
+            t.extend(crate::albedo::tables());
+            t
+        })
+        .clone()
 }
 
 /// The linear value of an sRGB-encoded byte.
@@ -419,6 +444,15 @@ impl SceneData {
                     ],
                     emit_uv_matrix: e.matrix,
                     emit_uv_offset: [e.offset[0], e.offset[1], f32::from_bits(bits(e)), 0.0],
+                    glass: [
+                        m.transmission,
+                        ((f64::from(m.ior) - 1.0) / (f64::from(m.ior) + 1.0)).powi(2) as f32,
+                        m.ior,
+                        f32::from(u8::from(m.volume.is_some())),
+                    ],
+                    absorption: m.volume.map_or([0.0; 4], |v| {
+                        [v.absorption[0], v.absorption[1], v.absorption[2], 0.0]
+                    }),
                 }
             })
             .collect();
@@ -446,7 +480,7 @@ impl SceneData {
             materials,
             tex_meta,
             texels,
-            srgb_lut: (0..=255).map(srgb_to_linear).collect(),
+            tables: lookup_tables(),
             epsilon: extent * 5e-5,
             lights,
             light_count,

@@ -39,6 +39,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod albedo;
 pub mod bvh;
 pub mod cpu;
 pub mod gpu;

@@ -19,6 +19,7 @@ struct Node { bmin: vec3<f32>, a: u32, bmax: vec3<f32>, count: u32 }
 struct Material {
     base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32>,
     uv_matrix: vec4<f32>, uv_offset: vec4<f32>, emit_uv_matrix: vec4<f32>, emit_uv_offset: vec4<f32>,
+    glass: vec4<f32>, absorption: vec4<f32>,
 }
 struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table: vec4<f32> }
 
@@ -28,7 +29,7 @@ struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table
 @group(0) @binding(3) var<storage, read> materials: array<Material>;
 @group(0) @binding(4) var<storage, read> tex_meta: array<vec4<u32>>;
 @group(0) @binding(5) var<storage, read> texels: array<u32>;
-@group(0) @binding(6) var<storage, read> srgb_lut: array<f32>;
+@group(0) @binding(6) var<storage, read> tables: array<f32>; // sRGB LUT, coat albedo A, B
 @group(0) @binding(7) var<storage, read_write> accum: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> lights: array<Light>;
 
@@ -39,7 +40,11 @@ const SAMPLER_BILINEAR: u32 = 16u;
 const STACK: u32 = 42u; // bvh::MAX_DEPTH + 2
 const DIMS_PER_BOUNCE: u32 = 9u;
 const ROULETTE_AFTER: u32 = 3u;
+const SINGULAR_ALPHA2: f32 = 1.5e-6;
 const LIGHT_TRIANGLE: u32 = 0u;
+const ALBEDO_SIZE: u32 = 32u; // albedo::SIZE
+const TABLE_ALBEDO_A: u32 = 256u;
+const TABLE_ALBEDO_B: u32 = 1280u; // TABLE_ALBEDO_A + ALBEDO_SIZE²
 const LIGHT_SPOT: u32 = 2u;
 const LIGHT_DIRECTIONAL: u32 = 3u;
 
@@ -245,7 +250,7 @@ fn nearest(tm: vec4<u32>, p: vec2<f32>, bits: u32) -> u32 {
 }
 
 fn decode(t: u32) -> vec3<f32> {
-    return vec3<f32>(srgb_lut[t & 255u], srgb_lut[(t >> 8u) & 255u], srgb_lut[(t >> 16u) & 255u]);
+    return vec3<f32>(tables[t & 255u], tables[(t >> 8u) & 255u], tables[(t >> 16u) & 255u]);
 }
 
 fn fetch(tm: vec4<u32>, x: u32, y: u32) -> vec3<f32> {
@@ -278,11 +283,21 @@ fn texel(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> vec3<f32> {
 
 struct Surface {
     ns: vec3<f32>, view: vec3<f32>, nv: f32, base: vec3<f32>, metallic: f32, specular: f32,
-    alpha2: f32, diffuse: vec3<f32>, fd_v: f32, p_spec: f32,
+    alpha2: f32, diffuse: vec3<f32>, trans: vec3<f32>, f0: f32, eta: f32, coat_v: f32, p_spec: f32, p_trans: f32,
+}
+
+fn fresnel_dielectric(f0: f32, c_in: f32, eta: f32) -> f32 {
+    var c = c_in;
+    if eta > 0.0 && eta < 1.0 {
+        let sin2 = (1.0 - c * c) / (eta * eta);
+        if sin2 >= 1.0 { return 1.0; }
+        c = sqrt(1.0 - sin2);
+    }
+    return f0 + (1.0 - f0) * pow5(1.0 - c);
 }
 
 fn fresnel(s: Surface, c: f32) -> vec3<f32> {
-    let fd = s.specular * (0.04 + 0.96 * pow5(1.0 - c));
+    let fd = s.specular * fresnel_dielectric(s.f0, c, s.eta);
     return vec3<f32>(fd * (1.0 - s.metallic)) + (s.base + (vec3<f32>(1.0) - s.base) * pow5(1.0 - c)) * s.metallic;
 }
 
@@ -291,19 +306,139 @@ fn ggx_d(alpha2: f32, nh: f32) -> f32 {
     return alpha2 / (PI * k * k);
 }
 
-// BSDF × cosine in xyz, BSDF-sampling pdf in w.
+// BSDF × |cosine| in xyz, BSDF-sampling pdf in w.
 fn eval_bsdf(s: Surface, l: vec3<f32>) -> vec4<f32> {
     let nl = dot(s.ns, l);
-    if !(nl > 0.0) { return vec4<f32>(0.0); }
-    let h = normalize(s.view + l);
-    let nh = max(dot(s.ns, h), 0.0);
-    let vh = max(dot(s.view, h), 1e-6);
+    let zero = vec4<f32>(0.0);
+    if !(nl != 0.0) { return zero; }
+    if nl > 0.0 {
+        let h = normalize(s.view + l);
+        let nh = max(dot(s.ns, h), 0.0);
+        let vh = max(dot(s.view, h), 1e-6);
+        let d = ggx_d(s.alpha2, nh);
+        let g = smith_g1(s.alpha2, s.nv) * smith_g1(s.alpha2, nl);
+        let spec = fresnel(s, vh) * (d * g / (4.0 * s.nv));
+        let diff = s.diffuse * ((1.0 - s.coat_v) * nl / PI);
+        let p_diff = 1.0 - s.p_spec - s.p_trans;
+        let pdf = s.p_spec * d * nh / (4.0 * vh) + p_diff * nl / PI;
+        return vec4<f32>(spec + diff, pdf);
+    }
+    if s.p_trans <= 0.0 { return zero; }
+    let g = smith_g1(s.alpha2, s.nv) * smith_g1(s.alpha2, -nl);
+    if s.eta == 0.0 {
+        let mirrored = l - s.ns * (2.0 * nl);
+        let h = normalize(s.view + mirrored);
+        let nh = max(dot(s.ns, h), 0.0);
+        let vh = max(dot(s.view, h), 1e-6);
+        let d = ggx_d(s.alpha2, nh);
+        let f = 1.0 - s.specular * fresnel_dielectric(s.f0, vh, 1.0);
+        return vec4<f32>(s.trans * (f * d * g / (4.0 * s.nv)), s.p_trans * d * nh / (4.0 * vh));
+    }
+    var h = normalize(s.view + l * s.eta);
+    if dot(s.ns, h) < 0.0 { h = -h; }
+    let vh = dot(s.view, h);
+    let lh = dot(l, h);
+    let nh = dot(s.ns, h);
+    let denom = vh + s.eta * lh;
+    if !(vh > 0.0) || lh >= 0.0 || denom * denom < 1e-12 { return zero; }
     let d = ggx_d(s.alpha2, nh);
-    let g = smith_g1(s.alpha2, s.nv) * smith_g1(s.alpha2, nl);
-    let spec = fresnel(s, vh) * (d * g / (4.0 * s.nv));
-    let diff = s.diffuse * ((1.0 - s.fd_v) * nl / PI);
-    let pdf = s.p_spec * d * nh / (4.0 * vh) + (1.0 - s.p_spec) * nl / PI;
-    return vec4<f32>(spec + diff, pdf);
+    let f = 1.0 - s.specular * fresnel_dielectric(s.f0, vh, s.eta);
+    let jacobian = s.eta * s.eta * -lh / (denom * denom);
+    return vec4<f32>(s.trans * (f * d * g * vh * jacobian / s.nv), s.p_trans * d * nh * jacobian);
+}
+
+fn sample_ggx(ns: vec3<f32>, alpha2: f32, xi1: f32, xi2: f32) -> vec3<f32> {
+    let phi = 2.0 * PI * xi1;
+    let cos_t = sqrt((1.0 - xi2) / (1.0 + (alpha2 - 1.0) * xi2));
+    let sin_t = sqrt(max(1.0 - cos_t * cos_t, 0.0));
+    return to_world(ns, vec3<f32>(sin_t * cos(phi), sin_t * sin(phi), cos_t));
+}
+
+// The continued direction in xyz, w = 1 where sampling made one.
+fn sample_bsdf(s: Surface, xi0: f32, xi1: f32, xi2: f32) -> vec4<f32> {
+    let view = s.view;
+    let none = vec4<f32>(0.0);
+    if xi0 < s.p_spec {
+        let h = sample_ggx(s.ns, s.alpha2, xi1, xi2);
+        let l = h * (2.0 * dot(view, h)) - view;
+        if !(dot(s.ns, l) > 0.0) { return none; }
+        return vec4<f32>(l, 1.0);
+    }
+    if xi0 < s.p_spec + s.p_trans {
+        let h = sample_ggx(s.ns, s.alpha2, xi1, xi2);
+        let c = dot(view, h);
+        if s.eta == 0.0 {
+            let r = h * (2.0 * c) - view;
+            if !(dot(s.ns, r) > 0.0) { return none; }
+            return vec4<f32>(r - s.ns * (2.0 * dot(s.ns, r)), 1.0);
+        }
+        let k = 1.0 / s.eta;
+        let sin2 = k * k * (1.0 - c * c);
+        if !(c > 0.0) || sin2 >= 1.0 { return none; }
+        let l = -view * k + h * (k * c - sqrt(1.0 - sin2));
+        if !(dot(s.ns, l) < 0.0) { return none; }
+        return vec4<f32>(l, 1.0);
+    }
+    let r = sqrt(xi1);
+    let phi = 2.0 * PI * xi2;
+    return vec4<f32>(to_world(s.ns, vec3<f32>(r * cos(phi), r * sin(phi), sqrt(max(1.0 - xi1, 0.0)))), 1.0);
+}
+
+// Bilinear lookup of a coat albedo table (albedo::lookup).
+fn albedo(offset: u32, mu: f32, roughness: f32) -> f32 {
+    let last = f32(ALBEDO_SIZE - 1u);
+    let x = min(clamp(mu, 0.0, 1.0) * last, last);
+    let y = min(clamp(roughness, 0.0, 1.0) * last, last);
+    let x0 = min(floor(x), last - 1.0);
+    let y0 = min(floor(y), last - 1.0);
+    let fx = x - x0;
+    let fy = y - y0;
+    let i = offset + u32(y0) * ALBEDO_SIZE + u32(x0);
+    let top = tables[i] * (1.0 - fx) + tables[i + 1u] * fx;
+    let bottom = tables[i + ALBEDO_SIZE] * (1.0 - fx) + tables[i + ALBEDO_SIZE + 1u] * fx;
+    return top * (1.0 - fy) + bottom * fy;
+}
+
+fn interface_eta(mat: Material, entering: bool) -> f32 {
+    let ior = mat.glass.z;
+    if !(mat.glass.w > 0.0) { return 0.0; }
+    if entering { return ior; }
+    return 1.0 / ior;
+}
+
+fn surface(mat: Material, base: vec3<f32>, ns: vec3<f32>, view: vec3<f32>, nv: f32, eta: f32) -> Surface {
+    let metallic = mat.params.x;
+    let roughness = mat.params.y;
+    let specular = mat.params.w;
+    let transmission = mat.glass.x;
+    let f0 = mat.glass.y;
+    let alpha = max(roughness * roughness, 1e-3);
+    let dielectric = base * (1.0 - metallic);
+    var coat_v: f32;
+    if eta > 0.0 && eta < 1.0 {
+        coat_v = fresnel_dielectric(f0, nv, eta);
+    } else {
+        coat_v = f0 * albedo(TABLE_ALBEDO_A, nv, roughness) + (1.0 - f0) * albedo(TABLE_ALBEDO_B, nv, roughness);
+    }
+    var s = Surface(ns, view, nv, base, metallic, specular, alpha * alpha, dielectric * (1.0 - transmission),
+        dielectric * transmission, f0, eta, specular * coat_v, 1.0, 0.0);
+    let ls = luminance(fresnel(s, nv));
+    let ld = luminance(s.diffuse) * (1.0 - s.coat_v);
+    let lt = luminance(s.trans) * (1.0 - s.coat_v);
+    if ld + lt > 0.0 {
+        s.p_spec = 0.0;
+        if ls > 0.0 { s.p_spec = max(ls / (ls + ld + lt), 0.05); }
+        s.p_trans = (1.0 - s.p_spec) * (lt / (ld + lt));
+    }
+    return s;
+}
+
+// A direction the geometric and the shading normal agree on (and that
+// is above the surface unless the material transmits).
+fn usable(l: vec3<f32>, ng: vec3<f32>, ns: vec3<f32>, p_trans: f32) -> bool {
+    let g = dot(l, ng);
+    let n = dot(l, ns);
+    return (g > 0.0 && n > 0.0) || (g < 0.0 && n < 0.0 && p_trans > 0.0);
 }
 
 fn power_heuristic(a: f32, b: f32) -> f32 {
@@ -385,6 +520,11 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         let mat = materials[bitcast<u32>(tri.p0.w)];
         let cr = cross(tri.p1.xyz - tri.p0.xyz, tri.p2.xyz - tri.p0.xyz);
         var ng = normalize(cr);
+        let entering = dot(cr, ray.d) < 0.0;
+        let volume = mat.glass.w > 0.0;
+        if volume && !entering {
+            throughput = throughput * exp(-mat.absorption.xyz * hit.t);
+        }
         let pick = tri.uv_v.w;
         var w_emit = 1.0;
         if ray_pdf > 0.0 && pick > 0.0 {
@@ -409,32 +549,27 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         if tex != NO_TEXTURE {
             base = base * texel(tex, mat.uv_matrix, mat.uv_offset, uv.x, uv.y);
         }
-        let metallic = mat.params.x;
-        let roughness = mat.params.y;
-        let specular = mat.params.w;
-        let alpha = max(roughness * roughness, 1e-3);
-        var s = Surface(ns, view, nv, base, metallic, specular, alpha * alpha, base * (1.0 - metallic),
-            specular * (0.04 + 0.96 * pow5(1.0 - nv)), 1.0);
-        let ls = luminance(fresnel(s, nv));
-        let ld = luminance(s.diffuse) * (1.0 - s.fd_v);
-        if ld > 0.0 {
-            s.p_spec = 0.0;
-            if ls > 0.0 { s.p_spec = max(ls / (ls + ld), 0.05); }
-        }
+        let s = surface(mat, base, ns, view, nv, interface_eta(mat, entering));
         let dim = 2u + DIMS_PER_BOUNCE * bounce;
-        let origin = ray.o + ray.d * hit.t + ng * eps;
+        let at = ray.o + ray.d * hit.t;
+        let origin = at + ng * eps;
+        let behind = at - ng * eps;
+
+        // A perfectly smooth surface with nothing diffuse is a delta: no
+        // light samples, and emission its BSDF samples reach counts whole.
+        let singular = s.alpha2 <= SINGULAR_ALPHA2 && max(max(s.diffuse.x, s.diffuse.y), s.diffuse.z) <= 0.0;
 
         // Next-event estimation.
-        if light_count > 0u {
+        if light_count > 0u && !singular {
             let xi = vec4<f32>(rand(key, dim + 3u), rand(key, dim + 4u), rand(key, dim + 5u), rand(key, dim + 6u));
             let light = sample_light(light_count, origin, xi, pcg(seed));
-            if light.ok && dot(light.dir, ng) > 0.0 {
+            if light.ok && usable(light.dir, ng, ns, s.p_trans) {
                 let fb = eval_bsdf(s, light.dir);
                 var weight = 1.0;
                 if light.pdf > 0.0 { weight = power_heuristic(light.pdf, fb.w); }
                 let contribution = throughput * fb.xyz * light.value * weight;
                 if max(max(contribution.x, contribution.y), contribution.z) > 0.0
-                    && !occluded(make_ray(origin, light.dir), light.t_max, pcg(seed)) {
+                    && !occluded(make_ray(select(behind, origin, dot(light.dir, ng) > 0.0), light.dir), light.t_max, pcg(seed)) {
                     radiance += contribution;
                 }
             }
@@ -444,19 +579,9 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         let xi0 = rand(key, dim);
         let xi1 = rand(key, dim + 1u);
         let xi2 = rand(key, dim + 2u);
-        var l: vec3<f32>;
-        if xi0 < s.p_spec {
-            let phi = 2.0 * PI * xi1;
-            let cos_t = sqrt((1.0 - xi2) / (1.0 + (s.alpha2 - 1.0) * xi2));
-            let sin_t = sqrt(max(1.0 - cos_t * cos_t, 0.0));
-            let h = to_world(ns, vec3<f32>(sin_t * cos(phi), sin_t * sin(phi), cos_t));
-            l = h * (2.0 * dot(view, h)) - view;
-        } else {
-            let r = sqrt(xi1);
-            let phi = 2.0 * PI * xi2;
-            l = to_world(ns, vec3<f32>(r * cos(phi), r * sin(phi), sqrt(max(1.0 - xi1, 0.0))));
-        }
-        if !(dot(l, ng) > 0.0) { break; }
+        let sampled = sample_bsdf(s, xi0, xi1, xi2);
+        let l = sampled.xyz;
+        if sampled.w == 0.0 || !usable(l, ng, ns, s.p_trans) { break; }
         let fb = eval_bsdf(s, l);
         if !(fb.w > 0.0) { break; }
         throughput = throughput * fb.xyz * (1.0 / fb.w);
@@ -465,8 +590,8 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
             if rand(key, dim + 7u) >= survive { break; }
             throughput = throughput * (1.0 / survive);
         }
-        ray_pdf = fb.w;
-        ray = make_ray(origin, l);
+        ray_pdf = select(fb.w, 0.0, singular);
+        ray = make_ray(select(behind, origin, dot(l, ng) > 0.0), l);
         bounce += 1u;
     }
     let ok = all(radiance >= vec3<f32>(0.0)) && all(radiance < vec3<f32>(1e30));

@@ -70,6 +70,45 @@ pub struct Material {
     pub emissive_sampler: TextureSampling,
     /// How base color alpha (factor × texture) hides the surface.
     pub alpha: AlphaMode,
+    /// Share of the dielectric base that transmits light instead of
+    /// scattering it diffusely (`KHR_materials_transmission`), in [0, 1].
+    pub transmission: f32,
+    /// Index of refraction (`KHR_materials_ior`; 1.5 by default): sets the
+    /// dielectric Fresnel reflectance and, for a volume, the bending.
+    pub ior: f32,
+    /// The material bounds a refracting volume (`KHR_materials_volume`
+    /// with a thickness above 0); `None` is thin-walled: light passes
+    /// through without bending.
+    pub volume: Option<Volume>,
+}
+
+/// The medium inside a closed transmissive surface.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Volume {
+    /// Absorption coefficient per unit of distance (Beer–Lambert), from
+    /// `attenuationColor` and `attenuationDistance`: −ln(color) / distance.
+    pub absorption: [f32; 3],
+}
+
+impl Default for Material {
+    /// glTF's default material: white, metallic 1, roughness 1, opaque.
+    fn default() -> Self {
+        Material {
+            base_color: [1.0; 4],
+            emissive: [0.0; 3],
+            metallic: 1.0,
+            roughness: 1.0,
+            specular: 1.0,
+            base_color_texture: None,
+            base_color_sampler: TextureSampling::default(),
+            emissive_texture: None,
+            emissive_sampler: TextureSampling::default(),
+            alpha: AlphaMode::Opaque,
+            transmission: 0.0,
+            ior: 1.5,
+            volume: None,
+        }
+    }
 }
 
 /// glTF's alpha modes, as a path tracer honours them.
@@ -325,6 +364,66 @@ fn unsupported(file: &str, what: impl std::fmt::Display) -> JobError {
     JobError::Unsupported(format!("`{file}`: {what}"))
 }
 
+/// Highest index of refraction a material may have (diamond is 2.42).
+const MAX_IOR: f32 = 5.0;
+
+/// A material's transmission factor, index of refraction and volume
+/// (`KHR_materials_transmission`, `_ior`, `_volume`), checked.
+fn glass(
+    material: &gltf::Material<'_>,
+    name: &str,
+    notes: &mut BTreeSet<String>,
+) -> Result<(f32, f32, Option<Volume>), JobError> {
+    let which = material
+        .index()
+        .map_or("the default material".to_string(), |i| {
+            format!("material {i}")
+        });
+    let ior = material.ior().unwrap_or(1.5);
+    if !(1.0..=MAX_IOR).contains(&ior) {
+        return Err(unsupported(
+            name,
+            format_args!("{which}: KHR_materials_ior ior {ior} is outside 1–{MAX_IOR}"),
+        ));
+    }
+    let Some(t) = material.transmission() else {
+        return Ok((0.0, ior, None));
+    };
+    if t.transmission_texture().is_some() {
+        notes.insert("transmission textures are ignored (the factor is used)".to_string());
+    }
+    let transmission = t.transmission_factor();
+    if !(0.0..=1.0).contains(&transmission) {
+        return Err(invalid(
+            name,
+            format_args!("{which}: transmissionFactor {transmission} must be in 0–1"),
+        ));
+    }
+    let Some(v) = material.volume().filter(|v| v.thickness_factor() > 0.0) else {
+        return Ok((transmission, ior, None));
+    };
+    if ior < 1.001 {
+        notes.insert(
+            "a volume of ior 1 bends no light: it is rendered thin-walled, without absorption"
+                .to_string(),
+        );
+        return Ok((transmission, ior, None));
+    }
+    let (color, distance) = (v.attenuation_color(), v.attenuation_distance());
+    if distance.is_nan() || distance <= 0.0 || !color.iter().all(|c| (0.0..=1.0).contains(c)) {
+        return Err(invalid(
+            name,
+            format_args!(
+                "{which}: KHR_materials_volume attenuationColor {color:?} must be in 0–1 and attenuationDistance {distance} above 0"
+            ),
+        ));
+    }
+    // −ln(0) is infinite: a black attenuation color absorbs all but
+    // what a hair's breadth of the medium lets through.
+    let absorption = color.map(|c| (-(c.max(1e-30)).ln() / distance).min(1e30));
+    Ok((transmission, ior, Some(Volume { absorption })))
+}
+
 /// Loads scene file `name` (`.gltf` or `.glb`), reading referenced files
 /// through `read` relative to its folder, at animation time 0.
 pub fn load(name: &str, read: ReadInput<'_>) -> Result<Scene, JobError> {
@@ -509,7 +608,11 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
                 notes.insert(note.to_string());
             }
         }
+        let (transmission, ior, volume) = glass(&material, name, &mut notes)?;
         materials.push(Material {
+            transmission,
+            ior,
+            volume,
             base_color: pbr.base_color_factor(),
             emissive,
             metallic: pbr.metallic_factor().clamp(0.0, 1.0),
@@ -541,19 +644,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         });
     }
     let default_material = materials.len() as u32;
-    // glTF's default material: white, metallic 1, roughness 1.
-    materials.push(Material {
-        base_color: [1.0; 4],
-        emissive: [0.0; 3],
-        metallic: 1.0,
-        roughness: 1.0,
-        specular: 1.0,
-        base_color_texture: None,
-        base_color_sampler: TextureSampling::default(),
-        emissive_texture: None,
-        emissive_sampler: TextureSampling::default(),
-        alpha: AlphaMode::Opaque,
-    });
+    materials.push(Material::default());
 
     let scene = gltf
         .default_scene()

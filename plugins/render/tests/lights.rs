@@ -23,11 +23,7 @@ fn lambert(albedo: f32, emissive: f32) -> Material {
         metallic: 0.0,
         roughness: 1.0,
         specular: 0.0,
-        base_color_texture: None,
-        base_color_sampler: Default::default(),
-        emissive_texture: None,
-        emissive_sampler: Default::default(),
-        alpha: Default::default(),
+        ..Material::default()
     }
 }
 

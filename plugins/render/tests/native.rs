@@ -337,11 +337,7 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
         metallic,
         roughness,
         specular,
-        base_color_texture: None,
-        base_color_sampler: Default::default(),
-        emissive_texture: None,
-        emissive_sampler: Default::default(),
-        alpha: Default::default(),
+        ..Material::default()
     };
     // Pure Lambert (specular factor 0): every path reflects all it gets,
     // except the rare one sampled around the interpolated normal that
@@ -357,22 +353,30 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
     assert!((mean - 1.0).abs() < 1e-3, "mean {mean}");
     assert!(worst < 0.02, "a pixel is off by {worst}");
 
-    // glTF's default dielectric (Lambert under a GGX coat): never more
-    // than 1, and close to 1 except at the rims, where single-scattering
-    // GGX loses energy.
-    let px = furnace(material(0.0, 1.0, 1.0));
-    let mean = px.iter().flatten().sum::<f32>() / (px.len() * 3) as f32;
-    let most = px.iter().flatten().copied().fold(0.0, f32::max);
-    let center = px[12 * 24 + 12];
-    println!(
-        "coated furnace: mean {mean:.4} (background included), max {most:.4}, center {center:?}"
-    );
-    assert!(most < 1.0 + 1e-4, "energy gained: {most}");
-    assert!(mean > 0.9, "mean {mean}");
-    assert!(
-        center.iter().all(|c| (c - 1.0).abs() < 0.03),
-        "center {center:?}"
-    );
+    // glTF's default dielectric (Lambert under a GGX coat): the Lambert
+    // layer gets what the coat's tabulated albedo leaves, so a white one
+    // reflects everything at every roughness, up to the noise of 256
+    // samples (measured: mean 1.0003, worst pixel 1.05).
+    for roughness in [0.2, 1.0] {
+        let px = furnace(material(0.0, roughness, 1.0));
+        let mean = px.iter().flatten().sum::<f32>() / (px.len() * 3) as f32;
+        let worst = px
+            .iter()
+            .flatten()
+            .map(|c| (c - 1.0).abs())
+            .fold(0.0, f32::max);
+        println!(
+            "coated furnace at roughness {roughness}: mean {mean:.5}, worst pixel off by {worst:.4}"
+        );
+        assert!(
+            (mean - 1.0).abs() < 0.003,
+            "roughness {roughness}: mean {mean}"
+        );
+        assert!(
+            worst < 0.1,
+            "roughness {roughness}: a pixel is off by {worst}"
+        );
+    }
 
     let mirror = material(1.0, 0.0, 1.0);
     let px = furnace(mirror);
@@ -642,23 +646,21 @@ fn node_animations_are_evaluated_at_the_frame_time() {
     );
 }
 
-#[test]
-fn the_cornell_box_converges_to_blender_cycles() {
-    // `cornell.cycles.pfm`: Blender 3.4 Cycles, 4096 spp, the same scene
-    // imported by Blender's glTF importer (`scripts/cycles/render.py`,
-    // Cycles bounces 5 = our 6). Compared on 8×8-block means, which
-    // leaves bias (and a little noise): measured 0.9 % mean, 3.3 % worst
-    // block at 512 spp. One bounce fewer already fails (mean 2.1 %,
-    // worst 6.5 %).
-    let cycles = std::fs::read(fixtures().join("cornell.cycles.pfm")).unwrap();
+/// Our CPU render of fixture `file` at 512 spp against its Cycles
+/// reference `cycles`, compared on 8×8-block means (which leaves bias and
+/// a little noise): (mean, worst) relative difference over the blocks
+/// Cycles shows between 0.02 and 1 (blocks holding an emitter's edge are
+/// dominated by how each renderer's pixel filter cuts it), and how many.
+fn against_cycles(file: &str, cycles: &str, max_bounces: u32) -> (f32, f32, usize) {
+    let cycles = std::fs::read(fixtures().join(cycles)).unwrap();
     let (w, h, cycles) = render::image::decode_pfm(&cycles).unwrap();
     let params = render::Params::from_json(&format!(
-        r#"{{"width": {w}, "height": {h}, "spp": 512, "max_bounces": 6, "seed": 9}}"#
+        r#"{{"width": {w}, "height": {h}, "spp": 512, "max_bounces": {max_bounces}, "seed": 9}}"#
     ))
     .unwrap();
     let dir = fixtures();
     let read = scene::dir_reader(&dir);
-    let prepared = render::prepare(&params, 0, "cornell.gltf", &read).unwrap();
+    let prepared = render::prepare(&params, 0, file, &read).unwrap();
     let ours = render::cpu::render(&prepared.data, &prepared.view);
     let block = |px: &[[f32; 3]], bx: usize, by: usize| {
         let mut sum = 0.0;
@@ -673,8 +675,6 @@ fn the_cornell_box_converges_to_blender_cycles() {
     for by in 0..h as usize / 8 {
         for bx in 0..w as usize / 8 {
             let (a, b) = (block(&ours, bx, by), block(&cycles, bx, by));
-            // Blocks holding the light panel's edge are dominated by
-            // how each renderer's pixel filter cuts it; skip them.
             if b > 0.02 && b < 1.0 {
                 let off = (a / b - 1.0).abs();
                 worst = worst.max(off);
@@ -684,8 +684,36 @@ fn the_cornell_box_converges_to_blender_cycles() {
         }
     }
     let mean = total / count as f32;
-    println!("ours vs Cycles over {count} blocks: mean {mean:.4}, worst {worst:.4}");
+    println!("{file}: ours vs Cycles over {count} blocks: mean {mean:.4}, worst {worst:.4}");
+    (mean, worst, count)
+}
+
+#[test]
+fn the_cornell_box_converges_to_blender_cycles() {
+    // `cornell.cycles.pfm`: Blender 3.4 Cycles, 4096 spp, the same scene
+    // imported by Blender's glTF importer (`scripts/cycles/render.py`,
+    // Cycles bounces 5 = our 6). Measured 0.9 % mean, 3.3 % worst block.
+    // One bounce fewer already fails (mean 2.1 %, worst 6.5 %).
+    let (mean, worst, count) = against_cycles("cornell.gltf", "cornell.cycles.pfm", 6);
     assert!(count > 40, "only {count} blocks compared");
     assert!(mean < 0.013, "mean block difference {mean}");
     assert!(worst < 0.05, "worst block difference {worst}");
+}
+
+#[test]
+fn a_blender_made_scene_with_glass_textures_and_lights_converges_to_cycles() {
+    // `studio.glb`: made and exported by Blender (`scripts/cycles/
+    // build_scene.py`: a checker-textured floor under a texture
+    // transform, glass with absorption, plastic, gold, an emissive panel,
+    // a point light); `studio.cycles.pfm` rendered by Cycles at 4096 spp.
+    // Measured 3.2 % mean, 14 % worst block: the walls are 3 % brighter
+    // here and the floor at grazing angles up to 14 % darker, which is
+    // the rough dielectric's layering (the plugin's diffuse gets what the
+    // coat's albedo leaves; no Blender 3.4 node does that, the mapping
+    // mixes by Fresnel(n·v) and loses energy). Rendering the glass ball
+    // thin-walled (no refraction) fails: mean 9.2 %, worst 93 %.
+    let (mean, worst, count) = against_cycles("studio.glb", "studio.cycles.pfm", 6);
+    assert!(count > 80, "only {count} blocks compared");
+    assert!(mean < 0.045, "mean block difference {mean}");
+    assert!(worst < 0.2, "worst block difference {worst}");
 }

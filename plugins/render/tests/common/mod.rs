@@ -25,7 +25,8 @@ pub fn cornell_variant(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::T
     dir
 }
 
-/// A unit sphere at the origin (48 × 24 segments, normals pointing out),
+/// A unit sphere at the origin (48 × 24 segments, normals and winding
+/// pointing out),
 /// every triangle with `material`.
 pub fn sphere(material: u32) -> Vec<Triangle> {
     let (seg, rings) = (48u32, 24u32);
