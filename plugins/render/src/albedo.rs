@@ -16,7 +16,7 @@ use crate::trace::{sample_ggx, smith_g1};
 pub const SIZE: usize = 32;
 
 /// Stratified samples per side per cell.
-const STRATA: u32 = 32;
+const STRATA: u32 = 16;
 
 /// `A` then `B`, each `SIZE`×`SIZE`, row-major by roughness then μ.
 pub fn tables() -> Vec<f32> {

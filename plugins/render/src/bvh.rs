@@ -5,15 +5,21 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::math::V3;
 
-/// Most triangles in a leaf.
+/// Triangles in a leaf the build aims for.
 pub const MAX_LEAF: usize = 4;
-/// Deepest level of the tree; the traversal stacks (CPU and WGSL) hold
-/// `MAX_DEPTH + 2` entries.
+/// Most triangles in any leaf (where SAH finds no split worth making).
+pub const MAX_LEAF_COUNT: usize = 16;
+/// Deepest level split by SAH; below it nodes are halved, so the tree is
+/// at most about MAX_DEPTH + log2(triangles / MAX_LEAF_COUNT) deep (the
+/// traversals need no stack, so depth costs only time).
 pub const MAX_DEPTH: usize = 40;
 const BINS: usize = 12;
 
-/// A flattened node (32 bytes, as in `render.wgsl`). Interior: `count == 0`
-/// and the children are `a` and `a + 1`. Leaf: triangles `a .. a + count`.
+/// A flattened node (32 bytes, as in `render.wgsl`). Interior: no
+/// triangles, and the children are `a` and `a + 1`. Leaf: triangles
+/// `a .. a + leaf_count()`. Every node also links to the node a traversal
+/// visits once it is done with this one's subtree ([`Node::miss`]), so
+/// rays walk the tree without a stack.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct Node {
@@ -23,8 +29,41 @@ pub struct Node {
     pub a: u32,
     /// Box maximum.
     pub max: [f32; 3],
-    /// Triangles in a leaf, 0 for an interior node.
+    /// Triangles in a leaf (0 for an interior node) in the low
+    /// [`COUNT_BITS`] bits, the miss link above them.
     pub count: u32,
+}
+
+/// Bits of [`Node::count`] that hold the leaf's triangle count.
+pub const COUNT_BITS: u32 = 5;
+const _: () = assert!(MAX_LEAF_COUNT < 1 << COUNT_BITS);
+
+/// The miss link that ends a traversal.
+pub const END: u32 = u32::MAX >> COUNT_BITS;
+
+impl Node {
+    /// Triangles in this leaf (0: an interior node).
+    pub fn leaf_count(&self) -> u32 {
+        self.count & ((1 << COUNT_BITS) - 1)
+    }
+    /// The node to visit after this one's subtree ([`END`] after the last).
+    pub fn miss(&self) -> u32 {
+        self.count >> COUNT_BITS
+    }
+}
+
+/// Sets every node's miss link: a left child's is its sibling, a right
+/// child's (and the root's) its parent's.
+fn link(nodes: &mut [Node]) {
+    let mut work = vec![(0usize, END)];
+    while let Some((i, miss)) = work.pop() {
+        nodes[i].count = nodes[i].leaf_count() | miss << COUNT_BITS;
+        if nodes[i].leaf_count() == 0 {
+            let a = nodes[i].a;
+            work.push((a as usize, a + 1));
+            work.push((a as usize + 1, miss));
+        }
+    }
 }
 
 /// A built hierarchy: nodes (root first) and the triangle order they index.
@@ -98,14 +137,27 @@ pub fn build(tris: &[[V3; 3]]) -> Bvh {
             max: bounds.max.to_array(),
             count: count as u32,
         };
-        let split = if count <= MAX_LEAF || depth >= MAX_DEPTH {
+        let split = if count <= MAX_LEAF {
             None
+        } else if depth >= MAX_DEPTH {
+            // Deep enough for SAH (whose chains of thin splits could make
+            // a build quadratic): halves along the widest axis, down to
+            // leaves that fit a node's count.
+            let d = cbounds.max - cbounds.min;
+            let axis = if d.x >= d.y && d.x >= d.z {
+                0
+            } else if d.y >= d.z {
+                1
+            } else {
+                2
+            };
+            (count > MAX_LEAF_COUNT).then_some((axis, f32::INFINITY))
         } else {
             // No useful SAH split but too many triangles for a leaf (e.g.
             // all centers equal): an infinite position sends everything
             // left, which the median fallback below turns into halves.
             best_split(items, &boxes, &centers, &cbounds, &bounds)
-                .or((count > 4 * MAX_LEAF).then_some((0, f32::INFINITY)))
+                .or((count > MAX_LEAF_COUNT).then_some((0, f32::INFINITY)))
         };
         let Some((axis, pos)) = split else {
             nodes[ni] = leaf;
@@ -135,6 +187,7 @@ pub fn build(tris: &[[V3; 3]]) -> Bvh {
         work.push((left + 1, first + mid, count - mid, depth + 1));
         work.push((left, first, mid, depth + 1));
     }
+    link(&mut nodes);
     Bvh { nodes, order }
 }
 
@@ -233,9 +286,9 @@ mod tests {
         let mut stack = vec![(0usize, 0usize)];
         while let Some((ni, depth)) = stack.pop() {
             let n = bvh.nodes[ni];
-            assert!(depth <= MAX_DEPTH);
-            if n.count > 0 {
-                for &t in &bvh.order[n.a as usize..(n.a + n.count) as usize] {
+            assert!(depth <= MAX_DEPTH + 8);
+            if n.leaf_count() > 0 {
+                for &t in &bvh.order[n.a as usize..(n.a + n.leaf_count()) as usize] {
                     seen[t as usize] += 1;
                     for p in tris[t as usize] {
                         assert!(p.x >= n.min[0] && p.y >= n.min[1] && p.z >= n.min[2]);
@@ -292,5 +345,73 @@ mod tests {
         let bvh = build(&vec![t; 1000]);
         assert_eq!(bvh.order.len(), 1000);
         assert!(bvh.nodes.len() < 1000);
+        assert!(
+            bvh.nodes
+                .iter()
+                .all(|n| n.leaf_count() as usize <= MAX_LEAF_COUNT)
+        );
+    }
+
+    /// Depth of the deepest leaf, checking on the way that following the
+    /// links with every box hit visits each node once, in order, and ends.
+    fn walk(bvh: &Bvh) -> usize {
+        let mut visited = vec![false; bvh.nodes.len()];
+        let mut i = 0u32;
+        while i != END {
+            assert!(!visited[i as usize], "node {i} visited twice");
+            visited[i as usize] = true;
+            let n = bvh.nodes[i as usize];
+            i = if n.leaf_count() == 0 { n.a } else { n.miss() };
+        }
+        assert!(visited.iter().all(|&v| v), "a node is never visited");
+        let mut deepest = 0;
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((ni, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            let n = bvh.nodes[ni];
+            if n.leaf_count() == 0 {
+                stack.push((n.a as usize, depth + 1));
+                stack.push((n.a as usize + 1, depth + 1));
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn miss_links_walk_every_node_once() {
+        assert_eq!(
+            walk(&build(&random_tris(500))),
+            walk(&build(&random_tris(500)))
+        );
+        assert_eq!(walk(&build(&random_tris(1))), 0);
+    }
+
+    #[test]
+    fn a_scene_built_to_make_sah_chain_stays_shallow_with_small_leaves() {
+        // Sizes growing geometrically along x: binned SAH peels the
+        // biggest off again and again. Below MAX_DEPTH the build halves.
+        let tris: Vec<[V3; 3]> = (0..20_000)
+            .map(|i| {
+                let x = 1.001f32.powi(i);
+                let s = x * 1e-3;
+                [v3(x, 0.0, 0.0), v3(x + s, s, 0.0), v3(x, s, s)]
+            })
+            .collect();
+        let bvh = build(&tris);
+        let depth = walk(&bvh);
+        assert!(depth <= MAX_DEPTH + 16, "depth {depth}");
+        assert!(
+            bvh.nodes
+                .iter()
+                .all(|n| n.leaf_count() as usize <= MAX_LEAF_COUNT)
+        );
+        let ordered: Vec<[V3; 3]> = bvh.order.iter().map(|&i| tris[i as usize]).collect();
+        for i in 0..200 {
+            let x = 1.001f32.powi(i * 97) + 1e-4;
+            let ray = Ray::new(v3(x, 1e-4, -5.0), v3(0.0, 0.0, 1.0));
+            let a = intersect_bvh(&bvh.nodes, &ordered, &ray, |_, _, _| true);
+            let b = intersect_brute(&ordered, &ray);
+            assert_eq!(a.map(|h| h.t), b.map(|h| h.t), "ray {i}");
+        }
     }
 }

@@ -187,12 +187,18 @@ mod tests {
     }
 
     #[test]
-    fn the_kernels_table_offsets_are_the_cpu_tracers() {
+    fn the_kernels_constants_are_the_cpu_tracers() {
         use crate::layout::{TABLE_ALBEDO_A, TABLE_ALBEDO_B};
         for line in [
             format!("const ALBEDO_SIZE: u32 = {}u;", crate::albedo::SIZE),
             format!("const TABLE_ALBEDO_A: u32 = {TABLE_ALBEDO_A}u;"),
             format!("const TABLE_ALBEDO_B: u32 = {TABLE_ALBEDO_B}u;"),
+            format!("const COUNT_BITS: u32 = {}u;", crate::bvh::COUNT_BITS),
+            format!(
+                "const COUNT_MASK: u32 = {}u;",
+                (1u32 << crate::bvh::COUNT_BITS) - 1
+            ),
+            format!("const END: u32 = {:#x}u;", crate::bvh::END),
         ] {
             assert!(super::KERNEL.contains(&line), "render.wgsl lacks `{line}`");
         }

@@ -37,7 +37,9 @@ const PI: f32 = 3.14159265358979;
 const MIN_DIR: f32 = 1e-12;
 const NO_TEXTURE: u32 = 0xffffffffu;
 const SAMPLER_BILINEAR: u32 = 16u;
-const STACK: u32 = 42u; // bvh::MAX_DEPTH + 2
+const COUNT_BITS: u32 = 5u; // bvh::COUNT_BITS
+const COUNT_MASK: u32 = 31u;
+const END: u32 = 0x7ffffffu; // bvh::END
 const DIMS_PER_BOUNCE: u32 = 9u;
 const ROULETTE_AFTER: u32 = 3u;
 const SINGULAR_ALPHA2: f32 = 1.5e-6;
@@ -107,40 +109,25 @@ fn hit_triangle(tri: Tri, r: Ray, t_max: f32) -> vec3<f32> {
     return miss;
 }
 
+// Stackless BVH walk (bvh.rs, trace.rs): a box the ray enters leads to
+// the first child or, for a leaf, its triangles; a miss or a finished leaf
+// to the node's miss link (count >> COUNT_BITS).
 fn intersect(r: Ray, seed: u32) -> Hit {
     var best = Hit(3.4e38, 0.0, 0.0, 0u, false);
-    var stack: array<u32, STACK>;
-    var sp = 1u;
-    stack[0] = 0u;
-    while sp > 0u {
-        sp -= 1u;
-        let node = nodes[stack[sp]];
-        if hit_box(node, r, best.t) < 0.0 { continue; }
-        if node.count > 0u {
-            for (var i = node.a; i < node.a + node.count; i++) {
-                let h = hit_triangle(tris[i], r, best.t);
-                if h.x > 0.0 && surface_present(i, h.y, h.z, seed) {
-                    best = Hit(h.x, h.y, h.z, i, true);
-                }
+    var i = 0u;
+    while i != END {
+        let node = nodes[i];
+        let miss = node.count >> COUNT_BITS;
+        if hit_box(node, r, best.t) < 0.0 { i = miss; continue; }
+        let count = node.count & COUNT_MASK;
+        if count == 0u { i = node.a; continue; }
+        for (var k = node.a; k < node.a + count; k++) {
+            let h = hit_triangle(tris[k], r, best.t);
+            if h.x > 0.0 && surface_present(k, h.y, h.z, seed) {
+                best = Hit(h.x, h.y, h.z, k, true);
             }
-        } else {
-            let l = node.a;
-            let rr = node.a + 1u;
-            var tl = hit_box(nodes[l], r, best.t);
-            var tr = hit_box(nodes[rr], r, best.t);
-            let inf = 3.4e38;
-            let kl = select(inf, tl, tl >= 0.0);
-            let kr = select(inf, tr, tr >= 0.0);
-            var near = l;
-            var far = rr;
-            var tn = tl;
-            var tf = tr;
-            if kr < kl {
-                near = rr; far = l; tn = tr; tf = tl;
-            }
-            if tf >= 0.0 && sp < STACK { stack[sp] = far; sp += 1u; }
-            if tn >= 0.0 && sp < STACK { stack[sp] = near; sp += 1u; }
         }
+        i = miss;
     }
     return best;
 }
@@ -179,23 +166,18 @@ fn surface_present(i: u32, u: f32, v: f32, seed: u32) -> bool {
 }
 
 fn occluded(r: Ray, t_max: f32, seed: u32) -> bool {
-    var stack: array<u32, STACK>;
-    var sp = 1u;
-    stack[0] = 0u;
-    while sp > 0u {
-        sp -= 1u;
-        let node = nodes[stack[sp]];
-        if hit_box(node, r, t_max) < 0.0 { continue; }
-        if node.count > 0u {
-            for (var i = node.a; i < node.a + node.count; i++) {
-                let h = hit_triangle(tris[i], r, t_max);
-                if h.x > 0.0 && surface_present(i, h.y, h.z, seed) { return true; }
-            }
-        } else if sp + 2u <= STACK {
-            stack[sp] = node.a;
-            stack[sp + 1u] = node.a + 1u;
-            sp += 2u;
+    var i = 0u;
+    while i != END {
+        let node = nodes[i];
+        let miss = node.count >> COUNT_BITS;
+        if hit_box(node, r, t_max) < 0.0 { i = miss; continue; }
+        let count = node.count & COUNT_MASK;
+        if count == 0u { i = node.a; continue; }
+        for (var k = node.a; k < node.a + count; k++) {
+            let h = hit_triangle(tris[k], r, t_max);
+            if h.x > 0.0 && surface_present(k, h.y, h.z, seed) { return true; }
         }
+        i = miss;
     }
     return false;
 }

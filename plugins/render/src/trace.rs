@@ -24,7 +24,7 @@
 //! when a sampled direction goes below the surface.
 
 use crate::albedo;
-use crate::bvh::{MAX_DEPTH, Node};
+use crate::bvh::{END, Node};
 use crate::layout::{
     FrameParams, GpuMaterial, GpuTri, LIGHT_DIRECTIONAL, LIGHT_SPOT, LIGHT_TRIANGLE, NO_TEXTURE,
     SAMPLER_BILINEAR, SceneData,
@@ -130,9 +130,12 @@ fn hit_box(n: &Node, ray: &Ray, t_max: f32) -> Option<f32> {
     (enter <= exit && enter < t_max).then_some(enter)
 }
 
-/// Closest hit through the BVH (the same traversal order as the kernel),
+/// Closest hit through the BVH (the same traversal as the kernel),
 /// skipping candidates where `present(triangle, u, v)` says the surface is
-/// not there (alpha).
+/// not there (alpha). Stackless: a node whose box the ray enters leads to
+/// its first child (a leaf's triangles are tested), one it misses (and a
+/// finished leaf) to its miss link; SIMD lanes on a CPU adapter keep no
+/// per-ray stack in memory.
 pub fn intersect_bvh<T: Corners>(
     nodes: &[Node],
     tris: &[T],
@@ -141,42 +144,27 @@ pub fn intersect_bvh<T: Corners>(
 ) -> Option<Hit> {
     let mut best: Option<Hit> = None;
     let mut t_max = f32::INFINITY;
-    let mut stack = [0u32; MAX_DEPTH + 2];
-    let mut sp = 1;
-    while sp > 0 {
-        sp -= 1;
-        let node = &nodes[stack[sp] as usize];
+    let mut i = 0u32;
+    while i != END {
+        let node = &nodes[i as usize];
         if hit_box(node, ray, t_max).is_none() {
+            i = node.miss();
             continue;
         }
-        if node.count > 0 {
-            for i in node.a..node.a + node.count {
-                if let Some((t, u, v)) = hit_triangle(tris[i as usize].corners(), ray, t_max)
-                    && present(i, u, v)
-                {
-                    t_max = t;
-                    best = Some(Hit { t, u, v, tri: i });
-                }
-            }
-        } else {
-            let (l, r) = (node.a, node.a + 1);
-            let tl = hit_box(&nodes[l as usize], ray, t_max);
-            let tr = hit_box(&nodes[r as usize], ray, t_max);
-            // Push the far child first so the near one is visited first.
-            let (near, far, tn, tf) = if tr.unwrap_or(f32::INFINITY) < tl.unwrap_or(f32::INFINITY) {
-                (r, l, tr, tl)
-            } else {
-                (l, r, tl, tr)
-            };
-            if tf.is_some() {
-                stack[sp] = far;
-                sp += 1;
-            }
-            if tn.is_some() {
-                stack[sp] = near;
-                sp += 1;
+        let count = node.leaf_count();
+        if count == 0 {
+            i = node.a;
+            continue;
+        }
+        for k in node.a..node.a + count {
+            if let Some((t, u, v)) = hit_triangle(tris[k as usize].corners(), ray, t_max)
+                && present(k, u, v)
+            {
+                t_max = t;
+                best = Some(Hit { t, u, v, tri: k });
             }
         }
+        i = node.miss();
     }
     best
 }
@@ -351,7 +339,7 @@ pub fn surface_present(scene: &SceneData, i: u32, u: f32, v: f32, seed: u32) -> 
 }
 
 /// Whether anything present blocks the ray before `t_max` (any hit, no
-/// ordering).
+/// ordering; the same walk as [`intersect_bvh`]).
 pub fn occluded<T: Corners>(
     nodes: &[Node],
     tris: &[T],
@@ -359,27 +347,26 @@ pub fn occluded<T: Corners>(
     t_max: f32,
     present: impl Fn(u32, f32, f32) -> bool,
 ) -> bool {
-    let mut stack = [0u32; MAX_DEPTH + 2];
-    let mut sp = 1;
-    while sp > 0 {
-        sp -= 1;
-        let node = &nodes[stack[sp] as usize];
+    let mut i = 0u32;
+    while i != END {
+        let node = &nodes[i as usize];
         if hit_box(node, ray, t_max).is_none() {
+            i = node.miss();
             continue;
         }
-        if node.count > 0 {
-            for i in node.a..node.a + node.count {
-                if let Some((_, u, v)) = hit_triangle(tris[i as usize].corners(), ray, t_max)
-                    && present(i, u, v)
-                {
-                    return true;
-                }
-            }
-        } else if sp + 2 <= stack.len() {
-            stack[sp] = node.a;
-            stack[sp + 1] = node.a + 1;
-            sp += 2;
+        let count = node.leaf_count();
+        if count == 0 {
+            i = node.a;
+            continue;
         }
+        for k in node.a..node.a + count {
+            if let Some((_, u, v)) = hit_triangle(tris[k as usize].corners(), ray, t_max)
+                && present(k, u, v)
+            {
+                return true;
+            }
+        }
+        i = node.miss();
     }
     false
 }
