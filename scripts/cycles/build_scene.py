@@ -4,14 +4,18 @@ own glTF exporter, as a creator would make a scene:
     blender -b --factory-startup -noaudio --python scripts/cycles/build_scene.py -- OUT.glb
 
 The scene (Blender Z-up, exported Y-up): a checker-textured floor (an
-image texture under a Mapping node, exported as `KHR_texture_transform`)
-and a white back wall; a clear glass ball with a faint blue tint
-(Principled transmission 1, IOR 1.5, a `glTF Material Output` thickness
-and a Volume Absorption node, exported as `KHR_materials_transmission`,
-`_volume`); a red plastic cube, a gold ball (metallic); an emissive
-ceiling panel (Blender's area lights are not exported, an emissive mesh
-is how glTF carries one; `KHR_materials_emissive_strength`); a point
-light (`KHR_lights_punctual`); a camera at 3:2.
+image texture under a Mapping node, exported as `KHR_texture_transform`);
+a back wall with ridges from a normal map (a Normal Map node, exported as
+`normalTexture`; no tangents are exported, the plugin derives them from
+the texture coordinates) and a vertex-color gradient (`COLOR_0`); a clear
+glass ball with a faint blue tint (Principled transmission 1, IOR 1.5, a
+`glTF Material Output` thickness and a Volume Absorption node, exported
+as `KHR_materials_transmission`, `_volume`); a red plastic cube striped
+glossy and rough by a roughness image (exported as
+`metallicRoughnessTexture`); a gold ball (metallic); an emissive ceiling
+panel (Blender's area lights are not exported, an emissive mesh is how
+glTF carries one; `KHR_materials_emissive_strength`); a point light
+(`KHR_lights_punctual`); a camera at 3:2.
 
 `scripts/cycles/render.py` renders the exported file with Cycles for the
 reference image; `plugins/render/tests/native.rs` compares the plugin
@@ -64,6 +68,43 @@ def checker_image(path):
     return image
 
 
+def ridges_image(path):
+    """A tangent-space normal map of vertical ridges, six per tile, whose
+    normals swing up to 27° toward ±x, as glTF stores normals (+y up)."""
+    size = 64
+    image = bpy.data.images.new("ridges", size, size, alpha=False)
+    image.colorspace_settings.name = "Non-Color"
+    pixels = []
+    for y in range(size):
+        for x in range(size):
+            u = (x + 0.5) / size
+            slope = 0.5 * math.cos(2 * math.pi * 6 * u)
+            length = math.sqrt(slope * slope + 1.0)
+            pixels += [0.5 - 0.5 * slope / length, 0.5, 0.5 + 0.5 / length, 1.0]
+    image.pixels = pixels
+    image.filepath_raw = path
+    image.file_format = "PNG"
+    image.save()
+    return image
+
+
+def stripes_image(path):
+    """Roughness for the G channel glTF reads it from: bands of 0.15 and 0.8."""
+    size = 32
+    image = bpy.data.images.new("stripes", size, size, alpha=False)
+    image.colorspace_settings.name = "Non-Color"
+    pixels = []
+    for y in range(size):
+        for x in range(size):
+            r = 0.15 if (y * 4 // size) % 2 == 0 else 0.8
+            pixels += [r, r, r, 1.0]
+    image.pixels = pixels
+    image.filepath_raw = path
+    image.file_format = "PNG"
+    image.save()
+    return image
+
+
 def add(obj_op, material, **kw):
     obj_op(**kw)
     obj = bpy.context.active_object
@@ -92,9 +133,24 @@ def main():
     links.new(tex.outputs["Color"], p.inputs["Base Color"])
     add(bpy.ops.mesh.primitive_plane_add, floor, size=6.0, location=(0, 0.5, 0))
 
-    wall, _ = principled("wall", (0.7, 0.7, 0.7), roughness=1.0)
+    # Back wall: ridges from a normal map, and its color from a
+    # vertex-color gradient, warm gray (left) to cool gray (right).
+    wall, p = principled("wall", (1.0, 1.0, 1.0), roughness=1.0)
+    nodes, links = wall.node_tree.nodes, wall.node_tree.links
+    bump = nodes.new("ShaderNodeTexImage")
+    bump.image = ridges_image(bpy.app.tempdir + "ridges.png")
+    bump.interpolation = "Linear"
+    normal_map = nodes.new("ShaderNodeNormalMap")
+    links.new(bump.outputs["Color"], normal_map.inputs["Color"])
+    links.new(normal_map.outputs["Normal"], p.inputs["Normal"])
+    tint = nodes.new("ShaderNodeVertexColor")
+    tint.layer_name = "Col"
+    links.new(tint.outputs["Color"], p.inputs["Base Color"])
     back = add(bpy.ops.mesh.primitive_plane_add, wall, size=6.0, location=(0, 2.0, 3.0))
     back.rotation_euler = (math.radians(90), 0, 0)
+    colors = back.data.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
+    for i, v in enumerate(back.data.vertices):
+        colors.data[i].color = (0.8, 0.65, 0.5, 1.0) if v.co.x < 0 else (0.5, 0.65, 0.8, 1.0)
 
     glass, p = principled("glass", (1, 1, 1), roughness=0.0)
     p.inputs["Transmission"].default_value = 1.0
@@ -112,7 +168,13 @@ def main():
         segments=48, ring_count=24)
     bpy.ops.object.shade_smooth()
 
-    plastic, _ = principled("plastic", (0.7, 0.08, 0.05), roughness=0.3)
+    plastic, p = principled("plastic", (0.7, 0.08, 0.05), roughness=0.3)
+    stripes = plastic.node_tree.nodes.new("ShaderNodeTexImage")
+    stripes.image = stripes_image(bpy.app.tempdir + "stripes.png")
+    stripes.interpolation = "Closest"
+    split = plastic.node_tree.nodes.new("ShaderNodeSeparateColor")
+    plastic.node_tree.links.new(stripes.outputs["Color"], split.inputs["Color"])
+    plastic.node_tree.links.new(split.outputs["Green"], p.inputs["Roughness"])
     cube = add(bpy.ops.mesh.primitive_cube_add, plastic, size=0.8, location=(0.85, 0.5, 0.4))
     cube.rotation_euler = (0, 0, math.radians(30))
 

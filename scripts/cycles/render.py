@@ -127,6 +127,7 @@ def as_gltf_brdf(material, ext):
     metal, metal_link = input_of(principled, "Metallic")
     rough, rough_link = input_of(principled, "Roughness")
     emit, emit_link = input_of(principled, "Emission")
+    _, normal_link = input_of(principled, "Normal")
     strength, _ = input_of(principled, "Emission Strength")
     n = tree.nodes.new
     diffuse = n("ShaderNodeBsdfDiffuse")
@@ -174,6 +175,10 @@ def as_gltf_brdf(material, ext):
     metal_bsdf.distribution = "GGX"
     feed(tree, metal_bsdf.inputs["Color"], base.default_value, base_link)
     feed(tree, metal_bsdf.inputs["Roughness"], rough.default_value, rough_link)
+    if normal_link is not None:
+        # A normal map bends every lobe alike.
+        for bsdf in [diffuse, coat, metal_bsdf] + ([refraction] if ext["transmission"] > 0.0 else []):
+            tree.links.new(normal_link, bsdf.inputs["Normal"])
     surface = n("ShaderNodeMixShader")
     feed(tree, surface.inputs["Fac"], metal.default_value, metal_link)
     tree.links.new(dielectric.outputs["Shader"], surface.inputs[1])

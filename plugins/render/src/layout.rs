@@ -11,10 +11,11 @@ use crate::scene::{AlphaMode, Camera, LightKind, Scene};
 /// Marks "no texture" in [`GpuMaterial::params`].
 pub const NO_TEXTURE: u32 = u32::MAX;
 
-/// A triangle (112 bytes): corners in `p*.xyz` (`p0.w` holds the material
-/// index bits, `p1.w` is 1 where the material's alpha can hide it), normals in `n*.xyz` with u in `n*.w`, v in `uv_v.xyz`,
-/// and in `uv_v.w` the probability that light sampling picks it (0 for a
-/// triangle that emits nothing).
+/// A triangle (144 bytes): corners in `p*.xyz` (`p0.w` holds the material
+/// index bits, `p1.w` is 1 where the material's alpha can hide it),
+/// normals in `n*.xyz` with u in `n*.w`, v in `uv_v.xyz`, in `uv_v.w` the
+/// probability that light sampling picks it (0 for a triangle that emits
+/// nothing), its tangent, and its corners' vertex colors.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct GpuTri {
@@ -32,6 +33,59 @@ pub struct GpuTri {
     pub n2: [f32; 4],
     /// v0, v1, v2, light pick probability.
     pub uv_v: [f32; 4],
+    /// Unit tangent (along increasing u) in xyz, bitangent sign in w.
+    pub tangent: [f32; 4],
+    /// Vertex colors of corners 0–2 as bits of [`pack_color`]; w = 1
+    /// where any is not white.
+    pub color: [f32; 4],
+}
+
+/// Linear RGB in [0, 1] as 10 bits per channel (red lowest).
+pub fn pack_color(c: [f32; 3]) -> u32 {
+    let q = |x: f32| (x.clamp(0.0, 1.0) * 1023.0).round() as u32;
+    q(c[0]) | q(c[1]) << 10 | q(c[2]) << 20
+}
+
+/// The color [`pack_color`] packed.
+pub fn unpack_color(bits: u32) -> [f32; 3] {
+    [0, 10, 20].map(|s| ((bits >> s) & 1023) as f32 * (1.0 / 1023.0))
+}
+
+/// A unit tangent and bitangent sign for `t`: its own, or the direction
+/// of increasing u from its texture coordinates (with the sign that makes
+/// the bitangent point up the image, −v), or any perpendicular of the face.
+fn tangent_of(t: &crate::scene::Triangle) -> [f32; 4] {
+    let given = V3::from_array([t.tangent[0], t.tangent[1], t.tangent[2]]);
+    if given.length() > 0.5 {
+        return t.tangent;
+    }
+    let (e1, e2) = (t.p[1] - t.p[0], t.p[2] - t.p[0]);
+    let face = e1.cross(e2).normalize();
+    let (du1, dv1) = (t.uv[1][0] - t.uv[0][0], t.uv[1][1] - t.uv[0][1]);
+    let (du2, dv2) = (t.uv[2][0] - t.uv[0][0], t.uv[2][1] - t.uv[0][1]);
+    let det = du1 * dv2 - du2 * dv1;
+    if det.abs() > 1e-12 && det.is_finite() {
+        let r = 1.0 / det;
+        let dpdu = (e1 * dv2 - e2 * dv1) * r;
+        let dpdv = (e2 * du1 - e1 * du2) * r;
+        let tangent = dpdu - face * face.dot(dpdu);
+        if tangent.length() > 1e-20 && tangent.length().is_finite() {
+            let tangent = tangent.normalize();
+            let w = if face.cross(tangent).dot(-dpdv) < 0.0 {
+                -1.0
+            } else {
+                1.0
+            };
+            return [tangent.x, tangent.y, tangent.z, w];
+        }
+    }
+    let any = if face.x.abs() < 0.9 {
+        crate::math::v3(1.0, 0.0, 0.0)
+    } else {
+        crate::math::v3(0.0, 1.0, 0.0)
+    };
+    let tangent = (any - face * face.dot(any)).normalize();
+    [tangent.x, tangent.y, tangent.z, 1.0]
 }
 
 impl GpuTri {
@@ -81,7 +135,7 @@ pub struct GpuLight {
 /// 1 clamp, 2 mirror) in bits 0–1, along v in bits 2–3, bilinear in bit 4.
 pub const SAMPLER_BILINEAR: u32 = 1 << 4;
 
-/// A material (144 bytes).
+/// A material (208 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct GpuMaterial {
@@ -105,8 +159,19 @@ pub struct GpuMaterial {
     /// F0 = ((ior − 1) / (ior + 1))², ior, and 1 for a refracting volume
     /// (0 thin-walled).
     pub glass: [f32; 4],
-    /// The volume's absorption coefficients in xyz.
+    /// The volume's absorption coefficients in xyz; w = the normal map's
+    /// scale.
     pub absorption: [f32; 4],
+    /// The metallic-roughness texture's transform matrix, as `uv_matrix`.
+    pub mr_uv_matrix: [f32; 4],
+    /// Its offset in xy, sampler bits in z, texture index bits in w
+    /// ([`NO_TEXTURE`]).
+    pub mr_uv_offset: [f32; 4],
+    /// The normal map's transform matrix, as `uv_matrix`.
+    pub normal_uv_matrix: [f32; 4],
+    /// Its offset in xy, sampler bits in z, texture index bits in w
+    /// ([`NO_TEXTURE`]).
+    pub normal_uv_offset: [f32; 4],
 }
 
 /// Per-pass parameters (a uniform buffer, 144 bytes).
@@ -394,6 +459,13 @@ impl SceneData {
                     n1: n(1),
                     n2: n(2),
                     uv_v: [t.uv[0][1], t.uv[1][1], t.uv[2][1], 0.0],
+                    tangent: tangent_of(t),
+                    color: [
+                        f32::from_bits(pack_color(t.color[0])),
+                        f32::from_bits(pack_color(t.color[1])),
+                        f32::from_bits(pack_color(t.color[2])),
+                        f32::from(u8::from(t.color.iter().flatten().any(|&c| c < 1.0))),
+                    ],
                 }
             })
             .collect::<Vec<_>>();
@@ -417,6 +489,14 @@ impl SceneData {
                         | if t.bilinear { SAMPLER_BILINEAR } else { 0 }
                 };
                 let (t, e) = (&m.base_color_sampler, &m.emissive_sampler);
+                let slot = |s: &crate::scene::TextureSampling, tex: Option<u32>| {
+                    [
+                        s.offset[0],
+                        s.offset[1],
+                        f32::from_bits(bits(s)),
+                        f32::from_bits(tex.unwrap_or(NO_TEXTURE)),
+                    ]
+                };
                 GpuMaterial {
                     base_color: m.base_color,
                     emissive: [
@@ -450,9 +530,18 @@ impl SceneData {
                         m.ior,
                         f32::from(u8::from(m.volume.is_some())),
                     ],
-                    absorption: m.volume.map_or([0.0; 4], |v| {
-                        [v.absorption[0], v.absorption[1], v.absorption[2], 0.0]
+                    absorption: m.volume.map_or([0.0, 0.0, 0.0, m.normal_scale], |v| {
+                        [
+                            v.absorption[0],
+                            v.absorption[1],
+                            v.absorption[2],
+                            m.normal_scale,
+                        ]
                     }),
+                    mr_uv_matrix: m.metallic_roughness_sampler.matrix,
+                    mr_uv_offset: slot(&m.metallic_roughness_sampler, m.metallic_roughness_texture),
+                    normal_uv_matrix: m.normal_sampler.matrix,
+                    normal_uv_offset: slot(&m.normal_sampler, m.normal_texture),
                 }
             })
             .collect();

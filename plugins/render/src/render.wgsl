@@ -14,12 +14,16 @@ struct Params {
     env: vec4<f32>,
 }
 
-struct Tri { p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>, n2: vec4<f32>, uv_v: vec4<f32> }
+struct Tri {
+    p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>, n2: vec4<f32>, uv_v: vec4<f32>,
+    tangent: vec4<f32>, color: vec4<f32>,
+}
 struct Node { bmin: vec3<f32>, a: u32, bmax: vec3<f32>, count: u32 }
 struct Material {
     base_color: vec4<f32>, emissive: vec4<f32>, params: vec4<f32>,
     uv_matrix: vec4<f32>, uv_offset: vec4<f32>, emit_uv_matrix: vec4<f32>, emit_uv_offset: vec4<f32>,
     glass: vec4<f32>, absorption: vec4<f32>,
+    mr_uv_matrix: vec4<f32>, mr_uv_offset: vec4<f32>, normal_uv_matrix: vec4<f32>, normal_uv_offset: vec4<f32>,
 }
 struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table: vec4<f32> }
 
@@ -141,7 +145,7 @@ fn emitted(mat: Material, uv: vec2<f32>) -> vec3<f32> {
     let e = mat.emissive.xyz;
     let tex = bitcast<u32>(mat.emissive.w);
     if tex == NO_TEXTURE || !(max(max(e.x, e.y), e.z) > 0.0) { return e; }
-    return e * texel(tex, mat.emit_uv_matrix, mat.emit_uv_offset, uv.x, uv.y);
+    return e * texel(tex, mat.emit_uv_matrix, mat.emit_uv_offset, uv.x, uv.y, true);
 }
 
 fn texel_alpha(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> f32 {
@@ -231,20 +235,24 @@ fn nearest(tm: vec4<u32>, p: vec2<f32>, bits: u32) -> u32 {
     return texels[tm.x + yi * tm.y + xi];
 }
 
-fn decode(t: u32) -> vec3<f32> {
-    return vec3<f32>(tables[t & 255u], tables[(t >> 8u) & 255u], tables[(t >> 16u) & 255u]);
+// A packed texel, sRGB-decoded (color) or as bytes / 255 (data).
+fn decode(t: u32, srgb: bool) -> vec3<f32> {
+    if srgb {
+        return vec3<f32>(tables[t & 255u], tables[(t >> 8u) & 255u], tables[(t >> 16u) & 255u]);
+    }
+    return unpack4x8unorm(t).xyz;
 }
 
-fn fetch(tm: vec4<u32>, x: u32, y: u32) -> vec3<f32> {
-    return decode(texels[tm.x + y * tm.y + x]);
+fn fetch(tm: vec4<u32>, x: u32, y: u32, srgb: bool) -> vec3<f32> {
+    return decode(texels[tm.x + y * tm.y + x], srgb);
 }
 
-fn texel(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> vec3<f32> {
+fn texel(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32, srgb: bool) -> vec3<f32> {
     let tm = tex_meta[tex];
     let p = texel_point(tm, m, o, u, v);
     let bits = bitcast<u32>(o.z);
     if (bits & SAMPLER_BILINEAR) == 0u {
-        return decode(nearest(tm, p, bits));
+        return decode(nearest(tm, p, bits), srgb);
     }
     let wu = bits & 3u;
     let wv = (bits >> 2u) & 3u;
@@ -258,8 +266,8 @@ fn texel(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32) -> vec3<f32> {
     let xb = wrap(i32(x0) + 1, tm.y, wu);
     let ya = wrap(i32(y0), tm.z, wv);
     let yb = wrap(i32(y0) + 1, tm.z, wv);
-    let top = fetch(tm, xa, ya) * (1.0 - fx) + fetch(tm, xb, ya) * fx;
-    let bottom = fetch(tm, xa, yb) * (1.0 - fx) + fetch(tm, xb, yb) * fx;
+    let top = fetch(tm, xa, ya, srgb) * (1.0 - fx) + fetch(tm, xb, ya, srgb) * fx;
+    let bottom = fetch(tm, xa, yb, srgb) * (1.0 - fx) + fetch(tm, xb, yb, srgb) * fx;
     return top * (1.0 - fy) + bottom * fy;
 }
 
@@ -381,6 +389,48 @@ fn albedo(offset: u32, mu: f32, roughness: f32) -> f32 {
     return top * (1.0 - fy) + bottom * fy;
 }
 
+struct Look { base: vec3<f32>, metallic: f32, roughness: f32 }
+
+fn unpack_color(bits: u32) -> vec3<f32> {
+    return vec3<f32>(f32(bits & 1023u), f32((bits >> 10u) & 1023u), f32((bits >> 20u) & 1023u)) * (1.0 / 1023.0);
+}
+
+fn look_at(tri: Tri, mat: Material, b1: f32, b2: f32, uv: vec2<f32>) -> Look {
+    var base = mat.base_color.xyz;
+    let tex = bitcast<u32>(mat.params.z);
+    if tex != NO_TEXTURE {
+        base = base * texel(tex, mat.uv_matrix, mat.uv_offset, uv.x, uv.y, true);
+    }
+    if tri.color.w > 0.0 {
+        let c0 = unpack_color(bitcast<u32>(tri.color.x));
+        let c1 = unpack_color(bitcast<u32>(tri.color.y));
+        let c2 = unpack_color(bitcast<u32>(tri.color.z));
+        base = base * (c0 * (1.0 - b1 - b2) + c1 * b1 + c2 * b2);
+    }
+    var metallic = mat.params.x;
+    var roughness = mat.params.y;
+    let mr = bitcast<u32>(mat.mr_uv_offset.w);
+    if mr != NO_TEXTURE {
+        let t = texel(mr, mat.mr_uv_matrix, mat.mr_uv_offset, uv.x, uv.y, false);
+        roughness *= t.y;
+        metallic *= t.z;
+    }
+    return Look(base, metallic, roughness);
+}
+
+fn mapped_normal(tri: Tri, mat: Material, n: vec3<f32>, uv: vec2<f32>) -> vec3<f32> {
+    let tex = bitcast<u32>(mat.normal_uv_offset.w);
+    if tex == NO_TEXTURE { return n; }
+    let c = texel(tex, mat.normal_uv_matrix, mat.normal_uv_offset, uv.x, uv.y, false);
+    let scale = mat.absorption.w;
+    let local = vec3<f32>((2.0 * c.x - 1.0) * scale, (2.0 * c.y - 1.0) * scale, 2.0 * c.z - 1.0);
+    let t = normalize(tri.tangent.xyz - n * dot(n, tri.tangent.xyz));
+    let b = cross(n, t) * tri.tangent.w;
+    let bent = normalize(t * local.x + b * local.y + n * local.z);
+    if all(abs(bent) <= vec3<f32>(2.0)) { return bent; }
+    return n;
+}
+
 fn interface_eta(mat: Material, entering: bool) -> f32 {
     let ior = mat.glass.z;
     if !(mat.glass.w > 0.0) { return 0.0; }
@@ -388,9 +438,10 @@ fn interface_eta(mat: Material, entering: bool) -> f32 {
     return 1.0 / ior;
 }
 
-fn surface(mat: Material, base: vec3<f32>, ns: vec3<f32>, view: vec3<f32>, nv: f32, eta: f32) -> Surface {
-    let metallic = mat.params.x;
-    let roughness = mat.params.y;
+fn surface(mat: Material, look: Look, ns: vec3<f32>, view: vec3<f32>, nv: f32, eta: f32) -> Surface {
+    let base = look.base;
+    let metallic = look.metallic;
+    let roughness = look.roughness;
     let specular = mat.params.w;
     let transmission = mat.glass.x;
     let f0 = mat.glass.y;
@@ -518,7 +569,8 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         if bounce >= max_bounces { break; }
         let w = 1.0 - hit.u - hit.v;
         if dot(ng, ray.d) > 0.0 { ng = -ng; }
-        var ns = normalize(tri.n0.xyz * w + tri.n1.xyz * hit.u + tri.n2.xyz * hit.v);
+        let smooth_n = normalize(tri.n0.xyz * w + tri.n1.xyz * hit.u + tri.n2.xyz * hit.v);
+        var ns = mapped_normal(tri, mat, smooth_n, uv);
         if dot(ns, ng) < 0.0 { ns = -ns; }
         let view = -ray.d;
         var nv = dot(ns, view);
@@ -526,12 +578,7 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
             ns = ng;
             nv = dot(ns, view);
         }
-        var base = mat.base_color.xyz;
-        let tex = bitcast<u32>(mat.params.z);
-        if tex != NO_TEXTURE {
-            base = base * texel(tex, mat.uv_matrix, mat.uv_offset, uv.x, uv.y);
-        }
-        let s = surface(mat, base, ns, view, nv, interface_eta(mat, entering));
+        let s = surface(mat, look_at(tri, mat, hit.u, hit.v, uv), ns, view, nv, interface_eta(mat, entering));
         let dim = 2u + DIMS_PER_BOUNCE * bounce;
         let at = ray.o + ray.d * hit.t;
         let origin = at + ng * eps;

@@ -5,7 +5,9 @@
 //! URIs) and `.glb`; triangle meshes (lists, strips, fans) with node
 //! transforms; PBR metallic-roughness materials (base color factor and PNG
 //! or JPEG texture with its sampler's wrap modes and nearest or bilinear
-//! magnification and `KHR_texture_transform`, metallic and roughness factors, emissive factor and texture with
+//! magnification and `KHR_texture_transform`, vertex colors, metallic and
+//! roughness factors and texture, normal maps (with `TANGENT`s when the
+//! mesh has them), emissive factor and texture with
 //! `KHR_materials_emissive_strength`, the specular factor of
 //! `KHR_materials_specular`, alpha mask and blend); every perspective camera (the first is the
 //! default); `KHR_lights_punctual` point, spot and directional lights
@@ -13,8 +15,9 @@
 //! Node animations (translation, rotation, scale; step and linear
 //! interpolation, cubic splines sampled linearly between their keys) are
 //! evaluated at the time given to [`load_at`].
-//! Ignored, and listed in [`Scene::notes`]: normal, occlusion and
-//! metallic-roughness textures, minification filters (no
+//! `KHR_materials_transmission`, `_ior` and `_volume` (glass).
+//! Ignored, and listed in [`Scene::notes`]: occlusion and transmission
+//! textures, vertex color alpha, minification filters (no
 //! mipmaps), skins, morph targets and animations.
 //! Refused with an error naming the problem: anything else that changes
 //! the picture (points and lines, orthographic cameras, required
@@ -43,6 +46,27 @@ pub struct Triangle {
     pub uv: [[f32; 2]; 3],
     /// Index into [`Scene::materials`].
     pub material: u32,
+    /// The mesh's tangent (`TANGENT`, world space, averaged over the
+    /// corners) with its bitangent sign in w; all 0 where the mesh has
+    /// none (the tracer then derives one from the texture coordinates).
+    pub tangent: [f32; 4],
+    /// Linear vertex colors (`COLOR_0`, RGB) at the corners; white where
+    /// the mesh has none.
+    pub color: [[f32; 3]; 3],
+}
+
+impl Triangle {
+    /// A triangle with no tangent and white vertex colors.
+    pub fn new(p: [V3; 3], n: [V3; 3], uv: [[f32; 2]; 3], material: u32) -> Triangle {
+        Triangle {
+            p,
+            n,
+            uv,
+            material,
+            tangent: [0.0; 4],
+            color: [[1.0; 3]; 3],
+        }
+    }
 }
 
 /// A metallic-roughness material (see the crate docs for the model).
@@ -70,6 +94,17 @@ pub struct Material {
     pub emissive_sampler: TextureSampling,
     /// How base color alpha (factor × texture) hides the surface.
     pub alpha: AlphaMode,
+    /// Index into [`Scene::textures`] of the metallic-roughness texture
+    /// (linear; roughness × G, metallic × B).
+    pub metallic_roughness_texture: Option<u32>,
+    /// How that texture is looked up.
+    pub metallic_roughness_sampler: TextureSampling,
+    /// Index into [`Scene::textures`] of the tangent-space normal map.
+    pub normal_texture: Option<u32>,
+    /// How that texture is looked up.
+    pub normal_sampler: TextureSampling,
+    /// The normal map's `scale` (of its x and y).
+    pub normal_scale: f32,
     /// Share of the dielectric base that transmits light instead of
     /// scattering it diffusely (`KHR_materials_transmission`), in [0, 1].
     pub transmission: f32,
@@ -104,6 +139,11 @@ impl Default for Material {
             emissive_texture: None,
             emissive_sampler: TextureSampling::default(),
             alpha: AlphaMode::Opaque,
+            metallic_roughness_texture: None,
+            metallic_roughness_sampler: TextureSampling::default(),
+            normal_texture: None,
+            normal_sampler: TextureSampling::default(),
+            normal_scale: 1.0,
             transmission: 0.0,
             ior: 1.5,
             volume: None,
@@ -163,11 +203,42 @@ pub enum Wrap {
     Mirror = 2,
 }
 
+/// `KHR_texture_transform`'s rotation, scale and offset.
+type UvTransform = (f32, [f32; 2], [f32; 2]);
+
+/// The transform of a texture reference whose typed accessor the `gltf`
+/// crate lacks (normal textures), read from its extension JSON.
+fn uv_transform_json(value: Option<&serde_json::Value>) -> Option<UvTransform> {
+    let v = value?;
+    let pair = |key: &str, default: [f32; 2]| {
+        v.get(key)
+            .and_then(|a| a.as_array())
+            .filter(|a| a.len() == 2)
+            .map_or(default, |a| {
+                [0, 1].map(|i| a[i].as_f64().map_or(default[i], |x| x as f32))
+            })
+    };
+    let rotation = v.get("rotation").and_then(|r| r.as_f64()).unwrap_or(0.0) as f32;
+    Some((
+        rotation,
+        pair("scale", [1.0, 1.0]),
+        pair("offset", [0.0, 0.0]),
+    ))
+}
+
 impl TextureSampling {
     /// The sampling of `info` (its texture's sampler and transform).
     fn of(info: &gltf::texture::Info<'_>) -> TextureSampling {
+        let transform = info
+            .texture_transform()
+            .map(|t| (t.rotation(), t.scale(), t.offset()));
+        TextureSampling::of_texture(&info.texture(), transform)
+    }
+
+    /// The sampling of `texture` under `transform`.
+    fn of_texture(texture: &gltf::Texture<'_>, transform: Option<UvTransform>) -> TextureSampling {
         use gltf::texture::{MagFilter, WrappingMode};
-        let sampler = info.texture().sampler();
+        let sampler = texture.sampler();
         let wrap = |w: WrappingMode| match w {
             WrappingMode::Repeat => Wrap::Repeat,
             WrappingMode::ClampToEdge => Wrap::Clamp,
@@ -179,7 +250,7 @@ impl TextureSampling {
             bilinear: sampler.mag_filter() != Some(MagFilter::Nearest),
             ..TextureSampling::default()
         };
-        if let Some(t) = info.texture_transform() {
+        if let Some((rotation, scale, offset)) = transform {
             let finite = |v: f32| {
                 if v.is_finite() {
                     v.clamp(-1e6, 1e6)
@@ -187,7 +258,7 @@ impl TextureSampling {
                     0.0
                 }
             };
-            let (r, [sx, sy], [tx, ty]) = (finite(t.rotation()), t.scale(), t.offset());
+            let (r, [sx, sy], [tx, ty]) = (finite(rotation), scale, offset);
             let (sx, sy) = (finite(sx), finite(sy));
             let (sin, cos) = r.sin_cos();
             // glTF: uv' = T · R · S · uv with R = [cos sin; −sin cos].
@@ -501,8 +572,8 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
     let mut textures = Vec::new();
     let mut texels_total = 0u64;
     // Decodes each image once, however many materials use it.
-    let mut load_texture = |info: &gltf::texture::Info<'_>| -> Result<u32, JobError> {
-        let image = info.texture().source();
+    let mut load_texture = |texture: gltf::Texture<'_>| -> Result<u32, JobError> {
+        let image = texture.source();
         if let Some(slot) = texture_of_image[image.index()] {
             return Ok(slot);
         }
@@ -561,14 +632,14 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         let mut base_color_sampler = TextureSampling::default();
         if let Some(info) = pbr.base_color_texture() {
             base_color_sampler = TextureSampling::of(&info);
-            base_color_texture = Some(load_texture(&info)?);
+            base_color_texture = Some(load_texture(info.texture())?);
         }
+        let base_set = pbr.base_color_texture().map_or(0, |t| t.tex_coord());
         let mut emissive_texture = None;
         let mut emissive_sampler = TextureSampling::default();
         if let Some(info) = material.emissive_texture() {
             emissive_sampler = TextureSampling::of(&info);
-            emissive_texture = Some(load_texture(&info)?);
-            let base_set = pbr.base_color_texture().map_or(0, |t| t.tex_coord());
+            emissive_texture = Some(load_texture(info.texture())?);
             if info.tex_coord() != base_set {
                 notes.insert(
                     "an emissive texture on another texCoord set than the base color's reads the base color's set"
@@ -576,36 +647,57 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
                 );
             }
         }
-        let overrides = [pbr.base_color_texture(), material.emissive_texture()]
-            .iter()
-            .flatten()
-            .any(|info| {
-                info.texture_transform()
-                    .and_then(|t| t.tex_coord())
-                    .is_some()
-            });
+        let overrides = [
+            pbr.base_color_texture(),
+            material.emissive_texture(),
+            pbr.metallic_roughness_texture(),
+        ]
+        .iter()
+        .flatten()
+        .any(|info| {
+            info.texture_transform()
+                .and_then(|t| t.tex_coord())
+                .is_some()
+        });
         if overrides {
             notes.insert(
                 "KHR_texture_transform texCoord overrides are ignored (the texture's texCoord is used)"
                     .to_string(),
             );
         }
-        for (present, note) in [
-            (
-                material.normal_texture().is_some(),
-                "normal textures are ignored",
-            ),
-            (
-                material.occlusion_texture().is_some(),
-                "occlusion textures are ignored",
-            ),
-            (
-                pbr.metallic_roughness_texture().is_some(),
-                "metallic-roughness textures are ignored (the factors are used)",
-            ),
-        ] {
-            if present {
-                notes.insert(note.to_string());
+        if material.occlusion_texture().is_some() {
+            // A path tracer computes occlusion itself.
+            notes.insert("occlusion textures are ignored".to_string());
+        }
+        let mut metallic_roughness_texture = None;
+        let mut metallic_roughness_sampler = TextureSampling::default();
+        if let Some(info) = pbr.metallic_roughness_texture() {
+            metallic_roughness_sampler = TextureSampling::of(&info);
+            metallic_roughness_texture = Some(load_texture(info.texture())?);
+            if info.tex_coord() != base_set {
+                notes.insert(
+                    "a metallic-roughness texture on another texCoord set than the base color's reads the base color's set"
+                        .to_string(),
+                );
+            }
+        }
+        let mut normal_texture = None;
+        let mut normal_sampler = TextureSampling::default();
+        let mut normal_scale = 1.0;
+        if let Some(normal) = material.normal_texture() {
+            let transform = uv_transform_json(normal.extension_value("KHR_texture_transform"));
+            normal_sampler = TextureSampling::of_texture(&normal.texture(), transform);
+            normal_texture = Some(load_texture(normal.texture())?);
+            normal_scale = if normal.scale().is_finite() {
+                normal.scale().clamp(-100.0, 100.0)
+            } else {
+                1.0
+            };
+            if normal.tex_coord() != base_set {
+                notes.insert(
+                    "a normal texture on another texCoord set than the base color's reads the base color's set"
+                        .to_string(),
+                );
             }
         }
         let (transmission, ior, volume) = glass(&material, name, &mut notes)?;
@@ -613,6 +705,11 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             transmission,
             ior,
             volume,
+            metallic_roughness_texture,
+            metallic_roughness_sampler,
+            normal_texture,
+            normal_sampler,
+            normal_scale,
             base_color: pbr.base_color_factor(),
             emissive,
             metallic: pbr.metallic_factor().clamp(0.0, 1.0),
@@ -926,6 +1023,24 @@ impl Walker<'_> {
                 &[T::F32, T::U8, T::U16],
             )?;
             check(
+                primitive.get(&gltf::Semantic::Tangents),
+                "TANGENT",
+                D::Vec4,
+                &[T::F32],
+            )?;
+            if let Some(colors) = primitive.get(&gltf::Semantic::Colors(0))
+                && !matches!(colors.dimensions(), D::Vec3 | D::Vec4)
+            {
+                return Err(invalid(
+                    file,
+                    format_args!(
+                        "{what}: COLOR_0 (accessor {}) is {:?}, expected Vec3 or Vec4",
+                        colors.index(),
+                        colors.dimensions()
+                    ),
+                ));
+            }
+            check(
                 primitive.indices(),
                 "indices",
                 D::Scalar,
@@ -947,6 +1062,28 @@ impl Walker<'_> {
             let uvs: Option<Vec<[f32; 2]>> = reader
                 .read_tex_coords(uv_set)
                 .map(|t| t.into_f32().collect());
+            // A mirroring transform flips the bitangent with the winding.
+            let m = world;
+            let det = m[0][0] * (m[1][1] * m[2][2] - m[2][1] * m[1][2])
+                - m[1][0] * (m[0][1] * m[2][2] - m[2][1] * m[0][2])
+                + m[2][0] * (m[0][1] * m[1][2] - m[1][1] * m[0][2]);
+            let mirror = if det < 0.0 { -1.0 } else { 1.0 };
+            let tangents: Option<Vec<[f32; 4]>> = reader.read_tangents().map(|it| {
+                it.map(|t| {
+                    let d = math::transform_dir(world, v3(t[0], t[1], t[2]));
+                    [d.x, d.y, d.z, mirror * if t[3] < 0.0 { -1.0 } else { 1.0 }]
+                })
+                .collect()
+            });
+            let colors: Option<Vec<[f32; 3]>> =
+                reader.read_colors(0).map(|c| c.into_rgb_f32().collect());
+            if primitive
+                .get(&gltf::Semantic::Colors(0))
+                .is_some_and(|c| c.dimensions() == gltf::accessor::Dimensions::Vec4)
+            {
+                self.notes
+                    .insert("vertex color alpha is ignored".to_string());
+            }
             let indices: Vec<u32> = match primitive.indices() {
                 Some(accessor) => {
                     if accessor.count() == 0 {
@@ -1042,11 +1179,43 @@ impl Walker<'_> {
                         format_args!("the scene has more than {MAX_TRIANGLES} triangles"),
                     ));
                 }
+                let tangent = tangents.as_ref().map_or([0.0; 4], |ts| {
+                    let mut sum = V3::splat(0.0);
+                    for &i in &tri {
+                        if let Some(t) = ts.get(i as usize) {
+                            sum = sum + v3(t[0], t[1], t[2]);
+                        }
+                    }
+                    let w = ts.get(tri[0] as usize).map_or(1.0, |t| t[3]);
+                    let len = sum.length();
+                    if len > 1e-12 && len.is_finite() {
+                        let t = sum * (1.0 / len);
+                        [t.x, t.y, t.z, w]
+                    } else {
+                        [0.0; 4]
+                    }
+                });
+                let color = tri.map(|i| {
+                    colors
+                        .as_ref()
+                        .and_then(|c| c.get(i as usize))
+                        .map_or([1.0; 3], |c| {
+                            c.map(|x| {
+                                if x.is_finite() {
+                                    x.clamp(0.0, 1.0)
+                                } else {
+                                    1.0
+                                }
+                            })
+                        })
+                });
                 self.out.triangles.push(Triangle {
                     p,
                     n,
                     uv,
                     material: material_index,
+                    tangent,
+                    color,
                 });
             }
         }

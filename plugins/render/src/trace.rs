@@ -29,7 +29,7 @@ use crate::layout::{
     FrameParams, GpuMaterial, GpuTri, LIGHT_DIRECTIONAL, LIGHT_SPOT, LIGHT_TRIANGLE, NO_TEXTURE,
     SAMPLER_BILINEAR, SceneData,
 };
-use crate::layout::{TABLE_ALBEDO_A, TABLE_ALBEDO_B};
+use crate::layout::{TABLE_ALBEDO_A, TABLE_ALBEDO_B, unpack_color};
 use crate::math::{V3, v3};
 use crate::rng::{SampleRng, pcg};
 
@@ -234,6 +234,12 @@ fn decode(scene: &SceneData, t: u32) -> V3 {
     v3(lut(0), lut(8), lut(16))
 }
 
+/// The values of packed texel `t` of a linear (data) texture, in [0, 1].
+fn decode_linear(_: &SceneData, t: u32) -> V3 {
+    let c = |shift: u32| ((t >> shift) & 255) as f32 * (1.0 / 255.0);
+    v3(c(0), c(8), c(16))
+}
+
 /// Where texture `tex`'s lookup at (`u`, `v`) lands: its meta, the point in
 /// texel space under the transform `m`, `o` (clamped far inside i32 for
 /// hostile transforms), and the sampler bits in `o[2]`.
@@ -260,10 +266,28 @@ fn nearest(scene: &SceneData, meta: [u32; 4], x: f32, y: f32, bits: u32) -> u32 
     scene.texels[(meta[0] + yi * meta[1] + xi) as usize]
 }
 
-/// Texture `tex` at (`u`, `v`) under the transform `m`, `o` and the
-/// sampler bits in `o[2]`: wrapped, and filtered (bilinear in linear
+/// Color texture `tex` at (`u`, `v`) under the transform `m`, `o` and
+/// the sampler bits in `o[2]`: wrapped, and filtered (bilinear in linear
 /// space, or the nearest texel).
 fn texel(scene: &SceneData, tex: u32, m: [f32; 4], o: [f32; 4], u: f32, v: f32) -> V3 {
+    lookup(scene, tex, m, o, u, v, decode)
+}
+
+/// Like [`texel`], for a texture of linear data (metallic-roughness,
+/// normals).
+fn texel_linear(scene: &SceneData, tex: u32, m: [f32; 4], o: [f32; 4], u: f32, v: f32) -> V3 {
+    lookup(scene, tex, m, o, u, v, decode_linear)
+}
+
+fn lookup(
+    scene: &SceneData,
+    tex: u32,
+    m: [f32; 4],
+    o: [f32; 4],
+    u: f32,
+    v: f32,
+    decode: fn(&SceneData, u32) -> V3,
+) -> V3 {
     let (meta, x, y, bits) = texel_space(scene, tex, m, o, u, v);
     if bits & SAMPLER_BILINEAR == 0 {
         return decode(scene, nearest(scene, meta, x, y, bits));
@@ -639,6 +663,75 @@ fn sample_light(
     })
 }
 
+/// A material's textured inputs at a hit.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    /// Base color × vertex color × texture.
+    base: V3,
+    metallic: f32,
+    roughness: f32,
+}
+
+/// The look of material `mat` on triangle `tri` at barycentrics (`b1`,
+/// `b2`) and texture coordinates (`u`, `v`).
+fn look_at(
+    scene: &SceneData,
+    tri: &GpuTri,
+    mat: &GpuMaterial,
+    b1: f32,
+    b2: f32,
+    u: f32,
+    v: f32,
+) -> Look {
+    let mut base = v3(mat.base_color[0], mat.base_color[1], mat.base_color[2]);
+    let tex = mat.params[2].to_bits();
+    if tex != NO_TEXTURE {
+        base = base.mul_elem(texel(scene, tex, mat.uv_matrix, mat.uv_offset, u, v));
+    }
+    if tri.color[3] > 0.0 {
+        let c = |k: usize| V3::from_array(unpack_color(tri.color[k].to_bits()));
+        base = base.mul_elem(c(0) * (1.0 - b1 - b2) + c(1) * b1 + c(2) * b2);
+    }
+    let (mut metallic, mut roughness) = (mat.params[0], mat.params[1]);
+    let tex = mat.mr_uv_offset[3].to_bits();
+    if tex != NO_TEXTURE {
+        let mr = texel_linear(scene, tex, mat.mr_uv_matrix, mat.mr_uv_offset, u, v);
+        roughness *= mr.y;
+        metallic *= mr.z;
+    }
+    Look {
+        base,
+        metallic,
+        roughness,
+    }
+}
+
+/// The shading normal `n` (unit, interpolated, on the triangle's front
+/// side as authored) bent by `mat`'s normal map at (`u`, `v`), in the
+/// frame of the triangle's tangent.
+fn mapped_normal(scene: &SceneData, tri: &GpuTri, mat: &GpuMaterial, n: V3, u: f32, v: f32) -> V3 {
+    let tex = mat.normal_uv_offset[3].to_bits();
+    if tex == NO_TEXTURE {
+        return n;
+    }
+    let c = texel_linear(scene, tex, mat.normal_uv_matrix, mat.normal_uv_offset, u, v);
+    let scale = mat.absorption[3];
+    let local = v3(
+        (2.0 * c.x - 1.0) * scale,
+        (2.0 * c.y - 1.0) * scale,
+        2.0 * c.z - 1.0,
+    );
+    let t = v3(tri.tangent[0], tri.tangent[1], tri.tangent[2]);
+    let t = (t - n * n.dot(t)).normalize();
+    let b = n.cross(t) * tri.tangent[3];
+    let bent = (t * local.x + b * local.y + n * local.z).normalize();
+    if bent.x.is_finite() && bent.y.is_finite() && bent.z.is_finite() {
+        bent
+    } else {
+        n
+    }
+}
+
 /// The index of refraction beyond a surface of `mat` over that on the
 /// ray's side, where the ray hit its front (`entering`) or back: ior
 /// going into a volume, 1 / ior coming out, 0 for a thin wall.
@@ -658,13 +751,14 @@ fn interface_eta(mat: &GpuMaterial, entering: bool) -> f32 {
 fn surface(
     tables: &[f32],
     mat: &GpuMaterial,
-    base: V3,
+    look: Look,
     ns: V3,
     view: V3,
     nv: f32,
     eta: f32,
 ) -> Surface {
-    let (metallic, roughness, specular) = (mat.params[0], mat.params[1], mat.params[3]);
+    let (base, metallic, roughness, specular) =
+        (look.base, look.metallic, look.roughness, mat.params[3]);
     let [transmission, f0, _, _] = mat.glass;
     let alpha = (roughness * roughness).max(1e-3);
     let dielectric = base * (1.0 - metallic);
@@ -770,7 +864,8 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         if ng.dot(ray.d) > 0.0 {
             ng = -ng;
         }
-        let mut ns = (cam(tri.n0) * w + cam(tri.n1) * hit.u + cam(tri.n2) * hit.v).normalize();
+        let smooth = (cam(tri.n0) * w + cam(tri.n1) * hit.u + cam(tri.n2) * hit.v).normalize();
+        let mut ns = mapped_normal(scene, tri, mat, smooth, u, v);
         if ns.dot(ng) < 0.0 {
             ns = -ns;
         }
@@ -780,13 +875,9 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
             ns = ng;
             nv = ns.dot(view);
         }
-        let mut base = cam(mat.base_color);
-        let tex = mat.params[2].to_bits();
-        if tex != NO_TEXTURE {
-            base = base.mul_elem(texel(scene, tex, mat.uv_matrix, mat.uv_offset, u, v));
-        }
+        let look = look_at(scene, tri, mat, hit.u, hit.v, u, v);
         let eta = interface_eta(mat, entering);
-        let s = surface(&scene.tables, mat, base, ns, view, nv, eta);
+        let s = surface(&scene.tables, mat, look, ns, view, nv, eta);
         let dim = 2 + DIMS_PER_BOUNCE * bounce;
         let at = ray.o + ray.d * hit.t;
         let origin = at + ng * eps;
@@ -885,12 +976,12 @@ mod tests {
     fn with_texture(sampling: TextureSampling) -> SceneData {
         let px = |r: u8, g: u8, b: u8| u32::from_le_bytes([r, g, b, 255]);
         let scene = Scene {
-            triangles: vec![Triangle {
-                p: [v3(0.0, 0.0, 0.0), v3(1.0, 0.0, 0.0), v3(0.0, 1.0, 0.0)],
-                n: [v3(0.0, 0.0, 1.0); 3],
-                uv: [[0.0; 2]; 3],
-                material: 0,
-            }],
+            triangles: vec![Triangle::new(
+                [v3(0.0, 0.0, 0.0), v3(1.0, 0.0, 0.0), v3(0.0, 1.0, 0.0)],
+                [v3(0.0, 0.0, 1.0); 3],
+                [[0.0; 2]; 3],
+                0,
+            )],
             materials: vec![Material {
                 base_color: [1.0; 4],
                 emissive: [0.0; 3],
@@ -939,7 +1030,11 @@ mod tests {
         surface(
             &crate::layout::lookup_tables(),
             &mat,
-            V3::splat(1.0),
+            Look {
+                base: V3::splat(1.0),
+                metallic,
+                roughness,
+            },
             v3(0.0, 0.0, 1.0),
             view,
             view.z,

@@ -163,12 +163,7 @@ fn block(lo: V3, hi: V3, material: u32) -> Vec<Triangle> {
     for (q, n) in faces {
         for p in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
             assert!((p[1] - p[0]).cross(p[2] - p[0]).dot(n) > 0.0);
-            tris.push(Triangle {
-                p,
-                n: [n; 3],
-                uv: [[0.0; 2]; 3],
-                material,
-            });
+            tris.push(Triangle::new(p, [n; 3], [[0.0; 2]; 3], material));
         }
     }
     tris

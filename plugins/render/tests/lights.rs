@@ -125,12 +125,7 @@ fn floor_scene(albedo: f32, lights: Vec<PunctualLight>) -> Scene {
     Scene {
         triangles: quad
             .iter()
-            .map(|&p| Triangle {
-                p,
-                n: [up; 3],
-                uv: [[0.0; 2]; 3],
-                material: 0,
-            })
+            .map(|&p| Triangle::new(p, [up; 3], [[0.0; 2]; 3], 0))
             .collect(),
         materials: vec![lambert(albedo, 0.0)],
         lights,
@@ -290,12 +285,12 @@ fn add_occluder(scene: &mut Scene, material: u32) {
         [c(-0.25, -0.25), c(0.25, 0.25), c(0.25, -0.25)],
         [c(-0.25, -0.25), c(-0.25, 0.25), c(0.25, 0.25)],
     ] {
-        scene.triangles.push(Triangle {
+        scene.triangles.push(Triangle::new(
             p,
-            n: [v3(0.0, 1.0, 0.0); 3],
-            uv: [[0.0; 2]; 3],
+            [v3(0.0, 1.0, 0.0); 3],
+            [[0.0; 2]; 3],
             material,
-        });
+        ));
     }
 }
 
@@ -451,12 +446,7 @@ fn seen_through(
             [c(-3.0, -3.0), c(3.0, 3.0), c(3.0, -3.0)],
             [c(-3.0, -3.0), c(-3.0, 3.0), c(3.0, 3.0)],
         ]
-        .map(|p| Triangle {
-            p,
-            n: [up; 3],
-            uv: [[0.0; 2]; 3],
-            material,
-        })
+        .map(|p| Triangle::new(p, [up; 3], [[0.0; 2]; 3], material))
     };
     let mut cover = quad(1.0, 1);
     // UVs spanning the texture once over the quad.

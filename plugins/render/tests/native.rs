@@ -704,16 +704,20 @@ fn the_cornell_box_converges_to_blender_cycles() {
 fn a_blender_made_scene_with_glass_textures_and_lights_converges_to_cycles() {
     // `studio.glb`: made and exported by Blender (`scripts/cycles/
     // build_scene.py`: a checker-textured floor under a texture
-    // transform, glass with absorption, plastic, gold, an emissive panel,
-    // a point light); `studio.cycles.pfm` rendered by Cycles at 4096 spp.
-    // Measured 3.2 % mean, 14 % worst block: the walls are 3 % brighter
-    // here and the floor at grazing angles up to 14 % darker, which is
-    // the rough dielectric's layering (the plugin's diffuse gets what the
-    // coat's albedo leaves; no Blender 3.4 node does that, the mapping
-    // mixes by Fresnel(n·v) and loses energy). Rendering the glass ball
-    // thin-walled (no refraction) fails: mean 9.2 %, worst 93 %.
+    // transform, a normal-mapped back wall colored by vertex colors, glass
+    // with absorption, plastic with a roughness texture, gold, an emissive
+    // panel, a point light); `studio.cycles.pfm` rendered by Cycles at
+    // 4096 spp. Measured 4.0 % mean, 15 % worst block: the walls are 3–9 %
+    // brighter here and the floor at grazing angles up to 14 % darker,
+    // which is the rough dielectric's layering (the plugin's diffuse gets
+    // what the coat's albedo leaves; no Blender 3.4 node does that, the
+    // mapping mixes by Fresnel(n·v) and loses energy). Each of these
+    // fails: the glass ball thin-walled (mean 9.7 %), the wall without its
+    // normal map (7.3 %) or its vertex colors (35 %). (The cube's
+    // roughness stripes are too fine for 8×8 blocks: `tests/materials.rs`
+    // checks roughness textures.)
     let (mean, worst, count) = against_cycles("studio.glb", "studio.cycles.pfm", 6);
     assert!(count > 80, "only {count} blocks compared");
-    assert!(mean < 0.045, "mean block difference {mean}");
+    assert!(mean < 0.05, "mean block difference {mean}");
     assert!(worst < 0.2, "worst block difference {worst}");
 }

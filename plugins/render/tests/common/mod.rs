@@ -1,5 +1,8 @@
 //! Scenes shared by the render crate's test files.
 
+// Each test file uses some of these.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 use render::math::v3;
@@ -42,12 +45,7 @@ pub fn sphere(material: u32) -> Vec<Triangle> {
         for j in 0..seg {
             let (a, b, c, d) = (at(i, j), at(i, j + 1), at(i + 1, j), at(i + 1, j + 1));
             for p in [[a, b, c], [b, d, c]] {
-                tris.push(Triangle {
-                    p,
-                    n: p,
-                    uv: [[0.0; 2]; 3],
-                    material,
-                });
+                tris.push(Triangle::new(p, p, [[0.0; 2]; 3], material));
             }
         }
     }
