@@ -55,6 +55,10 @@ def parse():
     p.add_argument("--bounces", type=int, default=6)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
+    p.add_argument("--environment", help="an equirectangular .hdr lighting the scene")
+    p.add_argument("--strength", type=float, default=1.0, help="the environment image's strength")
+    p.add_argument("--rotation-deg", type=float, default=0.0,
+                   help="the plugin's rotation_deg: turns the image about the up axis")
     return p.parse_args(argv)
 
 
@@ -218,7 +222,22 @@ def main():
 
     world = bpy.data.worlds.new("black")
     world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0, 0, 0, 1)
+    background = world.node_tree.nodes["Background"]
+    background.inputs["Color"].default_value = (0, 0, 0, 1)
+    if a.environment:
+        # Blender's equirectangular mapping is the plugin's; its Mapping
+        # rotation about Z turns the other way round from rotation_deg.
+        nodes, links = world.node_tree.nodes, world.node_tree.links
+        texture = nodes.new("ShaderNodeTexEnvironment")
+        texture.image = bpy.data.images.load(a.environment)
+        texture.interpolation = "Linear"
+        mapping = nodes.new("ShaderNodeMapping")
+        mapping.inputs["Rotation"].default_value = (0.0, 0.0, math.radians(-a.rotation_deg))
+        coords = nodes.new("ShaderNodeTexCoord")
+        links.new(coords.outputs["Generated"], mapping.inputs["Vector"])
+        links.new(mapping.outputs["Vector"], texture.inputs["Vector"])
+        links.new(texture.outputs["Color"], background.inputs["Color"])
+        background.inputs["Strength"].default_value = a.strength
     scene.world = world
 
     scene.render.engine = "CYCLES"

@@ -369,6 +369,36 @@ fn glossy() -> Gltf {
     g
 }
 
+/// `sky.hdr`: a 128×64 equirectangular sky, blue above the horizon
+/// fading to white at it, a dark ground, and a small warm sun (radiance
+/// 20 000) 35° up.
+fn sky_hdr() -> Result<Vec<u8>, Error> {
+    let (w, h) = (128usize, 64usize);
+    let mut rgb = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let v = (y as f32 + 0.5) / h as f32;
+            let elevation = (0.5 - v) * PI;
+            let c = if elevation > 0.0 {
+                let t = (elevation / (PI / 2.0)).powf(0.5);
+                [0.9 - 0.6 * t, 0.95 - 0.45 * t, 1.0 - 0.1 * t]
+            } else {
+                [0.12, 0.1, 0.08]
+            };
+            let sun = (x as i32 - 40).abs() <= 1 && (y as i32 - 19).abs() <= 1;
+            let c = if sun {
+                [20_000.0, 17_000.0, 13_000.0]
+            } else {
+                c
+            };
+            rgb.push(image::Rgb(c));
+        }
+    }
+    let mut bytes = Vec::new();
+    image::codecs::hdr::HdrEncoder::new(&mut bytes).encode(&rgb, w, h)?;
+    Ok(bytes)
+}
+
 fn checker_png() -> Result<Vec<u8>, Error> {
     let (w, h) = (32u32, 32u32);
     let mut rgb = Vec::new();
@@ -499,6 +529,7 @@ fn main() -> Result<(), Error> {
     glossy().write_gltf(&dir, "glossy")?;
     textured()?.write_glb(&dir, "textured")?;
     lights().write_gltf(&dir, "lights")?;
+    std::fs::write(dir.join("sky.hdr"), sky_hdr()?)?;
     for (name, file) in [
         ("cornell", "cornell.gltf"),
         ("glossy", "glossy.gltf"),

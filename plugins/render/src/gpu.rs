@@ -193,6 +193,11 @@ mod tests {
             format!("const ALBEDO_SIZE: u32 = {}u;", crate::albedo::SIZE),
             format!("const TABLE_ALBEDO_A: u32 = {TABLE_ALBEDO_A}u;"),
             format!("const TABLE_ALBEDO_B: u32 = {TABLE_ALBEDO_B}u;"),
+            format!("const TABLE_ENV: u32 = {}u;", crate::layout::TABLE_ENV),
+            format!(
+                "const DIMS_PER_BOUNCE: u32 = {}u;",
+                crate::trace::DIMS_PER_BOUNCE
+            ),
             format!("const COUNT_BITS: u32 = {}u;", crate::bvh::COUNT_BITS),
             format!(
                 "const COUNT_MASK: u32 = {}u;",

@@ -108,6 +108,8 @@ pub const LIGHT_POINT: u32 = 1;
 pub const LIGHT_SPOT: u32 = 2;
 /// [`GpuLight`] kind: a directional light.
 pub const LIGHT_DIRECTIONAL: u32 = 3;
+/// [`GpuLight`] kind: the environment.
+pub const LIGHT_ENVIRONMENT: u32 = 4;
 
 /// One entry of the light list (64 bytes): an emissive triangle or a
 /// punctual light, with its slot of the alias table that picks lights in
@@ -184,7 +186,9 @@ pub struct FrameParams {
     pub tile: [u32; 4],
     /// first sample, samples in this pass, max bounces, seed low bits.
     pub samples: [u32; 4],
-    /// seed high bits, light count, unused ×2.
+    /// seed high bits, light count, the environment's texture (index
+    /// into `tex_meta`), the bits of the probability that light sampling
+    /// picks the environment (0: it is not in the light list).
     pub misc: [u32; 4],
     /// camera position; w = ray offset epsilon.
     pub cam_pos: [f32; 4],
@@ -194,7 +198,7 @@ pub struct FrameParams {
     pub cam_right: [f32; 4],
     /// camera up.
     pub cam_up: [f32; 4],
-    /// environment radiance.
+    /// environment radiance multiplier; w = its rotation in turns.
     pub env: [f32; 4],
 }
 
@@ -215,8 +219,6 @@ pub struct View {
     pub seed: u64,
     /// The camera.
     pub camera: Camera,
-    /// Environment radiance.
-    pub environment: [f32; 3],
 }
 
 impl View {
@@ -243,17 +245,17 @@ impl View {
                 self.max_bounces,
                 self.seed as u32,
             ],
-            misc: [(self.seed >> 32) as u32, scene.light_count, 0, 0],
+            misc: [
+                (self.seed >> 32) as u32,
+                scene.light_count,
+                scene.env_texture,
+                scene.env_pick.to_bits(),
+            ],
             cam_pos: v4(c.position, scene.epsilon),
             cam_fwd: v4(c.forward, (c.yfov * 0.5).tan()),
             cam_right: v4(c.right, self.width as f32 / self.height as f32),
             cam_up: v4(c.up, 0.0),
-            env: [
-                self.environment[0],
-                self.environment[1],
-                self.environment[2],
-                0.0,
-            ],
+            env: scene.env,
         }
     }
 }
@@ -282,12 +284,24 @@ pub struct SceneData {
     pub light_count: u32,
     /// Ray offset off surfaces, scaled to the scene's size.
     pub epsilon: f32,
+    /// The environment's texture in `tex_meta` (RGBE texels; w of its
+    /// meta: sampling blocks across | down << 16; its table at
+    /// [`TABLE_ENV`] of `tables`).
+    pub env_texture: u32,
+    /// Probability that light sampling picks the environment (0: never).
+    pub env_pick: f32,
+    /// Its radiance multiplier and, in w, rotation in turns.
+    pub env: [f32; 4],
 }
 
 /// Where the coat albedo table `A` starts in [`SceneData::tables`].
 pub const TABLE_ALBEDO_A: usize = 256;
 /// Where the coat albedo table `B` starts in [`SceneData::tables`].
 pub const TABLE_ALBEDO_B: usize = TABLE_ALBEDO_A + crate::albedo::SIZE * crate::albedo::SIZE;
+/// Where the environment's sampling table starts in
+/// [`SceneData::tables`]: per block, its keep probability, alias index
+/// bits and pick probability.
+pub const TABLE_ENV: usize = TABLE_ALBEDO_B + crate::albedo::SIZE * crate::albedo::SIZE;
 
 /// [`SceneData::tables`], computed once per process.
 pub(crate) fn lookup_tables() -> Vec<f32> {
@@ -352,10 +366,22 @@ fn light_list(
     tris: &mut [GpuTri],
     materials: &[GpuMaterial],
     radius: f32,
+    env_luminance: f64,
 ) -> Vec<GpuLight> {
     let mut lights = Vec::new();
     let mut weights = Vec::new();
     let pi = std::f64::consts::PI;
+    // The environment's flux into the scene's bounding sphere: 4πr² · πL.
+    let env_power = 4.0 * pi * pi * f64::from(radius) * f64::from(radius) * env_luminance;
+    if env_power > 0.0 && env_power.is_finite() {
+        weights.push(env_power);
+        lights.push(GpuLight {
+            position: [0.0, 0.0, 0.0, f32::from_bits(LIGHT_ENVIRONMENT)],
+            intensity: [0.0; 4],
+            spot: [0.0; 4],
+            table: [0.0; 4],
+        });
+    }
     for (i, t) in tris.iter().enumerate() {
         let e = materials[t.material() as usize].emissive;
         let [c0, c1, c2] = t.corners();
@@ -557,9 +583,48 @@ impl SceneData {
         if texels.is_empty() {
             texels.push(0);
         }
+        // The environment: its texels (RGBE; one white texel for a
+        // constant color) and its sampling table.
+        let env = &scene.environment;
+        let white = crate::environment::EnvImage {
+            width: 1,
+            height: 1,
+            texels: vec![[1.0; 3]],
+        };
+        let image = env.image.as_ref().unwrap_or(&white);
+        let table = crate::environment::table(image);
+        let env_texture = tex_meta.len() as u32;
+        tex_meta.push([
+            texels.len() as u32,
+            image.width,
+            image.height,
+            table.blocks_u | table.blocks_v << 16,
+        ]);
+        texels.extend(
+            image
+                .texels
+                .iter()
+                .map(|&c| crate::environment::pack_rgbe(c)),
+        );
+        let mut tables = lookup_tables();
+        for (keep, alias, p) in &table.entries {
+            tables.extend([*keep, f32::from_bits(*alias), *p]);
+        }
         let radius = ((hi - lo) * 0.5).length().max(1e-3);
-        let mut lights = light_list(scene, &mut tris, &materials, radius);
+        // A constant color is left to BSDF sampling, which draws it
+        // exactly as the surface weighs it (a white furnace has no noise);
+        // an image is a light, drawn by its table.
+        let env_luminance = if env.image.is_some() {
+            table.mean * luminance(env.radiance)
+        } else {
+            0.0
+        };
+        let mut lights = light_list(scene, &mut tris, &materials, radius, env_luminance);
         let light_count = lights.len() as u32;
+        let env_pick = lights
+            .iter()
+            .find(|l| l.position[3].to_bits() == LIGHT_ENVIRONMENT)
+            .map_or(0.0, |l| l.table[3]);
         if lights.is_empty() {
             lights.push(GpuLight::zeroed());
         }
@@ -569,10 +634,18 @@ impl SceneData {
             materials,
             tex_meta,
             texels,
-            tables: lookup_tables(),
+            tables,
             epsilon: extent * 5e-5,
             lights,
             light_count,
+            env_texture,
+            env_pick,
+            env: [
+                env.radiance[0],
+                env.radiance[1],
+                env.radiance[2],
+                env.rotation,
+            ],
         }
     }
 }

@@ -25,6 +25,13 @@
 //!  "environment": [0, 0, 0], "outputs": ["png", "pfm"], "device": "gpu"}
 //! ```
 //!
+//! `environment` may instead be an equirectangular `.hdr` image in
+//! `/input`, lighting the scene as a light ([`environment`]):
+//!
+//! ```json
+//! {"environment": {"image": "sky.hdr", "strength": 1, "rotation_deg": 0}}
+//! ```
+//!
 //! Outputs: `image.png` (8-bit sRGB, clamped), `image.pfm` (linear f32)
 //! when asked, and `report.json` (sizes, passes, timings, samples/s, notes
 //! on ignored features). With `frames`, frame f of the scene's animation
@@ -42,6 +49,7 @@
 pub mod albedo;
 pub mod bvh;
 pub mod cpu;
+pub mod environment;
 pub mod gpu;
 pub mod image;
 pub mod layout;
@@ -97,9 +105,11 @@ pub struct Params {
     /// bounds framed automatically if it has none).
     #[serde(default, deserialize_with = "camera_choice")]
     pub camera: Option<CameraChoice>,
-    /// Radiance of the environment seen by rays that leave the scene.
-    #[serde(default)]
-    pub environment: [f32; 3],
+    /// What rays that leave the scene see: a color `[r, g, b]` (black by
+    /// default) or an equirectangular image `{"image": "sky.hdr",
+    /// "strength": 1, "rotation_deg": 0}`.
+    #[serde(default, deserialize_with = "environment_choice")]
+    pub environment: EnvironmentParam,
     /// Image formats to write: `png`, `pfm`.
     #[serde(default = "default_outputs")]
     pub outputs: Vec<Format>,
@@ -169,6 +179,59 @@ fn camera_choice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Camera
             .map_err(D::Error::custom),
         _ => Err(D::Error::custom(
             "must be \"auto\", a camera's name or index in the scene, or {position, look_at, up, yfov_deg}",
+        )),
+    }
+}
+
+/// The environment params ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvironmentParam {
+    /// A constant radiance.
+    Color([f32; 3]),
+    /// A Radiance `.hdr` image in `/input`.
+    Image(EnvironmentImage),
+}
+
+impl Default for EnvironmentParam {
+    fn default() -> Self {
+        EnvironmentParam::Color([0.0; 3])
+    }
+}
+
+/// An environment image and how it is placed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentImage {
+    /// The `.hdr` file in `/input`.
+    pub image: String,
+    /// Multiplies its radiance (0..=1e6; 1 by default).
+    #[serde(default = "default_strength")]
+    pub strength: f32,
+    /// Turns it about the up axis, in degrees.
+    #[serde(default)]
+    pub rotation_deg: f32,
+}
+
+fn default_strength() -> f32 {
+    1.0
+}
+
+/// Reads `environment`: a color or an image object (whose own errors
+/// name its field).
+fn environment_choice<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<EnvironmentParam, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(EnvironmentParam::default()),
+        array @ serde_json::Value::Array(_) => serde_json::from_value(array)
+            .map(EnvironmentParam::Color)
+            .map_err(|_| D::Error::custom("a color must be three numbers [r, g, b]")),
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object)
+            .map(EnvironmentParam::Image)
+            .map_err(D::Error::custom),
+        _ => Err(D::Error::custom(
+            "must be a color [r, g, b] or {\"image\": \"sky.hdr\", \"strength\": 1, \"rotation_deg\": 0}",
         )),
     }
 }
@@ -295,15 +358,33 @@ impl Params {
                 ));
             }
         }
-        if !self
-            .environment
-            .iter()
-            .all(|c| c.is_finite() && (0.0..=1e6).contains(c))
-        {
-            return Err(bad(
-                "environment",
-                "must be three finite radiances in 0..=1e6",
-            ));
+        match &self.environment {
+            EnvironmentParam::Color(c)
+                if !c.iter().all(|c| c.is_finite() && (0.0..=1e6).contains(c)) =>
+            {
+                return Err(bad(
+                    "environment",
+                    "must be three finite radiances in 0..=1e6",
+                ));
+            }
+            EnvironmentParam::Image(i) => {
+                if !(i.strength.is_finite() && (0.0..=1e6).contains(&i.strength)) {
+                    return Err(bad(
+                        "environment",
+                        format_args!("`strength` must be in 0..=1e6, got {}", i.strength),
+                    ));
+                }
+                if !i.rotation_deg.is_finite() {
+                    return Err(bad("environment", "`rotation_deg` must be a finite angle"));
+                }
+                if i.image.is_empty() || i.image.len() > 256 {
+                    return Err(bad(
+                        "environment",
+                        "`image` must name a file of /input (1-256 bytes)",
+                    ));
+                }
+            }
+            EnvironmentParam::Color(_) => {}
         }
         if self.outputs.is_empty() {
             return Err(bad(
@@ -428,6 +509,7 @@ pub fn prepare_frame(
     let fps = params.frames.map_or(24.0, |f| f.fps);
     let time = frame.map_or(0.0, |f| f as f32 / fps);
     let mut scene = scene::load_at(scene_file, read, time)?;
+    scene.environment = load_environment(&params.environment, read)?;
     let (camera, aspect) = pick_camera(params, &mut scene, scene_file)?;
     let (width, height) = params.frame_size(aspect);
     params.check_frame((width, height))?;
@@ -441,7 +523,6 @@ pub fn prepare_frame(
         seed: params.seed.unwrap_or(job_seed)
             ^ u64::from(frame.unwrap_or(0)).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         camera,
-        environment: params.environment,
     };
     Ok(Prepared {
         data,
@@ -449,6 +530,26 @@ pub fn prepare_frame(
         triangles: scene.triangles.len(),
         notes: scene.notes,
     })
+}
+
+/// The environment `param` asks for, its image read through `read`.
+fn load_environment(
+    param: &EnvironmentParam,
+    read: ReadInput<'_>,
+) -> Result<environment::Environment, JobError> {
+    match param {
+        EnvironmentParam::Color(c) => Ok(environment::Environment::uniform(*c)),
+        EnvironmentParam::Image(i) => {
+            let bytes = read(&i.image)?;
+            let image = environment::decode_hdr(&bytes)
+                .map_err(|e| JobError::InvalidInput(format!("environment `{}`: {e}", i.image)))?;
+            Ok(environment::Environment {
+                radiance: [i.strength; 3],
+                image: Some(image),
+                rotation: (i.rotation_deg / 360.0).rem_euclid(1.0),
+            })
+        }
+    }
 }
 
 /// The camera `params.camera` picks in `scene`, with its aspect ratio if

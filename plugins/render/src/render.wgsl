@@ -6,12 +6,12 @@ struct Params {
     frame: vec4<u32>,     // frame w, frame h, tile x, tile y
     tile: vec4<u32>,      // tile w, tile h, first row, rows
     samples: vec4<u32>,   // first sample, count, max bounces, seed lo
-    misc: vec4<u32>,      // seed hi, light count
+    misc: vec4<u32>,      // seed hi, light count, env texture, env pick probability bits
     cam_pos: vec4<f32>,   // w = epsilon
     cam_fwd: vec4<f32>,   // w = tan(yfov / 2)
     cam_right: vec4<f32>, // w = aspect
     cam_up: vec4<f32>,
-    env: vec4<f32>,
+    env: vec4<f32>,       // env radiance multiplier; w = rotation in turns
 }
 
 struct Tri {
@@ -44,15 +44,17 @@ const SAMPLER_BILINEAR: u32 = 16u;
 const COUNT_BITS: u32 = 5u; // bvh::COUNT_BITS
 const COUNT_MASK: u32 = 31u;
 const END: u32 = 0x7ffffffu; // bvh::END
-const DIMS_PER_BOUNCE: u32 = 9u;
+const DIMS_PER_BOUNCE: u32 = 11u;
 const ROULETTE_AFTER: u32 = 3u;
 const SINGULAR_ALPHA2: f32 = 1.5e-6;
 const LIGHT_TRIANGLE: u32 = 0u;
 const ALBEDO_SIZE: u32 = 32u; // albedo::SIZE
 const TABLE_ALBEDO_A: u32 = 256u;
 const TABLE_ALBEDO_B: u32 = 1280u; // TABLE_ALBEDO_A + ALBEDO_SIZE²
+const TABLE_ENV: u32 = 2304u; // TABLE_ALBEDO_B + ALBEDO_SIZE²
 const LIGHT_SPOT: u32 = 2u;
 const LIGHT_DIRECTIONAL: u32 = 3u;
+const LIGHT_ENVIRONMENT: u32 = 4u;
 
 fn pcg(v: u32) -> u32 {
     let state = v * 747796405u + 2891336453u;
@@ -481,9 +483,86 @@ fn power_heuristic(a: f32, b: f32) -> f32 {
     return 0.0;
 }
 
+fn unpack_rgbe(t: u32) -> vec3<f32> {
+    if (t >> 24u) == 0u { return vec3<f32>(0.0); }
+    let scale = exp2(f32(t >> 24u) - 136.0);
+    return vec3<f32>(f32(t & 255u), f32((t >> 8u) & 255u), f32((t >> 16u) & 255u)) * scale;
+}
+
+// environment.rs: u = ½ + atan2(d.z, d.x) / 2π + rotation, v = acos(d.y) / π.
+fn env_uv(d: vec3<f32>) -> vec2<f32> {
+    return vec2<f32>(0.5 + atan2(d.z, d.x) * (0.5 / PI) + P.env.w, acos(clamp(d.y, -1.0, 1.0)) * (1.0 / PI));
+}
+
+fn env_nearest(uv: vec2<f32>) -> vec3<f32> {
+    let tm = tex_meta[P.misc.z];
+    let xn = wrap(i32(floor(clamp(uv.x * f32(tm.y), -1e9, 1e9))), tm.y, 0u);
+    let yn = wrap(i32(floor(uv.y * f32(tm.z))), tm.z, 1u);
+    return unpack_rgbe(texels[tm.x + yn * tm.y + xn]) * P.env.xyz;
+}
+
+// The nearest texel, or bilinear for what the camera sees (trace.rs).
+fn env_radiance(d: vec3<f32>, filtered: bool) -> vec3<f32> {
+    let tm = tex_meta[P.misc.z];
+    let uv = env_uv(d);
+    if !filtered { return env_nearest(uv); }
+    let x = clamp(uv.x * f32(tm.y) - 0.5, -1e9, 1e9);
+    let y = clamp(uv.y * f32(tm.z) - 0.5, -1e9, 1e9);
+    let x0 = floor(x);
+    let y0 = floor(y);
+    let fx = x - x0;
+    let fy = y - y0;
+    let xa = wrap(i32(x0), tm.y, 0u);
+    let xb = wrap(i32(x0) + 1, tm.y, 0u);
+    let ya = wrap(i32(y0), tm.z, 1u);
+    let yb = wrap(i32(y0) + 1, tm.z, 1u);
+    let top = unpack_rgbe(texels[tm.x + ya * tm.y + xa]) * (1.0 - fx) + unpack_rgbe(texels[tm.x + ya * tm.y + xb]) * fx;
+    let bottom = unpack_rgbe(texels[tm.x + yb * tm.y + xa]) * (1.0 - fx) + unpack_rgbe(texels[tm.x + yb * tm.y + xb]) * fx;
+    return (top * (1.0 - fy) + bottom * fy) * P.env.xyz;
+}
+
+fn env_pdf(d: vec3<f32>) -> f32 {
+    let tm = tex_meta[P.misc.z];
+    let bu = tm.w & 0xffffu;
+    let bv = tm.w >> 16u;
+    let uv = env_uv(d);
+    let fu = uv.x - floor(uv.x);
+    let i = min(u32(fu * f32(bu)), bu - 1u);
+    let j = min(u32(uv.y * f32(bv)), bv - 1u);
+    let p = tables[TABLE_ENV + 3u * (j * bu + i) + 2u];
+    let sin_theta = max(sqrt(max(1.0 - d.y * d.y, 0.0)), 1e-6);
+    return p * f32(bu * bv) / (2.0 * PI * PI * sin_theta);
+}
+
+struct EnvSample { dir: vec3<f32>, pdf: f32, radiance: vec3<f32> }
+
+// A direction from the environment's table, its pdf (0: none) and the
+// radiance read at the drawn image coordinates (trace.rs).
+fn sample_env(xi: vec4<f32>) -> EnvSample {
+    let tm = tex_meta[P.misc.z];
+    let bu = tm.w & 0xffffu;
+    let bv = tm.w >> 16u;
+    let n = bu * bv;
+    let slot = min(u32(xi.x * f32(n)), n - 1u);
+    var block = slot;
+    if !(xi.y < tables[TABLE_ENV + 3u * slot]) {
+        block = min(bitcast<u32>(tables[TABLE_ENV + 3u * slot + 1u]), n - 1u);
+    }
+    let p = tables[TABLE_ENV + 3u * block + 2u];
+    let u = (f32(block % bu) + xi.z) / f32(bu);
+    let v = (f32(block / bu) + xi.w) / f32(bv);
+    let phi = (u - 0.5 - P.env.w) * 2.0 * PI;
+    let theta = v * PI;
+    let st = sin(theta);
+    let d = vec3<f32>(st * cos(phi), cos(theta), st * sin(phi));
+    let pdf = p * f32(n) / (2.0 * PI * PI * max(st, 1e-6));
+    if !(pdf > 0.0 && pdf < 3.4e38) { return EnvSample(d, 0.0, vec3<f32>(0.0)); }
+    return EnvSample(d, pdf, env_nearest(vec2<f32>(u, v)));
+}
+
 struct LightSample { dir: vec3<f32>, t_max: f32, value: vec3<f32>, pdf: f32, ok: bool }
 
-fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>, seed: u32) -> LightSample {
+fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>, xe: vec2<f32>, seed: u32) -> LightSample {
     var none = LightSample(vec3<f32>(0.0), 0.0, vec3<f32>(0.0), 0.0, false);
     let slot = min(u32(xi.x * f32(count)), count - 1u);
     let entry = lights[slot];
@@ -509,6 +588,12 @@ fn sample_light(count: u32, origin: vec3<f32>, xi: vec4<f32>, seed: u32) -> Ligh
         let pdf = pick * dist * dist * 2.0 / cos_area;
         let emission = emitted(materials[bitcast<u32>(tri.p0.w)], uv_at(tri, b1, b2));
         return LightSample(dir, dist - P.cam_pos.w, emission * (1.0 / pdf), pdf, true);
+    }
+    if kind == LIGHT_ENVIRONMENT {
+        let e = sample_env(vec4<f32>(xe.x, xe.y, xi.z, xi.w));
+        if !(e.pdf > 0.0) { return none; }
+        let pdf = pick * e.pdf;
+        return LightSample(e.dir, 3.4e38, e.radiance * (1.0 / pdf), pdf, true);
     }
     if kind == LIGHT_DIRECTIONAL {
         return LightSample(light.position.xyz, 3.4e38, light.intensity.xyz * (1.0 / pick), 0.0, true);
@@ -546,7 +631,12 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         let seed = u32(rand(key, 2u + DIMS_PER_BOUNCE * bounce + 8u) * 16777216.0);
         let hit = intersect(ray, seed);
         if !hit.found {
-            radiance += throughput * P.env.xyz;
+            let env_pick = bitcast<f32>(P.misc.w);
+            var w_env = 1.0;
+            if ray_pdf > 0.0 && env_pick > 0.0 {
+                w_env = power_heuristic(ray_pdf, env_pick * env_pdf(ray.d));
+            }
+            radiance += throughput * env_radiance(ray.d, bounce == 0u) * w_env;
             break;
         }
         let tri = tris[hit.tri];
@@ -591,7 +681,8 @@ fn trace_sample(x: u32, y: u32, sample: u32) -> vec3<f32> {
         // Next-event estimation.
         if light_count > 0u && !singular {
             let xi = vec4<f32>(rand(key, dim + 3u), rand(key, dim + 4u), rand(key, dim + 5u), rand(key, dim + 6u));
-            let light = sample_light(light_count, origin, xi, pcg(seed));
+            let xe = vec2<f32>(rand(key, dim + 9u), rand(key, dim + 10u));
+            let light = sample_light(light_count, origin, xi, xe, pcg(seed));
             if light.ok && usable(light.dir, ng, ns, s.p_trans) {
                 let fb = eval_bsdf(s, light.dir);
                 var weight = 1.0;

@@ -406,6 +406,9 @@ pub struct Scene {
     pub lights: Vec<PunctualLight>,
     /// Features present in the file that the renderer ignores.
     pub notes: Vec<String>,
+    /// What rays leaving the scene see (glTF has no environment: the
+    /// job's params give it; black by default).
+    pub environment: crate::environment::Environment,
 }
 
 /// Most cameras kept from one scene (the rest are ignored).

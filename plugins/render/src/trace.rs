@@ -25,9 +25,10 @@
 
 use crate::albedo;
 use crate::bvh::{END, Node};
+use crate::environment::{direction_at, unpack_rgbe, uv_of};
 use crate::layout::{
-    FrameParams, GpuMaterial, GpuTri, LIGHT_DIRECTIONAL, LIGHT_SPOT, LIGHT_TRIANGLE, NO_TEXTURE,
-    SAMPLER_BILINEAR, SceneData,
+    FrameParams, GpuMaterial, GpuTri, LIGHT_DIRECTIONAL, LIGHT_ENVIRONMENT, LIGHT_SPOT,
+    LIGHT_TRIANGLE, NO_TEXTURE, SAMPLER_BILINEAR, SceneData, TABLE_ENV,
 };
 use crate::layout::{TABLE_ALBEDO_A, TABLE_ALBEDO_B, unpack_color};
 use crate::math::{V3, v3};
@@ -396,9 +397,10 @@ pub fn occluded<T: Corners>(
 }
 
 /// Random numbers each bounce draws: lobe, direction ×2, light, alias
-/// coin, point on the light ×2, Russian roulette, and the seed of the
-/// stochastic alpha of the rays traced from this bounce's hit.
-pub const DIMS_PER_BOUNCE: u32 = 9;
+/// coin, point on the light ×2 (a direction in an environment block),
+/// Russian roulette, the seed of the stochastic alpha of the rays traced
+/// from this bounce's hit, and an environment block and its alias coin.
+pub const DIMS_PER_BOUNCE: u32 = 11;
 
 /// The alpha seed of rays traced in iteration `bounce` (the camera ray
 /// for 0; a shadow ray uses its hash).
@@ -574,6 +576,81 @@ fn power_heuristic(a: f32, b: f32) -> f32 {
     if a2 + b2 > 0.0 { a2 / (a2 + b2) } else { 0.0 }
 }
 
+/// The environment's radiance toward direction `d`: its image's nearest
+/// texel, or filtered bilinearly (wrapping around, clamped at the poles)
+/// for what the camera sees directly.
+pub fn env_radiance(scene: &SceneData, d: V3, filtered: bool) -> V3 {
+    let meta = scene.tex_meta[scene.env_texture as usize];
+    let (u, v) = uv_of(d, scene.env[3]);
+    let (w, h) = (meta[1], meta[2]);
+    let multiplier = v3(scene.env[0], scene.env[1], scene.env[2]);
+    if !filtered {
+        return env_nearest(scene, u, v);
+    }
+    let x = (u * w as f32 - 0.5).clamp(-1e9, 1e9);
+    let y = (v * h as f32 - 0.5).clamp(-1e9, 1e9);
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (xa, xb) = (wrap(x0 as i32, w, 0), wrap(x0 as i32 + 1, w, 0));
+    let (ya, yb) = (wrap(y0 as i32, h, 1), wrap(y0 as i32 + 1, h, 1));
+    let at = |x: u32, y: u32| unpack_rgbe(scene.texels[(meta[0] + y * w + x) as usize]);
+    let top = at(xa, ya) * (1.0 - fx) + at(xb, ya) * fx;
+    let bottom = at(xa, yb) * (1.0 - fx) + at(xb, yb) * fx;
+    (top * (1.0 - fy) + bottom * fy).mul_elem(multiplier)
+}
+
+/// The environment's nearest texel at image coordinates (`u`, `v`),
+/// times its multiplier.
+fn env_nearest(scene: &SceneData, u: f32, v: f32) -> V3 {
+    let meta = scene.tex_meta[scene.env_texture as usize];
+    let (w, h) = (meta[1], meta[2]);
+    let x = wrap((u * w as f32).clamp(-1e9, 1e9).floor() as i32, w, 0);
+    let y = wrap((v * h as f32).floor() as i32, h, 1);
+    unpack_rgbe(scene.texels[(meta[0] + y * w + x) as usize]).mul_elem(v3(
+        scene.env[0],
+        scene.env[1],
+        scene.env[2],
+    ))
+}
+
+/// The solid-angle pdf with which the environment's table draws
+/// direction `d` (given that the environment is picked).
+fn env_pdf(scene: &SceneData, d: V3) -> f32 {
+    let meta = scene.tex_meta[scene.env_texture as usize];
+    let (bu, bv) = (meta[3] & 0xffff, meta[3] >> 16);
+    let (u, v) = uv_of(d, scene.env[3]);
+    let i = ((u.rem_euclid(1.0) * bu as f32) as u32).min(bu - 1);
+    let j = ((v * bv as f32) as u32).min(bv - 1);
+    let p = scene.tables[TABLE_ENV + 3 * (j * bu + i) as usize + 2];
+    let sin_theta = (1.0 - d.y * d.y).max(0.0).sqrt().max(1e-6);
+    p * (bu * bv) as f32 / (2.0 * PI * PI * sin_theta)
+}
+
+/// A direction drawn from the environment's table for random numbers
+/// `xi` (block, its alias coin, u and v in the block), with its pdf and
+/// the radiance from there (read at the drawn image coordinates, so it
+/// is the texel of the drawn block even where rounding the direction
+/// back would land beside it).
+fn sample_env(scene: &SceneData, xi: [f32; 4]) -> Option<(V3, f32, V3)> {
+    let meta = scene.tex_meta[scene.env_texture as usize];
+    let (bu, bv) = (meta[3] & 0xffff, meta[3] >> 16);
+    let n = bu * bv;
+    let slot = ((xi[0] * n as f32) as u32).min(n - 1);
+    let entry = TABLE_ENV + 3 * slot as usize;
+    let block = if xi[1] < scene.tables[entry] {
+        slot
+    } else {
+        scene.tables[entry + 1].to_bits().min(n - 1)
+    };
+    let p = scene.tables[TABLE_ENV + 3 * block as usize + 2];
+    let (i, j) = (block % bu, block / bu);
+    let u = (i as f32 + xi[2]) / bu as f32;
+    let v = (j as f32 + xi[3]) / bv as f32;
+    let (d, sin_theta) = direction_at(u, v, scene.env[3]);
+    let pdf = p * n as f32 / (2.0 * PI * PI * sin_theta.max(1e-6));
+    (pdf > 0.0 && pdf.is_finite()).then(|| (d, pdf, env_nearest(scene, u, v)))
+}
+
 /// A sampled light: direction from the shadow ray's origin, the distance
 /// the shadow ray must cover, radiance ÷ pdf arriving, and the pdf in
 /// solid angle (0 for punctual lights, which BSDF samples never find).
@@ -590,7 +667,7 @@ fn sample_light(
     scene: &SceneData,
     count: u32,
     origin: V3,
-    xi: [f32; 4],
+    xi: [f32; 6],
     seed: u32,
 ) -> Option<LightSample> {
     let n = count as f32;
@@ -631,6 +708,16 @@ fn sample_light(
             dir,
             t_max: dist - scene.epsilon,
             value,
+            pdf,
+        });
+    }
+    if kind == LIGHT_ENVIRONMENT {
+        let (dir, pdf, radiance) = sample_env(scene, [xi[4], xi[5], xi[2], xi[3]])?;
+        let pdf = pick * pdf;
+        return Some(LightSample {
+            dir,
+            t_max: f32::INFINITY,
+            value: radiance * (1.0 / pdf),
             pdf,
         });
     }
@@ -827,7 +914,14 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
         let seed = alpha_seed(&rng, bounce);
         let present = |i, u, v| surface_present(scene, i, u, v, seed);
         let Some(hit) = intersect_bvh(&scene.nodes, &scene.tris, &ray, present) else {
-            radiance = radiance + throughput.mul_elem(cam(p.env));
+            // The environment, weighted against light sampling where
+            // that could have drawn this direction too.
+            let mut w_env = 1.0;
+            if ray_pdf > 0.0 && scene.env_pick > 0.0 {
+                w_env = power_heuristic(ray_pdf, scene.env_pick * env_pdf(scene, ray.d));
+            }
+            let seen = env_radiance(scene, ray.d, bounce == 0);
+            radiance = radiance + throughput.mul_elem(seen) * w_env;
             break;
         };
         let tri = &scene.tris[hit.tri as usize];
@@ -910,6 +1004,8 @@ pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: 
                 rng.get(dim + 4),
                 rng.get(dim + 5),
                 rng.get(dim + 6),
+                rng.get(dim + 9),
+                rng.get(dim + 10),
             ];
             if let Some(light) = sample_light(scene, light_count, origin, xi, pcg(seed))
                 && usable(light.dir)

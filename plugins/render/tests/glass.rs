@@ -10,6 +10,7 @@ mod common;
 
 use common::{cornell_variant, sphere};
 
+use render::environment::Environment;
 use render::layout::{SceneData, View};
 use render::math::{V3, v3};
 use render::scene::{self, Camera, Material, Scene, Triangle, Volume};
@@ -40,9 +41,10 @@ fn render(scene: &Scene, size: u32, spp: u32, camera: Camera) -> Vec<[f32; 3]> {
         max_bounces: 32,
         seed: 3,
         camera,
-        environment: [1.0; 3],
     };
-    render::cpu::render(&SceneData::build(scene), &view)
+    let mut scene = scene.clone();
+    scene.environment = Environment::uniform([1.0; 3]);
+    render::cpu::render(&SceneData::build(&scene), &view)
 }
 
 fn mean(px: &[[f32; 3]]) -> f32 {

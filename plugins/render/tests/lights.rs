@@ -64,7 +64,6 @@ fn an_emissive_enclosure_renders_the_sum_of_its_bounces() {
             seed: 3,
             camera: Camera::look_at(V3::splat(0.1), v3(0.0, 0.0, 1.0), v3(0.0, 1.0, 0.0), 1.2)
                 .unwrap(),
-            environment: [0.0; 3],
         };
         let px = render::cpu::render(&data, &view);
         let expected: f32 = (0..=bounces).map(|k| emitted * albedo.powi(k as i32)).sum();
@@ -106,7 +105,6 @@ fn an_emissive_texture_scales_what_both_strategies_find() {
         max_bounces: 4,
         seed: 4,
         camera: Camera::look_at(V3::splat(0.1), v3(0.0, 0.0, 1.0), v3(0.0, 1.0, 0.0), 1.2).unwrap(),
-        environment: [0.0; 3],
     };
     let got = mean(&render::cpu::render(&data, &view));
     let expected: f32 = (0..=4).map(|k| factor * gray * albedo.powi(k)).sum();
@@ -145,7 +143,6 @@ fn top_view() -> View {
         seed: 11,
         camera: Camera::look_at(v3(0.0, 4.0, 0.0), V3::splat(0.0), v3(0.0, 0.0, -1.0), 0.9)
             .unwrap(),
-        environment: [0.0; 3],
     }
 }
 

@@ -77,7 +77,6 @@ fn render_mean(scene: &Scene) -> [f32; 3] {
         seed: 2,
         camera: Camera::look_at(v3(0.0, 4.0, 0.0), V3::splat(0.0), v3(0.0, 0.0, -1.0), 0.3)
             .unwrap(),
-        environment: [0.0; 3],
     };
     let px = render::cpu::render(&SceneData::build(scene), &view);
     let mut sum = [0.0f32; 3];

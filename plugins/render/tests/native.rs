@@ -11,6 +11,7 @@ use common::{cornell_variant, fixtures, sphere};
 use std::path::Path;
 
 use pictor_sdk::JobError;
+use render::environment::Environment;
 use render::layout::{SceneData, View};
 use render::math::{V3, v3};
 use render::scene::{self, Camera, Material, Scene};
@@ -304,7 +305,7 @@ fn params_are_validated_with_the_field_named() {
     );
 }
 
-fn view(width: u32, height: u32, spp: u32, environment: [f32; 3]) -> View {
+fn view(width: u32, height: u32, spp: u32) -> View {
     View {
         width,
         height,
@@ -313,7 +314,6 @@ fn view(width: u32, height: u32, spp: u32, environment: [f32; 3]) -> View {
         max_bounces: 16,
         seed: 5,
         camera: Camera::look_at(v3(0.0, 0.0, 3.0), V3::splat(0.0), v3(0.0, 1.0, 0.0), 0.8).unwrap(),
-        environment,
     }
 }
 
@@ -321,12 +321,10 @@ fn furnace(material: Material) -> Vec<[f32; 3]> {
     let scene = Scene {
         triangles: sphere(0),
         materials: vec![material],
+        environment: Environment::uniform([1.0; 3]),
         ..Scene::default()
     };
-    render::cpu::render(
-        &SceneData::build(&scene),
-        &view(24, 24, 256, [1.0, 1.0, 1.0]),
-    )
+    render::cpu::render(&SceneData::build(&scene), &view(24, 24, 256))
 }
 
 #[test]
@@ -394,9 +392,10 @@ fn white_furnace_a_white_diffuse_sphere_in_a_uniform_environment_renders_one() {
 
 #[test]
 fn cpu_tiles_stitch_into_the_whole_frame_bit_for_bit() {
-    let scene = load(&fixtures(), "textured.glb").unwrap();
+    let mut scene = load(&fixtures(), "textured.glb").unwrap();
+    scene.environment = Environment::uniform([0.3; 3]);
     let data = SceneData::build(&scene);
-    let mut v = view(30, 22, 4, [0.3, 0.3, 0.3]);
+    let mut v = view(30, 22, 4);
     v.camera = scene.cameras[0].camera;
     let whole = render::cpu::render(&data, &v);
     let mut stitched = vec![[f32::NAN; 3]; whole.len()];
