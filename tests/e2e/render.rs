@@ -168,6 +168,44 @@ fn an_environment_image_lights_the_scene_alike_on_gpu_and_cpu() {
 }
 
 #[test]
+fn denoising_on_a_worker_writes_the_filtered_image_and_its_guides() {
+    let (file, mut params) = reference("cornell");
+    params["spp"] = json!(16);
+    params["outputs"] = json!(["png", "pfm", "guides"]);
+    let f = folders_with(&file);
+    succeeded(&render(&f, "noisy", params.clone()));
+    let (_, _, noisy) = read_pfm(&f.output.join("image.pfm"));
+    params["denoise"] = json!(true);
+    let g = folders_with(&file);
+    succeeded(&render(&g, "denoised", params));
+    let (w, h, denoised) = read_pfm(&g.output.join("image.pfm"));
+    let (_, _, albedo) = read_pfm(&g.output.join("albedo.pfm"));
+    let (_, _, normal) = read_pfm(&g.output.join("normal.pfm"));
+    assert_eq!(
+        (albedo.len(), normal.len()),
+        ((w * h) as usize, (w * h) as usize)
+    );
+    let reference = read_pfm(&scenes().join("cornell.ref.pfm")).2;
+    let (before, after) = (
+        render::image::rmse_display(&noisy, &reference),
+        render::image::rmse_display(&denoised, &reference),
+    );
+    println!("cornell 16 spp on the GPU: RMSE {before:.4} noisy, {after:.4} denoised");
+    assert!(after * 1.5 < before, "{after} vs {before}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(g.output.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["denoised"], json!(true));
+    // The guides came from the same scene: the back wall's white.
+    assert!(
+        albedo[w as usize / 2]
+            .iter()
+            .all(|c| (c - 0.73).abs() < 1e-3),
+        "{:?}",
+        albedo[w as usize / 2]
+    );
+}
+
+#[test]
 fn gpu_matches_the_committed_reference_images() {
     for name in ["cornell", "textured", "glossy", "lights", "studio"] {
         let (file, mut params) = reference(name);
@@ -384,6 +422,14 @@ fn bad_input_gives_a_job_error_naming_the_problem() {
             ("cornell.bin", bin.clone()),
         ]
     };
+    let m = failure(
+        &scene(),
+        json!({"width": 8, "height": 8, "denoise": true, "tile": {"x": 0, "y": 0, "width": 4, "height": 4}}),
+    );
+    assert!(
+        m.starts_with("invalid params: `denoise` filters whole frames"),
+        "{m}"
+    );
     let m = failure(&scene(), json!({"width": 100000, "height": 8}));
     assert_eq!(m, "invalid params: `width` must be in 1..=8192, got 100000");
     let m = failure(&scene(), json!({"width": 8192, "height": 8192}));

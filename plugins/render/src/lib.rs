@@ -49,6 +49,7 @@
 pub mod albedo;
 pub mod bvh;
 pub mod cpu;
+pub mod denoise;
 pub mod environment;
 pub mod gpu;
 pub mod image;
@@ -116,6 +117,10 @@ pub struct Params {
     /// Where to trace: `gpu` (default) or `cpu` (the reference tracer).
     #[serde(default)]
     pub device: Device,
+    /// Smooth the image's noise (off by default: a denoised image is no
+    /// longer the estimate that tiles and other workers agree on).
+    #[serde(default)]
+    pub denoise: bool,
 }
 
 /// A rectangle of the frame.
@@ -260,6 +265,8 @@ pub enum Format {
     Png,
     /// Linear 32-bit float PFM.
     Pfm,
+    /// The denoiser's guide buffers: `albedo.pfm` and `normal.pfm`.
+    Guides,
 }
 
 /// Which tracer runs.
@@ -385,6 +392,12 @@ impl Params {
                 }
             }
             EnvironmentParam::Color(_) => {}
+        }
+        if self.denoise && self.tile.is_some() {
+            return Err(bad(
+                "denoise",
+                "filters whole frames: render the tiles without it and denoise the stitched frame",
+            ));
         }
         if self.outputs.is_empty() {
             return Err(bad(
@@ -659,6 +672,7 @@ impl Plugin for Render {
         };
         let read = |name: &str| job.read_input(name);
         let (mut load_ms, mut render_s, mut samples) = (0.0, 0.0, 0u64);
+        let mut denoise_ms = 0.0;
         let (mut pass_ms, mut warmup_ms) = (Vec::new(), 0.0);
         let mut last = None;
         for (k, &frame) in frames.iter().enumerate() {
@@ -686,6 +700,35 @@ impl Plugin for Render {
             render_s += started.elapsed().as_secs_f64();
             samples += u64::from(tw) * u64::from(th) * u64::from(view.spp);
             let stem = frame.map_or_else(|| "image".to_string(), |f| format!("frame_{f:04}"));
+            let want_guides = params.outputs.contains(&Format::Guides);
+            let mut pixels = pixels;
+            if params.denoise || want_guides {
+                job.progress(
+                    (k as f32 + 0.95) / frames.len() as f32,
+                    "tracing the denoiser's guides",
+                );
+                let started = Instant::now();
+                let (albedo, normal) = denoise::guides(&prepared.data, &view);
+                job.check_cancelled()?;
+                if params.denoise {
+                    job.progress((k as f32 + 0.97) / frames.len() as f32, "denoising");
+                    pixels = denoise::denoise(&pixels, &albedo, &normal, tw, th);
+                }
+                denoise_ms += started.elapsed().as_secs_f64() * 1e3;
+                if want_guides {
+                    let guide = |name: &str| {
+                        frame.map_or_else(|| name.to_string(), |f| format!("{name}_{f:04}"))
+                    };
+                    job.write_output(
+                        &format!("{}.pfm", guide("albedo")),
+                        &image::encode_pfm(tw, th, &albedo),
+                    )?;
+                    job.write_output(
+                        &format!("{}.pfm", guide("normal")),
+                        &image::encode_pfm(tw, th, &normal),
+                    )?;
+                }
+            }
             if params.outputs.contains(&Format::Png) {
                 job.write_output(&format!("{stem}.png"), &image::encode_png(tw, th, &pixels)?)?;
             }
@@ -710,6 +753,7 @@ impl Plugin for Render {
             "load_ms": load_ms, "render_ms": render_s * 1e3, "samples": samples,
             "samples_per_s": samples_per_s, "passes": pass_ms.len(), "gpu_ms": gpu_ms,
             "max_pass_ms": max_pass_ms, "warmup_ms": warmup_ms, "pass_ms": pass_ms, "notes": prepared.notes,
+            "denoised": params.denoise, "denoise_ms": denoise_ms,
         });
         job.write_output(
             "report.json",

@@ -886,23 +886,102 @@ fn surface(
     s
 }
 
-/// Radiance of one sample of full-frame pixel (`x`, `y`).
-pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32) -> V3 {
+/// The random stream of one sample of full-frame pixel (`x`, `y`), and
+/// its camera ray (jittered in the pixel by dimensions 0 and 1).
+fn camera_ray(p: &FrameParams, x: u32, y: u32, sample: u32) -> (SampleRng, Ray) {
     let rng = SampleRng::new(
         u64::from(p.samples[3]) | u64::from(p.misc[0]) << 32,
         y * p.frame[0] + x,
         sample,
     );
     let cam = |a: [f32; 4]| v3(a[0], a[1], a[2]);
-    let (tan_half, aspect, eps) = (p.cam_fwd[3], p.cam_right[3], p.cam_pos[3]);
-    let light_count = p.misc[1];
+    let (tan_half, aspect) = (p.cam_fwd[3], p.cam_right[3]);
     let sx = ((x as f32 + rng.get(0)) / p.frame[0] as f32) * 2.0 - 1.0;
     let sy = 1.0 - ((y as f32 + rng.get(1)) / p.frame[1] as f32) * 2.0;
     let dir = (cam(p.cam_fwd)
         + cam(p.cam_right) * (sx * tan_half * aspect)
         + cam(p.cam_up) * (sy * tan_half))
         .normalize();
-    let mut ray = Ray::new(cam(p.cam_pos), dir);
+    (rng, Ray::new(cam(p.cam_pos), dir))
+}
+
+/// Perfectly smooth surfaces with nothing diffuse a guide ray follows
+/// before it takes the next surface's albedo and normal.
+const GUIDE_DELTA_BOUNCES: u32 = 4;
+
+/// What sample `sample` of pixel (`x`, `y`) first meets, for the
+/// denoiser's guides: the surface's base color (clamped to 1; the
+/// environment's, clamped, where the ray leaves) and its shading normal
+/// turned toward the camera (0 where the ray leaves). Through clear glass
+/// and in mirrors (deltas) the ray goes on, refracted through glass and
+/// reflected by mirrors, and takes what it meets there, tinted: what the
+/// pixel shows is that surface's lighting.
+pub fn first_hit(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32) -> (V3, V3) {
+    let (rng, mut ray) = camera_ray(p, x, y, sample);
+    let seed = alpha_seed(&rng, 0);
+    let present = |i, u, v| surface_present(scene, i, u, v, seed);
+    let ok = |c: V3| {
+        if c.x.is_finite() && c.y.is_finite() && c.z.is_finite() {
+            c
+        } else {
+            V3::splat(0.0)
+        }
+    };
+    let mut tint = V3::splat(1.0);
+    for _ in 0..=GUIDE_DELTA_BOUNCES {
+        let Some(hit) = intersect_bvh(&scene.nodes, &scene.tris, &ray, present) else {
+            let env = env_radiance(scene, ray.d, true).min(V3::splat(1.0));
+            return (ok(env.mul_elem(tint)), V3::splat(0.0));
+        };
+        let tri = &scene.tris[hit.tri as usize];
+        let mat = &scene.materials[tri.material() as usize];
+        let xyz = |a: [f32; 4]| v3(a[0], a[1], a[2]);
+        let w = 1.0 - hit.u - hit.v;
+        let (u, v) = uv_at(tri, hit.u, hit.v);
+        let smooth = (xyz(tri.n0) * w + xyz(tri.n1) * hit.u + xyz(tri.n2) * hit.v).normalize();
+        let mut n = mapped_normal(scene, tri, mat, smooth, u, v);
+        let [c0, c1, c2] = tri.corners();
+        let entering = (c1 - c0).cross(c2 - c0).dot(ray.d) < 0.0;
+        if n.dot(ray.d) > 0.0 {
+            n = -n;
+        }
+        let look = look_at(scene, tri, mat, hit.u, hit.v, u, v);
+        let alpha = (look.roughness * look.roughness).max(1e-3);
+        let transmission = mat.glass[0] * (1.0 - look.metallic);
+        let delta =
+            alpha * alpha <= SINGULAR_ALPHA2 && (look.metallic >= 1.0 || transmission >= 1.0);
+        if !delta {
+            return (ok(look.base.min(V3::splat(1.0)).mul_elem(tint)), ok(n));
+        }
+        tint = tint.mul_elem(look.base.min(V3::splat(1.0)));
+        let at = ray.o + ray.d * hit.t;
+        let eta = interface_eta(mat, entering);
+        let c = -ray.d.dot(n);
+        let next = if transmission >= 1.0 && eta > 0.0 {
+            let k = 1.0 / eta;
+            let sin2 = k * k * (1.0 - c * c);
+            if sin2 < 1.0 {
+                ray.d * k + n * (k * c - (1.0 - sin2).sqrt())
+            } else {
+                ray.d + n * (2.0 * c)
+            }
+        } else if transmission >= 1.0 {
+            ray.d
+        } else {
+            ray.d + n * (2.0 * c)
+        };
+        let side = if next.dot(n) > 0.0 { 1.0 } else { -1.0 };
+        ray = Ray::new(at + n * (side * p.cam_pos[3]), next.normalize());
+    }
+    (ok(tint), V3::splat(0.0))
+}
+
+/// Radiance of one sample of full-frame pixel (`x`, `y`).
+pub fn trace_sample(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32) -> V3 {
+    let (rng, mut ray) = camera_ray(p, x, y, sample);
+    let cam = |a: [f32; 4]| v3(a[0], a[1], a[2]);
+    let eps = p.cam_pos[3];
+    let light_count = p.misc[1];
     let mut throughput = V3::splat(1.0);
     let mut radiance = V3::splat(0.0);
     let max_bounces = p.samples[2];
