@@ -53,56 +53,56 @@ def thickness_group():
     return group
 
 
-def checker_image(path):
-    size, cells = 64, 8
-    image = bpy.data.images.new("checker", size, size, alpha=False)
+def png_image(name, size, pixel, path, data=False):
+    """A `size`² image whose texel (x, y) (rows from the bottom, as
+    Blender stores them) is `pixel(x, y)` (RGB), saved as PNG at `path`;
+    `data` marks it as non-color (normals, roughness)."""
+    image = bpy.data.images.new(name, size, size, alpha=False)
+    if data:
+        image.colorspace_settings.name = "Non-Color"
     pixels = []
     for y in range(size):
         for x in range(size):
-            on = ((x * cells // size) + (y * cells // size)) % 2 == 0
-            pixels += [0.8, 0.75, 0.6, 1.0] if on else [0.12, 0.15, 0.22, 1.0]
+            pixels += [*pixel(x, y), 1.0]
     image.pixels = pixels
     image.filepath_raw = path
     image.file_format = "PNG"
     image.save()
     return image
+
+
+def checker_image(path):
+    size, cells = 64, 8
+
+    def pixel(x, y):
+        on = ((x * cells // size) + (y * cells // size)) % 2 == 0
+        return [0.8, 0.75, 0.6] if on else [0.12, 0.15, 0.22]
+
+    return png_image("checker", size, pixel, path)
 
 
 def ridges_image(path):
     """A tangent-space normal map of vertical ridges, six per tile, whose
     normals swing up to 27° toward ±x, as glTF stores normals (+y up)."""
     size = 64
-    image = bpy.data.images.new("ridges", size, size, alpha=False)
-    image.colorspace_settings.name = "Non-Color"
-    pixels = []
-    for y in range(size):
-        for x in range(size):
-            u = (x + 0.5) / size
-            slope = 0.5 * math.cos(2 * math.pi * 6 * u)
-            length = math.sqrt(slope * slope + 1.0)
-            pixels += [0.5 - 0.5 * slope / length, 0.5, 0.5 + 0.5 / length, 1.0]
-    image.pixels = pixels
-    image.filepath_raw = path
-    image.file_format = "PNG"
-    image.save()
-    return image
+
+    def pixel(x, _):
+        slope = 0.5 * math.cos(2 * math.pi * 6 * (x + 0.5) / size)
+        length = math.sqrt(slope * slope + 1.0)
+        return [0.5 - 0.5 * slope / length, 0.5, 0.5 + 0.5 / length]
+
+    return png_image("ridges", size, pixel, path, data=True)
 
 
 def stripes_image(path):
     """Roughness for the G channel glTF reads it from: bands of 0.15 and 0.8."""
     size = 32
-    image = bpy.data.images.new("stripes", size, size, alpha=False)
-    image.colorspace_settings.name = "Non-Color"
-    pixels = []
-    for y in range(size):
-        for x in range(size):
-            r = 0.15 if (y * 4 // size) % 2 == 0 else 0.8
-            pixels += [r, r, r, 1.0]
-    image.pixels = pixels
-    image.filepath_raw = path
-    image.file_format = "PNG"
-    image.save()
-    return image
+
+    def pixel(_, y):
+        r = 0.15 if (y * 4 // size) % 2 == 0 else 0.8
+        return [r, r, r]
+
+    return png_image("stripes", size, pixel, path, data=True)
 
 
 def add(obj_op, material, **kw):

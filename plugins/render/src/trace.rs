@@ -131,20 +131,29 @@ fn hit_box(n: &Node, ray: &Ray, t_max: f32) -> Option<f32> {
     (enter <= exit && enter < t_max).then_some(enter)
 }
 
-/// Closest hit through the BVH (the same traversal as the kernel),
-/// skipping candidates where `present(triangle, u, v)` says the surface is
-/// not there (alpha). Stackless: a node whose box the ray enters leads to
-/// its first child (a leaf's triangles are tested), one it misses (and a
-/// finished leaf) to its miss link; SIMD lanes on a CPU adapter keep no
-/// per-ray stack in memory.
-pub fn intersect_bvh<T: Corners>(
+/// What a BVH walk does after meeting a triangle.
+enum Step {
+    /// Keep looking.
+    Go,
+    /// Keep looking, but only nearer than this.
+    Nearer(f32),
+    /// Done.
+    Stop,
+}
+
+/// Walks the BVH for `ray` without a stack (the same walk as the kernel):
+/// a node whose box the ray enters before `t_max` leads to its first
+/// child (a leaf's triangles are met), one it misses (and a finished
+/// leaf) to its miss link; SIMD lanes on a CPU adapter keep no per-ray
+/// stack in memory. `meet(triangle, t, u, v)` is called for each
+/// triangle the ray crosses before `t_max`.
+fn walk<T: Corners>(
     nodes: &[Node],
     tris: &[T],
     ray: &Ray,
-    present: impl Fn(u32, f32, f32) -> bool,
-) -> Option<Hit> {
-    let mut best: Option<Hit> = None;
-    let mut t_max = f32::INFINITY;
+    mut t_max: f32,
+    mut meet: impl FnMut(u32, f32, f32, f32) -> Step,
+) {
     let mut i = 0u32;
     while i != END {
         let node = &nodes[i as usize];
@@ -158,15 +167,35 @@ pub fn intersect_bvh<T: Corners>(
             continue;
         }
         for k in node.a..node.a + count {
-            if let Some((t, u, v)) = hit_triangle(tris[k as usize].corners(), ray, t_max)
-                && present(k, u, v)
-            {
-                t_max = t;
-                best = Some(Hit { t, u, v, tri: k });
+            if let Some((t, u, v)) = hit_triangle(tris[k as usize].corners(), ray, t_max) {
+                match meet(k, t, u, v) {
+                    Step::Go => {}
+                    Step::Nearer(t) => t_max = t,
+                    Step::Stop => return,
+                }
             }
         }
         i = node.miss();
     }
+}
+
+/// Closest hit through the BVH, skipping candidates where
+/// `present(triangle, u, v)` says the surface is not there (alpha).
+pub fn intersect_bvh<T: Corners>(
+    nodes: &[Node],
+    tris: &[T],
+    ray: &Ray,
+    present: impl Fn(u32, f32, f32) -> bool,
+) -> Option<Hit> {
+    let mut best: Option<Hit> = None;
+    walk(nodes, tris, ray, f32::INFINITY, |k, t, u, v| {
+        if present(k, u, v) {
+            best = Some(Hit { t, u, v, tri: k });
+            Step::Nearer(t)
+        } else {
+            Step::Go
+        }
+    });
     best
 }
 
@@ -364,7 +393,7 @@ pub fn surface_present(scene: &SceneData, i: u32, u: f32, v: f32, seed: u32) -> 
 }
 
 /// Whether anything present blocks the ray before `t_max` (any hit, no
-/// ordering; the same walk as [`intersect_bvh`]).
+/// ordering).
 pub fn occluded<T: Corners>(
     nodes: &[Node],
     tris: &[T],
@@ -372,28 +401,16 @@ pub fn occluded<T: Corners>(
     t_max: f32,
     present: impl Fn(u32, f32, f32) -> bool,
 ) -> bool {
-    let mut i = 0u32;
-    while i != END {
-        let node = &nodes[i as usize];
-        if hit_box(node, ray, t_max).is_none() {
-            i = node.miss();
-            continue;
+    let mut blocked = false;
+    walk(nodes, tris, ray, t_max, |k, _, u, v| {
+        if present(k, u, v) {
+            blocked = true;
+            Step::Stop
+        } else {
+            Step::Go
         }
-        let count = node.leaf_count();
-        if count == 0 {
-            i = node.a;
-            continue;
-        }
-        for k in node.a..node.a + count {
-            if let Some((_, u, v)) = hit_triangle(tris[k as usize].corners(), ray, t_max)
-                && present(k, u, v)
-            {
-                return true;
-            }
-        }
-        i = node.miss();
-    }
-    false
+    });
+    blocked
 }
 
 /// Random numbers each bounce draws: lobe, direction ×2, light, alias

@@ -9,22 +9,12 @@
 
 mod common;
 
-use common::sphere;
+use common::{lambert, sphere};
 
 use render::environment::{EnvImage, Environment, direction_at};
 use render::layout::{SceneData, View};
 use render::math::{V3, v3};
-use render::scene::{self, Camera, Material, Scene, Triangle};
-
-fn lambert(albedo: f32) -> Material {
-    Material {
-        base_color: [albedo, albedo, albedo, 1.0],
-        metallic: 0.0,
-        roughness: 1.0,
-        specular: 0.0,
-        ..Material::default()
-    }
-}
+use render::scene::{self, Camera, Scene, Triangle};
 
 /// A 64×32 sky of 0.2 with a 2×2-texel sun of 5000 at (`u`, `v`).
 fn sunny(u: f32, v: f32) -> EnvImage {

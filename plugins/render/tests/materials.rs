@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::cornell_variant;
+use common::{cornell_variant, lambert};
 
 use render::layout::{SceneData, View};
 use render::math::{V3, v3};
@@ -42,16 +42,6 @@ fn texel(rgba: [u8; 4]) -> Texture {
         width: 1,
         height: 1,
         texels: vec![u32::from_le_bytes(rgba)],
-    }
-}
-
-fn lambert(albedo: f32) -> Material {
-    Material {
-        base_color: [albedo, albedo, albedo, 1.0],
-        metallic: 0.0,
-        roughness: 1.0,
-        specular: 0.0,
-        ..Material::default()
     }
 }
 

@@ -6,7 +6,18 @@
 use std::path::{Path, PathBuf};
 
 use render::math::v3;
-use render::scene::Triangle;
+use render::scene::{Material, Triangle};
+
+/// A gray Lambert material (no specular coat) of `albedo`.
+pub fn lambert(albedo: f32) -> Material {
+    Material {
+        base_color: [albedo, albedo, albedo, 1.0],
+        metallic: 0.0,
+        roughness: 1.0,
+        specular: 0.0,
+        ..Material::default()
+    }
+}
 
 /// `fixtures/scenes/` of the repository.
 pub fn fixtures() -> PathBuf {
