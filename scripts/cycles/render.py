@@ -112,7 +112,8 @@ PLAIN = {"specular": 1.0, "transmission": 0.0, "ior": 1.5, "absorption": None}
 
 def as_gltf_brdf(material, ext):
     """Rebuilds a material made by the glTF importer (a Principled BSDF) as
-    glTF's own BRDF (the spec's appendix B), which the plugin implements:
+    glTF's own BRDF (the spec's appendix B), which the plugin implements
+(metals with multiple-scattering GGX, as the plugin's):
     mix(mix(Lambert base, GGX refraction, transmission), GGX,
     Fresnel(ior)) for dielectrics, GGX tinted by the base color for
     metals, blended by metallic; emission added; a volume's absorption as
@@ -176,7 +177,9 @@ def as_gltf_brdf(material, ext):
     tree.links.new(base_bsdf, dielectric.inputs[1])
     tree.links.new(coat.outputs["BSDF"], dielectric.inputs[2])
     metal_bsdf = n("ShaderNodeBsdfGlossy")
-    metal_bsdf.distribution = "GGX"
+    # Metals keep the light GGX loses between microfacets in both
+    # renderers (the plugin's multiple-scattering lobe).
+    metal_bsdf.distribution = "MULTI_GGX"
     feed(tree, metal_bsdf.inputs["Color"], base.default_value, base_link)
     feed(tree, metal_bsdf.inputs["Roughness"], rough.default_value, rough_link)
     if normal_link is not None:

@@ -8,6 +8,13 @@
 //! depend on f0: E(μ, r) = f0·A(μ, r) + (1 − f0)·B(μ, r), with
 //! A = ∫ D·G / (4 n·v) dω and B = ∫ (1 − v·h)⁵ D·G / (4 n·v) dω over the
 //! upper hemisphere. Both tracers read them with the same bilinear lookup.
+//!
+//! A (the lobe's albedo with F = 1) also gives metals their multiple
+//! scattering (Kulla & Conty 2017): a lobe f_ms = (1 − A(μo))(1 − A(μi)) /
+//! (π (1 − A_avg)), tinted by F_ms = F_avg² A_avg / (1 − F_avg (1 − A_avg)),
+//! returns what single scattering loses between microfacets, so a white
+//! rough metal reflects all it receives. A_avg(r) = 2 ∫ A(μ, r) μ dμ is a
+//! third table, one entry per roughness.
 
 use crate::math::v3;
 use crate::trace::{sample_ggx, smith_g1};
@@ -54,8 +61,30 @@ pub fn tables() -> Vec<f32> {
             b[ri * SIZE + mi] = (sb / count).min(1.0) as f32;
         }
     }
+    // A_avg per roughness, by the trapezoid rule over the table's μ.
+    let mut avg = vec![0.0f32; SIZE];
+    for (ri, slot) in avg.iter_mut().enumerate() {
+        let f = |mi: usize| {
+            let mu = mi as f64 / (SIZE - 1) as f64;
+            f64::from(a[ri * SIZE + mi]) * mu
+        };
+        let h = 1.0 / (SIZE - 1) as f64;
+        let sum: f64 = (0..SIZE - 1).map(|mi| 0.5 * h * (f(mi) + f(mi + 1))).sum();
+        *slot = (2.0 * sum).min(1.0) as f32;
+    }
     a.extend_from_slice(&b);
+    a.extend_from_slice(&avg);
     a
+}
+
+/// Linear lookup of the A_avg table (`SIZE` entries from `tables[offset]`)
+/// at perceptual `roughness`.
+pub fn lookup_average(tables: &[f32], offset: usize, roughness: f32) -> f32 {
+    let last = (SIZE - 1) as f32;
+    let x = (roughness.clamp(0.0, 1.0) * last).min(last);
+    let x0 = x.floor().min(last - 1.0);
+    let f = x - x0;
+    tables[offset + x0 as usize] * (1.0 - f) + tables[offset + x0 as usize + 1] * f
 }
 
 /// Bilinear lookup of table `t` (`SIZE`×`SIZE`, the first of which starts
@@ -75,6 +104,14 @@ pub fn lookup(tables: &[f32], offset: usize, mu: f32, roughness: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_average_albedo_is_one_when_smooth_and_less_when_rough() {
+        let t = tables();
+        let avg = 2 * SIZE * SIZE;
+        assert!((lookup_average(&t, avg, 0.0) - 1.0).abs() < 0.02);
+        assert!(lookup_average(&t, avg, 1.0) < 0.9);
+    }
 
     #[test]
     fn a_smooth_coat_reflects_what_fresnel_says_and_rough_ones_lose_some() {

@@ -193,6 +193,10 @@ mod tests {
             format!("const ALBEDO_SIZE: u32 = {}u;", crate::albedo::SIZE),
             format!("const TABLE_ALBEDO_A: u32 = {TABLE_ALBEDO_A}u;"),
             format!("const TABLE_ALBEDO_B: u32 = {TABLE_ALBEDO_B}u;"),
+            format!(
+                "const TABLE_ALBEDO_AVG: u32 = {}u;",
+                crate::layout::TABLE_ALBEDO_AVG
+            ),
             format!("const TABLE_ENV: u32 = {}u;", crate::layout::TABLE_ENV),
             format!(
                 "const DIMS_PER_BOUNCE: u32 = {}u;",

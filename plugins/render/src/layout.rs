@@ -301,7 +301,10 @@ pub const TABLE_ALBEDO_B: usize = TABLE_ALBEDO_A + crate::albedo::SIZE * crate::
 /// Where the environment's sampling table starts in
 /// [`SceneData::tables`]: per block, its keep probability, alias index
 /// bits and pick probability.
-pub const TABLE_ENV: usize = TABLE_ALBEDO_B + crate::albedo::SIZE * crate::albedo::SIZE;
+pub const TABLE_ENV: usize = TABLE_ALBEDO_AVG + crate::albedo::SIZE;
+/// Where the lobe's average albedo per roughness starts in
+/// [`SceneData::tables`].
+pub const TABLE_ALBEDO_AVG: usize = TABLE_ALBEDO_B + crate::albedo::SIZE * crate::albedo::SIZE;
 
 /// [`SceneData::tables`], computed once per process.
 pub(crate) fn lookup_tables() -> Vec<f32> {

@@ -51,7 +51,8 @@ const LIGHT_TRIANGLE: u32 = 0u;
 const ALBEDO_SIZE: u32 = 32u; // albedo::SIZE
 const TABLE_ALBEDO_A: u32 = 256u;
 const TABLE_ALBEDO_B: u32 = 1280u; // TABLE_ALBEDO_A + ALBEDO_SIZE²
-const TABLE_ENV: u32 = 2304u; // TABLE_ALBEDO_B + ALBEDO_SIZE²
+const TABLE_ALBEDO_AVG: u32 = 2304u; // TABLE_ALBEDO_B + ALBEDO_SIZE²
+const TABLE_ENV: u32 = 2336u; // TABLE_ALBEDO_AVG + ALBEDO_SIZE
 const LIGHT_SPOT: u32 = 2u;
 const LIGHT_DIRECTIONAL: u32 = 3u;
 const LIGHT_ENVIRONMENT: u32 = 4u;
@@ -276,6 +277,7 @@ fn texel(tex: u32, m: vec4<f32>, o: vec4<f32>, u: f32, v: f32, srgb: bool) -> ve
 struct Surface {
     ns: vec3<f32>, view: vec3<f32>, nv: f32, base: vec3<f32>, metallic: f32, specular: f32,
     alpha2: f32, diffuse: vec3<f32>, trans: vec3<f32>, f0: f32, eta: f32, coat_v: f32, p_spec: f32, p_trans: f32,
+    roughness: f32, ms: vec3<f32>, ms_v: f32,
 }
 
 fn fresnel_dielectric(f0: f32, c_in: f32, eta: f32) -> f32 {
@@ -311,9 +313,11 @@ fn eval_bsdf(s: Surface, l: vec3<f32>) -> vec4<f32> {
         let g = smith_g1(s.alpha2, s.nv) * smith_g1(s.alpha2, nl);
         let spec = fresnel(s, vh) * (d * g / (4.0 * s.nv));
         let diff = s.diffuse * ((1.0 - s.coat_v) * nl / PI);
+        let ms_l = 1.0 - albedo(TABLE_ALBEDO_A, nl, s.roughness);
+        let multiple = s.ms * (s.ms_v * ms_l * nl);
         let p_diff = 1.0 - s.p_spec - s.p_trans;
         let pdf = s.p_spec * d * nh / (4.0 * vh) + p_diff * nl / PI;
-        return vec4<f32>(spec + diff, pdf);
+        return vec4<f32>(spec + diff + multiple, pdf);
     }
     if s.p_trans <= 0.0 { return zero; }
     let g = smith_g1(s.alpha2, s.nv) * smith_g1(s.alpha2, -nl);
@@ -440,6 +444,16 @@ fn interface_eta(mat: Material, entering: bool) -> f32 {
     return 1.0 / ior;
 }
 
+// Linear lookup of the average-albedo table (albedo::lookup_average).
+fn albedo_average(roughness: f32) -> f32 {
+    let last = f32(ALBEDO_SIZE - 1u);
+    let x = min(clamp(roughness, 0.0, 1.0) * last, last);
+    let x0 = min(floor(x), last - 1.0);
+    let f = x - x0;
+    let i = TABLE_ALBEDO_AVG + u32(x0);
+    return tables[i] * (1.0 - f) + tables[i + 1u] * f;
+}
+
 fn surface(mat: Material, look: Look, ns: vec3<f32>, view: vec3<f32>, nv: f32, eta: f32) -> Surface {
     let base = look.base;
     let metallic = look.metallic;
@@ -456,9 +470,18 @@ fn surface(mat: Material, look: Look, ns: vec3<f32>, view: vec3<f32>, nv: f32, e
         coat_v = f0 * albedo(TABLE_ALBEDO_A, nv, roughness) + (1.0 - f0) * albedo(TABLE_ALBEDO_B, nv, roughness);
     }
     var s = Surface(ns, view, nv, base, metallic, specular, alpha * alpha, dielectric * (1.0 - transmission),
-        dielectric * transmission, f0, eta, specular * coat_v, 1.0, 0.0);
+        dielectric * transmission, f0, eta, specular * coat_v, 1.0, 0.0, roughness, vec3<f32>(0.0), 0.0);
+    var ms_albedo = vec3<f32>(0.0);
+    if metallic > 0.0 {
+        let e_avg = min(albedo_average(roughness), 0.999);
+        let f_avg = base + (vec3<f32>(1.0) - base) * (1.0 / 21.0);
+        let tint = f_avg * f_avg * e_avg / (vec3<f32>(1.0) - f_avg * (1.0 - e_avg)) * metallic;
+        s.ms = tint * (1.0 / (PI * (1.0 - e_avg)));
+        s.ms_v = 1.0 - albedo(TABLE_ALBEDO_A, nv, roughness);
+        ms_albedo = tint * s.ms_v;
+    }
     let ls = luminance(fresnel(s, nv));
-    let ld = luminance(s.diffuse) * (1.0 - s.coat_v);
+    let ld = luminance(s.diffuse) * (1.0 - s.coat_v) + luminance(ms_albedo);
     let lt = luminance(s.trans) * (1.0 - s.coat_v);
     if ld + lt > 0.0 {
         s.p_spec = 0.0;
