@@ -137,7 +137,7 @@ pub struct GpuLight {
 /// 1 clamp, 2 mirror) in bits 0–1, along v in bits 2–3, bilinear in bit 4.
 pub const SAMPLER_BILINEAR: u32 = 1 << 4;
 
-/// A material (208 bytes).
+/// A material (240 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct GpuMaterial {
@@ -174,6 +174,11 @@ pub struct GpuMaterial {
     /// Its offset in xy, sampler bits in z, texture index bits in w
     /// ([`NO_TEXTURE`]).
     pub normal_uv_offset: [f32; 4],
+    /// The transmission texture's transform matrix, as `uv_matrix`.
+    pub trans_uv_matrix: [f32; 4],
+    /// Its offset in xy, sampler bits in z, texture index bits in w
+    /// ([`NO_TEXTURE`]).
+    pub trans_uv_offset: [f32; 4],
 }
 
 /// Per-pass parameters (a uniform buffer, 144 bytes).
@@ -571,6 +576,8 @@ impl SceneData {
                     mr_uv_offset: slot(&m.metallic_roughness_sampler, m.metallic_roughness_texture),
                     normal_uv_matrix: m.normal_sampler.matrix,
                     normal_uv_offset: slot(&m.normal_sampler, m.normal_texture),
+                    trans_uv_matrix: m.transmission_sampler.matrix,
+                    trans_uv_offset: slot(&m.transmission_sampler, m.transmission_texture),
                 }
             })
             .collect();

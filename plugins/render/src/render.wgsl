@@ -24,6 +24,7 @@ struct Material {
     uv_matrix: vec4<f32>, uv_offset: vec4<f32>, emit_uv_matrix: vec4<f32>, emit_uv_offset: vec4<f32>,
     glass: vec4<f32>, absorption: vec4<f32>,
     mr_uv_matrix: vec4<f32>, mr_uv_offset: vec4<f32>, normal_uv_matrix: vec4<f32>, normal_uv_offset: vec4<f32>,
+    trans_uv_matrix: vec4<f32>, trans_uv_offset: vec4<f32>,
 }
 struct Light { position: vec4<f32>, intensity: vec4<f32>, spot: vec4<f32>, table: vec4<f32> }
 
@@ -395,7 +396,7 @@ fn albedo(offset: u32, mu: f32, roughness: f32) -> f32 {
     return top * (1.0 - fy) + bottom * fy;
 }
 
-struct Look { base: vec3<f32>, metallic: f32, roughness: f32 }
+struct Look { base: vec3<f32>, metallic: f32, roughness: f32, transmission: f32 }
 
 fn unpack_color(bits: u32) -> vec3<f32> {
     return vec3<f32>(f32(bits & 1023u), f32((bits >> 10u) & 1023u), f32((bits >> 20u) & 1023u)) * (1.0 / 1023.0);
@@ -421,7 +422,12 @@ fn look_at(tri: Tri, mat: Material, b1: f32, b2: f32, uv: vec2<f32>) -> Look {
         roughness *= t.y;
         metallic *= t.z;
     }
-    return Look(base, metallic, roughness);
+    var transmission = mat.glass.x;
+    let tt = bitcast<u32>(mat.trans_uv_offset.w);
+    if tt != NO_TEXTURE && transmission > 0.0 {
+        transmission *= texel(tt, mat.trans_uv_matrix, mat.trans_uv_offset, uv.x, uv.y, false).x;
+    }
+    return Look(base, metallic, roughness, transmission);
 }
 
 fn mapped_normal(tri: Tri, mat: Material, n: vec3<f32>, uv: vec2<f32>) -> vec3<f32> {
@@ -459,7 +465,7 @@ fn surface(mat: Material, look: Look, ns: vec3<f32>, view: vec3<f32>, nv: f32, e
     let metallic = look.metallic;
     let roughness = look.roughness;
     let specular = mat.params.w;
-    let transmission = mat.glass.x;
+    let transmission = look.transmission;
     let f0 = mat.glass.y;
     let alpha = max(roughness * roughness, 1e-3);
     let dielectric = base * (1.0 - metallic);

@@ -16,8 +16,8 @@
 //! interpolation, cubic splines sampled linearly between their keys) are
 //! evaluated at the time given to [`load_at`].
 //! `KHR_materials_transmission`, `_ior` and `_volume` (glass).
-//! Ignored, and listed in [`Scene::notes`]: occlusion and transmission
-//! textures, vertex color alpha, minification filters (no
+//! Ignored, and listed in [`Scene::notes`]: occlusion textures, vertex
+//! color alpha, minification filters (no
 //! mipmaps), skins, morph targets and animations.
 //! Refused with an error naming the problem: anything else that changes
 //! the picture (points and lines, orthographic cameras, required
@@ -105,6 +105,11 @@ pub struct Material {
     pub normal_sampler: TextureSampling,
     /// The normal map's `scale` (of its x and y).
     pub normal_scale: f32,
+    /// Index into [`Scene::textures`] of the transmission texture
+    /// (linear; its R scales the transmission factor).
+    pub transmission_texture: Option<u32>,
+    /// How that texture is looked up.
+    pub transmission_sampler: TextureSampling,
     /// Share of the dielectric base that transmits light instead of
     /// scattering it diffusely (`KHR_materials_transmission`), in [0, 1].
     pub transmission: f32,
@@ -144,6 +149,8 @@ impl Default for Material {
             normal_texture: None,
             normal_sampler: TextureSampling::default(),
             normal_scale: 1.0,
+            transmission_texture: None,
+            transmission_sampler: TextureSampling::default(),
             transmission: 0.0,
             ior: 1.5,
             volume: None,
@@ -463,9 +470,6 @@ fn glass(
     let Some(t) = material.transmission() else {
         return Ok((0.0, ior, None));
     };
-    if t.transmission_texture().is_some() {
-        notes.insert("transmission textures are ignored (the factor is used)".to_string());
-    }
     let transmission = t.transmission_factor();
     if !(0.0..=1.0).contains(&transmission) {
         return Err(invalid(
@@ -684,6 +688,21 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
                 );
             }
         }
+        let mut transmission_texture = None;
+        let mut transmission_sampler = TextureSampling::default();
+        if let Some(info) = material
+            .transmission()
+            .and_then(|t| t.transmission_texture())
+        {
+            transmission_sampler = TextureSampling::of(&info);
+            transmission_texture = Some(load_texture(info.texture())?);
+            if info.tex_coord() != base_set {
+                notes.insert(
+                    "a transmission texture on another texCoord set than the base color's reads the base color's set"
+                        .to_string(),
+                );
+            }
+        }
         let mut normal_texture = None;
         let mut normal_sampler = TextureSampling::default();
         let mut normal_scale = 1.0;
@@ -713,6 +732,8 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             normal_texture,
             normal_sampler,
             normal_scale,
+            transmission_texture,
+            transmission_sampler,
             base_color: pbr.base_color_factor(),
             emissive,
             metallic: pbr.metallic_factor().clamp(0.0, 1.0),

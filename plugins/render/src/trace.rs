@@ -784,6 +784,8 @@ struct Look {
     base: V3,
     metallic: f32,
     roughness: f32,
+    /// Transmission factor × texture (R).
+    transmission: f32,
 }
 
 /// The look of material `mat` on triangle `tri` at barycentrics (`b1`,
@@ -813,10 +815,16 @@ fn look_at(
         roughness *= mr.y;
         metallic *= mr.z;
     }
+    let mut transmission = mat.glass[0];
+    let tex = mat.trans_uv_offset[3].to_bits();
+    if tex != NO_TEXTURE && transmission > 0.0 {
+        transmission *= texel_linear(scene, tex, mat.trans_uv_matrix, mat.trans_uv_offset, u, v).x;
+    }
     Look {
         base,
         metallic,
         roughness,
+        transmission,
     }
 }
 
@@ -873,7 +881,7 @@ fn surface(
 ) -> Surface {
     let (base, metallic, roughness, specular) =
         (look.base, look.metallic, look.roughness, mat.params[3]);
-    let [transmission, f0, _, _] = mat.glass;
+    let (transmission, f0) = (look.transmission, mat.glass[1]);
     let alpha = (roughness * roughness).max(1e-3);
     let dielectric = base * (1.0 - metallic);
     let mut s = Surface {
@@ -991,7 +999,7 @@ pub fn first_hit(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32
         }
         let look = look_at(scene, tri, mat, hit.u, hit.v, u, v);
         let alpha = (look.roughness * look.roughness).max(1e-3);
-        let transmission = mat.glass[0] * (1.0 - look.metallic);
+        let transmission = look.transmission * (1.0 - look.metallic);
         let delta =
             alpha * alpha <= SINGULAR_ALPHA2 && (look.metallic >= 1.0 || transmission >= 1.0);
         if !delta {
@@ -1253,6 +1261,7 @@ mod tests {
                 base: V3::splat(1.0),
                 metallic,
                 roughness,
+                transmission,
             },
             v3(0.0, 0.0, 1.0),
             view,

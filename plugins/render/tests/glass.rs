@@ -286,3 +286,67 @@ fn transmission_ior_and_volume_load_and_bad_values_are_errors() {
         assert!(e.contains("cornell.gltf") && e.contains(says), "{e}");
     }
 }
+
+#[test]
+fn a_transmission_texture_scales_how_much_passes_through() {
+    // A thin smooth pane (transmission factor 1) between the camera and
+    // a panel emitting 1, no environment: where the texture's R is 255
+    // the pane passes the panel's light (1 − F ≈ 0.96), where it is 0
+    // the pane is an opaque white wall lit only from behind (black).
+    let quad = |z: f32, material: u32| {
+        let c = |x: f32, y: f32| v3(x, y, z);
+        let n = v3(0.0, 0.0, 1.0);
+        vec![
+            Triangle::new(
+                [c(-2.0, -2.0), c(2.0, -2.0), c(2.0, 2.0)],
+                [n; 3],
+                [[0.0; 2]; 3],
+                material,
+            ),
+            Triangle::new(
+                [c(-2.0, -2.0), c(2.0, 2.0), c(-2.0, 2.0)],
+                [n; 3],
+                [[0.0; 2]; 3],
+                material,
+            ),
+        ]
+    };
+    let through = |r: u8| {
+        let mut pane = glass(0.0, None);
+        pane.transmission_texture = Some(0);
+        let panel = Material {
+            base_color: [0.0, 0.0, 0.0, 1.0],
+            emissive: [1.0; 3],
+            ..Material::default()
+        };
+        let mut triangles = quad(0.0, 0);
+        triangles.extend(quad(-1.0, 1));
+        let scene = Scene {
+            triangles,
+            materials: vec![pane, panel],
+            textures: vec![render::scene::Texture {
+                width: 1,
+                height: 1,
+                texels: vec![u32::from_le_bytes([r, 0, 0, 255])],
+            }],
+            ..Scene::default()
+        };
+        let camera =
+            Camera::look_at(v3(0.0, 0.0, 5.0), V3::splat(0.0), v3(0.0, 1.0, 0.0), 0.3).unwrap();
+        let view = View {
+            width: 8,
+            height: 8,
+            tile: [0, 0, 8, 8],
+            spp: 16,
+            max_bounces: 4,
+            seed: 3,
+            camera,
+        };
+        mean(&render::cpu::render(&SceneData::build(&scene), &view))
+    };
+    let (open, closed, half) = (through(255), through(0), through(128));
+    println!("through the pane: R=255 {open:.4}, R=128 {half:.4}, R=0 {closed:.4}");
+    assert!((open - 0.96).abs() < 0.01, "{open}");
+    assert!(closed < 0.01, "{closed}");
+    assert!((half / open - 128.0 / 255.0).abs() < 0.03, "{half}");
+}

@@ -228,7 +228,10 @@ fn normal_and_metallic_roughness_textures_tangents_and_colors_load() {
         m["normalTexture"] = serde_json::json!({"index": 0, "scale": 0.5,
             "extensions": {"KHR_texture_transform": {"scale": [2.0, 2.0]}}});
         m["pbrMetallicRoughness"]["metallicRoughnessTexture"] = serde_json::json!({"index": 0});
-        d["extensionsUsed"] = serde_json::json!(["KHR_texture_transform"]);
+        m["extensions"] = serde_json::json!({"KHR_materials_transmission":
+            {"transmissionFactor": 0.5, "transmissionTexture": {"index": 0}}});
+        d["extensionsUsed"] =
+            serde_json::json!(["KHR_texture_transform", "KHR_materials_transmission"]);
         // Mesh 0 (12 vertices) gains tangents along +z (bitangent sign −1)
         // and a red vertex color, from a second buffer.
         let n = d["accessors"][0]["count"].as_u64().unwrap() as usize;
@@ -273,11 +276,12 @@ fn normal_and_metallic_roughness_textures_tangents_and_colors_load() {
         (Some(0), Some(0), 0.5)
     );
     assert_eq!(m.normal_sampler.matrix, [2.0, 0.0, 0.0, 2.0]);
+    assert_eq!((m.transmission, m.transmission_texture), (0.5, Some(0)));
     assert_eq!(s.textures.len(), 1, "one image, decoded once");
     assert!(
         !s.notes
             .iter()
-            .any(|n| n.contains("normal") || n.contains("metallic")),
+            .any(|n| n.contains("normal") || n.contains("metallic") || n.contains("transmission")),
         "{:?}",
         s.notes
     );
