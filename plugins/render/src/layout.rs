@@ -587,13 +587,8 @@ impl SceneData {
             tex_meta.push([texels.len() as u32, t.width, t.height, 0]);
             texels.extend_from_slice(&t.texels);
         }
-        if tex_meta.is_empty() {
-            tex_meta.push([0; 4]);
-        }
-        if texels.is_empty() {
-            texels.push(0);
-        }
-        // The environment: its texels (RGBE; one white texel for a
+        // The environment (always there, so `tex_meta` and `texels` are
+        // never empty): its texels (RGBE; one white texel for a
         // constant color) and its sampling table.
         let env = &scene.environment;
         let white = crate::environment::EnvImage {

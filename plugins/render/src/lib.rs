@@ -506,23 +506,26 @@ pub fn prepare(
     scene_file: &str,
     read: ReadInput<'_>,
 ) -> Result<Prepared, JobError> {
-    prepare_frame(params, job_seed, scene_file, read, None)
+    let environment = load_environment(&params.environment, read)?;
+    prepare_frame(params, job_seed, scene_file, read, None, &environment)
 }
 
 /// Like [`prepare`], for animation frame `frame` (at `frame / fps` seconds,
 /// with a seed derived from the seed and the frame number; frame 0 keeps
-/// the seed).
+/// the seed), lit by `environment` ([`load_environment`], read once per
+/// job however many frames it renders).
 pub fn prepare_frame(
     params: &Params,
     job_seed: u64,
     scene_file: &str,
     read: ReadInput<'_>,
     frame: Option<u32>,
+    environment: &environment::Environment,
 ) -> Result<Prepared, JobError> {
     let fps = params.frames.map_or(24.0, |f| f.fps);
     let time = frame.map_or(0.0, |f| f as f32 / fps);
     let mut scene = scene::load_at(scene_file, read, time)?;
-    scene.environment = load_environment(&params.environment, read)?;
+    scene.environment = environment.clone();
     let (camera, aspect) = pick_camera(params, &mut scene, scene_file)?;
     let (width, height) = params.frame_size(aspect);
     params.check_frame((width, height))?;
@@ -546,7 +549,7 @@ pub fn prepare_frame(
 }
 
 /// The environment `param` asks for, its image read through `read`.
-fn load_environment(
+pub fn load_environment(
     param: &EnvironmentParam,
     read: ReadInput<'_>,
 ) -> Result<environment::Environment, JobError> {
@@ -675,6 +678,7 @@ impl Plugin for Render {
         let mut denoise_ms = 0.0;
         let (mut pass_ms, mut warmup_ms) = (Vec::new(), 0.0);
         let mut last = None;
+        let environment = load_environment(&params.environment, &read)?;
         for (k, &frame) in frames.iter().enumerate() {
             let part = (k as u32, frames.len() as u32);
             job.progress(
@@ -682,7 +686,8 @@ impl Plugin for Render {
                 format!("loading {scene_file}"),
             );
             let started = Instant::now();
-            let prepared = prepare_frame(&params, job.seed(), &scene_file, &read, frame)?;
+            let prepared =
+                prepare_frame(&params, job.seed(), &scene_file, &read, frame, &environment)?;
             load_ms += started.elapsed().as_secs_f64() * 1e3;
             job.check_cancelled()?;
             let view = prepared.view;

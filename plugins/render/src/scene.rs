@@ -642,17 +642,21 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             base_color_texture = Some(load_texture(info.texture())?);
         }
         let base_set = pbr.base_color_texture().map_or(0, |t| t.tex_coord());
+        // Every texture reads the base color's texCoord set; one meant for
+        // another set is said in the notes.
+        let other_set = |set: u32, kind: &str, notes: &mut BTreeSet<String>| {
+            if set != base_set {
+                notes.insert(format!(
+                    "{kind} texture on another texCoord set than the base color's reads the base color's set"
+                ));
+            }
+        };
         let mut emissive_texture = None;
         let mut emissive_sampler = TextureSampling::default();
         if let Some(info) = material.emissive_texture() {
             emissive_sampler = TextureSampling::of(&info);
             emissive_texture = Some(load_texture(info.texture())?);
-            if info.tex_coord() != base_set {
-                notes.insert(
-                    "an emissive texture on another texCoord set than the base color's reads the base color's set"
-                        .to_string(),
-                );
-            }
+            other_set(info.tex_coord(), "an emissive", &mut notes);
         }
         let overrides = [
             pbr.base_color_texture(),
@@ -681,12 +685,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         if let Some(info) = pbr.metallic_roughness_texture() {
             metallic_roughness_sampler = TextureSampling::of(&info);
             metallic_roughness_texture = Some(load_texture(info.texture())?);
-            if info.tex_coord() != base_set {
-                notes.insert(
-                    "a metallic-roughness texture on another texCoord set than the base color's reads the base color's set"
-                        .to_string(),
-                );
-            }
+            other_set(info.tex_coord(), "a metallic-roughness", &mut notes);
         }
         let mut transmission_texture = None;
         let mut transmission_sampler = TextureSampling::default();
@@ -696,12 +695,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
         {
             transmission_sampler = TextureSampling::of(&info);
             transmission_texture = Some(load_texture(info.texture())?);
-            if info.tex_coord() != base_set {
-                notes.insert(
-                    "a transmission texture on another texCoord set than the base color's reads the base color's set"
-                        .to_string(),
-                );
-            }
+            other_set(info.tex_coord(), "a transmission", &mut notes);
         }
         let mut normal_texture = None;
         let mut normal_sampler = TextureSampling::default();
@@ -715,12 +709,7 @@ pub fn load_at(name: &str, read: ReadInput<'_>, time: f32) -> Result<Scene, JobE
             } else {
                 1.0
             };
-            if normal.tex_coord() != base_set {
-                notes.insert(
-                    "a normal texture on another texCoord set than the base color's reads the base color's set"
-                        .to_string(),
-                );
-            }
+            other_set(normal.tex_coord(), "a normal", &mut notes);
         }
         let (transmission, ior, volume) = glass(&material, name, &mut notes)?;
         materials.push(Material {

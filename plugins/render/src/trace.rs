@@ -561,6 +561,18 @@ pub(crate) fn sample_ggx(ns: V3, alpha2: f32, xi1: f32, xi2: f32) -> V3 {
     to_world(ns, v3(sin_t * phi.cos(), sin_t * phi.sin(), cos_t))
 }
 
+/// `view` (unit, on the side `h` faces) refracted through a surface of
+/// normal `h` into a medium `1 / k` times as dense as the view's (k = the
+/// view side's index over the far side's); `None` past the critical angle.
+fn refract(view: V3, h: V3, k: f32) -> Option<V3> {
+    let c = view.dot(h);
+    let sin2 = k * k * (1.0 - c * c);
+    if c.is_nan() || c <= 0.0 || sin2 >= 1.0 {
+        return None;
+    }
+    Some(-view * k + h * (k * c - (1.0 - sin2).sqrt()))
+}
+
 /// The direction BSDF sampling continues in for random numbers `xi0`
 /// (which lobe), `xi1`, `xi2`; `None` where the lobe's microfacet sends
 /// it to the other side of the surface than the lobe's (reflections
@@ -583,12 +595,7 @@ fn sample_bsdf(s: &Surface, xi0: f32, xi1: f32, xi2: f32) -> Option<V3> {
             let r = side(h * (2.0 * c) - view, true)?;
             return Some(r - s.ns * (2.0 * s.ns.dot(r)));
         }
-        let k = 1.0 / s.eta;
-        let sin2 = k * k * (1.0 - c * c);
-        if c.is_nan() || c <= 0.0 || sin2 >= 1.0 {
-            return None;
-        }
-        return side(-view * k + h * (k * c - (1.0 - sin2).sqrt()), false);
+        return side(refract(view, h, 1.0 / s.eta)?, false);
     }
     let r = xi1.sqrt();
     let phi = 2.0 * PI * xi2;
@@ -1008,19 +1015,13 @@ pub fn first_hit(scene: &SceneData, p: &FrameParams, x: u32, y: u32, sample: u32
         tint = tint.mul_elem(look.base.min(V3::splat(1.0)));
         let at = ray.o + ray.d * hit.t;
         let eta = interface_eta(mat, entering);
-        let c = -ray.d.dot(n);
+        let mirrored = ray.d + n * (2.0 * -ray.d.dot(n));
         let next = if transmission >= 1.0 && eta > 0.0 {
-            let k = 1.0 / eta;
-            let sin2 = k * k * (1.0 - c * c);
-            if sin2 < 1.0 {
-                ray.d * k + n * (k * c - (1.0 - sin2).sqrt())
-            } else {
-                ray.d + n * (2.0 * c)
-            }
+            refract(-ray.d, n, 1.0 / eta).unwrap_or(mirrored)
         } else if transmission >= 1.0 {
             ray.d
         } else {
-            ray.d + n * (2.0 * c)
+            mirrored
         };
         let side = if next.dot(n) > 0.0 { 1.0 } else { -1.0 };
         ray = Ray::new(at + n * (side * p.cam_pos[3]), next.normalize());
