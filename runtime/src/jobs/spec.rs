@@ -353,6 +353,30 @@ mod tests {
         Ok(())
     }
 
+    /// The sample jobs the quickstart submits name their files by digest; a
+    /// fixture regenerated without its job updated breaks the README's first
+    /// command, so every digest is held to the file it names.
+    #[test]
+    fn every_sample_job_matches_the_files_it_names() -> Result<(), Box<dyn std::error::Error>> {
+        let jobs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/jobs");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&jobs)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let spec = JobSpec::from_file(&path)?;
+                spec.verify_files()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                checked += spec.inputs.len();
+            }
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} inputs found under {}",
+            jobs.display()
+        );
+        Ok(())
+    }
+
     #[test]
     fn referenced_files_are_checked_against_their_sha256() -> Result<(), Box<dyn std::error::Error>>
     {
