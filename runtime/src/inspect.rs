@@ -20,6 +20,10 @@ pub struct Item {
     /// to jobs when it runs as neither).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub granted: Option<bool>,
+    /// For imports: linked, but the plugin gets nothing from it at run time
+    /// (a job's sockets, any plugin's environment and stdin).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inert: bool,
 }
 
 /// A plugin's identity, interface and compatibility with this host.
@@ -75,6 +79,7 @@ pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<PluginReport, PluginEr
             name: name.to_string(),
             kind: kind(&item.ty),
             granted: Some(granted_by.grants(name)),
+            inert: granted_by.inert(name),
         })
         .collect();
     let exports = ty
@@ -83,6 +88,7 @@ pub fn inspect(runtime: &Runtime, bytes: &[u8]) -> Result<PluginReport, PluginEr
             name: name.to_string(),
             kind: kind(&item.ty),
             granted: None,
+            inert: false,
         })
         .collect();
     let (world, problem) = match linked {

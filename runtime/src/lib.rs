@@ -120,6 +120,15 @@ impl World {
             World::Miner => linker::is_granted_to_miner(import),
         }
     }
+
+    /// Whether `import` is linked for this world but gives it nothing at
+    /// run time (every call refused or empty).
+    pub fn inert(self, import: &str) -> bool {
+        match self {
+            World::Job => linker::is_inert_for_jobs(import),
+            World::Miner => linker::is_inert_for_miners(import),
+        }
+    }
 }
 
 /// Where a loaded plugin's machine code came from.

@@ -1,14 +1,21 @@
-//! The linkers plugins are instantiated with: exactly the WASI preview 2
-//! interfaces a plugin may use, plus the `pictor:plugin` capabilities.
+//! The linkers plugins are instantiated with: the whole WASI 0.2 command
+//! surface (`wasi:cli/imports`, which is what standard toolchains import,
+//! whatever a plugin uses) plus the `pictor:plugin` capabilities.
 //!
-//! Jobs ([`job_linker`]) get [`GRANTED_INTERFACES`]; not linked, so a job
-//! importing them is refused at load time with the interface's name:
-//! `wasi:sockets/*` (jobs get no network), `pictor:plugin/mining` and
-//! anything else. Miners ([`miner_linker`]) also get
-//! [`MINER_INTERFACES`]: TCP sockets (which the store's
-//! [`SocketGrant`](crate::capabilities::sockets::SocketGrant) limits to
-//! the pool's addresses) and `pictor:plugin/mining`; still no name lookup
-//! and no UDP.
+//! Linked is not granted: what a plugin may do with each interface is
+//! decided per store at run time. A job's `wasi:sockets` calls answer
+//! `access-denied` (logged), its environment and arguments are empty and its
+//! stdin is at end of file: [`INERT_FOR_JOBS`]. A miner's TCP reaches its
+//! pool's addresses only, and it still gets no UDP and no name lookups
+//! ([`INERT_FOR_MINERS`]; [`SocketGrant`](crate::capabilities::sockets::SocketGrant)).
+//!
+//! Jobs ([`job_linker`]) get [`GRANTED_INTERFACES`]; miners
+//! ([`miner_linker`]) also [`MINER_INTERFACES`]. Anything else (another
+//! package, `wasi:http`, a WASI 0.3 interface, `pictor:plugin/mining` for a
+//! job) is not linked, so a plugin importing it is refused at load time
+//! with the interface's name. Any 0.2.x minor of a WASI interface links to
+//! the one wasmtime-wasi defines (wasmtime matches semver-compatible
+//! versions).
 
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -21,7 +28,8 @@ use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use crate::capabilities;
 use crate::store::StoreState;
 
-/// Interfaces (without version) a job plugin may import.
+/// Interfaces (without version) a job plugin may import: `wasi:cli/imports`
+/// of WASI 0.2 and `pictor:plugin`'s job capabilities.
 pub const GRANTED_INTERFACES: &[&str] = &[
     "wasi:io/error",
     "wasi:io/poll",
@@ -33,6 +41,13 @@ pub const GRANTED_INTERFACES: &[&str] = &[
     "wasi:random/insecure-seed",
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/tcp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/ip-name-lookup",
     "wasi:cli/exit",
     "wasi:cli/environment",
     "wasi:cli/stdin",
@@ -51,12 +66,42 @@ pub const GRANTED_INTERFACES: &[&str] = &[
 
 /// Interfaces (without version) a miner may import besides
 /// [`GRANTED_INTERFACES`].
-pub const MINER_INTERFACES: &[&str] = &[
+pub const MINER_INTERFACES: &[&str] = &["pictor:plugin/mining"];
+
+/// Linked interfaces a job gets nothing from: every call is refused
+/// (`wasi:sockets`: `access-denied`) or answers empty (no arguments, no variables, stdin at end of file, no
+/// terminal).
+pub const INERT_FOR_JOBS: &[&str] = &[
     "wasi:sockets/network",
     "wasi:sockets/instance-network",
     "wasi:sockets/tcp-create-socket",
     "wasi:sockets/tcp",
-    "pictor:plugin/mining",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:cli/environment",
+    "wasi:cli/stdin",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// Linked interfaces a miner gets nothing from: UDP and name lookups, and
+/// the standard input, environment and terminals as for jobs. Its TCP
+/// works, to the pool only.
+pub const INERT_FOR_MINERS: &[&str] = &[
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:cli/environment",
+    "wasi:cli/stdin",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
 ];
 
 /// Whether an import name (`ns:pkg/iface@version`) is granted to jobs.
@@ -67,6 +112,16 @@ pub fn is_granted(import: &str) -> bool {
 /// Whether an import name is granted to miners.
 pub fn is_granted_to_miner(import: &str) -> bool {
     is_granted(import) || MINER_INTERFACES.contains(&unversioned(import))
+}
+
+/// Whether a job may import `import` but gets nothing from it.
+pub fn is_inert_for_jobs(import: &str) -> bool {
+    INERT_FOR_JOBS.contains(&unversioned(import))
+}
+
+/// Whether a miner may import `import` but gets nothing from it.
+pub fn is_inert_for_miners(import: &str) -> bool {
+    INERT_FOR_MINERS.contains(&unversioned(import))
 }
 
 fn unversioned(import: &str) -> &str {
@@ -84,6 +139,15 @@ pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     random::insecure::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
     random::insecure_seed::add_to_linker::<S, WasiRandom>(&mut l, S::random)?;
     capabilities::filesystem::add_to_linker(&mut l, S::guarded_fs)?;
+    sockets::network::add_to_linker::<S, WasiSockets>(&mut l, &Default::default(), S::sockets)?;
+    sockets::instance_network::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    sockets::tcp::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    sockets::udp_create_socket::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    sockets::udp::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
+    // Socket and name-lookup constructors: refused and logged per grant.
+    capabilities::sockets::add_to_linker(&mut l, S::sockets_view)?;
     cli::exit::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     cli::environment::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     cli::stdin::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
@@ -100,17 +164,11 @@ pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     Ok(l)
 }
 
-/// Builds the miner linker for `engine`: the job linker plus TCP sockets
-/// and `pictor:plugin/mining`.
+/// Builds the miner linker for `engine`: the job linker plus
+/// `pictor:plugin/mining` (its TCP grant is the store's).
 pub fn miner_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut l = job_linker(engine)?;
-    type S = StoreState;
-    sockets::network::add_to_linker::<S, WasiSockets>(&mut l, &Default::default(), S::sockets)?;
-    sockets::instance_network::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
-    sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
-    sockets::tcp::add_to_linker::<S, WasiSockets>(&mut l, S::sockets)?;
-    capabilities::sockets::add_to_linker(&mut l, S::sockets_view)?;
-    capabilities::mining::add_to_linker(&mut l, S::mining)?;
+    capabilities::mining::add_to_linker(&mut l, StoreState::mining)?;
     Ok(l)
 }
 
@@ -119,21 +177,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sockets_are_not_granted_and_versions_are_ignored() {
+    fn the_whole_wasi_command_surface_is_linked_and_versions_are_ignored() {
         assert!(is_granted("wasi:filesystem/types@0.2.6"));
+        assert!(is_granted("wasi:sockets/tcp@0.2.0"));
+        assert!(is_granted("wasi:sockets/ip-name-lookup@0.2.12"));
         assert!(is_granted("pictor:plugin/progress@0.2.0"));
-        assert!(!is_granted("wasi:sockets/tcp@0.2.6"));
         assert!(!is_granted("pictor:plugin/mining@0.2.0"));
         assert!(!is_granted("wasi:http/outgoing-handler@0.2.6"));
+        assert!(!is_granted("wasi:sockets/types@0.3.0"));
     }
 
     #[test]
-    fn miners_get_tcp_and_mining_but_no_name_lookup_or_udp() {
-        assert!(is_granted_to_miner("wasi:sockets/tcp@0.2.12"));
+    fn jobs_get_nothing_from_sockets_and_miners_nothing_from_udp_or_name_lookup() {
+        for socket in [
+            "tcp",
+            "tcp-create-socket",
+            "udp",
+            "ip-name-lookup",
+            "network",
+        ] {
+            assert!(is_inert_for_jobs(&format!("wasi:sockets/{socket}@0.2.3")));
+        }
+        assert!(is_inert_for_jobs("wasi:cli/environment@0.2.0"));
+        assert!(!is_inert_for_jobs("wasi:cli/stdout@0.2.0"));
+        assert!(!is_inert_for_jobs("wasi:filesystem/types@0.2.0"));
         assert!(is_granted_to_miner("pictor:plugin/mining@0.2.0"));
-        assert!(is_granted_to_miner("wasi:filesystem/types@0.2.6"));
-        assert!(!is_granted_to_miner("wasi:sockets/ip-name-lookup@0.2.6"));
-        assert!(!is_granted_to_miner("wasi:sockets/udp@0.2.6"));
-        assert!(!is_granted_to_miner("wasi:sockets/udp-create-socket@0.2.6"));
+        assert!(!is_inert_for_miners("wasi:sockets/tcp@0.2.12"));
+        assert!(is_inert_for_miners("wasi:sockets/udp@0.2.6"));
+        assert!(is_inert_for_miners("wasi:sockets/ip-name-lookup@0.2.6"));
+        for inert in INERT_FOR_JOBS.iter().chain(INERT_FOR_MINERS) {
+            assert!(is_granted(inert), "{inert} is inert, so it must be linked");
+        }
+    }
+
+    /// Toolchains emit whichever 0.2.x minor their WASI bindings carry;
+    /// every one links to wasmtime-wasi's definition, older and newer.
+    #[test]
+    fn any_wasi_0_2_minor_links() -> wasmtime::Result<()> {
+        let engine = crate::engine::build_engine()?;
+        let linker = job_linker(&engine)?;
+        for version in ["0.2.0", "0.2.3", "0.2.6", "0.2.12", "0.2.40"] {
+            let wat = format!(
+                r#"(component
+                    (import "wasi:cli/environment@{version}" (instance
+                        (export "get-arguments" (func (result (list string))))))
+                    (import "wasi:sockets/network@{version}" (instance
+                        (export "network" (type (sub resource))))))"#
+            );
+            let component = wasmtime::component::Component::new(&engine, wat::parse_str(&wat)?)?;
+            linker
+                .instantiate_pre(&component)
+                .map_err(|e| e.context(format!("WASI {version}")))?;
+        }
+        let http = r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance
+            (export "handle" (func)))))"#;
+        let component = wasmtime::component::Component::new(&engine, wat::parse_str(http)?)?;
+        assert!(
+            linker.instantiate_pre(&component).is_err(),
+            "wasi:http is not linked"
+        );
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use crate::capabilities::filesystem::{GuardedFs, OutputLedger};
 use crate::capabilities::gpu::{GpuSession, GpuView};
 use crate::capabilities::mining::MiningState;
 use crate::capabilities::progress::ProgressState;
-use crate::capabilities::sockets::SocketsView;
+use crate::capabilities::sockets::{SocketGrant, SocketsView};
 use crate::control::{Interruption, JobControl};
 
 /// The data of one job's store. Dropped with the store, whatever way the job
@@ -29,6 +29,8 @@ pub struct StoreState {
     pub(crate) gpu: GpuSession,
     /// Miner figures (`pictor:plugin/mining`; linked for miners only).
     pub(crate) mining: MiningState,
+    /// What the plugin may reach over the network (nothing, for jobs).
+    pub(crate) network: SocketGrant,
     /// Table handles of the TCP sockets a miner made (dropped ones are
     /// pruned when it makes the next).
     pub(crate) sockets_made: Vec<u32>,
@@ -61,13 +63,14 @@ impl StoreState {
         }
     }
 
-    /// What the miner's socket calls see.
+    /// What the socket calls the host shadows see.
     pub(crate) fn sockets_view(&mut self) -> SocketsView<'_> {
         SocketsView {
             wasi: WasiSocketsCtxView {
                 ctx: self.wasi.sockets(),
                 table: &mut self.table,
             },
+            grant: &self.network,
             made: &mut self.sockets_made,
         }
     }

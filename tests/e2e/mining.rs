@@ -426,14 +426,14 @@ async fn the_miner_can_reach_the_pool_and_nothing_else() {
     decoy.set_nonblocking(true).unwrap();
     let runtime = runtime();
     let plugin = load_miner(&runtime);
-    // The miner needs its world: as a job it is refused (sockets).
+    // The miner needs its world: as a job it is refused (its mining figures).
     let as_job = runtime
         .load(&std::fs::read(crate::support::plugin("mine")).unwrap())
         .err()
         .unwrap()
         .to_string();
     assert!(
-        as_job.contains("does not grant to jobs") && as_job.contains("wasi:sockets/tcp"),
+        as_job.contains("does not grant to jobs") && as_job.contains("pictor:plugin/mining"),
         "{as_job}"
     );
 

@@ -499,3 +499,32 @@ fn a_checkpoint_over_the_quota_is_refused_in_the_guest_and_the_job_goes_on() {
         "the refused blob never reached the file"
     );
 }
+
+/// Standard toolchains import `wasi:sockets` whether or not a plugin uses
+/// it, so a job links it, and every call that would reach the network is
+/// refused at run time, and logged.
+#[test]
+fn a_job_that_opens_sockets_is_denied_and_logged() {
+    let f = JobFolders::new();
+    let run = attack(&f, "network", "", json!({}));
+    assert_eq!(run.failure_kind(), "failed", "{}", run.stderr);
+    assert_eq!(
+        run.failure_message(),
+        "blocked: create-tcp-socket: access-denied; create-udp-socket: access-denied; \
+         resolve-addresses: access-denied"
+    );
+    for attempt in [
+        "attempt=create a TCP socket",
+        "attempt=create a UDP socket",
+        "attempt=look up the name `example.com`",
+    ] {
+        assert!(
+            run.stderr.contains(attempt)
+                && run
+                    .stderr
+                    .contains("plugin network access refused: jobs get no network"),
+            "the host logs `{attempt}`:\n{}",
+            run.stderr
+        );
+    }
+}

@@ -51,6 +51,8 @@ impl PluginCommand {
             for item in &report.imports {
                 let note = if item.granted == Some(false) {
                     "   <- NOT GRANTED by this host"
+                } else if item.inert {
+                    "   (linked, inert: every call refused or empty)"
                 } else {
                     ""
                 };

@@ -1,9 +1,16 @@
-//! Network access, which only miners get: TCP connections to the pool's
-//! addresses and nowhere else, enforced by wasmtime-wasi's socket address
-//! check. No name lookups (the host resolves the pool's name itself, so a
-//! plugin cannot leak data through DNS), no UDP, no listening. Every refused
-//! address is counted and logged (the first few, then every 1000th, so a
-//! plugin cannot flood the log).
+//! Network access. Every job and miner links the whole of `wasi:sockets`
+//! (standard toolchains import it whether or not the plugin opens a
+//! socket), and what a store may do with it is decided here, at run time:
+//!
+//! - jobs: nothing. Making a TCP or UDP socket and looking up a name answer
+//!   `access-denied`, so no socket ever exists in a job's store.
+//! - miners: TCP connections to the pool's addresses and nowhere else,
+//!   enforced by wasmtime-wasi's socket address check; still no name lookups
+//!   (the host resolves the pool's name itself, so a plugin cannot leak data
+//!   through DNS), no UDP, no listening.
+//!
+//! Every refusal is counted and logged (the first few, then every 1000th, so
+//! a plugin cannot flood the log).
 //!
 //! A pool that resolves to a loopback, private, link-local (cloud metadata
 //! at 169.254.169.254 among them) or other non-public address is refused
@@ -17,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::{Linker, Resource, ResourceAny};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 
@@ -79,29 +86,60 @@ impl SocketGrant {
         wasi.socket_addr_check(move |addr, use_| {
             let allowed = grant.permits(addr, use_);
             if !allowed {
-                grant.record_refusal(addr, use_);
+                grant.record_refusal(&Attempt::Address(addr, use_));
             }
             Box::pin(std::future::ready(allowed))
         });
     }
 
-    /// Counts one refused socket use and logs it if it is among the first
+    /// Counts one refused attempt and logs it if it is among the first
     /// [`LOGGED_REFUSALS`] or a multiple of 1000; returns whether it logged.
-    fn record_refusal(&self, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+    fn record_refusal(&self, attempt: &Attempt) -> bool {
         let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         let logged = n <= LOGGED_REFUSALS || n.is_multiple_of(1000);
         if logged {
+            let rule = if self.tcp_connect.is_empty() {
+                "jobs get no network"
+            } else {
+                "only the mining pool's addresses may be reached"
+            };
             tracing::warn!(
-                address = %addr,
-                r#use = ?use_,
+                attempt = %attempt,
                 refused = n,
                 granted = ?self.tcp_connect,
-                "plugin network access refused: only the mining pool's addresses may be reached"
+                "plugin network access refused: {rule}"
             );
         }
         logged
     }
 }
+
+/// A use of the network a grant refused, as the log names it.
+enum Attempt {
+    /// `create-tcp-socket` without a TCP grant.
+    TcpSocket,
+    /// `create-udp-socket` (never granted).
+    UdpSocket,
+    /// `resolve-addresses` of a name (never granted), the name clipped and
+    /// escaped.
+    NameLookup(String),
+    /// A bind, connect or listen the address check refused.
+    Address(SocketAddr, SocketAddrUse),
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::TcpSocket => f.write_str("create a TCP socket"),
+            Attempt::UdpSocket => f.write_str("create a UDP socket"),
+            Attempt::NameLookup(name) => write!(f, "look up the name `{name}`"),
+            Attempt::Address(addr, use_) => write!(f, "{use_:?} {addr}"),
+        }
+    }
+}
+
+/// Bytes of a looked-up name kept for the log.
+const LOGGED_NAME_BYTES: usize = 253;
 
 /// Sockets one miner may hold at once (a pool connection, a reconnect in
 /// flight, and room to spare).
@@ -181,42 +219,83 @@ pub fn reachable_pool(
     Ok(public)
 }
 
-/// What the miner's socket calls see: wasmtime-wasi's sockets context and
-/// the table handles of the TCP sockets the miner made (dropped ones are
-/// pruned when it makes the next).
+/// What a store's socket calls see: wasmtime-wasi's sockets context, the
+/// store's grant, and the table handles of the TCP sockets the plugin made
+/// (dropped ones are pruned when it makes the next).
 pub struct SocketsView<'a> {
     /// wasmtime-wasi's sockets context and the store's resource table.
     pub wasi: WasiSocketsCtxView<'a>,
+    /// What the store may reach.
+    pub grant: &'a SocketGrant,
     /// Table handles of the sockets made so far.
     pub made: &'a mut Vec<u32>,
 }
 
-/// Links the miner's `create-tcp-socket` in place of wasmtime-wasi's,
-/// reaching the store's sockets through `getter`: the same, once the store
-/// holds fewer than [`MAX_CONNECTIONS`] sockets (else `new-socket-limit`,
-/// logged).
+/// The `wasi:sockets` version wasmtime-wasi defines (48.x). A guest
+/// importing any 0.2.x is linked to this definition, so the functions
+/// below must shadow exactly it: shadowing an older one would leave
+/// wasi's own in place (`a_miner_that_hoards_sockets_gets_new_socket_limit_past_four`
+/// and `a_job_that_opens_sockets_is_denied_and_logged` check).
+const SOCKETS_VERSION: &str = "0.2.12";
+
+/// Links the functions that make sockets or look up names in place of
+/// wasmtime-wasi's, reaching the store's sockets through `getter`:
 ///
-/// The name must be the exact version wasmtime-wasi defines (0.2.12 in
-/// 48.x): a guest importing any 0.2.x is linked to the newest definition,
-/// so shadowing an older one would leave wasi's unbounded version in place
-/// (`a_miner_that_hoards_sockets_gets_new_socket_limit_past_four` checks).
+/// - `create-tcp-socket`: `access-denied` (logged) without a TCP grant;
+///   with one, wasi's own once the store holds fewer than
+///   [`MAX_CONNECTIONS`] sockets (else `new-socket-limit`, logged);
+/// - `create-udp-socket` and `resolve-addresses`: `access-denied`, logged.
+///
+/// Call after wasmtime-wasi's sockets are linked.
 pub fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
     getter: fn(&mut T) -> SocketsView<'_>,
 ) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let linked = linker
-        .instance("wasi:sockets/tcp-create-socket@0.2.12")
-        .and_then(|mut instance| {
-            instance.func_wrap(
-                "create-tcp-socket",
-                move |mut store: StoreContextMut<'_, T>, (family,): (AddressFamily,)| {
-                    create_tcp_socket(getter(store.data_mut()), family)
-                },
-            )
-        });
+    let linked = shadow(linker, getter);
     linker.allow_shadowing(false);
     linked
+}
+
+fn shadow<T: 'static>(
+    linker: &mut Linker<T>,
+    getter: fn(&mut T) -> SocketsView<'_>,
+) -> wasmtime::Result<()> {
+    linker
+        .instance(&format!("wasi:sockets/tcp-create-socket@{SOCKETS_VERSION}"))?
+        .func_wrap(
+            "create-tcp-socket",
+            move |mut store: StoreContextMut<'_, T>, (family,): (AddressFamily,)| {
+                create_tcp_socket(getter(store.data_mut()), family)
+            },
+        )?;
+    linker
+        .instance(&format!("wasi:sockets/udp-create-socket@{SOCKETS_VERSION}"))?
+        .func_wrap(
+            "create-udp-socket",
+            move |mut store: StoreContextMut<'_, T>, (_family,): (AddressFamily,)| {
+                getter(store.data_mut())
+                    .grant
+                    .record_refusal(&Attempt::UdpSocket);
+                Ok((Err::<Resource<wasmtime_wasi::p2::UdpSocket>, _>(
+                    SocketsErrorCode::AccessDenied,
+                ),))
+            },
+        )?;
+    linker
+        .instance(&format!("wasi:sockets/ip-name-lookup@{SOCKETS_VERSION}"))?
+        .func_wrap(
+            "resolve-addresses",
+            move |mut store: StoreContextMut<'_, T>,
+                  (_network, name): (Resource<wasmtime_wasi::p2::Network>, String)| {
+                let name = crate::text::one_line(&name, LOGGED_NAME_BYTES);
+                getter(store.data_mut())
+                    .grant
+                    .record_refusal(&Attempt::NameLookup(name));
+                Ok((Err::<ResourceAny, _>(SocketsErrorCode::AccessDenied),))
+            },
+        )?;
+    Ok(())
 }
 
 type SocketsErrorCode = wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
@@ -227,7 +306,15 @@ fn create_tcp_socket(
     family: AddressFamily,
 ) -> wasmtime::Result<(Result<Resource<wasmtime_wasi::p2::TcpSocket>, SocketsErrorCode>,)> {
     use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host;
-    let SocketsView { mut wasi, made } = view;
+    let SocketsView {
+        mut wasi,
+        grant,
+        made,
+    } = view;
+    if grant.addresses().is_empty() {
+        grant.record_refusal(&Attempt::TcpSocket);
+        return Ok((Err(SocketsErrorCode::AccessDenied),));
+    }
     // Sockets the guest dropped left the table: count the live ones.
     let table = &mut *wasi.table;
     made.retain(|&rep| {
@@ -261,7 +348,9 @@ mod tests {
         let elsewhere: SocketAddr = "10.0.0.1:22".parse().unwrap();
         assert!(!grant.permits(elsewhere, SocketAddrUse::TcpConnect));
         let logged = (0..5000)
-            .filter(|_| grant.record_refusal(elsewhere, SocketAddrUse::TcpConnect))
+            .filter(|_| {
+                grant.record_refusal(&Attempt::Address(elsewhere, SocketAddrUse::TcpConnect))
+            })
             .count();
         assert_eq!(grant.refused(), 5000, "every refusal is counted");
         assert_eq!(logged, 10 + 5, "1–10, then 1000, 2000, … 5000");

@@ -355,6 +355,7 @@ fn new_store(
         checkpoint: CheckpointState::new(checkpoint, limits.checkpoint_bytes),
         gpu,
         mining: mining.map(MiningState::new).unwrap_or_default(),
+        network: network.clone(),
         sockets_made: Vec::new(),
     };
     let mut store = Store::new(plugin.component.engine(), state);

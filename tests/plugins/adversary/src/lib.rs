@@ -35,6 +35,7 @@
 //! | `pollable-hoard` | makes clock pollables without end, keeping every one (no descriptor involved: only the host's resource table bounds it) |
 //! | `big-checkpoint` | saves a `size`-byte checkpoint, then a 4-byte one; succeeds saying what each save returned |
 //! | `terminal-escapes` | puts OSC 52 (clipboard), CSI 2J (clear) and BEL in its progress, stdout, stderr and error |
+//! | `network` | makes TCP and UDP sockets and looks up a name with raw `wasi:sockets` calls; fails with `blocked: …` naming what each got |
 
 // Planting a symlink needs `std::os::wasi::fs::symlink_path`, still unstable;
 // the guest build runs with RUSTC_BOOTSTRAP=1, so this test plugin may use it.
@@ -186,6 +187,7 @@ impl Plugin for Adversary {
                 eprintln!("stderr {nasty}");
                 Err(JobError::Failed(format!("error {nasty}")))
             }
+            "network" => network(),
             other => Err(JobError::InvalidParams(format!("unknown attack `{other}`"))),
         }
     }
@@ -275,6 +277,41 @@ fn pollable_hoard() -> Result<Summary, JobError> {
 #[cfg(not(target_arch = "wasm32"))]
 fn pollable_hoard() -> Result<Summary, JobError> {
     Err(JobError::Failed("pollable-hoard needs wasm".into()))
+}
+
+/// Every way out to the network a job might try: the `wasi:sockets`
+/// constructors a libc's `socket()` and `getaddrinfo()` call. (`std::net`
+/// itself does not link here: Debian's wasi-libc is preview-1 and has no
+/// sockets.)
+#[cfg(target_arch = "wasm32")]
+fn network() -> Result<Summary, JobError> {
+    use wasip2::sockets::network::{ErrorCode, IpAddressFamily};
+    let mut escaped = Vec::new();
+    let mut got = Vec::new();
+    let name = |e: ErrorCode| e.name();
+    match wasip2::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+        Ok(_) => escaped.push("create-tcp-socket".to_string()),
+        Err(e) => got.push(format!("create-tcp-socket: {}", name(e))),
+    }
+    match wasip2::sockets::udp_create_socket::create_udp_socket(IpAddressFamily::Ipv4) {
+        Ok(_) => escaped.push("create-udp-socket".to_string()),
+        Err(e) => got.push(format!("create-udp-socket: {}", name(e))),
+    }
+    let network = wasip2::sockets::instance_network::instance_network();
+    match wasip2::sockets::ip_name_lookup::resolve_addresses(&network, "example.com") {
+        Ok(_) => escaped.push("resolve-addresses".to_string()),
+        Err(e) => got.push(format!("resolve-addresses: {}", name(e))),
+    }
+    if escaped.is_empty() {
+        Err(JobError::Failed(format!("blocked: {}", got.join("; "))))
+    } else {
+        Ok(Summary::new(format!("ESCAPED: {}", escaped.join(", "))))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn network() -> Result<Summary, JobError> {
+    Err(JobError::Unsupported("network needs wasi:sockets".into()))
 }
 
 /// Nests `depth` folders in `/output`, each created relative to the one
