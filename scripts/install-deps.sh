@@ -12,6 +12,10 @@ for pkg in rustc-web cargo-web rust-web-src wasi-libc lld-22 mesa-vulkan-drivers
            chromium chromium-driver fonts-dejavu-core; do
   have_pkg "$pkg" || need+=("$pkg")
 done
+# The example plugins in other languages (scripts/build-examples.sh) install
+# their toolchains from PyPI and npm: they need Python's venv and Node.js.
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need[*]}"

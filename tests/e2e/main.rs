@@ -14,6 +14,7 @@ mod exec;
 mod gpu;
 mod gpu_in_process;
 mod inspect;
+mod languages;
 mod mining;
 mod network;
 mod render;

@@ -43,6 +43,38 @@ pub fn plugins_dir() -> &'static Path {
     })
 }
 
+/// Builds the plugins written in other languages (`scripts/build-examples.sh`:
+/// Python with componentize-py) once per test run, into the same scratch
+/// folder as the Rust ones, and returns the path of `<name>.wasm`. With
+/// `PICTOR_PLUGINS_DIR` set, uses the components there instead.
+pub fn example_plugin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
+            return PathBuf::from(dir);
+        }
+        let out = scratch().join("example-plugins");
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build-examples.sh"))
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .expect("run scripts/build-examples.sh");
+        assert!(
+            status.success(),
+            "building the example plugins failed (see output above)"
+        );
+        out
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "example plugin {name} was not built: {}",
+        path.display()
+    );
+    path
+}
+
 /// The path of a freshly built plugin.
 pub fn plugin(name: &str) -> PathBuf {
     let path = plugins_dir().join(format!("{name}.wasm"));

@@ -42,6 +42,11 @@ impl Farm {
     }
 
     pub(crate) fn submit(&self, plugin_name: &str, spec: Value) {
+        self.submit_component(&plugin(plugin_name), spec);
+    }
+
+    /// Queues `spec` with the component at `component`.
+    pub(crate) fn submit_component(&self, component: &std::path::Path, spec: Value) {
         let path = self
             .dir
             .path()
@@ -51,7 +56,7 @@ impl Farm {
             .args(["submit", "--spool"])
             .arg(self.spool())
             .arg("--plugin")
-            .arg(plugin(plugin_name))
+            .arg(component)
             .arg(&path)
             .output()
             .unwrap();
