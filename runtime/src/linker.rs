@@ -28,6 +28,10 @@ use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use crate::capabilities;
 use crate::store::StoreState;
 
+/// The WASI 0.2 minor wasmtime-wasi defines (48.x), and the version of the
+/// packages vendored in `wit/deps`; guests importing any 0.2.x link to it.
+pub const WASI_VERSION: &str = "0.2.12";
+
 /// Interfaces (without version) a job plugin may import: `wasi:cli/imports`
 /// of WASI 0.2 and `pictor:plugin`'s job capabilities.
 pub const GRANTED_INTERFACES: &[&str] = &[

@@ -10,7 +10,7 @@ use crate::support::{JobFolders, Run, example_plugin, host, sha256_hex};
 use crate::worker::Farm;
 
 /// The example plugins and their kinds.
-const PLUGINS: &[&str] = &["py-scale"];
+const PLUGINS: &[&str] = &["py-scale", "js-scale"];
 
 fn exec(name: &str, spec: &Value, f: &JobFolders, checkpoint: &std::path::Path) -> Run {
     host()

@@ -49,6 +49,24 @@ pub fn pictor_plugins(root: &Path) -> Result<std::path::PathBuf, Box<dyn std::er
     Ok(root.join("target/plugins"))
 }
 
+/// The example plugins in other languages (`scripts/build-examples.sh`:
+/// `py-scale`, `js-scale`): from `PICTOR_PLUGINS_DIR` if set, else freshly
+/// built into `target/plugins`.
+#[allow(dead_code, reason = "each bench uses some of these")]
+pub fn example_plugins(root: &Path) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
+        return Ok(dir.into());
+    }
+    if !Command::new("bash")
+        .arg(root.join("scripts/build-examples.sh"))
+        .status()?
+        .success()
+    {
+        return Err("building the example plugins failed".into());
+    }
+    Ok(root.join("target/plugins"))
+}
+
 /// An error in bench code.
 pub type BoxError = Box<dyn std::error::Error>;
 

@@ -231,12 +231,13 @@ pub struct SocketsView<'a> {
     pub made: &'a mut Vec<u32>,
 }
 
-/// The `wasi:sockets` version wasmtime-wasi defines (48.x). A guest
-/// importing any 0.2.x is linked to this definition, so the functions
-/// below must shadow exactly it: shadowing an older one would leave
-/// wasi's own in place (`a_miner_that_hoards_sockets_gets_new_socket_limit_past_four`
-/// and `a_job_that_opens_sockets_is_denied_and_logged` check).
-const SOCKETS_VERSION: &str = "0.2.12";
+/// The functions below must shadow exactly the version wasmtime-wasi
+/// defines ([`WASI_VERSION`](crate::linker::WASI_VERSION)): a guest importing
+/// any 0.2.x is linked to that definition, so shadowing an older one would
+/// leave wasi's own in place
+/// (`a_miner_that_hoards_sockets_gets_new_socket_limit_past_four` and
+/// `a_job_that_opens_sockets_is_denied_and_logged` check).
+const SOCKETS_VERSION: &str = crate::linker::WASI_VERSION;
 
 /// Links the functions that make sockets or look up names in place of
 /// wasmtime-wasi's, reaching the store's sockets through `getter`:
