@@ -34,6 +34,7 @@ pub mod journal;
 pub mod mining;
 pub mod node;
 pub mod proof;
+pub mod scaffold;
 pub mod spool;
 pub mod status;
 pub mod telemetry;

@@ -87,6 +87,9 @@ pub enum PluginError {
     },
 }
 
+/// The version of the `pictor:plugin` WIT package this host implements.
+pub const PLUGIN_WIT_VERSION: &str = "0.2.0";
+
 /// The world a plugin is loaded as: it decides what the plugin may import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum World {

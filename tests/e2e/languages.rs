@@ -167,3 +167,96 @@ fn each_language_runs_as_a_job_on_a_worker() {
         assert_eq!(result["outputs"][0]["sha256"], sha256_hex(&output));
     }
 }
+
+/// `plugin new` writes a project outside the repository that builds with
+/// its own `build.sh` (installing its toolchain from PyPI or npm as an
+/// author's would), passes its own `test.sh`, and runs as a job on a
+/// worker: in Rust (out of tree, with the vendored SDK), Python and
+/// JavaScript.
+#[test]
+fn plugin_new_projects_build_pass_their_test_and_run_on_a_worker() {
+    let projects = tempfile::tempdir().unwrap();
+    let host_binary = env!("CARGO_BIN_EXE_pictor-host");
+    let mut built = Vec::new();
+    for (lang, name) in [
+        ("rust", "demo-rust"),
+        ("python", "demo-python"),
+        ("js", "demo-js"),
+    ] {
+        let dir = projects.path().join(lang);
+        let out = host()
+            .args(["plugin", "new", name, "--lang", lang, "--into"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{lang}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("bash build.sh") && stdout.contains(&format!("{name}.wasm")),
+            "{stdout}"
+        );
+
+        let out = std::process::Command::new("bash")
+            .arg(dir.join("test.sh"))
+            .env("PICTOR_HOST", host_binary)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            // Rust: std is built from source; keep it between test runs.
+            .env(
+                "CARGO_TARGET_DIR",
+                crate::support::scratch().join("scaffold-target"),
+            )
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{lang} test.sh failed:\n{log}");
+        assert!(
+            log.contains(&format!("ok: {name} scaled input/values.txt as expected")),
+            "{log}"
+        );
+        built.push((name, dir.join(format!("{name}.wasm"))));
+    }
+
+    let kinds: Vec<&str> = built.iter().map(|(name, _)| *name).collect();
+    let farm = Farm::with(json!({"limits": {"job_kinds": kinds}}));
+    let input = farm.dir.path().join("values.txt");
+    std::fs::write(&input, "0.5\n4\n").unwrap();
+    for (name, component) in &built {
+        let mut spec = scale_job(name, 2.0);
+        spec["inputs"] =
+            json!([{"name": "values.txt", "path": input, "sha256": sha256_hex(&input)}]);
+        farm.submit_component(component, spec);
+    }
+    let out = farm.run(true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, _) in &built {
+        let job = format!("{name}-job");
+        assert_eq!(
+            farm.result(&job)["status"],
+            "succeeded",
+            "{name}: {}",
+            farm.result(&job)
+        );
+        let output = farm
+            .spool()
+            .join("done")
+            .join(&job)
+            .join("output/values.txt");
+        assert_eq!(
+            std::fs::read_to_string(&output).unwrap(),
+            "1\n8\n",
+            "{name}"
+        );
+    }
+}
