@@ -155,6 +155,10 @@ const RUST: &[Template] = &[
         include_str!("../../sdk-guest/src/job.rs"),
     ),
     file(
+        "pictor-sdk/src/mining.rs",
+        include_str!("../../sdk-guest/src/mining.rs"),
+    ),
+    file(
         "pictor-sdk/src/testing.rs",
         include_str!("../../sdk-guest/src/testing.rs"),
     ),
@@ -378,6 +382,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`Bad\\u{1b}[2J` is not valid"), "{err}");
+        Ok(())
+    }
+
+    /// Every source file of the SDK is in the copy a Rust project gets.
+    #[test]
+    fn the_vendored_sdk_has_every_source_file() -> Result<(), Box<dyn std::error::Error>> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk-guest/src");
+        for entry in std::fs::read_dir(src)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let vendored = format!("pictor-sdk/src/{name}");
+            assert!(
+                RUST.iter().any(|t| t.path == vendored),
+                "sdk-guest/src/{name} is not in scaffold::RUST"
+            );
+        }
         Ok(())
     }
 

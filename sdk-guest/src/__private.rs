@@ -13,6 +13,23 @@ pub mod bindings {
     });
 }
 
+/// Bindings of the `miner` world's own import, `pictor:plugin/mining`; the
+/// interfaces it shares with `job` are the ones above. A job plugin that
+/// never reports mining figures does not import it (unused imports are
+/// dropped when the component is built).
+pub mod miner_bindings {
+    wit_bindgen::generate!({
+        world: "miner",
+        path: "../wit",
+        with: {
+            "pictor:plugin/types@0.2.0": super::bindings::pictor::plugin::types,
+            "pictor:plugin/progress@0.2.0": super::bindings::pictor::plugin::progress,
+            "pictor:plugin/gpu@0.2.0": super::bindings::pictor::plugin::gpu,
+        },
+        runtime_path: "pictor_sdk::__private::wit_bindgen::rt",
+    });
+}
+
 pub use wit_bindgen;
 
 pub use bindings::Guest;

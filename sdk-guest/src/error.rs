@@ -40,3 +40,20 @@ impl fmt::Display for JobError {
 }
 
 impl std::error::Error for JobError {}
+
+/// A failed file operation is the job's [`JobError::Io`], so plugins can use
+/// `?` on `std::fs` calls. The error's kind and text are kept; the SDK's own
+/// file helpers ([`Job::read_input`](crate::Job::read_input), …) say which
+/// file as well.
+///
+/// ```
+/// fn read(path: &str) -> Result<Vec<u8>, pictor_sdk::JobError> {
+///     Ok(std::fs::read(path)?)
+/// }
+/// assert!(read("/no/such/file").unwrap_err().to_string().starts_with("i/o error: "));
+/// ```
+impl From<std::io::Error> for JobError {
+    fn from(error: std::io::Error) -> Self {
+        JobError::Io(error.to_string())
+    }
+}

@@ -68,6 +68,7 @@ mod files;
 pub mod gpu;
 mod host;
 mod job;
+pub mod mining;
 pub mod testing;
 
 #[cfg(target_arch = "wasm32")]

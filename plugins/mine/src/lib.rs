@@ -51,22 +51,6 @@ use algorithm::{ALGORITHMS, Algorithm, Header};
 use miner::{Miner, Settings, gpu_error};
 use target::Target;
 
-/// Bindings of the `miner` world's own import (`pictor:plugin/mining`); the
-/// interfaces it shares with the `job` world come from the SDK.
-#[cfg(target_arch = "wasm32")]
-#[allow(missing_docs, unsafe_code, clippy::all)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "miner",
-        path: "../../wit",
-        with: {
-            "pictor:plugin/types@0.2.0": pictor_sdk::__private::bindings::pictor::plugin::types,
-            "pictor:plugin/progress@0.2.0": pictor_sdk::__private::bindings::pictor::plugin::progress,
-            "pictor:plugin/gpu@0.2.0": pictor_sdk::__private::bindings::pictor::plugin::gpu,
-        },
-    });
-}
-
 /// What the plugin is asked to do.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]

@@ -13,21 +13,7 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const WINDOW: Duration = Duration::from_secs(5);
 
 /// A miner's figures (the WIT `mining-stats` record).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MiningStats {
-    /// Hashes per second over the last few seconds.
-    pub hashrate: f64,
-    /// Hashes since start.
-    pub hashes: u64,
-    /// Shares the pool accepted.
-    pub accepted: u64,
-    /// Shares the pool rejected.
-    pub rejected: u64,
-    /// Connected and authorized.
-    pub connected: bool,
-    /// Current share difficulty.
-    pub difficulty: f64,
-}
+pub use pictor_sdk::mining::MiningStats;
 
 /// Hashes per second over a sliding window.
 #[derive(Debug)]
@@ -108,19 +94,7 @@ impl<'a> Reporter<'a> {
         }
         self.last = Some(Instant::now());
         self.job.progress(0.0, message);
-        #[cfg(target_arch = "wasm32")]
-        crate::bindings::pictor::plugin::mining::report(
-            crate::bindings::pictor::plugin::mining::MiningStats {
-                hashrate: stats.hashrate,
-                hashes: stats.hashes,
-                accepted: stats.accepted,
-                rejected: stats.rejected,
-                connected: stats.connected,
-                difficulty: stats.difficulty,
-            },
-        );
-        #[cfg(not(target_arch = "wasm32"))]
-        let _ = stats;
+        pictor_sdk::mining::report(stats);
     }
 }
 
