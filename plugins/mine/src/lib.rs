@@ -204,7 +204,7 @@ fn mine(job: &Job, params: &Params, algorithm: &dyn Algorithm) -> Result<Summary
     let mut search = algorithm.gpu_search().map_err(gpu_error)?;
     let mut miner = Miner::new(job, &settings, algorithm, search.as_mut());
     miner.run()?;
-    let s = miner.stats().clone();
+    let s = *miner.stats();
     Ok(Summary::new(format!(
         "mined: {} accepted, {} rejected",
         s.accepted, s.rejected
