@@ -39,9 +39,8 @@ echo "==> building examples/python with $("$venv/bin/componentize-py" --version)
   -p "$root/examples/python" app -o "$out/py-scale.wasm" >/dev/null
 echo "    $out/py-scale.wasm  $(sha256sum "$out/py-scale.wasm" | cut -c1-16)…"
 
-# JavaScript: componentize-qjs bundles QuickJS and the app. Its world is the
-# job world plus the WASI imports the app calls itself, assembled here from
-# wit/ (as deps/pictor) and the WASI packages vendored in wit/deps.
+# JavaScript: componentize-qjs bundles QuickJS and the app, against the job
+# world of wit/ (with the WASI packages of wit/deps).
 js_tools="$tools/js"
 if ! cmp -s "$root/examples/js/package.json" "$js_tools/package.json" 2>/dev/null; then
   echo "==> installing componentize-qjs into $js_tools"
@@ -50,13 +49,7 @@ if ! cmp -s "$root/examples/js/package.json" "$js_tools/package.json" 2>/dev/nul
   cp "$root/examples/js/package.json" "$js_tools/package.json"
   (cd "$js_tools" && npm install --silent --no-audit --no-fund --no-package-lock)
 fi
-js_wit="$tools/js-wit"
-rm -rf "$js_wit"
-mkdir -p "$js_wit/deps/pictor"
-cp "$root/examples/js/world.wit" "$js_wit/"
-cp "$root"/wit/*.wit "$js_wit/deps/pictor/"
-cp "$root"/wit/deps/*.wit "$js_wit/deps/"
 echo "==> building examples/js with componentize-qjs $(node -p "require('$js_tools/node_modules/componentize-qjs/package.json').version")"
-"$js_tools/node_modules/.bin/componentize-qjs" --wit "$js_wit" --js "$root/examples/js/app.js" \
+"$js_tools/node_modules/.bin/componentize-qjs" --wit "$root/wit" --js "$root/examples/js/app.js" \
   -n job --sync -o "$out/js-scale.wasm" >/dev/null
 echo "    $out/js-scale.wasm  $(sha256sum "$out/js-scale.wasm" | cut -c1-16)…"

@@ -14,7 +14,9 @@ import struct
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import checkpoint, gpu, progress, types
+# `types` of pictor:plugin, named apart from wasi:filesystem's `types`.
+from wit_world.imports import checkpoint, gpu, progress
+from wit_world.imports import pictor_plugin_types as types
 
 SHADER = """
 @group(0) @binding(0) var<storage, read_write> values: array<f32>;

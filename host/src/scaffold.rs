@@ -88,8 +88,14 @@ const fn script(path: &'static str, text: &'static str) -> Template {
 /// What every project gets: the WIT, the sample job, the test, a README.
 const COMMON: &[Template] = &[
     file("wit/types.wit", include_str!("../../wit/types.wit")),
+    file("wit/progress.wit", include_str!("../../wit/progress.wit")),
+    file(
+        "wit/checkpoint.wit",
+        include_str!("../../wit/checkpoint.wit"),
+    ),
     file("wit/gpu.wit", include_str!("../../wit/gpu.wit")),
-    file("wit/miner.wit", include_str!("../../wit/miner.wit")),
+    file("wit/mining.wit", include_str!("../../wit/mining.wit")),
+    file("wit/worlds.wit", include_str!("../../wit/worlds.wit")),
     file("wit/deps/cli.wit", include_str!("../../wit/deps/cli.wit")),
     file(
         "wit/deps/clocks.wit",
@@ -196,7 +202,6 @@ const PYTHON: &[Template] = &[
 
 const JAVASCRIPT: &[Template] = &[
     file("app.js", include_str!("../../examples/js/app.js")),
-    file("world.wit", include_str!("../../examples/js/world.wit")),
     file(
         "package.json",
         include_str!("../../examples/js/package.json"),
@@ -248,7 +253,7 @@ impl Language {
                 "\nThe build installs componentize-qjs (pinned in `package.json`) into\n\
                  `./node_modules` on first use. QuickJS has no `fs`, `console` or\n\
                  `TextEncoder`: `app.js` calls `wasi:filesystem` and `wasi:cli/stdout`\n\
-                 itself, which is why `world.wit` imports them.\n",
+                 itself (the job world includes WASI's `wasi:cli/imports`).\n",
             ),
         }
     }
@@ -382,6 +387,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`Bad\\u{1b}[2J` is not valid"), "{err}");
+        Ok(())
+    }
+
+    /// Every file of the WIT package is in every project.
+    #[test]
+    fn every_project_has_every_wit_file() -> Result<(), Box<dyn std::error::Error>> {
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        for folder in [wit.clone(), wit.join("deps")] {
+            for entry in std::fs::read_dir(&folder)? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "wit") {
+                    let relative = path.strip_prefix(&wit)?.to_string_lossy().into_owned();
+                    let vendored = format!("wit/{relative}");
+                    assert!(
+                        COMMON.iter().any(|t| t.path == vendored),
+                        "{vendored} is not in scaffold::COMMON"
+                    );
+                }
+            }
+        }
         Ok(())
     }
 

@@ -13,6 +13,8 @@ wasmtime::component::bindgen!({
     },
     exports: { default: async },
     with: {
+        // WASI (the `plugin` world includes `wasi:cli/imports`): wasmtime-wasi's.
+        "wasi": wasmtime_wasi::p2::bindings,
         "pictor:plugin/gpu.buffer": crate::capabilities::gpu::GpuBuffer,
         "pictor:plugin/gpu.shader-module": crate::capabilities::gpu::GpuShaderModule,
         "pictor:plugin/gpu.compute-pipeline": crate::capabilities::gpu::GpuPipeline,
@@ -33,6 +35,7 @@ pub mod miner {
         imports: { default: trappable },
         exports: { default: async },
         with: {
+            "wasi": wasmtime_wasi::p2::bindings,
             "pictor:plugin/types": super::pictor::plugin::types,
             "pictor:plugin/progress": super::pictor::plugin::progress,
             "pictor:plugin/gpu": super::pictor::plugin::gpu,

@@ -80,24 +80,30 @@ fn the_host_links_exactly_wasi_cli_imports_and_the_worlds_imports() {
     assert_eq!(imports(&resolve, cli), granted_wasi);
 
     let job = imports(&resolve, world(&resolve, package, "job"));
-    let granted_pictor: BTreeSet<String> = granted
-        .iter()
-        .filter(|i| i.starts_with("pictor:"))
-        .cloned()
-        .collect();
     assert_eq!(
-        job, granted_pictor,
-        "the job world imports what the host grants jobs"
+        job, granted,
+        "the job world imports exactly what the host links for jobs"
     );
 
     let miner = imports(&resolve, world(&resolve, package, "miner"));
-    let mut granted_miner = granted_pictor;
+    let mut granted_miner = granted.clone();
     granted_miner.extend(MINER_INTERFACES.iter().map(|s| s.to_string()));
     // Linked for miners too (one linker underneath), though their world
     // does not import it.
     granted_miner.remove("pictor:plugin/checkpoint");
     assert_eq!(
         miner, granted_miner,
-        "the miner world imports what the host grants miners"
+        "the miner world imports what the host links for miners"
+    );
+
+    // Both are the shared `plugin` world and one interface each.
+    let base = imports(&resolve, world(&resolve, package, "plugin"));
+    assert_eq!(
+        job.difference(&base).collect::<Vec<_>>(),
+        ["pictor:plugin/checkpoint"]
+    );
+    assert_eq!(
+        miner.difference(&base).collect::<Vec<_>>(),
+        ["pictor:plugin/mining"]
     );
 }

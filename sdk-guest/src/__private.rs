@@ -10,6 +10,9 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_job",
         runtime_path: "pictor_sdk::__private::wit_bindgen::rt",
+        // The world includes `wasi:cli/imports`: bindings for it too (what a
+        // plugin does not call is not imported).
+        generate_all,
     });
 }
 
@@ -27,6 +30,7 @@ pub mod miner_bindings {
             "pictor:plugin/gpu@0.2.0": super::bindings::pictor::plugin::gpu,
         },
         runtime_path: "pictor_sdk::__private::wit_bindgen::rt",
+        generate_all,
     });
 }
 

@@ -298,3 +298,45 @@ fn ctrl_c_asks_the_plugin_to_stop_and_it_returns_cancelled() {
         run.stdout
     );
 }
+
+/// Plugins built against an earlier `pictor:plugin` contract keep running
+/// (`fixtures/plugins/README.md`): a published plugin's bytes never change.
+#[test]
+fn a_plugin_built_against_an_earlier_contract_still_runs() {
+    let old = crate::support::repo_root().join("fixtures/plugins/hello-pictor-0.2.0.wasm");
+    let f = JobFolders::new();
+    std::fs::write(f.input.join("a.txt"), "alpha").unwrap();
+    let spec = json!({"version": 1, "id": "old-hello", "kind": "hello", "params": {"suffix": "!"}});
+    let out = host()
+        .arg("exec")
+        .arg("--plugin")
+        .arg(&old)
+        .arg("--job")
+        .arg(f.job(&spec))
+        .arg("--input")
+        .arg(&f.input)
+        .arg("--output")
+        .arg(&f.output)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.output.join("a.txt.hello")).unwrap(),
+        "alpha!"
+    );
+    let inspect = host()
+        .args(["plugin", "inspect"])
+        .arg(&old)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        stdout.contains("instance wasi:io/streams@0.2.6"),
+        "an older WASI minor: {stdout}"
+    );
+}
