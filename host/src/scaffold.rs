@@ -235,8 +235,9 @@ impl Language {
                 "Rust",
                 "src/lib.rs",
                 "\nThe build uses rustup's `wasm32-wasip2` target when it is installed\n\
-                 (`rustup target add wasm32-wasip2`; `cargo component build --release`\n\
-                 works too), else Debian 12's `rustc-web` with std built from source.\n\
+                 (`rustup target add wasm32-wasip2`; no cargo-component needed: the target\n\
+                 links components itself), else Debian 12's `rustc-web` with std built\n\
+                 from source.\n\
                  `cargo test` runs the plugin's logic natively. `pictor-sdk/` is a copy of\n\
                  the SDK (with `pictor_sdk::testing::TestHost` for native tests).\n",
             ),

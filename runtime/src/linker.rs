@@ -5,9 +5,9 @@
 //! Linked is not granted: what a plugin may do with each interface is
 //! decided per store at run time. A job's `wasi:sockets` calls answer
 //! `access-denied` (logged), its environment and arguments are empty and its
-//! stdin is at end of file: [`INERT_FOR_JOBS`]. A miner's TCP reaches its
-//! pool's addresses only, and it still gets no UDP and no name lookups
-//! ([`INERT_FOR_MINERS`]; [`SocketGrant`](crate::capabilities::sockets::SocketGrant)).
+//! stdin is at end of file ([`is_inert_for_jobs`]). A miner's TCP reaches
+//! its pool's addresses only, and it still gets no UDP and no name lookups
+//! ([`is_inert_for_miners`]; [`SocketGrant`](crate::capabilities::sockets::SocketGrant)).
 //!
 //! Jobs ([`job_linker`]) get [`GRANTED_INTERFACES`]; miners
 //! ([`miner_linker`]) also [`MINER_INTERFACES`]. Anything else (another
@@ -72,17 +72,9 @@ pub const GRANTED_INTERFACES: &[&str] = &[
 /// [`GRANTED_INTERFACES`].
 pub const MINER_INTERFACES: &[&str] = &["pictor:plugin/mining"];
 
-/// Linked interfaces a job gets nothing from: every call is refused
-/// (`wasi:sockets`: `access-denied`) or answers empty (no arguments, no variables, stdin at end of file, no
-/// terminal).
-pub const INERT_FOR_JOBS: &[&str] = &[
-    "wasi:sockets/network",
-    "wasi:sockets/instance-network",
-    "wasi:sockets/tcp-create-socket",
-    "wasi:sockets/tcp",
-    "wasi:sockets/udp-create-socket",
-    "wasi:sockets/udp",
-    "wasi:sockets/ip-name-lookup",
+/// Linked for every plugin, empty for every plugin: no arguments, no
+/// variables, stdin at end of file, no terminal.
+pub const INERT_CLI: &[&str] = &[
     "wasi:cli/environment",
     "wasi:cli/stdin",
     "wasi:cli/terminal-input",
@@ -92,20 +84,21 @@ pub const INERT_FOR_JOBS: &[&str] = &[
     "wasi:cli/terminal-stderr",
 ];
 
-/// Linked interfaces a miner gets nothing from: UDP and name lookups, and
-/// the standard input, environment and terminals as for jobs. Its TCP
-/// works, to the pool only.
-pub const INERT_FOR_MINERS: &[&str] = &[
+/// Linked sockets that refuse every call for every plugin: UDP and name
+/// lookups (`access-denied`).
+pub const INERT_SOCKETS: &[&str] = &[
     "wasi:sockets/udp-create-socket",
     "wasi:sockets/udp",
     "wasi:sockets/ip-name-lookup",
-    "wasi:cli/environment",
-    "wasi:cli/stdin",
-    "wasi:cli/terminal-input",
-    "wasi:cli/terminal-output",
-    "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout",
-    "wasi:cli/terminal-stderr",
+];
+
+/// The TCP side of `wasi:sockets`: a miner's, to its pool only; inert for
+/// jobs (`access-denied`).
+pub const TCP_SOCKETS: &[&str] = &[
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/tcp",
 ];
 
 /// Whether an import name (`ns:pkg/iface@version`) is granted to jobs.
@@ -118,14 +111,22 @@ pub fn is_granted_to_miner(import: &str) -> bool {
     is_granted(import) || MINER_INTERFACES.contains(&unversioned(import))
 }
 
-/// Whether a job may import `import` but gets nothing from it.
+/// Whether a job may import `import` but gets nothing from it: every
+/// socket, and [`INERT_CLI`].
 pub fn is_inert_for_jobs(import: &str) -> bool {
-    INERT_FOR_JOBS.contains(&unversioned(import))
+    let name = unversioned(import);
+    [TCP_SOCKETS, INERT_SOCKETS, INERT_CLI]
+        .iter()
+        .any(|list| list.contains(&name))
 }
 
-/// Whether a miner may import `import` but gets nothing from it.
+/// Whether a miner may import `import` but gets nothing from it:
+/// [`INERT_SOCKETS`] and [`INERT_CLI`] (its TCP works, to the pool only).
 pub fn is_inert_for_miners(import: &str) -> bool {
-    INERT_FOR_MINERS.contains(&unversioned(import))
+    let name = unversioned(import);
+    [INERT_SOCKETS, INERT_CLI]
+        .iter()
+        .any(|list| list.contains(&name))
 }
 
 fn unversioned(import: &str) -> &str {
@@ -209,7 +210,7 @@ mod tests {
         assert!(!is_inert_for_miners("wasi:sockets/tcp@0.2.12"));
         assert!(is_inert_for_miners("wasi:sockets/udp@0.2.6"));
         assert!(is_inert_for_miners("wasi:sockets/ip-name-lookup@0.2.6"));
-        for inert in INERT_FOR_JOBS.iter().chain(INERT_FOR_MINERS) {
+        for inert in TCP_SOCKETS.iter().chain(INERT_SOCKETS).chain(INERT_CLI) {
             assert!(is_granted(inert), "{inert} is inert, so it must be linked");
         }
     }

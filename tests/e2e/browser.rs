@@ -379,9 +379,18 @@ fn an_owner_issues_a_worker_runs_it_and_sees_its_job_in_the_portal() {
     });
     let job = coordinator.job("portal-render");
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
-    let preview_width = browser.eval(&format!(
-        "const i = document.querySelector(\"{job_row} img.preview\"); return i && i.complete ? i.naturalWidth : 0"
-    ));
+    // The preview loads after the row appears; on a loaded machine that
+    // takes a moment, so wait for it (without reloading the page).
+    let started = Instant::now();
+    let preview_width = loop {
+        let width = browser.eval(&format!(
+            "const i = document.querySelector(\"{job_row} img.preview\"); return i && i.complete ? i.naturalWidth : 0"
+        ));
+        if width != json!(0) || started.elapsed() > WAIT {
+            break width;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(
         preview_width,
         json!(96),

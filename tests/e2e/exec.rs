@@ -307,17 +307,7 @@ fn a_plugin_built_against_an_earlier_contract_still_runs() {
     let f = JobFolders::new();
     std::fs::write(f.input.join("a.txt"), "alpha").unwrap();
     let spec = json!({"version": 1, "id": "old-hello", "kind": "hello", "params": {"suffix": "!"}});
-    let out = host()
-        .arg("exec")
-        .arg("--plugin")
-        .arg(&old)
-        .arg("--job")
-        .arg(f.job(&spec))
-        .arg("--input")
-        .arg(&f.input)
-        .arg("--output")
-        .arg(&f.output)
-        .arg("--json")
+    let out = crate::support::exec_component_command(&old, &f.job(&spec), &f)
         .output()
         .unwrap();
     assert!(

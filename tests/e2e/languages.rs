@@ -4,31 +4,60 @@
 //! `/output`, reports progress, keeps a checkpoint and makes one GPU
 //! dispatch per file.
 
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 
-use crate::support::{JobFolders, Run, example_plugin, host, sha256_hex};
+use crate::support::{JobFolders, Run, example_plugin, exec_component_command, host, sha256_hex};
 use crate::worker::Farm;
 
 /// The example plugins and their kinds.
 const PLUGINS: &[&str] = &["py-scale", "js-scale"];
 
 fn exec(name: &str, spec: &Value, f: &JobFolders, checkpoint: &std::path::Path) -> Run {
-    host()
-        .arg("exec")
-        .arg("--plugin")
-        .arg(example_plugin(name))
-        .arg("--job")
-        .arg(f.job(spec))
-        .arg("--input")
-        .arg(&f.input)
-        .arg("--output")
-        .arg(&f.output)
+    exec_component_command(&example_plugin(name), &f.job(spec), f)
         .arg("--checkpoint")
         .arg(checkpoint)
-        .arg("--json")
         .output()
         .expect("run pictor-host")
         .into()
+}
+
+/// Runs each `(kind, component)` as a job of that kind on one worker, on
+/// one input, and checks every result.
+fn run_on_a_worker(components: &[(&str, PathBuf)]) {
+    let kinds: Vec<&str> = components.iter().map(|(name, _)| *name).collect();
+    let farm = Farm::with(json!({"limits": {"job_kinds": kinds}}));
+    let input = farm.dir.path().join("values.txt");
+    std::fs::write(&input, "0.5\n4\n").unwrap();
+    for (name, component) in components {
+        let mut spec = scale_job(name, 2.0);
+        spec["inputs"] =
+            json!([{"name": "values.txt", "path": input, "sha256": sha256_hex(&input)}]);
+        farm.submit_component(component, spec);
+    }
+    let out = farm.run(true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, _) in components {
+        let job = format!("{name}-job");
+        let result = farm.result(&job);
+        assert_eq!(result["status"], "succeeded", "{name}: {result}");
+        let output = farm
+            .spool()
+            .join("done")
+            .join(&job)
+            .join("output/values.txt");
+        assert_eq!(
+            std::fs::read_to_string(&output).unwrap(),
+            "1\n8\n",
+            "{name}"
+        );
+        assert_eq!(result["outputs"][0]["sha256"], sha256_hex(&output));
+    }
 }
 
 fn inputs(f: &JobFolders) {
@@ -135,37 +164,11 @@ fn bad_params_and_inputs_are_refused_with_what_is_wrong() {
 
 #[test]
 fn each_language_runs_as_a_job_on_a_worker() {
-    let farm = Farm::with(json!({"limits": {"job_kinds": PLUGINS}}));
-    let input = farm.dir.path().join("values.txt");
-    std::fs::write(&input, "0.5\n4\n").unwrap();
-    for &name in PLUGINS {
-        let mut spec = scale_job(name, 2.0);
-        spec["inputs"] =
-            json!([{"name": "values.txt", "path": input, "sha256": sha256_hex(&input)}]);
-        farm.submit_component(&example_plugin(name), spec);
-    }
-    let out = farm.run(true).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for &name in PLUGINS {
-        let job = format!("{name}-job");
-        let result = farm.result(&job);
-        assert_eq!(result["status"], "succeeded", "{name}: {result}");
-        let output = farm
-            .spool()
-            .join("done")
-            .join(&job)
-            .join("output/values.txt");
-        assert_eq!(
-            std::fs::read_to_string(&output).unwrap(),
-            "1\n8\n",
-            "{name}"
-        );
-        assert_eq!(result["outputs"][0]["sha256"], sha256_hex(&output));
-    }
+    let components: Vec<(&str, PathBuf)> = PLUGINS
+        .iter()
+        .map(|&name| (name, example_plugin(name)))
+        .collect();
+    run_on_a_worker(&components);
 }
 
 /// `plugin new` writes a project outside the repository that builds with
@@ -224,39 +227,5 @@ fn plugin_new_projects_build_pass_their_test_and_run_on_a_worker() {
         built.push((name, dir.join(format!("{name}.wasm"))));
     }
 
-    let kinds: Vec<&str> = built.iter().map(|(name, _)| *name).collect();
-    let farm = Farm::with(json!({"limits": {"job_kinds": kinds}}));
-    let input = farm.dir.path().join("values.txt");
-    std::fs::write(&input, "0.5\n4\n").unwrap();
-    for (name, component) in &built {
-        let mut spec = scale_job(name, 2.0);
-        spec["inputs"] =
-            json!([{"name": "values.txt", "path": input, "sha256": sha256_hex(&input)}]);
-        farm.submit_component(component, spec);
-    }
-    let out = farm.run(true).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for (name, _) in &built {
-        let job = format!("{name}-job");
-        assert_eq!(
-            farm.result(&job)["status"],
-            "succeeded",
-            "{name}: {}",
-            farm.result(&job)
-        );
-        let output = farm
-            .spool()
-            .join("done")
-            .join(&job)
-            .join("output/values.txt");
-        assert_eq!(
-            std::fs::read_to_string(&output).unwrap(),
-            "1\n8\n",
-            "{name}"
-        );
-    }
+    run_on_a_worker(&built);
 }

@@ -184,10 +184,16 @@ pub fn host() -> Command {
 
 /// A `pictor-host exec --json` command for `job` with `plugin` in `folders`.
 pub fn exec_command(plugin_name: &str, job: &Path, folders: &JobFolders) -> Command {
+    exec_component_command(&plugin(plugin_name), job, folders)
+}
+
+/// A `pictor-host exec --json` command for `job` with the component at
+/// `component` in `folders`.
+pub fn exec_component_command(component: &Path, job: &Path, folders: &JobFolders) -> Command {
     let mut cmd = host();
     cmd.arg("exec")
         .arg("--plugin")
-        .arg(plugin(plugin_name))
+        .arg(component)
         .arg("--job")
         .arg(job)
         .arg("--input")
