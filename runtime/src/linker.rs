@@ -10,7 +10,8 @@
 //! ([`is_inert_for_miners`]; [`SocketGrant`](crate::capabilities::sockets::SocketGrant)).
 //!
 //! Jobs ([`job_linker`]) get [`GRANTED_INTERFACES`]; miners
-//! ([`miner_linker`]) also [`MINER_INTERFACES`]. Anything else (another
+//! ([`miner_linker`]) the same less [`JOB_ONLY_INTERFACES`], plus
+//! [`MINER_INTERFACES`]. Anything else (another
 //! package, `wasi:http`, a WASI 0.3 interface, `pictor:plugin/mining` for a
 //! job) is not linked, so a plugin importing it is refused at load time
 //! with the interface's name. Any 0.2.x minor of a WASI interface links to
@@ -69,8 +70,12 @@ pub const GRANTED_INTERFACES: &[&str] = &[
 ];
 
 /// Interfaces (without version) a miner may import besides
-/// [`GRANTED_INTERFACES`].
+/// [`GRANTED_INTERFACES`] less [`JOB_ONLY_INTERFACES`].
 pub const MINER_INTERFACES: &[&str] = &["pictor:plugin/mining"];
+
+/// Interfaces of [`GRANTED_INTERFACES`] only jobs get (the `job` world's
+/// own import): a miner has nothing to checkpoint.
+pub const JOB_ONLY_INTERFACES: &[&str] = &["pictor:plugin/checkpoint"];
 
 /// Linked for every plugin, empty for every plugin: no arguments, no
 /// variables, stdin at end of file, no terminal.
@@ -108,7 +113,8 @@ pub fn is_granted(import: &str) -> bool {
 
 /// Whether an import name is granted to miners.
 pub fn is_granted_to_miner(import: &str) -> bool {
-    is_granted(import) || MINER_INTERFACES.contains(&unversioned(import))
+    let name = unversioned(import);
+    (is_granted(import) && !JOB_ONLY_INTERFACES.contains(&name)) || MINER_INTERFACES.contains(&name)
 }
 
 /// Whether a job may import `import` but gets nothing from it: every
@@ -133,8 +139,25 @@ fn unversioned(import: &str) -> &str {
     import.split('@').next().unwrap_or(import)
 }
 
-/// Builds the job linker for `engine`.
+/// Builds the job linker for `engine`: the `plugin` world's imports plus
+/// `pictor:plugin/checkpoint`.
 pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+    let mut l = plugin_linker(engine)?;
+    capabilities::checkpoint::add_to_linker(&mut l, StoreState::checkpoint)?;
+    Ok(l)
+}
+
+/// Builds the miner linker for `engine`: the `plugin` world's imports plus
+/// `pictor:plugin/mining` (its TCP grant is the store's).
+pub fn miner_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+    let mut l = plugin_linker(engine)?;
+    capabilities::mining::add_to_linker(&mut l, StoreState::mining)?;
+    Ok(l)
+}
+
+/// What both worlds link: WASI 0.2's `wasi:cli/imports`, `types`,
+/// `progress` and `gpu` (the `plugin` world).
+fn plugin_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut l = Linker::new(engine);
     wasmtime_wasi_io::add_to_linker_async(&mut l)?;
     type S = StoreState;
@@ -164,16 +187,7 @@ pub fn job_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     cli::terminal_stdout::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(&mut l, S::cli)?;
     capabilities::progress::add_to_linker(&mut l, S::progress)?;
-    capabilities::checkpoint::add_to_linker(&mut l, S::checkpoint)?;
     capabilities::gpu::add_to_linker(&mut l, S::gpu_view)?;
-    Ok(l)
-}
-
-/// Builds the miner linker for `engine`: the job linker plus
-/// `pictor:plugin/mining` (its TCP grant is the store's).
-pub fn miner_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
-    let mut l = job_linker(engine)?;
-    capabilities::mining::add_to_linker(&mut l, StoreState::mining)?;
     Ok(l)
 }
 
@@ -207,6 +221,8 @@ mod tests {
         assert!(!is_inert_for_jobs("wasi:cli/stdout@0.2.0"));
         assert!(!is_inert_for_jobs("wasi:filesystem/types@0.2.0"));
         assert!(is_granted_to_miner("pictor:plugin/mining@0.2.0"));
+        assert!(!is_granted_to_miner("pictor:plugin/checkpoint@0.2.0"));
+        assert!(is_granted_to_miner("pictor:plugin/gpu@0.2.0"));
         assert!(!is_inert_for_miners("wasi:sockets/tcp@0.2.12"));
         assert!(is_inert_for_miners("wasi:sockets/udp@0.2.6"));
         assert!(is_inert_for_miners("wasi:sockets/ip-name-lookup@0.2.6"));

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use pictor_runtime::linker::{GRANTED_INTERFACES, MINER_INTERFACES, WASI_VERSION};
+use pictor_runtime::linker::{
+    GRANTED_INTERFACES, JOB_ONLY_INTERFACES, MINER_INTERFACES, WASI_VERSION,
+};
 use wit_parser::{Resolve, WorldId, WorldKey};
 
 fn resolve() -> (Resolve, wit_parser::PackageId) {
@@ -88,9 +90,9 @@ fn the_host_links_exactly_wasi_cli_imports_and_the_worlds_imports() {
     let miner = imports(&resolve, world(&resolve, package, "miner"));
     let mut granted_miner = granted.clone();
     granted_miner.extend(MINER_INTERFACES.iter().map(|s| s.to_string()));
-    // Linked for miners too (one linker underneath), though their world
-    // does not import it.
-    granted_miner.remove("pictor:plugin/checkpoint");
+    for job_only in JOB_ONLY_INTERFACES {
+        granted_miner.remove(*job_only);
+    }
     assert_eq!(
         miner, granted_miner,
         "the miner world imports what the host links for miners"
