@@ -36,7 +36,7 @@ struct Startup {
 }
 
 /// Times `cold` + `warm` + `warm` starts of the plugin in `bytes` running a
-/// job of `kind` on the files of `input`.
+/// job of kind `name` on the files of `input`.
 fn measure(
     name: &'static str,
     bytes: &[u8],

@@ -6,9 +6,6 @@ use wasmtime::component::types::ComponentItem;
 use crate::{PluginError, Runtime, World};
 use pictor_protocol::digest::Sha256Digest;
 
-/// The world a compatible job plugin targets.
-pub const JOB_WORLD: &str = "pictor:plugin/job@0.2.0";
-
 /// One import or export of a component.
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {

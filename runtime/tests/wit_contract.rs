@@ -8,6 +8,7 @@ use std::path::Path;
 use pictor_runtime::linker::{
     GRANTED_INTERFACES, JOB_ONLY_INTERFACES, MINER_INTERFACES, WASI_VERSION,
 };
+use pictor_runtime::{PLUGIN_WIT_VERSION, World};
 use wit_parser::{Resolve, WorldId, WorldKey};
 
 fn resolve() -> (Resolve, wit_parser::PackageId) {
@@ -30,7 +31,7 @@ fn imports(resolve: &Resolve, world: WorldId) -> BTreeSet<String> {
         .collect()
 }
 
-fn world(resolve: &Resolve, package: wit_parser::PackageId, name: &str) -> WorldId {
+fn world_id(resolve: &Resolve, package: wit_parser::PackageId, name: &str) -> WorldId {
     resolve
         .select_world(&[package], Some(name))
         .unwrap_or_else(|e| panic!("world {name}: {e}"))
@@ -65,10 +66,32 @@ fn the_vendored_wasi_is_the_version_the_host_links() {
     }
 }
 
+/// The version the host names (`PLUGIN_WIT_VERSION`, each world's WIT
+/// name in `plugin inspect`) is the one `wit/` declares.
+#[test]
+fn the_host_names_the_version_wit_declares() {
+    let (resolve, package) = resolve();
+    let version = resolve.packages[package]
+        .name
+        .version
+        .as_ref()
+        .unwrap()
+        .to_string();
+    assert_eq!(version, PLUGIN_WIT_VERSION);
+    for world in [World::Job, World::Miner] {
+        let name = world.wit_name();
+        assert!(name.ends_with(&format!("@{version}")), "{name}");
+        let short = name.trim_start_matches("pictor:plugin/");
+        let short = short.split('@').next().unwrap();
+        // Panics naming the world when wit/ has none of that name.
+        world_id(&resolve, package, short);
+    }
+}
+
 #[test]
 fn the_host_links_exactly_wasi_cli_imports_and_the_worlds_imports() {
     let (resolve, package) = resolve();
-    let cli = world(
+    let cli = world_id(
         &resolve,
         package,
         &format!("wasi:cli/imports@{WASI_VERSION}"),
@@ -81,13 +104,13 @@ fn the_host_links_exactly_wasi_cli_imports_and_the_worlds_imports() {
         .collect();
     assert_eq!(imports(&resolve, cli), granted_wasi);
 
-    let job = imports(&resolve, world(&resolve, package, "job"));
+    let job = imports(&resolve, world_id(&resolve, package, "job"));
     assert_eq!(
         job, granted,
         "the job world imports exactly what the host links for jobs"
     );
 
-    let miner = imports(&resolve, world(&resolve, package, "miner"));
+    let miner = imports(&resolve, world_id(&resolve, package, "miner"));
     let mut granted_miner = granted.clone();
     granted_miner.extend(MINER_INTERFACES.iter().map(|s| s.to_string()));
     for job_only in JOB_ONLY_INTERFACES {
@@ -99,7 +122,7 @@ fn the_host_links_exactly_wasi_cli_imports_and_the_worlds_imports() {
     );
 
     // Both are the shared `plugin` world and one interface each.
-    let base = imports(&resolve, world(&resolve, package, "plugin"));
+    let base = imports(&resolve, world_id(&resolve, package, "plugin"));
     assert_eq!(
         job.difference(&base).collect::<Vec<_>>(),
         ["pictor:plugin/checkpoint"]

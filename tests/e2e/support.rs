@@ -18,54 +18,42 @@ pub fn scratch() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// Builds every plugin once per test run (incremental: ~2 s when nothing
-/// changed) and returns the folder holding `<name>.wasm`. With
-/// `PICTOR_PLUGINS_DIR` set, uses the components there instead (for running
-/// the test binary on a machine without the guest toolchain, e.g. a GPU box).
+/// Runs the build script `script` (under `scripts/`) into the scratch
+/// folder `folder` and returns that folder; with `PICTOR_PLUGINS_DIR` set,
+/// returns it instead (for running the test binary on a machine without the
+/// guest toolchains, e.g. a GPU box).
+fn built_by(script: &str, folder: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let out = scratch().join(folder);
+    let status = Command::new("bash")
+        .arg(repo_root().join("scripts").join(script))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(
+        status.success(),
+        "scripts/{script} failed (see output above)"
+    );
+    out
+}
+
+/// Builds every plugin once per test run (`scripts/build-plugins.sh`,
+/// incremental: ~2 s when nothing changed) and returns the folder holding
+/// `<name>.wasm`.
 pub fn plugins_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
-            return PathBuf::from(dir);
-        }
-        let out = scratch().join("plugins");
-        let status = Command::new("bash")
-            .arg(repo_root().join("scripts/build-plugins.sh"))
-            .arg("--out")
-            .arg(&out)
-            .status()
-            .expect("run scripts/build-plugins.sh");
-        assert!(
-            status.success(),
-            "building the plugins failed (see output above)"
-        );
-        out
-    })
+    DIR.get_or_init(|| built_by("build-plugins.sh", "plugins"))
 }
 
 /// Builds the plugins written in other languages (`scripts/build-examples.sh`:
-/// Python with componentize-py) once per test run, into the same scratch
-/// folder as the Rust ones, and returns the path of `<name>.wasm`. With
-/// `PICTOR_PLUGINS_DIR` set, uses the components there instead.
+/// Python with componentize-py, JavaScript with componentize-qjs) once per
+/// test run and returns the path of `<name>.wasm`.
 pub fn example_plugin(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
-            return PathBuf::from(dir);
-        }
-        let out = scratch().join("example-plugins");
-        let status = Command::new("bash")
-            .arg(repo_root().join("scripts/build-examples.sh"))
-            .arg("--out")
-            .arg(&out)
-            .status()
-            .expect("run scripts/build-examples.sh");
-        assert!(
-            status.success(),
-            "building the example plugins failed (see output above)"
-        );
-        out
-    });
+    let dir = DIR.get_or_init(|| built_by("build-examples.sh", "example-plugins"));
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),

@@ -34,35 +34,29 @@ pub fn parse_flags(
 }
 
 /// The plugin folder: `PICTOR_PLUGINS_DIR` if set (prebuilt components, for
-/// machines without the guest toolchain), else freshly built ones.
+/// machines without the guest toolchain), else freshly built ones
+/// (`scripts/build-plugins.sh`, into `target/plugins`).
 pub fn pictor_plugins(root: &Path) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
-    if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
-        return Ok(dir.into());
-    }
-    if !Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()?
-        .success()
-    {
-        return Err("building the plugins failed".into());
-    }
-    Ok(root.join("target/plugins"))
+    built_by(root, "build-plugins.sh")
 }
 
 /// The example plugins in other languages (`scripts/build-examples.sh`:
-/// `py-scale`, `js-scale`): from `PICTOR_PLUGINS_DIR` if set, else freshly
-/// built into `target/plugins`.
+/// `py-scale`, `js-scale`), found like [`pictor_plugins`].
 #[allow(dead_code, reason = "each bench uses some of these")]
 pub fn example_plugins(root: &Path) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    built_by(root, "build-examples.sh")
+}
+
+fn built_by(root: &Path, script: &str) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
     if let Some(dir) = std::env::var_os("PICTOR_PLUGINS_DIR") {
         return Ok(dir.into());
     }
     if !Command::new("bash")
-        .arg(root.join("scripts/build-examples.sh"))
+        .arg(root.join("scripts").join(script))
         .status()?
         .success()
     {
-        return Err("building the example plugins failed".into());
+        return Err(format!("scripts/{script} failed").into());
     }
     Ok(root.join("target/plugins"))
 }
